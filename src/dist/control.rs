@@ -1,0 +1,339 @@
+//! Control messages: bounded decoding of a frame body into an
+//! `erl_dist::message::Message`, and encoding of one into frame bytes.
+//!
+//! Decoding checks both terms of the body with [`etf::check_term`] before
+//! `erl_dist` (through `eetf`) sees them, because `eetf` aborts or overflows
+//! its stack on hostile input. Encoding goes through [`etf::encode_term`]
+//! instead of `Message::write_into`, because `eetf`'s encoder corrupts lists
+//! of small integers that contain negatives.
+
+use super::etf::{self, Limits, TermError};
+use super::frame;
+use eetf::{Atom, FixInteger, Term, Tuple};
+use erl_dist::message::{Message, RecvError};
+use thiserror::Error;
+
+pub use erl_dist::message::Message as ControlMessage;
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("bad term in control message: {0}")]
+    Term(#[from] TermError),
+    #[error("{0} trailing bytes after the control message and payload")]
+    TrailingBytes(usize),
+    #[error("malformed control message: {0}")]
+    Malformed(String),
+}
+
+/// Decodes a frame body (the bytes after the pass-through byte).
+pub fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
+    let control_len = etf::check_term(body, limits)?;
+    let rest = &body[control_len..];
+    if !rest.is_empty() {
+        let payload_len = etf::check_term(rest, limits)?;
+        if payload_len != rest.len() {
+            return Err(ControlError::TrailingBytes(rest.len() - payload_len));
+        }
+    }
+    Message::read_from(&mut &body[..]).map_err(|e| match e {
+        RecvError::UnsupportedOp { op } => {
+            ControlError::Malformed(format!("unsupported operation {op}"))
+        }
+        other => ControlError::Malformed(other.to_string()),
+    })
+}
+
+/// Appends one complete frame (length, pass-through byte, control, payload).
+///
+/// `Message::Tick` becomes an empty frame.
+pub fn encode(message: Message, out: &mut Vec<u8>) -> Result<(), TermError> {
+    if matches!(message, Message::Tick) {
+        frame::write_tick(out);
+        return Ok(());
+    }
+    let start = frame::begin_frame(out);
+    let (control, payload) = split(message);
+    let result = etf::encode_term(&Term::from(Tuple::from(control)), out)
+        .and_then(|()| payload.map_or(Ok(()), |p| etf::encode_term(&p, out)));
+    match result {
+        Ok(()) => {
+            frame::finish_frame(out, start);
+            Ok(())
+        }
+        Err(e) => {
+            // Leave `out` as it was so a batch of frames stays well-formed.
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+fn op(n: i32) -> Term {
+    Term::from(FixInteger::from(n))
+}
+
+fn empty_atom() -> Term {
+    Term::from(Atom::from(""))
+}
+
+/// The control tuple's elements and the payload term, per OTP's
+/// "Protocol between connected nodes" table.
+fn split(message: Message) -> (Vec<Term>, Option<Term>) {
+    use Message as M;
+    match message {
+        M::Link(m) => (vec![op(1), m.from_pid.into(), m.to_pid.into()], None),
+        M::Send(m) => (vec![op(2), empty_atom(), m.to_pid.into()], Some(m.message)),
+        M::Exit(m) => (
+            vec![op(3), m.from_pid.into(), m.to_pid.into(), m.reason],
+            None,
+        ),
+        M::Unlink(m) => (vec![op(4), m.from_pid.into(), m.to_pid.into()], None),
+        M::NodeLink(_) => (vec![op(5)], None),
+        M::RegSend(m) => (
+            vec![op(6), m.from_pid.into(), empty_atom(), m.to_name.into()],
+            Some(m.message),
+        ),
+        M::GroupLeader(m) => (vec![op(7), m.from_pid.into(), m.to_pid.into()], None),
+        M::Exit2(m) => (
+            vec![op(8), m.from_pid.into(), m.to_pid.into(), m.reason],
+            None,
+        ),
+        M::SendTt(m) => (
+            vec![op(12), empty_atom(), m.to_pid.into(), m.trace_token],
+            Some(m.message),
+        ),
+        M::ExitTt(m) => (
+            vec![
+                op(13),
+                m.from_pid.into(),
+                m.to_pid.into(),
+                m.trace_token,
+                m.reason,
+            ],
+            None,
+        ),
+        M::RegSendTt(m) => (
+            vec![
+                op(16),
+                m.from_pid.into(),
+                empty_atom(),
+                m.to_name.into(),
+                m.trace_token,
+            ],
+            Some(m.message),
+        ),
+        M::Exit2Tt(m) => (
+            vec![
+                op(18),
+                m.from_pid.into(),
+                m.to_pid.into(),
+                m.trace_token,
+                m.reason,
+            ],
+            None,
+        ),
+        M::MonitorP(m) => (
+            vec![
+                op(19),
+                m.from_pid.into(),
+                m.to_proc.into(),
+                m.reference.into(),
+            ],
+            None,
+        ),
+        M::DemonitorP(m) => (
+            vec![
+                op(20),
+                m.from_pid.into(),
+                m.to_proc.into(),
+                m.reference.into(),
+            ],
+            None,
+        ),
+        M::MonitorPExit(m) => (
+            vec![
+                op(21),
+                m.from_proc.into(),
+                m.to_pid.into(),
+                m.reference.into(),
+                m.reason,
+            ],
+            None,
+        ),
+        M::SendSender(m) => (
+            vec![op(22), m.from_pid.into(), m.to_pid.into()],
+            Some(m.message),
+        ),
+        M::SendSenderTt(m) => (
+            vec![op(23), m.from_pid.into(), m.to_pid.into(), m.trace_token],
+            Some(m.message),
+        ),
+        M::PayloadExit(m) => (
+            vec![op(24), m.from_pid.into(), m.to_pid.into()],
+            Some(m.reason),
+        ),
+        M::PayloadExitTt(m) => (
+            vec![op(25), m.from_pid.into(), m.to_pid.into(), m.trace_token],
+            Some(m.reason),
+        ),
+        M::PayloadExit2(m) => (
+            vec![op(26), m.from_pid.into(), m.to_pid.into()],
+            Some(m.reason),
+        ),
+        M::PayloadExit2Tt(m) => (
+            vec![op(27), m.from_pid.into(), m.to_pid.into(), m.trace_token],
+            Some(m.reason),
+        ),
+        M::PayloadMonitorPExit(m) => (
+            vec![
+                op(28),
+                m.from_proc.into(),
+                m.to_pid.into(),
+                m.reference.into(),
+            ],
+            Some(m.reason),
+        ),
+        M::SpawnRequest(m) => (
+            vec![
+                op(29),
+                m.req_id.into(),
+                m.from_pid.into(),
+                m.group_leader.into(),
+                m.mfa.into(),
+                m.opt_list.into(),
+            ],
+            Some(m.arg_list.into()),
+        ),
+        M::SpawnRequestTt(m) => (
+            vec![
+                op(30),
+                m.req_id.into(),
+                m.from_pid.into(),
+                m.group_leader.into(),
+                m.mfa.into(),
+                m.opt_list.into(),
+                m.trace_token,
+            ],
+            Some(m.arg_list.into()),
+        ),
+        M::SpawnReply(m) => (
+            vec![
+                op(31),
+                m.req_id.into(),
+                m.to_pid.into(),
+                m.flags.into(),
+                m.result.into(),
+            ],
+            None,
+        ),
+        M::SpawnReplyTt(m) => (
+            vec![
+                op(32),
+                m.req_id.into(),
+                m.to_pid.into(),
+                m.flags.into(),
+                m.result.into(),
+                m.trace_token,
+            ],
+            None,
+        ),
+        M::UnlinkId(m) => (vec![op(35), m.id, m.from_pid.into(), m.to_pid.into()], None),
+        M::UnlinkIdAck(m) => (vec![op(36), m.id, m.from_pid.into(), m.to_pid.into()], None),
+        M::AliasSend(m) => (
+            vec![op(33), m.from_pid.into(), m.alias.into()],
+            Some(m.message),
+        ),
+        M::AliasSendTt(m) => (
+            vec![op(34), m.from_pid.into(), m.alias.into(), m.trace_token],
+            Some(m.message),
+        ),
+        M::Tick => unreachable!("ticks are written by encode() before split()"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::frame::{parse_frame, Frame};
+    use eetf::{List, Pid, Reference};
+
+    fn pid(id: u32) -> Pid {
+        Pid::new("a@127.0.0.1", id, 0, 7)
+    }
+
+    fn roundtrip(message: Message) -> Message {
+        let mut out = Vec::new();
+        encode(message, &mut out).unwrap();
+        let (frame, used) = parse_frame(&out, 1 << 20).unwrap().unwrap();
+        assert_eq!(used, out.len());
+        match frame {
+            Frame::Data(body) => decode(body, &Limits::default()).unwrap(),
+            Frame::Tick => Message::Tick,
+        }
+    }
+
+    #[test]
+    fn every_message_we_send_round_trips() {
+        let reference = Reference {
+            node: Atom::from("a@127.0.0.1"),
+            id: vec![1, 2, 3],
+            creation: 7,
+        };
+        let negatives = Term::from(List::from(vec![
+            Term::from(FixInteger::from(-1)),
+            Term::from(FixInteger::from(2)),
+        ]));
+        let messages = vec![
+            Message::link(pid(1), pid(2)),
+            Message::send(pid(1), negatives.clone()),
+            Message::exit(pid(1), pid(2), negatives.clone()),
+            Message::reg_send(pid(1), Atom::from("echo"), negatives.clone()),
+            Message::exit2(pid(1), pid(2), Atom::from("kill").into()),
+            Message::monitor_p(
+                pid(1),
+                erl_dist::term::PidOrAtom::Atom(Atom::from("x")),
+                reference.clone(),
+            ),
+            Message::demonitor_p(
+                pid(1),
+                erl_dist::term::PidOrAtom::Pid(pid(3)),
+                reference.clone(),
+            ),
+            Message::monitor_p_exit(
+                erl_dist::term::PidOrAtom::Pid(pid(3)),
+                pid(1),
+                reference.clone(),
+                Atom::from("noproc").into(),
+            ),
+            Message::unlink_id(FixInteger::from(9).into(), pid(1), pid(2)),
+            Message::unlink_id_ack(FixInteger::from(9).into(), pid(2), pid(1)),
+            Message::alias_send(pid(1), reference.clone(), negatives.clone()),
+            Message::payload_exit(pid(1), pid(2), negatives),
+            Message::Tick,
+        ];
+        for message in messages {
+            assert_eq!(roundtrip(message.clone()), message);
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_garbage_and_bad_shapes() {
+        let mut out = Vec::new();
+        encode(Message::link(pid(1), pid(2)), &mut out).unwrap();
+        let mut body = out[5..].to_vec();
+        body.extend_from_slice(&[131, 106, 0]);
+        assert!(matches!(
+            decode(&body, &Limits::default()),
+            Err(ControlError::TrailingBytes(1))
+        ));
+        // {999} is not an operation we know.
+        let mut body = Vec::new();
+        etf::encode_term(&Tuple::from(vec![op(999)]).into(), &mut body).unwrap();
+        assert!(matches!(
+            decode(&body, &Limits::default()),
+            Err(ControlError::Malformed(_))
+        ));
+        // Not a tuple at all.
+        assert!(decode(&[131, 106], &Limits::default()).is_err());
+    }
+}

@@ -1,0 +1,1130 @@
+//! Safe use of the Erlang external term format on top of `eetf` 0.11.
+//!
+//! Every byte from the network is untrusted, and `eetf` is not hardened:
+//! its decoder passes counts straight to `Vec::with_capacity` and `vec![0; n]`
+//! (a huge count aborts the process), recurses once per nesting level (and so
+//! do `Drop`, `Clone`, `Eq` and `Debug` of `Term`), hits `unimplemented!()` on
+//! tags 68 and 82, reads FLOAT_EXT as `f32`, inflates COMPRESSED terms without
+//! bound, shifts by 8 on BIT_BINARY_EXT with 0 tail bits, and decodes Latin-1
+//! atoms as UTF-8. So [`check_term`] walks the bytes first, without recursion
+//! and without trusting any length, and [`decode_term`] hands eetf only what
+//! passed. Its encoder has bugs too (negative integers sent as STRING_EXT
+//! bytes, STRING_EXT lengths truncated to u16, the same bit shift), which
+//! [`encode_term`] works around.
+
+use eetf::{Atom, Binary, ByteList, ImproperList, InternalFun, List, Map, Pid, Port, Term};
+use std::collections::HashMap;
+
+/// Bounds applied to untrusted external-format terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of containers accepted (tuples, lists, maps, funs,
+    /// and the node atoms inside pids/ports/refs count as a level).
+    pub max_depth: usize,
+    /// Most terms (nodes of the term tree) one encoded term may contain.
+    pub max_terms: usize,
+}
+
+/// Measured on a 2 MiB thread stack in a debug build (eetf 0.11, rustc 1.95),
+/// the deepest nesting that did not overflow was: decode 2089 for tuples,
+/// 1210 for lists (and for list tails), 1240 for maps, 668 for NEW_FUN_EXT
+/// free variables; drop >= 3515; encode 639 for funs, >= 2167 otherwise;
+/// clone >= 1024; `==` >= 1161; `{:?}` >= 1357. 128 leaves 5x margin on the
+/// worst case (nested funs) and 9x on everything else, and is far deeper than
+/// real traffic. Release builds use much smaller frames.
+const DEFAULT_MAX_DEPTH: usize = 128;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            // Kept at 4 M, but it is the real memory bound: a node costs eetf
+            // 56 bytes (size_of::<Term>()) and more inside maps. Measured peak
+            // RSS at this cap (release): 225 MB for a 4 MB list of 4 M NILs,
+            // 710 MB for a 12 MB map of 2 M integer keys. Each node needs an
+            // input byte, so the frame-size limit governs smaller frames.
+            max_terms: 4_000_000,
+        }
+    }
+}
+
+/// Why a term was refused; offsets count from the version byte.
+#[derive(Debug, thiserror::Error)]
+pub enum TermError {
+    #[error("term truncated: it needs more bytes than remain after byte {offset}")]
+    Truncated { offset: usize },
+    #[error("external format version byte is {found}, expected 131")]
+    BadVersion { found: u8 },
+    #[error("tag {tag} at byte {offset} is not accepted: {why}")]
+    RejectedTag {
+        tag: u8,
+        offset: usize,
+        why: &'static str,
+    },
+    #[error("malformed term at byte {offset}: {why}")]
+    Malformed { offset: usize, why: &'static str },
+    #[error("term nests deeper than {max_depth} levels at byte {offset}")]
+    TooDeep { offset: usize, max_depth: usize },
+    #[error("term has more than {max_terms} nodes (found at byte {offset})")]
+    TooManyTerms { offset: usize, max_terms: usize },
+    #[error("term contains a map with duplicate keys")]
+    DuplicateMapKeys,
+    #[error("eetf failed to decode the term: {0}")]
+    Decode(#[from] eetf::DecodeError),
+    #[error("eetf failed to encode the term: {0}")]
+    Encode(#[from] eetf::EncodeError),
+    #[error("term cannot be sent to an Erlang node: {0}")]
+    Unencodable(String),
+}
+
+const VERSION: u8 = 131;
+const DIST_HEADER: u8 = 68;
+const NEW_FLOAT_EXT: u8 = 70;
+const BIT_BINARY_EXT: u8 = 77;
+const COMPRESSED: u8 = 80;
+const ATOM_CACHE_REF: u8 = 82;
+const NEW_PID_EXT: u8 = 88;
+const NEW_PORT_EXT: u8 = 89;
+const NEWER_REFERENCE_EXT: u8 = 90;
+const SMALL_INTEGER_EXT: u8 = 97;
+const INTEGER_EXT: u8 = 98;
+const FLOAT_EXT: u8 = 99;
+const ATOM_EXT: u8 = 100;
+const REFERENCE_EXT: u8 = 101;
+const PORT_EXT: u8 = 102;
+const PID_EXT: u8 = 103;
+const SMALL_TUPLE_EXT: u8 = 104;
+const LARGE_TUPLE_EXT: u8 = 105;
+const NIL_EXT: u8 = 106;
+const STRING_EXT: u8 = 107;
+const LIST_EXT: u8 = 108;
+const BINARY_EXT: u8 = 109;
+const SMALL_BIG_EXT: u8 = 110;
+const LARGE_BIG_EXT: u8 = 111;
+const NEW_FUN_EXT: u8 = 112;
+const EXPORT_EXT: u8 = 113;
+const NEW_REFERENCE_EXT: u8 = 114;
+const SMALL_ATOM_EXT: u8 = 115;
+const MAP_EXT: u8 = 116;
+const FUN_EXT: u8 = 117;
+const ATOM_UTF8_EXT: u8 = 118;
+const SMALL_ATOM_UTF8_EXT: u8 = 119;
+const V4_PORT_EXT: u8 = 120;
+
+/// The BEAM refuses atoms longer than this many characters.
+const MAX_ATOM_CHARS: usize = 255;
+/// The BEAM accepts references of 1 to 5 id words (ERTS_MAX_REF_NUMBERS).
+const MAX_REF_WORDS: usize = 5;
+
+/// Checks that `bytes` starts with one complete, well-formed term in external
+/// format, beginning with the version byte 131, that eetf can decode safely
+/// within `limits`. Returns the number of bytes the term occupies (version
+/// byte included); bytes after it are left to the caller. Never panics,
+/// never allocates more than O(max_depth), never recurses.
+pub fn check_term(bytes: &[u8], limits: &Limits) -> Result<usize, TermError> {
+    scan(bytes, limits).map(|(len, _)| len)
+}
+
+/// [`check_term`], then decode exactly those bytes with eetf. Returns the
+/// term and the bytes consumed. Also refuses maps with duplicate keys.
+pub fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), TermError> {
+    let (len, map_pairs) = scan(bytes, limits)?;
+    let mut input = &bytes[..len];
+    let term = Term::decode(&mut input)?;
+    if !input.is_empty() {
+        let why = "eetf stopped before the end of the checked term";
+        return Err(TermError::Malformed {
+            offset: len - input.len(),
+            why,
+        });
+    }
+    // eetf's HashMap silently keeps the last of duplicate keys; the BEAM
+    // refuses such maps, so we do too: fewer entries than pairs sent.
+    if map_pairs > 0 {
+        let mut entries = 0;
+        walk(&term, |t, _| {
+            if let Term::Map(m) = t {
+                entries += m.map.len();
+            }
+            Ok(())
+        })?;
+        if entries != map_pairs {
+            return Err(TermError::DuplicateMapKeys);
+        }
+    }
+    Ok((term, len))
+}
+
+/// Appends the external format (version byte 131 first) of `term` to `out`,
+/// working around eetf's encoder bugs. The term is walked once (without
+/// recursion) and cloned only if some node needs rewriting. Returns an
+/// error, leaving `out` as it was, for terms the BEAM cannot accept or eetf
+/// cannot encode correctly, including terms deeper than the default
+/// `max_depth` (eetf's encoder recurses, and we could not decode them).
+pub fn encode_term(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+    let mut rewrite = false;
+    walk(term, |t, level| {
+        rewrite |= validate_for_encode(t, level)?;
+        Ok(())
+    })?;
+    let start = out.len();
+    let result = if rewrite {
+        let mut fixed = term.clone();
+        fix_up(&mut fixed)?;
+        fixed.encode(&mut *out)
+    } else {
+        term.encode(&mut *out)
+    };
+    result.map_err(|e| {
+        out.truncate(start);
+        e.into()
+    })
+}
+
+/// An open container: how many child terms it still expects and, for
+/// NEW_FUN_EXT, the offset where its declared size says it ends.
+struct Frame {
+    left: usize,
+    end: Option<usize>,
+}
+
+struct Checker<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+    terms: usize,
+    /// Children announced by open containers and not yet started. Each needs
+    /// at least one byte, so this never exceeds the bytes left; that bounds
+    /// the sum of eetf's `with_capacity` calls by the input length.
+    pending: usize,
+    map_pairs: usize,
+}
+
+/// Returns the term's length and how many key-value pairs its maps declare.
+fn scan(bytes: &[u8], limits: &Limits) -> Result<(usize, usize), TermError> {
+    let mut c = Checker {
+        bytes,
+        pos: 0,
+        limits,
+        terms: 0,
+        pending: 0,
+        map_pairs: 0,
+    };
+    let found = c.u8()?;
+    if found != VERSION {
+        return Err(TermError::BadVersion { found });
+    }
+    let mut stack = Vec::new();
+    loop {
+        c.term(&mut stack)?;
+        // Close finished containers until one still expects a child.
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return Ok((c.pos, c.map_pairs));
+            };
+            if top.left > 0 {
+                top.left -= 1;
+                c.pending -= 1;
+                break;
+            }
+            if top.end.is_some_and(|end| end != c.pos) {
+                return Err(c.malformed("NEW_FUN_EXT size does not match its contents"));
+            }
+            stack.pop();
+        }
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TermError> {
+        let rest = &self.bytes[self.pos..];
+        if rest.len() < n {
+            return Err(TermError::Truncated { offset: self.pos });
+        }
+        self.pos += n;
+        Ok(&rest[..n])
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), TermError> {
+        self.take(n).map(|_| ())
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], TermError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, TermError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<usize, TermError> {
+        Ok(u16::from_be_bytes(self.array()?).into())
+    }
+
+    fn u32(&mut self) -> Result<usize, TermError> {
+        usize::try_from(u32::from_be_bytes(self.array()?))
+            .map_err(|_| TermError::Truncated { offset: self.pos })
+    }
+
+    fn malformed(&self, why: &'static str) -> TermError {
+        TermError::Malformed {
+            offset: self.pos,
+            why,
+        }
+    }
+
+    /// Reads a tag and counts it as one node of the term tree.
+    fn tag(&mut self) -> Result<u8, TermError> {
+        let offset = self.pos;
+        let tag = self.u8()?;
+        self.terms += 1;
+        if self.terms > self.limits.max_terms {
+            let max_terms = self.limits.max_terms;
+            return Err(TermError::TooManyTerms { offset, max_terms });
+        }
+        Ok(tag)
+    }
+
+    /// Something `levels` containers deep (counting itself) starts here.
+    fn depth(&self, levels: usize) -> Result<(), TermError> {
+        if levels > self.limits.max_depth {
+            let (offset, max_depth) = (self.pos, self.limits.max_depth);
+            return Err(TermError::TooDeep { offset, max_depth });
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        stack: &mut Vec<Frame>,
+        n: usize,
+        end: Option<usize>,
+    ) -> Result<(), TermError> {
+        self.depth(stack.len() + 1)?;
+        // Saturating: a long binary may have left `pending` above the bytes
+        // left (the input is then bad), and pid nodes count as terms too.
+        let need = self.pending.saturating_add(n);
+        if need > self.bytes.len() - self.pos {
+            return Err(TermError::Truncated { offset: self.pos });
+        }
+        if need.saturating_add(self.terms) > self.limits.max_terms {
+            let (offset, max_terms) = (self.pos, self.limits.max_terms);
+            return Err(TermError::TooManyTerms { offset, max_terms });
+        }
+        self.pending += n;
+        stack.push(Frame { left: n, end });
+        Ok(())
+    }
+
+    fn atom_body(&mut self, tag: u8) -> Result<(), TermError> {
+        let utf8 = matches!(tag, ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT);
+        let len = match tag {
+            ATOM_EXT | ATOM_UTF8_EXT => self.u16()?,
+            _ => self.u8()?.into(),
+        };
+        let name = self.take(len)?;
+        let chars = if utf8 {
+            let s = std::str::from_utf8(name);
+            s.map_err(|_| self.malformed("atom is not valid UTF-8"))?
+                .chars()
+                .count()
+        } else if name.is_ascii() {
+            len
+        } else {
+            return Err(
+                self.malformed("Latin-1 atom with non-ASCII bytes (eetf reads them as UTF-8)")
+            );
+        };
+        if chars > MAX_ATOM_CHARS {
+            return Err(self.malformed("atom longer than 255 characters"));
+        }
+        Ok(())
+    }
+
+    /// A node or module name: must be an atom, at nesting level `levels`.
+    fn atom(&mut self, levels: usize) -> Result<(), TermError> {
+        self.depth(levels)?;
+        match self.tag()? {
+            tag @ (ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT) => {
+                self.atom_body(tag)
+            }
+            _ => Err(self.malformed("node, module and function names must be atoms")),
+        }
+    }
+
+    /// An integer field eetf insists on decoding as a FixInteger.
+    fn int(&mut self) -> Result<i64, TermError> {
+        match self.tag()? {
+            SMALL_INTEGER_EXT => Ok(self.u8()?.into()),
+            INTEGER_EXT => Ok(i32::from_be_bytes(self.array()?).into()),
+            _ => Err(self.malformed("expected SMALL_INTEGER_EXT or INTEGER_EXT")),
+        }
+    }
+
+    fn pid_body(&mut self, tag: u8, levels: usize) -> Result<(), TermError> {
+        self.atom(levels)?;
+        self.skip(if tag == PID_EXT { 9 } else { 12 })?;
+        Ok(())
+    }
+
+    /// Checks one term; a container pushes a frame for its children.
+    fn term(&mut self, stack: &mut Vec<Frame>) -> Result<(), TermError> {
+        let offset = self.pos;
+        let inner = stack.len() + 1;
+        let tag = self.tag()?;
+        let reject = |why| Err(TermError::RejectedTag { tag, offset, why });
+        match tag {
+            SMALL_INTEGER_EXT => self.skip(1)?,
+            INTEGER_EXT => self.skip(4)?,
+            NEW_FLOAT_EXT => {
+                if !f64::from_be_bytes(self.array()?).is_finite() {
+                    return Err(self.malformed("float is NaN or infinite"));
+                }
+            }
+            ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT => {
+                self.atom_body(tag)?
+            }
+            NIL_EXT => {}
+            STRING_EXT => {
+                let n = self.u16()?;
+                self.skip(n)?;
+            }
+            BINARY_EXT => {
+                let n = self.u32()?;
+                self.skip(n)?;
+            }
+            BIT_BINARY_EXT => {
+                let (n, bits) = (self.u32()?, self.u8()?);
+                if n == 0 || !(1..=8).contains(&bits) {
+                    return Err(
+                        self.malformed("bit binary needs 1 or more bytes and 1..=8 tail bits")
+                    );
+                }
+                self.skip(n)?;
+            }
+            SMALL_BIG_EXT | LARGE_BIG_EXT => {
+                let n = if tag == SMALL_BIG_EXT {
+                    self.u8()?.into()
+                } else {
+                    self.u32()?
+                };
+                if self.u8()? > 1 {
+                    return Err(self.malformed("big integer sign byte must be 0 or 1"));
+                }
+                self.skip(n)?;
+            }
+            PID_EXT | NEW_PID_EXT => self.pid_body(tag, inner)?,
+            PORT_EXT | NEW_PORT_EXT | V4_PORT_EXT | REFERENCE_EXT => {
+                self.atom(inner)?;
+                self.skip(match tag {
+                    PORT_EXT | REFERENCE_EXT => 5,
+                    NEW_PORT_EXT => 8,
+                    _ => 12,
+                })?;
+            }
+            NEW_REFERENCE_EXT | NEWER_REFERENCE_EXT => {
+                let words = self.u16()?;
+                if !(1..=MAX_REF_WORDS).contains(&words) {
+                    return Err(self.malformed("reference must have 1..=5 id words"));
+                }
+                self.atom(inner)?;
+                let creation = if tag == NEW_REFERENCE_EXT { 1 } else { 4 };
+                self.skip(creation + 4 * words)?;
+            }
+            EXPORT_EXT => {
+                self.atom(inner)?;
+                self.atom(inner)?;
+                if !(0..=255).contains(&self.int()?) {
+                    return Err(self.malformed("export arity must be 0..=255"));
+                }
+            }
+            SMALL_TUPLE_EXT => {
+                let n = self.u8()?.into();
+                self.open(stack, n, None)?;
+            }
+            LARGE_TUPLE_EXT => {
+                let n = self.u32()?;
+                self.open(stack, n, None)?;
+            }
+            LIST_EXT => {
+                // The elements, then the tail (NIL_EXT for a proper list).
+                let n = self.u32()?;
+                self.open(stack, n.saturating_add(1), None)?;
+            }
+            MAP_EXT => {
+                let n = self.u32()?;
+                self.open(stack, n.saturating_mul(2), None)?;
+                self.map_pairs += n;
+            }
+            NEW_FUN_EXT => {
+                // Size counts itself and everything after it; eetf ignores it.
+                let size_at = self.pos;
+                let size = self.u32()?;
+                // A wrong size is caught when the fun's frame closes.
+                if size > self.bytes.len() - size_at {
+                    return Err(TermError::Truncated { offset: size_at });
+                }
+                self.depth(inner + 1)?; // the node atom of its creator pid
+                self.skip(1 + 16 + 4)?;
+                let free = self.u32()?;
+                self.atom(inner)?;
+                self.int()?;
+                self.int()?;
+                match self.tag()? {
+                    t @ (PID_EXT | NEW_PID_EXT) => self.pid_body(t, inner + 1)?,
+                    _ => return Err(self.malformed("fun creator must be a pid")),
+                }
+                self.open(stack, free, Some(size_at + size))?;
+            }
+            DIST_HEADER => {
+                return reject("distribution header inside a term (eetf: unimplemented!)");
+            }
+            ATOM_CACHE_REF => return reject("atom cache reference (eetf: unimplemented!)"),
+            COMPRESSED => {
+                return reject("compressed term (unbounded inflation; dist never sends it)");
+            }
+            FLOAT_EXT => return reject("FLOAT_EXT (eetf parses it as f32)"),
+            FUN_EXT => return reject("FUN_EXT (removed in OTP 23)"),
+            _ => return reject("unknown tag"),
+        }
+        Ok(())
+    }
+}
+
+/// Visits every node of `term` (with the number of containers around it)
+/// without recursion, so it is safe on terms of any depth.
+fn walk<'t>(
+    term: &'t Term,
+    mut visit: impl FnMut(&'t Term, usize) -> Result<(), TermError>,
+) -> Result<(), TermError> {
+    let mut stack = vec![(term, 0)];
+    while let Some((t, level)) = stack.pop() {
+        visit(t, level)?;
+        let inner = level + 1;
+        match t {
+            Term::List(x) => stack.extend(x.elements.iter().map(|e| (e, inner))),
+            Term::Tuple(x) => stack.extend(x.elements.iter().map(|e| (e, inner))),
+            Term::ImproperList(x) => {
+                stack.extend(x.elements.iter().map(|e| (e, inner)));
+                stack.push((&x.last, inner));
+            }
+            Term::Map(x) => {
+                for (k, v) in &x.map {
+                    stack.extend([(k, inner), (v, inner)]);
+                }
+            }
+            Term::InternalFun(f) => match &**f {
+                InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. } => {
+                    stack.extend(free_vars.iter().map(|e| (e, inner)))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn unencodable<T>(why: impl Into<String>) -> Result<T, TermError> {
+    Err(TermError::Unencodable(why.into()))
+}
+
+fn check_atom(atom: &Atom) -> Result<(), TermError> {
+    // Only count characters when the byte length says it could be too long.
+    if atom.name.len() > MAX_ATOM_CHARS && atom.name.chars().count() > MAX_ATOM_CHARS {
+        return unencodable(format!(
+            "atom of {} characters (max 255)",
+            atom.name.chars().count()
+        ));
+    }
+    Ok(())
+}
+
+fn fits_u32(len: usize) -> Result<(), TermError> {
+    if u32::try_from(len).is_err() {
+        return unencodable(format!("{len} elements do not fit a 32-bit length"));
+    }
+    Ok(())
+}
+
+/// Would eetf encode this node wrongly unless it is rewritten first?
+fn needs_rewrite(t: &Term) -> bool {
+    match t {
+        // eetf sends these as STRING_EXT, and a negative value as its low byte.
+        Term::List(l) => {
+            let mut negative = false;
+            let all_small = l.elements.iter().all(|e| match e {
+                Term::FixInteger(i) if i.value < 0x100 => {
+                    negative |= i.value < 0;
+                    true
+                }
+                _ => false,
+            });
+            all_small && negative && l.elements.len() <= usize::from(u16::MAX)
+        }
+        // eetf writes the length of STRING_EXT as `len as u16`.
+        Term::ByteList(b) => b.bytes.len() > usize::from(u16::MAX),
+        Term::BitBinary(b) => b.bytes.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuses what the BEAM or eetf cannot handle; `Ok(true)` if the node
+/// must be rewritten before eetf encodes it.
+fn validate_for_encode(t: &Term, level: usize) -> Result<bool, TermError> {
+    // Whatever we send must be decodable by us, and eetf's encoder recurses.
+    let depth = |levels: usize| {
+        if level + levels > DEFAULT_MAX_DEPTH {
+            return unencodable(format!("term nests deeper than {DEFAULT_MAX_DEPTH} levels"));
+        }
+        Ok(())
+    };
+    match t {
+        Term::Atom(a) => check_atom(a)?,
+        Term::Float(f) if !f.value.is_finite() => return unencodable("float is NaN or infinite"),
+        Term::Pid(Pid { node, .. }) | Term::Port(Port { node, .. }) => {
+            depth(1)?;
+            check_atom(node)?;
+        }
+        Term::Reference(r) => {
+            depth(1)?;
+            check_atom(&r.node)?;
+            if !(1..=MAX_REF_WORDS).contains(&r.id.len()) {
+                return unencodable(format!("reference with {} id words (1..=5)", r.id.len()));
+            }
+        }
+        Term::ExternalFun(f) => {
+            depth(1)?;
+            check_atom(&f.module)?;
+            check_atom(&f.function)?;
+        }
+        Term::InternalFun(f) => match &**f {
+            InternalFun::Old { .. } => return unencodable("FUN_EXT funs (removed in OTP 23)"),
+            InternalFun::New {
+                module,
+                pid,
+                free_vars,
+                ..
+            } => {
+                depth(2)?;
+                check_atom(module)?;
+                check_atom(&pid.node)?;
+                fits_u32(free_vars.len())?;
+            }
+        },
+        Term::Binary(b) => fits_u32(b.bytes.len())?,
+        Term::BitBinary(b) if !b.bytes.is_empty() => {
+            if !(1..=8).contains(&b.tail_bits_size) {
+                let bits = b.tail_bits_size;
+                return unencodable(format!("bit binary with {bits} tail bits (1..=8)"));
+            }
+            fits_u32(b.bytes.len())?;
+        }
+        Term::List(List { elements })
+        | Term::ImproperList(ImproperList { elements, .. })
+        | Term::Tuple(eetf::Tuple { elements }) => {
+            // A nil List is NIL_EXT, a leaf.
+            if !elements.is_empty() || !matches!(t, Term::List(_)) {
+                depth(1)?;
+            }
+            fits_u32(elements.len())?;
+        }
+        Term::Map(m) => {
+            depth(1)?;
+            fits_u32(m.map.len())?;
+        }
+        _ => {}
+    }
+    Ok(needs_rewrite(t))
+}
+
+/// Rewrites, in a clone, every node eetf would encode wrongly. Only map keys
+/// are handled by recursion (bounded by the depth `encode_term` checked).
+fn fix_up(root: &mut Term) -> Result<(), TermError> {
+    let mut stack = vec![root];
+    while let Some(t) = stack.pop() {
+        if needs_rewrite(t) {
+            *t = match t {
+                // A LIST_EXT ending in NIL_EXT: eetf writes it as given.
+                Term::List(l) => Term::from(ImproperList::from((
+                    std::mem::take(&mut l.elements),
+                    Term::from(List::nil()),
+                ))),
+                // Longer than 65535 elements, so eetf picks LIST_EXT itself.
+                Term::ByteList(b) => {
+                    Term::from(List::from(ByteList::from(std::mem::take(&mut b.bytes))))
+                }
+                // An empty BitBinary: eetf would write its bogus tail bits.
+                _ => Term::from(Binary::from(Vec::new())),
+            };
+        }
+        match t {
+            Term::List(x) => stack.extend(x.elements.iter_mut()),
+            Term::Tuple(x) => stack.extend(x.elements.iter_mut()),
+            Term::ImproperList(x) => {
+                stack.extend(x.elements.iter_mut());
+                stack.push(&mut x.last);
+            }
+            Term::Map(m) => {
+                fix_map_keys(m)?;
+                stack.extend(m.map.values_mut());
+            }
+            Term::InternalFun(f) => {
+                if let InternalFun::New { free_vars, .. } = &mut **f {
+                    stack.extend(free_vars.iter_mut());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Keys cannot be changed in place (their hash changes), so rebuild the map.
+fn fix_map_keys(m: &mut Map) -> Result<(), TermError> {
+    let mut any = false;
+    for k in m.map.keys() {
+        walk(k, |t, _| {
+            any |= needs_rewrite(t);
+            Ok(())
+        })?;
+    }
+    if !any {
+        return Ok(());
+    }
+    let old = std::mem::take(&mut m.map);
+    let n = old.len();
+    let mut map = HashMap::with_capacity(n);
+    for (mut k, v) in old {
+        fix_up(&mut k)?;
+        map.insert(k, v);
+    }
+    if map.len() != n {
+        return unencodable("map keys that differ in eetf are equal in Erlang");
+    }
+    m.map = map;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eetf::{BigInteger, BitBinary, ExternalFun, FixInteger, Float, Reference, Tuple};
+
+    const NODE: [u8; 3] = [SMALL_ATOM_UTF8_EXT, 1, b'n'];
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+    fn atom(s: &str) -> Term {
+        Term::from(Atom::from(s))
+    }
+    fn int(i: i32) -> Term {
+        Term::from(FixInteger::from(i))
+    }
+    fn tuple(v: Vec<Term>) -> Term {
+        Term::from(Tuple::from(v))
+    }
+    fn list(v: Vec<Term>) -> Term {
+        Term::from(List::from(v))
+    }
+    fn pid() -> Pid {
+        Pid::new("n@h", 42, 1, 7)
+    }
+    fn fun(free_vars: Vec<Term>) -> Term {
+        let (module, pid, uniq) = (Atom::from("m"), pid(), [9; 16]);
+        let f = InternalFun::New {
+            module,
+            arity: 1,
+            pid,
+            free_vars,
+            index: 3,
+            uniq,
+            old_index: 4,
+            old_uniq: -5,
+        };
+        Term::from(f)
+    }
+    fn enc(t: &Term) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_term(t, &mut out).unwrap();
+        out
+    }
+    /// Encodes, checks and decodes; what was decoded must encode again.
+    fn round_trip(t: &Term) -> Term {
+        let bytes = enc(t);
+        assert_eq!(check_term(&bytes, &lim()).unwrap(), bytes.len());
+        let (back, n) = decode_term(&bytes, &lim()).unwrap();
+        assert_eq!(n, bytes.len());
+        enc(&back);
+        back
+    }
+    fn complex() -> Term {
+        let map = Map::from([
+            (atom("k"), list(vec![int(-1), int(300)])),
+            (int(1), tuple(vec![])),
+        ]);
+        let improper = ImproperList::from((vec![int(1), atom("b")], atom("tail")));
+        tuple(vec![
+            atom("héllo"),
+            int(-70000),
+            Term::from(BigInteger {
+                value: BigInteger::from(u64::MAX).value * 3,
+            }),
+            Term::from(Float::try_from(-2.5).unwrap()),
+            Term::from(pid()),
+            Term::from(Port {
+                node: Atom::from("n@h"),
+                id: 1 << 40,
+                creation: 2,
+            }),
+            Term::from(Reference::from(("n@h", vec![1, 2, 3]))),
+            Term::from(Binary::from(vec![1, 2, 3])),
+            Term::from(BitBinary::from((vec![255, 5], 3))),
+            Term::from(improper),
+            Term::from(ByteList::from("str")),
+            Term::from(map),
+            Term::from(ExternalFun::from(("lists", "map", 2))),
+            fun(vec![atom("free"), list(vec![])]),
+        ])
+    }
+
+    #[test]
+    fn round_trips_every_kind() {
+        let big = |v: BigInteger| Term::from(v);
+        let cases = [
+            atom("ok"),
+            atom(""),
+            atom(&"é".repeat(255)),
+            int(0),
+            int(255),
+            int(-1),
+            int(256),
+            int(i32::MIN),
+            int(i32::MAX),
+            big(BigInteger::from(i64::MIN)),
+            big(BigInteger {
+                value: BigInteger::from(u64::MAX).value.pow(40),
+            }), // LARGE_BIG_EXT
+            Term::from(Float::try_from(1e300).unwrap()),
+            Term::from(Port::from(("n@h", 5))),
+            Term::from(Reference::from(("n@h", 9))),
+            Term::from(Reference::from(("n@h", vec![1, 2, 3, 4, 5]))),
+            Term::from(Binary::from(vec![])),
+            Term::from(BitBinary::from((vec![1, 2, 255], 8))),
+            list(vec![]),
+            tuple(vec![]),
+            tuple((0..300).map(int).collect()),
+            Term::from(Map::from([(Term::from(ByteList::from("k")), atom("v"))])),
+            complex(),
+        ];
+        for t in cases {
+            assert_eq!(round_trip(&t), t);
+        }
+        // Latin-1 atom tags, which we never send, decode if they are ASCII.
+        for b in [
+            &[131, 100, 0, 2, b'o', b'k'][..],
+            &[131, 115, 2, b'o', b'k'],
+        ] {
+            assert_eq!(decode_term(b, &lim()).unwrap(), (atom("ok"), b.len()));
+        }
+    }
+
+    #[test]
+    fn encoder_bugs_are_worked_around() {
+        for v in [vec![-1, 2, 3], vec![0, -5]] {
+            let t = list(v.into_iter().map(int).collect());
+            assert_eq!(enc(&t)[1], LIST_EXT);
+            assert_eq!(round_trip(&t), t);
+        }
+        // No STRING_EXT can hold it, so it comes back as the same list in
+        // eetf's other representation.
+        let bytes = vec![7; 70_000];
+        let long = Term::from(ByteList::from(bytes.clone()));
+        let long_list = Term::from(List::from(ByteList::from(bytes)));
+        assert_eq!(round_trip(&long), long_list);
+        let bad = list(vec![int(-1), int(2), int(3)]);
+        let nested = |l: &Term| {
+            let inner = tuple(vec![list(vec![bad.clone(), l.clone(), atom("x")])]);
+            Term::from(Map::from([(atom("k"), inner), (bad.clone(), atom("v"))]))
+        };
+        assert_eq!(round_trip(&nested(&long)), nested(&long_list));
+        assert_eq!(
+            round_trip(&Term::from(BitBinary::from((vec![], 0)))),
+            Term::from(Binary::from(vec![]))
+        );
+    }
+
+    #[test]
+    fn unencodable_terms_are_refused_and_out_is_untouched() {
+        let deep = (0..DEFAULT_MAX_DEPTH).fold(list(vec![]), |t, _| tuple(vec![t]));
+        let cases = [
+            atom(&"a".repeat(256)),
+            Term::from(Float { value: f64::NAN }),
+            Term::from(Float {
+                value: f64::INFINITY,
+            }),
+            Term::from(BitBinary::from((vec![1], 0))),
+            Term::from(BitBinary::from((vec![1], 9))),
+            Term::from(Reference::from(("n@h", vec![]))),
+            Term::from(Reference::from(("n@h", vec![1; 6]))),
+            Term::from(Pid::new("a".repeat(300), 1, 2, 3)),
+            tuple(vec![deep.clone()]),
+            Term::from(InternalFun::Old {
+                module: Atom::from("m"),
+                pid: pid(),
+                free_vars: vec![],
+                index: 0,
+                uniq: 0,
+            }),
+        ];
+        for t in cases {
+            let mut out = vec![1, 2, 3];
+            assert!(
+                matches!(encode_term(&t, &mut out), Err(TermError::Unencodable(_))),
+                "{t:?}"
+            );
+            assert_eq!(out, [1, 2, 3]);
+        }
+        assert_eq!(round_trip(&deep), deep);
+    }
+
+    fn rejected(bytes: &[u8]) -> TermError {
+        let err = check_term(bytes, &lim()).unwrap_err();
+        assert!(decode_term(bytes, &lim()).is_err());
+        err
+    }
+
+    #[test]
+    fn hostile_lengths_are_checked_before_use() {
+        let max = [255, 255, 255, 255];
+        let mut fun_huge_free = enc(&fun(vec![]));
+        fun_huge_free[1 + 1 + 4 + 1 + 16 + 4..][..4].copy_from_slice(&max);
+        let cases: [Vec<u8>; 10] = [
+            [&[131, LIST_EXT][..], &max, &[1, 2, 3]].concat(),
+            [&[131, LARGE_TUPLE_EXT][..], &max, &[1, 2, 3]].concat(),
+            [&[131, MAP_EXT][..], &max, &[1, 2, 3]].concat(),
+            vec![131, BINARY_EXT, 0, 0, 0, 4, 1, 2, 3],
+            [&[131, BINARY_EXT][..], &max, &[1, 2, 3]].concat(),
+            [&[131, LARGE_BIG_EXT][..], &max, &[0, 1, 2, 3]].concat(),
+            vec![131, STRING_EXT, 255, 255, 1, 2, 3],
+            [&[131, NEWER_REFERENCE_EXT, 255, 255][..], &NODE, &[0; 4]].concat(),
+            fun_huge_free,
+            // Each count fits what is left, but not both together.
+            vec![
+                131, LIST_EXT, 0, 0, 0, 3, LIST_EXT, 0, 0, 0, 3, 106, 106, 106, 106,
+            ],
+        ];
+        for c in cases {
+            let err = rejected(&c);
+            assert!(
+                matches!(
+                    err,
+                    TermError::Truncated { .. } | TermError::Malformed { .. }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_fast_without_recursion() {
+        let n = 1_000_000;
+        let tuples = [&[131][..], &[SMALL_TUPLE_EXT, 1].repeat(n), &[NIL_EXT]].concat();
+        let lists = [
+            &[131][..],
+            &[LIST_EXT, 0, 0, 0, 1].repeat(n),
+            &[NIL_EXT].repeat(n + 1),
+        ]
+        .concat();
+        let start = std::time::Instant::now();
+        for b in [&tuples, &lists] {
+            assert!(matches!(rejected(b), TermError::TooDeep { .. }));
+            // The checker itself has no depth limit of its own.
+            let unbounded = Limits {
+                max_depth: usize::MAX,
+                ..lim()
+            };
+            assert_eq!(check_term(b, &unbounded).unwrap(), b.len());
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn default_depth_is_safe_on_a_2mib_stack() {
+        let max = DEFAULT_MAX_DEPTH;
+        let nest = |n: usize, wrap: fn(Term) -> Term| (0..n).fold(atom("x"), |t, _| wrap(t));
+        // The worst shapes measured, each as deep as the default allows.
+        let deepest = [
+            nest(max, |t| tuple(vec![t])),
+            nest(max, |t| list(vec![t])),
+            nest(max, |t| Term::from(ImproperList::from((vec![int(1)], t)))),
+            nest(max, |t| Term::from(Map::from([(t, list(vec![]))]))),
+            nest(max - 1, |t| fun(vec![t])),
+        ];
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for t in deepest {
+                    let back = round_trip(&t);
+                    assert_eq!(back.clone(), t);
+                    assert!(!format!("{back:?}").is_empty());
+                    let mut one_more = vec![131, SMALL_TUPLE_EXT, 1];
+                    one_more.extend(&enc(&t)[1..]);
+                    assert!(matches!(rejected(&one_more), TermError::TooDeep { .. }));
+                }
+            });
+        worker.unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn rejected_tags() {
+        let float_ext = [
+            &[131, FLOAT_EXT][..],
+            b"1.50000000000000000000e+00\0\0\0\0\0",
+        ]
+        .concat();
+        let cases: [(Vec<u8>, u8); 7] = [
+            (vec![131, DIST_HEADER, 0], DIST_HEADER),
+            (vec![131, ATOM_CACHE_REF, 0], ATOM_CACHE_REF),
+            (
+                vec![131, SMALL_TUPLE_EXT, 1, ATOM_CACHE_REF, 0],
+                ATOM_CACHE_REF,
+            ),
+            (
+                vec![
+                    131, COMPRESSED, 0, 0, 0, 1, 120, 156, 203, 0, 0, 0, 107, 0, 107,
+                ],
+                COMPRESSED,
+            ),
+            (float_ext, FLOAT_EXT),
+            (vec![131, 121, 0, 0, 0, 0, 106], 121),
+            (vec![131, FUN_EXT, 0, 0, 0, 0], FUN_EXT),
+        ];
+        for (bytes, tag) in cases {
+            assert!(matches!(rejected(&bytes), TermError::RejectedTag { tag: t, .. } if t == tag));
+        }
+    }
+
+    #[test]
+    fn malformed_terms() {
+        let mut fun_bad_size = enc(&fun(vec![int(1)]));
+        fun_bad_size[5] -= 1;
+        let cases: [Vec<u8>; 13] = [
+            vec![131, SMALL_ATOM_UTF8_EXT, 2, 0xff, 0xfe],
+            vec![131, SMALL_ATOM_EXT, 1, 0xe9],
+            [&[131, ATOM_UTF8_EXT, 1, 0][..], &[b'a'; 256]].concat(),
+            vec![131, BIT_BINARY_EXT, 0, 0, 0, 0, 0],
+            vec![131, BIT_BINARY_EXT, 0, 0, 0, 1, 0, 5],
+            vec![131, BIT_BINARY_EXT, 0, 0, 0, 1, 9, 5],
+            vec![131, NEW_FLOAT_EXT, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0],
+            vec![131, NEW_FLOAT_EXT, 0xff, 0xf0, 0, 0, 0, 0, 0, 0],
+            [&[131, NEW_PID_EXT, SMALL_TUPLE_EXT, 0][..], &[0; 12]].concat(),
+            [&[131, NEWER_REFERENCE_EXT, 0, 0][..], &NODE, &[0; 4]].concat(),
+            [
+                &[131, EXPORT_EXT][..],
+                &NODE,
+                &NODE,
+                &[INTEGER_EXT, 0, 0, 1, 0],
+            ]
+            .concat(),
+            vec![131, SMALL_BIG_EXT, 1, 2, 1],
+            fun_bad_size,
+        ];
+        for c in cases {
+            let err = rejected(&c);
+            assert!(
+                matches!(err, TermError::Malformed { .. }),
+                "{err} {:?}",
+                &c[..c.len().min(8)]
+            );
+        }
+        assert!(matches!(
+            rejected(&[130, NIL_EXT]),
+            TermError::BadVersion { found: 130 }
+        ));
+        let dup = [131, MAP_EXT, 0, 0, 0, 2, 97, 1, NIL_EXT, 97, 1, NIL_EXT];
+        assert_eq!(check_term(&dup, &lim()).unwrap(), dup.len());
+        assert!(matches!(
+            decode_term(&dup, &lim()),
+            Err(TermError::DuplicateMapKeys)
+        ));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = enc(&complex());
+        for i in 0..bytes.len() {
+            rejected(&bytes[..i]);
+        }
+    }
+
+    #[test]
+    fn offset_is_the_term_length_when_bytes_follow() {
+        let bytes = enc(&complex());
+        let mut more = bytes.clone();
+        more.extend([131, NIL_EXT, 1, 2]);
+        assert_eq!(check_term(&more, &lim()).unwrap(), bytes.len());
+        assert_eq!(
+            decode_term(&more, &lim()).unwrap(),
+            (complex(), bytes.len())
+        );
+        assert_eq!(check_term(&more[bytes.len()..], &lim()).unwrap(), 2);
+    }
+
+    #[test]
+    fn max_terms_is_enforced() {
+        let limits = Limits {
+            max_terms: 10,
+            ..lim()
+        };
+        let ten = enc(&tuple((0..9).map(int).collect()));
+        assert_eq!(check_term(&ten, &limits).unwrap(), ten.len());
+        let eleven = enc(&tuple((0..10).map(int).collect()));
+        assert!(matches!(
+            check_term(&eleven, &limits),
+            Err(TermError::TooManyTerms { .. })
+        ));
+        // A count beyond the limit fails at the header, before reading on.
+        let big = [&[131, LIST_EXT, 0, 1, 0, 0][..], &[NIL_EXT; 65537]].concat();
+        assert!(matches!(
+            check_term(&big, &limits),
+            Err(TermError::TooManyTerms { offset: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn random_and_mutated_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..100_000 {
+            let len = 1 + (next() % 64) as usize;
+            let bytes: Vec<u8> = std::iter::once(131)
+                .chain((0..len).map(|_| next() as u8))
+                .collect();
+            let _ = decode_term(&bytes, &lim());
+        }
+        // Mutations of a valid term reach far deeper into the checker; what
+        // passes must decode, and what decodes must encode again.
+        let valid = enc(&complex());
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + next() % 3 {
+                let i = 1 + (next() as usize) % (bytes.len() - 1);
+                bytes[i] = next() as u8;
+            }
+            if check_term(&bytes, &lim()).is_ok() {
+                match decode_term(&bytes, &lim()) {
+                    Ok((term, _)) => drop(enc(&term)),
+                    Err(e) => assert!(matches!(e, TermError::DuplicateMapKeys), "{e}"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! erl_quorum: a Rust node that speaks the Erlang distribution protocol.
+//!
+//! Layers, bottom up:
+//! - [`dist`]: the wire protocol as sans-IO code (framing, bounded term
+//!   checks, control messages, the handshake state machine).
+//! - [`node`]: the tokio driver: EPMD, listening, connecting, ticks, routing.
+//! - [`process`]: Rust processes with pids, mailboxes, names, links,
+//!   monitors, and gen_server both ways.
+//! - [`term`]: helpers for building and reading Erlang terms.
+
+pub mod dist;
+pub mod node;
+pub mod process;
+pub mod term;
+
+pub use node::{Node, NodeConfig, NodeError};
+pub use process::{
+    CallError, CallReply, Caller, Dest, Flow, GenServer, Mail, Process, ProcessError,
+};
+pub use term::Term;

@@ -1,0 +1,149 @@
+//! How a node is configured: its name, cookie, ticks and input bounds.
+
+use crate::dist::etf::Limits;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("node name {0:?} is not of the form name@host")]
+    BadNodeName(String),
+    #[error("no cookie: pass --cookie, set ERLANG_COOKIE, or create ~/.erlang.cookie ({0})")]
+    NoCookie(String),
+    #[error("cannot determine this host's name for {0}")]
+    NoHostName(String),
+}
+
+/// Settings of one node. Build with [`NodeConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Full node name, `name@host`.
+    pub name: String,
+    pub cookie: String,
+    /// A peer that sends nothing for this long is dropped; we tick every quarter of it.
+    pub net_ticktime: Duration,
+    /// Where to listen for BEAM nodes; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// EPMD's port on every host (4369 unless ERL_EPMD_PORT says otherwise).
+    pub epmd_port: u16,
+    /// Largest distribution frame accepted from a peer.
+    pub max_frame_bytes: usize,
+    /// Bounds on every term received.
+    pub term_limits: Limits,
+    /// A handshake that takes longer than this is abandoned.
+    pub handshake_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// A configuration with OTP's defaults (net_ticktime 60 s).
+    pub fn new(name: impl Into<String>, cookie: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            cookie: cookie.into(),
+            net_ticktime: Duration::from_secs(60),
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            epmd_port: std::env::var("ERL_EPMD_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(4369),
+            max_frame_bytes: 64 << 20,
+            term_limits: Limits::default(),
+            handshake_timeout: Duration::from_secs(7),
+        }
+    }
+
+    pub fn with_ticktime(mut self, ticktime: Duration) -> Self {
+        self.net_ticktime = ticktime;
+        self
+    }
+}
+
+/// Splits `name@host`, checking both parts are there.
+pub fn split_node_name(full: &str) -> Result<(&str, &str), ConfigError> {
+    match full.split_once('@') {
+        Some((name, host)) if !name.is_empty() && !host.is_empty() && full.len() <= 255 => {
+            Ok((name, host))
+        }
+        _ => Err(ConfigError::BadNodeName(full.to_owned())),
+    }
+}
+
+/// Turns an `erl -name` or `-sname` argument into a full node name, adding
+/// this host's name when the argument has no `@host`, as `erl` does.
+pub fn full_node_name(arg: &str, long: bool) -> Result<String, ConfigError> {
+    if arg.contains('@') {
+        split_node_name(arg)?;
+        return Ok(arg.to_owned());
+    }
+    let host = hostname().ok_or_else(|| ConfigError::NoHostName(arg.to_owned()))?;
+    let host = if long {
+        if !host.contains('.') {
+            // erl refuses a long name without a domain; so do we, but say what to do.
+            return Err(ConfigError::NoHostName(format!(
+                "{arg}: host {host:?} has no domain; use --name {arg}@127.0.0.1 or a fully qualified name"
+            )));
+        }
+        host
+    } else {
+        host.split('.').next().unwrap_or(&host).to_owned()
+    };
+    let full = format!("{arg}@{host}");
+    split_node_name(&full)?;
+    Ok(full)
+}
+
+fn hostname() -> Option<String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let h = raw.trim();
+    (!h.is_empty()).then(|| h.to_owned())
+}
+
+/// The cookie as `erl` would find it: the explicit value, else
+/// `$ERLANG_COOKIE`, else the first line of `~/.erlang.cookie`.
+pub fn resolve_cookie(explicit: Option<&str>) -> Result<String, ConfigError> {
+    if let Some(c) = explicit {
+        return Ok(c.to_owned());
+    }
+    if let Ok(c) = std::env::var("ERLANG_COOKIE") {
+        if !c.is_empty() {
+            return Ok(c);
+        }
+    }
+    let path = cookie_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.lines().next().unwrap_or("").trim().to_owned()),
+        Err(e) => Err(ConfigError::NoCookie(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn cookie_path() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".erlang.cookie")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_need_both_parts() {
+        assert!(split_node_name("a@b").is_ok());
+        for bad in ["a", "@b", "a@", ""] {
+            assert!(split_node_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(full_node_name("x@127.0.0.1", true).unwrap(), "x@127.0.0.1");
+        let short = full_node_name("x", false).unwrap();
+        assert!(short.starts_with("x@") && !short[2..].contains('.'));
+    }
+
+    #[test]
+    fn explicit_cookie_wins() {
+        assert_eq!(resolve_cookie(Some("c")).unwrap(), "c");
+    }
+}

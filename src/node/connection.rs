@@ -1,0 +1,522 @@
+//! Connections: accepting and dialing (driving the sans-IO handshake over
+//! TCP), then one reader and one writer task per peer.
+
+use super::peers::{ConnHandle, Peer};
+use super::NodeInner;
+use crate::dist::frame::{self, Frame};
+use crate::dist::handshake::{Event, Handshake, HandshakeError, PeerInfo, ServerStatus};
+use crate::dist::{control, flags};
+use crate::term::Atom;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, Instant};
+
+/// Writes are batched up to this many bytes per system call.
+const WRITE_BATCH: usize = 256 << 10;
+const READ_CHUNK: usize = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the connection during the handshake")]
+    Closed,
+    #[error("{0}")]
+    Other(String),
+}
+
+// ---- accepting ----------------------------------------------------------
+
+pub(super) async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
+    let mut shutdown = node.shutdown_signal();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    tokio::spawn(accept_one(node.clone(), stream, addr));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn accept_one(node: Arc<NodeInner>, mut stream: TcpStream, addr: std::net::SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let attempt = node.peers.next_attempt();
+    let mut hs = Handshake::server(node.identity(), rand::random());
+    let mut claimed: Option<Atom> = None;
+    let mut buf = Vec::new();
+    let result = timeout(
+        node.config.handshake_timeout,
+        drive(&mut stream, &mut hs, &mut buf, |event, hs| match event {
+            Event::NameReceived { name, .. } => {
+                let status = decide_status(&node, &name, attempt);
+                if matches!(status, ServerStatus::Ok | ServerStatus::OkSimultaneous) {
+                    claimed = Some(Atom::from(name.as_str()));
+                }
+                if status == ServerStatus::Alive {
+                    claimed = Some(Atom::from(name.as_str()));
+                }
+                hs.set_status(status).map_err(ConnError::from)
+            }
+            Event::AliveConfirmed => {
+                // The peer restarted: our old connection to it is stale.
+                if let Some(peer) = &claimed {
+                    replace_stale(&node, peer, attempt);
+                }
+                Ok(())
+            }
+            Event::Established(_) => Ok(()),
+        }),
+    )
+    .await;
+    match result {
+        Ok(Ok(peer)) => install(node, peer, attempt, stream, buf),
+        Ok(Err(e)) => {
+            log_handshake_failure(&e, &addr.to_string(), claimed.as_ref());
+            if let Some(peer) = claimed {
+                abandon(&node, &peer, attempt);
+            }
+        }
+        Err(_) => {
+            tracing::warn!(peer = %addr, "incoming handshake timed out");
+            if let Some(peer) = claimed {
+                abandon(&node, &peer, attempt);
+            }
+        }
+    }
+}
+
+fn log_handshake_failure(e: &ConnError, addr: &str, peer: Option<&Atom>) {
+    let peer = peer.map(|p| p.name.as_str()).unwrap_or("?");
+    match e {
+        ConnError::Handshake(HandshakeError::PeerRefused | HandshakeError::Refused { .. }) => {
+            tracing::debug!(%addr, peer, error = %e, "simultaneous connect resolved")
+        }
+        _ => tracing::warn!(%addr, peer, error = %e, "handshake failed"),
+    }
+}
+
+/// OTP's rules for an incoming connection from `name`.
+fn decide_status(node: &Arc<NodeInner>, name: &str, attempt: u64) -> ServerStatus {
+    if name == node.name.name {
+        return ServerStatus::NotAllowed;
+    }
+    let peer = Atom::from(name);
+    let mut peers = node.peers.lock();
+    match peers.get_mut(&peer) {
+        None => {
+            // Claim the entry so sends made meanwhile queue instead of dialing.
+            peers.insert(
+                peer,
+                Peer::Connecting {
+                    attempt,
+                    queue: Vec::new(),
+                },
+            );
+            ServerStatus::Ok
+        }
+        Some(Peer::Connecting { attempt: a, .. }) => {
+            // Both sides are dialing: the node with the greater name keeps its own attempt.
+            if node.name.name.as_str() > name {
+                ServerStatus::Nok
+            } else {
+                *a = attempt;
+                ServerStatus::OkSimultaneous
+            }
+        }
+        Some(Peer::Up(_)) => ServerStatus::Alive,
+    }
+}
+
+fn replace_stale(node: &Arc<NodeInner>, peer: &Atom, attempt: u64) {
+    let old = node.peers.lock().insert(
+        peer.clone(),
+        Peer::Connecting {
+            attempt,
+            queue: Vec::new(),
+        },
+    );
+    if let Some(Peer::Up(h)) = old {
+        let _ = h.close.send(true);
+        tracing::info!(peer = %peer.name, "peer reconnected as a new incarnation; old connection dropped");
+        node.connection_lost(peer);
+    }
+}
+
+/// A handshake for `peer` failed: forget the pending entry if it is ours.
+fn abandon(node: &Arc<NodeInner>, peer: &Atom, attempt: u64) {
+    let removed = {
+        let mut peers = node.peers.lock();
+        match peers.get(peer) {
+            Some(Peer::Connecting { attempt: a, .. }) if *a == attempt => peers.remove(peer),
+            _ => None,
+        }
+    };
+    if let Some(Peer::Connecting { queue, .. }) = removed {
+        if !queue.is_empty() {
+            tracing::debug!(peer = %peer.name, dropped = queue.len(), "connection failed; queued messages dropped");
+        }
+        node.connection_lost(peer);
+    }
+}
+
+// ---- dialing ------------------------------------------------------------
+
+/// Starts a connection attempt to `node` unless one exists.
+pub(super) fn ensure_connecting(node: &Arc<NodeInner>, peer: &Atom) {
+    let attempt = {
+        let mut peers = node.peers.lock();
+        if peers.contains_key(peer) {
+            return;
+        }
+        let attempt = node.peers.next_attempt();
+        peers.insert(
+            peer.clone(),
+            Peer::Connecting {
+                attempt,
+                queue: Vec::new(),
+            },
+        );
+        attempt
+    };
+    tokio::spawn(dial(node.clone(), peer.clone(), attempt));
+}
+
+/// Queues one encoded frame for `peer`, dialing first when needed. As in
+/// Erlang, a message to a node that cannot be reached is dropped.
+pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: Vec<u8>) {
+    let attempt = {
+        let mut peers = node.peers.lock();
+        match peers.get_mut(peer) {
+            Some(Peer::Up(h)) => {
+                let _ = h.tx.send(frame);
+                return;
+            }
+            Some(Peer::Connecting { queue, .. }) => {
+                queue.push(frame);
+                return;
+            }
+            None => {
+                let attempt = node.peers.next_attempt();
+                peers.insert(
+                    peer.clone(),
+                    Peer::Connecting {
+                        attempt,
+                        queue: vec![frame],
+                    },
+                );
+                attempt
+            }
+        }
+    };
+    tokio::spawn(dial(node.clone(), peer.clone(), attempt));
+}
+
+async fn dial(node: Arc<NodeInner>, peer: Atom, attempt: u64) {
+    let result = timeout(node.config.handshake_timeout, dial_handshake(&node, &peer)).await;
+    match result {
+        Ok(Ok((stream, info, leftover))) => install(node, info, attempt, stream, leftover),
+        Ok(Err(ConnError::Handshake(HandshakeError::PeerRefused))) => {
+            // The peer's own connection to us wins; give our accept side a
+            // moment to take the entry over before giving up on it.
+            let deadline = Instant::now() + node.config.handshake_timeout;
+            while node.peers.is_attempt(&peer, attempt) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            abandon(&node, &peer, attempt);
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %peer.name, error = %e, "cannot connect");
+            abandon(&node, &peer, attempt);
+        }
+        Err(_) => {
+            tracing::warn!(peer = %peer.name, "connection attempt timed out");
+            abandon(&node, &peer, attempt);
+        }
+    }
+}
+
+async fn dial_handshake(
+    node: &Arc<NodeInner>,
+    peer: &Atom,
+) -> Result<(TcpStream, PeerInfo, Vec<u8>), ConnError> {
+    let (name, host) =
+        super::config::split_node_name(&peer.name).map_err(|e| ConnError::Other(e.to_string()))?;
+    let port = super::epmd::lookup_port(host, node.config.epmd_port, name)
+        .await
+        .map_err(|e| ConnError::Other(e.to_string()))?;
+    let mut stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let mut hs = Handshake::client(node.identity(), &peer.name, rand::random());
+    let mut buf = Vec::new();
+    let info = drive(&mut stream, &mut hs, &mut buf, |_, _| Ok(())).await?;
+    Ok((stream, info, buf))
+}
+
+/// Runs a handshake to completion: writes its output, feeds it input,
+/// hands events to `on_event`. Leaves unconsumed input in `buf`.
+async fn drive(
+    stream: &mut TcpStream,
+    hs: &mut Handshake,
+    buf: &mut Vec<u8>,
+    mut on_event: impl FnMut(Event, &mut Handshake) -> Result<(), ConnError>,
+) -> Result<PeerInfo, ConnError> {
+    let result = drive_inner(stream, hs, buf, &mut on_event).await;
+    if result.is_err() {
+        // A refusal (`snok`, `snot_allowed`) is queued output: the peer should see it.
+        let out = hs.take_output();
+        if !out.is_empty() {
+            let _ = stream.write_all(&out).await;
+        }
+    }
+    result
+}
+
+async fn drive_inner(
+    stream: &mut TcpStream,
+    hs: &mut Handshake,
+    buf: &mut Vec<u8>,
+    on_event: &mut impl FnMut(Event, &mut Handshake) -> Result<(), ConnError>,
+) -> Result<PeerInfo, ConnError> {
+    let out = hs.take_output();
+    stream.write_all(&out).await?;
+    loop {
+        loop {
+            let (used, event) = hs.receive(buf)?;
+            buf.drain(..used);
+            match event {
+                Some(Event::Established(info)) => {
+                    let out = hs.take_output();
+                    if !out.is_empty() {
+                        stream.write_all(&out).await?;
+                    }
+                    return Ok(info);
+                }
+                Some(event) => {
+                    on_event(event, hs)?;
+                    let out = hs.take_output();
+                    if !out.is_empty() {
+                        stream.write_all(&out).await?;
+                    }
+                }
+                None if used == 0 => break,
+                None => {}
+            }
+        }
+        let out = hs.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ConnError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+// ---- connected ----------------------------------------------------------
+
+/// The handshake succeeded: make the connection the peer's entry, flush
+/// what was queued, and start its reader and writer.
+fn install(
+    node: Arc<NodeInner>,
+    info: PeerInfo,
+    attempt: u64,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+) {
+    let peer = Atom::from(info.name.as_str());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (close, closed) = watch::channel(false);
+    {
+        let mut peers = node.peers.lock();
+        match peers.get_mut(&peer) {
+            Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
+                for frame in queue.drain(..) {
+                    let _ = tx.send(frame);
+                }
+            }
+            _ => {
+                // Another connection to this peer won meanwhile.
+                tracing::debug!(peer = %peer.name, "duplicate connection dropped");
+                return;
+            }
+        }
+        peers.insert(
+            peer.clone(),
+            Peer::Up(ConnHandle {
+                id: attempt,
+                tx,
+                close,
+            }),
+        );
+    }
+    tracing::info!(peer = %peer.name, hidden = info.flags & flags::PUBLISHED == 0, "connection up");
+    let (read, write) = stream.into_split();
+    tokio::spawn(writer(
+        node.clone(),
+        peer.clone(),
+        attempt,
+        write,
+        rx,
+        closed.clone(),
+    ));
+    tokio::spawn(reader(node, peer, attempt, read, leftover, closed));
+}
+
+/// Removes `peer`'s connection if it is still connection `id`, and fails
+/// everything tied to it. Safe to call from both tasks and from outside.
+fn connection_down(node: &Arc<NodeInner>, peer: &Atom, id: u64, reason: &str) {
+    let removed = {
+        let mut peers = node.peers.lock();
+        match peers.get(peer) {
+            Some(Peer::Up(h)) if h.id == id => peers.remove(peer),
+            _ => None,
+        }
+    };
+    if let Some(Peer::Up(h)) = removed {
+        let _ = h.close.send(true);
+        tracing::info!(peer = %peer.name, reason, "connection closed");
+        node.connection_lost(peer);
+    }
+}
+
+/// Closes whatever connection `peer` has; true if there was one.
+pub(super) fn close_peer(node: &Arc<NodeInner>, peer: &Atom, reason: &str) -> bool {
+    let id = match node.peers.lock().get(peer) {
+        Some(Peer::Up(h)) => h.id,
+        _ => return false,
+    };
+    connection_down(node, peer, id, reason);
+    true
+}
+
+async fn writer(
+    node: Arc<NodeInner>,
+    peer: Atom,
+    id: u64,
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let tick_every = node.config.net_ticktime / 4;
+    let mut ticker = tokio::time::interval(tick_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_write = Instant::now();
+    let mut batch = Vec::with_capacity(64 << 10);
+    let reason = loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break "connection closed locally" };
+                batch.extend_from_slice(&frame);
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(frame) => batch.extend_from_slice(&frame),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = write.write_all(&batch).await {
+                    tracing::debug!(peer = %peer.name, error = %e, "write failed");
+                    break "write failed";
+                }
+                batch.clear();
+                if batch.capacity() > 4 * WRITE_BATCH {
+                    batch.shrink_to(64 << 10);
+                }
+                last_write = Instant::now();
+            }
+            _ = ticker.tick() => {
+                if last_write.elapsed() >= tick_every {
+                    let mut tick = Vec::new();
+                    frame::write_tick(&mut tick);
+                    if write.write_all(&tick).await.is_err() {
+                        break "write failed";
+                    }
+                    last_write = Instant::now();
+                }
+            }
+            _ = closed.changed() => break "connection closed",
+        }
+    };
+    let _ = write.shutdown().await;
+    connection_down(&node, &peer, id, reason);
+}
+
+async fn reader(
+    node: Arc<NodeInner>,
+    peer: Atom,
+    id: u64,
+    mut read: OwnedReadHalf,
+    leftover: Vec<u8>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let ticktime = node.config.net_ticktime;
+    let mut check = tokio::time::interval(ticktime / 4);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read = Instant::now();
+    let mut buf = leftover;
+    let mut start = 0;
+    let reason: String = 'outer: loop {
+        // Handle every complete frame in the buffer.
+        loop {
+            match frame::parse_frame(&buf[start..], node.config.max_frame_bytes) {
+                Ok(Some((Frame::Tick, used))) => start += used,
+                Ok(Some((Frame::Data(body), used))) => {
+                    match control::decode(body, &node.config.term_limits) {
+                        Ok(message) => super::dispatch::dispatch(&node, &peer, message),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer.name, error = %e, "bad control message; disconnecting");
+                            break 'outer format!("bad control message: {e}");
+                        }
+                    }
+                    start += used;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "bad frame; disconnecting");
+                    break 'outer format!("bad frame: {e}");
+                }
+            }
+        }
+        // Compact, then read more.
+        if start > 0 {
+            buf.drain(..start);
+            start = 0;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            n = read.read_buf(&mut buf) => match n {
+                Ok(0) => break "peer closed the connection".into(),
+                Ok(_) => last_read = Instant::now(),
+                Err(e) => break format!("read failed: {e}"),
+            },
+            _ = check.tick() => {
+                if last_read.elapsed() > ticktime {
+                    tracing::warn!(peer = %peer.name, "no ticks within net_ticktime; disconnecting");
+                    break "net_tick_timeout".into();
+                }
+            }
+            _ = closed.changed() => break "connection closed".into(),
+        }
+        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
+            buf.shrink_to(READ_CHUNK);
+        }
+    };
+    connection_down(&node, &peer, id, &reason);
+}

@@ -1,0 +1,254 @@
+//! The node: EPMD registration, the listener, connections to peers, and
+//! routing of signals between Rust processes and the rest of the cluster.
+//!
+//! This is the tokio driver around the sans-IO pieces in [`crate::dist`]
+//! and the bookkeeping in [`crate::process`].
+
+pub mod config;
+mod connection;
+mod dispatch;
+pub mod epmd;
+mod net_kernel;
+mod peers;
+
+pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
+
+use crate::dist::{control, flags, handshake::LocalIdentity};
+use crate::process::ids::{IdGen, LocalId};
+use crate::process::table::{ProcessTable, Remote};
+use crate::process::Process;
+use crate::term::{Atom, Pid, Reference};
+use erl_dist::message::Message;
+use peers::Peers;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Epmd(#[from] epmd::EpmdError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {node}: {reason}")]
+    Connect { node: String, reason: String },
+}
+
+/// A running node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name.name)
+            .finish()
+    }
+}
+
+pub(crate) struct NodeInner {
+    pub name: Atom,
+    pub config: NodeConfig,
+    pub creation: u32,
+    pub ids: IdGen,
+    table: Mutex<ProcessTable>,
+    pub(crate) peers: Peers,
+    shutdown: watch::Sender<bool>,
+    /// Dropping this stream unregisters the node from EPMD.
+    epmd_registration: Mutex<Option<tokio_util::compat::Compat<tokio::net::TcpStream>>>,
+    pub listen_port: u16,
+}
+
+impl Node {
+    /// Registers in EPMD (starting it if needed), listens for BEAM nodes and
+    /// starts the built-in `net_kernel` responder that makes `net_adm:ping/1` work.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let (short, _host) = config::split_node_name(&config.name)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let listen_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        epmd::ensure_local_epmd(config.epmd_port).await?;
+        let (registration, creation) = epmd::register(config.epmd_port, short, listen_port).await?;
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(NodeInner {
+            name: Atom::from(config.name.as_str()),
+            creation,
+            ids: IdGen::new(&config.name, creation),
+            table: Mutex::new(ProcessTable::new(&config.name)),
+            peers: Peers::default(),
+            shutdown,
+            epmd_registration: Mutex::new(Some(registration)),
+            listen_port,
+            config,
+        });
+        let node = Node { inner };
+        tokio::spawn(connection::accept_loop(node.inner.clone(), listener));
+        net_kernel::start(&node);
+        tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
+        Ok(node)
+    }
+
+    /// The full node name, `name@host`.
+    pub fn name(&self) -> &str {
+        &self.inner.name.name
+    }
+
+    /// The creation EPMD assigned to this incarnation.
+    pub fn creation(&self) -> u32 {
+        self.inner.creation
+    }
+
+    /// The port this node accepts distribution connections on.
+    pub fn port(&self) -> u16 {
+        self.inner.listen_port
+    }
+
+    /// A new process with its own pid and mailbox. It lives until the
+    /// handle is dropped or [`Process::exit`] is called.
+    pub fn spawn_process(&self) -> Process {
+        let (id, pid) = self.inner.ids.new_pid();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.table().insert(id, pid.clone(), tx);
+        Process::new(self.clone(), id, pid, rx)
+    }
+
+    /// The pid registered locally under `name`.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner
+            .table()
+            .whereis(&Atom::from(name))
+            .map(|(_, pid)| pid)
+    }
+
+    /// Names registered on this node.
+    pub fn registered(&self) -> Vec<String> {
+        self.inner.table().registered()
+    }
+
+    /// Number of live processes on this node.
+    pub fn process_count(&self) -> usize {
+        self.inner.table().len()
+    }
+
+    /// A new reference unique to this node incarnation.
+    pub fn make_ref(&self) -> Reference {
+        self.inner.ids.new_ref()
+    }
+
+    /// Nodes we have a working connection to.
+    pub fn connected_nodes(&self) -> Vec<String> {
+        self.inner.peers.connected()
+    }
+
+    /// Connects to `node` (as `net_kernel:connect_node/1` does) and waits
+    /// until the connection is up or has failed.
+    pub async fn connect(&self, node: &str) -> Result<(), NodeError> {
+        config::split_node_name(node)?;
+        let atom = Atom::from(node);
+        let timeout = self.inner.config.handshake_timeout * 2;
+        connection::ensure_connecting(&self.inner, &atom);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.inner.peers.state(&atom) {
+                peers::State::Up => return Ok(()),
+                peers::State::Absent => {
+                    return Err(NodeError::Connect {
+                        node: node.to_owned(),
+                        reason: "connection attempt failed (see log)".into(),
+                    })
+                }
+                peers::State::Connecting if tokio::time::Instant::now() > deadline => {
+                    return Err(NodeError::Connect {
+                        node: node.to_owned(),
+                        reason: "timed out".into(),
+                    })
+                }
+                peers::State::Connecting => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+
+    /// Drops the connection to `node`, as `erlang:disconnect_node/1` does.
+    pub fn disconnect(&self, node: &str) -> bool {
+        connection::close_peer(&self.inner, &Atom::from(node), "disconnect requested")
+    }
+
+    /// Stops listening, closes every connection and leaves EPMD.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        for node in self.inner.peers.all_names() {
+            connection::close_peer(&self.inner, &node, "node shutting down");
+        }
+        self.inner
+            .epmd_registration
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
+impl NodeInner {
+    pub(crate) fn table(&self) -> MutexGuard<'_, ProcessTable> {
+        // A panic while holding the lock must not take the whole node down.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn identity(&self) -> LocalIdentity {
+        LocalIdentity {
+            name: self.name.name.clone(),
+            flags: flags::ADVERTISED,
+            creation: self.creation,
+            cookie: self.config.cookie.clone(),
+        }
+    }
+
+    pub(crate) fn local_id(&self, pid: &Pid) -> Option<LocalId> {
+        self.ids.local_id(pid)
+    }
+
+    pub(crate) fn is_local(&self, node: &Atom) -> bool {
+        *node == self.name
+    }
+
+    /// Sends control messages produced while the table was locked.
+    pub(crate) fn send_remotes(self: &Arc<Self>, remotes: Vec<Remote>) {
+        for r in remotes {
+            self.send_remote(&r.node, r.message);
+        }
+    }
+
+    /// Encodes `message` and queues it for `node`, connecting first if needed.
+    pub(crate) fn send_remote(self: &Arc<Self>, node: &Atom, message: Message) {
+        let mut frame = Vec::with_capacity(128);
+        if let Err(e) = control::encode(message, &mut frame) {
+            tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped");
+            return;
+        }
+        connection::send_frame(self, node, frame);
+    }
+
+    /// Everything tied to `node` fails with `noconnection`.
+    pub(crate) fn connection_lost(self: &Arc<Self>, node: &Atom) {
+        let mut out = Vec::new();
+        self.table().connection_lost(node, &mut out);
+        self.send_remotes(out);
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

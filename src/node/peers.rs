@@ -1,0 +1,76 @@
+//! The table of peer nodes: connections being set up (with the frames
+//! queued for them) and connections that are up.
+
+use crate::term::Atom;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::{mpsc, watch};
+
+/// The sending side of a live connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    /// The attempt that set this connection up; teardown only removes the
+    /// entry if it still belongs to the same attempt.
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<Vec<u8>>,
+    pub close: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Peer {
+    /// A handshake is under way (ours or the peer's); frames wait here.
+    Connecting {
+        attempt: u64,
+        queue: Vec<Vec<u8>>,
+    },
+    Up(ConnHandle),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Absent,
+    Connecting,
+    Up,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Peers {
+    map: Mutex<HashMap<Atom, Peer>>,
+    next_attempt: AtomicU64,
+}
+
+impl Peers {
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<Atom, Peer>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_attempt(&self) -> u64 {
+        self.next_attempt.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn state(&self, node: &Atom) -> State {
+        match self.lock().get(node) {
+            None => State::Absent,
+            Some(Peer::Connecting { .. }) => State::Connecting,
+            Some(Peer::Up(_)) => State::Up,
+        }
+    }
+
+    /// Whether `node`'s entry is still the pending attempt `attempt`.
+    pub fn is_attempt(&self, node: &Atom, attempt: u64) -> bool {
+        matches!(self.lock().get(node), Some(Peer::Connecting { attempt: a, .. }) if *a == attempt)
+    }
+
+    pub fn connected(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| matches!(p, Peer::Up(_)))
+            .map(|(n, _)| n.name.clone())
+            .collect()
+    }
+
+    pub fn all_names(&self) -> Vec<Atom> {
+        self.lock().keys().cloned().collect()
+    }
+}

@@ -1,0 +1,13 @@
+//! Processes and names: Rust processes with real pids, mailboxes, registered
+//! names, links and monitors, and gen_server in both directions.
+
+pub mod gen_server;
+mod handle;
+pub(crate) mod ids;
+pub mod mailbox;
+pub(crate) mod table;
+
+pub use gen_server::{spawn_server, CallReply, Caller, Flow, GenServer};
+pub use handle::{CallError, Dest, Process, ProcessError};
+pub use mailbox::Mail;
+pub use table::RegisterError;

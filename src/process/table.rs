@@ -1,0 +1,614 @@
+//! The node's process bookkeeping: mailboxes, registered names, aliases,
+//! links and monitors, and what happens when a process or a connection dies.
+//!
+//! No I/O here: local deliveries go straight into mailbox channels (which
+//! never block), and signals for other nodes come back as [`Remote`] values
+//! that the node sends after releasing the table's lock.
+
+use super::ids::{key_of, LocalId};
+use super::mailbox::{Mail, Signal};
+use crate::term::{atom, is_atom, tuple, Atom, Pid, Reference, Term};
+use erl_dist::message::Message;
+use erl_dist::term::PidOrAtom;
+use std::collections::{HashMap, HashSet};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A control message for another node, to be sent once the lock is released.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub node: Atom,
+    pub message: Message,
+}
+
+/// Who watches a process through a monitor.
+#[derive(Debug, Clone)]
+struct Watcher {
+    pid: Pid,
+    /// Set when the monitor was taken by registered name: the DOWN then names
+    /// `{Name, Node}` instead of the pid.
+    by_name: Option<Atom>,
+}
+
+/// Where a monitor that a local process holds points.
+#[derive(Debug, Clone)]
+enum Held {
+    Local(LocalId),
+    Remote(Atom, PidOrAtom),
+}
+
+#[derive(Debug)]
+struct Entry {
+    pid: Pid,
+    mailbox: UnboundedSender<Signal>,
+    name: Option<Atom>,
+    trap_exit: bool,
+    links: HashSet<Pid>,
+    monitored_by: HashMap<Reference, Watcher>,
+    holds: HashMap<Reference, Held>,
+    aliases: Vec<Reference>,
+}
+
+/// How an exit signal arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitKind {
+    /// EXIT: a linked process died; ignored unless the link still exists.
+    Link,
+    /// A link whose far end is already gone from our tables (connection loss).
+    Unlinked,
+    /// EXIT2: `exit(Pid, Reason)`; no link needed, `kill` cannot be trapped.
+    Exit2,
+}
+
+/// Why a name could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the name {0} is already registered")]
+    NameTaken(String),
+    #[error("the process is already registered as {0}")]
+    AlreadyNamed(String),
+    #[error("the process is not alive")]
+    NoProc,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ProcessTable {
+    procs: HashMap<LocalId, Entry>,
+    names: HashMap<Atom, LocalId>,
+    aliases: HashMap<Reference, LocalId>,
+    /// Monitors local processes hold on processes of other nodes, by node.
+    remote_monitors: HashMap<Atom, HashMap<Reference, (LocalId, PidOrAtom)>>,
+    /// Local node name, for `{Name, Node}` DOWN objects.
+    node: Option<Atom>,
+}
+
+fn noproc() -> Term {
+    atom("noproc")
+}
+
+fn down_object(watched: &Pid, by_name: &Option<Atom>) -> Term {
+    match by_name {
+        Some(name) => tuple(vec![name.clone().into(), watched.node.clone().into()]),
+        None => watched.clone().into(),
+    }
+}
+
+impl ProcessTable {
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: Some(Atom::from(node)),
+            ..Self::default()
+        }
+    }
+
+    fn local_node(&self) -> Atom {
+        self.node.clone().unwrap_or_else(|| Atom::from(""))
+    }
+
+    pub fn insert(&mut self, id: LocalId, pid: Pid, mailbox: UnboundedSender<Signal>) {
+        self.procs.insert(
+            id,
+            Entry {
+                pid,
+                mailbox,
+                name: None,
+                trap_exit: false,
+                links: HashSet::new(),
+                monitored_by: HashMap::new(),
+                holds: HashMap::new(),
+                aliases: Vec::new(),
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn set_trap_exit(&mut self, id: LocalId, on: bool) {
+        if let Some(e) = self.procs.get_mut(&id) {
+            e.trap_exit = on;
+        }
+    }
+
+    // ---- names ----------------------------------------------------------
+
+    pub fn register(&mut self, id: LocalId, name: &str) -> Result<(), RegisterError> {
+        let name = Atom::from(name);
+        if self.names.contains_key(&name) {
+            return Err(RegisterError::NameTaken(name.name));
+        }
+        let entry = self.procs.get_mut(&id).ok_or(RegisterError::NoProc)?;
+        if let Some(existing) = &entry.name {
+            return Err(RegisterError::AlreadyNamed(existing.name.clone()));
+        }
+        entry.name = Some(name.clone());
+        self.names.insert(name, id);
+        Ok(())
+    }
+
+    pub fn unregister(&mut self, name: &str) -> bool {
+        match self.names.remove(&Atom::from(name)) {
+            Some(id) => {
+                if let Some(e) = self.procs.get_mut(&id) {
+                    e.name = None;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn whereis(&self, name: &Atom) -> Option<(LocalId, Pid)> {
+        let id = *self.names.get(name)?;
+        Some((id, self.procs.get(&id)?.pid.clone()))
+    }
+
+    pub fn registered(&self) -> Vec<String> {
+        self.names.keys().map(|a| a.name.clone()).collect()
+    }
+
+    // ---- delivery -------------------------------------------------------
+
+    /// Puts `mail` into the mailbox of `id`; false if there is no such process.
+    pub fn deliver(&self, id: LocalId, mail: Mail) -> bool {
+        match self.procs.get(&id) {
+            Some(e) => e.mailbox.send(Signal::Mail(mail)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn deliver_to_name(&self, name: &Atom, mail: Mail) -> bool {
+        match self.names.get(name) {
+            Some(&id) => self.deliver(id, mail),
+            None => false,
+        }
+    }
+
+    pub fn add_alias(&mut self, id: LocalId, alias: Reference) {
+        if let Some(e) = self.procs.get_mut(&id) {
+            e.aliases.push(alias.clone());
+            self.aliases.insert(alias, id);
+        }
+    }
+
+    pub fn remove_alias(&mut self, alias: &Reference) {
+        if let Some(id) = self.aliases.remove(alias) {
+            if let Some(e) = self.procs.get_mut(&id) {
+                e.aliases.retain(|a| a != alias);
+            }
+        }
+    }
+
+    pub fn deliver_to_alias(&self, alias: &Reference, mail: Mail) -> bool {
+        match self.aliases.get(alias) {
+            Some(&id) => self.deliver(id, mail),
+            None => false,
+        }
+    }
+
+    // ---- links ----------------------------------------------------------
+
+    /// Links local process `a` to local process `b`. If `b` is gone, `a`
+    /// gets an exit signal with reason `noproc`, as in Erlang.
+    pub fn link_local(&mut self, a: LocalId, b: LocalId, b_pid: &Pid, out: &mut Vec<Remote>) {
+        let Some(a_pid) = self.procs.get(&a).map(|e| e.pid.clone()) else {
+            return;
+        };
+        if a == b {
+            return;
+        }
+        self.procs
+            .get_mut(&a)
+            .expect("checked")
+            .links
+            .insert(b_pid.clone());
+        match self.procs.get_mut(&b) {
+            Some(e) => {
+                e.links.insert(a_pid);
+            }
+            None => self.exit_signal(a, b_pid.clone(), noproc(), ExitKind::Link, out),
+        }
+    }
+
+    /// A local process links to a process on another node; the caller sends LINK.
+    pub fn link_to_remote(&mut self, a: LocalId, remote: Pid) -> bool {
+        match self.procs.get_mut(&a) {
+            Some(e) => {
+                e.links.insert(remote);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// LINK from another node. A dead target answers with EXIT `noproc`.
+    pub fn link_from_remote(
+        &mut self,
+        target: Option<LocalId>,
+        from: Pid,
+        to: Pid,
+        out: &mut Vec<Remote>,
+    ) {
+        match target.and_then(|id| self.procs.get_mut(&id)) {
+            Some(e) => {
+                e.links.insert(from);
+            }
+            None => out.push(Remote {
+                node: from.node.clone(),
+                message: Message::exit(to, from, noproc()),
+            }),
+        }
+    }
+
+    /// Removes the link between local `a` and `other` on a's side (and on
+    /// other's side too when it is local). Returns whether a link existed.
+    pub fn unlink(&mut self, a: LocalId, other: &Pid, other_local: Option<LocalId>) -> bool {
+        let a_pid = self.procs.get(&a).map(|e| e.pid.clone());
+        let existed = self
+            .procs
+            .get_mut(&a)
+            .is_some_and(|e| e.links.remove(other));
+        if let (Some(b), Some(a_pid)) = (other_local, a_pid) {
+            if let Some(e) = self.procs.get_mut(&b) {
+                e.links.remove(&a_pid);
+            }
+        }
+        existed
+    }
+
+    // ---- monitors -------------------------------------------------------
+
+    /// A local process monitors a local process (by id, or by name when
+    /// `by_name` is set). A missing target fires DOWN `noproc` at once.
+    pub fn monitor_local(
+        &mut self,
+        watcher: LocalId,
+        target: Option<LocalId>,
+        target_pid: Option<Pid>,
+        by_name: Option<Atom>,
+        reference: Reference,
+    ) {
+        let Some(watcher_pid) = self.procs.get(&watcher).map(|e| e.pid.clone()) else {
+            return;
+        };
+        match target.filter(|t| self.procs.contains_key(t)) {
+            Some(t) => {
+                self.procs
+                    .get_mut(&t)
+                    .expect("checked")
+                    .monitored_by
+                    .insert(
+                        reference.clone(),
+                        Watcher {
+                            pid: watcher_pid,
+                            by_name,
+                        },
+                    );
+                self.procs
+                    .get_mut(&watcher)
+                    .expect("checked")
+                    .holds
+                    .insert(reference, Held::Local(t));
+            }
+            None => {
+                let object = match (&by_name, target_pid) {
+                    (Some(name), _) => tuple(vec![name.clone().into(), self.local_node().into()]),
+                    (None, Some(pid)) => pid.into(),
+                    (None, None) => atom("undefined"),
+                };
+                self.deliver(
+                    watcher,
+                    Mail::Down {
+                        reference,
+                        object,
+                        reason: noproc(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A local process monitors a process on `node`; the caller sends MONITOR_P.
+    pub fn monitor_remote(
+        &mut self,
+        watcher: LocalId,
+        node: Atom,
+        target: PidOrAtom,
+        reference: Reference,
+    ) -> bool {
+        let Some(e) = self.procs.get_mut(&watcher) else {
+            return false;
+        };
+        e.holds.insert(
+            reference.clone(),
+            Held::Remote(node.clone(), target.clone()),
+        );
+        self.remote_monitors
+            .entry(node)
+            .or_default()
+            .insert(reference, (watcher, target));
+        true
+    }
+
+    /// MONITOR_P from another node. A missing target answers MONITOR_P_EXIT `noproc`.
+    pub fn monitor_from_remote(
+        &mut self,
+        watcher: Pid,
+        target: &PidOrAtom,
+        target_id: Option<LocalId>,
+        reference: Reference,
+        out: &mut Vec<Remote>,
+    ) {
+        let by_name = match target {
+            PidOrAtom::Atom(a) => Some(a.clone()),
+            PidOrAtom::Pid(_) => None,
+        };
+        match target_id.and_then(|id| self.procs.get_mut(&id)) {
+            Some(e) => {
+                e.monitored_by.insert(
+                    reference,
+                    Watcher {
+                        pid: watcher,
+                        by_name,
+                    },
+                );
+            }
+            None => out.push(Remote {
+                node: watcher.node.clone(),
+                message: Message::monitor_p_exit(target.clone(), watcher, reference, noproc()),
+            }),
+        }
+    }
+
+    /// DEMONITOR_P from another node.
+    pub fn demonitor_from_remote(&mut self, target_id: Option<LocalId>, reference: &Reference) {
+        if let Some(e) = target_id.and_then(|id| self.procs.get_mut(&id)) {
+            e.monitored_by.remove(reference);
+        }
+    }
+
+    /// A local process drops a monitor it holds. Returns the DEMONITOR_P to
+    /// send when the target is remote.
+    pub fn demonitor(&mut self, watcher: LocalId, reference: &Reference) -> Option<Remote> {
+        let held = self.procs.get_mut(&watcher)?.holds.remove(reference)?;
+        self.drop_held(watcher, reference, held)
+    }
+
+    fn drop_held(&mut self, watcher: LocalId, reference: &Reference, held: Held) -> Option<Remote> {
+        match held {
+            Held::Local(t) => {
+                if let Some(e) = self.procs.get_mut(&t) {
+                    e.monitored_by.remove(reference);
+                }
+                None
+            }
+            Held::Remote(node, target) => {
+                if let Some(m) = self.remote_monitors.get_mut(&node) {
+                    m.remove(reference);
+                }
+                let from_pid = self.procs.get(&watcher).map(|e| e.pid.clone())?;
+                Some(Remote {
+                    node,
+                    message: Message::demonitor_p(from_pid, target, reference.clone()),
+                })
+            }
+        }
+    }
+
+    /// MONITOR_P_EXIT from another node: the watched process went away.
+    pub fn remote_monitor_fired(&mut self, node: &Atom, reference: &Reference, reason: Term) {
+        let Some((watcher, target)) = self
+            .remote_monitors
+            .get_mut(node)
+            .and_then(|m| m.remove(reference))
+        else {
+            return;
+        };
+        if let Some(e) = self.procs.get_mut(&watcher) {
+            e.holds.remove(reference);
+        }
+        let object = match target {
+            PidOrAtom::Pid(p) => p.into(),
+            PidOrAtom::Atom(name) => tuple(vec![name.into(), node.clone().into()]),
+        };
+        self.deliver(
+            watcher,
+            Mail::Down {
+                reference: reference.clone(),
+                object,
+                reason,
+            },
+        );
+    }
+
+    // ---- exits ----------------------------------------------------------
+
+    /// An exit signal reaches local process `to` from `from`.
+    pub fn exit_signal(
+        &mut self,
+        to: LocalId,
+        from: Pid,
+        reason: Term,
+        kind: ExitKind,
+        out: &mut Vec<Remote>,
+    ) {
+        let mut work = vec![(to, from, reason, kind)];
+        while let Some((to, from, reason, kind)) = work.pop() {
+            let Some(e) = self.procs.get_mut(&to) else {
+                continue;
+            };
+            if kind == ExitKind::Link && !e.links.remove(&from) {
+                // Not linked (any more): a late EXIT after an unlink is ignored.
+                continue;
+            }
+            let kill = kind == ExitKind::Exit2 && is_atom(&reason, "kill");
+            if kill {
+                self.terminate_into(to, atom("killed"), &mut work, out);
+            } else if e.trap_exit {
+                let _ = e.mailbox.send(Signal::Mail(Mail::Exit { from, reason }));
+            } else if !is_atom(&reason, "normal") || from == e.pid {
+                self.terminate_into(to, reason, &mut work, out);
+            }
+        }
+    }
+
+    /// Removes process `id`, which exits with `reason`, and fires its links
+    /// and monitors.
+    pub fn terminate(&mut self, id: LocalId, reason: Term, out: &mut Vec<Remote>) {
+        let mut work = Vec::new();
+        self.terminate_into(id, reason, &mut work, out);
+        while let Some((to, from, reason, kind)) = work.pop() {
+            self.exit_signal(to, from, reason, kind, out);
+        }
+    }
+
+    fn terminate_into(
+        &mut self,
+        id: LocalId,
+        reason: Term,
+        work: &mut Vec<(LocalId, Pid, Term, ExitKind)>,
+        out: &mut Vec<Remote>,
+    ) {
+        let Some(entry) = self.procs.remove(&id) else {
+            return;
+        };
+        // Tell the handle, in case it is not the one that asked to terminate.
+        let _ = entry.mailbox.send(Signal::Killed(reason.clone()));
+        if let Some(name) = &entry.name {
+            self.names.remove(name);
+        }
+        for alias in &entry.aliases {
+            self.aliases.remove(alias);
+        }
+        for (reference, held) in entry.holds {
+            // The watcher is gone, so drop_held cannot look up its pid: send the demonitor here.
+            match held {
+                Held::Local(t) => {
+                    if let Some(e) = self.procs.get_mut(&t) {
+                        e.monitored_by.remove(&reference);
+                    }
+                }
+                Held::Remote(node, target) => {
+                    if let Some(m) = self.remote_monitors.get_mut(&node) {
+                        m.remove(&reference);
+                    }
+                    out.push(Remote {
+                        node,
+                        message: Message::demonitor_p(entry.pid.clone(), target, reference),
+                    });
+                }
+            }
+        }
+        for linked in entry.links {
+            if linked.node == entry.pid.node {
+                if let Some(lid) = self.id_of_local(&linked) {
+                    work.push((lid, entry.pid.clone(), reason.clone(), ExitKind::Link));
+                }
+            } else {
+                out.push(Remote {
+                    node: linked.node.clone(),
+                    message: Message::exit(entry.pid.clone(), linked, reason.clone()),
+                });
+            }
+        }
+        for (reference, watcher) in entry.monitored_by {
+            if watcher.pid.node == entry.pid.node {
+                if let Some(wid) = self.id_of_local(&watcher.pid) {
+                    if let Some(w) = self.procs.get_mut(&wid) {
+                        w.holds.remove(&reference);
+                    }
+                    self.deliver(
+                        wid,
+                        Mail::Down {
+                            reference,
+                            object: down_object(&entry.pid, &watcher.by_name),
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+            } else {
+                let from_proc = match watcher.by_name {
+                    Some(name) => PidOrAtom::Atom(name),
+                    None => PidOrAtom::Pid(entry.pid.clone()),
+                };
+                out.push(Remote {
+                    node: watcher.pid.node.clone(),
+                    message: Message::monitor_p_exit(
+                        from_proc,
+                        watcher.pid,
+                        reference,
+                        reason.clone(),
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Local pids are looked up by scanning only where no id is at hand
+    /// (links and monitors between local processes store pids).
+    fn id_of_local(&self, pid: &Pid) -> Option<LocalId> {
+        let id = key_of(pid);
+        self.procs.get(&id).filter(|e| e.pid == *pid).map(|_| id)
+    }
+
+    /// The connection to `node` is gone: every link to it breaks with
+    /// `noconnection`, every monitor on its processes fires, and monitors its
+    /// processes held here are dropped.
+    pub fn connection_lost(&mut self, node: &Atom, out: &mut Vec<Remote>) {
+        if let Some(monitors) = self.remote_monitors.remove(node) {
+            for (reference, (watcher, target)) in monitors {
+                if let Some(e) = self.procs.get_mut(&watcher) {
+                    e.holds.remove(&reference);
+                }
+                let object = match target {
+                    PidOrAtom::Pid(p) => p.into(),
+                    PidOrAtom::Atom(name) => tuple(vec![name.into(), node.clone().into()]),
+                };
+                self.deliver(
+                    watcher,
+                    Mail::Down {
+                        reference,
+                        object,
+                        reason: atom("noconnection"),
+                    },
+                );
+            }
+        }
+        // Remove every link to the node before any exit runs, so a process
+        // that dies of `noconnection` sends nothing back to that node.
+        let mut broken = Vec::new();
+        for (&id, e) in self.procs.iter_mut() {
+            e.monitored_by.retain(|_, w| w.pid.node != *node);
+            e.links.retain(|p| {
+                let gone = p.node == *node;
+                if gone {
+                    broken.push((id, p.clone()));
+                }
+                !gone
+            });
+        }
+        for (id, linked) in broken {
+            self.exit_signal(id, linked, atom("noconnection"), ExitKind::Unlinked, out);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Connections between a Rust node and real BEAM nodes: EPMD, both
+//! directions, hidden visibility, cookies, ticks, and hostile peers.
+
+mod common;
+mod rust_node;
+
+use common::BeamNode;
+use erl_quorum::dist::flags;
+use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
+use erl_quorum::term::{atom, tuple};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn beam(prefix: &str) -> BeamNode {
+    beam_with(prefix, rust_node::COOKIE, &[])
+}
+
+fn beam_with(prefix: &str, cookie: &str, args: &[&str]) -> BeamNode {
+    common::ensure_epmd().expect("epmd");
+    BeamNode::start(&common::unique_name(prefix), cookie, args).expect("start erl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_pings_rust_and_sees_a_hidden_node() {
+    let node = rust_node::start("rs_ping").await;
+    let b = beam("b_ping");
+    let r = common::atom(node.name());
+    assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong");
+    assert_eq!(b.eval_ok(&format!("lists:member({r}, nodes())")), "false");
+    assert_eq!(
+        b.eval_ok(&format!("lists:member({r}, nodes(hidden))")),
+        "true"
+    );
+    assert!(node.connected_nodes().contains(&b.node_name().to_owned()));
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_connects_out_and_pings() {
+    let node = rust_node::start("rs_out").await;
+    let b = beam("b_out");
+    node.connect(b.node_name()).await.expect("connect");
+    let r = common::atom(node.name());
+    assert_eq!(
+        b.eval_ok(&format!("lists:member({r}, nodes(hidden))")),
+        "true"
+    );
+    assert_eq!(b.eval_ok(&format!("lists:member({r}, nodes())")), "false");
+    let mut p = node.spawn_process();
+    let auth = tuple(vec![atom("is_auth"), atom(node.name())]);
+    let answer = p
+        .call(("net_kernel", b.node_name()), auth, Duration::from_secs(5))
+        .await;
+    assert_eq!(answer, Ok(atom("yes")));
+    // A name nobody has in EPMD fails cleanly.
+    assert!(node.connect("nobody_here@127.0.0.1").await.is_err());
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_names_work() {
+    let short = erl_quorum::node::full_node_name(&common::unique_name("rs_short"), false).unwrap();
+    let node = erl_quorum::Node::start(erl_quorum::NodeConfig::new(short, rust_node::COOKIE))
+        .await
+        .unwrap();
+    common::ensure_epmd().unwrap();
+    let b = BeamNode::start_sname(&common::unique_name("b_short"), rust_node::COOKIE, &[]).unwrap();
+    assert_eq!(
+        b.eval_ok(&format!("net_adm:ping({})", common::atom(node.name()))),
+        "pong"
+    );
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_cookies_are_rejected_both_ways() {
+    let node = rust_node::start("rs_cookie").await;
+    let bad = beam_with("b_badcookie", "not_the_cookie", &[]);
+    let r = common::atom(node.name());
+    assert_eq!(bad.eval_ok(&format!("net_adm:ping({r})")), "pang");
+    assert!(node.connect(bad.node_name()).await.is_err());
+    assert!(!node.connected_nodes().contains(&bad.node_name().to_owned()));
+    // Everyone else is still served.
+    let good = beam("b_goodcookie");
+    assert_eq!(good.eval_ok(&format!("net_adm:ping({r})")), "pong");
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_keep_a_link_up_and_a_stopped_peer_is_dropped() {
+    let node = rust_node::start_with("rs_tick", |c| c.with_ticktime(Duration::from_secs(4))).await;
+    let b = beam_with(
+        "b_tick",
+        rust_node::COOKIE,
+        &["-kernel", "net_ticktime", "4"],
+    );
+    let r = common::atom(node.name());
+    assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong");
+    // Longer than net_ticktime with no traffic: ticks must keep both sides up.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(node.connected_nodes().contains(&b.node_name().to_owned()));
+    assert_eq!(
+        b.eval_ok(&format!("lists:member({r}, nodes(hidden))")),
+        "true"
+    );
+    b.sigstop();
+    let stopped = Instant::now();
+    let bname = b.node_name().to_owned();
+    rust_node::wait_until(
+        "the stopped peer to be dropped",
+        Duration::from_secs(15),
+        || !node.connected_nodes().contains(&bname),
+    )
+    .await;
+    let took = stopped.elapsed();
+    b.sigcont();
+    assert!(
+        took >= Duration::from_secs(2),
+        "dropped too early: {took:?}"
+    );
+    assert!(took <= Duration::from_secs(9), "dropped too late: {took:?}");
+    node.shutdown();
+}
+
+/// Completes a real handshake with `node` as `peer_name`, returning the socket.
+fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let identity = LocalIdentity {
+        name: peer_name.to_owned(),
+        flags: flags::ADVERTISED,
+        creation: 1,
+        cookie: rust_node::COOKIE.to_owned(),
+    };
+    let mut hs = Handshake::client(identity, node.name(), 42);
+    let mut buf = Vec::new();
+    loop {
+        stream.write_all(&hs.take_output()).unwrap();
+        let (used, event) = hs.receive(&buf).unwrap();
+        buf.drain(..used);
+        match event {
+            Some(Event::Established(_)) => {
+                stream.write_all(&hs.take_output()).unwrap();
+                return stream;
+            }
+            Some(_) => continue,
+            None if used > 0 => continue,
+            None => {
+                let mut chunk = [0u8; 512];
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0, "closed during handshake");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Reads until the peer closes; panics if it is still open after 10 s.
+fn assert_closed_by_peer(mut stream: TcpStream, what: &str) {
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("{what}: connection not closed: {e}"),
+        }
+        assert!(Instant::now() < deadline, "{what}: connection not closed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_lose_only_their_own_connection() {
+    let node = rust_node::start_with("rs_hostile", |mut c| {
+        c.max_frame_bytes = 1 << 20;
+        c.handshake_timeout = Duration::from_secs(2);
+        c
+    })
+    .await;
+    rust_node::start_echo(&node, "echo");
+    let b = beam("b_bystander");
+    let r = common::atom(node.name());
+    let check = format!(
+        "lists:all(fun(I) -> gen_server:call({{echo, {r}}}, I) =:= I end, lists:seq(1, 100))"
+    );
+    assert_eq!(b.eval_ok(&check), "true");
+    let node2 = node.clone();
+    let hostile = tokio::task::spawn_blocking(move || {
+        // Garbage after a good handshake.
+        let mut s = raw_connect(&node2, "evil1@127.0.0.1");
+        s.write_all(&[0, 0, 0, 5, 112, 1, 2, 3, 4]).unwrap();
+        assert_closed_by_peer(s, "garbage frame");
+        // An oversized frame: the length alone is enough to refuse it.
+        let mut s = raw_connect(&node2, "evil2@127.0.0.1");
+        s.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
+        assert_closed_by_peer(s, "oversized frame");
+        // A term nested far too deep, and a list claiming 4 G elements.
+        let mut s = raw_connect(&node2, "evil3@127.0.0.1");
+        let mut body = vec![112, 131];
+        body.extend(std::iter::repeat_n([104u8, 1], 100_000).flatten());
+        body.push(106);
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        assert_closed_by_peer(s, "deep term");
+        let mut s = raw_connect(&node2, "evil4@127.0.0.1");
+        s.write_all(&[0, 0, 0, 8, 112, 131, 108, 255, 255, 255, 255, 106])
+            .unwrap();
+        assert_closed_by_peer(s, "huge list count");
+        // A truncated handshake is dropped after the handshake timeout.
+        let mut s = TcpStream::connect(("127.0.0.1", node2.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[0, 20, b'N', 0, 0]).unwrap();
+        assert_closed_by_peer(s, "truncated handshake");
+        // Random bytes instead of a handshake.
+        let mut s = TcpStream::connect(("127.0.0.1", node2.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_closed_by_peer(s, "http request");
+    });
+    // The bystander keeps being served while all that happens.
+    assert_eq!(b.eval_ok(&check), "true");
+    hostile.await.expect("hostile peers");
+    assert_eq!(b.eval_ok(&check), "true");
+    assert!(node
+        .connected_nodes()
+        .iter()
+        .all(|n| !n.starts_with("evil")));
+    node.shutdown();
+}

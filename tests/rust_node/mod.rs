@@ -1,0 +1,90 @@
+//! Starting Rust nodes inside a test, next to the BEAM nodes of `common`.
+
+#![allow(dead_code)]
+
+use erl_quorum::process::{spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process};
+use erl_quorum::term::{as_tuple, atom, tuple, Term};
+use erl_quorum::{Node, NodeConfig};
+use std::time::Duration;
+
+pub const COOKIE: &str = "eq_test_cookie";
+
+/// A Rust node named `{prefix}_…@127.0.0.1` with the test cookie.
+pub async fn start(prefix: &str) -> Node {
+    start_with(prefix, |c| c).await
+}
+
+pub async fn start_with(prefix: &str, adjust: impl FnOnce(NodeConfig) -> NodeConfig) -> Node {
+    // Logs show up in a failing test's output (RUST_LOG=erl_quorum=debug for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "erl_quorum=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let name = format!("{}@127.0.0.1", super::common::unique_name(prefix));
+    let config = adjust(NodeConfig::new(name, COOKIE));
+    Node::start(config).await.expect("start the Rust node")
+}
+
+/// The same contract as `eq_peer:start_echo/1` and examples/echo.rs.
+pub struct Echo;
+
+impl GenServer for Echo {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        _from: &Caller,
+        _process: &mut Process,
+    ) -> CallReply {
+        match as_tuple(&request) {
+            Some([kind, reason]) if erl_quorum::term::is_atom(kind, "stop") => CallReply::Stop {
+                reason: reason.clone(),
+                reply: Some(atom("stopping")),
+            },
+            _ => CallReply::Reply(request),
+        }
+    }
+
+    /// `{Pid, X}` cast gets `{cast, X}` back.
+    async fn handle_cast(&mut self, request: Term, process: &mut Process) -> Flow {
+        if let Some([Term::Pid(pid), x]) = as_tuple(&request) {
+            process.send(pid, tuple(vec![atom("cast"), x.clone()]));
+        }
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, mail: Mail, process: &mut Process) -> Flow {
+        if let Mail::Message(message) = mail {
+            if let Some([Term::Pid(pid), x]) = as_tuple(&message) {
+                process.send(pid, tuple(vec![atom("echo"), x.clone()]));
+            }
+        }
+        Flow::Continue
+    }
+}
+
+pub fn start_echo(node: &Node, name: &str) {
+    spawn_server(node, Some(name), Echo).expect("register echo");
+}
+
+/// Polls `check` every 20 ms until true; panics with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next message (not DOWN/EXIT) within 10 s.
+pub async fn next_message(process: &mut Process) -> Term {
+    match process.recv_timeout(Duration::from_secs(10)).await {
+        Ok(Some(Mail::Message(t))) => t,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
