@@ -24,7 +24,7 @@ impl GenServer for Greeter {
         from: &Caller,
         _process: &mut Process,
     ) -> CallReply {
-        println!("  [rust] greeter got {request:?} from {:?}", from.pid);
+        println!("  [rust] greeter got {request} from {}", from.pid);
         CallReply::Reply(tuple(vec![atom("hello_from_rust"), request]))
     }
 }
@@ -36,12 +36,13 @@ const BEAM_SCRIPT: &str = r#"
     io:format("  [beam] net_adm:ping(~p) -> ~p~n", [Rust, net_adm:ping(Rust)]),
     io:format("  [beam] nodes() = ~p, nodes(hidden) = ~p~n", [nodes(), nodes(hidden)]),
     io:format("  [beam] gen_server:call({greeter, Rust}, hi) -> ~p~n", [gen_server:call({greeter, Rust}, hi)]),
-    Counter = spawn(fun Loop(N) ->
+    Loop = fun Loop(N) ->
         receive
             {'$gen_call', {_, _} = From, bump} -> gen_server:reply(From, N + 1), Loop(N + 1);
             stop -> ok
         end
-    end),
+    end,
+    Counter = spawn(fun() -> Loop(0) end),
     register(beam_counter, Counter),
     {ready, Rust} ! {beam_ready, self()},
     receive done -> ok after 30000 -> ok end,
@@ -88,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         None => return Err("the BEAM node did not report in".into()),
     };
-    println!("  [rust] the BEAM node reported in from {beam_pid:?}");
+    println!("  [rust] the BEAM node reported in from {beam_pid}");
 
     let mut caller = node.spawn_process();
     let started = Instant::now();
@@ -103,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     println!(
-        "  [rust] 1000 gen_server calls into the BEAM node: last reply {last:?}, {:.1} us per call",
+        "  [rust] 1000 gen_server calls into the BEAM node: last reply {last}, {:.1} us per call",
         started.elapsed().as_secs_f64() * 1e6 / 1000.0
     );
     let missing = caller

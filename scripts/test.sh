@@ -42,44 +42,14 @@ done
 
 log() { echo "==> test.sh: $*"; }
 warn() { echo "==> test.sh: WARNING: $*" >&2; }
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-  else warn "need root for: $*"; return 1
-  fi
-}
-
-# apt may be busy (another install running on the machine): wait for its lock
-# rather than fail.
-apt_install() {
-  local i
-  for i in $(seq 1 60); do
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -q update && break
-    [ "$i" = 60 ] && return 1
-    log "apt-get update failed (lock held?), retrying in 10 s"; sleep 10
-  done
-  for i in $(seq 1 6); do
-    as_root env DEBIAN_FRONTEND=noninteractive \
-      apt-get -q -y -o DPkg::Lock::Timeout=600 install "$@" && return 0
-    log "apt-get install failed, retrying in 10 s"; sleep 10
-  done
-  return 1
-}
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 # ---------------------------------------------------------------------------
 # 1. Tools
 # ---------------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || { warn "cargo not found on PATH"; exit 1; }
-
-missing=()
-for tool in erl erlc epmd elixir rebar3; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "missing ${missing[*]}: installing Debian's erlang-nox erlang-dev elixir rebar3"
-  apt_install erlang-nox erlang-dev elixir rebar3 || { warn "installing Erlang failed"; exit 1; }
-fi
+ensure_erlang || exit 1
 
 otp27_works() {
   command -v erl27 >/dev/null 2>&1 && erl27 -noshell -eval 'halt().' >/dev/null 2>&1 </dev/null
@@ -100,9 +70,7 @@ if [ "$OTP27" = 0 ]; then
   fi
 fi
 
-# The BEAM nodes register with the host's epmd. Null stdio, so the daemon
-# doesn't hold the pipe that tee reads below.
-epmd -names >/dev/null 2>&1 || epmd -daemon </dev/null >/dev/null 2>&1 || warn "could not start epmd"
+ensure_epmd
 
 # Tests run in parallel threads within a test binary, and many start several
 # BEAM nodes. libtest defaults to one thread per core: 2 here, 16+ on a big dev

@@ -18,3 +18,8 @@ pub use process::{
     CallError, CallReply, Caller, Dest, Flow, GenServer, Mail, Process, ProcessError,
 };
 pub use term::Term;
+
+/// The README's Rust examples are compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -125,7 +125,15 @@ async fn ticks_keep_a_link_up_and_a_stopped_peer_is_dropped() {
 
 /// Completes a real handshake with `node` as `peer_name`, returning the socket.
 fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).unwrap();
+    raw_connect_with(node, peer_name, rust_node::COOKIE).expect("handshake")
+}
+
+fn raw_connect_with(
+    node: &erl_quorum::Node,
+    peer_name: &str,
+    cookie: &str,
+) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -133,25 +141,31 @@ fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
         name: peer_name.to_owned(),
         flags: flags::ADVERTISED,
         creation: 1,
-        cookie: rust_node::COOKIE.to_owned(),
+        cookie: cookie.to_owned(),
     };
     let mut hs = Handshake::client(identity, node.name(), 42);
     let mut buf = Vec::new();
     loop {
-        stream.write_all(&hs.take_output()).unwrap();
-        let (used, event) = hs.receive(&buf).unwrap();
+        stream
+            .write_all(&hs.take_output())
+            .map_err(|e| e.to_string())?;
+        let (used, event) = hs.receive(&buf).map_err(|e| e.to_string())?;
         buf.drain(..used);
         match event {
             Some(Event::Established(_)) => {
-                stream.write_all(&hs.take_output()).unwrap();
-                return stream;
+                stream
+                    .write_all(&hs.take_output())
+                    .map_err(|e| e.to_string())?;
+                return Ok(stream);
             }
             Some(_) => continue,
             None if used > 0 => continue,
             None => {
                 let mut chunk = [0u8; 512];
-                let n = stream.read(&mut chunk).unwrap();
-                assert!(n > 0, "closed during handshake");
+                let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed during handshake".into());
+                }
                 buf.extend_from_slice(&chunk[..n]);
             }
         }
@@ -229,5 +243,68 @@ async fn hostile_peers_lose_only_their_own_connection() {
         .connected_nodes()
         .iter()
         .all(|n| !n.starts_with("evil")));
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_replaces_its_stale_connection_only_with_the_cookie() {
+    let node = rust_node::start("rs_alive").await;
+    let name = format!("{}@127.0.0.1", common::unique_name("dup"));
+    let node2 = node.clone();
+    let name2 = name.clone();
+    tokio::task::spawn_blocking(move || {
+        let first = raw_connect(&node2, &name2);
+        // Someone claiming the same name without the cookie changes nothing.
+        assert!(raw_connect_with(&node2, &name2, "wrong").is_err());
+        assert!(node2.connected_nodes().contains(&name2));
+        // The same name with the cookie (a restarted node): `alive`, then the
+        // old connection is dropped and the new one kept.
+        let second = raw_connect(&node2, &name2);
+        assert_closed_by_peer(first, "stale connection");
+        assert!(node2.connected_nodes().contains(&name2));
+        drop(second);
+    })
+    .await
+    .unwrap();
+    rust_node::wait_until(
+        "the second connection to close",
+        Duration::from_secs(5),
+        || !node.connected_nodes().contains(&name),
+    )
+    .await;
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_connects_settle_on_one_connection() {
+    let node = rust_node::start("rs_simul").await;
+    let b = std::sync::Arc::new(beam("b_simul"));
+    b.eval_ok("eq_peer:start_sink(sink)");
+    let r = common::atom(node.name());
+    for round in 0..5 {
+        let beam_side = {
+            let b = b.clone();
+            let r = r.clone();
+            tokio::task::spawn_blocking(move || b.eval_ok(&format!("net_kernel:connect_node({r})")))
+        };
+        let rust_side = node.connect(b.node_name());
+        let (beam_result, rust_result) = tokio::join!(beam_side, rust_side);
+        assert_eq!(beam_result.unwrap(), "true", "round {round}");
+        rust_result.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // Whichever connection won, traffic flows both ways over it.
+        assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong");
+        let p = node.spawn_process();
+        p.send(("sink", b.node_name()), erl_quorum::term::int(round));
+        b.eval_ok(&format!(
+            "eq_peer:wait_until(fun() -> length(eq_peer:sink_messages(sink)) =:= {} end, 5000)",
+            round + 1
+        ));
+        b.eval_ok(&format!("erlang:disconnect_node({r})"));
+        let bname = b.node_name().to_owned();
+        rust_node::wait_until("the disconnect", Duration::from_secs(5), || {
+            !node.connected_nodes().contains(&bname)
+        })
+        .await;
+    }
     node.shutdown();
 }

@@ -307,3 +307,31 @@ async fn killed_node_gives_noconnection() {
     assert_eq!(call.await.unwrap(), Err(CallError::NoConnection));
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_sees_noconnection_when_the_rust_node_goes_away() {
+    let node = rust_node::start("rs_gone").await;
+    let b = beam("b_gone");
+    let r = common::atom(node.name());
+    let watched = node.spawn_process();
+    watched.register("watched").unwrap();
+    b.eval_ok(&format!(
+        "process_flag(trap_exit, true), Ref = erlang:monitor(process, {{watched, {r}}}), pong = net_adm:ping({r})"
+    ));
+    watched.send(
+        ("eq_peer", b.node_name()),
+        tuple(vec![atom("pid"), watched.pid().clone().into()]),
+    );
+    b.eval_ok("{pid, W} = eq_peer:recv(5000), link(W)");
+    b.eval_ok(&format!("pong = net_adm:ping({r})"));
+    node.shutdown();
+    assert_eq!(
+        b.eval_ok("receive {'DOWN', Ref, process, _, Why1} -> Why1 after 5000 -> timeout end"),
+        "noconnection"
+    );
+    assert_eq!(
+        b.eval_ok("receive {'EXIT', W, Why2} -> Why2 after 5000 -> timeout end"),
+        "noconnection"
+    );
+    drop(watched);
+}
