@@ -1,6 +1,7 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
 //! TCP), then one reader and one writer task per peer.
 
+use super::outbox::Outbox;
 use super::peers::{ConnHandle, Peer};
 use super::NodeInner;
 use crate::dist::frame::{self, Frame};
@@ -10,13 +11,13 @@ use crate::term::Atom;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
-/// Writes are batched up to this many bytes per system call.
-const WRITE_BATCH: usize = 256 << 10;
+/// The writer keeps at most this much scratch space between bursts.
+const WRITE_SCRATCH_MAX: usize = 1 << 20;
 const READ_CHUNK: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,7 @@ fn replace_stale(node: &Arc<NodeInner>, peer: &Atom, attempt: u64) {
     );
     if let Some(Peer::Up(h)) = old {
         let _ = h.close.send(true);
+        h.outbox.close();
         tracing::info!(peer = %peer.name, "peer reconnected as a new incarnation; old connection dropped");
         node.connection_lost(peer);
     }
@@ -201,7 +203,10 @@ pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: Vec<u8>) {
         let mut peers = node.peers.lock();
         match peers.get_mut(peer) {
             Some(Peer::Up(h)) => {
-                let _ = h.tx.send(frame);
+                // Write outside the table's lock: other peers' senders go on.
+                let outbox = h.outbox.clone();
+                drop(peers);
+                outbox.push(&frame);
                 return;
             }
             Some(Peer::Connecting { queue, .. }) => {
@@ -340,14 +345,15 @@ fn install(
     leftover: Vec<u8>,
 ) {
     let peer = Atom::from(info.name.as_str());
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (read, write) = stream.into_split();
+    let outbox = Arc::new(Outbox::new(write));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
                 for frame in queue.drain(..) {
-                    let _ = tx.send(frame);
+                    outbox.push(&frame);
                 }
             }
             _ => {
@@ -360,19 +366,17 @@ fn install(
             peer.clone(),
             Peer::Up(ConnHandle {
                 id: attempt,
-                tx,
+                outbox: outbox.clone(),
                 close,
             }),
         );
     }
     tracing::info!(peer = %peer.name, hidden = info.flags & flags::PUBLISHED == 0, "connection up");
-    let (read, write) = stream.into_split();
     tokio::spawn(writer(
         node.clone(),
         peer.clone(),
         attempt,
-        write,
-        rx,
+        outbox,
         closed.clone(),
     ));
     tokio::spawn(reader(node, peer, attempt, read, leftover, closed));
@@ -390,6 +394,7 @@ fn connection_down(node: &Arc<NodeInner>, peer: &Atom, id: u64, reason: &str) {
     };
     if let Some(Peer::Up(h)) = removed {
         let _ = h.close.send(true);
+        h.outbox.close();
         tracing::info!(peer = %peer.name, reason, "connection closed");
         node.connection_lost(peer);
     }
@@ -405,54 +410,46 @@ pub(super) fn close_peer(node: &Arc<NodeInner>, peer: &Atom, reason: &str) -> bo
     true
 }
 
+/// Drains what direct sends could not write, and ticks when idle.
 async fn writer(
     node: Arc<NodeInner>,
     peer: Atom,
     id: u64,
-    mut write: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    outbox: Arc<Outbox>,
     mut closed: watch::Receiver<bool>,
 ) {
     let tick_every = node.config.net_ticktime / 4;
     let mut ticker = tokio::time::interval(tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_write = Instant::now();
-    let mut batch = Vec::with_capacity(64 << 10);
+    let mut seen = outbox.pushed();
+    let mut scratch = Vec::new();
     let reason = loop {
         tokio::select! {
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break "connection closed locally" };
-                batch.extend_from_slice(&frame);
-                while batch.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(frame) => batch.extend_from_slice(&frame),
-                        Err(_) => break,
-                    }
+            _ = outbox.wait() => {
+                if outbox.is_closed() {
+                    break "connection closed";
                 }
-                if let Err(e) = write.write_all(&batch).await {
+                if let Err(e) = outbox.drain(&mut scratch).await {
                     tracing::debug!(peer = %peer.name, error = %e, "write failed");
                     break "write failed";
                 }
-                batch.clear();
-                if batch.capacity() > 4 * WRITE_BATCH {
-                    batch.shrink_to(64 << 10);
+                if scratch.capacity() > WRITE_SCRATCH_MAX {
+                    scratch = Vec::new();
                 }
-                last_write = Instant::now();
             }
             _ = ticker.tick() => {
-                if last_write.elapsed() >= tick_every {
+                // Tick only when nothing was sent during the last interval.
+                if outbox.pushed() == seen {
                     let mut tick = Vec::new();
                     frame::write_tick(&mut tick);
-                    if write.write_all(&tick).await.is_err() {
-                        break "write failed";
-                    }
-                    last_write = Instant::now();
+                    outbox.push(&tick);
                 }
+                seen = outbox.pushed();
             }
             _ = closed.changed() => break "connection closed",
         }
     };
-    let _ = write.shutdown().await;
+    outbox.close();
     connection_down(&node, &peer, id, reason);
 }
 

@@ -9,6 +9,7 @@ mod connection;
 mod dispatch;
 pub mod epmd;
 mod net_kernel;
+mod outbox;
 mod peers;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};

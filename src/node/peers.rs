@@ -1,11 +1,13 @@
 //! The table of peer nodes: connections being set up (with the frames
 //! queued for them) and connections that are up.
 
+use super::outbox::Outbox;
 use crate::term::Atom;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// The sending side of a live connection.
 #[derive(Debug)]
@@ -13,7 +15,7 @@ pub(crate) struct ConnHandle {
     /// The attempt that set this connection up; teardown only removes the
     /// entry if it still belongs to the same attempt.
     pub id: u64,
-    pub tx: mpsc::UnboundedSender<Vec<u8>>,
+    pub outbox: Arc<Outbox>,
     pub close: watch::Sender<bool>,
 }
 

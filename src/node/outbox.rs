@@ -1,0 +1,118 @@
+//! The sending side of one connection, shared by every sender and the
+//! connection's writer task.
+//!
+//! A sender writes its frame straight to the socket when nothing is queued
+//! (no task hop, the common case for request/reply traffic); otherwise, or
+//! when the socket is full, it appends to the queue and the writer task
+//! drains it. Frames stay in order because nobody writes directly while the
+//! writer task owns the queue.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    /// The writer task owns the socket until it finds the queue empty.
+    draining: bool,
+    closed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    socket: OwnedWriteHalf,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    /// Frames pushed so far; the ticker sends a tick when it stops moving.
+    pushed: AtomicU64,
+}
+
+impl Outbox {
+    pub fn new(socket: OwnedWriteHalf) -> Self {
+        Self {
+            socket,
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            pushed: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one frame (or any bytes), never blocking.
+    pub fn push(&self, frame: &[u8]) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        if !q.draining {
+            let written = match self.socket.try_write(frame) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                // Let the writer task hit the error and close the connection.
+                Err(_) => 0,
+            };
+            if written == frame.len() {
+                return;
+            }
+            q.bytes.extend_from_slice(&frame[written..]);
+            q.draining = true;
+            drop(q);
+            self.wake.notify_one();
+        } else {
+            q.bytes.extend_from_slice(frame);
+        }
+    }
+
+    /// How many frames have been pushed so far.
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::Relaxed)
+    }
+
+    /// Writer task: waits until there is something to drain.
+    pub async fn wait(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Writer task: writes everything queued, then hands the socket back to
+    /// direct senders. `buf` is scratch space kept across calls.
+    pub async fn drain(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        loop {
+            {
+                let mut q = self.lock();
+                if q.bytes.is_empty() {
+                    q.draining = false;
+                    return Ok(());
+                }
+                std::mem::swap(buf, &mut q.bytes);
+                q.draining = true;
+            }
+            let mut rest = &buf[..];
+            while !rest.is_empty() {
+                self.socket.writable().await?;
+                match self.socket.try_write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.clear();
+        }
+    }
+
+    /// Stops accepting frames; the writer task then shuts the socket.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
