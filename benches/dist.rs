@@ -5,6 +5,7 @@
 //! cargo bench --bench dist                 # OTP 25
 //! EQ_OTP=27 cargo bench --bench dist       # OTP 27 (erl27 chroot, root only)
 //! EQ_BENCH_SCALE=0.1 EQ_BENCH_ROUNDS=1 cargo bench --bench dist   # a quick smoke run
+//! EQ_BENCH_WORKERS=0 cargo bench --bench dist   # the Rust node on one tokio worker per core
 //! ```
 //!
 //! One process tree: this binary runs the Rust node (echo gen_server `echo`
@@ -17,18 +18,27 @@
 //! order flips every round) and each figure is the median over the rounds.
 //!
 //! The output is a markdown table of BEAM figure, Rust figure and their
-//! ratio, where a ratio above 1.0 means the Rust node is the faster peer.
+//! ratio, where a ratio above 1.0 means the Rust node is the faster peer,
+//! and a second table of the CPU time each peer's OS process spent per
+//! call or message. On a 2-core machine node A saturates the cores in the
+//! throughput tests, so a peer's efficiency shows mostly as CPU it leaves
+//! to A; the second table measures it directly and is far less noisy.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 // The tests' Echo server: the same contract as `eq_peer:start_echo/1`.
 #[path = "../tests/rust_node/mod.rs"]
 mod rust_node;
+// Not `mod report;`: that would be benches/report.rs, which cargo would
+// take for a bench target of its own.
+#[path = "dist/report.rs"]
+mod report;
 
 use common::{BeamNode, Otp};
 use erl_quorum::process::{Mail, Process};
 use erl_quorum::term::{as_tuple, atom, int, is_atom, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
+use report::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,11 +48,14 @@ const COOKIE: &str = "eq_bench_cookie";
 /// a round's loops take seconds, far more than the harness's default allows.
 const EVAL_TIMEOUT: Duration = common::EVAL_TIMEOUT.saturating_mul(6);
 
-/// Sizes of one round; `EQ_BENCH_SCALE` multiplies the counts and
-/// `EQ_BENCH_ROUNDS` sets the number of rounds.
+/// Sizes of one round; `EQ_BENCH_SCALE` multiplies the counts,
+/// `EQ_BENCH_ROUNDS` sets the number of rounds and `EQ_BENCH_WORKERS` the
+/// Rust node's worker threads.
 #[derive(Debug, Clone, Copy)]
 struct Params {
     rounds: usize,
+    /// Worker threads of the Rust node's runtime; None: one per core.
+    workers: Option<usize>,
     seq_calls: u64,
     seq_warmup: u64,
     callers: u64,
@@ -54,13 +67,26 @@ impl Params {
     fn from_env() -> Params {
         let scale: f64 = env_parse("EQ_BENCH_SCALE").unwrap_or(1.0);
         let n = |base: f64| ((base * scale).round() as u64).max(1);
+        // Short rounds and many of them: a pair of back-to-back
+        // measurements a second apart rarely straddles a change in the
+        // machine's load, and the median of many pairs shrugs off the few
+        // that do. About 4 s per round at scale 1.
         Params {
-            rounds: env_parse("EQ_BENCH_ROUNDS").unwrap_or(5).max(1),
-            seq_calls: n(20_000.0),
+            rounds: env_parse("EQ_BENCH_ROUNDS").unwrap_or(9).max(1),
+            // One worker by default: on a 2-core machine the BEAM client
+            // needs the other core, and a second worker only adds cross-thread
+            // wakeups (measured: fewer context switches and less CPU per
+            // message with one). EQ_BENCH_WORKERS=0 means one per core.
+            workers: match env_parse::<usize>("EQ_BENCH_WORKERS") {
+                None => Some(1),
+                Some(0) => None,
+                Some(w) => Some(w),
+            },
+            seq_calls: n(10_000.0),
             seq_warmup: n(1_000.0),
             callers: 50,
-            calls_per_caller: n(2_000.0),
-            oneway_msgs: n(500_000.0),
+            calls_per_caller: n(1_000.0),
+            oneway_msgs: n(250_000.0),
         }
     }
 }
@@ -87,7 +113,33 @@ struct Figures {
 struct Target {
     label: &'static str,
     node_atom: String,
+    /// The OS process of the peer, whose CPU time is charged to it.
+    os_pid: u32,
     rounds: Vec<Figures>,
+    /// CPU clock ticks the peer used during each kind of measurement, and
+    /// the operations (calls or messages) it handled meanwhile, summed over
+    /// the rounds (indexed by `Kind as usize`).
+    cpu_ticks: [u64; 3],
+    ops: [u64; 3],
+}
+
+impl Target {
+    fn new(label: &'static str, node_atom: String, os_pid: u32) -> Target {
+        Target {
+            label,
+            node_atom,
+            os_pid,
+            rounds: Vec::new(),
+            cpu_ticks: [0; 3],
+            ops: [0; 3],
+        }
+    }
+
+    /// Microseconds of CPU the peer spent per operation of `kind`.
+    fn cpu_us_per_op(&self, kind: Kind) -> f64 {
+        let k = kind as usize;
+        self.cpu_ticks[k] as f64 * 1e6 / CLOCK_TICKS_PER_S / self.ops[k].max(1) as f64
+    }
 }
 
 fn main() {
@@ -96,14 +148,14 @@ fn main() {
     let otp = Otp::from_env();
     eprintln!("dist bench: OTP {} (EQ_OTP), {params:?}", otp.release());
 
-    // The Rust node runs on its own multi-threaded runtime (one worker per
-    // core, tokio's default), and this thread stays outside it: the
-    // harness's evals block, and a blocked worker would leave the node one
-    // core short while it is being measured.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // The Rust node runs on its own runtime, and this thread stays outside
+    // it: the harness's evals block, and a blocked worker would stall the
+    // node while it is being measured.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = params.workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let node = runtime.block_on(start_rust_node());
 
     common::ensure_epmd().expect("epmd");
@@ -120,16 +172,10 @@ fn main() {
     let release = eval(&client, "erlang:system_info(otp_release)");
     let erts = eval(&client, "erlang:system_info(version)");
 
-    let mut rust = Target {
-        label: "Rust",
-        node_atom: common::atom(node.name()),
-        rounds: Vec::new(),
-    };
-    let mut beam = Target {
-        label: "BEAM",
-        node_atom: server.node_atom(),
-        rounds: Vec::new(),
-    };
+    // The Rust node's CPU time is this whole process's: besides the node,
+    // only the harness's threads run here, and they are idle while A measures.
+    let mut rust = Target::new("Rust", common::atom(node.name()), std::process::id());
+    let mut beam = Target::new("BEAM", server.node_atom(), server.os_pid());
 
     // Warm-up: connects A to both targets and gets both past their first,
     // slower calls (code loading, allocator growth) before anything counts.
@@ -152,15 +198,7 @@ fn main() {
                 [&mut beam, &mut rust]
             };
             for target in order {
-                let figures = target.rounds.last_mut().expect("pushed above");
-                measure(
-                    &client,
-                    &target.node_atom,
-                    target.label,
-                    kind,
-                    &params,
-                    figures,
-                );
+                measure(&client, target, kind, &params);
             }
         }
         for target in [&rust, &beam] {
@@ -170,7 +208,7 @@ fn main() {
     }
 
     let foreign = meter.foreign_share(&ours);
-    print_report(&release, &erts, &params, &beam, &rust);
+    report::print_report(&release, &erts, &params, &beam, &rust);
     if let Some(share) = foreign {
         println!(
             "Other processes used {:.0}% of the machine's CPU during the measurements{}.",
@@ -303,17 +341,14 @@ enum Kind {
     Oneway,
 }
 
-/// Runs one measurement from A against the peer `node` and fills in its
-/// part of `figures`.
-fn measure(
-    client: &BeamNode,
-    node: &str,
-    label: &str,
-    kind: Kind,
-    p: &Params,
-    figures: &mut Figures,
-) {
-    match kind {
+/// Runs one measurement from A against `target`, fills in its part of the
+/// round's figures and charges the target the CPU time it used.
+fn measure(client: &BeamNode, target: &mut Target, kind: Kind, p: &Params) {
+    let node = target.node_atom.clone();
+    let label = target.label;
+    let cpu_before = cpu_ticks(target.os_pid);
+    let figures = target.rounds.last_mut().expect("a round has begun");
+    let ops = match kind {
         Kind::Seq => {
             let expr = format!(
                 "eq_bench:seq_call({node}, {}, {})",
@@ -326,6 +361,8 @@ fn measure(
             figures.seq_mean_us = total_ns as f64 / n as f64 / 1e3;
             figures.seq_p50_us = p50 as f64 / 1e3;
             figures.seq_p99_us = p99 as f64 / 1e3;
+            // The peer's CPU time covers the warm-up calls too.
+            n + p.seq_warmup
         }
         Kind::Par => {
             let expr = format!(
@@ -337,6 +374,7 @@ fn measure(
                 panic!("{expr} returned {result:?}")
             };
             figures.calls_per_s = calls as f64 / (ns as f64 / 1e9);
+            calls
         }
         Kind::Oneway => {
             let expr = format!("eq_bench:oneway({node}, {})", p.oneway_msgs);
@@ -350,190 +388,11 @@ fn measure(
                 "the {label} sink counted {counted} of {sent} messages"
             );
             figures.msgs_per_s = sent as f64 / (ns as f64 / 1e9);
+            sent
         }
-    }
-}
-
-// ---- noise ----------------------------------------------------------------
-
-/// How busy the machine was with processes other than ours: the 2-core
-/// machines this runs on are shared, and a compile next door skews the
-/// figures far more than anything in the code under test.
-struct CpuMeter {
-    start: Option<(u64, u64, u64)>,
-}
-
-impl CpuMeter {
-    fn start(ours: &[u32]) -> CpuMeter {
-        CpuMeter {
-            start: Self::sample(ours),
-        }
-    }
-
-    /// The share of all CPU time since `start` that other processes used.
-    fn foreign_share(&self, ours: &[u32]) -> Option<f64> {
-        let (busy0, total0, ours0) = self.start?;
-        let (busy1, total1, ours1) = Self::sample(ours)?;
-        let foreign = (busy1 - busy0).saturating_sub(ours1 - ours0);
-        Some(foreign as f64 / (total1 - total0).max(1) as f64)
-    }
-
-    /// (busy, total) clock ticks of the whole machine from /proc/stat, and
-    /// the ticks the processes `ours` used (all their threads), or None
-    /// where /proc is not Linux's.
-    fn sample(ours: &[u32]) -> Option<(u64, u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .map(|v| v.parse().ok())
-            .collect::<Option<_>>()?;
-        // user nice system idle iowait irq softirq steal ...
-        let total: u64 = cpu.iter().take(8).sum();
-        let busy = total - cpu.get(3)? - cpu.get(4)?;
-        let mut ours_ticks = 0;
-        for pid in ours {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Fields after the ")" that ends the command name: utime and
-            // stime are the 12th and 13th.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            ours_ticks +=
-                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        }
-        Some((busy, total, ours_ticks))
-    }
-}
-
-// ---- the report ----------------------------------------------------------
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// How one figure is read: for latencies lower is better, so the ratio
-/// is BEAM/Rust; for throughputs it is Rust/BEAM. Either way >1 means Rust
-/// is better.
-#[derive(Clone, Copy, PartialEq)]
-enum Better {
-    Lower,
-    Higher,
-}
-
-struct Row {
-    what: String,
-    unit: &'static str,
-    better: Better,
-    /// Whether the row counts towards the "every ratio >= 1.0" target
-    /// (the percentiles are shown for context only).
-    target: bool,
-    get: fn(&Figures) -> f64,
-}
-
-fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: &Target) {
-    let rows = [
-        Row {
-            what: "`gen_server:call`, sequential, mean".into(),
-            unit: "µs/call",
-            better: Better::Lower,
-            target: true,
-            get: |f| f.seq_mean_us,
-        },
-        Row {
-            what: "`gen_server:call`, sequential, p50".into(),
-            unit: "µs/call",
-            better: Better::Lower,
-            target: false,
-            get: |f| f.seq_p50_us,
-        },
-        Row {
-            what: "`gen_server:call`, sequential, p99".into(),
-            unit: "µs/call",
-            better: Better::Lower,
-            target: false,
-            get: |f| f.seq_p99_us,
-        },
-        Row {
-            what: format!("`gen_server:call`, {} concurrent callers", p.callers),
-            unit: "calls/s",
-            better: Better::Higher,
-            target: true,
-            get: |f| f.calls_per_s,
-        },
-        Row {
-            what: "one-way `{I, payload_atom}` to a registered sink".into(),
-            unit: "msg/s",
-            better: Better::Higher,
-            target: true,
-            get: |f| f.msgs_per_s,
-        },
-    ];
-    let release = release.trim_matches('"');
-    let erts = erts.trim_matches('"');
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
-    println!(
-        "Erlang/OTP {release} (erts {erts}), {cores} cores, loopback; median of {} rounds; \
-         {} sequential calls, {}×{} concurrent calls, {} one-way messages per round.",
-        p.rounds, p.seq_calls, p.callers, p.calls_per_caller, p.oneway_msgs
-    );
-    println!(
-        "Figures: median over rounds. Ratio: median of the rounds' ratios (each round \
-         measures both peers back to back); > 1.0 means the Rust node is the faster peer."
-    );
-    println!();
-    println!("| BEAM node A → peer | unit | BEAM peer | Rust peer | ratio | ratio range |");
-    println!("|---|---|---:|---:|---:|---:|");
-    let mut missed = Vec::new();
-    for row in &rows {
-        let b = median(beam.rounds.iter().map(row.get).collect());
-        let r = median(rust.rounds.iter().map(row.get).collect());
-        let ratios: Vec<f64> = beam
-            .rounds
-            .iter()
-            .zip(&rust.rounds)
-            .map(|(b, r)| match row.better {
-                Better::Lower => (row.get)(b) / (row.get)(r),
-                Better::Higher => (row.get)(r) / (row.get)(b),
-            })
-            .collect();
-        let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let highest = ratios.iter().copied().fold(0.0, f64::max);
-        let ratio = median(ratios);
-        let (b, r) = (format_figure(b, row.unit), format_figure(r, row.unit));
-        let note = if row.target { "" } else { " (info)" };
-        println!(
-            "| {}{note} | {} | {b} | {r} | **{ratio:.2}** | {lowest:.2}–{highest:.2} |",
-            row.what, row.unit
-        );
-        if row.target && ratio < 1.0 {
-            missed.push(row.what.clone());
-        }
-    }
-    println!();
-    if missed.is_empty() {
-        println!("Target (every ratio ≥ 1.0): met.");
-    } else {
-        println!(
-            "Target (every ratio ≥ 1.0): NOT met for {}.",
-            missed.join("; ")
-        );
-    }
-}
-
-fn format_figure(value: f64, unit: &str) -> String {
-    if unit.starts_with("µs") {
-        format!("{value:.1}")
-    } else if value >= 1e6 {
-        format!("{:.2} M", value / 1e6)
-    } else {
-        format!("{:.1} k", value / 1e3)
+    };
+    if let (Some(before), Some(after)) = (cpu_before, cpu_ticks(target.os_pid)) {
+        target.cpu_ticks[kind as usize] += after - before;
+        target.ops[kind as usize] += ops;
     }
 }

@@ -43,7 +43,9 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-#[tokio::main]
+// One thread: on small machines the BEAM peers need the other cores, and a
+// single-threaded runtime never pays for cross-thread wakeups.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

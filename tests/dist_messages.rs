@@ -219,3 +219,38 @@ async fn rust_processes_talk_locally() {
     assert!(matches!(p.recv().await, Ok(Mail::Message(t)) if t == atom("self")));
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_multi_calls_many_nodes_at_once() {
+    let node = rust_node::start("rs_multi").await;
+    rust_node::start_echo(&node, "becho");
+    let b1 = beam("b_multi1");
+    let b2 = beam("b_multi2");
+    b1.eval_ok("eq_peer:start_echo(becho)");
+    let mut p = node.spawn_process();
+    let nodes = [
+        b1.node_name(),
+        b2.node_name(),
+        node.name(),
+        "nobody_here@127.0.0.1",
+    ];
+    let started = Instant::now();
+    let results = p
+        .multi_call(&nodes, "becho", atom("hi"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            Ok(atom("hi")),
+            Err(CallError::NoProc),
+            Ok(atom("hi")),
+            Err(CallError::NoConnection)
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no answer waits for the timeout"
+    );
+    node.shutdown();
+}

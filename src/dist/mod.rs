@@ -1,6 +1,7 @@
 //! The Erlang distribution protocol, sans-IO: plain functions and state
 //! machines fed bytes, with no sockets and no async.
 
+pub mod atom_cache;
 pub mod control;
 pub mod etf;
 pub mod flags;

@@ -103,7 +103,9 @@ fn hostname() -> Option<String> {
 }
 
 /// The cookie as `erl` would find it: the explicit value, else
-/// `$ERLANG_COOKIE`, else the first line of `~/.erlang.cookie`.
+/// `$ERLANG_COOKIE`, else the first line of `~/.erlang.cookie`, which is
+/// created with a random cookie (mode 0400) when it does not exist, as `erl`
+/// does.
 pub fn resolve_cookie(explicit: Option<&str>) -> Result<String, ConfigError> {
     if let Some(c) = explicit {
         return Ok(c.to_owned());
@@ -113,11 +115,33 @@ pub fn resolve_cookie(explicit: Option<&str>) -> Result<String, ConfigError> {
             return Ok(c);
         }
     }
-    let path = cookie_path();
-    match std::fs::read_to_string(&path) {
+    cookie_from_file(&cookie_path())
+}
+
+fn cookie_from_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
         Ok(text) => Ok(text.lines().next().unwrap_or("").trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_cookie_file(path),
         Err(e) => Err(ConfigError::NoCookie(format!("{}: {e}", path.display()))),
     }
+}
+
+fn create_cookie_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cookie: String = (0..20)
+        .map(|_| char::from(b'A' + rand::random_range(0..26u8)))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .map_err(|e| ConfigError::NoCookie(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(cookie.as_bytes())
+        .map_err(|e| ConfigError::NoCookie(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "created a new random cookie file, as erl does");
+    Ok(cookie)
 }
 
 fn cookie_path() -> PathBuf {
@@ -145,5 +169,21 @@ mod tests {
     #[test]
     fn explicit_cookie_wins() {
         assert_eq!(resolve_cookie(Some("c")).unwrap(), "c");
+    }
+
+    #[test]
+    fn a_missing_cookie_file_is_created_and_then_read() {
+        let dir = std::env::temp_dir().join(format!("eq_cookie_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".erlang.cookie");
+        let _ = std::fs::remove_file(&path);
+        let created = cookie_from_file(&path).unwrap();
+        assert_eq!(created.len(), 20);
+        assert!(created.bytes().all(|b| b.is_ascii_uppercase()));
+        assert_eq!(cookie_from_file(&path).unwrap(), created);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o400);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -72,6 +72,23 @@ pub enum CallError {
     Process(#[from] ProcessError),
 }
 
+/// A call in flight: its monitor reference (also the alias) and its tag.
+struct PendingCall {
+    mref: Reference,
+    tag: Term,
+}
+
+impl PendingCall {
+    /// Whether `mail` is this call's reply or its server's DOWN.
+    fn answers(&self, mail: &Mail) -> bool {
+        match mail {
+            Mail::Message(Term::Tuple(t)) => t.elements.len() == 2 && t.elements[0] == self.tag,
+            Mail::Down { reference, .. } => *reference == self.mref,
+            _ => false,
+        }
+    }
+}
+
 /// A Rust process: a pid and a mailbox. Dropping it ends the process with
 /// reason `normal`, firing its links and monitors.
 pub struct Process {
@@ -375,8 +392,58 @@ impl Process {
         request: Term,
         timeout: Duration,
     ) -> Result<Term, CallError> {
-        let to = to.into();
         let deadline = Instant::now() + timeout;
+        let pending = self.start_call(to.into(), request);
+        let result = self
+            .recv_match(Some(deadline), |m| pending.answers(m))
+            .await?;
+        Ok(self.finish_call(&pending, result)?)
+    }
+
+    /// `gen_server:multi_call`: calls `name` on every node of `nodes` at
+    /// once and waits up to `timeout` for all of them. Results come back in
+    /// the order of `nodes`.
+    pub async fn multi_call(
+        &mut self,
+        nodes: &[&str],
+        name: &str,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Vec<Result<Term, CallError>>, ProcessError> {
+        let deadline = Instant::now() + timeout;
+        let pending: Vec<PendingCall> = nodes
+            .iter()
+            .map(|node| self.start_call((name, *node).into(), request.clone()))
+            .collect();
+        let mut results: Vec<Option<Result<Term, CallError>>> = vec![None; nodes.len()];
+        while results.iter().any(Option::is_none) {
+            let mail = self
+                .recv_match(Some(deadline), |m| {
+                    pending
+                        .iter()
+                        .zip(&results)
+                        .any(|(p, r)| r.is_none() && p.answers(m))
+                })
+                .await?;
+            let Some(mail) = mail else { break };
+            let i = (0..pending.len())
+                .find(|&i| results[i].is_none() && pending[i].answers(&mail))
+                .expect("matched above");
+            results[i] = Some(self.finish_call(&pending[i], Some(mail)));
+        }
+        Ok(results
+            .into_iter()
+            .zip(&pending)
+            .map(|(r, p)| match r {
+                Some(r) => r,
+                None => self.finish_call(p, None),
+            })
+            .collect())
+    }
+
+    /// Monitors the server, makes the monitor reference an alias (as OTP
+    /// 24+ does, so late replies are dropped) and sends the request.
+    fn start_call(&mut self, to: Dest, request: Term) -> PendingCall {
         let mref = self.node.make_ref();
         self.monitor_with(to.clone(), mref.clone());
         self.node.inner.table().add_alias(self.id, mref.clone());
@@ -386,17 +453,16 @@ impl Process {
         )));
         let from = tuple(vec![self.pid.clone().into(), tag.clone()]);
         self.send(to, tuple(vec![atom("$gen_call"), from, request]));
-        let result = self
-            .recv_match(Some(deadline), |m| match m {
-                Mail::Message(Term::Tuple(t)) => t.elements.len() == 2 && t.elements[0] == tag,
-                Mail::Down { reference, .. } => *reference == mref,
-                _ => false,
-            })
-            .await;
-        self.unalias(&mref);
-        match result? {
+        PendingCall { mref, tag }
+    }
+
+    /// Turns the reply or DOWN (or `None` on timeout) into the call's result
+    /// and drops the alias and monitor.
+    fn finish_call(&mut self, call: &PendingCall, answer: Option<Mail>) -> Result<Term, CallError> {
+        self.unalias(&call.mref);
+        match answer {
             Some(Mail::Message(Term::Tuple(mut t))) => {
-                self.demonitor(&mref);
+                self.demonitor(&call.mref);
                 Ok(t.elements.pop().expect("2-tuple"))
             }
             Some(Mail::Down { reason, .. }) => Err(if is_atom(&reason, "noproc") {
@@ -406,9 +472,9 @@ impl Process {
             } else {
                 CallError::Exit(reason)
             }),
-            Some(_) => unreachable!("only replies and DOWNs match"),
+            Some(_) => unreachable!("only replies and DOWNs answer a call"),
             None => {
-                self.demonitor(&mref);
+                self.demonitor(&call.mref);
                 Err(CallError::Timeout)
             }
         }

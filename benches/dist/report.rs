@@ -1,0 +1,235 @@
+//! The bench's report: the markdown tables, and the CPU accounting behind
+//! the "peer CPU" table and the noise warning.
+
+use super::{Figures, Kind, Params, Target};
+
+// ---- noise ----------------------------------------------------------------
+
+/// How busy the machine was with processes other than ours: the 2-core
+/// machines this runs on are shared, and a compile next door skews the
+/// figures far more than anything in the code under test.
+pub struct CpuMeter {
+    start: Option<(u64, u64, u64)>,
+}
+
+impl CpuMeter {
+    pub fn start(ours: &[u32]) -> CpuMeter {
+        CpuMeter {
+            start: Self::sample(ours),
+        }
+    }
+
+    /// The share of all CPU time since `start` that other processes used.
+    pub fn foreign_share(&self, ours: &[u32]) -> Option<f64> {
+        let (busy0, total0, ours0) = self.start?;
+        let (busy1, total1, ours1) = Self::sample(ours)?;
+        let foreign = (busy1 - busy0).saturating_sub(ours1 - ours0);
+        Some(foreign as f64 / (total1 - total0).max(1) as f64)
+    }
+
+    /// (busy, total) clock ticks of the whole machine from /proc/stat, and
+    /// the ticks the processes `ours` used (all their threads), or None
+    /// where /proc is not Linux's.
+    fn sample(ours: &[u32]) -> Option<(u64, u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = cpu.iter().take(8).sum();
+        let busy = total - cpu.get(3)? - cpu.get(4)?;
+        let mut ours_ticks = 0;
+        for &pid in ours {
+            ours_ticks += cpu_ticks(pid)?;
+        }
+        Some((busy, total, ours_ticks))
+    }
+}
+
+/// Linux's USER_HZ, the unit of /proc's CPU times: 100 on every
+/// architecture this runs on.
+pub const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// CPU time (user + system, all threads) process `pid` has used so far, in
+/// clock ticks; None where /proc is not Linux's.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the command name: utime and stime are
+    // the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+// ---- the report ----------------------------------------------------------
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// How one figure is read: for latencies lower is better, so the ratio
+/// is BEAM/Rust; for throughputs it is Rust/BEAM. Either way >1 means Rust
+/// is better.
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+struct Row {
+    what: String,
+    unit: &'static str,
+    better: Better,
+    /// Whether the row counts towards the "every ratio >= 1.0" target
+    /// (the percentiles are shown for context only).
+    target: bool,
+    get: fn(&Figures) -> f64,
+}
+
+pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: &Target) {
+    let rows = [
+        Row {
+            what: "`gen_server:call`, sequential, mean".into(),
+            unit: "µs/call",
+            better: Better::Lower,
+            target: true,
+            get: |f| f.seq_mean_us,
+        },
+        Row {
+            what: "`gen_server:call`, sequential, p50".into(),
+            unit: "µs/call",
+            better: Better::Lower,
+            target: false,
+            get: |f| f.seq_p50_us,
+        },
+        Row {
+            what: "`gen_server:call`, sequential, p99".into(),
+            unit: "µs/call",
+            better: Better::Lower,
+            target: false,
+            get: |f| f.seq_p99_us,
+        },
+        Row {
+            what: format!("`gen_server:call`, {} concurrent callers", p.callers),
+            unit: "calls/s",
+            better: Better::Higher,
+            target: true,
+            get: |f| f.calls_per_s,
+        },
+        Row {
+            what: "one-way `{I, payload_atom}` to a registered sink".into(),
+            unit: "msg/s",
+            better: Better::Higher,
+            target: true,
+            get: |f| f.msgs_per_s,
+        },
+    ];
+    let release = release.trim_matches('"');
+    let erts = erts.trim_matches('"');
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    let workers = p
+        .workers
+        .map_or("one per core".to_string(), |w| w.to_string());
+    println!(
+        "Erlang/OTP {release} (erts {erts}), {cores} cores, loopback; Rust node on tokio \
+         multi-thread, workers: {workers}; median of {} rounds; {} sequential calls, {}×{} \
+         concurrent calls, {} one-way messages per round.",
+        p.rounds, p.seq_calls, p.callers, p.calls_per_caller, p.oneway_msgs
+    );
+    println!(
+        "Figures: median over rounds. Ratio: median of the rounds' ratios (each round \
+         measures both peers back to back); > 1.0 means the Rust node is the faster peer."
+    );
+    println!();
+    println!("| BEAM node A → peer | unit | BEAM peer | Rust peer | ratio | ratio range |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let mut missed = Vec::new();
+    for row in &rows {
+        let b = median(beam.rounds.iter().map(row.get).collect());
+        let r = median(rust.rounds.iter().map(row.get).collect());
+        let ratios: Vec<f64> = beam
+            .rounds
+            .iter()
+            .zip(&rust.rounds)
+            .map(|(b, r)| match row.better {
+                Better::Lower => (row.get)(b) / (row.get)(r),
+                Better::Higher => (row.get)(r) / (row.get)(b),
+            })
+            .collect();
+        let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = ratios.iter().copied().fold(0.0, f64::max);
+        let ratio = median(ratios);
+        let (b, r) = (format_figure(b, row.unit), format_figure(r, row.unit));
+        let note = if row.target { "" } else { " (info)" };
+        println!(
+            "| {}{note} | {} | {b} | {r} | **{ratio:.2}** | {lowest:.2}–{highest:.2} |",
+            row.what, row.unit
+        );
+        if row.target && ratio < 1.0 {
+            missed.push(format!("{} ({ratio:.3})", row.what));
+        }
+    }
+    print_cpu_table(p, beam, rust);
+    println!();
+    if missed.is_empty() {
+        println!("Target (every ratio ≥ 1.0): met.");
+    } else {
+        println!(
+            "Target (every ratio ≥ 1.0): NOT met for {}.",
+            missed.join("; ")
+        );
+    }
+}
+
+fn format_figure(value: f64, unit: &str) -> String {
+    if unit.starts_with("µs") {
+        format!("{value:.1}")
+    } else if value >= 1e6 {
+        format!("{:.2} M", value / 1e6)
+    } else {
+        format!("{:.1} k", value / 1e3)
+    }
+}
+
+/// What each peer's process spent in CPU per operation, over all rounds.
+/// On a 2-core machine the client node A is the bottleneck of every
+/// throughput figure, so a peer shows its efficiency mainly through the CPU
+/// it leaves to A; this table measures that directly, and moves far less
+/// with the machine's load than the wall-clock figures do.
+fn print_cpu_table(p: &Params, beam: &Target, rust: &Target) {
+    println!();
+    println!(
+        "CPU time the peer's OS process used (user + system, all threads) per operation, \
+         over all rounds. Ratio: BEAM/Rust; > 1.0 means the Rust node used less CPU."
+    );
+    println!();
+    println!("| peer CPU per operation | unit | BEAM peer | Rust peer | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    let rows = [
+        (
+            "sequential `gen_server:call`".to_string(),
+            "µs/call",
+            Kind::Seq,
+        ),
+        (
+            format!("`gen_server:call`, {} callers", p.callers),
+            "µs/call",
+            Kind::Par,
+        ),
+        ("one-way message".to_string(), "µs/msg", Kind::Oneway),
+    ];
+    for (what, unit, kind) in rows {
+        let (b, r) = (beam.cpu_us_per_op(kind), rust.cpu_us_per_op(kind));
+        println!("| {what} | {unit} | {b:.2} | {r:.2} | **{:.2}** |", b / r);
+    }
+}
