@@ -397,7 +397,7 @@ impl Process {
         let result = self
             .recv_match(Some(deadline), |m| pending.answers(m))
             .await?;
-        Ok(self.finish_call(&pending, result)?)
+        self.finish_call(&pending, result)
     }
 
     /// `gen_server:multi_call`: calls `name` on every node of `nodes` at

@@ -1,0 +1,7 @@
+//! The quorum: cluster-wide leases compatible with the Erlang library
+//! `locker` (wooga/locker), so a Rust node can stand in a locker cluster as
+//! a master or a replica next to BEAM nodes running the real library.
+//!
+//! - [`store`]: the sans-IO state of one `locker` server: promises, leases,
+//!   waiters, membership and the transaction log for replicas.
+pub mod store;

@@ -1,0 +1,506 @@
+//! The state of one `locker` server (master or replica), sans IO.
+//!
+//! [`Store`] is what the gen_server registered as `locker` keeps, as plain
+//! data: no sockets, no tasks, no clock. Every method takes `now_ms`, a
+//! monotonic millisecond clock the driver reads, and returns what the driver
+//! must do: a reply, a waiter to park, waiters to answer. The driver:
+//! - answers each `{'$gen_call', From, Req}` with [`Store::call`]: on
+//!   [`CallOutcome::Reply`] it replies at once; on [`CallOutcome::Wait`] it
+//!   keeps `From` under the [`WaiterId`] until some later result lists that
+//!   id in `wake` (reply with the term given) or in
+//!   [`SweepResult::timed_out`] (forget it; the caller has timed out);
+//! - passes each `{'$gen_cast', Msg}` to [`Store::cast`];
+//! - calls [`Store::sweep`] about every second (locker's `expire_leases` and
+//!   `expire_locks` timers; also on the `expire_leases` info message);
+//! - about every 100 ms (and on the `push_trans_log` info message) sends
+//!   `{'$gen_cast', {trans_log, node(), Ops}}` with `Ops =`
+//!   [`Store::take_log`] to every node of [`Store::push_targets`] when `Ops`
+//!   is not empty. It must drain the log even when there is nobody to send
+//!   it to, or the log grows.
+//!
+//! # Requests and replies (locker's `handle_call`, wooga/locker master)
+//!
+//! | request | reply |
+//! |---|---|
+//! | `{get_write_lock, Key, Expected, Tag}` | `ok` / `{error, already_locked}` / `{error, not_expected_value}` |
+//! | `{release_write_lock, Tag}` | `ok` |
+//! | `{write, Tag, Key, Value, LeaseMs}` | `ok`; logs `{write, Key, Value, LeaseMs}` (the lease as applied) |
+//! | `{update, Tag, Key, Value}` | `ok`; logs `{update, Key, Value}` (even when Key is gone) |
+//! | `{extend_lease, Tag, Key, Value, LeaseMs}` | `ok`; logs `{extend_lease, Key, Value, LeaseMs}` |
+//! | `{release, Key, Value, Tag}` | `ok` (logs `{release, Key}`) / `{error, not_owner}` / `{error, not_found}` |
+//! | `{set_nodes, Masters, Replicas}` | `ok` |
+//! | `{set_w, W}` | `ok` |
+//! | `{wait_for, Key, TimeoutMs}` | `{ok, Value}`, now or when Key is written |
+//! | `{wait_for_release, Key, TimeoutMs}` | `{ok, released}`, now or when Key goes |
+//! | `get_debug_state` | `{ok, [{Key, Tag, DeadlineMs}], [{Key, Value, ExpiresAtMs}], undefined, undefined, undefined}` |
+//! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
+//! | anything else | `{error, {unknown_request, Req}}` |
+//!
+//! A write lock ("promise") is one per key, holds a `Tag`, and lives
+//! `promise_ms`; `write`, `update`, `extend_lease`, `release` and
+//! `release_write_lock` drop every promise held under their `Tag`. Leases are
+//! milliseconds (`now + LeaseMs`, capped at `max_lease_ms`), where the
+//! original rounds to whole seconds. An entry or promise whose time is up is
+//! gone for every operation at once, swept or not.
+//!
+//! # Deliberate differences from the original
+//!
+//! - Restart guard: a new store refuses every promise with
+//!   `{error, already_locked}` until `now + promise_ms + max_lease_ms`, or
+//!   until [`Store::mark_caught_up`] / [`Store::set_guard_until`].
+//! - `wait_for` answers `{ok, Value}` at once when Key is present (the
+//!   original parks it regardless), and is woken by any `write` or
+//!   `extend_lease`, called or replayed (the original: replayed `write` ops
+//!   only, so never on a master that is not also a replica).
+//!   `wait_for_release` answers `{ok, released}` at once when Key is absent
+//!   (the original parks it), and is woken by replayed releases too. A failed
+//!   `release` (`not_owner`) does not wake release waiters (the original
+//!   does, while the key is still held). Waiters past their timeout are never
+//!   answered, and are handed back by [`Store::sweep`] (the original forgets
+//!   parked `wait_for` callers only when their key is next written).
+//! - `release` drops its Tag's promise whatever the outcome (the original
+//!   keeps it on `not_owner` / `not_found` until it expires).
+//! - Timeouts may be `infinity`; leases and timeouts must be non-negative
+//!   numbers. Malformed calls get an error reply; bad casts and log ops are
+//!   reported, never fatal.
+
+mod canon;
+mod ops;
+mod parse;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_input;
+#[cfg(test)]
+mod tests_log;
+#[cfg(test)]
+mod tests_model;
+#[cfg(test)]
+mod tests_wait;
+
+pub use canon::{exact_eq, Canon, TooDeep, MAX_DEPTH};
+
+use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Term};
+use std::collections::{BTreeSet, HashMap};
+
+/// Timing and quorum settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How long a promise (`get_write_lock`) holds a key: the original's 10 s.
+    pub promise_ms: u64,
+    /// The longest lease granted; longer requests are cut to this. Also the
+    /// length of the restart guard (with `promise_ms`).
+    pub max_lease_ms: u64,
+    /// The quorum size until a `set_w` call (locker's `start_link(W)`).
+    pub w: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            promise_ms: 10_000,
+            max_lease_ms: 60_000,
+            w: 1,
+        }
+    }
+}
+
+/// A parked `wait_for` / `wait_for_release` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaiterId(pub u64);
+
+/// What to do with one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    /// Reply now with this term.
+    Reply(Term),
+    /// Keep the caller's `From` under this id; no reply yet.
+    Wait(WaiterId),
+}
+
+/// The result of [`Store::call`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use = "answer the parked callers in `wake`"]
+pub struct CallResult {
+    pub outcome: CallOutcome,
+    /// Parked callers to answer now, with their replies.
+    pub wake: Vec<(WaiterId, Term)>,
+}
+
+/// A transaction-log op that was skipped (its position in `Ops` and itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedOp {
+    pub index: usize,
+    pub op: Term,
+}
+
+/// The result of a [`Store::cast`] that was understood.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[must_use = "answer the parked callers in `wake`"]
+pub struct CastResult {
+    /// Parked callers to answer now, with their replies.
+    pub wake: Vec<(WaiterId, Term)>,
+    /// Malformed ops of a `trans_log`, not applied; the others were.
+    pub skipped: Vec<SkippedOp>,
+}
+
+/// The result of [`Store::sweep`].
+#[derive(Debug, Clone, PartialEq, Default)]
+#[must_use = "answer `wake` and forget `timed_out`"]
+pub struct SweepResult {
+    /// Parked callers to answer now (`wait_for_release` of expired keys).
+    pub wake: Vec<(WaiterId, Term)>,
+    /// Parked callers whose own timeout passed: forget them, no reply.
+    pub timed_out: Vec<WaiterId>,
+}
+
+/// A cast the store does not understand. The original locker stops on these
+/// (`{stop, {badmsg, Msg}}`); the driver should log and carry on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown cast to locker: {0}")]
+    UnknownCast(Term),
+    #[error("malformed trans_log cast: {0}")]
+    MalformedTransLog(Term),
+}
+
+/// What this node is in the cluster, by the last `set_nodes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Replica,
+    /// Listed both as a master and as a replica.
+    Both,
+    /// In neither list (the state before any `set_nodes`).
+    Neither,
+}
+
+/// Counts for an operator's `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub entries: usize,
+    /// Promises not yet dropped (expired ones count until the next sweep).
+    pub promises: usize,
+    pub wait_for_waiters: usize,
+    pub release_waiters: usize,
+    /// Ops logged since the last [`Store::take_log`].
+    pub pending_log: usize,
+    pub masters: usize,
+    pub replicas: usize,
+    pub w: usize,
+    /// Milliseconds the restart guard still refuses promises (0: off).
+    pub guard_remaining_ms: u64,
+    pub calls: u64,
+    /// Calls answered `{error, {unknown_request, _}}`.
+    pub bad_requests: u64,
+    /// Promises refused because of the restart guard.
+    pub guard_refusals: u64,
+    /// Leases cut to `max_lease_ms`.
+    pub clamped_leases: u64,
+    pub replayed_ops: u64,
+    pub skipped_ops: u64,
+    pub bad_casts: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitKind {
+    /// `wait_for`: answered `{ok, Value}` when the key is present.
+    Present,
+    /// `wait_for_release`: answered `{ok, released}` when the key is absent.
+    Absent,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Term,
+    value: Term,
+    value_canon: Canon,
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+struct Promise {
+    key: Term,
+    tag: Term,
+    tag_canon: Canon,
+    deadline: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    key: Canon,
+    kind: WaitKind,
+    deadline: Option<u64>,
+}
+
+/// One locker server's data: entries with leases, promises, parked waiters,
+/// the membership lists and the log for replicas. See the module docs.
+#[derive(Debug)]
+pub struct Store {
+    config: Config,
+    self_node: String,
+    masters: Vec<String>,
+    replicas: Vec<String>,
+    w: usize,
+    /// Promises are refused while `now < guard_until`; `None` when caught up.
+    guard_until: Option<u64>,
+    entries: HashMap<Canon, Entry>,
+    /// `(expires_at, key)` for every entry, so sweeps touch only what is due.
+    expiry: BTreeSet<(u64, Canon)>,
+    /// One promise per key.
+    promises: HashMap<Canon, Promise>,
+    promise_deadlines: BTreeSet<(u64, Canon)>,
+    /// The keys each tag holds promises for.
+    promises_by_tag: HashMap<Canon, BTreeSet<Canon>>,
+    waiters: HashMap<WaiterId, Waiter>,
+    /// Waiters per key, oldest first (ids grow).
+    waiters_by_key: HashMap<Canon, BTreeSet<WaiterId>>,
+    waiter_deadlines: BTreeSet<(u64, WaiterId)>,
+    next_waiter: u64,
+    log: Vec<Term>,
+    stats: Stats,
+}
+
+type Wake = Vec<(WaiterId, Term)>;
+
+fn error(reason: &str) -> Term {
+    tuple(vec![atom("error"), atom(reason)])
+}
+
+fn ok_value(value: &Term) -> Term {
+    tuple(vec![atom("ok"), value.clone()])
+}
+
+fn millis_term(ms: u64) -> Term {
+    int(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+fn atoms(names: &[String]) -> Term {
+    list(names.iter().map(|n| atom(n)).collect())
+}
+
+impl Store {
+    /// An empty store for the node `self_node`, with the restart guard on
+    /// until `now_ms + promise_ms + max_lease_ms`: a lease granted before a
+    /// restart (its write may arrive up to a promise's lifetime after the
+    /// vote) has then run out. Call [`Store::set_guard_until`] or
+    /// [`Store::mark_caught_up`] to change that (e.g. for a fresh cluster).
+    pub fn new(config: Config, now_ms: u64, self_node: &str) -> Store {
+        let guard = now_ms
+            .saturating_add(config.promise_ms)
+            .saturating_add(config.max_lease_ms);
+        Store {
+            w: config.w,
+            config,
+            self_node: self_node.to_owned(),
+            masters: Vec::new(),
+            replicas: Vec::new(),
+            guard_until: Some(guard),
+            entries: HashMap::new(),
+            expiry: BTreeSet::new(),
+            promises: HashMap::new(),
+            promise_deadlines: BTreeSet::new(),
+            promises_by_tag: HashMap::new(),
+            waiters: HashMap::new(),
+            waiters_by_key: HashMap::new(),
+            waiter_deadlines: BTreeSet::new(),
+            next_waiter: 0,
+            log: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Refuse promises until `until_ms` (a time on the caller's clock).
+    pub fn set_guard_until(&mut self, until_ms: u64) {
+        self.guard_until = Some(until_ms);
+    }
+
+    /// This store has caught up: grant promises from now on.
+    pub fn mark_caught_up(&mut self) {
+        self.guard_until = None;
+    }
+
+    /// Whether promises are refused at `now_ms`.
+    pub fn guard_active(&self, now_ms: u64) -> bool {
+        self.guard_until.is_some_and(|until| now_ms < until)
+    }
+
+    /// The master list of the last `set_nodes`, sorted.
+    pub fn masters(&self) -> &[String] {
+        &self.masters
+    }
+
+    /// The replica list of the last `set_nodes`, sorted.
+    pub fn replicas(&self) -> &[String] {
+        &self.replicas
+    }
+
+    /// The quorum size.
+    pub fn w(&self) -> usize {
+        self.w
+    }
+
+    /// This node's role by the membership lists.
+    pub fn role(&self) -> Role {
+        let me = &self.self_node;
+        match (self.masters.contains(me), self.replicas.contains(me)) {
+            (true, true) => Role::Both,
+            (true, false) => Role::Master,
+            (false, true) => Role::Replica,
+            (false, false) => Role::Neither,
+        }
+    }
+
+    /// Where the log goes: every replica but this node. (The original
+    /// abcasts to all replicas, itself included; replaying one's own log only
+    /// pushes leases a little further out.)
+    pub fn push_targets(&self) -> Vec<String> {
+        let me = &self.self_node;
+        self.replicas.iter().filter(|n| *n != me).cloned().collect()
+    }
+
+    /// The value of `key` if present and unexpired (`locker:dirty_read/1`
+    /// reads the same table).
+    pub fn dirty_read(&self, now_ms: u64, key: &Term) -> Option<Term> {
+        let entry = self.entries.get(&Canon::of(key).ok()?)?;
+        (entry.expires_at > now_ms).then(|| entry.value.clone())
+    }
+
+    /// What `locker:dirty_read(Key)` returns: `{ok, Value}` or
+    /// `{error, not_found}` (for an `rpc:call` from `master_dirty_read`).
+    pub fn dirty_read_reply(&self, now_ms: u64, key: &Term) -> Term {
+        match self.dirty_read(now_ms, key) {
+            Some(value) => ok_value(&value),
+            None => error("not_found"),
+        }
+    }
+
+    /// The ops logged since the last call, oldest first.
+    pub fn take_log(&mut self) -> Vec<Term> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Counts for an operator.
+    pub fn stats(&self, now_ms: u64) -> Stats {
+        let waiting = |kind| self.waiters.values().filter(|w| w.kind == kind).count();
+        Stats {
+            entries: self.entries.len(),
+            promises: self.promises.len(),
+            wait_for_waiters: waiting(WaitKind::Present),
+            release_waiters: waiting(WaitKind::Absent),
+            pending_log: self.log.len(),
+            masters: self.masters.len(),
+            replicas: self.replicas.len(),
+            w: self.w,
+            guard_remaining_ms: self
+                .guard_until
+                .map_or(0, |until| until.saturating_sub(now_ms)),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Forget a parked caller (its call timed out in the driver). Returns
+    /// whether it was still parked.
+    pub fn cancel_waiter(&mut self, id: WaiterId) -> bool {
+        self.remove_waiter(id).is_some()
+    }
+
+    /// One gen_server call. Never panics, whatever `request` is.
+    pub fn call(&mut self, now_ms: u64, request: &Term) -> CallResult {
+        self.stats.calls += 1;
+        let mut wake = Vec::new();
+        let outcome = match parse::request(request) {
+            Some(req) => self.handle(now_ms, req, &mut wake),
+            None => {
+                self.stats.bad_requests += 1;
+                CallOutcome::Reply(tuple(vec![
+                    atom("error"),
+                    tuple(vec![atom("unknown_request"), request.clone()]),
+                ]))
+            }
+        };
+        CallResult { outcome, wake }
+    }
+
+    /// One gen_server cast: `{trans_log, FromNode, Ops}` replays `Ops` in
+    /// order, skipping (and returning) malformed ones. Anything else is an
+    /// error for the driver to log; the store is unchanged.
+    pub fn cast(&mut self, now_ms: u64, message: &Term) -> Result<CastResult, StoreError> {
+        let ops = match as_tuple(message) {
+            Some([name, _from, ops]) if is_atom(name, "trans_log") => match ops {
+                Term::List(l) => std::borrow::Cow::Borrowed(&l.elements),
+                Term::ByteList(_) => {
+                    std::borrow::Cow::Owned(list_elements(ops).unwrap_or_default())
+                }
+                _ => {
+                    self.stats.bad_casts += 1;
+                    return Err(StoreError::MalformedTransLog(message.clone()));
+                }
+            },
+            Some([name, ..]) if is_atom(name, "trans_log") => {
+                self.stats.bad_casts += 1;
+                return Err(StoreError::MalformedTransLog(message.clone()));
+            }
+            _ => {
+                self.stats.bad_casts += 1;
+                return Err(StoreError::UnknownCast(message.clone()));
+            }
+        };
+        let mut result = CastResult::default();
+        for (index, term) in ops.iter().enumerate() {
+            match parse::op(term) {
+                Some(op) => {
+                    self.stats.replayed_ops += 1;
+                    self.replay(now_ms, op, &mut result.wake);
+                }
+                None => {
+                    self.stats.skipped_ops += 1;
+                    result.skipped.push(SkippedOp {
+                        index,
+                        op: term.clone(),
+                    });
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// Drops expired leases (answering their `wait_for_release` waiters),
+    /// expired promises, and waiters past their own timeout.
+    pub fn sweep(&mut self, now_ms: u64) -> SweepResult {
+        let mut result = SweepResult::default();
+        while let Some((at, _)) = self.expiry.first() {
+            if *at > now_ms {
+                break;
+            }
+            let Some((at, key)) = self.expiry.pop_first() else {
+                break;
+            };
+            if self.entries.get(&key).is_some_and(|e| e.expires_at == at) {
+                self.entries.remove(&key);
+            }
+            self.settle(now_ms, &key, &mut result.wake);
+        }
+        while let Some((at, _)) = self.promise_deadlines.first() {
+            if *at > now_ms {
+                break;
+            }
+            let Some((at, key)) = self.promise_deadlines.pop_first() else {
+                break;
+            };
+            if self.promises.get(&key).is_some_and(|p| p.deadline == at) {
+                self.remove_promise(&key);
+            }
+        }
+        while let Some(&(at, id)) = self.waiter_deadlines.first() {
+            if at > now_ms {
+                break;
+            }
+            self.waiter_deadlines.pop_first();
+            if self.remove_waiter(id).is_some() {
+                result.timed_out.push(id);
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,365 @@
+//! The store's private machinery: request handlers, log replay, and the
+//! upkeep of the tables and their indexes. Every change to an entry ends in
+//! `settle`, which answers the waiters the key's new state satisfies.
+
+use super::parse::{Arg, Op, Request};
+use super::{
+    atom, atoms, error, int, is_atom, list, millis_term, ok_value, tuple, CallOutcome, Canon,
+    Entry, Promise, Store, Term, WaitKind, Waiter, WaiterId, Wake,
+};
+
+impl Store {
+    pub(super) fn handle(&mut self, now: u64, req: Request<'_>, wake: &mut Wake) -> CallOutcome {
+        let reply = match req {
+            Request::GetWriteLock { key, expected, tag } => {
+                self.get_write_lock(now, key, expected, tag, wake)
+            }
+            Request::ReleaseWriteLock { tag } => {
+                self.drop_tag(&tag.canon);
+                atom("ok")
+            }
+            Request::Write {
+                tag,
+                key,
+                value,
+                lease_ms,
+            } => {
+                self.drop_tag(&tag.canon);
+                self.log_lease_op("write", &key, &value, lease_ms);
+                self.put(now, &key, value, lease_ms, wake);
+                atom("ok")
+            }
+            Request::ExtendLease {
+                tag,
+                key,
+                value,
+                lease_ms,
+            } => {
+                self.drop_tag(&tag.canon);
+                self.log_lease_op("extend_lease", &key, &value, lease_ms);
+                self.put(now, &key, value, lease_ms, wake);
+                atom("ok")
+            }
+            Request::Update { tag, key, value } => {
+                self.drop_tag(&tag.canon);
+                let logged = tuple(vec![atom("update"), key.term.clone(), value.term.clone()]);
+                self.update(now, &key.canon, value, wake);
+                self.log.push(logged);
+                atom("ok")
+            }
+            Request::Release { key, value, tag } => {
+                self.drop_tag(&tag.canon);
+                self.release(now, &key, &value, wake)
+            }
+            Request::SetNodes { masters, replicas } => {
+                self.masters = masters;
+                self.replicas = replicas;
+                atom("ok")
+            }
+            Request::SetW(w) => {
+                self.w = w;
+                atom("ok")
+            }
+            Request::WaitFor { key, timeout } => {
+                self.expire_if_due(now, &key.canon, wake);
+                match self.entries.get(&key.canon) {
+                    Some(entry) => ok_value(&entry.value),
+                    None => {
+                        return self.park(now, key.canon, WaitKind::Present, timeout);
+                    }
+                }
+            }
+            Request::WaitForRelease { key, timeout } => {
+                self.expire_if_due(now, &key.canon, wake);
+                if self.entries.contains_key(&key.canon) {
+                    return self.park(now, key.canon, WaitKind::Absent, timeout);
+                }
+                tuple(vec![atom("ok"), atom("released")])
+            }
+            Request::GetDebugState => self.debug_state(now),
+            Request::GetMeta => tuple(vec![
+                atoms(&self.masters),
+                atoms(&self.replicas),
+                int(i64::try_from(self.w).unwrap_or(i64::MAX)),
+            ]),
+            Request::Summary => {
+                let count = |n: usize| int(i64::try_from(n).unwrap_or(i64::MAX));
+                list(vec![
+                    tuple(vec![atom("write_locks"), count(self.promises.len())]),
+                    tuple(vec![atom("leases"), count(self.entries.len())]),
+                ])
+            }
+        };
+        CallOutcome::Reply(reply)
+    }
+
+    fn get_write_lock(
+        &mut self,
+        now: u64,
+        key: Arg<'_>,
+        expected: Arg<'_>,
+        tag: Arg<'_>,
+        wake: &mut Wake,
+    ) -> Term {
+        if self.guard_active(now) {
+            // A client only counts `ok` votes, so any error is safe; this one
+            // says "someone may hold it, retry later", which is the truth.
+            self.stats.guard_refusals += 1;
+            return error("already_locked");
+        }
+        if self.promise_live(now, &key.canon) {
+            return error("already_locked");
+        }
+        self.expire_if_due(now, &key.canon, wake);
+        let matches = match self.entries.get(&key.canon) {
+            Some(entry) => entry.value_canon == expected.canon,
+            None => is_atom(expected.term, "not_found"),
+        };
+        if !matches {
+            return error("not_expected_value");
+        }
+        let deadline = now.saturating_add(self.config.promise_ms);
+        self.promise_deadlines.insert((deadline, key.canon.clone()));
+        self.promises_by_tag
+            .entry(tag.canon.clone())
+            .or_default()
+            .insert(key.canon.clone());
+        self.promises.insert(
+            key.canon,
+            Promise {
+                key: key.term.clone(),
+                tag: tag.term.clone(),
+                tag_canon: tag.canon,
+                deadline,
+            },
+        );
+        atom("ok")
+    }
+
+    fn release(&mut self, now: u64, key: &Arg<'_>, value: &Arg<'_>, wake: &mut Wake) -> Term {
+        self.expire_if_due(now, &key.canon, wake);
+        let reply = match self.entries.get(&key.canon) {
+            Some(entry) if entry.value_canon == value.canon => {
+                self.remove_entry(&key.canon);
+                self.log
+                    .push(tuple(vec![atom("release"), key.term.clone()]));
+                atom("ok")
+            }
+            Some(_) => error("not_owner"),
+            None => error("not_found"),
+        };
+        self.settle(now, &key.canon, wake);
+        reply
+    }
+
+    pub(super) fn replay(&mut self, now: u64, op: Op<'_>, wake: &mut Wake) {
+        match op {
+            Op::Write {
+                key,
+                value,
+                lease_ms,
+            }
+            | Op::ExtendLease {
+                key,
+                value,
+                lease_ms,
+            } => self.put(now, &key, value, lease_ms, wake),
+            Op::Release { key } => {
+                self.remove_entry(&key.canon);
+                self.settle(now, &key.canon, wake);
+            }
+            Op::Update { key, value } => self.update(now, &key.canon, value, wake),
+        }
+    }
+
+    /// Upserts `key` with a lease from now, cut to `max_lease_ms`.
+    fn put(&mut self, now: u64, key: &Arg<'_>, value: Arg<'_>, lease_ms: u64, wake: &mut Wake) {
+        if lease_ms > self.config.max_lease_ms {
+            self.stats.clamped_leases += 1;
+        }
+        let expires_at = now.saturating_add(lease_ms.min(self.config.max_lease_ms));
+        let entry = Entry {
+            key: key.term.clone(),
+            value: value.term.clone(),
+            value_canon: value.canon,
+            expires_at,
+        };
+        if let Some(old) = self.entries.insert(key.canon.clone(), entry) {
+            self.expiry.remove(&(old.expires_at, key.canon.clone()));
+        }
+        self.expiry.insert((expires_at, key.canon.clone()));
+        self.settle(now, &key.canon, wake);
+    }
+
+    /// Replaces the value of a live entry, keeping its expiry.
+    fn update(&mut self, now: u64, key: &Canon, value: Arg<'_>, wake: &mut Wake) {
+        self.expire_if_due(now, key, wake);
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.value = value.term.clone();
+            entry.value_canon = value.canon;
+        }
+        self.settle(now, key, wake);
+    }
+
+    /// Logs `{Name, Key, Value, LeaseMs}` with the lease as applied.
+    fn log_lease_op(&mut self, name: &str, key: &Arg<'_>, value: &Arg<'_>, lease_ms: u64) {
+        self.log.push(tuple(vec![
+            atom(name),
+            key.term.clone(),
+            value.term.clone(),
+            millis_term(lease_ms.min(self.config.max_lease_ms)),
+        ]));
+    }
+
+    fn remove_entry(&mut self, key: &Canon) {
+        if let Some(old) = self.entries.remove(key) {
+            self.expiry.remove(&(old.expires_at, key.clone()));
+        }
+    }
+
+    /// Drops `key`'s entry if its lease is up.
+    fn expire_if_due(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
+        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
+            self.remove_entry(key);
+            self.settle(now, key, wake);
+        }
+    }
+
+    /// After any change to `key`: answer the waiters its new state satisfies.
+    pub(super) fn settle(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
+        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
+            // Born expired (a zero lease): gone at once.
+            self.remove_entry(key);
+        }
+        let Some(ids) = self.waiters_by_key.get(key) else {
+            return;
+        };
+        let (kind, reply) = match self.entries.get(key) {
+            Some(entry) => (WaitKind::Present, ok_value(&entry.value)),
+            None => (WaitKind::Absent, tuple(vec![atom("ok"), atom("released")])),
+        };
+        let due: Vec<WaiterId> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.waiters.get(id).is_some_and(|w| {
+                    w.kind == kind && w.deadline.is_none_or(|deadline| deadline > now)
+                })
+            })
+            .collect();
+        for id in due {
+            self.remove_waiter(id);
+            wake.push((id, reply.clone()));
+        }
+    }
+
+    fn promise_live(&mut self, now: u64, key: &Canon) -> bool {
+        match self.promises.get(key) {
+            Some(p) if p.deadline > now => true,
+            Some(_) => {
+                self.remove_promise(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn remove_promise(&mut self, key: &Canon) {
+        let Some(p) = self.promises.remove(key) else {
+            return;
+        };
+        self.promise_deadlines.remove(&(p.deadline, key.clone()));
+        if let Some(keys) = self.promises_by_tag.get_mut(&p.tag_canon) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.promises_by_tag.remove(&p.tag_canon);
+            }
+        }
+    }
+
+    /// Drops every promise held under `tag` (locker's `del_lock(Tag)`).
+    fn drop_tag(&mut self, tag: &Canon) {
+        for key in self.promises_by_tag.remove(tag).unwrap_or_default() {
+            if let Some(p) = self.promises.remove(&key) {
+                self.promise_deadlines.remove(&(p.deadline, key));
+            }
+        }
+    }
+
+    fn park(&mut self, now: u64, key: Canon, kind: WaitKind, timeout: Option<u64>) -> CallOutcome {
+        let id = WaiterId(self.next_waiter);
+        self.next_waiter += 1;
+        let deadline = timeout.map(|t| now.saturating_add(t));
+        if let Some(d) = deadline {
+            self.waiter_deadlines.insert((d, id));
+        }
+        self.waiters_by_key
+            .entry(key.clone())
+            .or_default()
+            .insert(id);
+        self.waiters.insert(
+            id,
+            Waiter {
+                key,
+                kind,
+                deadline,
+            },
+        );
+        CallOutcome::Wait(id)
+    }
+
+    pub(super) fn remove_waiter(&mut self, id: WaiterId) -> Option<Waiter> {
+        let waiter = self.waiters.remove(&id)?;
+        if let Some(ids) = self.waiters_by_key.get_mut(&waiter.key) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.waiters_by_key.remove(&waiter.key);
+            }
+        }
+        if let Some(d) = waiter.deadline {
+            self.waiter_deadlines.remove(&(d, id));
+        }
+        Some(waiter)
+    }
+
+    /// `{ok, Promises, Entries, undefined, undefined, undefined}`: the
+    /// original's three timer references have no counterpart here. Times
+    /// are on the store's clock, in milliseconds; both lists are sorted by
+    /// canonical key and hold only what is live at `now`.
+    fn debug_state(&self, now: u64) -> Term {
+        let mut promises: Vec<(&Canon, &Promise)> = self
+            .promises
+            .iter()
+            .filter(|(_, p)| p.deadline > now)
+            .collect();
+        promises.sort_by(|a, b| a.0.cmp(b.0));
+        let mut entries: Vec<(&Canon, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires_at > now)
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let promises = promises
+            .into_iter()
+            .map(|(_, p)| tuple(vec![p.key.clone(), p.tag.clone(), millis_term(p.deadline)]))
+            .collect();
+        let entries = entries
+            .into_iter()
+            .map(|(_, e)| {
+                tuple(vec![
+                    e.key.clone(),
+                    e.value.clone(),
+                    millis_term(e.expires_at),
+                ])
+            })
+            .collect();
+        tuple(vec![
+            atom("ok"),
+            list(promises),
+            list(entries),
+            atom("undefined"),
+            atom("undefined"),
+            atom("undefined"),
+        ])
+    }
+}
