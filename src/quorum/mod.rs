@@ -4,4 +4,8 @@
 //!
 //! - [`store`]: the sans-IO state of one `locker` server: promises, leases,
 //!   waiters, membership and the transaction log for replicas.
+//! - [`service`]: the process registered as `locker` that drives a store.
+//! - [`client`]: locker's client operations, against any set of masters.
+pub mod client;
+pub mod service;
 pub mod store;

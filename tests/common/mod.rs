@@ -112,8 +112,9 @@ fn erlang_build_root() -> PathBuf {
     repo_root().join("target").join("erlang_test")
 }
 
-/// Compiles `erlang_test/eq_peer.erl` for `otp` (once per test process; later
-/// calls return the cached answer) and returns the directory to pass to `-pa`:
+/// Compiles every `erlang_test/*.erl` (eq_peer and the modules tests load
+/// next to it) for `otp` (once per test process; later calls return the
+/// cached answer) and returns the directory to pass to `-pa`:
 /// `target/erlang_test/otp25` or `otp27`. OTP 27 .beam files don't load on
 /// OTP 25, hence one directory per release.
 pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
@@ -132,7 +133,13 @@ pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
 /// place, so parallel test binaries never load a half-written file.
 fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
     let root = repo_root();
-    let src = root.join("erlang_test").join("eq_peer.erl");
+    let src_dir = root.join("erlang_test");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&src_dir)
+        .map_err(|e| format!("cannot list {}: {e}", src_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "erl"))
+        .collect();
+    sources.sort();
     let out_dir = erlang_build_root().join(format!("otp{}", otp.release()));
     let tmp_dir = erlang_build_root().join(format!(
         "tmp-otp{}-{}-{}",
@@ -150,7 +157,7 @@ fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
         .current_dir(root)
         .arg("-o")
         .arg(&tmp_dir)
-        .arg(&src)
+        .args(&sources)
         .stdin(Stdio::null())
         .output();
     let outcome = match result {
@@ -161,17 +168,23 @@ fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
             otp.install_hint()
         )),
         Ok(out) if !out.status.success() => Err(format!(
-            "`{} -o {} {}` failed ({}):\n{}{}",
+            "`{} -o {} {}/*.erl` failed ({}):\n{}{}",
             otp.erlc(),
             tmp_dir.display(),
-            src.display(),
+            src_dir.display(),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )),
-        Ok(_) => std::fs::rename(tmp_dir.join("eq_peer.beam"), out_dir.join("eq_peer.beam"))
-            .map(|()| out_dir.clone())
-            .map_err(|e| format!("cannot move eq_peer.beam into {}: {e}", out_dir.display())),
+        Ok(_) => sources
+            .iter()
+            .filter_map(|src| src.file_stem())
+            .map(|stem| format!("{}.beam", stem.to_string_lossy()))
+            .try_for_each(|beam| {
+                std::fs::rename(tmp_dir.join(&beam), out_dir.join(&beam))
+                    .map_err(|e| format!("cannot move {beam} into {}: {e}", out_dir.display()))
+            })
+            .map(|()| out_dir.clone()),
     };
     let _ = std::fs::remove_dir_all(&tmp_dir);
     outcome

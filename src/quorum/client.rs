@@ -1,0 +1,360 @@
+//! A locker client in Rust: the two-phase writes of wooga/locker's client
+//! (promise on every master, then write once W promised), against any set of
+//! masters, Rust or BEAM. Result shapes follow locker's: a lock is
+//! `{ok, W, VotesFor, WritesAcked}` there, [`Quorum`] here.
+//!
+//! One difference, for safety: a lock counts as taken only when at least W
+//! masters acknowledged the write (the original reports success on the
+//! votes alone).
+
+use crate::process::{CallError, Process, ProcessError};
+use crate::term::{atom, int, is_atom, list, tuple, Term};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How many masters voted for and acknowledged a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quorum {
+    pub w: usize,
+    pub votes: usize,
+    pub acks: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LockerError {
+    /// Fewer than W masters promised or acknowledged (locker's `{error, no_quorum}`).
+    #[error("no quorum: {votes} votes and {acks} acks, {w} needed")]
+    NoQuorum { w: usize, votes: usize, acks: usize },
+    /// The master answered something else than expected.
+    #[error("{0}")]
+    Reply(Term),
+    #[error("locker call failed: {0}")]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("timed out")]
+    Timeout,
+}
+
+/// A locker client bound to one Rust process (its pid is the caller the
+/// masters see).
+#[derive(Debug)]
+pub struct LockerClient {
+    process: Process,
+    masters: Vec<String>,
+    replicas: Vec<String>,
+    w: usize,
+    timeout: Duration,
+}
+
+fn ok_count(replies: &[Result<Term, CallError>]) -> usize {
+    replies
+        .iter()
+        .filter(|r| matches!(r, Ok(t) if is_atom(t, "ok")))
+        .count()
+}
+
+fn lease_term(lease: Duration) -> Term {
+    int(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl LockerClient {
+    /// A client of `masters` with quorum `w`, and locker's default call
+    /// timeout (5 s).
+    pub fn new(process: Process, masters: Vec<String>, w: usize) -> Self {
+        Self {
+            process,
+            masters,
+            replicas: Vec::new(),
+            w,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Replicas also receive `release`, as in locker.
+    pub fn with_replicas(mut self, replicas: Vec<String>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    async fn multi_call(
+        &mut self,
+        nodes: &[String],
+        request: Term,
+    ) -> Result<Vec<Result<Term, CallError>>, LockerError> {
+        let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        Ok(self
+            .process
+            .multi_call(&nodes, "locker", request, self.timeout)
+            .await?)
+    }
+
+    /// Phase 1: a promise on every master that `key` holds `expected`
+    /// (`not_found`: is absent). Returns the tag and the number of votes.
+    async fn promise(&mut self, key: &Term, expected: Term) -> Result<(Term, usize), LockerError> {
+        let tag = Term::from(self.process.node().make_ref());
+        let request = tuple(vec![
+            atom("get_write_lock"),
+            key.clone(),
+            expected,
+            tag.clone(),
+        ]);
+        let masters = self.masters.clone();
+        let votes = ok_count(&self.multi_call(&masters, request).await?);
+        Ok((tag, votes))
+    }
+
+    /// Phase 2, or the abort when phase 1 fell short.
+    async fn commit(
+        &mut self,
+        tag: Term,
+        votes: usize,
+        write: Term,
+        to: Vec<String>,
+    ) -> Result<Quorum, LockerError> {
+        let masters = self.masters.clone();
+        if votes < self.w {
+            let abort = tuple(vec![atom("release_write_lock"), tag]);
+            self.multi_call(&masters, abort).await?;
+            return Err(LockerError::NoQuorum {
+                w: self.w,
+                votes,
+                acks: 0,
+            });
+        }
+        let replies = self.multi_call(&to, write).await?;
+        // Only the masters' acknowledgements count toward W.
+        let acks = to
+            .iter()
+            .zip(&replies)
+            .filter(|(node, r)| masters.contains(node) && matches!(r, Ok(t) if is_atom(t, "ok")))
+            .count();
+        let quorum = Quorum {
+            w: self.w,
+            votes,
+            acks,
+        };
+        if acks < self.w {
+            return Err(LockerError::NoQuorum {
+                w: self.w,
+                votes,
+                acks,
+            });
+        }
+        Ok(quorum)
+    }
+
+    /// `locker:lock(Key, Value, LeaseLength)`: takes `key` if nobody holds it.
+    pub async fn lock(
+        &mut self,
+        key: Term,
+        value: Term,
+        lease: Duration,
+    ) -> Result<Quorum, LockerError> {
+        let (tag, votes) = self.promise(&key, atom("not_found")).await?;
+        let write = tuple(vec![
+            atom("write"),
+            tag.clone(),
+            key,
+            value,
+            lease_term(lease),
+        ]);
+        let masters = self.masters.clone();
+        self.commit(tag, votes, write, masters).await
+    }
+
+    /// [`lock`](Self::lock), retried with jittered exponential backoff while
+    /// the key is contended, until `deadline`.
+    pub async fn lock_until(
+        &mut self,
+        key: Term,
+        value: Term,
+        lease: Duration,
+        deadline: Instant,
+    ) -> Result<Quorum, LockerError> {
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            match self.lock(key.clone(), value.clone(), lease).await {
+                Err(LockerError::NoQuorum { .. }) if Instant::now() + backoff < deadline => {
+                    let jitter = rand::random_range(0..=backoff.as_micros() as u64);
+                    tokio::time::sleep(backoff / 2 + Duration::from_micros(jitter / 2)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `locker:update(Key, Value, NewValue)`: replaces the value, keeping the lease.
+    pub async fn update(
+        &mut self,
+        key: Term,
+        value: Term,
+        new_value: Term,
+    ) -> Result<Quorum, LockerError> {
+        let (tag, votes) = self.promise(&key, value).await?;
+        let write = tuple(vec![atom("update"), tag.clone(), key, new_value]);
+        let masters = self.masters.clone();
+        self.commit(tag, votes, write, masters).await
+    }
+
+    /// `locker:extend_lease(Key, Value, LeaseLength)`.
+    pub async fn extend_lease(
+        &mut self,
+        key: Term,
+        value: Term,
+        lease: Duration,
+    ) -> Result<Quorum, LockerError> {
+        let (tag, votes) = self.promise(&key, value.clone()).await?;
+        let write = tuple(vec![
+            atom("extend_lease"),
+            tag.clone(),
+            key,
+            value,
+            lease_term(lease),
+        ]);
+        let masters = self.masters.clone();
+        self.commit(tag, votes, write, masters).await
+    }
+
+    /// `locker:release(Key, Value)`: masters and replicas drop `key` if it holds `value`.
+    pub async fn release(&mut self, key: Term, value: Term) -> Result<Quorum, LockerError> {
+        let (tag, votes) = self.promise(&key, value.clone()).await?;
+        let write = tuple(vec![atom("release"), key, value, tag.clone()]);
+        let mut to = self.masters.clone();
+        to.extend(
+            self.replicas
+                .iter()
+                .filter(|r| !self.masters.contains(r))
+                .cloned(),
+        );
+        self.commit(tag, votes, write, to).await
+    }
+
+    /// The value of `key` on master `node`, without a quorum
+    /// (`locker:master_dirty_read/1` reads one master the same way).
+    pub async fn dirty_read(&mut self, node: &str, key: Term) -> Result<Option<Term>, LockerError> {
+        // A BEAM master answers through rpc (`rex`); a Rust master has no
+        // `rex` but answers `{dirty_read, Key}` itself. Never send that call
+        // to a BEAM locker: the original crashes on unknown calls.
+        let group_leader = Term::from(self.process.pid().clone());
+        let rpc = tuple(vec![
+            atom("call"),
+            atom("locker"),
+            atom("dirty_read"),
+            list(vec![key.clone()]),
+            group_leader,
+        ]);
+        let reply = match self.process.call(("rex", node), rpc, self.timeout).await {
+            Err(CallError::NoProc) => {
+                let request = tuple(vec![atom("dirty_read"), key]);
+                self.process
+                    .call(("locker", node), request, self.timeout)
+                    .await?
+            }
+            other => other?,
+        };
+        match crate::term::as_tuple(&reply) {
+            Some([ok, value]) if is_atom(ok, "ok") => Ok(Some(value.clone())),
+            Some([e, reason]) if is_atom(e, "error") && is_atom(reason, "not_found") => Ok(None),
+            _ => Err(LockerError::Reply(reply)),
+        }
+    }
+
+    /// `wait_for(Key, Timeout)` on the locker of `node`: the value once `key` is written.
+    pub async fn wait_for(
+        &mut self,
+        node: &str,
+        key: Term,
+        timeout: Duration,
+    ) -> Result<Term, LockerError> {
+        let request = tuple(vec![atom("wait_for"), key, lease_term(timeout)]);
+        let reply = self.wait_call(node, request, timeout).await?;
+        match crate::term::as_tuple(&reply) {
+            Some([ok, value]) if is_atom(ok, "ok") => Ok(value.clone()),
+            _ => Err(LockerError::Reply(reply)),
+        }
+    }
+
+    /// `wait_for_release(Key, Timeout)` on the locker of `node`.
+    pub async fn wait_for_release(
+        &mut self,
+        node: &str,
+        key: Term,
+        timeout: Duration,
+    ) -> Result<(), LockerError> {
+        let request = tuple(vec![atom("wait_for_release"), key, lease_term(timeout)]);
+        let reply = self.wait_call(node, request, timeout).await?;
+        match crate::term::as_tuple(&reply) {
+            Some([ok, released]) if is_atom(ok, "ok") && is_atom(released, "released") => Ok(()),
+            _ => Err(LockerError::Reply(reply)),
+        }
+    }
+
+    async fn wait_call(
+        &mut self,
+        node: &str,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Term, LockerError> {
+        // The server forgets the waiter at `timeout`; wait a little longer for its reply.
+        match self
+            .process
+            .call(
+                ("locker", node),
+                request,
+                timeout + Duration::from_millis(500),
+            )
+            .await
+        {
+            Err(CallError::Timeout) => Err(LockerError::Timeout),
+            other => Ok(other?),
+        }
+    }
+
+    /// `locker:set_nodes(Cluster, Masters, Replicas)`; also retargets this client.
+    pub async fn set_nodes(
+        &mut self,
+        cluster: &[String],
+        masters: Vec<String>,
+        replicas: Vec<String>,
+    ) -> Result<(), LockerError> {
+        let request = tuple(vec![
+            atom("set_nodes"),
+            list(masters.iter().map(|m| atom(m)).collect()),
+            list(replicas.iter().map(|r| atom(r)).collect()),
+        ]);
+        self.all_ok(cluster, request).await?;
+        self.masters = masters;
+        self.replicas = replicas;
+        Ok(())
+    }
+
+    /// `locker:set_w(Cluster, W)`; also retargets this client.
+    pub async fn set_w(&mut self, cluster: &[String], w: usize) -> Result<(), LockerError> {
+        let request = tuple(vec![atom("set_w"), int(w as i64)]);
+        self.all_ok(cluster, request).await?;
+        self.w = w;
+        Ok(())
+    }
+
+    async fn all_ok(&mut self, cluster: &[String], request: Term) -> Result<(), LockerError> {
+        for reply in self.multi_call(cluster, request).await? {
+            match reply {
+                Ok(t) if is_atom(&t, "ok") => {}
+                Ok(t) => return Err(LockerError::Reply(t)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
