@@ -1,8 +1,11 @@
-//! The `erl_quorum` command: run a hidden node, or poke a cluster from a shell.
+//! The `erl_quorum` command: run a node (a locker master or replica), or
+//! inspect and use a running cluster from a shell, in the spirit of etcdctl.
+
+mod ops;
 
 use clap::{Args, Parser, Subcommand};
 use erl_quorum::node::{full_node_name, resolve_cookie};
-use erl_quorum::term::atom;
+use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::{Node, NodeConfig};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,8 +50,45 @@ impl NodeArgs {
     }
 }
 
+/// Which locker cluster a client command talks to.
+#[derive(Args, Clone)]
+struct ClusterArgs {
+    /// Master nodes, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    masters: Vec<String>,
+    /// Replica nodes, comma-separated (they also get `release`).
+    #[arg(long, value_delimiter = ',')]
+    replicas: Vec<String>,
+    /// Quorum size; defaults to a majority of the masters.
+    #[arg(long)]
+    w: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node with the locker service until interrupted. With no
+    /// --masters it is a cluster of itself with W=1.
+    Serve {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Master nodes, comma-separated (may include this node).
+        #[arg(long, value_delimiter = ',')]
+        masters: Vec<String>,
+        /// Replica nodes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<String>,
+        /// Quorum size (default: a majority of the masters).
+        #[arg(long)]
+        w: Option<usize>,
+        /// The longest lease granted, in ms; a restarted master refuses
+        /// promises for this long (plus the promise time).
+        #[arg(long, default_value_t = 60_000)]
+        max_lease_ms: u64,
+        /// A brand-new cluster: skip the restart guard. Never use this for a
+        /// master that may have granted leases before a crash.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
     /// Ping a node, as net_adm:ping/1 does: prints pong or pang.
@@ -58,18 +98,59 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Show each node's role, membership, W, entry counts and peers.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Take KEY with VALUE for a lease (both Erlang terms, e.g. '{job,1}').
+    Lock {
+        key: String,
+        value: String,
+        #[arg(long, default_value_t = 2000)]
+        lease_ms: u64,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Read KEY from the first master that answers (no quorum).
+    Read {
+        key: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Release KEY if it holds VALUE.
+    Release {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Servers log what happens to them; one-shot commands only problems.
+    let default_level = match cli.command {
+        Command::Serve { .. } | Command::Run(_) => "erl_quorum=info",
+        _ => "erl_quorum=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "erl_quorum=info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("erl_quorum: {e}");
@@ -78,28 +159,51 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A node name for a short-lived command-line client.
+fn client_name() -> String {
+    format!("erl_quorum_cli_{}@127.0.0.1", std::process::id())
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Serve {
+            node: args,
+            masters,
+            replicas,
+            w,
+            max_lease_ms,
+            fresh,
+        } => {
+            let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
+            let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
+            let config = ServiceConfig {
+                masters,
+                replicas,
+                w,
+                fresh_cluster: fresh,
+                store: erl_quorum::quorum::store::Config {
+                    max_lease_ms,
+                    w,
+                    ..Default::default()
+                },
+                ..ServiceConfig::default()
+            };
+            service::start(&node, config)?;
+            println!("{} serving locker (W={w}); Ctrl-C stops it", node.name());
+            wait_for_signal().await;
+            node.shutdown();
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             println!("{} running (hidden); Ctrl-C stops it", node.name());
-            tokio::signal::ctrl_c().await?;
+            wait_for_signal().await;
             node.shutdown();
             Ok(ExitCode::SUCCESS)
         }
         Command::Ping { target, node: args } => {
-            let name = format!("erl_quorum_ping_{}@127.0.0.1", std::process::id());
-            let node = Node::start(args.config(&name)?).await?;
-            let mut process = node.spawn_process();
-            let request = erl_quorum::term::tuple(vec![atom("is_auth"), atom(node.name())]);
-            let answer = process
-                .call(
-                    ("net_kernel", target.as_str()),
-                    request,
-                    Duration::from_secs(5),
-                )
-                .await;
-            let pong = matches!(answer, Ok(ref t) if erl_quorum::term::is_atom(t, "yes"));
+            let node = Node::start(args.config(&client_name())?).await?;
+            let pong = ops::ping(&node, &target).await;
             println!("{}", if pong { "pong" } else { "pang" });
             node.shutdown();
             Ok(if pong {
@@ -108,5 +212,69 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ExitCode::FAILURE
             })
         }
+        Command::Status {
+            cluster,
+            node: args,
+        } => {
+            let node = Node::start(args.config(&client_name())?).await?;
+            let ok = ops::status(&node, &cluster.masters, &cluster.replicas).await;
+            node.shutdown();
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Lock {
+            key,
+            value,
+            lease_ms,
+            cluster,
+            node: args,
+        } => {
+            let node = Node::start(args.config(&client_name())?).await?;
+            let mut client = ops::client(&node, &cluster.masters, &cluster.replicas, cluster.w);
+            let result = client
+                .lock(
+                    ops::term(&key)?,
+                    ops::term(&value)?,
+                    Duration::from_millis(lease_ms),
+                )
+                .await;
+            node.shutdown();
+            ops::report(result)
+        }
+        Command::Read {
+            key,
+            cluster,
+            node: args,
+        } => {
+            let node = Node::start(args.config(&client_name())?).await?;
+            let mut client = ops::client(&node, &cluster.masters, &cluster.replicas, cluster.w);
+            let result = ops::read(&mut client, &cluster.masters, ops::term(&key)?).await;
+            node.shutdown();
+            result
+        }
+        Command::Release {
+            key,
+            value,
+            cluster,
+            node: args,
+        } => {
+            let node = Node::start(args.config(&client_name())?).await?;
+            let mut client = ops::client(&node, &cluster.masters, &cluster.replicas, cluster.w);
+            let result = client.release(ops::term(&key)?, ops::term(&value)?).await;
+            node.shutdown();
+            ops::report(result)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
 }

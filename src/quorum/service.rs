@@ -7,7 +7,7 @@
 use super::store::{CallOutcome, Config, Store, WaiterId};
 use crate::node::Node;
 use crate::process::{Caller, Mail, Process, ProcessError, RegisterError};
-use crate::term::{as_tuple, atom, is_atom, list, tuple, Pid, Term};
+use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -144,13 +144,19 @@ impl Service {
 
     fn call(&mut self, caller: Caller, request: &Term) {
         let now = self.now();
-        // Ours, not the original's (which reads through `rpc`, and this node
-        // has no `rex`): `{dirty_read, Key}` -> `{ok, Value}` | `{error, not_found}`.
-        if let Some([kind, key]) = as_tuple(request) {
-            if is_atom(kind, "dirty_read") {
+        // Ours, not the original's (which answers these through `rpc`, and
+        // this node has no `rex`): `{dirty_read, Key}` -> `{ok, Value}` |
+        // `{error, not_found}`, and `{erl_quorum, status}` for operators.
+        match as_tuple(request) {
+            Some([kind, key]) if is_atom(kind, "dirty_read") => {
                 caller.reply(&self.process, self.store.dirty_read_reply(now, key));
                 return;
             }
+            Some([ours, what]) if is_atom(ours, "erl_quorum") && is_atom(what, "status") => {
+                caller.reply(&self.process, self.status(now));
+                return;
+            }
+            _ => {}
         }
         let result = self.store.call(now, request);
         match result.outcome {
@@ -160,6 +166,31 @@ impl Service {
             }
         }
         self.wake(result.wake);
+    }
+
+    /// A proplist for `erl_quorum status`.
+    fn status(&self, now: u64) -> Term {
+        let stats = self.store.stats(now);
+        let nodes = |names: &[String]| list(names.iter().map(|n| atom(n)).collect());
+        let mut connected = self.process.node().connected_nodes();
+        connected.sort();
+        let role = format!("{:?}", self.store.role()).to_lowercase();
+        let pair = |k: &str, v: Term| tuple(vec![atom(k), v]);
+        let count = |n: usize| int(n as i64);
+        list(vec![
+            pair("role", atom(&role)),
+            pair("masters", nodes(self.store.masters())),
+            pair("replicas", nodes(self.store.replicas())),
+            pair("w", count(stats.w)),
+            pair("entries", count(stats.entries)),
+            pair("promises", count(stats.promises)),
+            pair(
+                "waiters",
+                count(stats.wait_for_waiters + stats.release_waiters),
+            ),
+            pair("guard_remaining_ms", int(stats.guard_remaining_ms as i64)),
+            pair("connected", nodes(&connected)),
+        ])
     }
 
     fn cast(&mut self, cast: &Term) {

@@ -4,7 +4,10 @@
 //! `ByteList`, and any other list as a `List`; [`list_elements`] hides that
 //! difference from callers.
 
+mod parse;
+
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
+pub use parse::{parse_term, ParseError};
 
 /// An atom term.
 pub fn atom(name: &str) -> Term {
