@@ -8,7 +8,7 @@
 //! of small integers that contain negatives.
 
 use super::etf::{self, Limits, TermError};
-use super::frame;
+use super::frame::OutFrame;
 use eetf::{Atom, FixInteger, Term, Tuple};
 use erl_dist::message::{Message, RecvError};
 use thiserror::Error;
@@ -43,29 +43,23 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
     })
 }
 
-/// Appends one complete frame (length, pass-through byte, control, payload).
-///
-/// `Message::Tick` becomes an empty frame.
-pub fn encode(message: Message, out: &mut Vec<u8>) -> Result<(), TermError> {
+/// Encodes one frame, in distribution-header form (see [`OutFrame`]).
+/// Ticks are not messages: see [`frame::write_tick`].
+pub fn encode(message: Message) -> Result<OutFrame, TermError> {
     if matches!(message, Message::Tick) {
-        frame::write_tick(out);
-        return Ok(());
+        return Err(TermError::Unencodable(
+            "a tick is not a control message".into(),
+        ));
     }
-    let start = frame::begin_frame(out);
+    let mut frame = OutFrame::begin();
     let (control, payload) = split(message);
-    let result = etf::encode_term(&Term::from(Tuple::from(control)), out)
-        .and_then(|()| payload.map_or(Ok(()), |p| etf::encode_term(&p, out)));
-    match result {
-        Ok(()) => {
-            frame::finish_frame(out, start);
-            Ok(())
-        }
-        Err(e) => {
-            // Leave `out` as it was so a batch of frames stays well-formed.
-            out.truncate(start);
-            Err(e)
-        }
+    etf::encode_term_body(&Term::from(Tuple::from(control)), frame.buf())?;
+    frame.end_control();
+    if let Some(p) = payload {
+        etf::encode_term_body(&p, frame.buf())?;
     }
+    frame.finish();
+    Ok(frame)
 }
 
 fn op(n: i32) -> Term {
@@ -247,13 +241,14 @@ fn split(message: Message) -> (Vec<Term>, Option<Term>) {
             vec![op(34), m.from_pid.into(), m.alias.into(), m.trace_token],
             Some(m.message),
         ),
-        M::Tick => unreachable!("ticks are written by encode() before split()"),
+        M::Tick => unreachable!("encode() refuses ticks before split()"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dist::atom_cache::AtomCache;
     use crate::dist::frame::{parse_frame, Frame};
     use eetf::{List, Pid, Reference};
 
@@ -261,15 +256,27 @@ mod tests {
         Pid::new("a@127.0.0.1", id, 0, 7)
     }
 
+    /// Encodes, then decodes both wire forms; they must agree.
     fn roundtrip(message: Message) -> Message {
-        let mut out = Vec::new();
-        encode(message, &mut out).unwrap();
-        let (frame, used) = parse_frame(&out, 1 << 20).unwrap().unwrap();
-        assert_eq!(used, out.len());
-        match frame {
-            Frame::Data(body) => decode(body, &Limits::default()).unwrap(),
-            Frame::Tick => Message::Tick,
-        }
+        let limits = Limits::default();
+        let frame = encode(message).unwrap();
+        let pass_through = frame.clone().into_pass_through();
+        let Some((Frame::PassThrough(body), used)) = parse_frame(&pass_through, 1 << 20).unwrap()
+        else {
+            panic!("not a pass-through frame")
+        };
+        assert_eq!(used, pass_through.len());
+        let plain = decode(body, &limits).unwrap();
+        let with_header = frame.into_header_form();
+        let Some((Frame::WithHeader(body), _)) = parse_frame(&with_header, 1 << 20).unwrap() else {
+            panic!("not a header frame")
+        };
+        let mut expanded = Vec::new();
+        AtomCache::new()
+            .expand(body, &limits, &mut expanded)
+            .unwrap();
+        assert_eq!(decode(&expanded, &limits).unwrap(), plain);
+        plain
     }
 
     #[test]
@@ -309,7 +316,6 @@ mod tests {
             Message::unlink_id_ack(FixInteger::from(9).into(), pid(2), pid(1)),
             Message::alias_send(pid(1), reference.clone(), negatives.clone()),
             Message::payload_exit(pid(1), pid(2), negatives),
-            Message::Tick,
         ];
         for message in messages {
             assert_eq!(roundtrip(message.clone()), message);
@@ -318,8 +324,9 @@ mod tests {
 
     #[test]
     fn rejects_trailing_garbage_and_bad_shapes() {
-        let mut out = Vec::new();
-        encode(Message::link(pid(1), pid(2)), &mut out).unwrap();
+        let out = encode(Message::link(pid(1), pid(2)))
+            .unwrap()
+            .into_pass_through();
         let mut body = out[5..].to_vec();
         body.extend_from_slice(&[131, 106, 0]);
         assert!(matches!(

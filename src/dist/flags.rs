@@ -48,9 +48,11 @@ pub const REQUIRED: u64 = EXTENDED_REFERENCES
     | BIG_CREATION
     | HANDSHAKE_23;
 
-/// What this node advertises. Not PUBLISHED (we are a hidden node), and no
-/// atom cache or fragments: the codec implements neither.
+/// What this node advertises. Not PUBLISHED (we are a hidden node). The
+/// distribution header with atom cache references is read (and written with
+/// no references); fragments are not implemented.
 pub const ADVERTISED: u64 = REQUIRED
+    | DIST_HDR_ATOM_CACHE
     | UNLINK_ID
     | V4_NC
     | MANDATORY_25_DIGEST
@@ -69,10 +71,8 @@ mod tests {
     #[test]
     fn advertised_is_hidden_and_has_no_unimplemented_features() {
         assert_eq!(ADVERTISED & PUBLISHED, 0);
-        assert_eq!(
-            ADVERTISED & (DIST_HDR_ATOM_CACHE | FRAGMENTS | ATOM_CACHE),
-            0
-        );
+        assert_eq!(ADVERTISED & (FRAGMENTS | ATOM_CACHE), 0);
+        assert_ne!(ADVERTISED & DIST_HDR_ATOM_CACHE, 0);
         assert_eq!(MANDATORY_25_DIGEST, 1 << 26);
         assert_eq!(ADVERTISED & REQUIRED, REQUIRED);
     }

@@ -1,30 +1,40 @@
 //! Framing of the connected-state byte stream.
 //!
 //! After the handshake every frame is a 4-byte big-endian length and a body;
-//! a zero length is a tick. We never advertise the atom cache or fragments,
-//! so every non-tick body starts with the pass-through byte 112, followed by
-//! the control message and an optional payload term.
+//! a zero length is a tick. A body is either the pass-through byte 112
+//! followed by the control message and an optional payload (each a term
+//! with its 131 version byte), or, once `DIST_HDR_ATOM_CACHE` is negotiated
+//! (the BEAM then sends and accepts nothing else), a distribution header
+//! (`131 68 ...`) followed by the two terms without version bytes.
+//! Fragments are never negotiated.
 
 use thiserror::Error;
 
 /// Pass-through marker that starts every body when no distribution header is used.
 pub const PASS_THROUGH: u8 = 112;
 
+/// The version byte that starts a distribution header (and every term).
+pub const VERSION: u8 = 131;
+/// The tag of a distribution header.
+pub const DIST_HEADER: u8 = 68;
+
 /// One complete frame found in the input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// A keep-alive with no content.
     Tick,
-    /// The control message and payload bytes, after the pass-through byte.
-    Data(&'a [u8]),
+    /// Pass-through: the control message and payload, after the 112.
+    PassThrough(&'a [u8]),
+    /// The whole body, starting with the distribution header `131 68`.
+    WithHeader(&'a [u8]),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
-    #[error("frame starts with byte {0}, expected the pass-through byte 112 (atom cache and fragments are not negotiated)")]
-    NotPassThrough(u8),
+    #[error("frame starts with {0:?}, expected pass-through (112) or a distribution header (131 68); fragments are not negotiated")]
+    UnknownBody(Vec<u8>),
 }
 
 /// Looks for one complete frame at the start of `input`.
@@ -49,16 +59,22 @@ pub fn parse_frame(
             max: max_frame,
         });
     }
-    // Check the first body byte as soon as it arrives, not only once the whole body is here.
-    if let Some(&first) = input.get(4) {
-        if first != PASS_THROUGH {
-            return Err(FrameError::NotPassThrough(first));
-        }
+    // Check how the body starts as soon as it arrives, not only once the
+    // whole body is here.
+    let start = &input[4..input.len().min(4 + len.min(2))];
+    match start {
+        [] | [PASS_THROUGH, ..] | [VERSION] | [VERSION, DIST_HEADER] => {}
+        other => return Err(FrameError::UnknownBody(other.to_vec())),
     }
     let Some(body) = input.get(4..4 + len) else {
         return Ok(None);
     };
-    Ok(Some((Frame::Data(&body[1..]), 4 + len)))
+    let frame = if body[0] == PASS_THROUGH {
+        Frame::PassThrough(&body[1..])
+    } else {
+        Frame::WithHeader(body)
+    };
+    Ok(Some((frame, 4 + len)))
 }
 
 /// Appends a tick (an empty frame).
@@ -66,38 +82,114 @@ pub fn write_tick(out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0, 0, 0]);
 }
 
-/// Reserves room for a frame header in `out` and returns its position; call
-/// [`finish_frame`] once the body is written.
-pub fn begin_frame(out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0, PASS_THROUGH]);
-    start
+/// An encoded frame, built in distribution-header form: `131 68 0` (a header
+/// with no atom-cache references), then the control message and the payload
+/// without version bytes. That is what a peer that negotiated the atom cache
+/// requires; [`OutFrame::into_pass_through`] turns it into the form for a
+/// peer that did not, at the cost of moving the (small) control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    bytes: Vec<u8>,
+    control_len: usize,
 }
 
-/// Fills in the length of the frame begun at `start`.
-pub fn finish_frame(out: &mut [u8], start: usize) {
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+/// Length prefix plus `131 68 0`.
+const HEADER_FORM_PREFIX: usize = 7;
+
+impl OutFrame {
+    /// Starts a frame; write the control term (without version byte) to
+    /// [`OutFrame::buf`], call [`OutFrame::end_control`], then the payload.
+    pub fn begin() -> OutFrame {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&[0, 0, 0, 0, VERSION, DIST_HEADER, 0]);
+        OutFrame {
+            bytes,
+            control_len: 0,
+        }
+    }
+
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    pub fn end_control(&mut self) {
+        self.control_len = self.bytes.len() - HEADER_FORM_PREFIX;
+    }
+
+    /// Fills in the length; the frame is then complete.
+    pub fn finish(&mut self) {
+        let len = (self.bytes.len() - 4) as u32;
+        self.bytes[..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// The frame for a peer that negotiated the atom cache.
+    pub fn into_header_form(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The same frame in pass-through form: `112 131 Control [131 Payload]`.
+    /// With a payload both forms have the same length, so only the (small)
+    /// control message moves; without one, the frame is a byte shorter.
+    pub fn into_pass_through(mut self) -> Vec<u8> {
+        let c = self.control_len;
+        let has_payload = self.bytes.len() > HEADER_FORM_PREFIX + c;
+        self.bytes
+            .copy_within(HEADER_FORM_PREFIX..HEADER_FORM_PREFIX + c, 6);
+        self.bytes[4] = PASS_THROUGH;
+        self.bytes[5] = VERSION;
+        if has_payload {
+            self.bytes[6 + c] = VERSION;
+        } else {
+            self.bytes.truncate(6 + c);
+            self.finish();
+        }
+        self.bytes
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sample() -> OutFrame {
+        let mut f = OutFrame::begin();
+        f.buf().extend_from_slice(&[104, 0]); // {}
+        f.end_control();
+        f.buf().push(106); // []
+        f.finish();
+        f
+    }
+
     #[test]
-    fn parses_ticks_and_frames_and_waits_for_more() {
+    fn pass_through_form_without_a_payload_is_a_byte_shorter() {
+        let mut f = OutFrame::begin();
+        f.buf().extend_from_slice(&[104, 0]);
+        f.end_control();
+        f.finish();
+        assert_eq!(
+            f.clone().into_header_form(),
+            [0, 0, 0, 5, 131, 68, 0, 104, 0]
+        );
+        assert_eq!(f.into_pass_through(), [0, 0, 0, 4, 112, 131, 104, 0]);
+    }
+
+    #[test]
+    fn parses_ticks_and_both_body_forms_and_waits_for_more() {
         let mut buf = Vec::new();
         write_tick(&mut buf);
-        let start = begin_frame(&mut buf);
-        buf.extend_from_slice(&[131, 106]);
-        finish_frame(&mut buf, start);
+        buf.extend(sample().into_pass_through());
+        buf.extend(sample().into_header_form());
         assert_eq!(parse_frame(&buf, 100).unwrap(), Some((Frame::Tick, 4)));
         let rest = &buf[4..];
         assert_eq!(
             parse_frame(rest, 100).unwrap(),
-            Some((Frame::Data(&[131, 106]), 7))
+            Some((Frame::PassThrough(&[131, 104, 0, 131, 106]), 10))
         );
-        for cut in 0..rest.len() {
+        assert_eq!(
+            parse_frame(&rest[10..], 100).unwrap(),
+            Some((Frame::WithHeader(&[131, 68, 0, 104, 0, 106]), 10))
+        );
+        for cut in 0..10 {
             assert_eq!(
                 parse_frame(&rest[..cut], 100).unwrap(),
                 None,
@@ -119,10 +211,9 @@ mod tests {
     }
 
     #[test]
-    fn rejects_frames_without_pass_through() {
-        assert_eq!(
-            parse_frame(&[0, 0, 0, 9, 68], 100),
-            Err(FrameError::NotPassThrough(68))
-        );
+    fn rejects_fragments_and_unknown_bodies_early() {
+        assert!(parse_frame(&[0, 0, 0, 9, 68], 100).is_err());
+        assert!(parse_frame(&[0, 0, 0, 9, 131, 69], 100).is_err());
+        assert!(parse_frame(&[0, 0, 0, 9, 131, 70], 100).is_err());
     }
 }

@@ -2,9 +2,10 @@
 //! TCP), then one reader and one writer task per peer.
 
 use super::outbox::Outbox;
-use super::peers::{ConnHandle, Peer};
+use super::peers::{wire_form, ConnHandle, Peer};
 use super::NodeInner;
-use crate::dist::frame::{self, Frame};
+use crate::dist::atom_cache::AtomCache;
+use crate::dist::frame::{self, Frame, OutFrame};
 use crate::dist::handshake::{Event, Handshake, HandshakeError, PeerInfo, ServerStatus};
 use crate::dist::{control, flags};
 use crate::term::Atom;
@@ -198,15 +199,15 @@ pub(super) fn ensure_connecting(node: &Arc<NodeInner>, peer: &Atom) {
 
 /// Queues one encoded frame for `peer`, dialing first when needed. As in
 /// Erlang, a message to a node that cannot be reached is dropped.
-pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: Vec<u8>) {
+pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
     let attempt = {
         let mut peers = node.peers.lock();
         match peers.get_mut(peer) {
             Some(Peer::Up(h)) => {
                 // Write outside the table's lock: other peers' senders go on.
-                let outbox = h.outbox.clone();
+                let (outbox, header_form) = (h.outbox.clone(), h.header_form);
                 drop(peers);
-                outbox.push(&frame);
+                outbox.push(&wire_form(frame, header_form));
                 return;
             }
             Some(Peer::Connecting { queue, .. }) => {
@@ -345,6 +346,7 @@ fn install(
     leftover: Vec<u8>,
 ) {
     let peer = Atom::from(info.name.as_str());
+    let header_form = info.flags & flags::ADVERTISED & flags::DIST_HDR_ATOM_CACHE != 0;
     let (read, write) = stream.into_split();
     let outbox = Arc::new(Outbox::new(write));
     let (close, closed) = watch::channel(false);
@@ -353,7 +355,7 @@ fn install(
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
                 for frame in queue.drain(..) {
-                    outbox.push(&frame);
+                    outbox.push(&wire_form(frame, header_form));
                 }
             }
             _ => {
@@ -367,6 +369,7 @@ fn install(
             Peer::Up(ConnHandle {
                 id: attempt,
                 outbox: outbox.clone(),
+                header_form,
                 close,
             }),
         );
@@ -467,26 +470,46 @@ async fn reader(
     let mut last_read = Instant::now();
     let mut buf = leftover;
     let mut start = 0;
+    let limits = node.config.term_limits;
+    // Atom references can expand a frame; never beyond twice the frame limit.
+    let mut atom_cache = AtomCache::new().with_max_output(node.config.max_frame_bytes * 2);
+    let mut expanded = Vec::new();
     let reason: String = 'outer: loop {
         // Handle every complete frame in the buffer.
         loop {
-            match frame::parse_frame(&buf[start..], node.config.max_frame_bytes) {
-                Ok(Some((Frame::Tick, used))) => start += used,
-                Ok(Some((Frame::Data(body), used))) => {
-                    match control::decode(body, &node.config.term_limits) {
-                        Ok(message) => super::dispatch::dispatch(&node, &peer, message),
-                        Err(e) => {
-                            tracing::warn!(peer = %peer.name, error = %e, "bad control message; disconnecting");
-                            break 'outer format!("bad control message: {e}");
-                        }
-                    }
+            let parsed = frame::parse_frame(&buf[start..], node.config.max_frame_bytes);
+            let decoded = match parsed {
+                Ok(Some((Frame::Tick, used))) => {
                     start += used;
+                    continue;
+                }
+                Ok(Some((Frame::PassThrough(body), used))) => {
+                    start += used;
+                    control::decode(body, &limits).map_err(|e| e.to_string())
+                }
+                Ok(Some((Frame::WithHeader(body), used))) => {
+                    start += used;
+                    expanded.clear();
+                    match atom_cache.expand(body, &limits, &mut expanded) {
+                        Ok(()) => control::decode(&expanded, &limits).map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("distribution header: {e}")),
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(peer = %peer.name, error = %e, "bad frame; disconnecting");
                     break 'outer format!("bad frame: {e}");
                 }
+            };
+            match decoded {
+                Ok(message) => super::dispatch::dispatch(&node, &peer, message),
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "bad control message; disconnecting");
+                    break 'outer format!("bad control message: {e}");
+                }
+            }
+            if expanded.capacity() > READ_CHUNK * 4 {
+                expanded = Vec::new();
             }
         }
         // Compact, then read more.

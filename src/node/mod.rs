@@ -234,12 +234,12 @@ impl NodeInner {
 
     /// Encodes `message` and queues it for `node`, connecting first if needed.
     pub(crate) fn send_remote(self: &Arc<Self>, node: &Atom, message: Message) {
-        let mut frame = Vec::with_capacity(128);
-        if let Err(e) = control::encode(message, &mut frame) {
-            tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped");
-            return;
+        match control::encode(message) {
+            Ok(frame) => connection::send_frame(self, node, frame),
+            Err(e) => {
+                tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped")
+            }
         }
-        connection::send_frame(self, node, frame);
     }
 
     /// Everything tied to `node` fails with `noconnection`.

@@ -2,6 +2,7 @@
 //! queued for them) and connections that are up.
 
 use super::outbox::Outbox;
+use crate::dist::frame::OutFrame;
 use crate::term::Atom;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,9 @@ pub(crate) struct ConnHandle {
     /// entry if it still belongs to the same attempt.
     pub id: u64,
     pub outbox: Arc<Outbox>,
+    /// Whether the peer negotiated the atom cache: frames then go in
+    /// distribution-header form, else in pass-through form.
+    pub header_form: bool,
     pub close: watch::Sender<bool>,
 }
 
@@ -24,7 +28,7 @@ pub(crate) enum Peer {
     /// A handshake is under way (ours or the peer's); frames wait here.
     Connecting {
         attempt: u64,
-        queue: Vec<Vec<u8>>,
+        queue: Vec<OutFrame>,
     },
     Up(ConnHandle),
 }
@@ -40,6 +44,15 @@ pub(crate) enum State {
 pub(crate) struct Peers {
     map: Mutex<HashMap<Atom, Peer>>,
     next_attempt: AtomicU64,
+}
+
+/// The bytes of `frame` in the form the connection negotiated.
+pub(crate) fn wire_form(frame: OutFrame, header_form: bool) -> Vec<u8> {
+    if header_form {
+        frame.into_header_form()
+    } else {
+        frame.into_pass_through()
+    }
 }
 
 impl Peers {

@@ -162,23 +162,60 @@ pub fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), TermE
 /// cannot encode correctly, including terms deeper than the default
 /// `max_depth` (eetf's encoder recurses, and we could not decode them).
 pub fn encode_term(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+    encode(term, out, true)
+}
+
+/// [`encode_term`] without the version byte, as terms follow a distribution
+/// header (the header's own 131 stands for all of them).
+pub fn encode_term_body(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+    encode(term, out, false)
+}
+
+fn encode(term: &Term, out: &mut Vec<u8>, version: bool) -> Result<(), TermError> {
     let mut rewrite = false;
     walk(term, |t, level| {
         rewrite |= validate_for_encode(t, level)?;
         Ok(())
     })?;
     let start = out.len();
+    let mut sink = VersionSink {
+        out: &mut *out,
+        skip_version: !version,
+    };
     let result = if rewrite {
         let mut fixed = term.clone();
         fix_up(&mut fixed)?;
-        fixed.encode(&mut *out)
+        fixed.encode(&mut sink)
     } else {
-        term.encode(&mut *out)
+        term.encode(&mut sink)
     };
     result.map_err(|e| {
         out.truncate(start);
         e.into()
     })
+}
+
+/// Passes eetf's output on, dropping the version byte it always writes first
+/// when `skip_version` is set.
+struct VersionSink<'a> {
+    out: &'a mut Vec<u8>,
+    skip_version: bool,
+}
+
+impl std::io::Write for VersionSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = buf;
+        if self.skip_version && !bytes.is_empty() {
+            self.skip_version = false;
+            bytes = &bytes[1..];
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An open container: how many child terms it still expects and, for
