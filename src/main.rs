@@ -84,6 +84,9 @@ enum Command {
         /// promises for this long (plus the promise time).
         #[arg(long, default_value_t = 60_000)]
         max_lease_ms: u64,
+        /// How long a vote (promise) holds a key, in ms (locker's 10 s).
+        #[arg(long, default_value_t = 10_000)]
+        promise_ms: u64,
         /// A brand-new cluster: skip the restart guard. Never use this for a
         /// master that may have granted leases before a crash.
         #[arg(long)]
@@ -172,6 +175,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             replicas,
             w,
             max_lease_ms,
+            promise_ms,
             fresh,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
@@ -183,8 +187,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 fresh_cluster: fresh,
                 store: erl_quorum::quorum::store::Config {
                     max_lease_ms,
+                    promise_ms,
                     w,
-                    ..Default::default()
                 },
                 ..ServiceConfig::default()
             };

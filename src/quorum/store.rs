@@ -39,7 +39,8 @@
 //! A write lock ("promise") is one per key, holds a `Tag`, and lives
 //! `promise_ms`; `write`, `update`, `extend_lease`, `release` and
 //! `release_write_lock` drop every promise held under their `Tag`. Leases are
-//! milliseconds (`now + LeaseMs`, capped at `max_lease_ms`), where the
+//! milliseconds (`now + LeaseMs`; a call asking for more than `max_lease_ms`
+//! is refused with `{error, lease_too_long}`, a replayed op is capped), where the
 //! original rounds to whole seconds. An entry or promise whose time is up is
 //! gone for every operation at once, swept or not.
 //!
@@ -58,6 +59,12 @@
 //!   does, while the key is still held). Waiters past their timeout are never
 //!   answered, and are handed back by [`Store::sweep`] (the original forgets
 //!   parked `wait_for` callers only when their key is next written).
+//! - A `write`, `extend_lease` or `update` whose Tag holds no live promise
+//!   on the key here is refused with `{error, no_promise}` when it would
+//!   change a key someone else may hold (another tag's live promise, or a
+//!   live entry with another value); the original applies it regardless,
+//!   which lets a client that stalled past its promise's lifetime overwrite
+//!   a lease granted meanwhile.
 //! - `release` drops its Tag's promise whatever the outcome (the original
 //!   keeps it on `not_owner` / `not_found` until it expires).
 //! - Timeouts may be `infinity`; leases and timeouts must be non-negative
@@ -88,7 +95,7 @@ use std::collections::{BTreeSet, HashMap};
 pub struct Config {
     /// How long a promise (`get_write_lock`) holds a key: the original's 10 s.
     pub promise_ms: u64,
-    /// The longest lease granted; longer requests are cut to this. Also the
+    /// The longest lease granted; longer requests are refused. Also the
     /// length of the restart guard (with `promise_ms`).
     pub max_lease_ms: u64,
     /// The quorum size until a `set_w` call (locker's `start_link(W)`).
@@ -195,8 +202,12 @@ pub struct Stats {
     pub bad_requests: u64,
     /// Promises refused because of the restart guard.
     pub guard_refusals: u64,
-    /// Leases cut to `max_lease_ms`.
+    /// Leases cut to `max_lease_ms` in replayed log ops.
     pub clamped_leases: u64,
+    /// `write` / `extend_lease` calls refused for a lease over `max_lease_ms`.
+    pub refused_leases: u64,
+    /// Writes refused for lack of a live promise (see the module docs).
+    pub refused_writes: u64,
     pub replayed_ops: u64,
     pub skipped_ops: u64,
     pub bad_casts: u64,

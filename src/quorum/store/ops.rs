@@ -24,6 +24,12 @@ impl Store {
                 value,
                 lease_ms,
             } => {
+                if lease_ms > self.config.max_lease_ms {
+                    return self.refuse_long_lease(&tag.canon);
+                }
+                if !self.write_allowed(now, &key.canon, &tag.canon, Some(&value.canon), wake) {
+                    return self.refuse_write(&tag.canon);
+                }
                 self.drop_tag(&tag.canon);
                 self.log_lease_op("write", &key, &value, lease_ms);
                 self.put(now, &key, value, lease_ms, wake);
@@ -35,12 +41,21 @@ impl Store {
                 value,
                 lease_ms,
             } => {
+                if lease_ms > self.config.max_lease_ms {
+                    return self.refuse_long_lease(&tag.canon);
+                }
+                if !self.write_allowed(now, &key.canon, &tag.canon, Some(&value.canon), wake) {
+                    return self.refuse_write(&tag.canon);
+                }
                 self.drop_tag(&tag.canon);
                 self.log_lease_op("extend_lease", &key, &value, lease_ms);
                 self.put(now, &key, value, lease_ms, wake);
                 atom("ok")
             }
             Request::Update { tag, key, value } => {
+                if !self.write_allowed(now, &key.canon, &tag.canon, None, wake) {
+                    return self.refuse_write(&tag.canon);
+                }
                 self.drop_tag(&tag.canon);
                 let logged = tuple(vec![atom("update"), key.term.clone(), value.term.clone()]);
                 self.update(now, &key.canon, value, wake);
@@ -251,6 +266,54 @@ impl Store {
             self.remove_waiter(id);
             wake.push((id, reply.clone()));
         }
+    }
+
+    /// Whether a `write`, `extend_lease` or `update` under `tag` may change
+    /// `key` here. The original applies them unconditionally; but a write
+    /// that arrives after its promise expired (a client stalled between the
+    /// two phases for longer than `promise_ms`) would then replace a lease
+    /// granted meanwhile to someone else, and both would own the key. So:
+    /// with the key's live promise held by `tag`, yes; with a live promise
+    /// held by another tag, no; with no live promise (this master refused
+    /// the vote during its restart guard, or the promise expired), only if
+    /// the write changes nothing that someone could hold: the key is absent,
+    /// or already holds `value` (`None` for `update`, which has no expected
+    /// value to compare). At every master either the late write or the
+    /// competing promise comes first, so at most one of them reaches W.
+    fn write_allowed(
+        &mut self,
+        now: u64,
+        key: &Canon,
+        tag: &Canon,
+        value: Option<&Canon>,
+        wake: &mut Wake,
+    ) -> bool {
+        if self.promise_live(now, key) {
+            return self.promises.get(key).is_some_and(|p| p.tag_canon == *tag);
+        }
+        self.expire_if_due(now, key, wake);
+        match (self.entries.get(key), value) {
+            (None, _) => true,
+            (Some(entry), Some(value)) => entry.value_canon == *value,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The answer to a write [`Store::write_allowed`] refused; clients count
+    /// only `ok` acknowledgements, so this is not one.
+    fn refuse_write(&mut self, tag: &Canon) -> CallOutcome {
+        self.drop_tag(tag);
+        self.stats.refused_writes += 1;
+        CallOutcome::Reply(error("no_promise"))
+    }
+
+    /// A lease longer than `max_lease_ms` is refused, not shortened: a
+    /// client told `ok` believes it holds the key for the whole lease, and
+    /// the restart guard only covers leases up to `max_lease_ms`.
+    fn refuse_long_lease(&mut self, tag: &Canon) -> CallOutcome {
+        self.drop_tag(tag);
+        self.stats.refused_leases += 1;
+        CallOutcome::Reply(error("lease_too_long"))
     }
 
     fn promise_live(&mut self, now: u64, key: &Canon) -> bool {

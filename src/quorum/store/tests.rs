@@ -276,20 +276,49 @@ fn write_sets_lease_drops_promise_and_logs() {
         vec![t("write", vec![k.clone(), v.clone(), int(2000)])]
     );
     assert!(s.take_log().is_empty());
-    // Unconditional: overwrites, and ignores other tags' promises.
+    // Not unconditional (the original is): a write under a tag without the
+    // key's live promise must not replace what another tag may own.
     assert_eq!(reply(&mut s, 300, gwl(k.clone(), v.clone(), tag(2))), ok());
     assert_eq!(
         reply(&mut s, 300, write(tag(3), k.clone(), int(1), 5000)),
+        err("no_promise")
+    );
+    assert_eq!(s.dirty_read(300, &k), Some(v.clone()));
+    assert_eq!(s.stats(300).refused_writes, 1);
+    // The promise's own tag writes.
+    assert_eq!(
+        reply(&mut s, 300, write(tag(2), k.clone(), int(1), 5000)),
         ok()
     );
     assert_eq!(s.dirty_read(5299, &k), Some(int(1)));
+    // Without any live promise, a write that would change a live value is
+    // refused; one that changes nothing someone could hold is applied (that
+    // is how a master that refused the vote in its restart guard catches up).
+    assert_eq!(
+        reply(&mut s, 400, write(tag(4), k.clone(), int(9), 5000)),
+        err("no_promise")
+    );
+    assert_eq!(
+        reply(&mut s, 400, extend(tag(4), k.clone(), int(1), 5000)),
+        ok()
+    );
+    assert_eq!(
+        reply(&mut s, 400, write(tag(5), atom("fresh"), int(7), 100)),
+        ok()
+    );
+    assert_eq!(
+        reply(&mut s, 400, update(tag(6), k.clone(), int(8))),
+        err("no_promise")
+    );
+    assert_eq!(reply(&mut s, 300, gwl(k.clone(), int(1), tag(7))), ok());
     assert_eq!(s.stats(300).promises, 1);
-    // Lease expiry via sweep.
-    assert_eq!(s.sweep(5299).wake, vec![]);
-    assert_eq!(s.stats(5299).entries, 1);
-    let _ = s.sweep(5300);
+    let _ = s.call(300, &rwl(tag(7)));
+    // Lease expiry via sweep (the extend at 400 runs to 5400).
+    assert_eq!(s.sweep(5399).wake, vec![]);
+    assert_eq!(s.stats(5399).entries, 1);
+    let _ = s.sweep(5400);
     check(&s);
-    assert_eq!(s.stats(5300).entries, 0);
+    assert_eq!(s.stats(5400).entries, 0);
 }
 
 #[test]
@@ -300,10 +329,12 @@ fn leases_in_ms_floats_and_the_cap() {
     assert_eq!(reply(&mut s, 0, req), ok());
     assert_eq!(s.dirty_read(1499, &atom("f")), Some(ok()));
     assert_eq!(s.dirty_read(1500, &atom("f")), None);
-    // Longer than max_lease_ms: cut, and logged as applied.
+    // Longer than max_lease_ms: refused, not shortened behind the client's
+    // back, and nothing is stored or logged.
+    let err_long = err("lease_too_long");
     assert_eq!(
         reply(&mut s, 0, write(tag(1), atom("long"), ok(), 3_600_000)),
-        ok()
+        err_long
     );
     let huge = Term::from(BigInteger::from(u64::MAX)); // past i64
     assert_eq!(
@@ -312,23 +343,25 @@ fn leases_in_ms_floats_and_the_cap() {
             0,
             t("extend_lease", vec![tag(1), atom("h"), ok(), huge])
         ),
+        err_long
+    );
+    assert_eq!(s.dirty_read(0, &atom("long")), None);
+    assert_eq!(s.dirty_read(0, &atom("h")), None);
+    assert_eq!(s.stats(0).refused_leases, 2);
+    assert_eq!(s.stats(0).clamped_leases, 0);
+    // Exactly max_lease_ms is fine.
+    assert_eq!(
+        reply(&mut s, 0, write(tag(1), atom("max"), ok(), 60_000)),
         ok()
     );
-    assert_eq!(s.dirty_read(59_999, &atom("long")), Some(ok()));
-    assert_eq!(s.dirty_read(60_000, &atom("long")), None);
-    assert_eq!(s.dirty_read(60_000, &atom("h")), None);
-    assert_eq!(s.stats(0).clamped_leases, 2);
+    assert_eq!(s.dirty_read(59_999, &atom("max")), Some(ok()));
     let log = s.take_log();
     assert_eq!(log[0], t("write", vec![atom("f"), ok(), int(1500)]));
-    assert_eq!(log[1], t("write", vec![atom("long"), ok(), int(60_000)]));
-    assert_eq!(
-        log[2],
-        t("extend_lease", vec![atom("h"), ok(), int(60_000)])
-    );
+    assert_eq!(log[1], t("write", vec![atom("max"), ok(), int(60_000)]));
+    assert_eq!(log.len(), 2);
     // A zero lease is gone at once but still logged.
     assert_eq!(reply(&mut s, 5, write(tag(1), atom("z"), ok(), 0)), ok());
     assert_eq!(s.dirty_read(5, &atom("z")), None);
-    assert_eq!(s.stats(5).entries, 3);
     assert_eq!(
         s.take_log(),
         vec![t("write", vec![atom("z"), ok(), int(0)])]

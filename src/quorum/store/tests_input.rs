@@ -1,6 +1,6 @@
 //! Hostile and random input, and the canonical form behind `=:=`.
 
-use super::tests::{check, config, fresh, gwl, ok, reply, tag, write, NODE};
+use super::tests::{check, config, err, fresh, gwl, ok, reply, tag, write, NODE};
 use super::*;
 use crate::term::binary;
 use eetf::{BigInteger, BitBinary, ByteList, ExternalFun, Float, ImproperList, Map, Pid, Port};
@@ -287,6 +287,8 @@ fn odd_shapes_never_panic() {
     s.mark_caught_up();
     let huge = Term::from(BigInteger::from(u64::MAX));
     let req = tuple(vec![atom("write"), tag(1), atom("k"), ok(), huge.clone()]);
+    assert_eq!(reply(&mut s, u64::MAX - 1, req), err("lease_too_long"));
+    let req = tuple(vec![atom("write"), tag(1), atom("k"), ok(), int(60_000)]);
     assert_eq!(reply(&mut s, u64::MAX - 1, req), ok());
     let req = tuple(vec![atom("wait_for_release"), atom("k"), huge]);
     assert!(matches!(

@@ -9,7 +9,8 @@ fn log_keeps_order_and_original_terms() {
     let mut s = fresh();
     let string_key = Term::from(ByteList::from("key"));
     let _ = s.call(0, &write(tag(1), string_key.clone(), int(1), 1000));
-    let _ = s.call(0, &update(tag(1), string_key.clone(), int(2)));
+    let _ = s.call(0, &gwl(string_key.clone(), int(1), tag(2)));
+    let _ = s.call(0, &update(tag(2), string_key.clone(), int(2)));
     let _ = s.call(0, &extend(tag(1), string_key.clone(), int(2), 2000));
     let _ = s.call(0, &release(string_key.clone(), int(1), tag(1))); // not_owner: not logged
     let _ = s.call(0, &gwl(atom("x"), atom("not_found"), tag(2))); // not logged
@@ -38,7 +39,8 @@ fn master_log_replays_into_a_replica() {
     let mut replica = fresh();
     let _ = master.call(0, &write(tag(1), atom("a"), int(1), 1000));
     let _ = master.call(0, &write(tag(1), atom("b"), int(1), 1000));
-    let _ = master.call(0, &update(tag(1), atom("a"), int(2)));
+    let _ = master.call(0, &gwl(atom("a"), int(1), tag(2)));
+    let _ = master.call(0, &update(tag(2), atom("a"), int(2)));
     let _ = master.call(0, &extend(tag(1), atom("b"), int(1), 3000));
     let _ = master.call(0, &release(atom("a"), int(2), tag(1)));
     let _ = master.call(0, &write(tag(1), atom("c"), int(3), 500));

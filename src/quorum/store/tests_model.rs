@@ -35,14 +35,25 @@ impl Model {
     }
 
     fn put(&mut self, now: u64, key: &Term, value: &Term, lease: &Term, name: &str) {
-        let ms = u64::try_from(as_int(lease).unwrap())
-            .unwrap()
-            .min(config().max_lease_ms);
+        let ms = u64::try_from(as_int(lease).unwrap()).unwrap();
         self.entries.retain(|e| e.0 != c(key));
         self.entries
             .push((c(key), value.clone(), c(value), now + ms));
         let op = vec![atom(name), key.clone(), value.clone(), int(ms as i64)];
         self.log.push(tuple(op));
+    }
+
+    /// The store's rule for writes without a live promise of their own.
+    fn allowed(&self, now: u64, key: &Term, tag: &Term, value: Option<&Term>) -> bool {
+        let key = c(key);
+        if let Some(p) = self.promises.iter().find(|p| p.0 == key && p.2 > now) {
+            return p.1 == c(tag);
+        }
+        match (self.live(now, &key), value) {
+            (None, _) => true,
+            (Some(i), Some(v)) => self.entries[i].2 == c(v),
+            (Some(_), None) => false,
+        }
     }
 
     fn call(&mut self, now: u64, req: &Term) -> Term {
@@ -70,12 +81,24 @@ impl Model {
                 ok
             }
             ("write", [t, k, v, l]) | ("extend_lease", [t, k, v, l]) => {
+                if as_int(l).unwrap() as u64 > config().max_lease_ms {
+                    self.drop_tag(t);
+                    return error("lease_too_long");
+                }
+                let allowed = self.allowed(now, k, t, Some(v));
                 self.drop_tag(t);
+                if !allowed {
+                    return error("no_promise");
+                }
                 self.put(now, k, v, l, fields(req).0);
                 ok
             }
             ("update", [t, k, v]) => {
+                let allowed = self.allowed(now, k, t, None);
                 self.drop_tag(t);
+                if !allowed {
+                    return error("no_promise");
+                }
                 if let Some(i) = self.live(now, &c(k)) {
                     self.entries[i].1 = v.clone();
                     self.entries[i].2 = c(v);
