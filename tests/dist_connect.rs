@@ -172,6 +172,17 @@ fn raw_connect_with(
     }
 }
 
+/// Waits until `node` lists `peer` as connected: it installs a connection
+/// just after sending the final handshake ack, so a raw client may be a
+/// moment ahead of it.
+fn wait_connected(node: &erl_quorum::Node, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !node.connected_nodes().iter().any(|n| n == peer) {
+        assert!(Instant::now() < deadline, "{peer} never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Reads until the peer closes; panics if it is still open after 10 s.
 fn assert_closed_by_peer(mut stream: TcpStream, what: &str) {
     let mut chunk = [0u8; 4096];
@@ -254,6 +265,7 @@ async fn a_restarted_peer_replaces_its_stale_connection_only_with_the_cookie() {
     let name2 = name.clone();
     tokio::task::spawn_blocking(move || {
         let first = raw_connect(&node2, &name2);
+        wait_connected(&node2, &name2);
         // Someone claiming the same name without the cookie changes nothing.
         assert!(raw_connect_with(&node2, &name2, "wrong").is_err());
         assert!(node2.connected_nodes().contains(&name2));
@@ -261,7 +273,7 @@ async fn a_restarted_peer_replaces_its_stale_connection_only_with_the_cookie() {
         // old connection is dropped and the new one kept.
         let second = raw_connect(&node2, &name2);
         assert_closed_by_peer(first, "stale connection");
-        assert!(node2.connected_nodes().contains(&name2));
+        wait_connected(&node2, &name2);
         drop(second);
     })
     .await
