@@ -62,14 +62,10 @@ async fn one_master_down_still_serves_two_down_fail_fast() {
 
     // All three up.
     let q = a.lock(key(1), atom("a"), Duration::from_secs(5)).await;
-    assert_eq!(
-        q,
-        Ok(Quorum {
-            w: 2,
-            votes: 3,
-            acks: 3
-        }),
-        "{}",
+    // The client returns once W acknowledged; the write went to all three.
+    assert!(
+        matches!(q, Ok(Quorum { w: 2, votes, acks }) if votes >= 2 && acks >= 2),
+        "{q:?}{}",
         cluster.logs()
     );
     a.release(key(1), atom("a")).await.expect("release");
@@ -558,16 +554,20 @@ async fn lock_then_crash_two(
 ) -> (Instant, Instant) {
     let t_a = Instant::now();
     let q = a.lock(key(0), atom("a"), GUARD_LEASE).await;
-    assert_eq!(
-        q,
-        Ok(Quorum {
-            w: 2,
-            votes: 3,
-            acks: 3
-        }),
-        "{}",
+    // The client returns once W acknowledged; the write went to all three,
+    // and the scenario needs it on all three before the crash.
+    assert!(
+        matches!(q, Ok(Quorum { w: 2, votes, acks }) if votes >= 2 && acks >= 2),
+        "{q:?}{}",
         cluster.logs()
     );
+    for m in cluster.master_names() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while a.dirty_read(&m, key(0)).await != Ok(Some(atom("a"))) {
+            assert!(Instant::now() < deadline, "the write never reached {m}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     cluster.masters[1]
         .restart(fresh, Some(GUARD_MAX_LEASE_MS))
         .await;
@@ -647,9 +647,10 @@ async fn restarted_masters_keep_a_second_owner_out_while_a_lease_is_live() {
     assert!(after_lease.len() >= 5);
     for x in &after_lease {
         // A's lease is over on master 0, which votes for B now; the guard
-        // alone holds out on the restarted masters.
+        // alone holds out on the restarted masters (the client may stop
+        // before master 0's vote arrives, once two refusals settle it).
         assert!(
-            matches!(x.result, Err(LockerError::NoQuorum { votes: 1, .. })),
+            matches!(x.result, Err(LockerError::NoQuorum { votes, .. }) if votes <= 1),
             "B after A's lease (at {:?}): {:?}",
             x.start - t_a,
             x.result

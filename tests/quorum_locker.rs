@@ -5,7 +5,7 @@ mod common;
 mod rust_node;
 
 use common::BeamNode;
-use erl_quorum::quorum::client::{LockerClient, LockerError, Quorum};
+use erl_quorum::quorum::client::{LockerClient, LockerError};
 use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::term::{atom, int, tuple};
 use erl_quorum::Node;
@@ -47,14 +47,9 @@ async fn rust_client_against_rust_masters() {
         .lock(key.clone(), atom("a"), lease)
         .await
         .expect("a locks");
-    assert_eq!(
-        q,
-        Quorum {
-            w: 2,
-            votes: 3,
-            acks: 3
-        }
-    );
+    // The client stops waiting once W masters agreed.
+    assert_eq!(q.w, 2);
+    assert!(q.votes >= 2 && q.acks >= 2, "{q:?}");
     assert!(matches!(
         b.lock(key.clone(), atom("b"), lease).await,
         Err(LockerError::NoQuorum { .. })

@@ -410,13 +410,34 @@ impl Process {
         request: Term,
         timeout: Duration,
     ) -> Result<Vec<Result<Term, CallError>>, ProcessError> {
+        let results = self
+            .multi_call_until(nodes, name, request, timeout, |_| false)
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(CallError::Timeout)))
+            .collect())
+    }
+
+    /// [`multi_call`](Self::multi_call) that stops waiting as soon as
+    /// `enough` says the answers so far settle the question (a quorum call
+    /// needs W answers, not all). Calls still unanswered then are abandoned
+    /// (`None`): their aliases go, so their late replies are dropped.
+    pub async fn multi_call_until(
+        &mut self,
+        nodes: &[&str],
+        name: &str,
+        request: Term,
+        timeout: Duration,
+        mut enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
+    ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
         let deadline = Instant::now() + timeout;
         let pending: Vec<PendingCall> = nodes
             .iter()
             .map(|node| self.start_call((name, *node).into(), request.clone()))
             .collect();
         let mut results: Vec<Option<Result<Term, CallError>>> = vec![None; nodes.len()];
-        while results.iter().any(Option::is_none) {
+        while results.iter().any(Option::is_none) && !enough(&results) {
             let mail = self
                 .recv_match(Some(deadline), |m| {
                     pending
@@ -431,14 +452,12 @@ impl Process {
                 .expect("matched above");
             results[i] = Some(self.finish_call(&pending[i], Some(mail)));
         }
-        Ok(results
-            .into_iter()
-            .zip(&pending)
-            .map(|(r, p)| match r {
-                Some(r) => r,
-                None => self.finish_call(p, None),
-            })
-            .collect())
+        for (result, call) in results.iter().zip(&pending) {
+            if result.is_none() {
+                let _ = self.finish_call(call, None);
+            }
+        }
+        Ok(results)
     }
 
     /// Monitors the server, makes the monitor reference an alias (as OTP
@@ -475,6 +494,9 @@ impl Process {
             Some(_) => unreachable!("only replies and DOWNs answer a call"),
             None => {
                 self.demonitor(&call.mref);
+                // A reply that arrived before the alias went would otherwise
+                // sit in the saved queue for good.
+                self.saved.retain(|m| !call.answers(m));
                 Err(CallError::Timeout)
             }
         }

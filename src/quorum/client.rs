@@ -47,13 +47,6 @@ pub struct LockerClient {
     timeout: Duration,
 }
 
-fn ok_count(replies: &[Result<Term, CallError>]) -> usize {
-    replies
-        .iter()
-        .filter(|r| matches!(r, Ok(t) if is_atom(t, "ok")))
-        .count()
-}
-
 fn lease_term(lease: Duration) -> Term {
     int(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
@@ -98,7 +91,37 @@ impl LockerClient {
             .await?)
     }
 
-    /// Phase 1: a promise on every master that `key` holds `expected`
+    /// Sends `request` to every node of `to` at once and waits until W of
+    /// the masters among them answered `ok`, or until that can no longer
+    /// happen (errors, or the timeout). A slow or hung master therefore costs
+    /// nothing while W others answer. Returns the masters' `ok` count.
+    async fn quorum_round(&mut self, to: &[String], request: Term) -> Result<usize, LockerError> {
+        let w = self.w;
+        let counts: Vec<bool> = to.iter().map(|n| self.masters.contains(n)).collect();
+        let oks = |results: &[Option<Result<Term, CallError>>]| {
+            results
+                .iter()
+                .zip(&counts)
+                .filter(|(r, &master)| master && matches!(r, Some(Ok(t)) if is_atom(t, "ok")))
+                .count()
+        };
+        let nodes: Vec<&str> = to.iter().map(String::as_str).collect();
+        let results = self
+            .process
+            .multi_call_until(&nodes, "locker", request, self.timeout, |results| {
+                let open = results
+                    .iter()
+                    .zip(&counts)
+                    .filter(|(r, &m)| m && r.is_none())
+                    .count();
+                let ok = oks(results);
+                ok >= w || ok + open < w
+            })
+            .await?;
+        Ok(oks(&results))
+    }
+
+    /// Phase 1: a promise from W masters that `key` holds `expected`
     /// (`not_found`: is absent). Returns the tag and the number of votes.
     async fn promise(&mut self, key: &Term, expected: Term) -> Result<(Term, usize), LockerError> {
         let tag = Term::from(self.process.node().make_ref());
@@ -109,11 +132,11 @@ impl LockerClient {
             tag.clone(),
         ]);
         let masters = self.masters.clone();
-        let votes = ok_count(&self.multi_call(&masters, request).await?);
+        let votes = self.quorum_round(&masters, request).await?;
         Ok((tag, votes))
     }
 
-    /// Phase 2, or the abort when phase 1 fell short.
+    /// Phase 2 to every node of `to`, or the abort when phase 1 fell short.
     async fn commit(
         &mut self,
         tag: Term,
@@ -121,28 +144,20 @@ impl LockerClient {
         write: Term,
         to: Vec<String>,
     ) -> Result<Quorum, LockerError> {
-        let masters = self.masters.clone();
         if votes < self.w {
+            // Nobody waits for the abort's answers: promises expire anyway.
             let abort = tuple(vec![atom("release_write_lock"), tag]);
-            self.multi_call(&masters, abort).await?;
+            let masters: Vec<&str> = self.masters.iter().map(String::as_str).collect();
+            self.process
+                .multi_call_until(&masters, "locker", abort, self.timeout, |_| true)
+                .await?;
             return Err(LockerError::NoQuorum {
                 w: self.w,
                 votes,
                 acks: 0,
             });
         }
-        let replies = self.multi_call(&to, write).await?;
-        // Only the masters' acknowledgements count toward W.
-        let acks = to
-            .iter()
-            .zip(&replies)
-            .filter(|(node, r)| masters.contains(node) && matches!(r, Ok(t) if is_atom(t, "ok")))
-            .count();
-        let quorum = Quorum {
-            w: self.w,
-            votes,
-            acks,
-        };
+        let acks = self.quorum_round(&to, write).await?;
         if acks < self.w {
             return Err(LockerError::NoQuorum {
                 w: self.w,
@@ -150,7 +165,11 @@ impl LockerClient {
                 acks,
             });
         }
-        Ok(quorum)
+        Ok(Quorum {
+            w: self.w,
+            votes,
+            acks,
+        })
     }
 
     /// `locker:lock(Key, Value, LeaseLength)`: takes `key` if nobody holds it.
@@ -226,10 +245,13 @@ impl LockerClient {
         self.commit(tag, votes, write, masters).await
     }
 
-    /// `locker:release(Key, Value)`: masters and replicas drop `key` if it holds `value`.
+    /// `locker:release(Key, Value)`: masters and replicas drop `key` if it
+    /// holds `value`. One round, where locker's client takes two: `release`
+    /// needs no promise on either locker's masters or ours (it deletes only
+    /// when the value matches), so the promise round protects nothing.
     pub async fn release(&mut self, key: Term, value: Term) -> Result<Quorum, LockerError> {
-        let (tag, votes) = self.promise(&key, value.clone()).await?;
-        let write = tuple(vec![atom("release"), key, value, tag.clone()]);
+        let tag = Term::from(self.process.node().make_ref());
+        let request = tuple(vec![atom("release"), key, value, tag]);
         let mut to = self.masters.clone();
         to.extend(
             self.replicas
@@ -237,7 +259,19 @@ impl LockerClient {
                 .filter(|r| !self.masters.contains(r))
                 .cloned(),
         );
-        self.commit(tag, votes, write, to).await
+        let acks = self.quorum_round(&to, request).await?;
+        if acks < self.w {
+            return Err(LockerError::NoQuorum {
+                w: self.w,
+                votes: acks,
+                acks,
+            });
+        }
+        Ok(Quorum {
+            w: self.w,
+            votes: acks,
+            acks,
+        })
     }
 
     /// The value of `key` on master `node`, without a quorum

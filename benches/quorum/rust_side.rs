@@ -1,0 +1,214 @@
+//! The Rust side of the quorum bench: the three masters (as `erl_quorum
+//! serve` child processes, or as nodes inside this process) and the Rust
+//! client's measuring loop.
+
+use erl_quorum::quorum::client::{LockerClient, LockerError};
+use erl_quorum::quorum::service::{self, ServiceConfig};
+use erl_quorum::term::{atom, int, tuple, Term};
+use erl_quorum::{Node, NodeConfig};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Every master is started with W = 2 of 3.
+pub const W: usize = 2;
+/// Long enough never to run out during a measurement: every pair releases
+/// its key (the same lease as eq_quorum_bench's).
+const LEASE: Duration = Duration::from_secs(10);
+
+// ---- masters as child processes --------------------------------------------
+
+/// Three `erl_quorum serve` processes, killed on drop.
+pub struct MasterProcs {
+    names: Vec<String>,
+    children: Vec<(Child, ChildStdout)>,
+}
+
+impl MasterProcs {
+    /// Starts the three masters, `--fresh` (no restart guard: a new cluster)
+    /// and W = 2, and returns once each has printed that it serves.
+    /// `workers`: the tokio worker threads of each (TOKIO_WORKER_THREADS);
+    /// None leaves tokio's default, one per core.
+    pub fn start(prefix: &str, cookie: &str, workers: Option<usize>) -> MasterProcs {
+        let names: Vec<String> = (0..3)
+            .map(|i| {
+                format!(
+                    "{}@127.0.0.1",
+                    super::common::unique_name(&format!("{prefix}{i}"))
+                )
+            })
+            .collect();
+        let mut procs = MasterProcs {
+            names: names.clone(),
+            children: Vec::new(),
+        };
+        for name in &names {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_erl_quorum"));
+            cmd.args(["serve", "--name", name, "--cookie", cookie])
+                .arg("--masters")
+                .arg(names.join(","))
+                .args(["--w", &W.to_string(), "--fresh"])
+                // Problems only: info lines for every connection would be noise.
+                .env("RUST_LOG", "erl_quorum=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            match workers {
+                Some(w) => cmd.env("TOKIO_WORKER_THREADS", w.to_string()),
+                None => cmd.env_remove("TOKIO_WORKER_THREADS"),
+            };
+            let mut child = cmd.spawn().expect("start `erl_quorum serve`");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            // "NAME serving locker (W=2); Ctrl-C stops it"
+            let read = reader.read_line(&mut line);
+            // Kept open (not read further): the master prints nothing else.
+            procs.children.push((child, reader.into_inner()));
+            assert!(
+                matches!(read, Ok(n) if n > 0) && line.contains("serving locker"),
+                "`erl_quorum serve --name {name}` did not start: {read:?} {line:?}"
+            );
+        }
+        procs
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn os_pids(&self) -> Vec<u32> {
+        self.children.iter().map(|(c, _)| c.id()).collect()
+    }
+}
+
+impl Drop for MasterProcs {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.children {
+            // Our own children, by pid.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---- masters inside this process -------------------------------------------
+
+/// Three master nodes on the runtime the caller runs on, each with its own
+/// listener, EPMD registration and connections.
+pub async fn start_inproc_masters(prefix: &str, cookie: &str) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let name = format!(
+            "{}@127.0.0.1",
+            super::common::unique_name(&format!("{prefix}{i}"))
+        );
+        nodes.push(
+            Node::start(NodeConfig::new(name, cookie))
+                .await
+                .expect("start an in-process master"),
+        );
+    }
+    let masters: Vec<String> = nodes.iter().map(|n| n.name().to_owned()).collect();
+    for node in &nodes {
+        let config = ServiceConfig {
+            masters: masters.clone(),
+            w: W,
+            fresh_cluster: true,
+            ..ServiceConfig::default()
+        };
+        service::start(node, config).expect("start the locker service");
+    }
+    nodes
+}
+
+// ---- the Rust client ---------------------------------------------------------
+
+/// What one measurement of the Rust client gave: the same figures as
+/// `eq_quorum_bench:run/3`.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub pairs: u64,
+    pub failed: u64,
+    pub elapsed_ns: u64,
+    /// Per completed pair, nanoseconds.
+    pub samples: Vec<u64>,
+}
+
+/// `clients` tasks on `node`, each a [`LockerClient`] with a process of its
+/// own, doing `lock` + `release` pairs against `masters` for `duration`.
+/// `shared`: all on one key, a refused lock tried again at once; otherwise
+/// each client has its own key and any failure aborts the run.
+pub async fn client_pairs(
+    node: &Node,
+    masters: &[String],
+    clients: usize,
+    duration: Duration,
+    shared: bool,
+) -> Outcome {
+    let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let mut client = LockerClient::new(node.spawn_process(), masters.to_vec(), W);
+        let mut ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = if shared {
+                atom("eq_quorum_bench_shared")
+            } else {
+                tuple(vec![atom("eq_quorum_bench"), int(i as i64)])
+            };
+            let value = Term::from(client.process().pid().clone());
+            let deadline = loop {
+                if let Some(d) = *ready.borrow_and_update() {
+                    break d;
+                }
+                ready.changed().await.expect("the bench is waiting");
+            };
+            let mut samples = Vec::new();
+            let mut failed = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= deadline {
+                    break;
+                }
+                match client.lock(key.clone(), value.clone(), LEASE).await {
+                    Ok(_) => {}
+                    Err(LockerError::NoQuorum { .. }) if shared => {
+                        failed += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(e) => panic!("client {i}: lock failed: {e}"),
+                }
+                release(&mut client, &key, &value, i).await;
+                samples.push(t0.elapsed().as_nanos() as u64);
+            }
+            (samples, failed)
+        }));
+    }
+    let t0 = Instant::now();
+    go.send_replace(Some(t0 + duration));
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (samples, failed) = task.await.expect("a client task panicked");
+        outcome.failed += failed;
+        outcome.samples.extend(samples);
+    }
+    outcome.elapsed_ns = t0.elapsed().as_nanos() as u64;
+    outcome.pairs = outcome.samples.len() as u64;
+    outcome
+}
+
+/// A release falls short of W votes only while a contender's aborted
+/// promise is still in flight on two masters; try again a few times.
+async fn release(client: &mut LockerClient, key: &Term, value: &Term, i: usize) {
+    let mut tries = 5;
+    loop {
+        match client.release(key.clone(), value.clone()).await {
+            Ok(_) => return,
+            Err(LockerError::NoQuorum { .. }) if tries > 0 => tries -= 1,
+            Err(e) => panic!("client {i}: release failed: {e}"),
+        }
+    }
+}
