@@ -141,14 +141,12 @@ async fn one_master_down_still_serves_two_down_fail_fast() {
         let started = Instant::now();
         let r = a.lock(key(10 + i), atom("a"), Duration::from_secs(5)).await;
         slowest = slowest.max(started.elapsed());
+        // The survivor's vote may not be counted: two noconnections settle
+        // it first.
         assert!(
             matches!(
                 r,
-                Err(LockerError::NoQuorum {
-                    w: 2,
-                    votes: 1,
-                    acks: 0
-                })
+                Err(LockerError::NoQuorum { w: 2, votes, acks: 0 }) if votes <= 1
             ),
             "lock with two masters dead: {r:?}"
         );
