@@ -31,6 +31,8 @@ mod common;
 mod rust_node;
 // Not `mod report;`: that would be benches/report.rs, which cargo would
 // take for a bench target of its own.
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "dist/report.rs"]
 mod report;
 

@@ -41,6 +41,8 @@
 mod common;
 // Not `mod report;`: that would be benches/report.rs, which cargo would take
 // for a bench target of its own.
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "quorum/report.rs"]
 mod report;
 #[path = "quorum/rust_side.rs"]
