@@ -272,6 +272,7 @@ async fn killed_node_gives_noconnection() {
     watcher.trap_exit(true);
     let mref = watcher.monitor(&v);
     watcher.link(&v);
+    watcher.monitor_node(b.node_name());
     let mut caller = node.spawn_process();
     let bname = b.node_name().to_owned();
     let call = tokio::spawn(async move {
@@ -287,7 +288,8 @@ async fn killed_node_gives_noconnection() {
     b.kill9();
     let mut seen_down = false;
     let mut seen_exit = false;
-    while !(seen_down && seen_exit) {
+    let mut seen_nodedown = false;
+    while !(seen_down && seen_exit && seen_nodedown) {
         match watcher.recv_timeout(Duration::from_secs(10)).await.unwrap() {
             Some(Mail::Down {
                 reference, reason, ..
@@ -301,7 +303,11 @@ async fn killed_node_gives_noconnection() {
                 assert_eq!(reason, atom("noconnection"));
                 seen_exit = true;
             }
-            other => panic!("expected DOWN and EXIT, got {other:?}"),
+            Some(Mail::NodeDown { node }) => {
+                assert_eq!(node, b.node_name());
+                seen_nodedown = true;
+            }
+            other => panic!("expected DOWN, EXIT and nodedown, got {other:?}"),
         }
     }
     assert_eq!(call.await.unwrap(), Err(CallError::NoConnection));

@@ -16,6 +16,11 @@ pub enum Mail {
     },
     /// A trapped exit signal from a linked process: `{'EXIT', From, Reason}`.
     Exit { from: Pid, reason: Term },
+    /// The connection to a node watched with [`Process::monitor_node`] is
+    /// gone (or could not be made): `{nodedown, Node}`.
+    ///
+    /// [`Process::monitor_node`]: crate::process::Process::monitor_node
+    NodeDown { node: String },
 }
 
 impl Mail {
@@ -35,6 +40,7 @@ impl Mail {
                 reason,
             ]),
             Mail::Exit { from, reason } => tuple(vec![atom("EXIT"), from.into(), reason]),
+            Mail::NodeDown { node } => tuple(vec![atom("nodedown"), atom(&node)]),
         }
     }
 }

@@ -79,6 +79,9 @@ pub(crate) struct ProcessTable {
     remote_monitors: HashMap<Atom, HashMap<Reference, (LocalId, PidOrAtom)>>,
     /// Local node name, for `{Name, Node}` DOWN objects.
     node: Option<Atom>,
+    /// `monitor_node`: who hears when the connection to a node goes. One
+    /// shot, as in Erlang: fired once, then forgotten.
+    node_monitors: HashMap<Atom, HashSet<LocalId>>,
 }
 
 fn noproc() -> Term {
@@ -492,6 +495,9 @@ impl ProcessTable {
         let Some(entry) = self.procs.remove(&id) else {
             return;
         };
+        for watchers in self.node_monitors.values_mut() {
+            watchers.remove(&id);
+        }
         // Tell the handle, in case it is not the one that asked to terminate.
         let _ = entry.mailbox.send(Signal::Killed(reason.clone()));
         if let Some(name) = &entry.name {
@@ -574,7 +580,23 @@ impl ProcessTable {
     /// The connection to `node` is gone: every link to it breaks with
     /// `noconnection`, every monitor on its processes fires, and monitors its
     /// processes held here are dropped.
+    /// `monitor_node(Node, true)`: `watcher` gets [`Mail::NodeDown`] when
+    /// the connection to `node` goes or cannot be made.
+    pub fn monitor_node(&mut self, watcher: LocalId, node: Atom) {
+        if self.procs.contains_key(&watcher) {
+            self.node_monitors.entry(node).or_default().insert(watcher);
+        }
+    }
+
     pub fn connection_lost(&mut self, node: &Atom, out: &mut Vec<Remote>) {
+        for watcher in self.node_monitors.remove(node).unwrap_or_default() {
+            self.deliver(
+                watcher,
+                Mail::NodeDown {
+                    node: node.name.clone(),
+                },
+            );
+        }
         if let Some(monitors) = self.remote_monitors.remove(node) {
             for (reference, (watcher, target)) in monitors {
                 if let Some(e) = self.procs.get_mut(&watcher) {

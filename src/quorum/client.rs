@@ -108,7 +108,7 @@ impl LockerClient {
         let nodes: Vec<&str> = to.iter().map(String::as_str).collect();
         let results = self
             .process
-            .multi_call_until(&nodes, "locker", request, self.timeout, |results| {
+            .quorum_call(&nodes, "locker", request, self.timeout, |results| {
                 let open = results
                     .iter()
                     .zip(&counts)
@@ -149,7 +149,7 @@ impl LockerClient {
             let abort = tuple(vec![atom("release_write_lock"), tag]);
             let masters: Vec<&str> = self.masters.iter().map(String::as_str).collect();
             self.process
-                .multi_call_until(&masters, "locker", abort, self.timeout, |_| true)
+                .quorum_call(&masters, "locker", abort, self.timeout, |_| true)
                 .await?;
             return Err(LockerError::NoQuorum {
                 w: self.w,
