@@ -200,3 +200,47 @@ async fn a_restarted_master_refuses_promises_until_leases_could_have_expired() {
     );
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_locks_exclude_each_other_and_two_phase_locks() {
+    let nodes = three_masters("rs_lk1r").await;
+    let client_node = rust_node::start("rs_lk1rc").await;
+    let one_round =
+        |n: &Node| LockerClient::new(n.spawn_process(), names(&nodes), 2).with_one_round_lock(true);
+    let mut a = one_round(&client_node);
+    let mut b = one_round(&client_node);
+    let mut c = LockerClient::new(client_node.spawn_process(), names(&nodes), 2);
+    let lease = Duration::from_secs(5);
+    let q = a.lock(atom("k"), atom("a"), lease).await.expect("a locks");
+    assert!(q.acks >= 2, "{q:?}");
+    assert!(matches!(
+        b.lock(atom("k"), atom("b"), lease).await,
+        Err(LockerError::NoQuorum { .. })
+    ));
+    assert!(matches!(
+        c.lock(atom("k"), atom("c"), lease).await,
+        Err(LockerError::NoQuorum { .. })
+    ));
+    // A failed one-round attempt leaves nothing behind: after a's release
+    // the key is free for everyone.
+    a.release(atom("k"), atom("a")).await.expect("release");
+    for n in names(&nodes) {
+        assert_eq!(c.dirty_read(&n, atom("k")).await, Ok(None));
+    }
+    c.lock(atom("k"), atom("c"), lease)
+        .await
+        .expect("two-phase lock");
+    assert!(b.lock(atom("k"), atom("b"), lease).await.is_err());
+    c.release(atom("k"), atom("c")).await.expect("release");
+    b.lock(atom("k"), atom("b"), lease)
+        .await
+        .expect("one-round lock");
+    // Over the maximum lease: refused by every master.
+    assert!(a
+        .lock(atom("k2"), atom("a"), Duration::from_secs(3600))
+        .await
+        .is_err());
+    for n in nodes.iter().chain([&client_node]) {
+        n.shutdown();
+    }
+}

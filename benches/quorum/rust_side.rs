@@ -150,7 +150,11 @@ pub async fn client_pairs(
     let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let mut client = LockerClient::new(node.spawn_process(), masters.to_vec(), W);
+        // Every master here is an erl_quorum node, so the client may lock in
+        // one round (`EQ_BENCH_TWO_PHASE=1` measures locker's two rounds).
+        let one_round = std::env::var_os("EQ_BENCH_TWO_PHASE").is_none();
+        let mut client = LockerClient::new(node.spawn_process(), masters.to_vec(), W)
+            .with_one_round_lock(one_round);
         let mut ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let key = if shared {

@@ -45,6 +45,7 @@ pub struct LockerClient {
     replicas: Vec<String>,
     w: usize,
     timeout: Duration,
+    one_round_lock: bool,
 }
 
 fn lease_term(lease: Duration) -> Term {
@@ -61,7 +62,17 @@ impl LockerClient {
             replicas: Vec::new(),
             w,
             timeout: Duration::from_secs(5),
+            one_round_lock: false,
         }
+    }
+
+    /// Locks in one round instead of two (`{erl_quorum_lock, ...}`: vote
+    /// and write at once, undone with a value-checked release when short of
+    /// W). Only for clusters whose masters are all erl_quorum nodes: the
+    /// original locker crashes on a call it does not know.
+    pub fn with_one_round_lock(mut self, on: bool) -> Self {
+        self.one_round_lock = on;
+        self
     }
 
     /// Replicas also receive `release`, as in locker.
@@ -179,6 +190,9 @@ impl LockerClient {
         value: Term,
         lease: Duration,
     ) -> Result<Quorum, LockerError> {
+        if self.one_round_lock {
+            return self.lock_in_one_round(key, value, lease).await;
+        }
         let (tag, votes) = self.promise(&key, atom("not_found")).await?;
         let write = tuple(vec![
             atom("write"),
@@ -189,6 +203,45 @@ impl LockerClient {
         ]);
         let masters = self.masters.clone();
         self.commit(tag, votes, write, masters).await
+    }
+
+    /// Each master takes the key if it is absent and unpromised, atomically;
+    /// at most one client can get W of them (2W > N). Short of W, the
+    /// masters that took it are released (the release follows the lock on
+    /// each connection, so it also reaches a master that answers late).
+    async fn lock_in_one_round(
+        &mut self,
+        key: Term,
+        value: Term,
+        lease: Duration,
+    ) -> Result<Quorum, LockerError> {
+        let tag = Term::from(self.process.node().make_ref());
+        let request = tuple(vec![
+            atom("erl_quorum_lock"),
+            key.clone(),
+            value.clone(),
+            lease_term(lease),
+            tag.clone(),
+        ]);
+        let masters = self.masters.clone();
+        let acks = self.quorum_round(&masters, request).await?;
+        if acks >= self.w {
+            return Ok(Quorum {
+                w: self.w,
+                votes: acks,
+                acks,
+            });
+        }
+        let undo = tuple(vec![atom("release"), key, value, tag]);
+        let nodes: Vec<&str> = masters.iter().map(String::as_str).collect();
+        self.process
+            .quorum_call(&nodes, "locker", undo, self.timeout, |_| true)
+            .await?;
+        Err(LockerError::NoQuorum {
+            w: self.w,
+            votes: acks,
+            acks: 0,
+        })
     }
 
     /// [`lock`](Self::lock), retried with jittered exponential backoff while

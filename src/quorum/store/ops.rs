@@ -52,6 +52,32 @@ impl Store {
                 self.put(now, &key, value, lease_ms, wake);
                 atom("ok")
             }
+            Request::OneRoundLock {
+                key,
+                value,
+                lease_ms,
+                tag,
+            } => {
+                if lease_ms > self.config.max_lease_ms {
+                    return self.refuse_long_lease(&tag.canon);
+                }
+                // The vote and the write at once: what get_write_lock with
+                // `not_found` checks, then what write does.
+                if self.guard_active(now) {
+                    self.stats.guard_refusals += 1;
+                    return CallOutcome::Reply(error("already_locked"));
+                }
+                if self.promise_live(now, &key.canon) {
+                    return CallOutcome::Reply(error("already_locked"));
+                }
+                self.expire_if_due(now, &key.canon, wake);
+                if self.entries.contains_key(&key.canon) {
+                    return CallOutcome::Reply(error("not_expected_value"));
+                }
+                self.log_lease_op("write", &key, &value, lease_ms);
+                self.put(now, &key, value, lease_ms, wake);
+                atom("ok")
+            }
             Request::Update { tag, key, value } => {
                 if !self.write_allowed(now, &key.canon, &tag.canon, None, wake) {
                     return self.refuse_write(&tag.canon);

@@ -34,6 +34,14 @@ pub(super) enum Request<'a> {
         value: Arg<'a>,
         lease_ms: u64,
     },
+    /// `{erl_quorum_lock, Key, Value, LeaseMs, Tag}` (ours, for a one-round
+    /// lock on erl_quorum masters): take Key if absent and unpromised.
+    OneRoundLock {
+        key: Arg<'a>,
+        value: Arg<'a>,
+        lease_ms: u64,
+        tag: Arg<'a>,
+    },
     /// `{update, Tag, Key, Value}`
     Update {
         tag: Arg<'a>,
@@ -95,6 +103,12 @@ pub(super) fn request(req: &Term) -> Option<Request<'_>> {
             key: arg(key)?,
             value: arg(value)?,
             lease_ms: millis(lease)?,
+        },
+        ("erl_quorum_lock", [key, value, lease, tag]) => Request::OneRoundLock {
+            key: arg(key)?,
+            value: arg(value)?,
+            lease_ms: millis(lease)?,
+            tag: arg(tag)?,
         },
         ("update", [tag, key, value]) => Request::Update {
             tag: arg(tag)?,

@@ -645,3 +645,49 @@ fn list_and_byte_list_keys_are_one_key() {
     assert_eq!(s.dirty_read(0, &as_bytes), None);
     assert_eq!(s.dirty_read(0, &atom("ab")), None);
 }
+
+#[test]
+fn one_round_lock_votes_and_writes_at_once() {
+    let lock =
+        |k: Term, v: Term, ms: i64, t: Term| tuple(vec![atom("erl_quorum_lock"), k, v, int(ms), t]);
+    let mut s = Store::new(config(), 0, NODE);
+    // The restart guard refuses it like a promise.
+    assert_eq!(
+        reply(&mut s, 0, lock(atom("k"), atom("a"), 1000, tag(1))),
+        err("already_locked")
+    );
+    s.mark_caught_up();
+    assert_eq!(
+        reply(&mut s, 0, lock(atom("k"), atom("a"), 1000, tag(1))),
+        ok()
+    );
+    assert_eq!(s.dirty_read(999, &atom("k")), Some(atom("a")));
+    assert_eq!(
+        s.take_log(),
+        vec![t("write", vec![atom("k"), atom("a"), int(1000)])]
+    );
+    // Taken: refused, whoever asks.
+    assert_eq!(
+        reply(&mut s, 1, lock(atom("k"), atom("b"), 1000, tag(2))),
+        err("not_expected_value")
+    );
+    // A live promise refuses it; so does a lease over the maximum.
+    assert_eq!(
+        reply(&mut s, 1, gwl(atom("p"), atom("not_found"), tag(3))),
+        ok()
+    );
+    assert_eq!(
+        reply(&mut s, 1, lock(atom("p"), atom("b"), 1000, tag(4))),
+        err("already_locked")
+    );
+    assert_eq!(
+        reply(&mut s, 1, lock(atom("q"), atom("b"), 3_600_000, tag(4))),
+        err("lease_too_long")
+    );
+    // Free again once the lease is over.
+    assert_eq!(
+        reply(&mut s, 1000, lock(atom("k"), atom("b"), 1000, tag(5))),
+        ok()
+    );
+    check(&s);
+}
