@@ -64,7 +64,8 @@
 //!   change a key someone else may hold (another tag's live promise, or a
 //!   live entry with another value); the original applies it regardless,
 //!   which lets a client that stalled past its promise's lifetime overwrite
-//!   a lease granted meanwhile.
+//!   a lease granted meanwhile. During the restart guard every such write is
+//!   refused (the master may have forgotten a lease it granted).
 //! - `release` drops its Tag's promise whatever the outcome (the original
 //!   keeps it on `not_owner` / `not_found` until it expires).
 //! - Timeouts may be `infinity`; leases and timeouts must be non-negative

@@ -300,8 +300,8 @@ impl Store {
     /// two phases for longer than `promise_ms`) would then replace a lease
     /// granted meanwhile to someone else, and both would own the key. So:
     /// with the key's live promise held by `tag`, yes; with a live promise
-    /// held by another tag, no; with no live promise (this master refused
-    /// the vote during its restart guard, or the promise expired), only if
+    /// held by another tag, no; during the restart guard, no; with no live
+    /// promise otherwise (the promise expired), only if
     /// the write changes nothing that someone could hold: the key is absent,
     /// or already holds `value` (`None` for `update`, which has no expected
     /// value to compare). At every master either the late write or the
@@ -316,6 +316,11 @@ impl Store {
     ) -> bool {
         if self.promise_live(now, key) {
             return self.promises.get(key).is_some_and(|p| p.tag_canon == *tag);
+        }
+        // A master in its restart guard may have forgotten a lease: a write
+        // that no promise of its own backs must not count as an ack there.
+        if self.guard_active(now) {
+            return false;
         }
         self.expire_if_due(now, key, wake);
         match (self.entries.get(key), value) {
