@@ -1,5 +1,6 @@
 //! The README's first command runs this: a Rust node and a real BEAM node
-//! on this machine, calling each other.
+//! on this machine, calling each other and taking turns on one lock served
+//! by the Rust node's locker service.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -7,6 +8,8 @@
 //! It needs `erl` on the PATH (scripts/demo.sh installs it).
 
 use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer, Process};
+use erl_quorum::quorum::client::LockerClient;
+use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::term::{atom, int, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
 use std::process::Stdio;
@@ -29,8 +32,8 @@ impl GenServer for Greeter {
     }
 }
 
-/// The BEAM side: ping the Rust node, call its greeter, then serve
-/// `beam_counter` until told to stop.
+/// The BEAM side: ping the Rust node, call its greeter, take a lock with
+/// locker's own calls, serve `beam_counter`, release the lock when told.
 const BEAM_SCRIPT: &str = r#"
     Rust = list_to_atom(os:getenv("RUST_NODE")),
     io:format("  [beam] net_adm:ping(~p) -> ~p~n", [Rust, net_adm:ping(Rust)]),
@@ -44,7 +47,14 @@ const BEAM_SCRIPT: &str = r#"
     end,
     Counter = spawn(fun() -> Loop(0) end),
     register(beam_counter, Counter),
+    Tag = make_ref(),
+    ok = gen_server:call({locker, Rust}, {get_write_lock, job_42, not_found, Tag}),
+    ok = gen_server:call({locker, Rust}, {write, Tag, job_42, beam_owner, 10000}),
+    io:format("  [beam] took the lock job_42 (locker's get_write_lock + write)~n"),
     {ready, Rust} ! {beam_ready, self()},
+    receive release -> ok after 30000 -> ok end,
+    io:format("  [beam] release job_42 -> ~p~n",
+              [gen_server:call({locker, Rust}, {release, job_42, beam_owner, make_ref()})]),
     receive done -> ok after 30000 -> ok end,
     io:format("  [beam] done~n"),
     halt().
@@ -62,6 +72,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.creation()
     );
     spawn_server(&node, Some("greeter"), Greeter)?;
+    // A locker master of its own (a cluster of one, W=1; new, so no
+    // restart guard to wait out).
+    let locker_config = ServiceConfig {
+        fresh_cluster: true,
+        ..ServiceConfig::default()
+    };
+    service::start(&node, locker_config)?;
     let mut ready = node.spawn_process();
     ready.register("ready")?;
 
@@ -115,6 +132,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await;
     println!("  [rust] calling a name nobody holds -> {missing:?}");
+
+    // One lock, two languages: the BEAM process holds job_42.
+    let mut locker = LockerClient::new(node.spawn_process(), vec![rust_name.clone()], 1);
+    let taken = locker
+        .lock(atom("job_42"), atom("rust_owner"), Duration::from_secs(5))
+        .await;
+    println!("  [rust] lock job_42 while the BEAM process holds it -> {taken:?}");
+    caller.send(&beam_pid, atom("release"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let taken = locker
+        .lock_until(
+            atom("job_42"),
+            atom("rust_owner"),
+            Duration::from_secs(5),
+            deadline,
+        )
+        .await?;
+    println!(
+        "  [rust] lock job_42 once released -> ok ({} of W={} masters)",
+        taken.acks, taken.w
+    );
+    locker.release(atom("job_42"), atom("rust_owner")).await?;
 
     caller.send(&beam_pid, atom("done"));
     erl.wait().await?;
