@@ -673,9 +673,15 @@ async fn restarted_masters_keep_a_second_owner_out_while_a_lease_is_live() {
         last.end - restarted
     );
     assert!(last.start < restarted + GUARD + Duration::from_secs(2));
+    // B holds it on a quorum (a master still in its guard refuses B's
+    // write, and the client returns once W acknowledged).
+    let mut holding = 0;
     for m in &masters {
-        assert_eq!(b.dirty_read(m, key(0)).await, Ok(Some(atom("b"))));
+        if b.dirty_read(m, key(0)).await == Ok(Some(atom("b"))) {
+            holding += 1;
+        }
     }
+    assert!(holding >= W, "B holds the key on only {holding} masters");
     eprintln!(
         "restart guard: {} attempts by B, {} during A's lease, first success {:?} after the restart",
         attempts.len(),
