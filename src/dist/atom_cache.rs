@@ -30,9 +30,12 @@
 //!
 //! [`etf::check_term`]: crate::dist::etf::check_term
 
-use super::etf::Limits;
+use super::etf::{
+    Frame, Limits, Scanner, TermError, ATOM_UTF8_EXT, DIST_HEADER, MAX_ATOM_CHARS,
+    SMALL_ATOM_UTF8_EXT, VERSION,
+};
 use thiserror::Error;
-use walk::{Open, Walker};
+use walk::Expander;
 
 /// Entries in the cache of one connection (OTP's `ERTS_ATOM_CACHE_SIZE`).
 pub const CACHE_SIZE: usize = 2048;
@@ -41,43 +44,11 @@ pub const CACHE_SIZE: usize = 2048;
 /// `max_frame_bytes`.
 pub const DEFAULT_MAX_OUTPUT: usize = 128 << 20;
 
-const VERSION: u8 = 131;
-const DIST_HEADER: u8 = 68;
 const DIST_FRAG_HEADER: u8 = 69;
 const DIST_FRAG_CONT: u8 = 70;
-const NEW_FLOAT_EXT: u8 = 70;
-const BIT_BINARY_EXT: u8 = 77;
-const ATOM_CACHE_REF: u8 = 82;
-const NEW_PID_EXT: u8 = 88;
-const NEW_PORT_EXT: u8 = 89;
-const NEWER_REFERENCE_EXT: u8 = 90;
-const SMALL_INTEGER_EXT: u8 = 97;
-const INTEGER_EXT: u8 = 98;
-const ATOM_EXT: u8 = 100;
-const REFERENCE_EXT: u8 = 101;
-const PORT_EXT: u8 = 102;
-const PID_EXT: u8 = 103;
-const SMALL_TUPLE_EXT: u8 = 104;
-const LARGE_TUPLE_EXT: u8 = 105;
-const NIL_EXT: u8 = 106;
-const STRING_EXT: u8 = 107;
-const LIST_EXT: u8 = 108;
-const BINARY_EXT: u8 = 109;
-const SMALL_BIG_EXT: u8 = 110;
-const LARGE_BIG_EXT: u8 = 111;
-const NEW_FUN_EXT: u8 = 112;
-const EXPORT_EXT: u8 = 113;
-const NEW_REFERENCE_EXT: u8 = 114;
-const SMALL_ATOM_EXT: u8 = 115;
-const MAP_EXT: u8 = 116;
-const ATOM_UTF8_EXT: u8 = 118;
-const SMALL_ATOM_UTF8_EXT: u8 = 119;
-const V4_PORT_EXT: u8 = 120;
 
 /// The most references one header can hold (its count is one byte).
 const MAX_REFS: usize = 255;
-/// The BEAM refuses atoms longer than this many characters.
-const MAX_ATOM_CHARS: usize = 255;
 const NEW_ENTRY: u8 = 8;
 const SEGMENT: u8 = 7;
 const LONG_ATOMS: u8 = 1;
@@ -124,6 +95,30 @@ pub enum AtomCacheError {
 
 type Result<T> = std::result::Result<T, AtomCacheError>;
 
+/// The errors the term walk ([`Scanner`]) reports, with the same offsets.
+impl From<TermError> for AtomCacheError {
+    fn from(e: TermError) -> Self {
+        match e {
+            TermError::Truncated { offset } => AtomCacheError::Truncated { offset },
+            TermError::RejectedTag { tag, offset, why } => {
+                AtomCacheError::RejectedTag { tag, offset, why }
+            }
+            TermError::Malformed { offset, why } => AtomCacheError::Malformed { offset, why },
+            TermError::TooDeep { offset, max_depth } => {
+                AtomCacheError::TooDeep { offset, max_depth }
+            }
+            TermError::TooManyTerms { offset, max_terms } => {
+                AtomCacheError::TooManyTerms { offset, max_terms }
+            }
+            // The walk reports none of these (no version byte, no eetf).
+            _ => AtomCacheError::Malformed {
+                offset: 0,
+                why: "unexpected term error",
+            },
+        }
+    }
+}
+
 /// The receive-side atom cache of one connection.
 ///
 /// Each slot holds its atom already encoded as `SMALL_ATOM_UTF8_EXT` or
@@ -138,7 +133,7 @@ pub struct AtomCache {
     seen: Box<[u32]>,
     generation: u32,
     /// Open containers of the term being walked (kept for its capacity).
-    stack: Vec<Open>,
+    stack: Vec<Frame<usize>>,
     max_output: usize,
 }
 
@@ -220,27 +215,24 @@ impl AtomCache {
         let mut table = [0u16; MAX_REFS];
         let (pos, listed) = self.read_header(body, &mut table)?;
         out.reserve(body.len() - pos + 2);
-        let mut w = Walker {
+        let sink = Expander {
             input: body,
-            pos,
             copied: pos,
             out,
             out_limit: start.saturating_add(self.max_output),
             max_output: self.max_output,
             table: &table[..listed],
             slots: &self.slots,
-            limits,
-            terms: 0,
-            pending: 0,
         };
+        let mut w = Scanner::new(body, pos, limits, sink);
         let stack = &mut self.stack;
         // The control message, then the payload if any bytes are left.
         for _ in 0..2 {
-            w.out.push(VERSION);
+            w.sink.out.push(VERSION);
             w.walk(stack)?;
-            w.flush();
+            w.sink.flush(w.pos);
             if w.pos == body.len() {
-                return w.check_size();
+                return w.sink.check_size(w.pos);
             }
         }
         Err(AtomCacheError::TrailingBytes {

@@ -77,8 +77,8 @@ pub enum TermError {
     Unencodable(String),
 }
 
-const VERSION: u8 = 131;
-const DIST_HEADER: u8 = 68;
+pub(crate) const VERSION: u8 = 131;
+pub(crate) const DIST_HEADER: u8 = 68;
 const NEW_FLOAT_EXT: u8 = 70;
 const BIT_BINARY_EXT: u8 = 77;
 const COMPRESSED: u8 = 80;
@@ -107,12 +107,12 @@ const NEW_REFERENCE_EXT: u8 = 114;
 const SMALL_ATOM_EXT: u8 = 115;
 const MAP_EXT: u8 = 116;
 const FUN_EXT: u8 = 117;
-const ATOM_UTF8_EXT: u8 = 118;
-const SMALL_ATOM_UTF8_EXT: u8 = 119;
+pub(crate) const ATOM_UTF8_EXT: u8 = 118;
+pub(crate) const SMALL_ATOM_UTF8_EXT: u8 = 119;
 const V4_PORT_EXT: u8 = 120;
 
 /// The BEAM refuses atoms longer than this many characters.
-const MAX_ATOM_CHARS: usize = 255;
+pub(crate) const MAX_ATOM_CHARS: usize = 255;
 /// The BEAM accepts references of 1 to 5 id words (ERTS_MAX_REF_NUMBERS).
 const MAX_REF_WORDS: usize = 5;
 
@@ -218,16 +218,79 @@ impl std::io::Write for VersionSink<'_> {
     }
 }
 
-/// An open container: how many child terms it still expects and, for
-/// NEW_FUN_EXT, the offset where its declared size says it ends.
-struct Frame {
-    left: usize,
-    end: Option<usize>,
+/// What a [`Scanner`] does besides checking the structure of a term.
+/// [`check_term`] uses [`Check`]; the atom cache uses a sink that copies the
+/// term and expands ATOM_CACHE_REF (`crate::dist::atom_cache`).
+pub(crate) trait ScanSink {
+    /// Errors of the sink; the scanner's own come as [`TermError`].
+    type Error: From<TermError>;
+    /// Kept in the frame of an open NEW_FUN_EXT until its children are done.
+    type FunMark: Copy;
+    /// Also check contents eetf relies on (atom text, float values, tail
+    /// bits, sign bytes, reference words, export arity), not only structure.
+    const CONTENTS: bool;
+    /// ATOM_CACHE_REF may stand wherever an atom may; otherwise it is
+    /// rejected.
+    const CACHE_REFS: bool;
+
+    /// Why a tag the scanner does not accept is rejected.
+    fn rejection(tag: u8) -> &'static str {
+        match tag {
+            DIST_HEADER => "distribution header inside a term (eetf: unimplemented!)",
+            ATOM_CACHE_REF => "atom cache reference (eetf: unimplemented!)",
+            COMPRESSED => "compressed term (unbounded inflation; dist never sends it)",
+            FLOAT_EXT => "FLOAT_EXT (eetf parses it as f32)",
+            FUN_EXT => "FUN_EXT (removed in OTP 23)",
+            _ => "unknown tag",
+        }
+    }
+
+    /// An ATOM_CACHE_REF (only with `CACHE_REFS`): its tag is at
+    /// `tag_offset`, its index byte right after it.
+    fn cache_ref(&mut self, tag_offset: usize, index: u8) -> Result<(), Self::Error>;
+
+    /// A NEW_FUN_EXT whose size field is at `size_offset` starts.
+    fn fun_start(&mut self, size_offset: usize) -> Self::FunMark;
+
+    /// That fun's children are done, and it ends at `end` as its size says.
+    fn fun_end(&mut self, mark: Self::FunMark, end: usize) -> Result<(), Self::Error>;
 }
 
-struct Checker<'a> {
+/// The sink of [`check_term`]: checks contents, refuses cache references.
+struct Check;
+
+impl ScanSink for Check {
+    type Error = TermError;
+    type FunMark = ();
+    const CONTENTS: bool = true;
+    const CACHE_REFS: bool = false;
+
+    fn cache_ref(&mut self, offset: usize, _: u8) -> Result<(), TermError> {
+        // Not reached: without CACHE_REFS the tag is rejected before.
+        let (tag, why) = (ATOM_CACHE_REF, Self::rejection(ATOM_CACHE_REF));
+        Err(TermError::RejectedTag { tag, offset, why })
+    }
+
+    fn fun_start(&mut self, _: usize) {}
+
+    fn fun_end(&mut self, (): (), _: usize) -> Result<(), TermError> {
+        Ok(())
+    }
+}
+
+/// An open container: how many child terms it still expects and, for
+/// NEW_FUN_EXT, the offset where its declared size says it ends.
+#[derive(Clone)]
+pub(crate) struct Frame<M> {
+    left: usize,
+    fun: Option<(usize, M)>,
+}
+
+/// Walks terms without recursion and without trusting any length, applying
+/// [`Limits`]; what else happens is up to its [`ScanSink`].
+pub(crate) struct Scanner<'a, S> {
     bytes: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
     limits: &'a Limits,
     terms: usize,
     /// Children announced by open containers and not yet started. Each needs
@@ -235,133 +298,162 @@ struct Checker<'a> {
     /// the sum of eetf's `with_capacity` calls by the input length.
     pending: usize,
     map_pairs: usize,
+    pub(crate) sink: S,
 }
 
 /// Returns the term's length and how many key-value pairs its maps declare.
 fn scan(bytes: &[u8], limits: &Limits) -> Result<(usize, usize), TermError> {
-    let mut c = Checker {
-        bytes,
-        pos: 0,
-        limits,
-        terms: 0,
-        pending: 0,
-        map_pairs: 0,
-    };
+    let mut c = Scanner::new(bytes, 0, limits, Check);
     let found = c.u8()?;
     if found != VERSION {
         return Err(TermError::BadVersion { found });
     }
-    let mut stack = Vec::new();
-    loop {
-        c.term(&mut stack)?;
-        // Close finished containers until one still expects a child.
-        loop {
-            let Some(top) = stack.last_mut() else {
-                return Ok((c.pos, c.map_pairs));
-            };
-            if top.left > 0 {
-                top.left -= 1;
-                c.pending -= 1;
-                break;
-            }
-            if top.end.is_some_and(|end| end != c.pos) {
-                return Err(c.malformed("NEW_FUN_EXT size does not match its contents"));
-            }
-            stack.pop();
-        }
-    }
+    c.walk(&mut Vec::new())?;
+    Ok((c.pos, c.map_pairs))
 }
 
-impl<'a> Checker<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], TermError> {
+impl<'a, S: ScanSink> Scanner<'a, S> {
+    /// A scanner of `bytes` whose first term starts at `pos`.
+    pub(crate) fn new(bytes: &'a [u8], pos: usize, limits: &'a Limits, sink: S) -> Self {
+        Scanner {
+            bytes,
+            pos,
+            limits,
+            terms: 0,
+            pending: 0,
+            map_pairs: 0,
+            sink,
+        }
+    }
+
+    /// One complete term (without version byte) from `pos`, with its own
+    /// count of terms. `stack` is only kept for its capacity.
+    pub(crate) fn walk(&mut self, stack: &mut Vec<Frame<S::FunMark>>) -> Result<(), S::Error> {
+        stack.clear();
+        self.terms = 0;
+        self.pending = 0;
+        loop {
+            self.term(stack)?;
+            // Close finished containers until one still expects a child.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return Ok(());
+                };
+                if top.left > 0 {
+                    top.left -= 1;
+                    self.pending -= 1;
+                    break;
+                }
+                if let Some((end, mark)) = top.fun {
+                    if end != self.pos {
+                        return Err(self.malformed("NEW_FUN_EXT size does not match its contents"));
+                    }
+                    self.sink.fun_end(mark, end)?;
+                }
+                stack.pop();
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], S::Error> {
         let rest = &self.bytes[self.pos..];
         if rest.len() < n {
-            return Err(TermError::Truncated { offset: self.pos });
+            return Err(TermError::Truncated { offset: self.pos }.into());
         }
         self.pos += n;
         Ok(&rest[..n])
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), TermError> {
+    fn skip(&mut self, n: usize) -> Result<(), S::Error> {
         self.take(n).map(|_| ())
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], TermError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], S::Error> {
         let mut a = [0; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
-    fn u8(&mut self) -> Result<u8, TermError> {
+    fn u8(&mut self) -> Result<u8, S::Error> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<usize, TermError> {
+    fn u16(&mut self) -> Result<usize, S::Error> {
         Ok(u16::from_be_bytes(self.array()?).into())
     }
 
-    fn u32(&mut self) -> Result<usize, TermError> {
+    fn u32(&mut self) -> Result<usize, S::Error> {
         usize::try_from(u32::from_be_bytes(self.array()?))
-            .map_err(|_| TermError::Truncated { offset: self.pos })
+            .map_err(|_| TermError::Truncated { offset: self.pos }.into())
     }
 
-    fn malformed(&self, why: &'static str) -> TermError {
+    fn malformed(&self, why: &'static str) -> S::Error {
         TermError::Malformed {
             offset: self.pos,
             why,
         }
+        .into()
     }
 
     /// Reads a tag and counts it as one node of the term tree.
-    fn tag(&mut self) -> Result<u8, TermError> {
+    fn tag(&mut self) -> Result<u8, S::Error> {
         let offset = self.pos;
         let tag = self.u8()?;
         self.terms += 1;
         if self.terms > self.limits.max_terms {
             let max_terms = self.limits.max_terms;
-            return Err(TermError::TooManyTerms { offset, max_terms });
+            return Err(TermError::TooManyTerms { offset, max_terms }.into());
         }
         Ok(tag)
     }
 
     /// Something `levels` containers deep (counting itself) starts here.
-    fn depth(&self, levels: usize) -> Result<(), TermError> {
+    fn depth(&self, levels: usize) -> Result<(), S::Error> {
         if levels > self.limits.max_depth {
             let (offset, max_depth) = (self.pos, self.limits.max_depth);
-            return Err(TermError::TooDeep { offset, max_depth });
+            return Err(TermError::TooDeep { offset, max_depth }.into());
         }
         Ok(())
     }
 
+    #[inline]
     fn open(
         &mut self,
-        stack: &mut Vec<Frame>,
+        stack: &mut Vec<Frame<S::FunMark>>,
         n: usize,
-        end: Option<usize>,
-    ) -> Result<(), TermError> {
+        fun: Option<(usize, S::FunMark)>,
+    ) -> Result<(), S::Error> {
         self.depth(stack.len() + 1)?;
         // Saturating: a long binary may have left `pending` above the bytes
         // left (the input is then bad), and pid nodes count as terms too.
         let need = self.pending.saturating_add(n);
         if need > self.bytes.len() - self.pos {
-            return Err(TermError::Truncated { offset: self.pos });
+            return Err(TermError::Truncated { offset: self.pos }.into());
         }
         if need.saturating_add(self.terms) > self.limits.max_terms {
             let (offset, max_terms) = (self.pos, self.limits.max_terms);
-            return Err(TermError::TooManyTerms { offset, max_terms });
+            return Err(TermError::TooManyTerms { offset, max_terms }.into());
         }
         self.pending += n;
-        stack.push(Frame { left: n, end });
+        stack.push(Frame { left: n, fun });
         Ok(())
     }
 
-    fn atom_body(&mut self, tag: u8) -> Result<(), TermError> {
+    /// The rest of an atom whose tag, at `offset`, was read.
+    fn atom_body(&mut self, tag: u8, offset: usize) -> Result<(), S::Error> {
+        if tag == ATOM_CACHE_REF {
+            let index = self.u8()?;
+            return self.sink.cache_ref(offset, index);
+        }
         let utf8 = matches!(tag, ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT);
         let len = match tag {
             ATOM_EXT | ATOM_UTF8_EXT => self.u16()?,
             _ => self.u8()?.into(),
         };
         let name = self.take(len)?;
+        if !S::CONTENTS {
+            return Ok(());
+        }
         let chars = if utf8 {
             let s = std::str::from_utf8(name);
             s.map_err(|_| self.malformed("atom is not valid UTF-8"))?
@@ -381,18 +473,20 @@ impl<'a> Checker<'a> {
     }
 
     /// A node or module name: must be an atom, at nesting level `levels`.
-    fn atom(&mut self, levels: usize) -> Result<(), TermError> {
+    fn atom(&mut self, levels: usize) -> Result<(), S::Error> {
         self.depth(levels)?;
+        let offset = self.pos;
         match self.tag()? {
+            ATOM_CACHE_REF if S::CACHE_REFS => self.atom_body(ATOM_CACHE_REF, offset),
             tag @ (ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT) => {
-                self.atom_body(tag)
+                self.atom_body(tag, offset)
             }
             _ => Err(self.malformed("node, module and function names must be atoms")),
         }
     }
 
     /// An integer field eetf insists on decoding as a FixInteger.
-    fn int(&mut self) -> Result<i64, TermError> {
+    fn int(&mut self) -> Result<i64, S::Error> {
         match self.tag()? {
             SMALL_INTEGER_EXT => Ok(self.u8()?.into()),
             INTEGER_EXT => Ok(i32::from_be_bytes(self.array()?).into()),
@@ -400,28 +494,46 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn pid_body(&mut self, tag: u8, levels: usize) -> Result<(), TermError> {
+    fn pid_body(&mut self, tag: u8, levels: usize) -> Result<(), S::Error> {
         self.atom(levels)?;
         self.skip(if tag == PID_EXT { 9 } else { 12 })?;
         Ok(())
     }
 
+    /// A length, then a byte (tail bits, sign) only checked with
+    /// `CONTENTS`, then `n` bytes.
+    fn prefixed(
+        &mut self,
+        n: usize,
+        bad: impl Fn(u8) -> bool,
+        why: &'static str,
+    ) -> Result<(), S::Error> {
+        if !S::CONTENTS {
+            return self.skip(n.saturating_add(1));
+        }
+        if bad(self.u8()?) {
+            return Err(self.malformed(why));
+        }
+        self.skip(n)
+    }
+
     /// Checks one term; a container pushes a frame for its children.
-    fn term(&mut self, stack: &mut Vec<Frame>) -> Result<(), TermError> {
+    fn term(&mut self, stack: &mut Vec<Frame<S::FunMark>>) -> Result<(), S::Error> {
         let offset = self.pos;
         let inner = stack.len() + 1;
         let tag = self.tag()?;
-        let reject = |why| Err(TermError::RejectedTag { tag, offset, why });
         match tag {
             SMALL_INTEGER_EXT => self.skip(1)?,
             INTEGER_EXT => self.skip(4)?,
             NEW_FLOAT_EXT => {
-                if !f64::from_be_bytes(self.array()?).is_finite() {
+                let value = f64::from_be_bytes(self.array()?);
+                if S::CONTENTS && !value.is_finite() {
                     return Err(self.malformed("float is NaN or infinite"));
                 }
             }
+            ATOM_CACHE_REF if S::CACHE_REFS => self.atom_body(tag, offset)?,
             ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT => {
-                self.atom_body(tag)?
+                self.atom_body(tag, offset)?
             }
             NIL_EXT => {}
             STRING_EXT => {
@@ -433,13 +545,9 @@ impl<'a> Checker<'a> {
                 self.skip(n)?;
             }
             BIT_BINARY_EXT => {
-                let (n, bits) = (self.u32()?, self.u8()?);
-                if n == 0 || !(1..=8).contains(&bits) {
-                    return Err(
-                        self.malformed("bit binary needs 1 or more bytes and 1..=8 tail bits")
-                    );
-                }
-                self.skip(n)?;
+                let n = self.u32()?;
+                let why = "bit binary needs 1 or more bytes and 1..=8 tail bits";
+                self.prefixed(n, |bits| n == 0 || !(1..=8).contains(&bits), why)?;
             }
             SMALL_BIG_EXT | LARGE_BIG_EXT => {
                 let n = if tag == SMALL_BIG_EXT {
@@ -447,10 +555,8 @@ impl<'a> Checker<'a> {
                 } else {
                     self.u32()?
                 };
-                if self.u8()? > 1 {
-                    return Err(self.malformed("big integer sign byte must be 0 or 1"));
-                }
-                self.skip(n)?;
+                let why = "big integer sign byte must be 0 or 1";
+                self.prefixed(n, |sign| sign > 1, why)?;
             }
             PID_EXT | NEW_PID_EXT => self.pid_body(tag, inner)?,
             PORT_EXT | NEW_PORT_EXT | V4_PORT_EXT | REFERENCE_EXT => {
@@ -463,7 +569,7 @@ impl<'a> Checker<'a> {
             }
             NEW_REFERENCE_EXT | NEWER_REFERENCE_EXT => {
                 let words = self.u16()?;
-                if !(1..=MAX_REF_WORDS).contains(&words) {
+                if S::CONTENTS && !(1..=MAX_REF_WORDS).contains(&words) {
                     return Err(self.malformed("reference must have 1..=5 id words"));
                 }
                 self.atom(inner)?;
@@ -473,7 +579,8 @@ impl<'a> Checker<'a> {
             EXPORT_EXT => {
                 self.atom(inner)?;
                 self.atom(inner)?;
-                if !(0..=255).contains(&self.int()?) {
+                let arity = self.int()?;
+                if S::CONTENTS && !(0..=255).contains(&arity) {
                     return Err(self.malformed("export arity must be 0..=255"));
                 }
             }
@@ -501,8 +608,9 @@ impl<'a> Checker<'a> {
                 let size = self.u32()?;
                 // A wrong size is caught when the fun's frame closes.
                 if size > self.bytes.len() - size_at {
-                    return Err(TermError::Truncated { offset: size_at });
+                    return Err(TermError::Truncated { offset: size_at }.into());
                 }
+                let mark = self.sink.fun_start(size_at);
                 self.depth(inner + 1)?; // the node atom of its creator pid
                 self.skip(1 + 16 + 4)?;
                 let free = self.u32()?;
@@ -513,18 +621,12 @@ impl<'a> Checker<'a> {
                     t @ (PID_EXT | NEW_PID_EXT) => self.pid_body(t, inner + 1)?,
                     _ => return Err(self.malformed("fun creator must be a pid")),
                 }
-                self.open(stack, free, Some(size_at + size))?;
+                self.open(stack, free, Some((size_at + size, mark)))?;
             }
-            DIST_HEADER => {
-                return reject("distribution header inside a term (eetf: unimplemented!)");
+            _ => {
+                let why = S::rejection(tag);
+                return Err(TermError::RejectedTag { tag, offset, why }.into());
             }
-            ATOM_CACHE_REF => return reject("atom cache reference (eetf: unimplemented!)"),
-            COMPRESSED => {
-                return reject("compressed term (unbounded inflation; dist never sends it)");
-            }
-            FLOAT_EXT => return reject("FLOAT_EXT (eetf parses it as f32)"),
-            FUN_EXT => return reject("FUN_EXT (removed in OTP 23)"),
-            _ => return reject("unknown tag"),
         }
         Ok(())
     }
