@@ -511,18 +511,26 @@ impl Process {
 
     fn start_unmonitored_call(&mut self, name: &str, node: &str, request: Term) -> PendingCall {
         let mref = self.node.make_ref();
+        self.send_call((name, node).into(), mref, request, Some(node.to_owned()))
+    }
+
+    /// Makes `mref` an alias, sends `{'$gen_call', {Self, [alias | Mref]},
+    /// Request}` (the tag OTP 24+ uses) and returns the call to wait for.
+    fn send_call(
+        &mut self,
+        to: Dest,
+        mref: Reference,
+        request: Term,
+        node: Option<String>,
+    ) -> PendingCall {
         self.node.inner.table().add_alias(self.id, mref.clone());
         let tag = Term::from(ImproperList::from((
             vec![atom("alias")],
             Term::from(mref.clone()),
         )));
         let from = tuple(vec![self.pid.clone().into(), tag.clone()]);
-        self.send((name, node), tuple(vec![atom("$gen_call"), from, request]));
-        PendingCall {
-            mref,
-            tag,
-            node: Some(node.to_owned()),
-        }
+        self.send(to, tuple(vec![atom("$gen_call"), from, request]));
+        PendingCall { mref, tag, node }
     }
 
     /// Moves whatever the channel holds into the saved queue, in order.
@@ -540,18 +548,7 @@ impl Process {
     fn start_call(&mut self, to: Dest, request: Term) -> PendingCall {
         let mref = self.node.make_ref();
         self.monitor_with(to.clone(), mref.clone());
-        self.node.inner.table().add_alias(self.id, mref.clone());
-        let tag = Term::from(ImproperList::from((
-            vec![atom("alias")],
-            Term::from(mref.clone()),
-        )));
-        let from = tuple(vec![self.pid.clone().into(), tag.clone()]);
-        self.send(to, tuple(vec![atom("$gen_call"), from, request]));
-        PendingCall {
-            mref,
-            tag,
-            node: None,
-        }
+        self.send_call(to, mref, request, None)
     }
 
     /// Turns the reply or DOWN (or `None` on timeout) into the call's result

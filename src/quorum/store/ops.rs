@@ -23,35 +23,13 @@ impl Store {
                 key,
                 value,
                 lease_ms,
-            } => {
-                if lease_ms > self.config.max_lease_ms {
-                    return self.refuse_long_lease(&tag.canon);
-                }
-                if !self.write_allowed(now, &key.canon, &tag.canon, Some(&value.canon), wake) {
-                    return self.refuse_write(&tag.canon);
-                }
-                self.drop_tag(&tag.canon);
-                self.log_lease_op("write", &key, &value, lease_ms);
-                self.put(now, &key, value, lease_ms, wake);
-                atom("ok")
-            }
+            } => return self.lease_write(now, "write", tag, key, value, lease_ms, wake),
             Request::ExtendLease {
                 tag,
                 key,
                 value,
                 lease_ms,
-            } => {
-                if lease_ms > self.config.max_lease_ms {
-                    return self.refuse_long_lease(&tag.canon);
-                }
-                if !self.write_allowed(now, &key.canon, &tag.canon, Some(&value.canon), wake) {
-                    return self.refuse_write(&tag.canon);
-                }
-                self.drop_tag(&tag.canon);
-                self.log_lease_op("extend_lease", &key, &value, lease_ms);
-                self.put(now, &key, value, lease_ms, wake);
-                atom("ok")
-            }
+            } => return self.lease_write(now, "extend_lease", tag, key, value, lease_ms, wake),
             Request::OneRoundLock {
                 key,
                 value,
@@ -336,6 +314,31 @@ impl Store {
         self.drop_tag(tag);
         self.stats.refused_writes += 1;
         CallOutcome::Reply(error("no_promise"))
+    }
+
+    /// `write` and `extend_lease` (logged as `op`): the same checks, then an
+    /// upsert with a new expiry.
+    #[allow(clippy::too_many_arguments)]
+    fn lease_write(
+        &mut self,
+        now: u64,
+        op: &str,
+        tag: Arg<'_>,
+        key: Arg<'_>,
+        value: Arg<'_>,
+        lease_ms: u64,
+        wake: &mut Wake,
+    ) -> CallOutcome {
+        if lease_ms > self.config.max_lease_ms {
+            return self.refuse_long_lease(&tag.canon);
+        }
+        if !self.write_allowed(now, &key.canon, &tag.canon, Some(&value.canon), wake) {
+            return self.refuse_write(&tag.canon);
+        }
+        self.drop_tag(&tag.canon);
+        self.log_lease_op(op, &key, &value, lease_ms);
+        self.put(now, &key, value, lease_ms, wake);
+        CallOutcome::Reply(atom("ok"))
     }
 
     /// A lease longer than `max_lease_ms` is refused, not shortened: a
