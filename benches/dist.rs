@@ -41,8 +41,6 @@ use erl_quorum::process::{Mail, Process};
 use erl_quorum::term::{as_tuple, atom, int, is_atom, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
 use report::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "eq_bench_cookie";
@@ -161,12 +159,12 @@ fn main() {
     let node = runtime.block_on(start_rust_node());
 
     common::ensure_epmd().expect("epmd");
-    let ebin = compile_eq_bench(otp);
-    let extra = ["-pa", ebin.to_str().expect("UTF-8 path")];
+    // The harness compiles every erlang_test/*.erl, eq_bench.erl included,
+    // into the directory it puts on each node's code path.
     let client =
-        BeamNode::start(&common::unique_name("bench_a"), COOKIE, &extra).expect("start node A");
+        BeamNode::start(&common::unique_name("bench_a"), COOKIE, &[]).expect("start node A");
     let server =
-        BeamNode::start(&common::unique_name("bench_b"), COOKIE, &extra).expect("start node B");
+        BeamNode::start(&common::unique_name("bench_b"), COOKIE, &[]).expect("start node B");
     eval(
         &server,
         "{ok, _} = eq_peer:start_echo(echo), is_pid(eq_bench:start_sink(sink))",
@@ -265,35 +263,6 @@ async fn run_sink(mut process: Process) {
 }
 
 // ---- the BEAM side -------------------------------------------------------
-
-/// Compiles `erlang_test/eq_bench.erl` into `target/erlang_test/bench-otpNN`
-/// (under the repo root, which the erl27 chroot can see; one directory per
-/// release because OTP 27 .beam files don't load on 25) and returns it.
-fn compile_eq_bench(otp: Otp) -> PathBuf {
-    let root = common::repo_root();
-    let out = root
-        .join("target")
-        .join("erlang_test")
-        .join(format!("bench-otp{}", otp.release()));
-    std::fs::create_dir_all(&out).expect("create the eq_bench output directory");
-    // erlc27 runs in a chroot that only sees the current directory.
-    let result = Command::new(otp.erlc())
-        .current_dir(root)
-        .arg("-o")
-        .arg(&out)
-        .arg(root.join("erlang_test").join("eq_bench.erl"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", otp.erlc()));
-    assert!(
-        result.status.success(),
-        "{} eq_bench.erl failed:\n{}{}",
-        otp.erlc(),
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
-}
 
 fn eval(node: &BeamNode, expr: &str) -> String {
     node.eval_timeout(expr, EVAL_TIMEOUT)
