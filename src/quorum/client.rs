@@ -147,6 +147,20 @@ impl LockerClient {
         Ok((tag, votes))
     }
 
+    /// locker's two phases against the masters: promises that `key` holds
+    /// `expected`, then the request `write(Tag)` builds.
+    async fn two_phase(
+        &mut self,
+        key: &Term,
+        expected: Term,
+        write: impl FnOnce(Term) -> Term,
+    ) -> Result<Quorum, LockerError> {
+        let (tag, votes) = self.promise(key, expected).await?;
+        let write = write(tag.clone());
+        let masters = self.masters.clone();
+        self.commit(tag, votes, write, masters).await
+    }
+
     /// Phase 2 to every node of `to`, or the abort when phase 1 fell short.
     async fn commit(
         &mut self,
@@ -193,16 +207,11 @@ impl LockerClient {
         if self.one_round_lock {
             return self.lock_in_one_round(key, value, lease).await;
         }
-        let (tag, votes) = self.promise(&key, atom("not_found")).await?;
-        let write = tuple(vec![
-            atom("write"),
-            tag.clone(),
-            key,
-            value,
-            lease_term(lease),
-        ]);
-        let masters = self.masters.clone();
-        self.commit(tag, votes, write, masters).await
+        let lease = lease_term(lease);
+        self.two_phase(&key, atom("not_found"), |tag| {
+            tuple(vec![atom("write"), tag, key.clone(), value, lease])
+        })
+        .await
     }
 
     /// Each master takes the key if it is absent and unpromised, atomically;
@@ -273,10 +282,10 @@ impl LockerClient {
         value: Term,
         new_value: Term,
     ) -> Result<Quorum, LockerError> {
-        let (tag, votes) = self.promise(&key, value).await?;
-        let write = tuple(vec![atom("update"), tag.clone(), key, new_value]);
-        let masters = self.masters.clone();
-        self.commit(tag, votes, write, masters).await
+        self.two_phase(&key, value, |tag| {
+            tuple(vec![atom("update"), tag, key.clone(), new_value])
+        })
+        .await
     }
 
     /// `locker:extend_lease(Key, Value, LeaseLength)`.
@@ -286,16 +295,11 @@ impl LockerClient {
         value: Term,
         lease: Duration,
     ) -> Result<Quorum, LockerError> {
-        let (tag, votes) = self.promise(&key, value.clone()).await?;
-        let write = tuple(vec![
-            atom("extend_lease"),
-            tag.clone(),
-            key,
-            value,
-            lease_term(lease),
-        ]);
-        let masters = self.masters.clone();
-        self.commit(tag, votes, write, masters).await
+        let lease = lease_term(lease);
+        self.two_phase(&key, value.clone(), |tag| {
+            tuple(vec![atom("extend_lease"), tag, key.clone(), value, lease])
+        })
+        .await
     }
 
     /// `locker:release(Key, Value)`: masters and replicas drop `key` if it
