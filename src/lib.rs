@@ -12,6 +12,7 @@ pub mod dist;
 pub mod node;
 pub mod process;
 pub mod quorum;
+pub mod services;
 pub mod term;
 
 pub use node::{Node, NodeConfig, NodeError};

@@ -66,8 +66,9 @@ struct ClusterArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node with the locker service until interrupted. With no
-    /// --masters it is a cluster of itself with W=1.
+    /// Run a node with the locker service and the erl_quorum service
+    /// (Paxtor locks, the registry) until interrupted. With no --masters it
+    /// is a cluster of itself with W=1.
     Serve {
         #[command(flatten)]
         node: NodeArgs,
@@ -91,6 +92,11 @@ enum Command {
         /// master that may have granted leases before a crash.
         #[arg(long)]
         fresh: bool,
+        /// The erl_quorum service's session lease, in ms: how long every
+        /// lock and name it serves outlives its last renewal, and (plus 2 s)
+        /// how long a hold outlives the loss of its owner's node.
+        #[arg(long, default_value_t = 10_000)]
+        session_lease_ms: u64,
     },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
@@ -177,6 +183,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             max_lease_ms,
             promise_ms,
             fresh,
+            session_lease_ms,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
@@ -192,8 +199,23 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 },
                 ..ServiceConfig::default()
             };
+            let defaults = erl_quorum::services::ServicesConfig::default();
+            // Owners are told 3 s before the session could lapse; renew
+            // often enough that a couple of lost rounds never get there.
+            let session_lease = Duration::from_millis(session_lease_ms.max(4_000));
+            let services = erl_quorum::services::ServicesConfig {
+                masters: config.masters.clone(),
+                w,
+                session_lease,
+                renew_every: (session_lease / 8).min(defaults.renew_every),
+                ..defaults
+            };
             service::start(&node, config)?;
-            println!("{} serving locker (W={w}); Ctrl-C stops it", node.name());
+            erl_quorum::services::start(&node, services)?;
+            println!(
+                "{} serving locker and erl_quorum (locks, names; W={w}); Ctrl-C stops it",
+                node.name()
+            );
             wait_for_signal().await;
             node.shutdown();
             Ok(ExitCode::SUCCESS)

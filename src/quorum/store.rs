@@ -33,6 +33,8 @@
 //! | `{wait_for, Key, TimeoutMs}` | `{ok, Value}`, now or when Key is written |
 //! | `{wait_for_release, Key, TimeoutMs}` | `{ok, released}`, now or when Key goes |
 //! | `get_debug_state` | `{ok, [{Key, Tag, DeadlineMs}], [{Key, Value, ExpiresAtMs}], undefined, undefined, undefined}` |
+//! | `{erl_quorum_lock, Key, Value, LeaseMs \| {session, S}, Tag}` (ours) | `ok` / `{error, already_locked}` / `{error, not_expected_value}` / `{error, no_session}`: vote and write at once |
+//! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more |
 //! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
 //! | anything else | `{error, {unknown_request, Req}}` |
 //!
@@ -43,6 +45,14 @@
 //! is refused with `{error, lease_too_long}`, a replayed op is capped), where the
 //! original rounds to whole seconds. An entry or promise whose time is up is
 //! gone for every operation at once, swept or not.
+//!
+//! # Sessions (ours)
+//!
+//! A serving erl_quorum node writes the keys it holds for BEAM and Rust
+//! owners under a session: the entry has no lease of its own and lives while
+//! the session does, so one `erl_quorum_session` call a period renews all of
+//! them. When a session's lease is up its entries go, as expired leases do.
+//! Session entries and session renewals are not logged for replicas.
 //!
 //! # Deliberate differences from the original
 //!
@@ -83,6 +93,8 @@ mod tests_input;
 mod tests_log;
 #[cfg(test)]
 mod tests_model;
+#[cfg(test)]
+mod tests_session;
 #[cfg(test)]
 mod tests_wait;
 
@@ -227,7 +239,11 @@ struct Entry {
     key: Term,
     value: Term,
     value_canon: Canon,
+    /// `u64::MAX` for an entry held by a session: it lives as long as the
+    /// session does, and is not in `Store::expiry`.
     expires_at: u64,
+    /// The session whose lease this entry shares, if any.
+    session: Option<Canon>,
 }
 
 #[derive(Debug)]
@@ -268,6 +284,10 @@ pub struct Store {
     /// Waiters per key, oldest first (ids grow).
     waiters_by_key: HashMap<Canon, BTreeSet<WaiterId>>,
     waiter_deadlines: BTreeSet<(u64, WaiterId)>,
+    /// Session leases (`erl_quorum_session`): expiry per session. Entries
+    /// written under a session live while it does, so a serving node renews
+    /// all its keys with one call instead of one per key.
+    sessions: HashMap<Canon, u64>,
     next_waiter: u64,
     log: Vec<Term>,
     stats: Stats,
@@ -316,6 +336,7 @@ impl Store {
             waiters: HashMap::new(),
             waiters_by_key: HashMap::new(),
             waiter_deadlines: BTreeSet::new(),
+            sessions: HashMap::new(),
             next_waiter: 0,
             log: Vec::new(),
             stats: Stats::default(),
@@ -375,7 +396,7 @@ impl Store {
     /// reads the same table).
     pub fn dirty_read(&self, now_ms: u64, key: &Term) -> Option<Term> {
         let entry = self.entries.get(&Canon::of(key).ok()?)?;
-        (entry.expires_at > now_ms).then(|| entry.value.clone())
+        self.live(entry, now_ms).then(|| entry.value.clone())
     }
 
     /// What `locker:dirty_read(Key)` returns: `{ok, Value}` or
@@ -493,6 +514,7 @@ impl Store {
             }
             self.settle(now_ms, &key, &mut result.wake);
         }
+        self.expire_sessions(now_ms, &mut result.wake);
         while let Some((at, _)) = self.promise_deadlines.first() {
             if *at > now_ms {
                 break;

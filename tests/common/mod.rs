@@ -113,8 +113,10 @@ fn erlang_build_root() -> PathBuf {
 }
 
 /// Compiles every `erlang_test/*.erl` (eq_peer and the modules tests load
-/// next to it) for `otp` (once per test process; later calls return the
-/// cached answer) and returns the directory to pass to `-pa`:
+/// next to it) and the BEAM side of erl_quorum (`rebar_fixture/src/*.erl`,
+/// plus an `erl_quorum.app` so `application:ensure_all_started(erl_quorum)`
+/// works) for `otp` (once per test process; later calls return the cached
+/// answer) and returns the directory to pass to `-pa`:
 /// `target/erlang_test/otp25` or `otp27`. OTP 27 .beam files don't load on
 /// OTP 25, hence one directory per release.
 pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
@@ -129,17 +131,44 @@ pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
         .map_err(io::Error::other)
 }
 
-/// Compiles into a private temporary directory and renames the .beam into
-/// place, so parallel test binaries never load a half-written file.
-fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
-    let root = repo_root();
-    let src_dir = root.join("erlang_test");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&src_dir)
-        .map_err(|e| format!("cannot list {}: {e}", src_dir.display()))?
+/// The `.erl` files of `dir`, sorted.
+fn erl_sources(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "erl"))
         .collect();
     sources.sort();
+    Ok(sources)
+}
+
+/// `erl_quorum.app` from `rebar_fixture/src/erl_quorum.app.src`: the same
+/// term with the modules list filled in (rebar3 does that in a real build).
+/// The .app.src must spell the entry `{modules, []}`, exactly once.
+fn erl_quorum_app(app_src: &Path, modules: &[String]) -> Result<String, String> {
+    let text = std::fs::read_to_string(app_src)
+        .map_err(|e| format!("cannot read {}: {e}", app_src.display()))?;
+    const EMPTY: &str = "{modules, []}";
+    if text.matches(EMPTY).count() != 1 {
+        return Err(format!(
+            "{} must contain `{EMPTY}` exactly once (the harness fills it in)",
+            app_src.display()
+        ));
+    }
+    let list: Vec<String> = modules.iter().map(|m| atom(m)).collect();
+    Ok(text.replacen(EMPTY, &format!("{{modules, [{}]}}", list.join(", ")), 1))
+}
+
+/// Compiles into a private temporary directory and renames the .beam files
+/// (and erl_quorum.app) into place, so parallel test binaries never load a
+/// half-written file.
+fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
+    let root = repo_root();
+    let src_dir = root.join("erlang_test");
+    let fixture_dir = root.join("rebar_fixture").join("src");
+    let fixture_sources = erl_sources(&fixture_dir)?;
+    let mut sources = erl_sources(&src_dir)?;
+    sources.extend(fixture_sources.iter().cloned());
     let out_dir = erlang_build_root().join(format!("otp{}", otp.release()));
     let tmp_dir = erlang_build_root().join(format!(
         "tmp-otp{}-{}-{}",
@@ -152,6 +181,8 @@ fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
     };
     mkdir(&out_dir)?;
     mkdir(&tmp_dir)?;
+    let stem = |src: &PathBuf| src.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let app = "erl_quorum.app";
     // The current directory must be the repo root: erlc27 only sees it.
     let result = Command::new(otp.erlc())
         .current_dir(root)
@@ -168,23 +199,36 @@ fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
             otp.install_hint()
         )),
         Ok(out) if !out.status.success() => Err(format!(
-            "`{} -o {} {}/*.erl` failed ({}):\n{}{}",
+            "`{} -o {} {}/*.erl {}/*.erl` failed ({}):\n{}{}",
             otp.erlc(),
             tmp_dir.display(),
             src_dir.display(),
+            fixture_dir.display(),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )),
-        Ok(_) => sources
-            .iter()
-            .filter_map(|src| src.file_stem())
-            .map(|stem| format!("{}.beam", stem.to_string_lossy()))
-            .try_for_each(|beam| {
-                std::fs::rename(tmp_dir.join(&beam), out_dir.join(&beam))
-                    .map_err(|e| format!("cannot move {beam} into {}: {e}", out_dir.display()))
-            })
-            .map(|()| out_dir.clone()),
+        Ok(_) => {
+            let modules: Vec<String> = fixture_sources.iter().filter_map(stem).collect();
+            erl_quorum_app(&fixture_dir.join("erl_quorum.app.src"), &modules)
+                .and_then(|text| {
+                    std::fs::write(tmp_dir.join(app), text)
+                        .map_err(|e| format!("cannot write {app}: {e}"))
+                })
+                .and_then(|()| {
+                    sources
+                        .iter()
+                        .filter_map(stem)
+                        .map(|stem| format!("{stem}.beam"))
+                        .chain(std::iter::once(app.to_string()))
+                        .try_for_each(|file| {
+                            std::fs::rename(tmp_dir.join(&file), out_dir.join(&file)).map_err(|e| {
+                                format!("cannot move {file} into {}: {e}", out_dir.display())
+                            })
+                        })
+                })
+                .map(|()| out_dir.clone())
+        }
     };
     let _ = std::fs::remove_dir_all(&tmp_dir);
     outcome

@@ -33,6 +33,8 @@ pub struct ServeOpts {
     pub w: usize,
     pub fresh: bool,
     pub max_lease_ms: Option<u64>,
+    /// `--session-lease-ms` of the erl_quorum service (None: its default).
+    pub session_lease_ms: Option<u64>,
 }
 
 /// One `erl_quorum serve` process. Dropping it SIGKILLs and reaps it (also
@@ -158,6 +160,10 @@ impl MasterProcess {
         }
         if let Some(ms) = self.opts.max_lease_ms {
             args.push("--max-lease-ms".to_owned());
+            args.push(ms.to_string());
+        }
+        if let Some(ms) = self.opts.session_lease_ms {
+            args.push("--session-lease-ms".to_owned());
             args.push(ms.to_string());
         }
         args
@@ -290,6 +296,7 @@ impl Cluster {
             w,
             fresh: true,
             max_lease_ms,
+            session_lease_ms: None,
         };
         let mut cluster = Cluster {
             masters: Vec::new(),

@@ -2,7 +2,7 @@
 //! upkeep of the tables and their indexes. Every change to an entry ends in
 //! `settle`, which answers the waiters the key's new state satisfies.
 
-use super::parse::{Arg, Op, Request};
+use super::parse::{Arg, Lease, Op, Request};
 use super::{
     atom, atoms, error, int, is_atom, list, millis_term, ok_value, tuple, CallOutcome, Canon,
     Entry, Promise, Store, Term, WaitKind, Waiter, WaiterId, Wake,
@@ -33,11 +33,13 @@ impl Store {
             Request::OneRoundLock {
                 key,
                 value,
-                lease_ms,
+                lease,
                 tag,
             } => {
-                if lease_ms > self.config.max_lease_ms {
-                    return self.refuse_long_lease(&tag.canon);
+                if let Lease::Ms(ms) = lease {
+                    if ms > self.config.max_lease_ms {
+                        return self.refuse_long_lease(&tag.canon);
+                    }
                 }
                 // The vote and the write at once: what get_write_lock with
                 // `not_found` checks, then what write does.
@@ -52,8 +54,29 @@ impl Store {
                 if self.entries.contains_key(&key.canon) {
                     return CallOutcome::Reply(error("not_expected_value"));
                 }
-                self.log_lease_op("write", &key, &value, lease_ms);
-                self.put(now, &key, value, lease_ms, wake);
+                match lease {
+                    Lease::Ms(ms) => {
+                        self.log_lease_op("write", &key, &value, ms);
+                        self.put(now, &key, value, ms, wake);
+                    }
+                    // Not logged: replicas hold no sessions (see the docs).
+                    Lease::Session(session) => {
+                        if !self.session_live(now, &session.canon) {
+                            return CallOutcome::Reply(error("no_session"));
+                        }
+                        self.put_in_session(now, &key, value, session.canon, wake);
+                    }
+                }
+                atom("ok")
+            }
+            Request::Session { session, lease_ms } => {
+                if lease_ms > self.config.max_lease_ms {
+                    self.stats.refused_leases += 1;
+                    return CallOutcome::Reply(error("lease_too_long"));
+                }
+                let until = now.saturating_add(lease_ms);
+                let expiry = self.sessions.entry(session.canon).or_insert(until);
+                *expiry = (*expiry).max(until);
                 atom("ok")
             }
             Request::Update { tag, key, value } => {
@@ -202,12 +225,77 @@ impl Store {
             value: value.term.clone(),
             value_canon: value.canon,
             expires_at,
+            session: None,
         };
         if let Some(old) = self.entries.insert(key.canon.clone(), entry) {
             self.expiry.remove(&(old.expires_at, key.canon.clone()));
         }
         self.expiry.insert((expires_at, key.canon.clone()));
         self.settle(now, &key.canon, wake);
+    }
+
+    /// Inserts `key` (absent) held by `session`: it lives while the session
+    /// does, with no expiry of its own.
+    fn put_in_session(
+        &mut self,
+        now: u64,
+        key: &Arg<'_>,
+        value: Arg<'_>,
+        session: Canon,
+        wake: &mut Wake,
+    ) {
+        let entry = Entry {
+            key: key.term.clone(),
+            value: value.term.clone(),
+            value_canon: value.canon,
+            expires_at: u64::MAX,
+            session: Some(session),
+        };
+        if let Some(old) = self.entries.insert(key.canon.clone(), entry) {
+            self.expiry.remove(&(old.expires_at, key.canon.clone()));
+        }
+        self.settle(now, &key.canon, wake);
+    }
+
+    pub(super) fn session_live(&self, now: u64, session: &Canon) -> bool {
+        self.sessions.get(session).is_some_and(|&until| until > now)
+    }
+
+    /// Whether `entry` holds at `now`: its own lease, and its session's.
+    pub(super) fn live(&self, entry: &Entry, now: u64) -> bool {
+        entry.expires_at > now
+            && entry
+                .session
+                .as_ref()
+                .is_none_or(|s| self.session_live(now, s))
+    }
+
+    /// Drops every session whose lease is up, with its entries. Sessions
+    /// end rarely (a serving node stopped renewing), so one scan of the
+    /// entries per ended session costs less than an index per key.
+    pub(super) fn expire_sessions(&mut self, now: u64, wake: &mut Wake) {
+        let ended: Vec<Canon> = self
+            .sessions
+            .iter()
+            .filter(|(_, &until)| until <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        for session in &ended {
+            self.sessions.remove(session);
+        }
+        let keys: Vec<Canon> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.session.as_ref().is_some_and(|s| ended.contains(s)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.remove_entry(&key);
+            self.settle(now, &key, wake);
+        }
     }
 
     /// Replaces the value of a live entry, keeping its expiry.
@@ -238,7 +326,7 @@ impl Store {
 
     /// Drops `key`'s entry if its lease is up.
     fn expire_if_due(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
-        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
+        if self.entries.get(key).is_some_and(|e| !self.live(e, now)) {
             self.remove_entry(key);
             self.settle(now, key, wake);
         }
@@ -246,7 +334,7 @@ impl Store {
 
     /// After any change to `key`: answer the waiters its new state satisfies.
     pub(super) fn settle(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
-        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
+        if self.entries.get(key).is_some_and(|e| !self.live(e, now)) {
             // Born expired (a zero lease): gone at once.
             self.remove_entry(key);
         }
@@ -433,7 +521,7 @@ impl Store {
         let mut entries: Vec<(&Canon, &Entry)> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.expires_at > now)
+            .filter(|(_, e)| self.live(e, now))
             .collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let promises = promises

@@ -39,9 +39,12 @@ pub(super) enum Request<'a> {
     OneRoundLock {
         key: Arg<'a>,
         value: Arg<'a>,
-        lease_ms: u64,
+        lease: Lease<'a>,
         tag: Arg<'a>,
     },
+    /// `{erl_quorum_session, Session, LeaseMs}` (ours): start or extend a
+    /// session lease, which every entry written under it shares.
+    Session { session: Arg<'a>, lease_ms: u64 },
     /// `{update, Tag, Key, Value}`
     Update {
         tag: Arg<'a>,
@@ -107,8 +110,12 @@ pub(super) fn request(req: &Term) -> Option<Request<'_>> {
         ("erl_quorum_lock", [key, value, lease, tag]) => Request::OneRoundLock {
             key: arg(key)?,
             value: arg(value)?,
-            lease_ms: millis(lease)?,
+            lease: lease_arg(lease)?,
             tag: arg(tag)?,
+        },
+        ("erl_quorum_session", [session, lease]) => Request::Session {
+            session: arg(session)?,
+            lease_ms: millis(lease)?,
         },
         ("update", [tag, key, value]) => Request::Update {
             tag: arg(tag)?,
@@ -205,6 +212,22 @@ pub(super) fn millis(term: &Term) -> Option<u64> {
         // `as` saturates at u64::MAX; the range check keeps NaN and negatives out.
         Term::Float(f) if f.value.is_finite() && f.value >= 0.0 => Some(f.value as u64),
         _ => None,
+    }
+}
+
+/// How long a one-round lock's entry lives.
+#[derive(Debug)]
+pub(super) enum Lease<'a> {
+    /// `LeaseMs`: a lease of its own.
+    Ms(u64),
+    /// `{session, Session}`: as long as that session's lease.
+    Session(Arg<'a>),
+}
+
+fn lease_arg(term: &Term) -> Option<Lease<'_>> {
+    match as_tuple(term) {
+        Some([tag, session]) if is_atom(tag, "session") => Some(Lease::Session(arg(session)?)),
+        _ => millis(term).map(Lease::Ms),
     }
 }
 

@@ -1,0 +1,15 @@
+%%% erl_quorum_app: the application callback of erl_quorum.
+%%%
+%%% Starting the application starts the guard (rust_quorum) under
+%%% erl_quorum_sup; everything else in erl_quorum is plain function calls
+%%% made by the caller's own process.
+-module(erl_quorum_app).
+-behaviour(application).
+
+-export([start/2, stop/1]).
+
+start(_Type, _Args) ->
+    erl_quorum_sup:start_link().
+
+stop(_State) ->
+    ok.

@@ -1,0 +1,23 @@
+%%% erl_quorum_sup: the top supervisor of erl_quorum, with a single child,
+%%% the guard rust_quorum.
+-module(erl_quorum_sup).
+-behaviour(supervisor).
+
+-export([start_link/0, init/1]).
+
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+init([]) ->
+    %% A few restarts are tolerated: a restarted guard resubscribes and
+    %% rebuilds the registry table. It cannot recover the owners it tracked
+    %% (the protocol has no request to list them), so a crash loop must not
+    %% go unnoticed: past 5 restarts in 10 s the application stops.
+    SupFlags = #{strategy => one_for_one, intensity => 5, period => 10},
+    Guard = #{id => rust_quorum,
+              start => {rust_quorum, start_link, []},
+              restart => permanent,
+              shutdown => 5000,
+              type => worker,
+              modules => [rust_quorum]},
+    {ok, {SupFlags, [Guard]}}.

@@ -1,0 +1,532 @@
+%%% rust_quorum: the BEAM node's link to the erl_quorum Rust nodes.
+%%%
+%%% Two halves:
+%%%
+%%% - call/1, run by the caller's own process: sends one request to the
+%%%   `erl_quorum` process of a Rust node (see PROTOCOL.md), failing over
+%%%   along the `rust_nodes` list when a node is gone. It never goes through
+%%%   the rust_quorum process, so a blocking lock call holds up nobody else.
+%%%
+%%% - the rust_quorum gen_server (one per BEAM node, registered under that
+%%%   name, because the Rust nodes send it messages by name):
+%%%   * owns the ETS table `rust_registry` ({Name, Pid}), the local copy of
+%%%     the name registry that rust_registry:whereis_name/1 reads, kept in
+%%%     sync by a subscription to one Rust node;
+%%%   * is the guard of PROTOCOL.md: it learns which local processes own a
+%%%     lock or a name on which serving node (eq_owned / eq_released /
+%%%     eq_lost), renews their lease with keepalives, and tells the owners
+%%%     they lost it before anyone else can take it over: when the lease
+%%%     deadline passes, when the serving node goes down, or on eq_lost.
+%%%
+%%% All state that matters lives in the Rust nodes; this process holds only
+%%% a cache (the table) and the deadlines.
+-module(rust_quorum).
+-behaviour(gen_server).
+
+%% Client API.
+-export([start_link/0, call/1, nodes/0, current_node/0, status/0]).
+%% gen_server callbacks.
+-export([init/1, handle_continue/2, handle_call/3, handle_cast/2,
+         handle_info/2, terminate/2]).
+
+-include_lib("kernel/include/logger.hrl").
+
+-define(APP, erl_quorum).
+-define(SERVER, erl_quorum).
+-define(TABLE, rust_registry).
+%% Where call/1 remembers the Rust node that answered last. An atom: replacing
+%% it does not trigger the global GC that replacing a compound term would.
+-define(CURRENT, {?MODULE, current_node}).
+-define(TICK_MS, 200).
+-define(RESUBSCRIBE_MS, 500).
+-define(SUBSCRIBE_TIMEOUT_MS, 5000).
+%% PROTOCOL.md: the validity assumed on a node's first eq_owned, until its
+%% first keepalive answers.
+-define(FIRST_VALID_MS, 3000).
+
+%% What the guard knows about one serving Rust node that has owners here.
+-record(serving, {
+    %% {Owner, Kind, Key} => [] (a set).
+    owners = #{} :: #{{pid(), lock | name, term()} => []},
+    %% Monotonic ms; past it the owners' leases may have ended.
+    deadline :: integer(),
+    %% When the last keepalive went out, monotonic ms.
+    last_sent :: integer() | undefined,
+    %% The keepalive in flight: {RequestId, SentAt}. At most one per node:
+    %% every request ends in a reply or a DOWN, so there is no need for more.
+    pending :: {term(), integer()} | undefined
+}).
+
+-record(state, {
+    %% The registry subscription:
+    %%   {waiting, TRef}: no node answered; `resubscribe` fires in 500 ms;
+    %%   {subscribing, Node, ReqId, TRef, Rest, Buffer}: request in flight,
+    %%     Rest are the nodes to try next in this round, Buffer the change
+    %%     lists that arrived from Node before its reply (newest first);
+    %%   {subscribed, Node, Mref}: Mref monitors {erl_quorum, Node}.
+    sub = {waiting, undefined} :: tuple(),
+    %% Whether "no Rust node answers" was logged since the last subscription,
+    %% so a long outage logs once, not every 500 ms.
+    sub_warned = false :: boolean(),
+    serving = #{} :: #{node() => #serving{}},
+    %% Nodes we hold a monitor_node on. One monitor per node, kept until its
+    %% nodedown, so a nodedown always means that node went down.
+    monitored = #{} :: #{node() => []}
+}).
+
+%%%===================================================================
+%%% Client API
+%%%===================================================================
+
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%% Sends Request to `{erl_quorum, Node}` and returns the reply, trying the
+%% nodes of `rust_nodes` in order from the one that answered last. A node
+%% that is down, or whose erl_quorum process is gone, is skipped, so no call
+%% is lost while any node is up; when every node failed: exit
+%% `{no_rust_node, Nodes}`. Runs in the calling process; waits as long as
+%% the Rust node takes (a blocking lock waits for the lock).
+-spec call(term()) -> term().
+call(Request) ->
+    Nodes = ?MODULE:nodes(),
+    call(Request, rotate(Nodes, current_node()), Nodes, []).
+
+%% The configured Rust nodes (application env `rust_nodes`), read on every
+%% call so that application:set_env/3 takes effect at once.
+-spec nodes() -> [node()].
+nodes() ->
+    case application:get_env(?APP, rust_nodes, []) of
+        Nodes when is_list(Nodes) -> Nodes;
+        _ -> []
+    end.
+
+%% The node call/1 tries first: the last one that answered, or the first
+%% configured one; `undefined` when none is configured.
+-spec current_node() -> node() | undefined.
+current_node() ->
+    Nodes = ?MODULE:nodes(),
+    Cached = persistent_term:get(?CURRENT, undefined),
+    case lists:member(Cached, Nodes) of
+        true -> Cached;
+        false when Nodes =/= [] -> hd(Nodes);
+        false -> undefined
+    end.
+
+%% What the guard knows, for tests and operators:
+%% #{subscribed => Node | undefined, owners => #{Node => [{Owner, Kind, Key}]}}.
+-spec status() -> map().
+status() ->
+    gen_server:call(?MODULE, status).
+
+call(_Request, [], Nodes, _Failed) ->
+    %% Not logged: the caller gets the reason and decides (paxtor retries
+    %% many times a second while no node is up).
+    exit({no_rust_node, Nodes});
+call(Request, [Node | Rest], Nodes, Failed) ->
+    try gen_server:call({?SERVER, Node}, Request, infinity) of
+        Reply ->
+            remember(Node),
+            case Failed of
+                [] -> ok;
+                _ -> ?LOG_WARNING("erl_quorum: Rust node(s) ~p unavailable, "
+                                  "now calling ~p", [lists:reverse(Failed), Node])
+            end,
+            Reply
+    catch
+        exit:{Reason, {gen_server, call, _}} = Exit:Stack ->
+            case gone(Reason) of
+                true -> call(Request, Rest, Nodes, [{Node, Reason} | Failed]);
+                false -> erlang:raise(exit, Exit, Stack)
+            end
+    end.
+
+%% Exit reasons of gen_server:call meaning the server is not there (or died
+%% while serving us), as opposed to a bug worth crashing the caller for.
+gone(noproc) -> true;
+gone(noconnection) -> true;
+gone({nodedown, _}) -> true;
+gone(normal) -> true;
+gone(shutdown) -> true;
+gone({shutdown, _}) -> true;
+gone(killed) -> true;
+gone(_) -> false.
+
+remember(Node) ->
+    case persistent_term:get(?CURRENT, undefined) of
+        Node -> ok;
+        _ -> persistent_term:put(?CURRENT, Node)
+    end.
+
+%% Nodes in order starting at Start (all of them, wrapping around).
+rotate(Nodes, Start) ->
+    case lists:splitwith(fun(N) -> N =/= Start end, Nodes) of
+        {Before, [Start | After]} -> [Start | After] ++ Before;
+        {_, []} -> Nodes
+    end.
+
+%%%===================================================================
+%%% gen_server callbacks
+%%%===================================================================
+
+init([]) ->
+    %% Public: rust_registry:register_name/2 inserts from the caller's process
+    %% so that its own whereis right after sees the name.
+    ?TABLE = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
+    erlang:send_after(?TICK_MS, self(), tick),
+    %% Subscribing may start a connection: not in init, which blocks the
+    %% supervisor.
+    {ok, #state{}, {continue, subscribe}}.
+
+handle_continue(subscribe, State) ->
+    {noreply, start_round(State)}.
+
+handle_call(status, _From, State) ->
+    Subscribed = case State#state.sub of
+                     {subscribed, Node, _} -> Node;
+                     _ -> undefined
+                 end,
+    Owners = maps:map(fun(_, #serving{owners = O}) -> maps:keys(O) end,
+                      State#state.serving),
+    {reply, #{subscribed => Subscribed, owners => Owners}, State};
+handle_call(Request, _From, State) ->
+    {reply, {error, {unknown_request, Request}}, State}.
+
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% The guard's messages from serving nodes (PROTOCOL.md).
+handle_info({eq_owned, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
+    {noreply, owned(Node, {Owner, Kind, Key}, State)};
+handle_info({eq_released, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
+    {noreply, released(Node, {Owner, Kind, Key}, State)};
+handle_info({eq_lost, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
+    ?LOG_WARNING("erl_quorum: Rust node ~p could not renew ~p ~0p of ~p; "
+                 "telling the owner", [Node, Kind, Key, Owner]),
+    tell(Owner, Kind, Key),
+    {noreply, forget(Node, {Owner, Kind, Key}, State)};
+handle_info(tick, State) ->
+    erlang:send_after(?TICK_MS, self(), tick),
+    {noreply, check_deadlines(State)};
+handle_info({nodedown, Node}, State) ->
+    {noreply, nodedown(Node, State)};
+%% Registry changes: applied only from the node we subscribed to, in order.
+handle_info({rust_registry, Node, Changes}, State) ->
+    {noreply, registry_changes(Node, Changes, State)};
+handle_info(resubscribe, #state{sub = {waiting, _}} = State) ->
+    {noreply, start_round(State)};
+handle_info({subscribe_timeout, ReqId},
+            #state{sub = {subscribing, Node, ReqId, _, _, _}} = State) ->
+    %% receive_response/2 with 0 abandons the request: a late reply is dropped
+    %% (or taken, if it arrived just now).
+    case gen_server:receive_response(ReqId, 0) of
+        timeout ->
+            ?LOG_WARNING("erl_quorum: Rust node ~p did not answer subscribe "
+                         "within ~p ms", [Node, ?SUBSCRIBE_TIMEOUT_MS]),
+            {noreply, subscribe_failed(State)};
+        Response ->
+            {noreply, subscribe_response(Response, State)}
+    end;
+handle_info({'DOWN', Mref, process, _, Reason},
+            #state{sub = {subscribed, Node, Mref}} = State) ->
+    %% The subscribed erl_quorum process is gone, and with it our
+    %% subscription: another node must feed the table.
+    ?LOG_WARNING("erl_quorum: registry subscription on ~p lost (~p)",
+                 [Node, Reason]),
+    {noreply, try_subscribe(next_nodes(Node), State)};
+handle_info(Msg, State) ->
+    {noreply, response(Msg, State)}.
+
+terminate(_Reason, _State) ->
+    ok.
+
+%%%===================================================================
+%%% The guard
+%%%===================================================================
+
+owned(Node, Entry, #state{serving = Serving} = State0) ->
+    State = watch_node(Node, State0),
+    Now = now_ms(),
+    Srv0 = case maps:find(Node, Serving) of
+               {ok, Found} -> Found;
+               error -> #serving{deadline = Now + ?FIRST_VALID_MS - margin_ms()}
+           end,
+    Srv = Srv0#serving{owners = maps:put(Entry, [], Srv0#serving.owners)},
+    %% A node just gaining owners gets its first keepalive now, to replace the
+    %% assumed ValidMs0 with a real one early.
+    State#state{serving = maps:put(Node, maybe_keepalive(Node, Srv, Now), Serving)}.
+
+released(Node, {Owner, Kind, Key} = Entry, State) ->
+    case Kind of
+        %% Matches the pid too: a newer holder of the name must stay.
+        name -> ets:delete_object(?TABLE, {Key, Owner});
+        _ -> ok
+    end,
+    forget(Node, Entry, State).
+
+%% Drops one entry; a node left without owners needs no more keepalives.
+forget(Node, Entry, #state{serving = Serving} = State) ->
+    case maps:find(Node, Serving) of
+        {ok, #serving{owners = Owners0} = Srv} ->
+            Owners = maps:remove(Entry, Owners0),
+            case map_size(Owners) of
+                0 ->
+                    abandon(Srv),
+                    State#state{serving = maps:remove(Node, Serving)};
+                _ ->
+                    State#state{serving = maps:put(Node, Srv#serving{owners = Owners}, Serving)}
+            end;
+        error ->
+            State
+    end.
+
+%% Every tick: tells the owners of nodes whose deadline passed, and sends the
+%% keepalives that are due.
+check_deadlines(#state{serving = Serving} = State) ->
+    Now = now_ms(),
+    maps:fold(
+      fun(Node, #serving{deadline = Deadline} = Srv, Acc) when Now >= Deadline ->
+              lose_node(Node, Srv, "its lease deadline passed", Acc);
+         (Node, Srv, #state{serving = S} = Acc) ->
+              Acc#state{serving = maps:put(Node, maybe_keepalive(Node, Srv, Now), S)}
+      end, State, Serving).
+
+maybe_keepalive(Node, #serving{pending = undefined, last_sent = Last} = Srv, Now) ->
+    case Last =:= undefined orelse Now - Last >= keepalive_ms() of
+        true ->
+            %% Never blocks: the reply (or a DOWN) comes back as a message.
+            ReqId = gen_server:send_request({?SERVER, Node}, keepalive),
+            Srv#serving{pending = {ReqId, Now}, last_sent = Now};
+        false ->
+            Srv
+    end;
+maybe_keepalive(_Node, Srv, _Now) ->
+    Srv.
+
+keepalive_response(Node, {reply, {ok, ValidMs}}, SentAt, Srv) when is_integer(ValidMs) ->
+    %% The lease holds for ValidMs from when the node got the keepalive, which
+    %% was after SentAt: counting from SentAt errs on the safe side.
+    Deadline = max(Srv#serving.deadline, SentAt + ValidMs - margin_ms()),
+    ?LOG_DEBUG("erl_quorum: keepalive ~p: ~p ms", [Node, ValidMs]),
+    Srv#serving{pending = undefined, deadline = Deadline};
+keepalive_response(Node, {reply, Other}, _SentAt, Srv) ->
+    ?LOG_WARNING("erl_quorum: Rust node ~p answered keepalive with ~0p",
+                 [Node, Other]),
+    Srv#serving{pending = undefined};
+keepalive_response(Node, {error, {Reason, _}}, _SentAt, Srv) ->
+    %% No new deadline: if the node stays unreachable, the current one passes
+    %% and the owners are told. A nodedown, if any, comes separately.
+    ?LOG_WARNING("erl_quorum: keepalive to Rust node ~p failed: ~p",
+                 [Node, Reason]),
+    Srv#serving{pending = undefined}.
+
+%% Tells every owner of Node, then forgets the node.
+lose_node(Node, #serving{owners = Owners} = Srv, Why, #state{serving = Serving} = State) ->
+    Entries = maps:keys(Owners),
+    ?LOG_WARNING("erl_quorum: lost Rust node ~p (~s); telling ~p owner(s): ~0p",
+                 [Node, Why, length(Entries), Entries]),
+    [tell(Owner, Kind, Key) || {Owner, Kind, Key} <- Entries],
+    abandon(Srv),
+    State#state{serving = maps:remove(Node, Serving)}.
+
+%% Tells one owner it lost Key, the way `on_lost` says. A name also leaves
+%% the local table at once: its holder is no longer to be reached by it.
+tell(Owner, Kind, Key) ->
+    Reason = case Kind of
+                 name -> ets:delete_object(?TABLE, {Key, Owner}),
+                         {name_lost, Key};
+                 _ -> {lock_lost, Key}
+             end,
+    case on_lost() of
+        message when is_pid(Owner) -> Owner ! Reason;
+        exit when is_pid(Owner) -> exit(Owner, Reason);
+        _ -> ok
+    end,
+    ok.
+
+%% Forgets the keepalive in flight, so its late reply is dropped.
+abandon(#serving{pending = undefined}) -> ok;
+abandon(#serving{pending = {ReqId, _}}) -> _ = gen_server:receive_response(ReqId, 0), ok.
+
+nodedown(Node, #state{monitored = Monitored, serving = Serving} = State0) ->
+    State1 = State0#state{monitored = maps:remove(Node, Monitored)},
+    State2 = case maps:find(Node, Serving) of
+                 {ok, Srv} -> lose_node(Node, Srv, "nodedown", State1);
+                 error -> State1
+             end,
+    case State2#state.sub of
+        {subscribed, Node, Mref} ->
+            erlang:demonitor(Mref, [flush]),
+            ?LOG_WARNING("erl_quorum: Rust node ~p down; resubscribing the "
+                         "registry elsewhere", [Node]),
+            try_subscribe(next_nodes(Node), State2);
+        _ ->
+            %% A request in flight to Node ends in its own DOWN.
+            State2
+    end.
+
+watch_node(Node, #state{monitored = Monitored} = State) ->
+    case maps:is_key(Node, Monitored) of
+        true ->
+            State;
+        false ->
+            try erlang:monitor_node(Node, true)
+            catch error:notalive -> self() ! {nodedown, Node}
+            end,
+            State#state{monitored = maps:put(Node, [], Monitored)}
+    end.
+
+%% A message that is none of the above: maybe the answer to the subscribe
+%% request or to a keepalive. Anything else (late replies of abandoned
+%% requests, stray monitors) is dropped.
+response(Msg, #state{sub = {subscribing, _, ReqId, TRef, _, _}} = State) ->
+    case gen_server:check_response(Msg, ReqId) of
+        no_reply ->
+            keepalive_msg(Msg, State);
+        Response ->
+            _ = erlang:cancel_timer(TRef),
+            subscribe_response(Response, State)
+    end;
+response(Msg, State) ->
+    keepalive_msg(Msg, State).
+
+keepalive_msg(Msg, #state{serving = Serving} = State) ->
+    keepalive_msg(Msg, maps:to_list(Serving), State).
+
+keepalive_msg(_Msg, [], State) ->
+    State;
+keepalive_msg(Msg, [{Node, #serving{pending = {ReqId, SentAt}} = Srv} | Rest], State) ->
+    case gen_server:check_response(Msg, ReqId) of
+        no_reply ->
+            keepalive_msg(Msg, Rest, State);
+        Response ->
+            Serving = State#state.serving,
+            State#state{serving = maps:put(Node, keepalive_response(Node, Response, SentAt, Srv), Serving)}
+    end;
+keepalive_msg(Msg, [_ | Rest], State) ->
+    keepalive_msg(Msg, Rest, State).
+
+%%%===================================================================
+%%% The registry subscription
+%%%===================================================================
+
+%% A round tries every configured node once, from the current one.
+start_round(State) ->
+    Nodes = ?MODULE:nodes(),
+    try_subscribe(rotate(Nodes, current_node()), State).
+
+%% The nodes after Node in the configured order, Node itself excluded (it
+%% just failed; the next round tries it again).
+next_nodes(Node) ->
+    case rotate(?MODULE:nodes(), Node) of
+        [Node | Rest] -> Rest;
+        All -> All
+    end.
+
+try_subscribe([], #state{sub_warned = Warned} = State) ->
+    case Warned of
+        true -> ok;
+        false -> ?LOG_WARNING("erl_quorum: no Rust node of ~p answers; "
+                              "retrying every ~p ms",
+                              [?MODULE:nodes(), ?RESUBSCRIBE_MS])
+    end,
+    TRef = erlang:send_after(?RESUBSCRIBE_MS, self(), resubscribe),
+    State#state{sub = {waiting, TRef}, sub_warned = true};
+try_subscribe([Node | Rest], State0) ->
+    State = watch_node(Node, State0),
+    %% Asynchronous, with our own timeout: the guard keeps serving eq_* and
+    %% ticks while a node is slow to answer.
+    ReqId = gen_server:send_request({?SERVER, Node}, {subscribe, self()}),
+    TRef = erlang:send_after(?SUBSCRIBE_TIMEOUT_MS, self(), {subscribe_timeout, ReqId}),
+    State#state{sub = {subscribing, Node, ReqId, TRef, Rest, []}}.
+
+subscribe_failed(#state{sub = {subscribing, _, _, _, Rest, _}} = State) ->
+    try_subscribe(Rest, State).
+
+subscribe_response({reply, {ok, Pairs}},
+                   #state{sub = {subscribing, Node, _, _, _, Buffer}} = State)
+  when is_list(Pairs) ->
+    replace_table(Pairs, State),
+    %% Changes sent after the snapshot that overtook the reply.
+    lists:foreach(fun apply_changes/1, lists:reverse(Buffer)),
+    Mref = erlang:monitor(process, {?SERVER, Node}),
+    %% Callers still pointed at a node that is gone would each pay a failed
+    %% call (maybe a connection attempt) before failing over: point them here.
+    case lists:member(current_node(), erlang:nodes(connected)) of
+        true -> ok;
+        false -> remember(Node)
+    end,
+    ?LOG_INFO("erl_quorum: registry subscribed on ~p (~p names)",
+              [Node, length(Pairs)]),
+    State#state{sub = {subscribed, Node, Mref}, sub_warned = false};
+subscribe_response({reply, Other}, #state{sub = {subscribing, Node, _, _, _, _}} = State) ->
+    ?LOG_WARNING("erl_quorum: Rust node ~p answered subscribe with ~0p",
+                 [Node, Other]),
+    subscribe_failed(State);
+subscribe_response({error, {Reason, _}}, #state{sub = {subscribing, Node, _, _, _, _}} = State) ->
+    ?LOG_DEBUG("erl_quorum: subscribe to ~p failed: ~p", [Node, Reason]),
+    subscribe_failed(State).
+
+registry_changes(Node, Changes, #state{sub = {subscribed, Node, _}} = State) ->
+    apply_changes(Changes),
+    State;
+registry_changes(Node, Changes,
+                 #state{sub = {subscribing, Node, ReqId, TRef, Rest, Buffer}} = State) ->
+    State#state{sub = {subscribing, Node, ReqId, TRef, Rest, [Changes | Buffer]}};
+registry_changes(_Node, _Changes, State) ->
+    %% From a node we no longer (or not yet) follow, e.g. a subscription whose
+    %% reply came after we had given up on it. The protocol has no
+    %% unsubscribe; the node stops when this process exits.
+    State.
+
+apply_changes(Changes) when is_list(Changes) ->
+    lists:foreach(fun({Name, undefined}) -> ets:delete(?TABLE, Name);
+                     ({_Name, Pid} = Pair) when is_pid(Pid) -> ets:insert(?TABLE, Pair);
+                     (_) -> ok
+                  end, Changes);
+apply_changes(_) ->
+    ok.
+
+%% Makes the table equal to the snapshot, without emptying it first (a
+%% whereis in between must not miss names that stay). Names owned by local
+%% processes that the snapshot lacks stay too: their owner may have
+%% registered after the snapshot was taken, and their change is on its way.
+replace_table(Pairs, #state{serving = Serving}) ->
+    New = maps:from_list([P || {_, Pid} = P <- Pairs, is_pid(Pid)]),
+    LocalNames = maps:from_list(
+                   [{{Name, Owner}, []} || #serving{owners = Owners} <- maps:values(Serving),
+                                           {Owner, name, Name} <- maps:keys(Owners)]),
+    Stale = ets:foldl(
+              fun({Name, Pid}, Acc) ->
+                      case maps:is_key(Name, New) orelse maps:is_key({Name, Pid}, LocalNames) of
+                          true -> Acc;
+                          false -> [Name | Acc]
+                      end
+              end, [], ?TABLE),
+    lists:foreach(fun(Name) -> ets:delete(?TABLE, Name) end, Stale),
+    ets:insert(?TABLE, maps:to_list(New)).
+
+%%%===================================================================
+%%% Configuration
+%%%===================================================================
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
+
+keepalive_ms() ->
+    int_env(keepalive_ms, 1000).
+
+margin_ms() ->
+    int_env(margin_ms, 2000).
+
+on_lost() ->
+    case application:get_env(?APP, on_lost, exit) of
+        message -> message;
+        _ -> exit
+    end.
+
+int_env(Key, Default) ->
+    case application:get_env(?APP, Key, Default) of
+        N when is_integer(N), N >= 0 -> N;
+        _ -> Default
+    end.

@@ -1,0 +1,112 @@
+%%% rust_registry: the via module of the erl_quorum name registry.
+%%%
+%%% Use `{via, rust_registry, Name}` as a process name in gen_server,
+%%% gen_statem, supervisor or Elixir's GenServer. Names are cluster-wide and
+%%% held by the Rust nodes; registering and unregistering are round trips to
+%%% one of them, while whereis_name/1 (which gen calls on every call, cast and
+%%% stop) reads only the local ETS table `rust_registry` that rust_quorum keeps
+%%% in sync. A name is released when its owner exits or on unregister_name/1.
+-module(rust_registry).
+
+-export([register_name/2, unregister_name/1, whereis_name/1, send/2]).
+
+-define(TABLE, rust_registry).
+%% A local holder that is already dead is a name whose release the Rust node
+%% has not processed yet (a supervisor restarting a child under the same name
+%% gets there first): register again, for up to about 2 s.
+-define(DEAD_HOLDER_RETRIES, 200).
+-define(DEAD_HOLDER_SLEEP_MS, 10).
+
+%% yes when Name now belongs to Pid, no when another process holds it. On
+%% no, the table knows the holder before this returns, so gen's whereis_name
+%% right after can put it in `{error, {already_started, Pid}}`.
+-spec register_name(term(), pid()) -> yes | no.
+register_name(Name, Pid) when is_pid(Pid) ->
+    register_name(Name, Pid, ?DEAD_HOLDER_RETRIES).
+
+register_name(Name, Pid, Retries) ->
+    case rust_quorum:call({register_name, Name, Pid}) of
+        yes ->
+            %% Before returning: the caller's next whereis must see it.
+            cache(Name, Pid),
+            yes;
+        no ->
+            taken(Name, Pid, Retries);
+        Other ->
+            erlang:error({unexpected_reply, {register_name, Name, Pid}, Other})
+    end.
+
+%% The Rust node said no. Trust the table if it names a plausible holder;
+%% otherwise ask the Rust node once who holds the name.
+taken(Name, Pid, Retries) ->
+    case whereis_name(Name) of
+        Holder when is_pid(Holder), Holder =/= Pid ->
+            case dead_local(Holder) of
+                false -> no;
+                true -> ask(Name, Pid, Retries)
+            end;
+        _ ->
+            ask(Name, Pid, Retries)
+    end.
+
+ask(Name, Pid, Retries) ->
+    case rust_quorum:call({whereis_name, Name}) of
+        Pid ->
+            %% Already ours: a register whose reply was lost when its node
+            %% went down, retried by rust_quorum:call/1 on another node.
+            cache(Name, Pid),
+            yes;
+        Holder when is_pid(Holder) ->
+            case dead_local(Holder) andalso Retries > 0 of
+                true ->
+                    timer:sleep(?DEAD_HOLDER_SLEEP_MS),
+                    register_name(Name, Pid, Retries - 1);
+                false ->
+                    cache(Name, Holder),
+                    no
+            end;
+        undefined when Retries > 0 ->
+            %% Released between the two calls: try again.
+            register_name(Name, Pid, Retries - 1);
+        _ ->
+            no
+    end.
+
+%% Releases Name whoever holds it, and drops it from the local table.
+-spec unregister_name(term()) -> ok.
+unregister_name(Name) ->
+    _ = rust_quorum:call({unregister_name, Name}),
+    try ets:delete(?TABLE, Name)
+    catch error:badarg -> true
+    end,
+    ok.
+
+%% The holder of Name according to the local table: no round trip, so it may
+%% lag the Rust nodes by the time a change takes to arrive. undefined also
+%% when erl_quorum is not started (there is no table).
+-spec whereis_name(term()) -> pid() | undefined.
+whereis_name(Name) ->
+    try ets:lookup(?TABLE, Name) of
+        [{_, Pid}] -> Pid;
+        [] -> undefined
+    catch
+        error:badarg -> undefined
+    end.
+
+-spec send(term(), term()) -> pid().
+send(Name, Msg) ->
+    case whereis_name(Name) of
+        undefined ->
+            exit({badarg, {Name, Msg}});
+        Pid ->
+            Pid ! Msg,
+            Pid
+    end.
+
+cache(Name, Pid) ->
+    try ets:insert(?TABLE, {Name, Pid})
+    catch error:badarg -> true
+    end.
+
+dead_local(Pid) ->
+    node(Pid) =:= node() andalso not is_process_alive(Pid).

@@ -1,0 +1,122 @@
+//! The Rust API of the services: Rust processes take locks and register
+//! names on the same quorum BEAM code uses, and find names BEAM processes
+//! registered. Every call goes to the `erl_quorum` process of one serving
+//! node (this one by default), as `rebar_fixture`'s modules do.
+
+use crate::process::{CallError, Process};
+use crate::term::{as_tuple, atom, is_atom, tuple, Pid, Term};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the erl_quorum service could not be called: {0}")]
+    Call(#[from] CallError),
+    #[error("unexpected reply from the erl_quorum service: {0}")]
+    Reply(Term),
+}
+
+/// The answer to a lock request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockReply {
+    Acquired,
+    HeldBy(Pid),
+    NoQuorum,
+}
+
+/// A client of one serving node's `erl_quorum` service, bound to a process.
+pub struct Registry {
+    process: Process,
+    server: String,
+    timeout: Duration,
+}
+
+impl Registry {
+    /// A client of the service on `process`'s own node.
+    pub fn new(process: Process) -> Registry {
+        let server = process.node().name().to_owned();
+        Registry {
+            process,
+            server,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Talk to the service on `node` instead.
+    pub fn with_server(mut self, node: &str) -> Registry {
+        self.server = node.to_owned();
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Registry {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    async fn call(&mut self, request: Term, timeout: Duration) -> Result<Term, RegistryError> {
+        let server = self.server.clone();
+        Ok(self
+            .process
+            .call(("erl_quorum", server.as_str()), request, timeout)
+            .await?)
+    }
+
+    /// `paxtor:lock(Key, [{block, Block}])` for this client's process: it
+    /// holds the lock until it exits (reentrant).
+    pub async fn lock(&mut self, key: Term, block: bool) -> Result<LockReply, RegistryError> {
+        let owner = Term::from(self.process.pid().clone());
+        let request = tuple(vec![atom("lock"), key, owner, atom(&block.to_string())]);
+        let timeout = if block { Duration::from_secs(86_400) } else { self.timeout };
+        let reply = self.call(request, timeout).await?;
+        match (&reply, as_tuple(&reply)) {
+            (r, _) if is_atom(r, "acquired") => Ok(LockReply::Acquired),
+            (r, _) if is_atom(r, "no_quorum") => Ok(LockReply::NoQuorum),
+            (_, Some([held, Term::Pid(pid)])) if is_atom(held, "held_by") => {
+                Ok(LockReply::HeldBy(pid.clone()))
+            }
+            _ => Err(RegistryError::Reply(reply)),
+        }
+    }
+
+    /// `register_name(Name, Pid)`: `true` for `yes`.
+    pub async fn register(&mut self, name: Term, pid: &Pid) -> Result<bool, RegistryError> {
+        let request = tuple(vec![atom("register_name"), name, Term::from(pid.clone())]);
+        let reply = self.call(request, self.timeout).await?;
+        match &reply {
+            r if is_atom(r, "yes") => Ok(true),
+            r if is_atom(r, "no") => Ok(false),
+            _ => Err(RegistryError::Reply(reply)),
+        }
+    }
+
+    pub async fn unregister(&mut self, name: Term) -> Result<(), RegistryError> {
+        let request = tuple(vec![atom("unregister_name"), name]);
+        self.call(request, self.timeout).await.map(|_| ())
+    }
+
+    /// The pid registered under `name` (by any BEAM or Rust process).
+    pub async fn whereis(&mut self, name: Term) -> Result<Option<Pid>, RegistryError> {
+        let request = tuple(vec![atom("whereis_name"), name]);
+        match self.call(request, self.timeout).await? {
+            Term::Pid(pid) => Ok(Some(pid)),
+            r if is_atom(&r, "undefined") => Ok(None),
+            other => Err(RegistryError::Reply(other)),
+        }
+    }
+
+    /// `gen_server:call({via, rust_registry, Name}, Request)`.
+    pub async fn call_name(
+        &mut self,
+        name: Term,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Term, RegistryError> {
+        let Some(pid) = self.whereis(name.clone()).await? else {
+            return Err(RegistryError::Call(CallError::NoProc));
+        };
+        Ok(self.process.call(&pid, request, timeout).await?)
+    }
+}

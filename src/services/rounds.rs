@@ -1,0 +1,353 @@
+//! The quorum operations the serving node runs for its slots, on a pool of
+//! worker processes so the server's loop never waits on a master.
+//!
+//! Each job ends in one [`Event`] on the server's channel. The calls go to
+//! the `locker` processes of the masters (this node's included) with the
+//! node-monitored `quorum_call`, so a lost master costs no timeout.
+
+use super::slots::{OpId, Outcome};
+use crate::node::Node;
+use crate::process::{CallError, Caller, Process};
+use crate::quorum::store::Canon;
+use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::Instant;
+
+/// Work for a worker.
+#[derive(Debug)]
+pub enum Job {
+    Acquire {
+        op: OpId,
+        slot: Canon,
+        qkey: Term,
+        value: Term,
+        epoch: u64,
+        session: Term,
+    },
+    Release {
+        op: OpId,
+        slot: Canon,
+        qkey: Term,
+        value: Term,
+    },
+    WaitRelease {
+        op: OpId,
+        slot: Canon,
+        qkey: Term,
+    },
+    /// Renew (or open) the session; the lease counts from `sent_at`.
+    Renew {
+        session: Term,
+        epoch: u64,
+        lease: Duration,
+    },
+    /// Answer `caller` with the holder of `qkey` on this node's master.
+    WhereIs { caller: Caller, qkey: Term },
+    /// Subscribe the server to the names a peer serves.
+    SubscribePeer { peer: String, server: Pid },
+}
+
+/// What a job reports back.
+#[derive(Debug)]
+pub enum Event {
+    Done {
+        slot: Canon,
+        op: OpId,
+        epoch: u64,
+        outcome: Outcome,
+    },
+    Renewed {
+        epoch: u64,
+        sent_at: Instant,
+        ok: bool,
+    },
+    PeerSnapshot {
+        peer: String,
+        names: Option<Term>,
+    },
+    /// A delayed [`super::slots::Action::RetryLater`] is due.
+    Retry(Canon),
+    /// A delayed [`super::slots::Action::ReleaseLater`] is due.
+    ReleaseDue(Canon, Pid),
+}
+
+/// Shared settings of every worker.
+#[derive(Debug, Clone)]
+pub struct RoundConfig {
+    pub masters: Vec<String>,
+    pub w: usize,
+    pub timeout: Duration,
+    /// How long one `wait_for_release` round waits before looking again.
+    pub wait_release: Duration,
+}
+
+/// Starts `count` workers taking jobs from one queue.
+pub fn start_pool(
+    node: &Node,
+    count: usize,
+    config: RoundConfig,
+    events: mpsc::UnboundedSender<Event>,
+) -> mpsc::UnboundedSender<Job> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..count.max(1) {
+        let worker = Worker {
+            process: node.spawn_process(),
+            config: config.clone(),
+            events: events.clone(),
+        };
+        tokio::spawn(worker.run(rx.clone()));
+    }
+    tx
+}
+
+struct Worker {
+    process: Process,
+    config: RoundConfig,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// How the masters answered one round.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: usize,
+    /// `{error, not_expected_value}` / `not_owner`: someone else holds it.
+    held: usize,
+    /// Any other error reply: refused for now.
+    refused: usize,
+    /// Masters that answered `held`, to ask who.
+    held_at: Vec<String>,
+}
+
+impl Worker {
+    async fn run(mut self, jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+        loop {
+            let job = { jobs.lock().await.recv().await };
+            let Some(job) = job else { return };
+            if let Some(event) = self.perform(job).await {
+                if self.events.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn perform(&mut self, job: Job) -> Option<Event> {
+        match job {
+            Job::Acquire {
+                op,
+                slot,
+                qkey,
+                value,
+                epoch,
+                session,
+            } => {
+                let outcome = self.acquire(qkey, value, session).await;
+                Some(Event::Done {
+                    slot,
+                    op,
+                    epoch,
+                    outcome,
+                })
+            }
+            Job::Release {
+                op,
+                slot,
+                qkey,
+                value,
+            } => {
+                self.release(qkey, value).await;
+                Some(Event::Done {
+                    slot,
+                    op,
+                    epoch: 0,
+                    outcome: Outcome::Released,
+                })
+            }
+            Job::WaitRelease { op, slot, qkey } => {
+                let ms = int(self.config.wait_release.as_millis() as i64);
+                let request = tuple(vec![atom("wait_for_release"), qkey, ms]);
+                let timeout = self.config.wait_release + Duration::from_millis(500);
+                // W masters saying "gone" make it worth another try; one
+                // could be a master that missed the write.
+                let _ = self.round(request, timeout, |t| is_ok_released(t)).await;
+                Some(Event::Done {
+                    slot,
+                    op,
+                    epoch: 0,
+                    outcome: Outcome::Released,
+                })
+            }
+            Job::Renew {
+                session,
+                epoch,
+                lease,
+            } => {
+                let sent_at = Instant::now();
+                let ms = int(lease.as_millis() as i64);
+                let request = tuple(vec![atom("erl_quorum_session"), session, ms]);
+                let tally = self.round(request, self.config.timeout, |t| is_atom(t, "ok")).await;
+                Some(Event::Renewed {
+                    epoch,
+                    sent_at,
+                    ok: tally.ok >= self.config.w,
+                })
+            }
+            Job::WhereIs { caller, qkey } => {
+                let node = self.process.node().name().to_owned();
+                let holder = self.dirty_read(&node, qkey).await;
+                let reply = holder.map_or(atom("undefined"), Term::from);
+                caller.reply(&self.process, reply);
+                None
+            }
+            Job::SubscribePeer { peer, server } => {
+                let request = tuple(vec![atom("subscribe_peer"), Term::from(server)]);
+                let reply = self
+                    .process
+                    .call(("erl_quorum", peer.as_str()), request, self.config.timeout)
+                    .await;
+                let names = match reply {
+                    Ok(Term::Tuple(t)) if t.elements.len() == 2 && is_atom(&t.elements[0], "ok") => {
+                        Some(t.elements[1].clone())
+                    }
+                    _ => None,
+                };
+                Some(Event::PeerSnapshot { peer, names })
+            }
+        }
+    }
+
+    /// Sends `request` to every master and counts the answers, stopping
+    /// once W said yes (by `yes`) or W can no longer be reached.
+    async fn round(
+        &mut self,
+        request: Term,
+        timeout: Duration,
+        yes: impl Fn(&Term) -> bool,
+    ) -> Tally {
+        let w = self.config.w;
+        let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
+        let count = |results: &[Option<Result<Term, CallError>>]| {
+            results
+                .iter()
+                .filter(|r| matches!(r, Some(Ok(t)) if yes(t)))
+                .count()
+        };
+        let results = match self
+            .process
+            .quorum_call(&masters, "locker", request, timeout, |results| {
+                let open = results.iter().filter(|r| r.is_none()).count();
+                let ok = count(results);
+                ok >= w || ok + open < w
+            })
+            .await
+        {
+            Ok(results) => results,
+            Err(_) => return Tally::default(),
+        };
+        let mut tally = Tally::default();
+        for (result, master) in results.iter().zip(&self.config.masters) {
+            match result {
+                Some(Ok(t)) if yes(t) => tally.ok += 1,
+                Some(Ok(t)) if is_error(t, "not_expected_value") => {
+                    tally.held += 1;
+                    tally.held_at.push(master.clone());
+                }
+                Some(Ok(_)) => tally.refused += 1,
+                _ => {}
+            }
+        }
+        tally
+    }
+
+    /// One-round lock under the session; short of W, the masters that took
+    /// it are released (the release follows the lock on each connection).
+    async fn acquire(&mut self, qkey: Term, value: Term, session: Term) -> Outcome {
+        let tag = Term::from(self.process.node().make_ref());
+        let lease = tuple(vec![atom("session"), session]);
+        let request = tuple(vec![
+            atom("erl_quorum_lock"),
+            qkey.clone(),
+            value.clone(),
+            lease,
+            tag.clone(),
+        ]);
+        let tally = self
+            .round(request, self.config.timeout, |t| is_atom(t, "ok"))
+            .await;
+        if tally.ok >= self.config.w {
+            return Outcome::Acquired;
+        }
+        if tally.ok > 0 {
+            let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
+            let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
+            let _ = self
+                .process
+                .quorum_call(&masters, "locker", undo, self.config.timeout, |_| true)
+                .await;
+        }
+        if tally.held > 0 {
+            for master in tally.held_at.clone() {
+                if let Some(holder) = self.dirty_read(&master, qkey.clone()).await {
+                    return Outcome::HeldBy(Some(holder));
+                }
+            }
+            // Gone by the time we asked: look again soon.
+            return Outcome::Busy;
+        }
+        if tally.ok + tally.refused >= self.config.w {
+            Outcome::Busy
+        } else {
+            Outcome::NoQuorum
+        }
+    }
+
+    /// Releases until W masters no longer hold `value` under `qkey`
+    /// (`not_found` and `not_owner` count: it is not ours there). While this
+    /// node's session lives the entry would otherwise stay, so it retries.
+    async fn release(&mut self, qkey: Term, value: Term) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let tag = Term::from(self.process.node().make_ref());
+            let request = tuple(vec![atom("release"), qkey.clone(), value.clone(), tag]);
+            let tally = self
+                .round(request, self.config.timeout, |t| {
+                    is_atom(t, "ok") || is_error(t, "not_found") || is_error(t, "not_owner")
+                })
+                .await;
+            if tally.ok >= self.config.w {
+                return;
+            }
+            tracing::warn!(key = %qkey, "release short of a quorum; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The owner pid in `node`'s entry for `qkey`, if any.
+    async fn dirty_read(&mut self, node: &str, qkey: Term) -> Option<Pid> {
+        let request = tuple(vec![atom("dirty_read"), qkey]);
+        let reply = self
+            .process
+            .call(("locker", node), request, self.config.timeout)
+            .await
+            .ok()?;
+        match as_tuple(&reply)? {
+            [ok, value] if is_atom(ok, "ok") => match as_tuple(value)? {
+                [Term::Pid(pid), _serving] => Some(pid.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+fn is_error(term: &Term, reason: &str) -> bool {
+    matches!(as_tuple(term), Some([e, r]) if is_atom(e, "error") && is_atom(r, reason))
+}
+
+fn is_ok_released(term: &Term) -> bool {
+    matches!(as_tuple(term), Some([o, r]) if is_atom(o, "ok") && is_atom(r, "released"))
+}

@@ -1,0 +1,531 @@
+//! The process registered as `erl_quorum`: the tokio driver around
+//! [`Slots`]. It parses the calls of `rebar_fixture/PROTOCOL.md`, carries
+//! out the slots' actions (replies, monitors, jobs for the worker pool,
+//! messages to guards and subscribers), keeps the session renewed, and
+//! shares name changes with its peer serving nodes.
+
+use super::names::{change, NameView, Origin};
+use super::rounds::{Event, Job};
+use super::slots::{Action, Kind, Slots};
+use super::ServicesConfig;
+use crate::process::{Caller, Mail, Process, ProcessError};
+use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Pid, Reference, Term};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What a monitor set by the server watches.
+#[derive(Debug, Clone)]
+enum Watched {
+    Owner(Pid),
+    Subscriber(Pid),
+    PeerSubscriber(Pid),
+    Peer(String),
+}
+
+pub(super) struct Server {
+    pub process: Process,
+    pub config: ServicesConfig,
+    pub slots: Slots,
+    pub names: NameView,
+    pub jobs: mpsc::UnboundedSender<Job>,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub session: Session,
+    monitors: HashMap<Reference, Watched>,
+    owner_refs: HashMap<Pid, Reference>,
+    subscribers: HashSet<Pid>,
+    peer_subscribers: HashSet<Pid>,
+    /// Peers whose names we follow (subscribed and monitored).
+    peers_up: HashSet<String>,
+    /// Peers with a subscription job in flight.
+    peers_asking: HashSet<String>,
+}
+
+/// This node's session lease on the masters.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub term: Term,
+    pub epoch: u64,
+    /// Every hold is safe on the quorum until then (W masters confirmed).
+    pub valid_until: Option<Instant>,
+    pub renewing: bool,
+    pub next_renewal: Instant,
+}
+
+impl Session {
+    pub fn new(process: &Process, epoch: u64) -> Session {
+        let term = tuple(vec![
+            atom("erl_quorum_session"),
+            atom(process.node().name()),
+            Term::from(process.node().make_ref()),
+        ]);
+        Session {
+            term,
+            epoch,
+            valid_until: None,
+            renewing: false,
+            next_renewal: Instant::now(),
+        }
+    }
+}
+
+impl Server {
+    pub fn new(
+        process: Process,
+        config: ServicesConfig,
+        jobs: mpsc::UnboundedSender<Job>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Server {
+        let slots = Slots::new(process.node().name());
+        let session = Session::new(&process, 0);
+        Server {
+            process,
+            config,
+            slots,
+            names: NameView::default(),
+            jobs,
+            events,
+            session,
+            monitors: HashMap::new(),
+            owner_refs: HashMap::new(),
+            subscribers: HashSet::new(),
+            peer_subscribers: HashSet::new(),
+            peers_up: HashSet::new(),
+            peers_asking: HashSet::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                mail = self.process.recv() => match mail {
+                    Ok(mail) => self.handle_mail(mail),
+                    Err(ProcessError::Exited(reason)) => {
+                        tracing::warn!(%reason, "erl_quorum service stopped");
+                        return;
+                    }
+                },
+                Some(event) = events.recv() => self.handle_event(event),
+                _ = ticker.tick() => self.tick(),
+            }
+            self.carry_out();
+        }
+    }
+
+    fn handle_mail(&mut self, mail: Mail) {
+        match mail {
+            Mail::Message(message) => match as_tuple(&message) {
+                Some([kind, from, request]) if is_atom(kind, "$gen_call") => {
+                    match Caller::from_term(from) {
+                        Some(caller) => self.call(caller, request),
+                        None => tracing::warn!(?from, "erl_quorum: call with a malformed From"),
+                    }
+                }
+                Some([kind, from, changes]) if is_atom(kind, "rust_registry_peer") => {
+                    self.peer_changes(from, changes)
+                }
+                _ => tracing::debug!(%message, "erl_quorum: unexpected message ignored"),
+            },
+            Mail::Down {
+                reference, reason, ..
+            } => self.down(&reference, &reason),
+            Mail::Exit { .. } | Mail::NodeDown { .. } => {}
+        }
+    }
+
+    fn call(&mut self, caller: Caller, request: &Term) {
+        let reply = match as_tuple(request) {
+            Some([op, key, Term::Pid(owner), block]) if is_atom(op, "lock") => {
+                match block_flag(block) {
+                    Some(block) => {
+                        self.slots.lock(caller, key.clone(), owner.clone(), block);
+                        return;
+                    }
+                    None => badarg(request),
+                }
+            }
+            Some([op, name, Term::Pid(pid)]) if is_atom(op, "register_name") => {
+                self.slots.register(caller, name.clone(), pid.clone());
+                return;
+            }
+            Some([op, name]) if is_atom(op, "unregister_name") => {
+                self.slots.unregister(caller, name.clone());
+                return;
+            }
+            Some([op, name]) if is_atom(op, "whereis_name") => self
+                .names
+                .whereis(name)
+                .map_or(atom("undefined"), |p| Term::from(p.clone())),
+            Some([op, key]) if is_atom(op, "whereis_lock") => {
+                match self.slots.holder(Kind::Lock, key) {
+                    Some(holder) => holder.map_or(atom("undefined"), Term::from),
+                    None => {
+                        let qkey = Kind::Lock.quorum_key(key);
+                        let _ = self.jobs.send(Job::WhereIs { caller, qkey });
+                        return;
+                    }
+                }
+            }
+            Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe") => {
+                self.watch(Dest::Pid(pid.clone()), Watched::Subscriber(pid.clone()));
+                self.subscribers.insert(pid.clone());
+                tuple(vec![atom("ok"), self.names.snapshot()])
+            }
+            Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe_peer") => {
+                self.watch(
+                    Dest::Pid(pid.clone()),
+                    Watched::PeerSubscriber(pid.clone()),
+                );
+                self.peer_subscribers.insert(pid.clone());
+                let own = self
+                    .slots
+                    .held_names()
+                    .into_iter()
+                    .map(|(n, p)| change(n, Some(p)))
+                    .collect();
+                tuple(vec![atom("ok"), list(own)])
+            }
+            _ if is_atom(request, "keepalive") => {
+                tuple(vec![atom("ok"), int(self.valid_ms() as i64)])
+            }
+            _ if is_atom(request, "status") => self.status(),
+            _ => tuple(vec![
+                atom("error"),
+                tuple(vec![atom("unknown_request"), request.clone()]),
+            ]),
+        };
+        caller.reply(&self.process, reply);
+    }
+
+    /// How long every hold is safe from now, in ms (0 when not confirmed).
+    fn valid_ms(&self) -> u64 {
+        self.session
+            .valid_until
+            .map_or(0, |t| t.saturating_duration_since(Instant::now()).as_millis() as u64)
+    }
+
+    fn status(&self) -> Term {
+        let pair = |k: &str, v: Term| tuple(vec![atom(k), v]);
+        list(vec![
+            pair("slots", int(self.slots.len() as i64)),
+            pair("names", int(self.names.len() as i64)),
+            pair("subscribers", int(self.subscribers.len() as i64)),
+            pair("session_valid_ms", int(self.valid_ms() as i64)),
+            pair("epoch", int(self.session.epoch as i64)),
+        ])
+    }
+
+    fn watch(&mut self, target: Dest, what: Watched) {
+        let reference = match target {
+            Dest::Pid(pid) => self.process.monitor(pid),
+            Dest::Peer(node) => self.process.monitor(("erl_quorum", node.as_str())),
+        };
+        self.monitors.insert(reference, what);
+    }
+
+    fn down(&mut self, reference: &Reference, reason: &Term) {
+        let Some(what) = self.monitors.remove(reference) else {
+            return;
+        };
+        match what {
+            Watched::Owner(pid) => {
+                self.owner_refs.remove(&pid);
+                let lost = is_atom(reason, "noconnection");
+                self.slots.owner_down(&pid, lost);
+            }
+            Watched::Subscriber(pid) => {
+                self.subscribers.remove(&pid);
+            }
+            Watched::PeerSubscriber(pid) => {
+                self.peer_subscribers.remove(&pid);
+            }
+            Watched::Peer(node) => {
+                // Its names stay until its session could have lapsed: its
+                // holds are still good on the quorum until then.
+                self.peers_up.remove(&node);
+                let events = self.events.clone();
+                let after = self.config.session_lease + self.config.margin;
+                tracing::info!(peer = %node, "erl_quorum: lost a peer serving node");
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = events.send(Event::PeerSnapshot {
+                        peer: node,
+                        names: None,
+                    });
+                });
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Done {
+                slot,
+                op,
+                epoch,
+                outcome,
+            } => self.slots.op_done(&slot, op, epoch, outcome),
+            Event::Retry(slot) => self.slots.retry(&slot),
+            Event::ReleaseDue(slot, owner) => self.slots.release_due(&slot, &owner),
+            Event::Renewed { epoch, sent_at, ok } => {
+                if epoch == self.session.epoch {
+                    self.session.renewing = false;
+                    if ok {
+                        self.session.valid_until = Some(sent_at + self.config.session_lease);
+                    } else {
+                        tracing::warn!("erl_quorum: session renewal short of a quorum");
+                    }
+                }
+            }
+            Event::PeerSnapshot { peer, names } => self.peer_snapshot(peer, names),
+        }
+    }
+
+    fn peer_snapshot(&mut self, peer: String, names: Option<Term>) {
+        self.peers_asking.remove(&peer);
+        let origin = Origin::Peer(peer.clone());
+        match names {
+            Some(names) => {
+                if self.peers_up.contains(&peer) {
+                    return;
+                }
+                let mut changes: Vec<Term> = self
+                    .names
+                    .forget_origin(&origin)
+                    .into_iter()
+                    .map(|n| change(n, None))
+                    .collect();
+                for pair in list_elements(&names).unwrap_or_default() {
+                    if let Some([name, Term::Pid(pid)]) = as_tuple(&pair) {
+                        self.names.apply(name, Some(pid), &origin);
+                        changes.push(change(name.clone(), Some(pid.clone())));
+                    }
+                }
+                self.peers_up.insert(peer.clone());
+                self.watch(Dest::Peer(peer.clone()), Watched::Peer(peer));
+                self.publish(changes, false);
+            }
+            // A lost peer's grace period is over (unless it came back).
+            None if !self.peers_up.contains(&peer) => {
+                let changes = self
+                    .names
+                    .forget_origin(&origin)
+                    .into_iter()
+                    .map(|n| change(n, None))
+                    .collect();
+                self.publish(changes, false);
+            }
+            None => {}
+        }
+    }
+
+    fn peer_changes(&mut self, from: &Term, changes: &Term) {
+        let Some(peer) = crate::term::as_atom(from).map(str::to_owned) else {
+            return;
+        };
+        let origin = Origin::Peer(peer);
+        let mut applied = Vec::new();
+        for pair in list_elements(changes).unwrap_or_default() {
+            match as_tuple(&pair) {
+                Some([name, Term::Pid(pid)]) => {
+                    if self.names.apply(name, Some(pid), &origin) {
+                        applied.push(pair.clone());
+                    }
+                }
+                Some([name, _undefined]) => {
+                    if self.names.apply(name, None, &origin) {
+                        applied.push(pair.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.publish(applied, false);
+    }
+
+    /// Sends name changes to subscribers, and to peers when they are ours.
+    fn publish(&mut self, changes: Vec<Term>, own: bool) {
+        if changes.is_empty() {
+            return;
+        }
+        let me = atom(self.process.node().name());
+        let batch = list(changes);
+        let message = tuple(vec![atom("rust_registry"), me.clone(), batch.clone()]);
+        for pid in &self.subscribers {
+            self.process.send(pid, message.clone());
+        }
+        if own {
+            let message = tuple(vec![atom("rust_registry_peer"), me, batch]);
+            for pid in &self.peer_subscribers {
+                self.process.send(pid, message.clone());
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let cfg = &self.config;
+        if let Some(until) = self.session.valid_until {
+            if until <= now + cfg.lost_margin {
+                tracing::error!(
+                    "erl_quorum: session could not be renewed in time; telling every owner"
+                );
+                self.slots.session_lost();
+                self.session = Session::new(&self.process, self.slots.epoch());
+            }
+        }
+        if !self.session.renewing && now >= self.session.next_renewal {
+            self.session.renewing = true;
+            self.session.next_renewal = now + self.config.renew_every;
+            let _ = self.jobs.send(Job::Renew {
+                session: self.session.term.clone(),
+                epoch: self.session.epoch,
+                lease: self.config.session_lease,
+            });
+        }
+        let me = self.process.node().name().to_owned();
+        for peer in self.config.peers.clone() {
+            if peer != me && !self.peers_up.contains(&peer) && self.peers_asking.insert(peer.clone())
+            {
+                let _ = self.jobs.send(Job::SubscribePeer {
+                    peer,
+                    server: self.process.pid().clone(),
+                });
+            }
+        }
+    }
+
+    /// Carries out what the slots asked for.
+    fn carry_out(&mut self) {
+        let mut own_changes = Vec::new();
+        for action in self.slots.take_actions() {
+            match action {
+                Action::Reply(caller, reply) => caller.reply(&self.process, reply),
+                Action::Acquire {
+                    op,
+                    slot,
+                    qkey,
+                    value,
+                    epoch,
+                } => {
+                    let session = self.session.term.clone();
+                    let _ = self.jobs.send(Job::Acquire {
+                        op,
+                        slot,
+                        qkey,
+                        value,
+                        epoch,
+                        session,
+                    });
+                }
+                Action::Release {
+                    op,
+                    slot,
+                    qkey,
+                    value,
+                } => {
+                    let _ = self.jobs.send(Job::Release {
+                        op,
+                        slot,
+                        qkey,
+                        value,
+                    });
+                }
+                Action::WaitRelease { op, slot, qkey } => {
+                    let _ = self.jobs.send(Job::WaitRelease { op, slot, qkey });
+                }
+                Action::RetryLater { slot } => {
+                    let pause = Duration::from_millis(rand::random_range(5..=25));
+                    self.later(pause, Event::Retry(slot));
+                }
+                Action::ReleaseLater { slot, owner } => {
+                    let after = self.config.session_lease + self.config.margin;
+                    self.later(after, Event::ReleaseDue(slot, owner));
+                }
+                Action::Monitor(pid) => {
+                    let reference = self.process.monitor(pid.clone());
+                    self.monitors
+                        .insert(reference.clone(), Watched::Owner(pid.clone()));
+                    self.owner_refs.insert(pid, reference);
+                }
+                Action::Demonitor(pid) => {
+                    if let Some(reference) = self.owner_refs.remove(&pid) {
+                        self.monitors.remove(&reference);
+                        self.process.demonitor(&reference);
+                    }
+                }
+                Action::Notify {
+                    what,
+                    owner,
+                    kind,
+                    key,
+                } => self.notify(what, owner, kind, key),
+                Action::NameChanged { name, pid } => {
+                    self.names.apply(&name, pid.as_ref(), &Origin::Local);
+                    own_changes.push(change(name, pid));
+                }
+            }
+        }
+        self.publish(own_changes, true);
+    }
+
+    fn later(&self, after: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = events.send(event);
+        });
+    }
+
+    /// Tells the guard on the owner's node; an owner on this node is its
+    /// own guard: told with an exit signal on `eq_lost`.
+    fn notify(&mut self, what: &'static str, owner: Pid, kind: Kind, key: Term) {
+        let owner_node = owner.node.name.clone();
+        if owner_node == self.process.node().name() {
+            if what == "eq_lost" {
+                let reason = match kind {
+                    Kind::Lock => "lock_lost",
+                    Kind::Name => "name_lost",
+                };
+                self.process
+                    .exit_signal(&owner, tuple(vec![atom(reason), key]));
+            }
+            return;
+        }
+        let message = tuple(vec![
+            atom(what),
+            atom(self.process.node().name()),
+            Term::from(owner),
+            atom(kind.as_str()),
+            key,
+        ]);
+        self.process
+            .send(("rust_quorum", owner_node.as_str()), message);
+    }
+}
+
+/// What a server monitor points at.
+enum Dest {
+    Pid(Pid),
+    Peer(String),
+}
+
+fn block_flag(term: &Term) -> Option<bool> {
+    if is_atom(term, "true") {
+        Some(true)
+    } else if is_atom(term, "false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn badarg(request: &Term) -> Term {
+    tuple(vec![
+        atom("error"),
+        tuple(vec![atom("badarg"), request.clone()]),
+    ])
+}

@@ -1,0 +1,176 @@
+//! The slot machine against scripted outcomes: FIFO waiters, reentrancy,
+//! held_by, owner exits, lost connections, lost sessions.
+
+use super::*;
+use crate::term::Pid;
+
+fn pid(n: u32) -> Pid {
+    Pid::new("beam@host", n, 0, 1)
+}
+
+fn caller(n: u32) -> Caller {
+    Caller {
+        pid: pid(n),
+        tag: Term::from(crate::term::int(n as i64)),
+    }
+}
+
+fn replies(actions: &[Action]) -> Vec<(u32, Term)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reply(c, t) => Some((c.pid.id, t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acquire_op(actions: &[Action]) -> Option<(Canon, OpId, Term)> {
+    actions.iter().find_map(|a| match a {
+        Action::Acquire {
+            slot, op, value, ..
+        } => Some((slot.clone(), *op, value.clone())),
+        _ => None,
+    })
+}
+
+fn release_op(actions: &[Action]) -> Option<(Canon, OpId)> {
+    actions.iter().find_map(|a| match a {
+        Action::Release { slot, op, .. } => Some((slot.clone(), *op)),
+        _ => None,
+    })
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order_and_reentrant() {
+    let mut s = Slots::new("rust@host");
+    s.lock(caller(1), atom("k"), pid(1), true);
+    let a = s.take_actions();
+    let (slot, op, value) = acquire_op(&a).expect("acquire");
+    assert_eq!(value, tuple(vec![Term::from(pid(1)), atom("rust@host")]));
+    // Two more arrive while the first is being taken, one non-blocking.
+    s.lock(caller(2), atom("k"), pid(2), true);
+    s.lock(caller(3), atom("k"), pid(3), false);
+    s.lock(caller(4), atom("k"), pid(4), true);
+    assert!(replies(&s.take_actions()).is_empty());
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    let a = s.take_actions();
+    assert_eq!(replies(&a), vec![(1, atom("acquired"))]);
+    // The guard hears of the owner before the owner does.
+    let notify = a.iter().position(|x| matches!(x, Action::Notify { what: "eq_owned", .. }));
+    let reply = a.iter().position(|x| matches!(x, Action::Reply(..)));
+    assert!(notify < reply);
+    // Reentrant for the holder, at once.
+    s.lock(caller(1), atom("k"), pid(1), true);
+    assert_eq!(replies(&s.take_actions()), vec![(1, atom("acquired"))]);
+    // The holder exits: released, then 2 gets it (3 was non-blocking, but
+    // queued behind 2: answered when 2 holds it).
+    s.owner_down(&pid(1), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(&rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("next acquire");
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    let held_by_2 = tuple(vec![atom("held_by"), Term::from(pid(2))]);
+    assert_eq!(
+        replies(&s.take_actions()),
+        vec![(2, atom("acquired")), (3, held_by_2)]
+    );
+    // 4 waits for 2; a waiter that dies leaves the queue.
+    s.lock(caller(5), atom("k"), pid(5), true);
+    s.owner_down(&pid(4), false);
+    s.owner_down(&pid(2), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(&rslot, rop, 0, Outcome::Released);
+    let (slot, op, value) = acquire_op(&s.take_actions()).expect("acquire for 5");
+    assert_eq!(value, tuple(vec![Term::from(pid(5)), atom("rust@host")]));
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(5, atom("acquired"))]);
+}
+
+#[test]
+fn a_lost_connection_keeps_the_hold_until_release_due() {
+    let mut s = Slots::new("rust@host");
+    s.register(caller(1), atom("n"), pid(1));
+    let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(1, atom("yes"))]);
+    s.owner_down(&pid(1), true);
+    let a = s.take_actions();
+    assert!(release_op(&a).is_none());
+    assert!(a.iter().any(|x| matches!(x, Action::ReleaseLater { .. })));
+    // Still held meanwhile: a new registration is refused.
+    s.register(caller(2), atom("n"), pid(2));
+    assert!(replies(&s.take_actions()).is_empty(), "queued behind the hold");
+    s.release_due(&slot, &pid(1));
+    let a = s.take_actions();
+    let (rslot, rop) = release_op(&a).expect("released when due");
+    assert!(a.iter().any(|x| matches!(x, Action::NameChanged { pid: None, .. })));
+    s.op_done(&rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("2 tries");
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(2, atom("yes"))]);
+}
+
+#[test]
+fn held_elsewhere_answers_held_by_or_waits_for_release() {
+    let mut s = Slots::new("rust@host");
+    s.lock(caller(1), atom("k"), pid(1), false);
+    let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
+    s.op_done(&slot, op, 0, Outcome::HeldBy(Some(pid(9))));
+    let held = tuple(vec![atom("held_by"), Term::from(pid(9))]);
+    assert_eq!(replies(&s.take_actions()), vec![(1, held)]);
+    assert!(s.is_empty(), "nothing left to remember");
+    s.lock(caller(2), atom("k"), pid(2), true);
+    let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
+    s.op_done(&slot, op, 0, Outcome::HeldBy(Some(pid(9))));
+    let a = s.take_actions();
+    let Some(Action::WaitRelease { op, .. }) = a.iter().find(|x| matches!(x, Action::WaitRelease { .. })) else {
+        panic!("no wait: {a:?}");
+    };
+    s.op_done(&slot, *op, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("tries again");
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(2, atom("acquired"))]);
+}
+
+#[test]
+fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
+    let mut s = Slots::new("rust@host");
+    s.lock(caller(1), atom("a"), pid(1), true);
+    let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.take_actions();
+    s.lock(caller(2), atom("b"), pid(2), true);
+    let (slot_b, op_b, _) = acquire_op(&s.take_actions()).unwrap();
+    s.session_lost();
+    let a = s.take_actions();
+    assert!(a.iter().any(|x| matches!(x, Action::Notify { what: "eq_lost", owner, .. } if *owner == pid(1))));
+    // The grant of the old session arrives late: not a hold; tried again.
+    s.op_done(&slot_b, op_b, 0, Outcome::Acquired);
+    let a = s.take_actions();
+    assert!(replies(&a).is_empty());
+    assert!(a.iter().any(|x| matches!(x, Action::RetryLater { .. })));
+    s.retry(&slot_b);
+    let Some(Action::Acquire { epoch, .. }) = s.take_actions().into_iter().find(|x| matches!(x, Action::Acquire { .. })) else {
+        panic!("no retry");
+    };
+    assert_eq!(epoch, 1);
+}
+
+#[test]
+fn names_unregister_and_refuse_taken_names() {
+    let mut s = Slots::new("rust@host");
+    s.register(caller(1), atom("n"), pid(1));
+    let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.take_actions();
+    s.register(caller(2), atom("n"), pid(2));
+    assert_eq!(replies(&s.take_actions()), vec![(2, atom("no"))]);
+    s.unregister(caller(3), atom("n"));
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(&rslot, rop, 0, Outcome::Released);
+    assert_eq!(replies(&s.take_actions()), vec![(3, atom("ok"))]);
+    assert!(s.is_empty());
+    s.unregister(caller(4), atom("never"));
+    assert_eq!(replies(&s.take_actions()), vec![(4, atom("ok"))]);
+}
