@@ -1,163 +1,221 @@
-//! The README's first command runs this: a Rust node and a real BEAM node
-//! on this machine, calling each other and taking turns on one lock served
-//! by the Rust node's locker service.
+//! The README's first command runs this: a local cluster of three Rust
+//! nodes (locker masters, W=2, each serving locks and names), one Erlang
+//! node and one Elixir node. Erlang, Elixir and Rust processes take turns
+//! on one Paxtor lock, `job_42`, and each, while holding it, calls the next
+//! language's server by its registered name (`{via, rust_registry, Name}`).
 //!
 //! ```text
-//! cargo run --release --example demo
+//! scripts/demo.sh        # builds rebar_fixture with rebar3, then runs this
 //! ```
-//! It needs `erl` on the PATH (scripts/demo.sh installs it).
+//! It needs `erl`, `elixir` and the compiled `rebar_fixture` (its ebin
+//! directory in `EQ_FIXTURE_EBIN`).
 
 use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer, Process};
-use erl_quorum::quorum::client::LockerClient;
 use erl_quorum::quorum::service::{self, ServiceConfig};
-use erl_quorum::term::{atom, int, tuple, Term};
+use erl_quorum::services::{self, LockReply, Registry, ServicesConfig};
+use erl_quorum::term::{atom, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COOKIE: &str = "erl_quorum_demo";
+const TURNS: usize = 3;
 
-/// A Rust gen_server that BEAM code calls like any other.
+/// A Rust gen_server that Erlang and Elixir reach by its registered name.
 struct Greeter;
 
 impl GenServer for Greeter {
-    async fn handle_call(
-        &mut self,
-        request: Term,
-        from: &Caller,
-        _process: &mut Process,
-    ) -> CallReply {
-        println!("  [rust] greeter got {request} from {}", from.pid);
+    async fn handle_call(&mut self, request: Term, _: &Caller, _: &mut Process) -> CallReply {
         CallReply::Reply(tuple(vec![atom("hello_from_rust"), request]))
     }
 }
 
-/// The BEAM side: ping the Rust node, call its greeter, take a lock with
-/// locker's own calls, serve `beam_counter`, release the lock when told.
-const BEAM_SCRIPT: &str = r#"
-    Rust = list_to_atom(os:getenv("RUST_NODE")),
-    io:format("  [beam] net_adm:ping(~p) -> ~p~n", [Rust, net_adm:ping(Rust)]),
-    io:format("  [beam] nodes() = ~p, nodes(hidden) = ~p~n", [nodes(), nodes(hidden)]),
-    io:format("  [beam] gen_server:call({greeter, Rust}, hi) -> ~p~n", [gen_server:call({greeter, Rust}, hi)]),
-    Loop = fun Loop(N) ->
-        receive
-            {'$gen_call', {_, _} = From, bump} -> gen_server:reply(From, N + 1), Loop(N + 1);
-            stop -> ok
-        end
+/// The Erlang node: registers `erlang_greeter`, then takes its turns.
+const ERLANG_SCRIPT: &str = r#"
+    Nodes = [list_to_atom(N) || N <- string:tokens(os:getenv("RUST_NODES"), ",")],
+    ok = application:load(erl_quorum),
+    ok = application:set_env(erl_quorum, rust_nodes, Nodes),
+    {ok, _} = application:ensure_all_started(erl_quorum),
+    Greeter = spawn(fun Loop() ->
+        receive {'$gen_call', From, Req} -> gen_server:reply(From, {hello_from_erlang, Req}), Loop() end
+    end),
+    yes = rust_registry:register_name(erlang_greeter, Greeter),
+    WaitFor = fun W(Name) -> case rust_registry:whereis_name(Name) of undefined -> timer:sleep(50), W(Name); P -> P end end,
+    WaitFor(elixir_greeter),
+    Turn = fun(I) ->
+        {_, Ref} = spawn_monitor(fun() ->
+            acquired = paxtor:lock(job_42),
+            io:format("  [erlang] ~p holds job_42 (turn ~p)~n", [self(), I]),
+            Reply = gen_server:call({via, rust_registry, elixir_greeter}, {hi, from_erlang}),
+            io:format("  [erlang]   elixir_greeter replied ~p~n", [Reply]),
+            timer:sleep(200)
+        end),
+        receive {'DOWN', Ref, _, _, _} -> ok end
     end,
-    Counter = spawn(fun() -> Loop(0) end),
-    register(beam_counter, Counter),
-    Tag = make_ref(),
-    ok = gen_server:call({locker, Rust}, {get_write_lock, job_42, not_found, Tag}),
-    ok = gen_server:call({locker, Rust}, {write, Tag, job_42, beam_owner, 10000}),
-    io:format("  [beam] took the lock job_42 (locker's get_write_lock + write)~n"),
-    {ready, Rust} ! {beam_ready, self()},
-    receive release -> ok after 30000 -> ok end,
-    io:format("  [beam] release job_42 -> ~p~n",
-              [gen_server:call({locker, Rust}, {release, job_42, beam_owner, make_ref()})]),
-    receive done -> ok after 30000 -> ok end,
-    io:format("  [beam] done~n"),
+    lists:foreach(Turn, lists:seq(1, 3)),
+    timer:sleep(3000),
     halt().
 "#;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let stamp = std::process::id();
-    let rust_name = format!("demo_rust_{stamp}@127.0.0.1");
-    let beam_name = format!("demo_beam_{stamp}@127.0.0.1");
-    let node = Node::start(NodeConfig::new(rust_name.clone(), COOKIE)).await?;
-    println!(
-        "Rust node {} is up (hidden, creation {})",
-        node.name(),
-        node.creation()
-    );
-    spawn_server(&node, Some("greeter"), Greeter)?;
-    // A locker master of its own (a cluster of one, W=1; new, so no
-    // restart guard to wait out).
-    let locker_config = ServiceConfig {
-        fresh_cluster: true,
-        ..ServiceConfig::default()
-    };
-    service::start(&node, locker_config)?;
-    let mut ready = node.spawn_process();
-    ready.register("ready")?;
+/// The Elixir node: an Elixir GenServer under a via name, then its turns.
+const ELIXIR_SCRIPT: &str = r#"
+nodes = System.get_env("RUST_NODES") |> String.split(",") |> Enum.map(&String.to_atom/1)
+:ok = Application.load(:erl_quorum)
+Application.put_env(:erl_quorum, :rust_nodes, nodes)
+{:ok, _} = Application.ensure_all_started(:erl_quorum)
+defmodule ElixirGreeter do
+  use GenServer
+  def init(state), do: {:ok, state}
+  def handle_call(req, _from, state), do: {:reply, {:hello_from_elixir, req}, state}
+end
+{:ok, _} = GenServer.start_link(ElixirGreeter, nil, name: {:via, :rust_registry, :elixir_greeter})
+for i <- 1..3 do
+  {_, ref} = spawn_monitor(fn ->
+    :acquired = Paxtor.lock(:job_42)
+    IO.puts("  [elixir] #{inspect(self())} holds job_42 (turn #{i})")
+    reply = GenServer.call({:via, :rust_registry, :rust_greeter}, {:hi, :from_elixir})
+    IO.puts("  [elixir]   rust_greeter replied #{inspect(reply)}")
+    Process.sleep(200)
+  end)
+  receive do
+    {:DOWN, ^ref, _, _, _} -> :ok
+  end
+end
+Process.sleep(3000)
+"#;
 
-    println!("Starting BEAM node {beam_name} ...");
-    let mut erl = tokio::process::Command::new("erl")
-        .args([
-            "-noshell",
-            "-name",
-            &beam_name,
-            "-setcookie",
-            COOKIE,
-            "-eval",
-            BEAM_SCRIPT,
-        ])
-        .env("RUST_NODE", &rust_name)
+async fn start_rust_node(
+    name: &str,
+    masters: &[String],
+) -> Result<Node, Box<dyn std::error::Error>> {
+    let node = Node::start(NodeConfig::new(name.to_owned(), COOKIE)).await?;
+    // A brand-new cluster: no restart guard to wait out.
+    service::start(
+        &node,
+        ServiceConfig {
+            masters: masters.to_vec(),
+            w: 2,
+            fresh_cluster: true,
+            ..ServiceConfig::default()
+        },
+    )?;
+    services::start(
+        &node,
+        ServicesConfig {
+            masters: masters.to_vec(),
+            w: 2,
+            ..ServicesConfig::default()
+        },
+    )?;
+    Ok(node)
+}
+
+fn spawn_beam(
+    program: &str,
+    args: &[&str],
+    rust_nodes: &str,
+) -> Result<tokio::process::Child, Box<dyn std::error::Error>> {
+    Ok(tokio::process::Command::new(program)
+        .args(args)
+        .env("RUST_NODES", rust_nodes)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run erl (install Erlang/OTP: scripts/demo.sh does): {e}"))?;
+        .map_err(|e| format!("cannot run {program} (scripts/demo.sh installs it): {e}"))?)
+}
 
-    let beam_pid = match ready.recv_timeout(Duration::from_secs(30)).await? {
-        Some(mail) => match erl_quorum::term::as_tuple(&mail.into_term()) {
-            Some([_, Term::Pid(pid)]) => pid.clone(),
-            other => return Err(format!("unexpected message {other:?}").into()),
-        },
-        None => return Err("the BEAM node did not report in".into()),
-    };
-    println!("  [rust] the BEAM node reported in from {beam_pid}");
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let ebin = std::env::var("EQ_FIXTURE_EBIN")
+        .map_err(|_| "set EQ_FIXTURE_EBIN to rebar_fixture's ebin (scripts/demo.sh does)")?;
+    let stamp = std::process::id();
+    let masters: Vec<String> = (1..=3)
+        .map(|i| format!("demo_rust{i}_{stamp}@127.0.0.1"))
+        .collect();
+    let mut nodes = Vec::new();
+    for name in &masters {
+        nodes.push(start_rust_node(name, &masters).await?);
+    }
+    println!(
+        "Rust nodes up: {} (locker masters, W=2)",
+        masters.join(", ")
+    );
 
-    let mut caller = node.spawn_process();
-    let started = Instant::now();
-    let mut last = int(0);
-    for _ in 0..1000 {
-        last = caller
-            .call(
-                ("beam_counter", beam_name.as_str()),
-                atom("bump"),
+    // A Rust server registered on the shared registry.
+    let greeter = spawn_server(&nodes[0], None, Greeter)?;
+    let mut registry = Registry::new(nodes[0].spawn_process());
+    let registered = registry.register(atom("rust_greeter"), &greeter).await?;
+    println!("  [rust] registered rust_greeter -> {registered}");
+
+    let rust_nodes = masters.join(",");
+    let erlang_name = format!("demo_erlang_{stamp}@127.0.0.1");
+    let elixir_name = format!("demo_elixir_{stamp}@127.0.0.1");
+    let mut erlang = spawn_beam(
+        "erl",
+        &[
+            "-noshell",
+            "-name",
+            &erlang_name,
+            "-setcookie",
+            COOKIE,
+            "-pa",
+            &ebin,
+            "-eval",
+            ERLANG_SCRIPT,
+        ],
+        &rust_nodes,
+    )?;
+    let mut elixir = spawn_beam(
+        "elixir",
+        &[
+            "--name",
+            &elixir_name,
+            "--cookie",
+            COOKIE,
+            "-pa",
+            &ebin,
+            "-e",
+            ELIXIR_SCRIPT,
+        ],
+        &rust_nodes,
+    )?;
+    println!("Started Erlang node {erlang_name} and Elixir node {elixir_name}");
+
+    // Rust's turns: each turn a fresh process that holds the lock until it ends.
+    let mut lookup = Registry::new(nodes[1].spawn_process()).with_server(&masters[1]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lookup.whereis(atom("erlang_greeter")).await?.is_none() {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the Erlang node never registered erlang_greeter".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for turn in 1..=TURNS {
+        let mut owner = Registry::new(nodes[1].spawn_process()).with_server(&masters[1]);
+        match owner.lock(atom("job_42"), true).await? {
+            LockReply::Acquired => {}
+            other => return Err(format!("lock job_42: {other:?}").into()),
+        }
+        println!(
+            "  [rust] {} holds job_42 (turn {turn})",
+            owner.process().pid()
+        );
+        let reply = owner
+            .call_name(
+                atom("erlang_greeter"),
+                tuple(vec![atom("hi"), atom("from_rust")]),
                 Duration::from_secs(5),
             )
             .await?;
+        println!("  [rust]   erlang_greeter replied {reply}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(owner); // the process ends: the lock goes to the next in line
     }
-    println!(
-        "  [rust] 1000 gen_server calls into the BEAM node: last reply {last}, {:.1} us per call",
-        started.elapsed().as_secs_f64() * 1e6 / 1000.0
-    );
-    let missing = caller
-        .call(
-            ("no_such_server", beam_name.as_str()),
-            atom("x"),
-            Duration::from_secs(5),
-        )
-        .await;
-    println!("  [rust] calling a name nobody holds -> {missing:?}");
-
-    // One lock, two languages: the BEAM process holds job_42.
-    let mut locker = LockerClient::new(node.spawn_process(), vec![rust_name.clone()], 1);
-    let taken = locker
-        .lock(atom("job_42"), atom("rust_owner"), Duration::from_secs(5))
-        .await;
-    println!("  [rust] lock job_42 while the BEAM process holds it -> {taken:?}");
-    caller.send(&beam_pid, atom("release"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let taken = locker
-        .lock_until(
-            atom("job_42"),
-            atom("rust_owner"),
-            Duration::from_secs(5),
-            deadline,
-        )
-        .await?;
-    println!(
-        "  [rust] lock job_42 once released -> ok ({} of W={} masters)",
-        taken.acks, taken.w
-    );
-    locker.release(atom("job_42"), atom("rust_owner")).await?;
-
-    caller.send(&beam_pid, atom("done"));
-    erl.wait().await?;
-    node.shutdown();
-    println!("Demo finished.");
+    erlang.wait().await?;
+    elixir.wait().await?;
+    for node in nodes {
+        node.shutdown();
+    }
+    println!("Demo finished: {TURNS} turns each, never two holders at once.");
     Ok(())
 }

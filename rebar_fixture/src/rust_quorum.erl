@@ -303,11 +303,10 @@ maybe_keepalive(Node, #serving{pending = undefined, last_sent = Last} = Srv, Now
 maybe_keepalive(_Node, Srv, _Now) ->
     Srv.
 
-keepalive_response(Node, {reply, {ok, ValidMs}}, SentAt, Srv) when is_integer(ValidMs) ->
+keepalive_response(_Node, {reply, {ok, ValidMs}}, SentAt, Srv) when is_integer(ValidMs) ->
     %% The lease holds for ValidMs from when the node got the keepalive, which
     %% was after SentAt: counting from SentAt errs on the safe side.
     Deadline = max(Srv#serving.deadline, SentAt + ValidMs - margin_ms()),
-    ?LOG_DEBUG("erl_quorum: keepalive ~p: ~p ms", [Node, ValidMs]),
     Srv#serving{pending = undefined, deadline = Deadline};
 keepalive_response(Node, {reply, Other}, _SentAt, Srv) ->
     ?LOG_WARNING("erl_quorum: Rust node ~p answered keepalive with ~0p",

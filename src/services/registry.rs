@@ -69,7 +69,11 @@ impl Registry {
     pub async fn lock(&mut self, key: Term, block: bool) -> Result<LockReply, RegistryError> {
         let owner = Term::from(self.process.pid().clone());
         let request = tuple(vec![atom("lock"), key, owner, atom(&block.to_string())]);
-        let timeout = if block { Duration::from_secs(86_400) } else { self.timeout };
+        let timeout = if block {
+            Duration::from_secs(86_400)
+        } else {
+            self.timeout
+        };
         let reply = self.call(request, timeout).await?;
         match (&reply, as_tuple(&reply)) {
             (r, _) if is_atom(r, "acquired") => Ok(LockReply::Acquired),

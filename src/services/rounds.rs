@@ -44,9 +44,15 @@ pub enum Job {
         lease: Duration,
     },
     /// Answer `caller` with the holder of `qkey` on this node's master.
-    WhereIs { caller: Caller, qkey: Term },
+    WhereIs {
+        caller: Caller,
+        qkey: Term,
+    },
     /// Subscribe the server to the names a peer serves.
-    SubscribePeer { peer: String, server: Pid },
+    SubscribePeer {
+        peer: String,
+        server: Pid,
+    },
 }
 
 /// What a job reports back.
@@ -188,7 +194,9 @@ impl Worker {
                 let sent_at = Instant::now();
                 let ms = int(lease.as_millis() as i64);
                 let request = tuple(vec![atom("erl_quorum_session"), session, ms]);
-                let tally = self.round(request, self.config.timeout, |t| is_atom(t, "ok")).await;
+                let tally = self
+                    .round(request, self.config.timeout, |t| is_atom(t, "ok"))
+                    .await;
                 Some(Event::Renewed {
                     epoch,
                     sent_at,
@@ -209,7 +217,9 @@ impl Worker {
                     .call(("erl_quorum", peer.as_str()), request, self.config.timeout)
                     .await;
                 let names = match reply {
-                    Ok(Term::Tuple(t)) if t.elements.len() == 2 && is_atom(&t.elements[0], "ok") => {
+                    Ok(Term::Tuple(t))
+                        if t.elements.len() == 2 && is_atom(&t.elements[0], "ok") =>
+                    {
                         Some(t.elements[1].clone())
                     }
                     _ => None,

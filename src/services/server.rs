@@ -175,10 +175,7 @@ impl Server {
                 tuple(vec![atom("ok"), self.names.snapshot()])
             }
             Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe_peer") => {
-                self.watch(
-                    Dest::Pid(pid.clone()),
-                    Watched::PeerSubscriber(pid.clone()),
-                );
+                self.watch(Dest::Pid(pid.clone()), Watched::PeerSubscriber(pid.clone()));
                 self.peer_subscribers.insert(pid.clone());
                 let own = self
                     .slots
@@ -202,9 +199,9 @@ impl Server {
 
     /// How long every hold is safe from now, in ms (0 when not confirmed).
     fn valid_ms(&self) -> u64 {
-        self.session
-            .valid_until
-            .map_or(0, |t| t.saturating_duration_since(Instant::now()).as_millis() as u64)
+        self.session.valid_until.map_or(0, |t| {
+            t.saturating_duration_since(Instant::now()).as_millis() as u64
+        })
     }
 
     fn status(&self) -> Term {
@@ -388,7 +385,9 @@ impl Server {
         }
         let me = self.process.node().name().to_owned();
         for peer in self.config.peers.clone() {
-            if peer != me && !self.peers_up.contains(&peer) && self.peers_asking.insert(peer.clone())
+            if peer != me
+                && !self.peers_up.contains(&peer)
+                && self.peers_asking.insert(peer.clone())
             {
                 let _ = self.jobs.send(Job::SubscribePeer {
                     peer,

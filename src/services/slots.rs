@@ -83,12 +83,21 @@ pub enum Action {
     },
     /// Report `Released` when `qkey` is gone from the masters (or after a
     /// while, to look again).
-    WaitRelease { op: OpId, slot: Canon, qkey: Term },
+    WaitRelease {
+        op: OpId,
+        slot: Canon,
+        qkey: Term,
+    },
     /// Call [`Slots::retry`] for `slot` after a short random pause.
-    RetryLater { slot: Canon },
+    RetryLater {
+        slot: Canon,
+    },
     /// Call [`Slots::release_due`] after the session lease plus a margin:
     /// the owner's node lost us, and its guard tells the owner by then.
-    ReleaseLater { slot: Canon, owner: Pid },
+    ReleaseLater {
+        slot: Canon,
+        owner: Pid,
+    },
     Monitor(Pid),
     Demonitor(Pid),
     /// Tell the guard on the owner's node (`eq_owned` / `eq_released` /
@@ -100,7 +109,10 @@ pub enum Action {
         key: Term,
     },
     /// A name now points at `pid` (`None`: unregistered).
-    NameChanged { name: Term, pid: Option<Pid> },
+    NameChanged {
+        name: Term,
+        pid: Option<Pid>,
+    },
 }
 
 /// What a waiting request wants.
@@ -121,13 +133,25 @@ struct Waiting {
 #[derive(Debug)]
 enum State {
     Free,
-    Acquiring { op: OpId, for_: Waiting },
-    Held { owner: Pid },
+    Acquiring {
+        op: OpId,
+        for_: Waiting,
+    },
+    Held {
+        owner: Pid,
+    },
     /// The owner's node lost us; released after the guard's deadline.
-    Orphaned { owner: Pid },
-    Releasing { op: OpId },
+    Orphaned {
+        owner: Pid,
+    },
+    Releasing {
+        op: OpId,
+    },
     /// Held on the quorum by someone this node does not serve.
-    Elsewhere { holder: Option<Pid>, watch: Option<OpId> },
+    Elsewhere {
+        holder: Option<Pid>,
+        watch: Option<OpId>,
+    },
     /// Refused for now; [`Slots::retry`] comes next.
     Backoff,
 }
@@ -139,8 +163,6 @@ struct Slot {
     qkey: Term,
     state: State,
     queue: VecDeque<Waiting>,
-    /// Unregister calls answered once the release goes through.
-    after_release: Vec<Caller>,
 }
 
 /// Every slot this node serves, and the owners it watches.
@@ -228,8 +250,9 @@ impl Slots {
         self.request(Kind::Name, name, caller, pid, Ask::Register);
     }
 
-    /// `{unregister_name, Name}`: answered `ok` once the name is released
-    /// here (or at once when this node does not hold it).
+    /// `{unregister_name, Name}`: answered `ok` at once; the release runs
+    /// after the reply, and every later request for the name through this
+    /// node waits for it (so a register right after succeeds).
     pub fn unregister(&mut self, caller: Caller, name: Term) {
         let qkey = Kind::Name.quorum_key(&name);
         let Ok(canon) = Canon::of(&qkey) else {
@@ -243,9 +266,9 @@ impl Slots {
         match &slot.state {
             State::Held { owner } => {
                 let owner = owner.clone();
-                slot.after_release.push(caller);
                 self.release(&canon, &owner, true);
                 self.unwatch(&owner, &canon);
+                self.actions.push(Action::Reply(caller, atom("ok")));
             }
             State::Free | State::Elsewhere { .. } if slot.queue.is_empty() => {
                 self.actions.push(Action::Reply(caller, atom("ok")));
@@ -278,7 +301,6 @@ impl Slots {
             qkey,
             state: State::Free,
             queue: VecDeque::new(),
-            after_release: Vec::new(),
         });
         if matches!(ask, Ask::Lock { .. })
             && matches!(&slot.state, State::Held { owner: o } if *o == owner)
@@ -358,17 +380,20 @@ impl Slots {
                         }
                         None if ours && matches!(front.ask, Ask::Unregister) => {
                             let w = slot.queue.pop_front().expect("front exists");
-                            slot.after_release.push(w.caller);
                             self.unwatch(&w.owner, canon);
                             let owner = holder.expect("held");
                             self.release(canon, &owner, true);
                             self.unwatch(&owner, canon);
+                            self.actions.push(Action::Reply(w.caller, atom("ok")));
                             return;
                         }
                         None => {
                             // A blocked lock: if the holder is elsewhere,
                             // watch for the release.
-                            if let State::Elsewhere { watch: w @ None, .. } = &mut slot.state {
+                            if let State::Elsewhere {
+                                watch: w @ None, ..
+                            } = &mut slot.state
+                            {
                                 let op = self.next_op;
                                 self.next_op += 1;
                                 *w = Some(op);
@@ -385,9 +410,7 @@ impl Slots {
                 }
                 State::Free => {
                     let Some(front) = slot.queue.pop_front() else {
-                        if slot.after_release.is_empty() {
-                            self.slots.remove(canon);
-                        }
+                        self.slots.remove(canon);
                         return;
                     };
                     if front.ask == Ask::Unregister {
@@ -397,7 +420,10 @@ impl Slots {
                     }
                     let op = self.next_op;
                     self.next_op += 1;
-                    let value = tuple(vec![Term::from(front.owner.clone()), self.self_node.clone()]);
+                    let value = tuple(vec![
+                        Term::from(front.owner.clone()),
+                        self.self_node.clone(),
+                    ]);
                     let qkey = slot.qkey.clone();
                     slot.state = State::Acquiring { op, for_: front };
                     self.actions.push(Action::Acquire {
@@ -434,13 +460,7 @@ impl Slots {
                 };
                 self.acquired(canon, for_, outcome);
             }
-            State::Releasing { op: mine } if mine == op => {
-                let slot = self.slots.get_mut(canon).expect("present");
-                for caller in std::mem::take(&mut slot.after_release) {
-                    self.actions.push(Action::Reply(caller, atom("ok")));
-                }
-                self.settle(canon);
-            }
+            State::Releasing { op: mine } if mine == op => self.settle(canon),
             State::Elsewhere {
                 watch: Some(mine), ..
             } if mine == op => self.settle(canon),

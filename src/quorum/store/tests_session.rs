@@ -14,7 +14,12 @@ fn open(s: &mut Store, now: u64, n: i64, ms: i64) -> Term {
 fn lock_in(key: Term, value: Term, n: i64, tag_n: u32) -> Term {
     t(
         "erl_quorum_lock",
-        vec![key, value, tuple(vec![atom("session"), session(n)]), tag(tag_n)],
+        vec![
+            key,
+            value,
+            tuple(vec![atom("session"), session(n)]),
+            tag(tag_n),
+        ],
     )
 }
 
@@ -49,7 +54,10 @@ fn entries_live_while_their_session_is_renewed() {
     // Plain release works on session entries too.
     assert_eq!(open(&mut s, 2000, 3, 1000), ok());
     assert_eq!(reply(&mut s, 2000, lock_in(atom("j"), int(3), 3, 3)), ok());
-    assert_eq!(reply(&mut s, 2001, release(atom("j"), int(3), tag(3))), ok());
+    assert_eq!(
+        reply(&mut s, 2001, release(atom("j"), int(3), tag(3))),
+        ok()
+    );
     assert_eq!(s.dirty_read(2002, &atom("j")), None);
     check(&s);
 }

@@ -57,7 +57,15 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     let a = s.take_actions();
     assert_eq!(replies(&a), vec![(1, atom("acquired"))]);
     // The guard hears of the owner before the owner does.
-    let notify = a.iter().position(|x| matches!(x, Action::Notify { what: "eq_owned", .. }));
+    let notify = a.iter().position(|x| {
+        matches!(
+            x,
+            Action::Notify {
+                what: "eq_owned",
+                ..
+            }
+        )
+    });
     let reply = a.iter().position(|x| matches!(x, Action::Reply(..)));
     assert!(notify < reply);
     // Reentrant for the holder, at once.
@@ -100,11 +108,16 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
     assert!(a.iter().any(|x| matches!(x, Action::ReleaseLater { .. })));
     // Still held meanwhile: a new registration is refused.
     s.register(caller(2), atom("n"), pid(2));
-    assert!(replies(&s.take_actions()).is_empty(), "queued behind the hold");
+    assert!(
+        replies(&s.take_actions()).is_empty(),
+        "queued behind the hold"
+    );
     s.release_due(&slot, &pid(1));
     let a = s.take_actions();
     let (rslot, rop) = release_op(&a).expect("released when due");
-    assert!(a.iter().any(|x| matches!(x, Action::NameChanged { pid: None, .. })));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::NameChanged { pid: None, .. })));
     s.op_done(&rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("2 tries");
     s.op_done(&slot, op, 0, Outcome::Acquired);
@@ -124,7 +137,9 @@ fn held_elsewhere_answers_held_by_or_waits_for_release() {
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(&slot, op, 0, Outcome::HeldBy(Some(pid(9))));
     let a = s.take_actions();
-    let Some(Action::WaitRelease { op, .. }) = a.iter().find(|x| matches!(x, Action::WaitRelease { .. })) else {
+    let Some(Action::WaitRelease { op, .. }) =
+        a.iter().find(|x| matches!(x, Action::WaitRelease { .. }))
+    else {
         panic!("no wait: {a:?}");
     };
     s.op_done(&slot, *op, 0, Outcome::Released);
@@ -144,14 +159,20 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
     let (slot_b, op_b, _) = acquire_op(&s.take_actions()).unwrap();
     s.session_lost();
     let a = s.take_actions();
-    assert!(a.iter().any(|x| matches!(x, Action::Notify { what: "eq_lost", owner, .. } if *owner == pid(1))));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Notify { what: "eq_lost", owner, .. } if *owner == pid(1))));
     // The grant of the old session arrives late: not a hold; tried again.
     s.op_done(&slot_b, op_b, 0, Outcome::Acquired);
     let a = s.take_actions();
     assert!(replies(&a).is_empty());
     assert!(a.iter().any(|x| matches!(x, Action::RetryLater { .. })));
     s.retry(&slot_b);
-    let Some(Action::Acquire { epoch, .. }) = s.take_actions().into_iter().find(|x| matches!(x, Action::Acquire { .. })) else {
+    let Some(Action::Acquire { epoch, .. }) = s
+        .take_actions()
+        .into_iter()
+        .find(|x| matches!(x, Action::Acquire { .. }))
+    else {
         panic!("no retry");
     };
     assert_eq!(epoch, 1);
@@ -167,10 +188,16 @@ fn names_unregister_and_refuse_taken_names() {
     s.register(caller(2), atom("n"), pid(2));
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("no"))]);
     s.unregister(caller(3), atom("n"));
-    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    let a = s.take_actions();
+    assert_eq!(replies(&a), vec![(3, atom("ok"))]);
+    // A register right after waits for the release, then succeeds.
+    s.register(caller(5), atom("n"), pid(5));
+    assert!(replies(&s.take_actions()).is_empty());
+    let (rslot, rop) = release_op(&a).expect("release");
     s.op_done(&rslot, rop, 0, Outcome::Released);
-    assert_eq!(replies(&s.take_actions()), vec![(3, atom("ok"))]);
-    assert!(s.is_empty());
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("then 5 tries");
+    s.op_done(&slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(5, atom("yes"))]);
     s.unregister(caller(4), atom("never"));
     assert_eq!(replies(&s.take_actions()), vec![(4, atom("ok"))]);
 }
