@@ -234,16 +234,52 @@ enum WaitKind {
     Absent,
 }
 
+/// A term kept as its external-format bytes: a few dozen bytes where a
+/// `Term` tree takes hundreds (a million entries is a real load), decoded
+/// only when a reply needs it.
+#[derive(Debug)]
+enum Packed {
+    Bytes(Box<[u8]>),
+    /// A term the encoder refused (not seen in practice; kept as is).
+    Term(Box<Term>),
+}
+
+impl Packed {
+    fn new(term: &Term) -> Packed {
+        let mut out = Vec::new();
+        match crate::dist::etf::encode_term(term, &mut out) {
+            Ok(()) => Packed::Bytes(out.into_boxed_slice()),
+            Err(_) => Packed::Term(Box::new(term.clone())),
+        }
+    }
+
+    /// Whether this is the term with canonical form `canon` (`=:=`).
+    fn is(&self, canon: &Canon) -> bool {
+        Canon::of(&self.term()).is_ok_and(|c| c == *canon)
+    }
+
+    fn term(&self) -> Term {
+        match self {
+            Packed::Bytes(bytes) => {
+                crate::dist::etf::decode_term(bytes, &crate::dist::etf::Limits::default())
+                    .map(|(term, _)| term)
+                    // Bytes we encoded ourselves always decode.
+                    .unwrap_or_else(|_| atom("undefined"))
+            }
+            Packed::Term(term) => (**term).clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
-    key: Term,
-    value: Term,
-    value_canon: Canon,
+    key: Packed,
+    value: Packed,
     /// `u64::MAX` for an entry held by a session: it lives as long as the
     /// session does, and is not in `Store::expiry`.
     expires_at: u64,
     /// The session whose lease this entry shares, if any.
-    session: Option<Canon>,
+    session: Option<SessionId>,
 }
 
 #[derive(Debug)]
@@ -287,13 +323,18 @@ pub struct Store {
     /// Session leases (`erl_quorum_session`): expiry per session. Entries
     /// written under a session live while it does, so a serving node renews
     /// all its keys with one call instead of one per key.
-    sessions: HashMap<Canon, u64>,
+    sessions: HashMap<Canon, SessionId>,
+    session_until: HashMap<SessionId, u64>,
+    next_session: SessionId,
     next_waiter: u64,
     log: Vec<Term>,
     stats: Stats,
 }
 
 type Wake = Vec<(WaiterId, Term)>;
+
+/// A session's number in this store (entries hold this, not the term).
+type SessionId = u32;
 
 fn error(reason: &str) -> Term {
     tuple(vec![atom("error"), atom(reason)])
@@ -337,6 +378,8 @@ impl Store {
             waiters_by_key: HashMap::new(),
             waiter_deadlines: BTreeSet::new(),
             sessions: HashMap::new(),
+            session_until: HashMap::new(),
+            next_session: 0,
             next_waiter: 0,
             log: Vec::new(),
             stats: Stats::default(),
@@ -396,7 +439,7 @@ impl Store {
     /// reads the same table).
     pub fn dirty_read(&self, now_ms: u64, key: &Term) -> Option<Term> {
         let entry = self.entries.get(&Canon::of(key).ok()?)?;
-        self.live(entry, now_ms).then(|| entry.value.clone())
+        self.live(entry, now_ms).then(|| entry.value.term())
     }
 
     /// What `locker:dirty_read(Key)` returns: `{ok, Value}` or

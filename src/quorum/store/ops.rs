@@ -4,7 +4,7 @@
 
 use super::parse::{Arg, Lease, Op, Request};
 use super::{
-    atom, atoms, error, int, is_atom, list, millis_term, ok_value, tuple, CallOutcome, Canon,
+    atom, atoms, Packed, SessionId, error, int, is_atom, list, millis_term, ok_value, tuple, CallOutcome, Canon,
     Entry, Promise, Store, Term, WaitKind, Waiter, WaiterId, Wake,
 };
 
@@ -61,10 +61,11 @@ impl Store {
                     }
                     // Not logged: replicas hold no sessions (see the docs).
                     Lease::Session(session) => {
-                        if !self.session_live(now, &session.canon) {
-                            return CallOutcome::Reply(error("no_session"));
-                        }
-                        self.put_in_session(now, &key, value, session.canon, wake);
+                        let id = match self.sessions.get(&session.canon) {
+                            Some(&id) if self.session_live(now, id) => id,
+                            _ => return CallOutcome::Reply(error("no_session")),
+                        };
+                        self.put_in_session(now, &key, value, id, wake);
                     }
                 }
                 atom("ok")
@@ -75,7 +76,16 @@ impl Store {
                     return CallOutcome::Reply(error("lease_too_long"));
                 }
                 let until = now.saturating_add(lease_ms);
-                let expiry = self.sessions.entry(session.canon).or_insert(until);
+                let id = match self.sessions.get(&session.canon) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.next_session;
+                        self.next_session = self.next_session.wrapping_add(1);
+                        self.sessions.insert(session.canon, id);
+                        id
+                    }
+                };
+                let expiry = self.session_until.entry(id).or_insert(until);
                 *expiry = (*expiry).max(until);
                 atom("ok")
             }
@@ -105,7 +115,7 @@ impl Store {
             Request::WaitFor { key, timeout } => {
                 self.expire_if_due(now, &key.canon, wake);
                 match self.entries.get(&key.canon) {
-                    Some(entry) => ok_value(&entry.value),
+                    Some(entry) => ok_value(&entry.value.term()),
                     None => {
                         return self.park(now, key.canon, WaitKind::Present, timeout);
                     }
@@ -154,7 +164,7 @@ impl Store {
         }
         self.expire_if_due(now, &key.canon, wake);
         let matches = match self.entries.get(&key.canon) {
-            Some(entry) => entry.value_canon == expected.canon,
+            Some(entry) => entry.value.is(&expected.canon),
             None => is_atom(expected.term, "not_found"),
         };
         if !matches {
@@ -181,7 +191,7 @@ impl Store {
     fn release(&mut self, now: u64, key: &Arg<'_>, value: &Arg<'_>, wake: &mut Wake) -> Term {
         self.expire_if_due(now, &key.canon, wake);
         let reply = match self.entries.get(&key.canon) {
-            Some(entry) if entry.value_canon == value.canon => {
+            Some(entry) if entry.value.is(&value.canon) => {
                 self.remove_entry(&key.canon);
                 self.log
                     .push(tuple(vec![atom("release"), key.term.clone()]));
@@ -221,9 +231,8 @@ impl Store {
         }
         let expires_at = now.saturating_add(lease_ms.min(self.config.max_lease_ms));
         let entry = Entry {
-            key: key.term.clone(),
-            value: value.term.clone(),
-            value_canon: value.canon,
+            key: Packed::new(key.term),
+            value: Packed::new(value.term),
             expires_at,
             session: None,
         };
@@ -241,13 +250,12 @@ impl Store {
         now: u64,
         key: &Arg<'_>,
         value: Arg<'_>,
-        session: Canon,
+        session: SessionId,
         wake: &mut Wake,
     ) {
         let entry = Entry {
-            key: key.term.clone(),
-            value: value.term.clone(),
-            value_canon: value.canon,
+            key: Packed::new(key.term),
+            value: Packed::new(value.term),
             expires_at: u64::MAX,
             session: Some(session),
         };
@@ -257,8 +265,10 @@ impl Store {
         self.settle(now, &key.canon, wake);
     }
 
-    pub(super) fn session_live(&self, now: u64, session: &Canon) -> bool {
-        self.sessions.get(session).is_some_and(|&until| until > now)
+    pub(super) fn session_live(&self, now: u64, session: SessionId) -> bool {
+        self.session_until
+            .get(&session)
+            .is_some_and(|&until| until > now)
     }
 
     /// Whether `entry` holds at `now`: its own lease, and its session's.
@@ -267,25 +277,26 @@ impl Store {
             && entry
                 .session
                 .as_ref()
-                .is_none_or(|s| self.session_live(now, s))
+                .is_none_or(|&s| self.session_live(now, s))
     }
 
     /// Drops every session whose lease is up, with its entries. Sessions
     /// end rarely (a serving node stopped renewing), so one scan of the
     /// entries per ended session costs less than an index per key.
     pub(super) fn expire_sessions(&mut self, now: u64, wake: &mut Wake) {
-        let ended: Vec<Canon> = self
-            .sessions
+        let ended: Vec<SessionId> = self
+            .session_until
             .iter()
             .filter(|(_, &until)| until <= now)
-            .map(|(s, _)| s.clone())
+            .map(|(&id, _)| id)
             .collect();
         if ended.is_empty() {
             return;
         }
-        for session in &ended {
-            self.sessions.remove(session);
+        for id in &ended {
+            self.session_until.remove(id);
         }
+        self.sessions.retain(|_, id| !ended.contains(id));
         let keys: Vec<Canon> = self
             .entries
             .iter()
@@ -302,8 +313,7 @@ impl Store {
     fn update(&mut self, now: u64, key: &Canon, value: Arg<'_>, wake: &mut Wake) {
         self.expire_if_due(now, key, wake);
         if let Some(entry) = self.entries.get_mut(key) {
-            entry.value = value.term.clone();
-            entry.value_canon = value.canon;
+            entry.value = Packed::new(value.term);
         }
         self.settle(now, key, wake);
     }
@@ -342,7 +352,7 @@ impl Store {
             return;
         };
         let (kind, reply) = match self.entries.get(key) {
-            Some(entry) => (WaitKind::Present, ok_value(&entry.value)),
+            Some(entry) => (WaitKind::Present, ok_value(&entry.value.term())),
             None => (WaitKind::Absent, tuple(vec![atom("ok"), atom("released")])),
         };
         let due: Vec<WaiterId> = ids
@@ -391,7 +401,7 @@ impl Store {
         self.expire_if_due(now, key, wake);
         match (self.entries.get(key), value) {
             (None, _) => true,
-            (Some(entry), Some(value)) => entry.value_canon == *value,
+            (Some(entry), Some(value)) => entry.value.is(value),
             (Some(_), None) => false,
         }
     }
@@ -532,8 +542,8 @@ impl Store {
             .into_iter()
             .map(|(_, e)| {
                 tuple(vec![
-                    e.key.clone(),
-                    e.value.clone(),
+                    e.key.term(),
+                    e.value.term(),
                     millis_term(e.expires_at),
                 ])
             })
