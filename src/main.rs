@@ -94,7 +94,8 @@ enum Command {
         fresh: bool,
         /// The erl_quorum service's session lease, in ms: how long every
         /// lock and name it serves outlives its last renewal, and (plus 2 s)
-        /// how long a hold outlives the loss of its owner's node.
+        /// how long a hold outlives the loss of its owner's node. At least
+        /// 5000: owners are told when less than 3 s remain.
         #[arg(long, default_value_t = 10_000)]
         session_lease_ms: u64,
     },
@@ -202,7 +203,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let defaults = erl_quorum::services::ServicesConfig::default();
             // Owners are told 3 s before the session could lapse; renew
             // often enough that a couple of lost rounds never get there.
-            let session_lease = Duration::from_millis(session_lease_ms.max(4_000));
+            let session_lease = Duration::from_millis(session_lease_ms.max(5_000));
             let services = erl_quorum::services::ServicesConfig {
                 masters: config.masters.clone(),
                 w,

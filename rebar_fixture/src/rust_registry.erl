@@ -87,7 +87,14 @@ unregister_name(Name) ->
 -spec whereis_name(term()) -> pid() | undefined.
 whereis_name(Name) ->
     try ets:lookup(?TABLE, Name) of
-        [{_, Pid}] -> Pid;
+        %% A dead local holder is as good as gone: its release is on its
+        %% way, and gen's start (a supervisor restarting it) must not take
+        %% it for a live one ({already_started, DeadPid}).
+        [{_, Pid}] ->
+            case dead_local(Pid) of
+                true -> undefined;
+                false -> Pid
+            end;
         [] -> undefined
     catch
         error:badarg -> undefined

@@ -100,7 +100,7 @@ mod tests_wait;
 
 pub use canon::{exact_eq, Canon, TooDeep, MAX_DEPTH};
 
-use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Term};
+use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
 use std::collections::{BTreeSet, HashMap};
 
 /// Timing and quorum settings.
@@ -234,41 +234,9 @@ enum WaitKind {
     Absent,
 }
 
-/// A term kept as its external-format bytes: a few dozen bytes where a
-/// `Term` tree takes hundreds (a million entries is a real load), decoded
-/// only when a reply needs it.
-#[derive(Debug)]
-enum Packed {
-    Bytes(Box<[u8]>),
-    /// A term the encoder refused (not seen in practice; kept as is).
-    Term(Box<Term>),
-}
-
-impl Packed {
-    fn new(term: &Term) -> Packed {
-        let mut out = Vec::new();
-        match crate::dist::etf::encode_term(term, &mut out) {
-            Ok(()) => Packed::Bytes(out.into_boxed_slice()),
-            Err(_) => Packed::Term(Box::new(term.clone())),
-        }
-    }
-
-    /// Whether this is the term with canonical form `canon` (`=:=`).
-    fn is(&self, canon: &Canon) -> bool {
-        Canon::of(&self.term()).is_ok_and(|c| c == *canon)
-    }
-
-    fn term(&self) -> Term {
-        match self {
-            Packed::Bytes(bytes) => {
-                crate::dist::etf::decode_term(bytes, &crate::dist::etf::Limits::default())
-                    .map(|(term, _)| term)
-                    // Bytes we encoded ourselves always decode.
-                    .unwrap_or_else(|_| atom("undefined"))
-            }
-            Packed::Term(term) => (**term).clone(),
-        }
-    }
+/// Whether `packed` is the term with canonical form `canon` (`=:=`).
+fn packed_is(packed: &Packed, canon: &Canon) -> bool {
+    Canon::of(&packed.term()).is_ok_and(|c| c == *canon)
 }
 
 #[derive(Debug)]

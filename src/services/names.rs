@@ -32,6 +32,12 @@ impl NameView {
         self.names.get(&canon).map(|k| &k.pid)
     }
 
+    /// Which serving node registered `name`, if known.
+    pub fn origin(&self, name: &Term) -> Option<&Origin> {
+        let canon = Canon::of(name).ok()?;
+        self.names.get(&canon).map(|k| &k.origin)
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }

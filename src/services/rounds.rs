@@ -48,6 +48,13 @@ pub enum Job {
         caller: Caller,
         qkey: Term,
     },
+    /// Pass `request` on to the `erl_quorum` service of `node` and its
+    /// reply back to `caller`.
+    Forward {
+        caller: Caller,
+        node: String,
+        request: Term,
+    },
     /// Subscribe the server to the names a peer serves.
     SubscribePeer {
         peer: String,
@@ -178,7 +185,7 @@ impl Worker {
                 let timeout = self.config.wait_release + Duration::from_millis(500);
                 // W masters saying "gone" make it worth another try; one
                 // could be a master that missed the write.
-                let _ = self.round(request, timeout, |t| is_ok_released(t)).await;
+                let _ = self.round(request, timeout, is_ok_released).await;
                 Some(Event::Done {
                     slot,
                     op,
@@ -207,6 +214,22 @@ impl Worker {
                 let node = self.process.node().name().to_owned();
                 let holder = self.dirty_read(&node, qkey).await;
                 let reply = holder.map_or(atom("undefined"), Term::from);
+                caller.reply(&self.process, reply);
+                None
+            }
+            Job::Forward {
+                caller,
+                node,
+                request,
+            } => {
+                let reply = self
+                    .process
+                    .call(("erl_quorum", node.as_str()), request, self.config.timeout)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(%node, error = %e, "erl_quorum: forwarding to a peer failed");
+                        tuple(vec![atom("error"), tuple(vec![atom("forward_failed"), atom(&node)])])
+                    });
                 caller.reply(&self.process, reply);
                 None
             }

@@ -152,6 +152,18 @@ impl Server {
                 return;
             }
             Some([op, name]) if is_atom(op, "unregister_name") => {
+                // A name another serving node holds is released by that
+                // node (it monitors the owner and renews the session).
+                if !self.slots.knows(Kind::Name, name) {
+                    if let Some(Origin::Peer(peer)) = self.names.origin(name) {
+                        let _ = self.jobs.send(Job::Forward {
+                            caller,
+                            node: peer.clone(),
+                            request: request.clone(),
+                        });
+                        return;
+                    }
+                }
                 self.slots.unregister(caller, name.clone());
                 return;
             }
@@ -326,18 +338,13 @@ impl Server {
         let origin = Origin::Peer(peer);
         let mut applied = Vec::new();
         for pair in list_elements(changes).unwrap_or_default() {
-            match as_tuple(&pair) {
-                Some([name, Term::Pid(pid)]) => {
-                    if self.names.apply(name, Some(pid), &origin) {
-                        applied.push(pair.clone());
-                    }
-                }
-                Some([name, _undefined]) => {
-                    if self.names.apply(name, None, &origin) {
-                        applied.push(pair.clone());
-                    }
-                }
-                _ => {}
+            let changed = match as_tuple(&pair) {
+                Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &origin),
+                Some([name, _undefined]) => self.names.apply(name, None, &origin),
+                _ => false,
+            };
+            if changed {
+                applied.push(pair.clone());
             }
         }
         self.publish(applied, false);

@@ -240,6 +240,12 @@ impl Slots {
         }
     }
 
+    /// Whether this node has anything going on for `key` (held, waited on,
+    /// being taken or released).
+    pub fn knows(&self, kind: Kind, key: &Term) -> bool {
+        Canon::of(&kind.quorum_key(key)).is_ok_and(|c| self.slots.contains_key(&c))
+    }
+
     /// `{lock, Key, Owner, Block}`.
     pub fn lock(&mut self, caller: Caller, key: Term, owner: Pid, block: bool) {
         self.request(Kind::Lock, key, caller, owner, Ask::Lock { block });

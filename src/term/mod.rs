@@ -4,9 +4,11 @@
 //! `ByteList`, and any other list as a `List`; [`list_elements`] hides that
 //! difference from callers.
 
+mod packed;
 mod parse;
 
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
+pub use packed::Packed;
 pub use parse::{parse_term, ParseError};
 
 /// An atom term.

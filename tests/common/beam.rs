@@ -581,3 +581,144 @@ fn parse_ready(term: &str) -> Option<(u32, String)> {
         .unwrap_or(node);
     Some((pid.parse().ok()?, node.to_string()))
 }
+
+// ---- Elixir nodes ------------------------------------------------------------
+//
+// Added beside `start`/`start_sname` without touching them: `start_elixir`
+// builds its own command line and then waits for the node exactly as
+// `start_with` does (`launch` repeats that tail; the two could share it).
+
+impl BeamNode {
+    /// Starts an Elixir node: `elixir --erl "<the erl arguments of start>"
+    /// --no-halt -e :ok` (`elixir27` for `EQ_OTP=27`), named
+    /// `NAME@127.0.0.1` (a `name` with `@` is used as is), with `cookie`,
+    /// eq_peer and the erl_quorum modules on the code path and `extra_args`
+    /// appended to the erl arguments. Evals are Erlang expressions, as on
+    /// any node; Elixir code runs through `'Elixir.Code':eval_string/1,2`.
+    /// Returns once the node answers `'Elixir.System':version()` with a
+    /// binary, i.e. once it really is an Elixir node.
+    pub fn start_elixir(name: &str, cookie: &str, extra_args: &[&str]) -> io::Result<BeamNode> {
+        let otp = Otp::from_env();
+        let ebin = eq_peer_ebin(otp)?;
+        ensure_epmd()?;
+        let full = if name.contains('@') {
+            name.to_string()
+        } else {
+            format!("{name}@127.0.0.1")
+        };
+        let ebin_str = ebin.to_string_lossy().into_owned();
+        let mut erl_args: Vec<&str> = BASE_ARGS.to_vec();
+        erl_args.extend([
+            "-name",
+            &full,
+            "-kernel",
+            "inet_dist_use_interface",
+            "{127,0,0,1}",
+            "-setcookie",
+            cookie,
+            "-pa",
+            &ebin_str,
+            "-run",
+            "eq_peer",
+            "main",
+        ]);
+        erl_args.extend_from_slice(extra_args);
+        // The elixir script splits the --erl string on whitespace.
+        if let Some(bad) = erl_args
+            .iter()
+            .find(|a| a.is_empty() || a.contains(char::is_whitespace))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("start_elixir: erl argument {bad:?} is empty or holds whitespace"),
+            ));
+        }
+        let mut cmd = Command::new(otp.elixir());
+        // The repo root as cwd, for the same reason as in start_with.
+        cmd.current_dir(super::repo_root())
+            .arg("--erl")
+            .arg(erl_args.join(" "))
+            .args(["--no-halt", "-e", ":ok"])
+            .env("ERL_CRASH_DUMP_SECONDS", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let label = format!("Elixir (OTP {}) node {full}", otp.release());
+        let node = Self::launch(cmd, otp, &full, cookie, label)?;
+        match node.eval("'Elixir.System':version()") {
+            Ok(v) if v.starts_with("<<\"") => Ok(node),
+            other => Err(io::Error::other(format!(
+                "{}: 'Elixir.System':version() returned {other:?}; not an Elixir node?{}",
+                node.diag.label,
+                node.diag.tail()
+            ))),
+        }
+    }
+
+    /// Spawns `cmd` (a command that runs eq_peer) and waits for the node
+    /// the way `start_with` does: the ready frame, then a trivial eval.
+    fn launch(
+        mut cmd: Command,
+        otp: Otp,
+        name: &str,
+        cookie: &str,
+        label: String,
+    ) -> io::Result<BeamNode> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot run `{program}` for {label}: {e}; {}",
+                    otp.install_hint()
+                ),
+            )
+        })?;
+        let diag = Arc::new(Diag {
+            label,
+            lines: Mutex::new(VecDeque::new()),
+            stderr_closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel();
+        spawn_stdout_reader(child.stdout.take().expect("piped stdout"), tx, diag.clone());
+        spawn_stderr_reader(child.stderr.take().expect("piped stderr"), diag.clone());
+        let mut node = BeamNode {
+            node_name: name.to_string(),
+            cookie: cookie.to_string(),
+            otp,
+            os_pid: child.id(),
+            io: Mutex::new(Io {
+                stdin: child.stdin.take(),
+                frames: rx,
+                next_seq: 1,
+                exited: None,
+            }),
+            child,
+            diag,
+            reaped: false,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ready = node
+            .wait_frame(&mut node.lock_io(), 0, deadline, START_TIMEOUT, "startup")
+            .map_err(io::Error::other)?;
+        let (os_pid, full_name) = parse_ready(&ready).ok_or_else(|| {
+            io::Error::other(format!(
+                "{}: unexpected ready frame {ready}",
+                node.diag.label
+            ))
+        })?;
+        node.os_pid = os_pid;
+        node.node_name = full_name;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        match node.eval_timeout("ok", left) {
+            Ok(v) if v == "ok" => Ok(node),
+            other => Err(io::Error::other(format!(
+                "{}: trivial eval returned {other:?}{}",
+                node.diag.label,
+                node.diag.tail()
+            ))),
+        }
+    }
+}

@@ -4,8 +4,8 @@
 
 use super::parse::{Arg, Lease, Op, Request};
 use super::{
-    atom, atoms, Packed, SessionId, error, int, is_atom, list, millis_term, ok_value, tuple, CallOutcome, Canon,
-    Entry, Promise, Store, Term, WaitKind, Waiter, WaiterId, Wake,
+    atom, atoms, error, int, is_atom, list, millis_term, ok_value, packed_is, tuple, CallOutcome,
+    Canon, Entry, Packed, Promise, SessionId, Store, Term, WaitKind, Waiter, WaiterId, Wake,
 };
 
 impl Store {
@@ -164,7 +164,7 @@ impl Store {
         }
         self.expire_if_due(now, &key.canon, wake);
         let matches = match self.entries.get(&key.canon) {
-            Some(entry) => entry.value.is(&expected.canon),
+            Some(entry) => packed_is(&entry.value, &expected.canon),
             None => is_atom(expected.term, "not_found"),
         };
         if !matches {
@@ -191,7 +191,7 @@ impl Store {
     fn release(&mut self, now: u64, key: &Arg<'_>, value: &Arg<'_>, wake: &mut Wake) -> Term {
         self.expire_if_due(now, &key.canon, wake);
         let reply = match self.entries.get(&key.canon) {
-            Some(entry) if entry.value.is(&value.canon) => {
+            Some(entry) if packed_is(&entry.value, &value.canon) => {
                 self.remove_entry(&key.canon);
                 self.log
                     .push(tuple(vec![atom("release"), key.term.clone()]));
@@ -401,7 +401,7 @@ impl Store {
         self.expire_if_due(now, key, wake);
         match (self.entries.get(key), value) {
             (None, _) => true,
-            (Some(entry), Some(value)) => entry.value.is(value),
+            (Some(entry), Some(value)) => packed_is(&entry.value, value),
             (Some(_), None) => false,
         }
     }
