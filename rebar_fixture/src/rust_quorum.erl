@@ -38,6 +38,9 @@
 %% it does not trigger the global GC that replacing a compound term would.
 -define(CURRENT, {?MODULE, current_node}).
 -define(TICK_MS, 200).
+%% Deepest request sent to a Rust node; it accepts 128, and the call's own
+%% wrapping ({'$gen_call', From, Request} in a control message) takes a few.
+-define(MAX_DEPTH, 120).
 -define(RESUBSCRIBE_MS, 500).
 -define(SUBSCRIBE_TIMEOUT_MS, 5000).
 %% PROTOCOL.md: the validity assumed on a node's first eq_owned, until its
@@ -89,8 +92,33 @@ start_link() ->
 %% the Rust node takes (a blocking lock waits for the lock).
 -spec call(term()) -> term().
 call(Request) ->
+    %% A Rust node treats a term nested deeper than it accepts (128) as a
+    %% broken peer and drops the connection, which would cost every owner
+    %% on this node its locks (and the next node the same on failover):
+    %% refuse such a request here instead.
+    case deeper_than(Request, ?MAX_DEPTH) of
+        true -> erlang:error({badarg, {too_deep, Request}});
+        false -> ok
+    end,
     Nodes = ?MODULE:nodes(),
     call(Request, rotate(Nodes, current_node()), Nodes, []).
+
+%% Whether Term nests deeper than Depth, counted as the Rust node counts:
+%% the elements of a tuple, list or map are one level down (a long list is
+%% not deep).
+deeper_than(_Term, Depth) when Depth < 0 -> true;
+deeper_than(Term, Depth) when is_tuple(Term) ->
+    lists:any(fun(E) -> deeper_than(E, Depth - 1) end, tuple_to_list(Term));
+deeper_than([_ | _] = Term, Depth) ->
+    deeper_list(Term, Depth - 1);
+deeper_than(Term, Depth) when is_map(Term) ->
+    lists:any(fun({K, V}) -> deeper_than(K, Depth - 1) orelse deeper_than(V, Depth - 1) end,
+              maps:to_list(Term));
+deeper_than(_Term, _Depth) -> false.
+
+deeper_list([H | T], Depth) -> deeper_than(H, Depth) orelse deeper_list(T, Depth);
+deeper_list([], _Depth) -> false;
+deeper_list(Tail, Depth) -> deeper_than(Tail, Depth).
 
 %% The configured Rust nodes (application env `rust_nodes`), read on every
 %% call so that application:set_env/3 takes effect at once.

@@ -1,9 +1,9 @@
-//! The registry as this node sees it: every name it knows (its own and its
-//! peers'), what `whereis_name` answers and what subscribers are sent.
-//! Plain data; the server feeds it.
+//! The names this node's peers serve, as they reported them: with the names
+//! held in this node's own slots, what `whereis_name` answers and what
+//! subscribers are sent. Plain data; the server feeds it.
 
 use crate::quorum::store::Canon;
-use crate::term::{atom, list, tuple, Pid, Term};
+use crate::term::{atom, tuple, Pid, Term};
 use std::collections::HashMap;
 
 /// Who registered a name: this node, or a peer serving node.
@@ -86,14 +86,12 @@ impl NameView {
         gone
     }
 
-    /// `[{Name, Pid}]`, every name known.
-    pub fn snapshot(&self) -> Term {
-        list(
-            self.names
-                .values()
-                .map(|k| tuple(vec![k.name.clone(), Term::from(k.pid.clone())]))
-                .collect(),
-        )
+    /// `{Name, Pid}` for every name known.
+    pub fn snapshot(&self) -> Vec<Term> {
+        self.names
+            .values()
+            .map(|k| tuple(vec![k.name.clone(), Term::from(k.pid.clone())]))
+            .collect()
     }
 }
 

@@ -5,10 +5,9 @@
 //! the `locker` processes of the masters (this node's included) with the
 //! node-monitored `quorum_call`, so a lost master costs no timeout.
 
-use super::slots::{OpId, Outcome};
+use super::slots::{OpId, Outcome, SlotId};
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
-use crate::quorum::store::Canon;
 use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use tokio::time::Instant;
 pub enum Job {
     Acquire {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
         value: Term,
         epoch: u64,
@@ -28,13 +27,13 @@ pub enum Job {
     },
     Release {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
         value: Term,
     },
     WaitRelease {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
     },
     /// Renew (or open) the session; the lease counts from `sent_at`.
@@ -66,7 +65,7 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     Done {
-        slot: Canon,
+        slot: SlotId,
         op: OpId,
         epoch: u64,
         outcome: Outcome,
@@ -81,9 +80,9 @@ pub enum Event {
         names: Option<Term>,
     },
     /// A delayed [`super::slots::Action::RetryLater`] is due.
-    Retry(Canon),
+    Retry(SlotId),
     /// A delayed [`super::slots::Action::ReleaseLater`] is due.
-    ReleaseDue(Canon, Pid),
+    ReleaseDue(SlotId, Pid),
 }
 
 /// Shared settings of every worker.
@@ -211,8 +210,15 @@ impl Worker {
                 })
             }
             Job::WhereIs { caller, qkey } => {
-                let node = self.process.node().name().to_owned();
-                let holder = self.dirty_read(&node, qkey).await;
+                // Any master: one that missed the write (W of N took it)
+                // or restarted since would say "free".
+                let mut holder = None;
+                for master in self.config.masters.clone() {
+                    holder = self.dirty_read(&master, qkey.clone()).await;
+                    if holder.is_some() {
+                        break;
+                    }
+                }
                 let reply = holder.map_or(atom("undefined"), Term::from);
                 caller.reply(&self.process, reply);
                 None
@@ -313,14 +319,16 @@ impl Worker {
         if tally.ok >= self.config.w {
             return Outcome::Acquired;
         }
-        if tally.ok > 0 {
-            let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
-            let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
-            let _ = self
-                .process
-                .quorum_call(&masters, "locker", undo, self.config.timeout, |_| true)
-                .await;
-        }
+        // Undo everywhere, not only where an `ok` came in: the round may
+        // have stopped before a late `ok`, and an entry left under this
+        // node's session would be renewed for ever. The release is
+        // value-checked and follows the lock on each connection.
+        let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
+        let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
+        let _ = self
+            .process
+            .quorum_call(&masters, "locker", undo, self.config.timeout, |_| true)
+            .await;
         if tally.held > 0 {
             for master in tally.held_at.clone() {
                 if let Some(holder) = self.dirty_read(&master, qkey.clone()).await {

@@ -168,9 +168,10 @@ impl Server {
                 return;
             }
             Some([op, name]) if is_atom(op, "whereis_name") => self
-                .names
-                .whereis(name)
-                .map_or(atom("undefined"), |p| Term::from(p.clone())),
+                .slots
+                .whereis_name(name)
+                .or_else(|| self.names.whereis(name).cloned())
+                .map_or(atom("undefined"), Term::from),
             Some([op, key]) if is_atom(op, "whereis_lock") => {
                 match self.slots.holder(Kind::Lock, key) {
                     Some(holder) => holder.map_or(atom("undefined"), Term::from),
@@ -184,7 +185,14 @@ impl Server {
             Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe") => {
                 self.watch(Dest::Pid(pid.clone()), Watched::Subscriber(pid.clone()));
                 self.subscribers.insert(pid.clone());
-                tuple(vec![atom("ok"), self.names.snapshot()])
+                let mut all = self.names.snapshot();
+                all.extend(
+                    self.slots
+                        .held_names()
+                        .into_iter()
+                        .map(|(n, p)| tuple(vec![n, Term::from(p)])),
+                );
+                tuple(vec![atom("ok"), list(all)])
             }
             Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe_peer") => {
                 self.watch(Dest::Pid(pid.clone()), Watched::PeerSubscriber(pid.clone()));
@@ -220,7 +228,7 @@ impl Server {
         let pair = |k: &str, v: Term| tuple(vec![atom(k), v]);
         list(vec![
             pair("slots", int(self.slots.len() as i64)),
-            pair("names", int(self.names.len() as i64)),
+            pair("peer_names", int(self.names.len() as i64)),
             pair("subscribers", int(self.subscribers.len() as i64)),
             pair("session_valid_ms", int(self.valid_ms() as i64)),
             pair("epoch", int(self.session.epoch as i64)),
@@ -276,9 +284,9 @@ impl Server {
                 op,
                 epoch,
                 outcome,
-            } => self.slots.op_done(&slot, op, epoch, outcome),
-            Event::Retry(slot) => self.slots.retry(&slot),
-            Event::ReleaseDue(slot, owner) => self.slots.release_due(&slot, &owner),
+            } => self.slots.op_done(slot, op, epoch, outcome),
+            Event::Retry(slot) => self.slots.retry(slot),
+            Event::ReleaseDue(slot, owner) => self.slots.release_due(slot, &owner),
             Event::Renewed { epoch, sent_at, ok } => {
                 if epoch == self.session.epoch {
                     self.session.renewing = false;
@@ -335,10 +343,16 @@ impl Server {
         let Some(peer) = crate::term::as_atom(from).map(str::to_owned) else {
             return;
         };
+        if !self.config.peers.contains(&peer) || peer == self.process.node().name() {
+            tracing::warn!(%peer, "erl_quorum: name changes from a node that is not a peer ignored");
+            return;
+        }
         let origin = Origin::Peer(peer);
         let mut applied = Vec::new();
         for pair in list_elements(changes).unwrap_or_default() {
             let changed = match as_tuple(&pair) {
+                // What this node holds itself, it knows better.
+                Some([name, _]) if self.slots.whereis_name(name).is_some() => false,
                 Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &origin),
                 Some([name, _undefined]) => self.names.apply(name, None, &origin),
                 _ => false,
@@ -470,7 +484,7 @@ impl Server {
                     key,
                 } => self.notify(what, owner, kind, key),
                 Action::NameChanged { name, pid } => {
-                    self.names.apply(&name, pid.as_ref(), &Origin::Local);
+                    // Our own names live in the slots; the view holds peers'.
                     own_changes.push(change(name, pid));
                 }
             }

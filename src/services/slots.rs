@@ -14,8 +14,9 @@
 
 use crate::process::Caller;
 use crate::quorum::store::Canon;
-use crate::term::{atom, tuple, Pid, Term};
+use crate::term::{atom, tuple, Packed, Pid, Term};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// A Paxtor lock or a registry name: separate key spaces on the quorum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +48,14 @@ impl Kind {
 /// Identifies one quorum operation, so a stale outcome is recognised.
 pub type OpId = u64;
 
+/// A slot's place in the table. Places are reused; the generation tells a
+/// late timer for an old slot from the slot now there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId {
+    index: u32,
+    generation: u32,
+}
+
 /// How a quorum operation ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -69,7 +78,7 @@ pub enum Action {
     /// Take `qkey` with `value` under the session of `epoch`.
     Acquire {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
         value: Term,
         epoch: u64,
@@ -77,7 +86,7 @@ pub enum Action {
     /// Release `qkey` holding `value`, retrying until it goes through.
     Release {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
         value: Term,
     },
@@ -85,17 +94,17 @@ pub enum Action {
     /// while, to look again).
     WaitRelease {
         op: OpId,
-        slot: Canon,
+        slot: SlotId,
         qkey: Term,
     },
     /// Call [`Slots::retry`] for `slot` after a short random pause.
     RetryLater {
-        slot: Canon,
+        slot: SlotId,
     },
     /// Call [`Slots::release_due`] after the session lease plus a margin:
     /// the owner's node lost us, and its guard tells the owner by then.
     ReleaseLater {
-        slot: Canon,
+        slot: SlotId,
         owner: Pid,
     },
     Monitor(Pid),
@@ -133,45 +142,68 @@ struct Waiting {
 #[derive(Debug)]
 enum State {
     Free,
+    /// (Boxed, like `Elsewhere`'s pid, to keep every other state small.)
     Acquiring {
         op: OpId,
-        for_: Waiting,
+        for_: Box<Waiting>,
     },
+    /// (The pid is shared by every slot of one owner: a million names of
+    /// one process hold one pid.)
     Held {
-        owner: Pid,
+        owner: Arc<Pid>,
     },
     /// The owner's node lost us; released after the guard's deadline.
     Orphaned {
-        owner: Pid,
+        owner: Arc<Pid>,
     },
     Releasing {
         op: OpId,
     },
     /// Held on the quorum by someone this node does not serve.
     Elsewhere {
-        holder: Option<Pid>,
+        holder: Option<Box<Pid>>,
         watch: Option<OpId>,
     },
     /// Refused for now; [`Slots::retry`] comes next.
     Backoff,
 }
 
+/// Kept small: a serving node may hold a million of these.
 #[derive(Debug)]
 struct Slot {
     kind: Kind,
-    key: Term,
-    qkey: Term,
+    generation: u32,
+    key: Packed,
     state: State,
     queue: VecDeque<Waiting>,
+}
+
+impl Slot {
+    fn key(&self) -> Term {
+        self.key.term()
+    }
+
+    fn qkey(&self) -> Term {
+        self.kind.quorum_key(&self.key.term())
+    }
+}
+
+/// An owner's slots (held or waited on): one monitor per pid.
+#[derive(Debug)]
+struct Watch {
+    pid: Arc<Pid>,
+    slots: Vec<SlotId>,
 }
 
 /// Every slot this node serves, and the owners it watches.
 #[derive(Debug)]
 pub struct Slots {
     self_node: Term,
-    slots: HashMap<Canon, Slot>,
-    /// Slots each watched pid holds or waits on; a monitor per pid.
-    watched: HashMap<Pid, Vec<Canon>>,
+    /// Quorum key -> slot.
+    index: HashMap<Canon, SlotId>,
+    table: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    watched: HashMap<Pid, Watch>,
     next_op: OpId,
     epoch: u64,
     actions: Vec<Action>,
@@ -190,12 +222,22 @@ fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Term {
     }
 }
 
+/// The slot `id` names, borrowing only the table.
+fn slot_in(table: &mut [Option<Slot>], id: SlotId) -> Option<&mut Slot> {
+    table
+        .get_mut(id.index as usize)?
+        .as_mut()
+        .filter(|s| s.generation == id.generation)
+}
+
 impl Slots {
     /// `self_node`: this node's name, part of every value written.
     pub fn new(self_node: &str) -> Slots {
         Slots {
             self_node: atom(self_node),
-            slots: HashMap::new(),
+            index: HashMap::new(),
+            table: Vec::new(),
+            free: Vec::new(),
             watched: HashMap::new(),
             next_op: 0,
             epoch: 0,
@@ -214,11 +256,11 @@ impl Slots {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.index.is_empty()
     }
 
     /// The value written for `owner`: `{Owner, ServingNode}`.
@@ -226,15 +268,67 @@ impl Slots {
         tuple(vec![Term::from(owner.clone()), self.self_node.clone()])
     }
 
+    fn slot(&self, id: SlotId) -> Option<&Slot> {
+        self.table
+            .get(id.index as usize)?
+            .as_ref()
+            .filter(|s| s.generation == id.generation)
+    }
+
+    fn slot_mut(&mut self, id: SlotId) -> Option<&mut Slot> {
+        slot_in(&mut self.table, id)
+    }
+
+    fn find(&self, kind: Kind, key: &Term) -> Option<SlotId> {
+        let canon = Canon::of(&kind.quorum_key(key)).ok()?;
+        self.index.get(&canon).copied()
+    }
+
+    fn insert(&mut self, mut canon: Canon, kind: Kind, key: &Term) -> SlotId {
+        canon.shrink_to_fit();
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.table.push(None);
+                (self.table.len() - 1) as u32
+            }
+        };
+        let generation = self.next_op as u32;
+        self.next_op += 1;
+        self.table[index as usize] = Some(Slot {
+            kind,
+            generation,
+            key: Packed::new(key),
+            state: State::Free,
+            queue: VecDeque::new(),
+        });
+        let id = SlotId { index, generation };
+        self.index.insert(canon, id);
+        id
+    }
+
+    fn remove(&mut self, id: SlotId) {
+        let Some(slot) = self.slot(id) else { return };
+        if let Ok(canon) = Canon::of(&slot.qkey()) {
+            self.index.remove(&canon);
+        }
+        self.table[id.index as usize] = None;
+        self.free.push(id.index);
+    }
+
     /// The holder this node knows of, if any: `Some(None)` means "known
     /// free here", `None` means "ask the quorum".
     pub fn holder(&self, kind: Kind, key: &Term) -> Option<Option<Pid>> {
-        let Ok(canon) = Canon::of(&kind.quorum_key(key)) else {
+        if Canon::of(&kind.quorum_key(key)).is_err() {
             return Some(None);
-        };
-        match self.slots.get(&canon).map(|s| &s.state) {
+        }
+        match self
+            .find(kind, key)
+            .and_then(|id| self.slot(id))
+            .map(|s| &s.state)
+        {
             Some(State::Held { owner }) | Some(State::Orphaned { owner }) => {
-                Some(Some(owner.clone()))
+                Some(Some((**owner).clone()))
             }
             _ => None,
         }
@@ -243,7 +337,7 @@ impl Slots {
     /// Whether this node has anything going on for `key` (held, waited on,
     /// being taken or released).
     pub fn knows(&self, kind: Kind, key: &Term) -> bool {
-        Canon::of(&kind.quorum_key(key)).is_ok_and(|c| self.slots.contains_key(&c))
+        self.find(kind, key).is_some()
     }
 
     /// `{lock, Key, Owner, Block}`.
@@ -260,20 +354,16 @@ impl Slots {
     /// after the reply, and every later request for the name through this
     /// node waits for it (so a register right after succeeds).
     pub fn unregister(&mut self, caller: Caller, name: Term) {
-        let qkey = Kind::Name.quorum_key(&name);
-        let Ok(canon) = Canon::of(&qkey) else {
+        let Some(id) = self.find(Kind::Name, &name) else {
             self.actions.push(Action::Reply(caller, atom("ok")));
             return;
         };
-        let Some(slot) = self.slots.get_mut(&canon) else {
-            self.actions.push(Action::Reply(caller, atom("ok")));
-            return;
-        };
+        let slot = self.slot_mut(id).expect("indexed");
         match &slot.state {
             State::Held { owner } => {
                 let owner = owner.clone();
-                self.release(&canon, &owner, true);
-                self.unwatch(&owner, &canon);
+                self.release(id, &owner, true);
+                self.unwatch(&owner, id);
                 self.actions.push(Action::Reply(caller, atom("ok")));
             }
             State::Free | State::Elsewhere { .. } if slot.queue.is_empty() => {
@@ -283,16 +373,16 @@ impl Slots {
                 let owner = caller.pid.clone();
                 slot.queue.push_back(Waiting {
                     caller,
-                    owner,
+                    owner: owner.clone(),
                     ask: Ask::Unregister,
                 });
+                self.watch(&owner, id);
             }
         }
     }
 
     fn request(&mut self, kind: Kind, key: Term, caller: Caller, owner: Pid, ask: Ask) {
-        let qkey = kind.quorum_key(&key);
-        let Ok(canon) = Canon::of(&qkey) else {
+        let Ok(canon) = Canon::of(&kind.quorum_key(&key)) else {
             // Deeper than any store accepts: nobody can hold it.
             let reply = match ask {
                 Ask::Register => atom("no"),
@@ -301,15 +391,13 @@ impl Slots {
             self.actions.push(Action::Reply(caller, reply));
             return;
         };
-        let slot = self.slots.entry(canon.clone()).or_insert_with(|| Slot {
-            kind,
-            key,
-            qkey,
-            state: State::Free,
-            queue: VecDeque::new(),
-        });
+        let id = match self.index.get(&canon) {
+            Some(&id) => id,
+            None => self.insert(canon, kind, &key),
+        };
+        let slot = self.slot_mut(id).expect("indexed");
         if matches!(ask, Ask::Lock { .. })
-            && matches!(&slot.state, State::Held { owner: o } if *o == owner)
+            && matches!(&slot.state, State::Held { owner: o } if **o == owner)
         {
             // Reentrant: at once, ahead of any waiters (they wait for this
             // very owner, so queueing it behind them would deadlock).
@@ -321,39 +409,61 @@ impl Slots {
             owner: owner.clone(),
             ask,
         });
-        self.watch(&owner, &canon);
-        self.settle(&canon);
+        self.watch(&owner, id);
+        self.settle(id);
     }
 
-    fn watch(&mut self, pid: &Pid, slot: &Canon) {
-        let slots = self.watched.entry(pid.clone()).or_default();
-        if slots.is_empty() {
+    /// Adds `slot` to `pid`'s watch; returns the pid as shared by its slots.
+    fn watch(&mut self, pid: &Pid, slot: SlotId) -> Arc<Pid> {
+        let watch = self.watched.entry(pid.clone()).or_insert_with(|| Watch {
+            pid: Arc::new(pid.clone()),
+            slots: Vec::new(),
+        });
+        if watch.slots.is_empty() {
             self.actions.push(Action::Monitor(pid.clone()));
         }
-        slots.push(slot.clone());
+        watch.slots.push(slot);
+        watch.pid.clone()
     }
 
-    fn unwatch(&mut self, pid: &Pid, slot: &Canon) {
-        if let Some(slots) = self.watched.get_mut(pid) {
-            if let Some(i) = slots.iter().position(|s| s == slot) {
-                slots.swap_remove(i);
+    fn unwatch(&mut self, pid: &Pid, slot: SlotId) {
+        if let Some(watch) = self.watched.get_mut(pid) {
+            if let Some(i) = watch.slots.iter().position(|s| *s == slot) {
+                watch.slots.swap_remove(i);
             }
-            if slots.is_empty() {
+            if watch.slots.is_empty() {
                 self.watched.remove(pid);
                 self.actions.push(Action::Demonitor(pid.clone()));
             }
         }
     }
 
+    fn watching(&self, pid: &Pid, slot: SlotId) -> bool {
+        self.watched
+            .get(pid)
+            .is_some_and(|w| w.slots.contains(&slot))
+    }
+
+    fn shared_pid(&self, pid: &Pid) -> Arc<Pid> {
+        self.watched
+            .get(pid)
+            .map_or_else(|| Arc::new(pid.clone()), |w| w.pid.clone())
+    }
+
     /// Answers what the slot's state settles and starts the next operation.
-    fn settle(&mut self, canon: &Canon) {
+    fn settle(&mut self, id: SlotId) {
         loop {
-            let Some(slot) = self.slots.get_mut(canon) else {
+            let Some(slot) = slot_in(&mut self.table, id) else {
                 return;
             };
-            let holder = match &slot.state {
-                State::Held { owner } => Some(owner.clone()),
-                State::Elsewhere { holder, .. } => holder.clone(),
+            if slot.queue.is_empty() && slot.queue.capacity() > 0 {
+                // A held slot waits with an empty queue, most of its life:
+                // give back the room its last waiters took.
+                slot.queue = VecDeque::new();
+            }
+            let holder: Option<Pid> = match &slot.state {
+                State::Held { owner } => Some((**owner).clone()),
+                State::Elsewhere { holder, .. } => holder.as_deref().cloned(),
                 _ => None,
             };
             match &slot.state {
@@ -362,7 +472,7 @@ impl Slots {
                     let Some(front) = slot.queue.front() else {
                         if matches!(slot.state, State::Elsewhere { watch: None, .. }) {
                             // Nobody waits: forget what may go stale.
-                            self.slots.remove(canon);
+                            self.remove(id);
                         }
                         return;
                     };
@@ -382,14 +492,14 @@ impl Slots {
                         Some(reply) => {
                             let w = slot.queue.pop_front().expect("front exists");
                             self.actions.push(Action::Reply(w.caller, reply));
-                            self.unwatch(&w.owner, canon);
+                            self.unwatch(&w.owner, id);
                         }
                         None if ours && matches!(front.ask, Ask::Unregister) => {
                             let w = slot.queue.pop_front().expect("front exists");
-                            self.unwatch(&w.owner, canon);
+                            self.unwatch(&w.owner, id);
                             let owner = holder.expect("held");
-                            self.release(canon, &owner, true);
-                            self.unwatch(&owner, canon);
+                            self.release(id, &owner, true);
+                            self.unwatch(&owner, id);
                             self.actions.push(Action::Reply(w.caller, atom("ok")));
                             return;
                         }
@@ -403,12 +513,9 @@ impl Slots {
                                 let op = self.next_op;
                                 self.next_op += 1;
                                 *w = Some(op);
-                                let qkey = slot.qkey.clone();
-                                self.actions.push(Action::WaitRelease {
-                                    op,
-                                    slot: canon.clone(),
-                                    qkey,
-                                });
+                                let qkey = slot.qkey();
+                                self.actions
+                                    .push(Action::WaitRelease { op, slot: id, qkey });
                             }
                             return;
                         }
@@ -416,12 +523,12 @@ impl Slots {
                 }
                 State::Free => {
                     let Some(front) = slot.queue.pop_front() else {
-                        self.slots.remove(canon);
+                        self.remove(id);
                         return;
                     };
                     if front.ask == Ask::Unregister {
                         self.actions.push(Action::Reply(front.caller, atom("ok")));
-                        self.unwatch(&front.owner, canon);
+                        self.unwatch(&front.owner, id);
                         continue;
                     }
                     let op = self.next_op;
@@ -430,11 +537,14 @@ impl Slots {
                         Term::from(front.owner.clone()),
                         self.self_node.clone(),
                     ]);
-                    let qkey = slot.qkey.clone();
-                    slot.state = State::Acquiring { op, for_: front };
+                    let qkey = slot.qkey();
+                    slot.state = State::Acquiring {
+                        op,
+                        for_: Box::new(front),
+                    };
                     self.actions.push(Action::Acquire {
                         op,
-                        slot: canon.clone(),
+                        slot: id,
                         qkey,
                         value,
                         epoch: self.epoch,
@@ -452,8 +562,8 @@ impl Slots {
     /// A quorum operation ended. Outcomes of operations the slot no longer
     /// waits for are ignored (an acquisition that lands after its owner
     /// died is released at once).
-    pub fn op_done(&mut self, canon: &Canon, op: OpId, epoch: u64, outcome: Outcome) {
-        let Some(slot) = self.slots.get_mut(canon) else {
+    pub fn op_done(&mut self, id: SlotId, op: OpId, epoch: u64, outcome: Outcome) {
+        let Some(slot) = self.slot_mut(id) else {
             return;
         };
         match std::mem::replace(&mut slot.state, State::Free) {
@@ -464,34 +574,31 @@ impl Slots {
                 } else {
                     outcome
                 };
-                self.acquired(canon, for_, outcome);
+                self.acquired(id, *for_, outcome);
             }
-            State::Releasing { op: mine } if mine == op => self.settle(canon),
+            State::Releasing { op: mine } if mine == op => self.settle(id),
             State::Elsewhere {
                 watch: Some(mine), ..
-            } if mine == op => self.settle(canon),
+            } if mine == op => self.settle(id),
             other => slot.state = other,
         }
     }
 
-    fn acquired(&mut self, canon: &Canon, for_: Waiting, outcome: Outcome) {
-        let owner_alive = self
-            .watched
-            .get(&for_.owner)
-            .is_some_and(|s| s.contains(canon));
-        let slot = self.slots.get_mut(canon).expect("present");
+    fn acquired(&mut self, id: SlotId, for_: Waiting, outcome: Outcome) {
+        let owner_alive = self.watching(&for_.owner, id);
+        let shared = self.shared_pid(&for_.owner);
+        let slot = self.slot_mut(id).expect("present");
         match outcome {
             Outcome::Acquired => {
-                let (kind, key) = (slot.kind, slot.key.clone());
-                slot.state = State::Held {
-                    owner: for_.owner.clone(),
-                };
+                let kind = slot.kind;
+                slot.state = State::Held { owner: shared };
                 if !owner_alive {
                     // Died while we were taking it: give it back. Its
                     // watch entry is already gone.
-                    self.release(canon, &for_.owner, false);
+                    self.release(id, &for_.owner, false);
                     return;
                 }
+                let key = slot.key();
                 self.actions.push(Action::Notify {
                     what: "eq_owned",
                     owner: for_.owner.clone(),
@@ -510,7 +617,7 @@ impl Slots {
             }
             Outcome::HeldBy(holder) => {
                 slot.state = State::Elsewhere {
-                    holder,
+                    holder: holder.map(Box::new),
                     watch: None,
                 };
                 if owner_alive {
@@ -522,45 +629,44 @@ impl Slots {
                 if owner_alive {
                     slot.queue.push_front(for_);
                 }
-                self.actions.push(Action::RetryLater {
-                    slot: canon.clone(),
-                });
+                self.actions.push(Action::RetryLater { slot: id });
                 return;
             }
             Outcome::NoQuorum | Outcome::Released => {
                 if owner_alive {
                     let reply = reply_for(&for_.ask, false, None);
                     self.actions.push(Action::Reply(for_.caller, reply));
-                    self.unwatch(&for_.owner, canon);
+                    self.unwatch(&for_.owner, id);
                 }
             }
         }
-        self.settle(canon);
+        self.settle(id);
     }
 
     /// After [`Action::RetryLater`].
-    pub fn retry(&mut self, canon: &Canon) {
-        if let Some(slot) = self.slots.get_mut(canon) {
+    pub fn retry(&mut self, id: SlotId) {
+        if let Some(slot) = self.slot_mut(id) {
             if matches!(slot.state, State::Backoff) {
                 slot.state = State::Free;
-                self.settle(canon);
+                self.settle(id);
             }
         }
     }
 
-    /// Releases `canon`, held by `owner` here. `notify`: tell the guard and
-    /// the name's subscribers (not needed when they never heard of it). The
-    /// caller drops the owner's watch entry if it still has one.
-    fn release(&mut self, canon: &Canon, owner: &Pid, notify: bool) {
+    /// Releases slot `id`, held by `owner` here. `notify`: tell the guard
+    /// and the name's subscribers (not needed when they never heard of it).
+    /// The caller drops the owner's watch entry if it still has one.
+    fn release(&mut self, id: SlotId, owner: &Pid, notify: bool) {
         let op = self.next_op;
         self.next_op += 1;
         let value = self.value_of(owner);
-        let slot = self.slots.get_mut(canon).expect("present");
+        let slot = self.slot_mut(id).expect("present");
         slot.state = State::Releasing { op };
-        let (kind, key, qkey) = (slot.kind, slot.key.clone(), slot.qkey.clone());
+        let (kind, qkey) = (slot.kind, slot.qkey());
+        let key = slot.key();
         self.actions.push(Action::Release {
             op,
-            slot: canon.clone(),
+            slot: id,
             qkey,
             value,
         });
@@ -584,39 +690,40 @@ impl Slots {
     /// to us went (`noconnection`); it may still run, so its holds are kept
     /// until its guard has surely told it ([`Action::ReleaseLater`]).
     pub fn owner_down(&mut self, pid: &Pid, connection_lost: bool) {
-        let Some(slots) = self.watched.remove(pid) else {
+        let Some(watch) = self.watched.remove(pid) else {
             return;
         };
-        for canon in slots {
-            let Some(slot) = self.slots.get_mut(&canon) else {
+        for id in watch.slots {
+            let Some(slot) = self.slot_mut(id) else {
                 continue;
             };
             slot.queue.retain(|w| &w.owner != pid);
             match &slot.state {
-                State::Held { owner } if owner == pid => {
+                State::Held { owner } if **owner == *pid => {
                     if connection_lost {
-                        slot.state = State::Orphaned { owner: pid.clone() };
+                        slot.state = State::Orphaned {
+                            owner: owner.clone(),
+                        };
                         self.actions.push(Action::ReleaseLater {
-                            slot: canon.clone(),
+                            slot: id,
                             owner: pid.clone(),
                         });
                     } else {
-                        self.release(&canon, pid, true);
+                        self.release(id, pid, true);
                     }
                 }
-                _ => self.settle(&canon),
+                _ => self.settle(id),
             }
         }
     }
 
     /// After [`Action::ReleaseLater`].
-    pub fn release_due(&mut self, canon: &Canon, owner: &Pid) {
+    pub fn release_due(&mut self, id: SlotId, owner: &Pid) {
         let due = self
-            .slots
-            .get(canon)
-            .is_some_and(|s| matches!(&s.state, State::Orphaned { owner: o } if o == owner));
+            .slot(id)
+            .is_some_and(|s| matches!(&s.state, State::Orphaned { owner: o } if **o == *owner));
         if due {
-            self.release(canon, owner, true);
+            self.release(id, owner, true);
         }
     }
 
@@ -626,16 +733,19 @@ impl Slots {
     /// use the next session (`epoch` + 1).
     pub fn session_lost(&mut self) {
         self.epoch += 1;
-        let canons: Vec<Canon> = self.slots.keys().cloned().collect();
-        for canon in canons {
-            let slot = self.slots.get_mut(&canon).expect("present");
+        let ids: Vec<SlotId> = self.index.values().copied().collect();
+        for id in ids {
+            let Some(slot) = self.slot_mut(id) else {
+                continue;
+            };
             let owner = match &slot.state {
-                State::Held { owner } | State::Orphaned { owner } => owner.clone(),
+                State::Held { owner } | State::Orphaned { owner } => (**owner).clone(),
                 _ => continue,
             };
-            let (kind, key) = (slot.kind, slot.key.clone());
+            let kind = slot.kind;
+            let key = slot.key();
             slot.state = State::Elsewhere {
-                holder: Some(owner.clone()),
+                holder: Some(Box::new(owner.clone())),
                 watch: None,
             };
             self.actions.push(Action::Notify {
@@ -650,19 +760,28 @@ impl Slots {
                     pid: None,
                 });
             }
-            self.unwatch(&owner, &canon);
-            self.settle(&canon);
+            self.unwatch(&owner, id);
+            self.settle(id);
         }
     }
 
-    /// Every name this node holds, for a peer's subscription.
+    /// The pid holding `name` through this node, if any.
+    pub fn whereis_name(&self, name: &Term) -> Option<Pid> {
+        match &self.slot(self.find(Kind::Name, name)?)?.state {
+            State::Held { owner } | State::Orphaned { owner } => Some((**owner).clone()),
+            _ => None,
+        }
+    }
+
+    /// Every name this node holds.
     pub fn held_names(&self) -> Vec<(Term, Pid)> {
-        self.slots
-            .values()
+        self.table
+            .iter()
+            .flatten()
             .filter(|s| s.kind == Kind::Name)
             .filter_map(|s| match &s.state {
                 State::Held { owner } | State::Orphaned { owner } => {
-                    Some((s.key.clone(), owner.clone()))
+                    Some((s.key(), (**owner).clone()))
                 }
                 _ => None,
             })

@@ -43,6 +43,11 @@ impl Canon {
         Ok(Canon(out))
     }
 
+    /// Gives back spare capacity, for a canon kept in a large table.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
     /// The encoded bytes (for tests and diagnostics).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

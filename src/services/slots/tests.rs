@@ -11,7 +11,7 @@ fn pid(n: u32) -> Pid {
 fn caller(n: u32) -> Caller {
     Caller {
         pid: pid(n),
-        tag: Term::from(crate::term::int(n as i64)),
+        tag: crate::term::int(n as i64),
     }
 }
 
@@ -25,18 +25,18 @@ fn replies(actions: &[Action]) -> Vec<(u32, Term)> {
         .collect()
 }
 
-fn acquire_op(actions: &[Action]) -> Option<(Canon, OpId, Term)> {
+fn acquire_op(actions: &[Action]) -> Option<(SlotId, OpId, Term)> {
     actions.iter().find_map(|a| match a {
         Action::Acquire {
             slot, op, value, ..
-        } => Some((slot.clone(), *op, value.clone())),
+        } => Some((*slot, *op, value.clone())),
         _ => None,
     })
 }
 
-fn release_op(actions: &[Action]) -> Option<(Canon, OpId)> {
+fn release_op(actions: &[Action]) -> Option<(SlotId, OpId)> {
     actions.iter().find_map(|a| match a {
-        Action::Release { slot, op, .. } => Some((slot.clone(), *op)),
+        Action::Release { slot, op, .. } => Some((*slot, *op)),
         _ => None,
     })
 }
@@ -53,7 +53,7 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     s.lock(caller(3), atom("k"), pid(3), false);
     s.lock(caller(4), atom("k"), pid(4), true);
     assert!(replies(&s.take_actions()).is_empty());
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     let a = s.take_actions();
     assert_eq!(replies(&a), vec![(1, atom("acquired"))]);
     // The guard hears of the owner before the owner does.
@@ -75,9 +75,9 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     // queued behind 2: answered when 2 holds it).
     s.owner_down(&pid(1), false);
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
-    s.op_done(&rslot, rop, 0, Outcome::Released);
+    s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("next acquire");
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     let held_by_2 = tuple(vec![atom("held_by"), Term::from(pid(2))]);
     assert_eq!(
         replies(&s.take_actions()),
@@ -88,10 +88,10 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     s.owner_down(&pid(4), false);
     s.owner_down(&pid(2), false);
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
-    s.op_done(&rslot, rop, 0, Outcome::Released);
+    s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, value) = acquire_op(&s.take_actions()).expect("acquire for 5");
     assert_eq!(value, tuple(vec![Term::from(pid(5)), atom("rust@host")]));
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(5, atom("acquired"))]);
 }
 
@@ -100,7 +100,7 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
     let mut s = Slots::new("rust@host");
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(1, atom("yes"))]);
     s.owner_down(&pid(1), true);
     let a = s.take_actions();
@@ -112,15 +112,15 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
         replies(&s.take_actions()).is_empty(),
         "queued behind the hold"
     );
-    s.release_due(&slot, &pid(1));
+    s.release_due(slot, &pid(1));
     let a = s.take_actions();
     let (rslot, rop) = release_op(&a).expect("released when due");
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::NameChanged { pid: None, .. })));
-    s.op_done(&rslot, rop, 0, Outcome::Released);
+    s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("2 tries");
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("yes"))]);
 }
 
@@ -129,22 +129,22 @@ fn held_elsewhere_answers_held_by_or_waits_for_release() {
     let mut s = Slots::new("rust@host");
     s.lock(caller(1), atom("k"), pid(1), false);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(&slot, op, 0, Outcome::HeldBy(Some(pid(9))));
+    s.op_done(slot, op, 0, Outcome::HeldBy(Some(pid(9))));
     let held = tuple(vec![atom("held_by"), Term::from(pid(9))]);
     assert_eq!(replies(&s.take_actions()), vec![(1, held)]);
     assert!(s.is_empty(), "nothing left to remember");
     s.lock(caller(2), atom("k"), pid(2), true);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(&slot, op, 0, Outcome::HeldBy(Some(pid(9))));
+    s.op_done(slot, op, 0, Outcome::HeldBy(Some(pid(9))));
     let a = s.take_actions();
     let Some(Action::WaitRelease { op, .. }) =
         a.iter().find(|x| matches!(x, Action::WaitRelease { .. }))
     else {
         panic!("no wait: {a:?}");
     };
-    s.op_done(&slot, *op, 0, Outcome::Released);
+    s.op_done(slot, *op, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("tries again");
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("acquired"))]);
 }
 
@@ -153,7 +153,7 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
     let mut s = Slots::new("rust@host");
     s.lock(caller(1), atom("a"), pid(1), true);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     s.take_actions();
     s.lock(caller(2), atom("b"), pid(2), true);
     let (slot_b, op_b, _) = acquire_op(&s.take_actions()).unwrap();
@@ -163,11 +163,11 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
         .iter()
         .any(|x| matches!(x, Action::Notify { what: "eq_lost", owner, .. } if *owner == pid(1))));
     // The grant of the old session arrives late: not a hold; tried again.
-    s.op_done(&slot_b, op_b, 0, Outcome::Acquired);
+    s.op_done(slot_b, op_b, 0, Outcome::Acquired);
     let a = s.take_actions();
     assert!(replies(&a).is_empty());
     assert!(a.iter().any(|x| matches!(x, Action::RetryLater { .. })));
-    s.retry(&slot_b);
+    s.retry(slot_b);
     let Some(Action::Acquire { epoch, .. }) = s
         .take_actions()
         .into_iter()
@@ -183,7 +183,7 @@ fn names_unregister_and_refuse_taken_names() {
     let mut s = Slots::new("rust@host");
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     s.take_actions();
     s.register(caller(2), atom("n"), pid(2));
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("no"))]);
@@ -194,10 +194,30 @@ fn names_unregister_and_refuse_taken_names() {
     s.register(caller(5), atom("n"), pid(5));
     assert!(replies(&s.take_actions()).is_empty());
     let (rslot, rop) = release_op(&a).expect("release");
-    s.op_done(&rslot, rop, 0, Outcome::Released);
+    s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("then 5 tries");
-    s.op_done(&slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(5, atom("yes"))]);
     s.unregister(caller(4), atom("never"));
     assert_eq!(replies(&s.take_actions()), vec![(4, atom("ok"))]);
+}
+
+#[test]
+fn sizes() {
+    eprintln!(
+        "Slot {} State {} Waiting {} Packed {} Option<Slot> {} Pid {} Caller {}",
+        std::mem::size_of::<Slot>(),
+        std::mem::size_of::<State>(),
+        std::mem::size_of::<Waiting>(),
+        std::mem::size_of::<Packed>(),
+        std::mem::size_of::<Option<Slot>>(),
+        std::mem::size_of::<Pid>(),
+        std::mem::size_of::<Caller>(),
+    );
+    let k = Kind::Name.quorum_key(&tuple(vec![atom("name"), crate::term::int(123)]));
+    eprintln!(
+        "canon {} packed {:?}",
+        Canon::of(&k).unwrap().as_bytes().len(),
+        Packed::new(&tuple(vec![atom("name"), crate::term::int(123)]))
+    );
 }
