@@ -43,6 +43,8 @@ mod common;
 // for a bench target of its own.
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/masters.rs"]
+mod masters;
 #[path = "quorum/report.rs"]
 mod report;
 #[path = "quorum/rust_side.rs"]

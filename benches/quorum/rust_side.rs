@@ -6,92 +6,16 @@ use erl_quorum::quorum::client::{LockerClient, LockerError};
 use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::term::{atom, int, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Every master is started with W = 2 of 3.
-pub const W: usize = 2;
 /// Long enough never to run out during a measurement: every pair releases
 /// its key (the same lease as eq_quorum_bench's).
 const LEASE: Duration = Duration::from_secs(10);
 
-// ---- masters as child processes --------------------------------------------
+// ---- masters as child processes: benches/support/masters.rs ----------------
 
-/// Three `erl_quorum serve` processes, killed on drop.
-pub struct MasterProcs {
-    names: Vec<String>,
-    children: Vec<(Child, ChildStdout)>,
-}
-
-impl MasterProcs {
-    /// Starts the three masters, `--fresh` (no restart guard: a new cluster)
-    /// and W = 2, and returns once each has printed that it serves.
-    /// `workers`: the tokio worker threads of each (TOKIO_WORKER_THREADS);
-    /// None leaves tokio's default, one per core.
-    pub fn start(prefix: &str, cookie: &str, workers: Option<usize>) -> MasterProcs {
-        let names: Vec<String> = (0..3)
-            .map(|i| {
-                format!(
-                    "{}@127.0.0.1",
-                    super::common::unique_name(&format!("{prefix}{i}"))
-                )
-            })
-            .collect();
-        let mut procs = MasterProcs {
-            names: names.clone(),
-            children: Vec::new(),
-        };
-        for name in &names {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_erl_quorum"));
-            cmd.args(["serve", "--name", name, "--cookie", cookie])
-                .arg("--masters")
-                .arg(names.join(","))
-                .args(["--w", &W.to_string(), "--fresh"])
-                // Problems only: info lines for every connection would be noise.
-                .env("RUST_LOG", "erl_quorum=warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            match workers {
-                Some(w) => cmd.env("TOKIO_WORKER_THREADS", w.to_string()),
-                None => cmd.env_remove("TOKIO_WORKER_THREADS"),
-            };
-            let mut child = cmd.spawn().expect("start `erl_quorum serve`");
-            let stdout = child.stdout.take().expect("piped stdout");
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            // "NAME serving locker (W=2); Ctrl-C stops it"
-            let read = reader.read_line(&mut line);
-            // Kept open (not read further): the master prints nothing else.
-            procs.children.push((child, reader.into_inner()));
-            assert!(
-                matches!(read, Ok(n) if n > 0) && line.contains("serving locker"),
-                "`erl_quorum serve --name {name}` did not start: {read:?} {line:?}"
-            );
-        }
-        procs
-    }
-
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    pub fn os_pids(&self) -> Vec<u32> {
-        self.children.iter().map(|(c, _)| c.id()).collect()
-    }
-}
-
-impl Drop for MasterProcs {
-    fn drop(&mut self) {
-        for (child, _) in &mut self.children {
-            // Our own children, by pid.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+pub use crate::masters::{MasterProcs, W};
 
 // ---- masters inside this process -------------------------------------------
 
