@@ -275,9 +275,14 @@ terminate(_Reason, _State) ->
 owned(Node, Entry, #state{serving = Serving} = State0) ->
     State = watch_node(Node, State0),
     Now = now_ms(),
+    First = Now + ?FIRST_VALID_MS - margin_ms(),
     Srv0 = case maps:find(Node, Serving) of
-               {ok, Found} -> Found;
-               error -> #serving{deadline = Now + ?FIRST_VALID_MS - margin_ms()}
+               %% An idle record (no owners for a moment) keeps the deadline
+               %% of its last keepalive while that is ahead: it covers the
+               %% node's session, so every hold in it, this new one too.
+               {ok, #serving{deadline = D} = Found} when D > Now -> Found;
+               {ok, Found} -> Found#serving{deadline = First};
+               error -> #serving{deadline = First}
            end,
     Srv = Srv0#serving{owners = maps:put(Entry, [], Srv0#serving.owners)},
     %% A node just gaining owners gets its first keepalive now, to replace the
@@ -292,18 +297,14 @@ released(Node, {Owner, Kind, Key} = Entry, State) ->
     end,
     forget(Node, Entry, State).
 
-%% Drops one entry; a node left without owners needs no more keepalives.
+%% Drops one entry. A node left without owners keeps its record, idle, for
+%% a while (see check_deadlines/1): a process that locks again and again
+%% would otherwise cost a keepalive call per lock.
 forget(Node, Entry, #state{serving = Serving} = State) ->
     case maps:find(Node, Serving) of
         {ok, #serving{owners = Owners0} = Srv} ->
             Owners = maps:remove(Entry, Owners0),
-            case map_size(Owners) of
-                0 ->
-                    abandon(Srv),
-                    State#state{serving = maps:remove(Node, Serving)};
-                _ ->
-                    State#state{serving = maps:put(Node, Srv#serving{owners = Owners}, Serving)}
-            end;
+            State#state{serving = maps:put(Node, Srv#serving{owners = Owners}, Serving)};
         error ->
             State
     end.
@@ -312,8 +313,20 @@ forget(Node, Entry, #state{serving = Serving} = State) ->
 %% keepalives that are due.
 check_deadlines(#state{serving = Serving} = State) ->
     Now = now_ms(),
+    Idle = 2 * keepalive_ms(),
     maps:fold(
-      fun(Node, #serving{deadline = Deadline} = Srv, Acc) when Now >= Deadline ->
+      fun(Node, #serving{owners = Owners, last_sent = Last} = Srv,
+          #state{serving = S} = Acc) when map_size(Owners) =:= 0 ->
+              %% Nobody to tell and nothing to keep alive; forgotten when
+              %% idle for long.
+              case Last =:= undefined orelse Now - Last > Idle of
+                  true ->
+                      abandon(Srv),
+                      Acc#state{serving = maps:remove(Node, S)};
+                  false ->
+                      Acc
+              end;
+         (Node, #serving{deadline = Deadline} = Srv, Acc) when Now >= Deadline ->
               lose_node(Node, Srv, "its lease deadline passed", Acc);
          (Node, Srv, #state{serving = S} = Acc) ->
               Acc#state{serving = maps:put(Node, maybe_keepalive(Node, Srv, Now), S)}
@@ -348,6 +361,10 @@ keepalive_response(Node, {error, {Reason, _}}, _SentAt, Srv) ->
     Srv#serving{pending = undefined}.
 
 %% Tells every owner of Node, then forgets the node.
+lose_node(Node, #serving{owners = Owners} = Srv, _Why, #state{serving = Serving} = State)
+  when map_size(Owners) =:= 0 ->
+    abandon(Srv),
+    State#state{serving = maps:remove(Node, Serving)};
 lose_node(Node, #serving{owners = Owners} = Srv, Why, #state{serving = Serving} = State) ->
     Entries = maps:keys(Owners),
     ?LOG_WARNING("erl_quorum: lost Rust node ~p (~s); telling ~p owner(s): ~0p",

@@ -40,6 +40,10 @@ pub(super) struct Server {
     peers_up: HashSet<String>,
     /// Peers with a subscription job in flight.
     peers_asking: HashSet<String>,
+    /// Name changes not yet sent to subscribers / to peer subscribers: sent
+    /// when the mailbox is momentarily empty, one message for many changes.
+    unsent: Vec<Term>,
+    unsent_to_peers: Vec<Term>,
 }
 
 /// This node's session lease on the masters.
@@ -93,6 +97,8 @@ impl Server {
             peer_subscribers: HashSet::new(),
             peers_up: HashSet::new(),
             peers_asking: HashSet::new(),
+            unsent: Vec::new(),
+            unsent_to_peers: Vec::new(),
         }
     }
 
@@ -100,7 +106,9 @@ impl Server {
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let unsent = !self.unsent.is_empty() || !self.unsent_to_peers.is_empty();
             tokio::select! {
+                biased;
                 mail = self.process.recv() => match mail {
                     Ok(mail) => self.handle_mail(mail),
                     Err(ProcessError::Exited(reason)) => {
@@ -110,6 +118,9 @@ impl Server {
                 },
                 Some(event) = events.recv() => self.handle_event(event),
                 _ = ticker.tick() => self.tick(),
+                // Only when nothing else is ready: a burst of registrations
+                // goes out as one message per subscriber.
+                _ = std::future::ready(()), if unsent => self.flush_changes(),
             }
             self.carry_out();
         }
@@ -364,18 +375,30 @@ impl Server {
         self.publish(applied, false);
     }
 
-    /// Sends name changes to subscribers, and to peers when they are ours.
+    /// Queues name changes for subscribers, and for peers when they are
+    /// ours; [`Server::flush_changes`] sends them.
     fn publish(&mut self, changes: Vec<Term>, own: bool) {
-        if changes.is_empty() {
-            return;
-        }
-        let me = atom(self.process.node().name());
-        let batch = list(changes);
-        let message = tuple(vec![atom("rust_registry"), me.clone(), batch.clone()]);
-        for pid in &self.subscribers {
-            self.process.send(pid, message.clone());
-        }
         if own {
+            self.unsent_to_peers.extend(changes.iter().cloned());
+        }
+        self.unsent.extend(changes);
+        // Under a load that never lets the mailbox empty, still send.
+        if self.unsent.len() >= 256 {
+            self.flush_changes();
+        }
+    }
+
+    fn flush_changes(&mut self) {
+        let me = atom(self.process.node().name());
+        if !self.unsent.is_empty() {
+            let batch = list(std::mem::take(&mut self.unsent));
+            let message = tuple(vec![atom("rust_registry"), me.clone(), batch]);
+            for pid in &self.subscribers {
+                self.process.send(pid, message.clone());
+            }
+        }
+        if !self.unsent_to_peers.is_empty() {
+            let batch = list(std::mem::take(&mut self.unsent_to_peers));
             let message = tuple(vec![atom("rust_registry_peer"), me, batch]);
             for pid in &self.peer_subscribers {
                 self.process.send(pid, message.clone());

@@ -188,11 +188,13 @@ impl Slot {
     }
 }
 
-/// An owner's slots (held or waited on): one monitor per pid.
+/// An owner's slots (held or waited on), each with how many of its
+/// requests or holds it stands for: one monitor per pid. A map, not a list:
+/// one owner may hold a million names.
 #[derive(Debug)]
 struct Watch {
     pid: Arc<Pid>,
-    slots: Vec<SlotId>,
+    slots: HashMap<SlotId, u32>,
 }
 
 /// Every slot this node serves, and the owners it watches.
@@ -417,19 +419,22 @@ impl Slots {
     fn watch(&mut self, pid: &Pid, slot: SlotId) -> Arc<Pid> {
         let watch = self.watched.entry(pid.clone()).or_insert_with(|| Watch {
             pid: Arc::new(pid.clone()),
-            slots: Vec::new(),
+            slots: HashMap::new(),
         });
         if watch.slots.is_empty() {
             self.actions.push(Action::Monitor(pid.clone()));
         }
-        watch.slots.push(slot);
+        *watch.slots.entry(slot).or_insert(0) += 1;
         watch.pid.clone()
     }
 
     fn unwatch(&mut self, pid: &Pid, slot: SlotId) {
         if let Some(watch) = self.watched.get_mut(pid) {
-            if let Some(i) = watch.slots.iter().position(|s| *s == slot) {
-                watch.slots.swap_remove(i);
+            if let Some(count) = watch.slots.get_mut(&slot) {
+                *count -= 1;
+                if *count == 0 {
+                    watch.slots.remove(&slot);
+                }
             }
             if watch.slots.is_empty() {
                 self.watched.remove(pid);
@@ -441,7 +446,7 @@ impl Slots {
     fn watching(&self, pid: &Pid, slot: SlotId) -> bool {
         self.watched
             .get(pid)
-            .is_some_and(|w| w.slots.contains(&slot))
+            .is_some_and(|w| w.slots.contains_key(&slot))
     }
 
     fn shared_pid(&self, pid: &Pid) -> Arc<Pid> {
@@ -693,7 +698,7 @@ impl Slots {
         let Some(watch) = self.watched.remove(pid) else {
             return;
         };
-        for id in watch.slots {
+        for id in watch.slots.into_keys() {
             let Some(slot) = self.slot_mut(id) else {
                 continue;
             };
