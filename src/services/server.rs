@@ -169,7 +169,7 @@ impl Server {
                     if let Some(Origin::Peer(peer)) = self.names.origin(name) {
                         let _ = self.jobs.send(Job::Forward {
                             caller,
-                            node: peer.clone(),
+                            node: peer,
                             request: request.clone(),
                         });
                         return;
@@ -181,7 +181,7 @@ impl Server {
             Some([op, name]) if is_atom(op, "whereis_name") => self
                 .slots
                 .whereis_name(name)
-                .or_else(|| self.names.whereis(name).cloned())
+                .or_else(|| self.names.whereis(name))
                 .map_or(atom("undefined"), Term::from),
             Some([op, key]) if is_atom(op, "whereis_lock") => {
                 match self.slots.holder(Kind::Lock, key) {
