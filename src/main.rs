@@ -204,6 +204,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             // Owners are told 3 s before the session could lapse; renew
             // often enough that a couple of lost rounds never get there.
             let session_lease = Duration::from_millis(session_lease_ms.max(5_000));
+            if session_lease.as_millis() as u64 > max_lease_ms {
+                return Err(format!(
+                    "--session-lease-ms ({}) must not exceed --max-lease-ms ({max_lease_ms}): \
+                     the masters would refuse every renewal",
+                    session_lease.as_millis()
+                )
+                .into());
+            }
             let services = erl_quorum::services::ServicesConfig {
                 masters: config.masters.clone(),
                 w,

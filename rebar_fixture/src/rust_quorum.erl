@@ -272,9 +272,18 @@ terminate(_Reason, _State) ->
 %%% The guard
 %%%===================================================================
 
-owned(Node, Entry, #state{serving = Serving} = State0) ->
-    State = watch_node(Node, State0),
+owned(Node, Entry, #state{serving = Serving0} = State0) ->
     Now = now_ms(),
+    %% A deadline that passed between two ticks is acted on first: a new
+    %% owner must not extend the time of owners that are due to be told.
+    State1 = case maps:find(Node, Serving0) of
+                 {ok, #serving{deadline = Passed, owners = Os} = Due}
+                   when Passed =< Now, map_size(Os) > 0 ->
+                     lose_node(Node, Due, "its lease deadline passed", State0);
+                 _ ->
+                     State0
+             end,
+    #state{serving = Serving} = State = watch_node(Node, State1),
     First = Now + ?FIRST_VALID_MS - margin_ms(),
     Srv0 = case maps:find(Node, Serving) of
                %% An idle record (no owners for a moment) keeps the deadline

@@ -82,18 +82,15 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
     process.register("erl_quorum")?;
     let pid = process.pid().clone();
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let jobs = rounds::start_pool(
-        node,
-        config.workers,
-        rounds::RoundConfig {
-            masters: config.masters.clone(),
-            w: config.w,
-            timeout: config.call_timeout,
-            wait_release: Duration::from_secs(5),
-        },
-        events_tx.clone(),
-    );
-    let server = server::Server::new(process, config, jobs, events_tx);
+    let rounds = rounds::RoundConfig {
+        masters: config.masters.clone(),
+        w: config.w,
+        timeout: config.call_timeout,
+        wait_release: Duration::from_secs(5),
+    };
+    let jobs = rounds::start_pool(node, config.workers, rounds.clone(), events_tx.clone());
+    let renewals = rounds::start_pool(node, 1, rounds, events_tx.clone());
+    let server = server::Server::new(process, config, jobs, renewals, events_tx);
     tokio::spawn(server.run(events_rx));
     Ok(pid)
 }

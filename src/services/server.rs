@@ -6,7 +6,7 @@
 
 use super::names::{change, NameView, Origin};
 use super::rounds::{Event, Job};
-use super::slots::{Action, Kind, Slots};
+use super::slots::{Action, Kind, Outcome, Slots};
 use super::ServicesConfig;
 use crate::process::{Caller, Mail, Process, ProcessError};
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Pid, Reference, Term};
@@ -30,6 +30,8 @@ pub(super) struct Server {
     pub slots: Slots,
     pub names: NameView,
     pub jobs: mpsc::UnboundedSender<Job>,
+    /// A worker of its own for session renewals: never behind long waits.
+    pub renewals: mpsc::UnboundedSender<Job>,
     pub events: mpsc::UnboundedSender<Event>,
     pub session: Session,
     monitors: HashMap<Reference, Watched>,
@@ -79,6 +81,7 @@ impl Server {
         process: Process,
         config: ServicesConfig,
         jobs: mpsc::UnboundedSender<Job>,
+        renewals: mpsc::UnboundedSender<Job>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Server {
         let slots = Slots::new(process.node().name());
@@ -89,6 +92,7 @@ impl Server {
             slots,
             names: NameView::default(),
             jobs,
+            renewals,
             events,
             session,
             monitors: HashMap::new(),
@@ -194,8 +198,9 @@ impl Server {
                 }
             }
             Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe") => {
-                self.watch(Dest::Pid(pid.clone()), Watched::Subscriber(pid.clone()));
-                self.subscribers.insert(pid.clone());
+                if self.subscribers.insert(pid.clone()) {
+                    self.watch(Dest::Pid(pid.clone()), Watched::Subscriber(pid.clone()));
+                }
                 let mut all = self.names.snapshot();
                 all.extend(
                     self.slots
@@ -363,9 +368,12 @@ impl Server {
         for pair in list_elements(changes).unwrap_or_default() {
             let changed = match as_tuple(&pair) {
                 // What this node holds itself, it knows better.
-                Some([name, _]) if self.slots.whereis_name(name).is_some() => false,
+                Some([name, Term::Pid(_)]) if self.slots.whereis_name(name).is_some() => false,
                 Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &origin),
-                Some([name, _undefined]) => self.names.apply(name, None, &origin),
+                Some([name, _undefined]) => {
+                    let removed = self.names.apply(name, None, &origin);
+                    removed && self.slots.whereis_name(name).is_none()
+                }
                 _ => false,
             };
             if changed {
@@ -421,7 +429,7 @@ impl Server {
         if !self.session.renewing && now >= self.session.next_renewal {
             self.session.renewing = true;
             self.session.next_renewal = now + self.config.renew_every;
-            let _ = self.jobs.send(Job::Renew {
+            let _ = self.renewals.send(Job::Renew {
                 session: self.session.term.clone(),
                 epoch: self.session.epoch,
                 lease: self.config.session_lease,
@@ -454,6 +462,20 @@ impl Server {
                     value,
                     epoch,
                 } => {
+                    // A grant must come with at least `lost_margin` of
+                    // session left (the guard assumes so until its first
+                    // keepalive): start one only under a session confirmed
+                    // for that plus what a round takes (well under 0.5 s).
+                    let needed = self.config.lost_margin + Duration::from_millis(500);
+                    if self.valid_ms() <= needed.as_millis() as u64 {
+                        let _ = self.events.send(Event::Done {
+                            slot,
+                            op,
+                            epoch,
+                            outcome: Outcome::Busy,
+                        });
+                        continue;
+                    }
                     let session = self.session.term.clone();
                     let _ = self.jobs.send(Job::Acquire {
                         op,
