@@ -1122,6 +1122,23 @@ async fn whereis_lock_finds_a_held_lock_after_a_master_restart() {
             "whereis_lock through {s}"
         );
     }
+    // The serving node sees the restarted master answer its session renewal
+    // as a new session (its entries are gone) and writes its holds back
+    // there: the key is on all three masters again, not on two.
+    let s0 = common::atom(masters[0].name());
+    let on_s1 = format!(
+        "fun W(0) -> timeout; W(N) -> \
+           case gen_server:call({{locker, {s1}}}, {{dirty_read, {{'$erl_quorum_lock', k10}}}}, 5000) of \
+             {{ok, {{P, {s0}}}}} -> eq_services_faults:pid_id(P); \
+             _ -> timer:sleep(100), W(N - 1) end end(50)"
+    );
+    assert_eq!(
+        beval(b, &on_s1),
+        owner,
+        "the restarted master never got the hold back{}",
+        logs(&masters)
+    );
+    assert_eq!(downs(b), "[]", "the owner was told for nothing");
 }
 
 // ---- the checker can fail --------------------------------------------------------------

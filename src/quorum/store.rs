@@ -34,7 +34,8 @@
 //! | `{wait_for_release, Key, TimeoutMs}` | `{ok, released}`, now or when Key goes |
 //! | `get_debug_state` | `{ok, [{Key, Tag, DeadlineMs}], [{Key, Value, ExpiresAtMs}], undefined, undefined, undefined}` |
 //! | `{erl_quorum_lock, Key, Value, LeaseMs \| {session, S}, Tag}` (ours) | `ok` / `{error, already_locked}` / `{error, not_expected_value}` / `{error, no_session}`: vote and write at once |
-//! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more |
+//! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more; `created`: it was not live here (new, lapsed, or this master restarted), and starts now with no entries |
+//! | `{erl_quorum_repair, Key, Value, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, no_session}`: writes a hold back under `S`, also during the restart guard |
 //! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
 //! | anything else | `{error, {unknown_request, Req}}` |
 //!
@@ -51,8 +52,11 @@
 //! A serving erl_quorum node writes the keys it holds for BEAM and Rust
 //! owners under a session: the entry has no lease of its own and lives while
 //! the session does, so one `erl_quorum_session` call a period renews all of
-//! them. When a session's lease is up its entries go, as expired leases do.
-//! Session entries and session renewals are not logged for replicas.
+//! them. When a session's lease is up its entries go, as expired leases do,
+//! and a later renewal answers `created`: the serving node then knows this
+//! master lost its holds and writes them back (`erl_quorum_repair`) before
+//! counting it again. Session entries and session renewals are not logged
+//! for replicas.
 //!
 //! # Deliberate differences from the original
 //!

@@ -18,7 +18,11 @@
 //! and, when only the owner's node lost us, after `session_lease + margin`,
 //! by which time the guard on that node (`rust_quorum`) has told the owner
 //! (`{lock_lost, Key}` / `{name_lost, Name}`). When the session cannot be
-//! renewed, every owner is told `lost_margin` before it could lapse.
+//! renewed by W masters that hold all its entries, every owner is told
+//! `lost_margin` before it could lapse; a master that lost the session
+//! (restart, or cut off past the lease) says so on the next renewal and gets
+//! the holds written back before its renewals count again. Grants are made
+//! only under a session confirmed for `lost_margin` plus half a second.
 
 pub mod names;
 pub mod registry;

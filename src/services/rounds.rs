@@ -41,6 +41,16 @@ pub enum Job {
         session: Term,
         epoch: u64,
         lease: Duration,
+        /// How long to wait for all masters' answers.
+        wait: Duration,
+    },
+    /// Write the held `entries` (`{QKey, Value}`) back under `session` on
+    /// `master`, which lost them.
+    Repair {
+        master: String,
+        session: Term,
+        epoch: u64,
+        entries: Vec<(Term, Term)>,
     },
     /// Answer `caller` with the holder of `qkey` on this node's master.
     WhereIs {
@@ -70,9 +80,17 @@ pub enum Event {
         epoch: u64,
         outcome: Outcome,
     },
+    /// Which masters renewed the session (it lived there), and which
+    /// started it afresh (new to them: any entries they had are gone).
     Renewed {
         epoch: u64,
         sent_at: Instant,
+        renewed: Vec<String>,
+        created: Vec<String>,
+    },
+    Repaired {
+        master: String,
+        epoch: u64,
         ok: bool,
     },
     PeerSnapshot {
@@ -196,18 +214,59 @@ impl Worker {
                 session,
                 epoch,
                 lease,
+                wait,
             } => {
                 let sent_at = Instant::now();
                 let ms = int(lease.as_millis() as i64);
                 let request = tuple(vec![atom("erl_quorum_session"), session, ms]);
-                let tally = self
-                    .round(request, self.config.timeout, |t| is_atom(t, "ok"))
-                    .await;
+                let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
+                // Every answer matters (a `created` from a master that had
+                // the session means it lost its entries): wait for all.
+                let results = self
+                    .process
+                    .quorum_call(&masters, "locker", request, wait, |_| false)
+                    .await
+                    .unwrap_or_default();
+                let (mut renewed, mut created) = (Vec::new(), Vec::new());
+                for (result, master) in results.iter().zip(&self.config.masters) {
+                    match result {
+                        Some(Ok(t)) if is_atom(t, "ok") => renewed.push(master.clone()),
+                        Some(Ok(t)) if is_atom(t, "created") => created.push(master.clone()),
+                        _ => {}
+                    }
+                }
                 Some(Event::Renewed {
                     epoch,
                     sent_at,
-                    ok: tally.ok >= self.config.w,
+                    renewed,
+                    created,
                 })
+            }
+            Job::Repair {
+                master,
+                session,
+                epoch,
+                entries,
+            } => {
+                let mut ok = true;
+                for (qkey, value) in entries {
+                    let request = tuple(vec![
+                        atom("erl_quorum_repair"),
+                        qkey,
+                        value,
+                        session.clone(),
+                    ]);
+                    let reply = self
+                        .process
+                        .call(("locker", master.as_str()), request, self.config.timeout)
+                        .await;
+                    if !matches!(&reply, Ok(t) if is_atom(t, "ok")) {
+                        tracing::warn!(%master, ?reply, "erl_quorum: repair refused");
+                        ok = false;
+                        break;
+                    }
+                }
+                Some(Event::Repaired { master, epoch, ok })
             }
             Job::WhereIs { caller, qkey } => {
                 // Any master: one that missed the write (W of N took it)

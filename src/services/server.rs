@@ -57,6 +57,12 @@ pub(super) struct Session {
     pub valid_until: Option<Instant>,
     pub renewing: bool,
     pub next_renewal: Instant,
+    /// Masters known to hold every entry of this session: they took the
+    /// session, and never lost it since (or were repaired). Only their
+    /// renewals count.
+    pub confirmed: HashSet<String>,
+    /// Masters that lost the session, being repaired.
+    pub repairing: HashSet<String>,
 }
 
 impl Session {
@@ -72,6 +78,8 @@ impl Session {
             valid_until: None,
             renewing: false,
             next_renewal: Instant::now(),
+            confirmed: HashSet::new(),
+            repairing: HashSet::new(),
         }
     }
 }
@@ -303,17 +311,67 @@ impl Server {
             } => self.slots.op_done(slot, op, epoch, outcome),
             Event::Retry(slot) => self.slots.retry(slot),
             Event::ReleaseDue(slot, owner) => self.slots.release_due(slot, &owner),
-            Event::Renewed { epoch, sent_at, ok } => {
+            Event::Renewed {
+                epoch,
+                sent_at,
+                renewed,
+                created,
+            } => {
                 if epoch == self.session.epoch {
                     self.session.renewing = false;
+                    self.renewed(sent_at, renewed, created);
+                }
+            }
+            Event::Repaired { master, epoch, ok } => {
+                if epoch == self.session.epoch {
+                    self.session.repairing.remove(&master);
                     if ok {
-                        self.session.valid_until = Some(sent_at + self.config.session_lease);
-                    } else {
-                        tracing::warn!("erl_quorum: session renewal short of a quorum");
+                        tracing::info!(%master, "erl_quorum: master repaired");
+                        self.session.confirmed.insert(master);
                     }
                 }
             }
             Event::PeerSnapshot { peer, names } => self.peer_snapshot(peer, names),
+        }
+    }
+
+    /// A renewal round's answers. A master new to the session joins it; a
+    /// master that had it and answers `created` lost its entries (restart,
+    /// or cut off for longer than the lease): its renewals stop counting
+    /// until every held key is written back there. The session is good for
+    /// another lease when W masters holding all its entries renewed it.
+    fn renewed(&mut self, sent_at: Instant, renewed: Vec<String>, created: Vec<String>) {
+        let session = &mut self.session;
+        // An `ok` from a master not yet confirmed: its `created` answer came
+        // too late to be seen, and it has kept the session since.
+        let mut count = 0;
+        for master in renewed {
+            if !session.repairing.contains(&master) {
+                session.confirmed.insert(master);
+                count += 1;
+            }
+        }
+        for master in created {
+            if session.confirmed.remove(&master) {
+                if session.repairing.insert(master.clone()) {
+                    tracing::warn!(%master, "erl_quorum: a master lost this node's session; repairing it");
+                    let _ = self.jobs.send(Job::Repair {
+                        master,
+                        session: session.term.clone(),
+                        epoch: session.epoch,
+                        entries: self.slots.held_entries(),
+                    });
+                }
+            } else if !session.repairing.contains(&master) {
+                // New to it: it holds nothing of ours that it could lose.
+                session.confirmed.insert(master);
+                count += 1;
+            }
+        }
+        if count >= self.config.w {
+            session.valid_until = Some(sent_at + self.config.session_lease);
+        } else {
+            tracing::warn!(count, "erl_quorum: session renewal short of a quorum");
         }
     }
 
@@ -433,6 +491,9 @@ impl Server {
                 session: self.session.term.clone(),
                 epoch: self.session.epoch,
                 lease: self.config.session_lease,
+                // All answers are wanted, but a hung master must not hold
+                // up the next renewal.
+                wait: self.config.renew_every.min(self.config.call_timeout),
             });
         }
         let me = self.process.node().name().to_owned();

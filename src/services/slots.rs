@@ -778,6 +778,21 @@ impl Slots {
         }
     }
 
+    /// `(QKey, Value)` of every hold this node has, to write back on a
+    /// master that lost them.
+    pub fn held_entries(&self) -> Vec<(Term, Term)> {
+        self.table
+            .iter()
+            .flatten()
+            .filter_map(|s| match &s.state {
+                State::Held { owner } | State::Orphaned { owner } => {
+                    Some((s.qkey(), self.value_of(owner)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every name this node holds.
     pub fn held_names(&self) -> Vec<(Term, Pid)> {
         self.table

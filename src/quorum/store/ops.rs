@@ -76,18 +76,48 @@ impl Store {
                     return CallOutcome::Reply(error("lease_too_long"));
                 }
                 let until = now.saturating_add(lease_ms);
-                let id = match self.sessions.get(&session.canon) {
-                    Some(&id) => id,
+                // A lapsed session's entries are gone for good: never let a
+                // renewal bring them back.
+                self.expire_sessions(now, wake);
+                match self.sessions.get(&session.canon) {
+                    Some(&id) => {
+                        let expiry = self.session_until.entry(id).or_insert(until);
+                        *expiry = (*expiry).max(until);
+                        atom("ok")
+                    }
                     None => {
+                        // New here (or lapsed, or this master restarted):
+                        // the serving node must learn that the entries it
+                        // wrote here, if any, are gone.
                         let id = self.next_session;
                         self.next_session = self.next_session.wrapping_add(1);
                         self.sessions.insert(session.canon, id);
-                        id
+                        self.session_until.insert(id, until);
+                        atom("created")
                     }
+                }
+            }
+            Request::Repair {
+                key,
+                value,
+                session,
+            } => {
+                // Restates a hold the serving node has on a quorum, on a
+                // master that lost it: allowed during the restart guard (it
+                // adds an entry, it cannot make a second owner).
+                let id = match self.sessions.get(&session.canon) {
+                    Some(&id) if self.session_live(now, id) => id,
+                    _ => return CallOutcome::Reply(error("no_session")),
                 };
-                let expiry = self.session_until.entry(id).or_insert(until);
-                *expiry = (*expiry).max(until);
-                atom("ok")
+                self.expire_if_due(now, &key.canon, wake);
+                match self.entries.get(&key.canon) {
+                    Some(entry) if packed_is(&entry.value, &value.canon) => atom("ok"),
+                    Some(_) => error("not_expected_value"),
+                    None => {
+                        self.put_in_session(now, &key, value, id, wake);
+                        atom("ok")
+                    }
+                }
             }
             Request::Update { tag, key, value } => {
                 if !self.write_allowed(now, &key.canon, &tag.canon, None, wake) {

@@ -45,6 +45,13 @@ pub(super) enum Request<'a> {
     /// `{erl_quorum_session, Session, LeaseMs}` (ours): start or extend a
     /// session lease, which every entry written under it shares.
     Session { session: Arg<'a>, lease_ms: u64 },
+    /// `{erl_quorum_repair, Key, Value, Session}` (ours): write Key back
+    /// under Session on a master that lost it.
+    Repair {
+        key: Arg<'a>,
+        value: Arg<'a>,
+        session: Arg<'a>,
+    },
     /// `{update, Tag, Key, Value}`
     Update {
         tag: Arg<'a>,
@@ -112,6 +119,11 @@ pub(super) fn request(req: &Term) -> Option<Request<'_>> {
             value: arg(value)?,
             lease: lease_arg(lease)?,
             tag: arg(tag)?,
+        },
+        ("erl_quorum_repair", [key, value, session]) => Request::Repair {
+            key: arg(key)?,
+            value: arg(value)?,
+            session: arg(session)?,
         },
         ("erl_quorum_session", [session, lease]) => Request::Session {
             session: arg(session)?,
