@@ -204,14 +204,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             // Owners are told 3 s before the session could lapse; renew
             // often enough that a couple of lost rounds never get there.
             let session_lease = Duration::from_millis(session_lease_ms.max(5_000));
-            if session_lease.as_millis() as u64 > max_lease_ms {
-                return Err(format!(
-                    "--session-lease-ms ({}) must not exceed --max-lease-ms ({max_lease_ms}): \
-                     the masters would refuse every renewal",
-                    session_lease.as_millis()
-                )
-                .into());
-            }
+            // The masters refuse any lease over --max-lease-ms, sessions too.
+            let session_lease = if session_lease.as_millis() as u64 > max_lease_ms {
+                tracing::warn!(
+                    session_lease_ms = session_lease.as_millis() as u64,
+                    max_lease_ms,
+                    "session lease cut to --max-lease-ms; below 5 s owners are told of a lapse with little time to spare"
+                );
+                Duration::from_millis(max_lease_ms)
+            } else {
+                session_lease
+            };
             let services = erl_quorum::services::ServicesConfig {
                 masters: config.masters.clone(),
                 w,
