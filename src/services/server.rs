@@ -179,14 +179,21 @@ impl Server {
                 // node (it monitors the owner and renews the session).
                 if !self.slots.knows(Kind::Name, name) {
                     if let Some(Origin::Peer(peer)) = self.names.origin(name) {
+                        // Forwarded once: the peer acts on its own holds
+                        // only, so two stale views cannot bounce it.
+                        let request = tuple(vec![atom("unregister_name_here"), name.clone()]);
                         let _ = self.jobs.send(Job::Forward {
                             caller,
                             node: peer,
-                            request: request.clone(),
+                            request,
                         });
                         return;
                     }
                 }
+                self.slots.unregister(caller, name.clone());
+                return;
+            }
+            Some([op, name]) if is_atom(op, "unregister_name_here") => {
                 self.slots.unregister(caller, name.clone());
                 return;
             }
