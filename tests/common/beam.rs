@@ -150,67 +150,7 @@ impl BeamNode {
             }
             _ => format!("OTP {} node {name}", otp.release()),
         };
-        let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot run `{}` for {label}: {e}; {}",
-                    otp.erl(),
-                    otp.install_hint()
-                ),
-            )
-        })?;
-
-        let diag = Arc::new(Diag {
-            label,
-            lines: Mutex::new(VecDeque::new()),
-            stderr_closed: AtomicBool::new(false),
-        });
-        let (tx, rx) = mpsc::channel();
-        spawn_stdout_reader(child.stdout.take().expect("piped stdout"), tx, diag.clone());
-        spawn_stderr_reader(child.stderr.take().expect("piped stderr"), diag.clone());
-
-        // From here on the node is owned by `node`: any early return drops it,
-        // which kills and reaps the process.
-        let mut node = BeamNode {
-            node_name: name.to_string(),
-            cookie: cookie.to_string(),
-            otp,
-            os_pid: child.id(),
-            io: Mutex::new(Io {
-                stdin: child.stdin.take(),
-                frames: rx,
-                next_seq: 1,
-                exited: None,
-            }),
-            child,
-            diag,
-            reaped: false,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        let ready = node
-            .wait_frame(&mut node.lock_io(), 0, deadline, START_TIMEOUT, "startup")
-            .map_err(io::Error::other)?;
-        let (os_pid, full_name) = parse_ready(&ready).ok_or_else(|| {
-            io::Error::other(format!(
-                "{}: unexpected ready frame {ready}",
-                node.diag.label
-            ))
-        })?;
-        node.os_pid = os_pid;
-        node.node_name = full_name;
-        // The node said hello; make sure the evaluator answers too.
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1));
-        match node.eval_timeout("ok", left) {
-            Ok(v) if v == "ok" => Ok(node),
-            other => Err(io::Error::other(format!(
-                "{}: trivial eval returned {other:?}{}",
-                node.diag.label,
-                node.diag.tail()
-            ))),
-        }
+        Self::launch(cmd, otp, name, cookie, label)
     }
 
     /// The full node name, e.g. `a_123_0_456@127.0.0.1`.
@@ -682,6 +622,8 @@ impl BeamNode {
         let (tx, rx) = mpsc::channel();
         spawn_stdout_reader(child.stdout.take().expect("piped stdout"), tx, diag.clone());
         spawn_stderr_reader(child.stderr.take().expect("piped stderr"), diag.clone());
+        // From here on the node is owned by `node`: any early return drops it,
+        // which kills and reaps the process.
         let mut node = BeamNode {
             node_name: name.to_string(),
             cookie: cookie.to_string(),
@@ -709,6 +651,7 @@ impl BeamNode {
         })?;
         node.os_pid = os_pid;
         node.node_name = full_name;
+        // The node said hello; make sure the evaluator answers too.
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
