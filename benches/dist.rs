@@ -35,6 +35,8 @@ mod rust_node;
 mod cpu;
 #[path = "dist/report.rs"]
 mod report;
+#[path = "support/stats.rs"]
+mod stats;
 
 use common::{BeamNode, Otp};
 use erl_quorum::process::{Mail, Process};

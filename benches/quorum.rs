@@ -49,6 +49,8 @@ mod masters;
 mod report;
 #[path = "quorum/rust_side.rs"]
 mod rust_side;
+#[path = "support/stats.rs"]
+mod stats;
 
 use common::BeamNode;
 use erl_quorum::{Node, NodeConfig};

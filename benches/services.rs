@@ -64,6 +64,8 @@ mod masters;
 mod report;
 #[path = "services/rust_side.rs"]
 mod rust_side;
+#[path = "support/stats.rs"]
+mod stats;
 
 use common::BeamNode;
 use cpu::{cpu_ticks, loadavg, CpuMeter};

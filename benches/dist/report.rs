@@ -3,27 +3,9 @@
 
 use super::{Figures, Kind, Params, Target};
 pub use crate::cpu::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
+use crate::stats::{median, Better};
 
 // ---- the report ----------------------------------------------------------
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// How one figure is read: for latencies lower is better, so the ratio
-/// is BEAM/Rust; for throughputs it is Rust/BEAM. Either way >1 means Rust
-/// is better.
-#[derive(Clone, Copy, PartialEq)]
-enum Better {
-    Lower,
-    Higher,
-}
 
 struct Row {
     what: String,
@@ -101,10 +83,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
             .rounds
             .iter()
             .zip(&rust.rounds)
-            .map(|(b, r)| match row.better {
-                Better::Lower => (row.get)(b) / (row.get)(r),
-                Better::Higher => (row.get)(r) / (row.get)(b),
-            })
+            .map(|(b, r)| row.better.ratio((row.get)(b), (row.get)(r)))
             .collect();
         let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let highest = ratios.iter().copied().fold(0.0, f64::max);

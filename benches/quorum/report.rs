@@ -3,39 +3,12 @@
 
 use super::{Case, Params, Run};
 pub use crate::cpu::{cpu_ticks, loadavg, CpuMeter, CLOCK_TICKS_PER_S};
+use crate::stats::{median, range, Better};
 
 // ---- the report ----------------------------------------------------------------
 
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-fn range(values: &[f64]) -> (f64, f64) {
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (lo, hi)
-}
-
 fn kilo(v: f64) -> String {
     format!("{:.1} k", v / 1e3)
-}
-
-/// How a row is read: for latencies lower is better, so the ratio is
-/// global/Rust; for throughputs it is Rust/global. Either way > 1 means
-/// erl_quorum is better.
-#[derive(Clone, Copy, PartialEq)]
-enum Better {
-    Lower,
-    Higher,
 }
 
 struct Row {
@@ -197,10 +170,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, rounds: &[Vec<Run>]) 
         let ratios: Vec<f64> = g
             .iter()
             .zip(&o)
-            .map(|(g, o)| match row.better {
-                Better::Higher => o / g,
-                Better::Lower => g / o,
-            })
+            .map(|(g, o)| row.better.ratio(*g, *o))
             .collect();
         let (lo, hi) = range(&ratios);
         let ratio = median(ratios);
