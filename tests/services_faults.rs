@@ -52,12 +52,13 @@
 mod common;
 mod quorum_support;
 mod rust_node;
+mod services_support;
 
 use common::BeamNode;
-use quorum_support::{beval, node_name, overlaps, start_beam, Grant, MasterProcess, ServeOpts};
+use quorum_support::{beval, overlaps, start_beam, Grant, MasterProcess};
+use services_support::start_cluster;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const W: usize = 2;
 /// The masters' `--session-lease-ms`: the binary's minimum (`setup` checks
 /// that the masters really use it, as the timing checks depend on it).
 const SESSION_LEASE_MS: i64 = 5000;
@@ -88,23 +89,10 @@ async fn setup(prefix: &str, orders: &[[usize; 3]]) -> (Vec<MasterProcess>, Vec<
             tokio::spawn(async move { start_beam(&p).await })
         })
         .collect();
-    let names: Vec<String> = (0..3)
-        .map(|i| node_name(&format!("s{i}_{prefix}")))
-        .collect();
-    let opts = ServeOpts {
-        masters: names.clone(),
-        replicas: Vec::new(),
-        w: W,
-        fresh: true,
-        max_lease_ms: None,
-        session_lease_ms: Some(SESSION_LEASE_MS as u64),
-    };
-    let (m0, m1, m2) = tokio::join!(
-        MasterProcess::start(&names[0], opts.clone()),
-        MasterProcess::start(&names[1], opts.clone()),
-        MasterProcess::start(&names[2], opts.clone()),
-    );
-    let masters = vec![m0, m1, m2];
+    let masters = start_cluster(prefix, Some(SESSION_LEASE_MS as u64))
+        .await
+        .masters;
+    let names: Vec<String> = masters.iter().map(|m| m.name().to_owned()).collect();
     let mut nodes: Vec<BeamNode> = Vec::new();
     for (beam, order) in beams.into_iter().zip(orders) {
         let b = beam.await.expect("join");

@@ -42,8 +42,8 @@ const READY_MS: u64 = 20_000;
 /// Three `erl_quorum serve` masters named `m{0,1,2}_{prefix}_…@127.0.0.1`,
 /// W=2, started `--fresh` and at once (each serves `locker` and
 /// `erl_quorum`). `session_lease_ms`: the erl_quorum service's session lease
-/// (`None`: its 10 s default; the binary raises anything below 4000 to
-/// 4000). The masters are in `cluster.masters`, in name order; dropping the
+/// (`None`: its 10 s default; the binary raises anything below 5000 to
+/// 5000). The masters are in `cluster.masters`, in name order; dropping the
 /// cluster kills them.
 pub async fn start_cluster(prefix: &str, session_lease_ms: Option<u64>) -> Cluster {
     let names: Vec<String> = (0..3)
