@@ -294,16 +294,13 @@ impl Server {
                 // Its names stay until its session could have lapsed: its
                 // holds are still good on the quorum until then.
                 self.peers_up.remove(&node);
-                let events = self.events.clone();
                 let after = self.config.session_lease + self.config.margin;
                 tracing::info!(peer = %node, "erl_quorum: lost a peer serving node");
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = events.send(Event::PeerSnapshot {
-                        peer: node,
-                        names: None,
-                    });
-                });
+                let forget = Event::PeerSnapshot {
+                    peer: node,
+                    names: None,
+                };
+                self.later(after, forget);
             }
         }
     }

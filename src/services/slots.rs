@@ -168,6 +168,17 @@ enum State {
     Backoff,
 }
 
+impl State {
+    /// The owner, when this node holds the key for one (also while only
+    /// the owner's node lost us).
+    fn owner(&self) -> Option<&Arc<Pid>> {
+        match self {
+            State::Held { owner } | State::Orphaned { owner } => Some(owner),
+            _ => None,
+        }
+    }
+}
+
 /// Kept small: a serving node may hold a million of these.
 #[derive(Debug)]
 struct Slot {
@@ -224,6 +235,11 @@ fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Term {
     }
 }
 
+/// `{Owner, ServingNode}`, the value of every entry this node writes.
+fn entry_value(owner: &Pid, self_node: &Term) -> Term {
+    tuple(vec![Term::from(owner.clone()), self_node.clone()])
+}
+
 /// The slot `id` names, borrowing only the table.
 fn slot_in(table: &mut [Option<Slot>], id: SlotId) -> Option<&mut Slot> {
     table
@@ -267,7 +283,7 @@ impl Slots {
 
     /// The value written for `owner`: `{Owner, ServingNode}`.
     pub fn value_of(&self, owner: &Pid) -> Term {
-        tuple(vec![Term::from(owner.clone()), self.self_node.clone()])
+        entry_value(owner, &self.self_node)
     }
 
     fn slot(&self, id: SlotId) -> Option<&Slot> {
@@ -324,16 +340,8 @@ impl Slots {
         if Canon::of(&kind.quorum_key(key)).is_err() {
             return Some(None);
         }
-        match self
-            .find(kind, key)
-            .and_then(|id| self.slot(id))
-            .map(|s| &s.state)
-        {
-            Some(State::Held { owner }) | Some(State::Orphaned { owner }) => {
-                Some(Some((**owner).clone()))
-            }
-            _ => None,
-        }
+        let owner = self.slot(self.find(kind, key)?)?.state.owner()?;
+        Some(Some((**owner).clone()))
     }
 
     /// Whether this node has anything going on for `key` (held, waited on,
@@ -538,10 +546,7 @@ impl Slots {
                     }
                     let op = self.next_op;
                     self.next_op += 1;
-                    let value = tuple(vec![
-                        Term::from(front.owner.clone()),
-                        self.self_node.clone(),
-                    ]);
+                    let value = entry_value(&front.owner, &self.self_node);
                     let qkey = slot.qkey();
                     slot.state = State::Acquiring {
                         op,
@@ -743,9 +748,8 @@ impl Slots {
             let Some(slot) = self.slot_mut(id) else {
                 continue;
             };
-            let owner = match &slot.state {
-                State::Held { owner } | State::Orphaned { owner } => (**owner).clone(),
-                _ => continue,
+            let Some(owner) = slot.state.owner().map(|o| (**o).clone()) else {
+                continue;
             };
             let kind = slot.kind;
             let key = slot.key();
@@ -772,10 +776,8 @@ impl Slots {
 
     /// The pid holding `name` through this node, if any.
     pub fn whereis_name(&self, name: &Term) -> Option<Pid> {
-        match &self.slot(self.find(Kind::Name, name)?)?.state {
-            State::Held { owner } | State::Orphaned { owner } => Some((**owner).clone()),
-            _ => None,
-        }
+        let owner = self.slot(self.find(Kind::Name, name)?)?.state.owner()?;
+        Some((**owner).clone())
     }
 
     /// `(QKey, Value)` of every hold this node has, to write back on a
@@ -784,12 +786,7 @@ impl Slots {
         self.table
             .iter()
             .flatten()
-            .filter_map(|s| match &s.state {
-                State::Held { owner } | State::Orphaned { owner } => {
-                    Some((s.qkey(), self.value_of(owner)))
-                }
-                _ => None,
-            })
+            .filter_map(|s| Some((s.qkey(), self.value_of(s.state.owner()?))))
             .collect()
     }
 
@@ -799,12 +796,7 @@ impl Slots {
             .iter()
             .flatten()
             .filter(|s| s.kind == Kind::Name)
-            .filter_map(|s| match &s.state {
-                State::Held { owner } | State::Orphaned { owner } => {
-                    Some((s.key(), (**owner).clone()))
-                }
-                _ => None,
-            })
+            .filter_map(|s| Some((s.key(), (**s.state.owner()?).clone())))
             .collect()
     }
 }

@@ -260,17 +260,7 @@ impl Store {
             self.stats.clamped_leases += 1;
         }
         let expires_at = now.saturating_add(lease_ms.min(self.config.max_lease_ms));
-        let entry = Entry {
-            key: Packed::new(key.term),
-            value: Packed::new(value.term),
-            expires_at,
-            session: None,
-        };
-        if let Some(old) = self.entries.insert(key.canon.clone(), entry) {
-            self.expiry.remove(&(old.expires_at, key.canon.clone()));
-        }
-        self.expiry.insert((expires_at, key.canon.clone()));
-        self.settle(now, &key.canon, wake);
+        self.insert_entry(now, key, value, expires_at, None, wake);
     }
 
     /// Inserts `key` (absent) held by `session`: it lives while the session
@@ -283,14 +273,30 @@ impl Store {
         session: SessionId,
         wake: &mut Wake,
     ) {
+        self.insert_entry(now, key, value, u64::MAX, Some(session), wake);
+    }
+
+    /// Upserts `key`; an entry of its own lease goes into the expiry index.
+    fn insert_entry(
+        &mut self,
+        now: u64,
+        key: &Arg<'_>,
+        value: Arg<'_>,
+        expires_at: u64,
+        session: Option<SessionId>,
+        wake: &mut Wake,
+    ) {
         let entry = Entry {
             key: Packed::new(key.term),
             value: Packed::new(value.term),
-            expires_at: u64::MAX,
-            session: Some(session),
+            expires_at,
+            session,
         };
         if let Some(old) = self.entries.insert(key.canon.clone(), entry) {
             self.expiry.remove(&(old.expires_at, key.canon.clone()));
+        }
+        if session.is_none() {
+            self.expiry.insert((expires_at, key.canon.clone()));
         }
         self.settle(now, &key.canon, wake);
     }
