@@ -24,6 +24,8 @@
 -module(eq_quorum_bench).
 
 -export([connect/1, global_pairs/4, locker_pairs/5]).
+%% The runner, also eq_services_bench's.
+-export([run/3, percentile/2]).
 
 %% A lease long enough never to run out during a measurement: every pair
 %% releases its key.
@@ -117,8 +119,9 @@ release(Masters, W, Key, Value, Tries) ->
 %%% ---------------------------------------------------------------------------
 
 %% MakePair(I) is called in process I (1..Procs) and returns the fun that
-%% does one attempt: true when a pair completed, false when the lock was
-%% taken by someone else.
+%% does one attempt: true when a pair completed (the runner times it),
+%% {sample, Native} when the attempt timed itself, false when the lock was
+%% taken by someone else (counted as failed).
 run(Procs, DurationMs, MakePair) when Procs > 0, DurationMs > 0 ->
     Self = self(),
     %% Not linked: eq_peer's evaluator traps exits, and every normal exit
@@ -157,6 +160,7 @@ loop(Pair, Deadline, Samples, Failed) ->
         false ->
             case Pair() of
                 true -> loop(Pair, Deadline, [now_native() - T0 | Samples], Failed);
+                {sample, S} -> loop(Pair, Deadline, [S | Samples], Failed);
                 false -> loop(Pair, Deadline, Samples, Failed + 1)
             end
     end.

@@ -109,7 +109,7 @@ lock_latency(Impl, Procs, DurationMs) ->
                              {sample, owner(Impl, Key, latency)}
                      end
              end,
-    run(Procs, DurationMs, MakeOp).
+    eq_quorum_bench:run(Procs, DurationMs, MakeOp).
 
 %% Procs loopers, each on its own key, each iteration a fresh owner that
 %% locks it and exits; the sample is the whole iteration. `paxtor`: the
@@ -121,7 +121,7 @@ lock_cycles(Impl, Procs, DurationMs) ->
                      Key = {eq_services_own, I},
                      fun() -> _ = owner(Impl, Key, cycle), true end
              end,
-    run(Procs, DurationMs, MakeOp).
+    eq_quorum_bench:run(Procs, DurationMs, MakeOp).
 
 %% Spawns the owner of one lock and waits for its report: the lock call's
 %% duration in native units.
@@ -174,7 +174,7 @@ reg_pairs(Mod, Procs, DurationMs) ->
                              true
                      end
              end,
-    run(Procs, DurationMs, MakeOp).
+    eq_quorum_bench:run(Procs, DurationMs, MakeOp).
 
 %% Mod:whereis_name(Name) in a tight loop, timed in batches of ?BATCH; Name
 %% must be registered (to a live process). One process. The latencies are
@@ -189,7 +189,8 @@ whereis(Mod, Name, DurationMs) ->
     N = length(Batches),
     Sorted = list_to_tuple(lists:sort(Batches)),
     {N * ?BATCH, 0, Elapsed, to_ns(lists:sum(Batches)) div (N * ?BATCH),
-     percentile(Sorted, 50) div ?BATCH, percentile(Sorted, 99) div ?BATCH}.
+     eq_quorum_bench:percentile(Sorted, 50) div ?BATCH,
+     eq_quorum_bench:percentile(Sorted, 99) div ?BATCH}.
 
 whereis_loop(Mod, Name, Pid, Deadline, Acc) ->
     T0 = now_native(),
@@ -217,7 +218,7 @@ calls(Dest, Procs, DurationMs) ->
                              true
                      end
              end,
-    run(Procs, DurationMs, MakeOp).
+    eq_quorum_bench:run(Procs, DurationMs, MakeOp).
 
 %% Registers the names {Prefix, 1..Count} with Mod (rust_registry or global)
 %% from Procs processes at once, name I owned by the (I rem length(Owners))th
@@ -251,65 +252,3 @@ register_range(Mod, Prefix, I, Count, Step, Owners, Done) ->
 memory() ->
     erlang:garbage_collect(),
     erlang:memory(total).
-
-%%% ---------------------------------------------------------------------------
-%%% The runner (as eq_quorum_bench's)
-%%% ---------------------------------------------------------------------------
-
-%% MakeOp(I) is called in process I (1..Procs) and returns the fun that does
-%% one operation: true (the runner times it), {sample, Native} (the op timed
-%% itself) or false (failed, counted).
-run(Procs, DurationMs, MakeOp) when Procs > 0, DurationMs > 0 ->
-    Self = self(),
-    %% Not linked: eq_peer's evaluator traps exits, and every normal exit
-    %% would leave an 'EXIT' message in its mailbox. A worker that fails
-    %% reports the failure instead.
-    Pids = [spawn(fun() -> worker(Self, MakeOp(I)) end) || I <- lists:seq(1, Procs)],
-    T0 = now_native(),
-    Deadline = T0 + erlang:convert_time_unit(DurationMs, millisecond, native),
-    _ = [Pid ! {go, Deadline} || Pid <- Pids],
-    {Samples, Failed} = collect(Pids, [], 0),
-    Elapsed = to_ns(now_native() - T0),
-    case length(Samples) of
-        0 ->
-            {0, Failed, Elapsed, 0, 0, 0};
-        Ops ->
-            Sorted = list_to_tuple(lists:sort(Samples)),
-            {Ops, Failed, Elapsed, to_ns(lists:sum(Samples)) div Ops,
-             percentile(Sorted, 50), percentile(Sorted, 99)}
-    end.
-
-worker(Parent, Op) ->
-    receive {go, Deadline} -> ok end,
-    Result = try
-                 {ok, loop(Op, Deadline, [], 0)}
-             catch
-                 Class:Reason:Stack -> {Class, Reason, Stack}
-             end,
-    Parent ! {worker_done, self(), Result}.
-
-loop(Op, Deadline, Samples, Failed) ->
-    T0 = now_native(),
-    case T0 >= Deadline of
-        true ->
-            {Samples, Failed};
-        false ->
-            case Op() of
-                true -> loop(Op, Deadline, [now_native() - T0 | Samples], Failed);
-                {sample, S} -> loop(Op, Deadline, [S | Samples], Failed);
-                false -> loop(Op, Deadline, Samples, Failed + 1)
-            end
-    end.
-
-collect([], Samples, Failed) ->
-    {Samples, Failed};
-collect([Pid | Rest], Samples, Failed) ->
-    receive
-        {worker_done, Pid, {ok, {S, F}}} -> collect(Rest, S ++ Samples, Failed + F);
-        {worker_done, Pid, Error} -> erlang:error({worker_failed, Error})
-    end.
-
-%% Nearest-rank percentile of a sorted tuple of native-unit samples, in ns.
-percentile(Sorted, P) ->
-    Rank = max(1, (P * tuple_size(Sorted) + 99) div 100),
-    to_ns(element(Rank, Sorted)).
