@@ -35,6 +35,8 @@ mod rust_node;
 mod cpu;
 #[path = "dist/report.rs"]
 mod report;
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -43,6 +45,7 @@ use erl_quorum::process::{Mail, Process};
 use erl_quorum::term::{as_tuple, atom, int, is_atom, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
 use report::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
+use setup::{env_parse, env_workers, eval_for, parse_ints};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "eq_bench_cookie";
@@ -79,25 +82,13 @@ impl Params {
             // needs the other core, and a second worker only adds cross-thread
             // wakeups (measured: fewer context switches and less CPU per
             // message with one). EQ_BENCH_WORKERS=0 means one per core.
-            workers: match env_parse::<usize>("EQ_BENCH_WORKERS") {
-                None => Some(1),
-                Some(0) => None,
-                Some(w) => Some(w),
-            },
+            workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
             seq_calls: n(10_000.0),
             seq_warmup: n(1_000.0),
             callers: 50,
             calls_per_caller: n(1_000.0),
             oneway_msgs: n(250_000.0),
         }
-    }
-}
-
-fn env_parse<T: std::str::FromStr>(var: &str) -> Option<T> {
-    let value = std::env::var(var).ok()?;
-    match value.trim().parse() {
-        Ok(v) => Some(v),
-        Err(_) => panic!("{var}={value:?} is not a valid number"),
     }
 }
 
@@ -267,20 +258,12 @@ async fn run_sink(mut process: Process) {
 // ---- the BEAM side -------------------------------------------------------
 
 fn eval(node: &BeamNode, expr: &str) -> String {
-    node.eval_timeout(expr, EVAL_TIMEOUT)
-        .unwrap_or_else(|e| panic!("`{expr}` on {} failed: {e}", node.node_name()))
+    eval_for(node, expr, EVAL_TIMEOUT)
 }
 
 /// Evaluates `expr` and parses its answer, a flat tuple of integers.
 fn eval_ints(node: &BeamNode, expr: &str) -> Vec<u64> {
-    let printed = eval(node, expr);
-    let ints: Option<Vec<u64>> = printed
-        .trim()
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .map(|body| body.split(',').map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or(None);
-    ints.unwrap_or_else(|| panic!("`{expr}` returned {printed}, expected a tuple of integers"))
+    parse_ints(expr, &eval(node, expr))
 }
 
 fn warm_up(client: &BeamNode, target: &Target, p: &Params) {

@@ -49,6 +49,8 @@ mod masters;
 mod report;
 #[path = "quorum/rust_side.rs"]
 mod rust_side;
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -56,6 +58,7 @@ use common::BeamNode;
 use erl_quorum::{Node, NodeConfig};
 use report::{cpu_ticks, CpuMeter};
 use rust_side::MasterProcs;
+use setup::{env_parse, env_workers, eval_for, parse_ints, runtime};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "eq_qbench_cookie";
@@ -81,11 +84,6 @@ pub struct Params {
 impl Params {
     fn from_env() -> Params {
         let scale: f64 = env_parse("EQ_BENCH_SCALE").unwrap_or(1.0);
-        let workers = |var: &str, default: Option<usize>| match env_parse::<usize>(var) {
-            None => default,
-            Some(0) => None,
-            Some(w) => Some(w),
-        };
         // Short measurements and many rounds: back-to-back cases rarely
         // straddle a change in the machine's load, and the median of the
         // rounds shrugs off the few that do. About 8 s per round.
@@ -95,18 +93,10 @@ impl Params {
             clients: env_parse("EQ_QBENCH_CLIENTS").unwrap_or(16).max(2),
             // One worker: the other core is left to the masters, and on a
             // 2-core machine a second one mostly adds cross-thread wakeups.
-            client_workers: workers("EQ_BENCH_WORKERS", Some(1)),
-            master_workers: workers("EQ_QBENCH_MASTER_WORKERS", None),
+            client_workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
+            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", None),
             inproc: env_parse::<u8>("EQ_QBENCH_INPROC").unwrap_or(1) != 0,
         }
-    }
-}
-
-fn env_parse<T: std::str::FromStr>(var: &str) -> Option<T> {
-    let value = std::env::var(var).ok()?;
-    match value.trim().parse() {
-        Ok(v) => Some(v),
-        Err(_) => panic!("{var}={value:?} is not a valid number"),
     }
 }
 
@@ -412,29 +402,13 @@ fn main() {
     println!("\ntotal run time {:.1} s", started.elapsed().as_secs_f64());
 }
 
-fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(w) = workers {
-        builder.worker_threads(w);
-    }
-    builder.enable_all().build().expect("tokio runtime")
-}
-
 fn eval(node: &BeamNode, expr: &str) -> String {
-    node.eval_timeout(expr, EVAL_TIMEOUT)
-        .unwrap_or_else(|e| panic!("`{expr}` on {} failed: {e}", node.node_name()))
+    eval_for(node, expr, EVAL_TIMEOUT)
 }
 
 /// Evaluates `expr` and parses its answer, a flat tuple of integers.
 fn eval_ints(node: &BeamNode, expr: &str) -> Vec<u64> {
-    let printed = eval(node, expr);
-    let ints: Option<Vec<u64>> = printed
-        .trim()
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .map(|body| body.split(',').map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or(None);
-    ints.unwrap_or_else(|| panic!("`{expr}` returned {printed}, expected a tuple of integers"))
+    parse_ints(expr, &eval(node, expr))
 }
 
 impl Bench {

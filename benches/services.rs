@@ -64,6 +64,8 @@ mod masters;
 mod report;
 #[path = "services/rust_side.rs"]
 mod rust_side;
+#[path = "support/setup.rs"]
+mod setup;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -72,6 +74,7 @@ use cpu::{cpu_ticks, loadavg, CpuMeter};
 use erl_quorum::term::atom;
 use erl_quorum::{Node, NodeConfig};
 use masters::MasterProcs;
+use setup::{env_parse, env_workers, eval_for, parse_ints, runtime};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "eq_sbench_cookie";
@@ -102,19 +105,14 @@ pub struct Params {
 impl Params {
     fn from_env() -> Params {
         let scale: f64 = env_parse("EQ_BENCH_SCALE").unwrap_or(1.0);
-        let workers = |var: &str, default: Option<usize>| match env_parse::<usize>(var) {
-            None => default,
-            Some(0) => None,
-            Some(w) => Some(w),
-        };
         Params {
             rounds: env_parse("EQ_BENCH_ROUNDS").unwrap_or(7).max(1),
             duration: Duration::from_millis(((700.0 * scale).round() as u64).max(50)),
             clients: env_parse("EQ_SBENCH_CLIENTS").unwrap_or(16).max(2),
             // One worker, as in the quorum bench: the other core is left to
             // the masters and the BEAM nodes.
-            client_workers: workers("EQ_BENCH_WORKERS", Some(1)),
-            master_workers: workers("EQ_QBENCH_MASTER_WORKERS", None),
+            client_workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
+            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", None),
             names: env_parse("EQ_BENCH_NAMES").unwrap_or(1_000_000),
             global_names: env_parse("EQ_SBENCH_GLOBAL_NAMES").unwrap_or(20_000),
             registrars: env_parse("EQ_SBENCH_REGISTRARS").unwrap_or(64).max(1),
@@ -124,14 +122,6 @@ impl Params {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| &*s.leak()),
         }
-    }
-}
-
-fn env_parse<T: std::str::FromStr>(var: &str) -> Option<T> {
-    let value = std::env::var(var).ok()?;
-    match value.trim().parse() {
-        Ok(v) => Some(v),
-        Err(_) => panic!("{var}={value:?} is not a valid number"),
     }
 }
 
@@ -459,32 +449,8 @@ fn main() {
     println!("\ntotal run time {:.1} s", started.elapsed().as_secs_f64());
 }
 
-fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(w) = workers {
-        builder.worker_threads(w);
-    }
-    builder.enable_all().build().expect("tokio runtime")
-}
-
 fn eval(node: &BeamNode, expr: &str) -> String {
     eval_for(node, expr, EVAL_TIMEOUT)
-}
-
-fn eval_for(node: &BeamNode, expr: &str, timeout: Duration) -> String {
-    node.eval_timeout(expr, timeout)
-        .unwrap_or_else(|e| panic!("`{expr}` on {} failed: {e}", node.node_name()))
-}
-
-/// Parses a flat tuple of integers as eq_peer prints it.
-fn parse_ints(expr: &str, printed: &str) -> Vec<u64> {
-    let ints: Option<Vec<u64>> = printed
-        .trim()
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .map(|body| body.split(',').map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or(None);
-    ints.unwrap_or_else(|| panic!("`{expr}` returned {printed}, expected a tuple of integers"))
 }
 
 /// VmRSS of `pid` in bytes, from /proc/PID/status.
