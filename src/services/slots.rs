@@ -672,8 +672,8 @@ impl Slots {
         let value = self.value_of(owner);
         let slot = self.slot_mut(id).expect("present");
         slot.state = State::Releasing { op };
-        let (kind, qkey) = (slot.kind, slot.qkey());
-        let key = slot.key();
+        let (kind, key) = (slot.kind, slot.key());
+        let qkey = kind.quorum_key(&key);
         self.actions.push(Action::Release {
             op,
             slot: id,
@@ -681,19 +681,24 @@ impl Slots {
             value,
         });
         if notify {
-            self.actions.push(Action::Notify {
-                what: "eq_released",
-                owner: owner.clone(),
-                kind,
-                key: key.clone(),
-            });
-            if kind == Kind::Name {
-                self.actions.push(Action::NameChanged {
-                    name: key,
-                    pid: None,
-                });
-            }
+            self.announce_gone("eq_released", owner.clone(), kind, key);
         }
+    }
+
+    /// Tells the owner's guard (`what`: `eq_released` or `eq_lost`) and,
+    /// for a name, its subscribers, that this node no longer holds `key`.
+    fn announce_gone(&mut self, what: &'static str, owner: Pid, kind: Kind, key: Term) {
+        let name_gone = (kind == Kind::Name).then(|| Action::NameChanged {
+            name: key.clone(),
+            pid: None,
+        });
+        self.actions.push(Action::Notify {
+            what,
+            owner,
+            kind,
+            key,
+        });
+        self.actions.extend(name_gone);
     }
 
     /// A watched pid is gone. `connection_lost`: only its node's connection
@@ -757,18 +762,7 @@ impl Slots {
                 holder: Some(Box::new(owner.clone())),
                 watch: None,
             };
-            self.actions.push(Action::Notify {
-                what: "eq_lost",
-                owner: owner.clone(),
-                kind,
-                key: key.clone(),
-            });
-            if kind == Kind::Name {
-                self.actions.push(Action::NameChanged {
-                    name: key,
-                    pid: None,
-                });
-            }
+            self.announce_gone("eq_lost", owner.clone(), kind, key);
             self.unwatch(&owner, id);
             self.settle(id);
         }
