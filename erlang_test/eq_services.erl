@@ -32,7 +32,7 @@
 %% Loops.
 -export([start_loop/2, stop_loop/2]).
 %% Small things.
--export([wait_status/2, status_of/1]).
+-export([wait_status/2, status_of/1, start_app/2]).
 %% Callbacks (gen_server, gen_statem, supervisor).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2,
          callback_mode/0, handle_event/4]).
@@ -299,6 +299,21 @@ stop_loop(Pid, TimeoutMs) ->
 %%% ---------------------------------------------------------------------------
 %%% Small things
 %%% ---------------------------------------------------------------------------
+
+%% Loads the erl_quorum application (first: loading resets an environment
+%% set before it), sets `rust_nodes` to RustNodes, starts it, and waits up
+%% to TimeoutMs until its guard has subscribed to one of them. Returns the
+%% node it subscribed to.
+start_app(RustNodes, TimeoutMs) when is_list(RustNodes) ->
+    case application:load(erl_quorum) of
+        ok -> ok;
+        {error, {already_loaded, erl_quorum}} -> ok
+    end,
+    ok = application:set_env(erl_quorum, rust_nodes, RustNodes),
+    {ok, _} = application:ensure_all_started(erl_quorum),
+    Subscribed = fun() -> maps:get(subscribed, rust_quorum:status()) end,
+    ok = eq_peer:wait_until(fun() -> Subscribed() =/= undefined end, TimeoutMs),
+    Subscribed().
 
 %% The status proplist of the erl_quorum service on Rust node Node.
 status_of(Node) ->

@@ -56,27 +56,7 @@ to_ns(Native) ->
 %% RustNodes, and waits (up to 10 s) until its guard has subscribed to the
 %% registry of one of them. Returns the node it subscribed to.
 start_app(RustNodes) when is_list(RustNodes) ->
-    case application:load(erl_quorum) of
-        ok -> ok;
-        {error, {already_loaded, erl_quorum}} -> ok
-    end,
-    ok = application:set_env(erl_quorum, rust_nodes, RustNodes),
-    {ok, _} = application:ensure_all_started(erl_quorum),
-    wait_subscribed(now_native() + erlang:convert_time_unit(10, second, native)).
-
-wait_subscribed(Deadline) ->
-    case rust_quorum:status() of
-        #{subscribed := Node} when Node =/= undefined ->
-            Node;
-        Status ->
-            case now_native() > Deadline of
-                true ->
-                    erlang:error({not_subscribed, Status});
-                false ->
-                    timer:sleep(20),
-                    wait_subscribed(Deadline)
-            end
-    end.
+    eq_services:start_app(RustNodes, 10000).
 
 %% A long-lived process that does nothing (until told `stop`): an owner of
 %% names that outlives the expression that made it.

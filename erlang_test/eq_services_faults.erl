@@ -30,17 +30,10 @@
 %%% Setup
 %%% ---------------------------------------------------------------------------
 
-%% Starts the erl_quorum application with RustNodes as its `rust_nodes`
-%% (loaded first: loading an application resets the environment set before
-%% it), and the recorder; waits until the guard has subscribed to a Rust
-%% node and returns that node.
+%% Starts the recorder, then the erl_quorum application with RustNodes as
+%% its `rust_nodes` (eq_services:start_app/2); returns the Rust node its
+%% guard subscribed to.
 start(RustNodes) ->
-    case application:load(erl_quorum) of
-        ok -> ok;
-        {error, {already_loaded, erl_quorum}} -> ok
-    end,
-    ok = application:set_env(erl_quorum, rust_nodes, RustNodes),
-    {ok, _} = application:ensure_all_started(erl_quorum),
     case whereis(?REC) of
         undefined ->
             Rec = spawn(fun() -> rec_loop([], #{}, #{}) end),
@@ -48,9 +41,7 @@ start(RustNodes) ->
         _ ->
             ok
     end,
-    Subscribed = fun() -> maps:get(subscribed, rust_quorum:status()) end,
-    ok = eq_peer:wait_until(fun() -> Subscribed() =/= undefined end, 15000),
-    Subscribed().
+    eq_services:start_app(RustNodes, 15000).
 
 now_us() ->
     os:system_time(microsecond).

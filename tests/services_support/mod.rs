@@ -93,11 +93,7 @@ pub fn start_app_node(
 ) -> impl std::future::Future<Output = BeamNode> + Send + 'static {
     let name = common::unique_name(prefix);
     let expr = format!(
-        "ok = application:load(erl_quorum), \
-         ok = application:set_env(erl_quorum, rust_nodes, {nodes}), \
-         {{ok, _}} = application:ensure_all_started(erl_quorum), \
-         ok = eq_peer:wait_until(fun() -> maps:get(subscribed, rust_quorum:status()) =/= undefined end, {READY_MS}), \
-         Sub = maps:get(subscribed, rust_quorum:status()), \
+        "Sub = eq_services:start_app({nodes}, {READY_MS}), \
          ok = eq_services:wait_status(Sub, {READY_MS}), \
          Sub",
         nodes = erl_list(rust_nodes)
