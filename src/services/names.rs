@@ -9,13 +9,6 @@ use crate::quorum::store::Canon;
 use crate::term::{atom, tuple, Packed, Pid, Term};
 use std::collections::HashMap;
 
-/// Who registered a name: this node, or a peer serving node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Local,
-    Peer(String),
-}
-
 /// A pid with its node name as an index into [`NameView::nodes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CompactPid {
@@ -29,13 +22,11 @@ struct CompactPid {
 struct Known {
     name: Packed,
     pid: CompactPid,
-    /// `u32::MAX`: this node; otherwise the peer's node index.
-    origin: u32,
+    /// The peer serving node that reported it (a node index).
+    peer: u32,
 }
 
-const LOCAL: u32 = u32::MAX;
-
-/// Name -> pid, with the serving node each came from.
+/// Name -> pid, with the peer serving node each came from.
 #[derive(Debug, Default)]
 pub struct NameView {
     names: HashMap<Canon, Known>,
@@ -54,13 +45,6 @@ impl NameView {
         i
     }
 
-    fn origin_index(&mut self, origin: &Origin) -> u32 {
-        match origin {
-            Origin::Local => LOCAL,
-            Origin::Peer(node) => self.intern(node),
-        }
-    }
-
     fn pid(&self, p: &CompactPid) -> Pid {
         Pid::new(
             self.nodes[p.node as usize].as_str(),
@@ -75,13 +59,12 @@ impl NameView {
         self.names.get(&canon).map(|k| self.pid(&k.pid))
     }
 
-    /// Which serving node registered `name`, if known.
-    pub fn origin(&self, name: &Term) -> Option<Origin> {
+    /// Which peer serving node registered `name`, if known.
+    pub fn peer(&self, name: &Term) -> Option<&str> {
         let canon = Canon::of(name).ok()?;
-        self.names.get(&canon).map(|k| match k.origin {
-            LOCAL => Origin::Local,
-            i => Origin::Peer(self.nodes[i as usize].clone()),
-        })
+        self.names
+            .get(&canon)
+            .map(|k| self.nodes[k.peer as usize].as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -93,12 +76,12 @@ impl NameView {
     }
 
     /// Records a change; returns whether anything changed. A removal only
-    /// removes what the same origin put there.
-    pub fn apply(&mut self, name: &Term, pid: Option<&Pid>, origin: &Origin) -> bool {
+    /// removes what the same peer put there.
+    pub fn apply(&mut self, name: &Term, pid: Option<&Pid>, peer: &str) -> bool {
         let Ok(mut canon) = Canon::of(name) else {
             return false;
         };
-        let origin = self.origin_index(origin);
+        let peer = self.intern(peer);
         match pid {
             Some(pid) => {
                 let pid = CompactPid {
@@ -111,13 +94,13 @@ impl NameView {
                 let known = Known {
                     name: Packed::new(name),
                     pid,
-                    origin,
+                    peer,
                 };
                 self.names.insert(canon, known);
                 true
             }
             None => {
-                if self.names.get(&canon).is_some_and(|k| k.origin == origin) {
+                if self.names.get(&canon).is_some_and(|k| k.peer == peer) {
                     self.names.remove(&canon);
                     true
                 } else {
@@ -127,12 +110,12 @@ impl NameView {
         }
     }
 
-    /// Drops every name `origin` put there; returns the names dropped.
-    pub fn forget_origin(&mut self, origin: &Origin) -> Vec<Term> {
-        let origin = self.origin_index(origin);
+    /// Drops every name `peer` put there; returns the names dropped.
+    pub fn forget_peer(&mut self, peer: &str) -> Vec<Term> {
+        let peer = self.intern(peer);
         let mut gone = Vec::new();
         self.names.retain(|_, k| {
-            let keep = k.origin != origin;
+            let keep = k.peer != peer;
             if !keep {
                 gone.push(k.name.term());
             }
@@ -163,19 +146,19 @@ mod tests {
     #[test]
     fn names_come_back_as_they_went_in() {
         let mut v = NameView::default();
-        let peer = Origin::Peer("m2@h".into());
+        let peer = "m2@h";
         let pid = Pid::new("beam@h", 7, 1, 42);
         let name = tuple(vec![atom("n"), int(1)]);
-        assert!(v.apply(&name, Some(&pid), &peer));
+        assert!(v.apply(&name, Some(&pid), peer));
         assert_eq!(v.whereis(&name), Some(pid.clone()));
-        assert_eq!(v.origin(&name), Some(peer.clone()));
+        assert_eq!(v.peer(&name), Some(peer));
         assert_eq!(
             v.snapshot(),
             vec![tuple(vec![name.clone(), Term::from(pid)])]
         );
-        // Only the origin that put it there removes it.
-        assert!(!v.apply(&name, None, &Origin::Peer("m3@h".into())));
-        assert_eq!(v.forget_origin(&peer), vec![name.clone()]);
+        // Only the peer that put it there removes it.
+        assert!(!v.apply(&name, None, "m3@h"));
+        assert_eq!(v.forget_peer(peer), vec![name.clone()]);
         assert!(v.is_empty());
     }
 }

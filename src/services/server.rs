@@ -4,7 +4,7 @@
 //! messages to guards and subscribers), keeps the session renewed, and
 //! shares name changes with its peer serving nodes.
 
-use super::names::{change, NameView, Origin};
+use super::names::{change, NameView};
 use super::rounds::{Event, Job};
 use super::slots::{Action, Kind, Outcome, Slots};
 use super::ServicesConfig;
@@ -178,7 +178,7 @@ impl Server {
                 // A name another serving node holds is released by that
                 // node (it monitors the owner and renews the session).
                 if !self.slots.knows(Kind::Name, name) {
-                    if let Some(Origin::Peer(peer)) = self.names.origin(name) {
+                    if let Some(peer) = self.names.peer(name).map(str::to_owned) {
                         // Forwarded once: the peer acts on its own holds
                         // only, so two stale views cannot bounce it.
                         let request = tuple(vec![atom("unregister_name_here"), name.clone()]);
@@ -381,7 +381,6 @@ impl Server {
 
     fn peer_snapshot(&mut self, peer: String, names: Option<Term>) {
         self.peers_asking.remove(&peer);
-        let origin = Origin::Peer(peer.clone());
         match names {
             Some(names) => {
                 if self.peers_up.contains(&peer) {
@@ -389,13 +388,13 @@ impl Server {
                 }
                 let mut changes: Vec<Term> = self
                     .names
-                    .forget_origin(&origin)
+                    .forget_peer(&peer)
                     .into_iter()
                     .map(|n| change(n, None))
                     .collect();
                 for pair in list_elements(&names).unwrap_or_default() {
                     if let Some([name, Term::Pid(pid)]) = as_tuple(&pair) {
-                        self.names.apply(name, Some(pid), &origin);
+                        self.names.apply(name, Some(pid), &peer);
                         changes.push(change(name.clone(), Some(pid.clone())));
                     }
                 }
@@ -407,7 +406,7 @@ impl Server {
             None if !self.peers_up.contains(&peer) => {
                 let changes = self
                     .names
-                    .forget_origin(&origin)
+                    .forget_peer(&peer)
                     .into_iter()
                     .map(|n| change(n, None))
                     .collect();
@@ -425,15 +424,14 @@ impl Server {
             tracing::warn!(%peer, "erl_quorum: name changes from a node that is not a peer ignored");
             return;
         }
-        let origin = Origin::Peer(peer);
         let mut applied = Vec::new();
         for pair in list_elements(changes).unwrap_or_default() {
             let changed = match as_tuple(&pair) {
                 // What this node holds itself, it knows better.
                 Some([name, Term::Pid(_)]) if self.slots.whereis_name(name).is_some() => false,
-                Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &origin),
+                Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &peer),
                 Some([name, _undefined]) => {
-                    let removed = self.names.apply(name, None, &origin);
+                    let removed = self.names.apply(name, None, &peer);
                     removed && self.slots.whereis_name(name).is_none()
                 }
                 _ => false,
