@@ -7,13 +7,13 @@
 //! EQ_OTP=27 cargo bench --bench quorum       # OTP 27 (erl27 chroot, root only)
 //! EQ_BENCH_SCALE=0.3 EQ_BENCH_ROUNDS=1 cargo bench --bench quorum   # a quick smoke run
 //! EQ_QBENCH_MASTER_WORKERS=1 cargo bench --bench quorum   # masters on one tokio worker
+//! EQ_QBENCH_FAN_OUT=all cargo bench --bench quorum   # every master a round (or `w`: W of them)
 //! ```
 //!
 //! One process tree:
 //! - three Rust masters, W = 2, each an `erl_quorum serve --fresh` child
 //!   process (as in production: a process, a runtime and sockets of its
-//!   own); and, unless `EQ_QBENCH_INPROC=0`, three more masters as nodes
-//!   inside this process, on a runtime of their own (for comparison);
+//!   own);
 //! - a Rust client node in this process, on its own runtime: one
 //!   [`LockerClient`](erl_quorum::quorum::client::LockerClient) (a Rust
 //!   process) per client task, so the client pays the network like any
@@ -23,10 +23,15 @@
 //!   client makes) against the Rust masters. The BEAM loops are in
 //!   `erlang_test/eq_quorum_bench.erl`.
 //!
-//! The headline masters are the child processes: that is how masters are
-//! deployed, and each then has its own runtime and its own share of the
-//! machine. The in-process masters (three nodes on one runtime) measured
-//! within a few percent of them; they are reported for comparison only.
+//! - unless `EQ_QBENCH_COLOC=0`, `global`'s layout for the Rust side too:
+//!   a client node in this process that is also one of three masters (the
+//!   other two are `erl_quorum serve` child processes), as `global`'s
+//!   client runs on one of its three nodes. Its client reaches its own
+//!   master without a socket, as `global:set_lock` takes the local lock.
+//!
+//! Every master is a process of its own (in the layout above, the client's
+//! node is one), as in production: its own runtime and its own share of the
+//! machine.
 //!
 //! Every case runs for a fixed time with 1 and with 16 client processes,
 //! each on a key of its own (global locks on different ids never contend),
@@ -69,8 +74,8 @@ const EVAL_TIMEOUT: Duration = common::EVAL_TIMEOUT.saturating_mul(4);
 /// `EQ_BENCH_ROUNDS` sets the rounds, `EQ_BENCH_WORKERS` the Rust client
 /// node's worker threads (default 1; 0: one per core),
 /// `EQ_QBENCH_MASTER_WORKERS` the masters' (default: tokio's, one per core),
-/// `EQ_QBENCH_CLIENTS` the concurrent clients (16), `EQ_QBENCH_INPROC=0`
-/// skips the in-process masters.
+/// `EQ_QBENCH_CLIENTS` the concurrent clients (16), `EQ_QBENCH_COLOC=0`
+/// skips the cases with the client on a master node.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
     pub rounds: usize,
@@ -78,7 +83,7 @@ pub struct Params {
     pub clients: usize,
     pub client_workers: Option<usize>,
     pub master_workers: Option<usize>,
-    pub inproc: bool,
+    pub coloc: bool,
 }
 
 impl Params {
@@ -95,7 +100,7 @@ impl Params {
             // 2-core machine a second one mostly adds cross-thread wakeups.
             client_workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
             master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", None),
-            inproc: env_parse::<u8>("EQ_QBENCH_INPROC").unwrap_or(1) != 0,
+            coloc: env_parse::<u8>("EQ_QBENCH_COLOC").unwrap_or(1) != 0,
         }
     }
 }
@@ -111,8 +116,8 @@ pub enum Case {
     RustShared,
     BeamSeq,
     BeamPar,
-    InprocSeq,
-    InprocPar,
+    ColocSeq,
+    ColocPar,
 }
 
 const CASES: usize = 10;
@@ -129,8 +134,8 @@ impl Case {
             RustShared,
             BeamSeq,
             BeamPar,
-            InprocSeq,
-            InprocPar,
+            ColocSeq,
+            ColocPar,
         ]
     }
 
@@ -144,13 +149,13 @@ impl Case {
             Case::RustShared => "rust shared",
             Case::BeamSeq => "beam->rust 1",
             Case::BeamPar => "beam->rust N",
-            Case::InprocSeq => "inproc 1",
-            Case::InprocPar => "inproc N",
+            Case::ColocSeq => "coloc 1",
+            Case::ColocPar => "coloc N",
         }
     }
 
-    fn inproc(self) -> bool {
-        matches!(self, Case::InprocSeq | Case::InprocPar)
+    fn coloc(self) -> bool {
+        matches!(self, Case::ColocSeq | Case::ColocPar)
     }
 }
 
@@ -159,7 +164,9 @@ impl Case {
 pub struct Cpu {
     /// The three `erl_quorum serve` processes.
     masters: u64,
-    /// This process: the Rust client node (and the in-process masters).
+    /// The two `erl_quorum serve` processes beside the client's own master.
+    coloc_masters: u64,
+    /// This process: the Rust client nodes (one of them also a master).
     bench: u64,
     /// The BEAM node that runs the BEAM-side loops.
     g1: u64,
@@ -174,7 +181,8 @@ impl Cpu {
             Case::GlobalSeq | Case::GlobalPar | Case::GlobalShared => (self.g1 + self.g23, 0),
             Case::RustSeq | Case::RustPar | Case::RustShared => (self.masters, self.bench),
             Case::BeamSeq | Case::BeamPar => (self.masters, self.g1),
-            Case::InprocSeq | Case::InprocPar => (self.bench, 0),
+            // As for global: the client's node is one of the servers.
+            Case::ColocSeq | Case::ColocPar => (self.bench + self.coloc_masters, 0),
         }
     }
 }
@@ -204,8 +212,13 @@ struct Bench {
     p: Params,
     client_rt: tokio::runtime::Runtime,
     client_node: Node,
+    coloc_rt: Option<tokio::runtime::Runtime>,
     masters: MasterProcs,
-    inproc_masters: Vec<String>,
+    /// A client node that is also a master, as `global`'s client node is
+    /// one of its three nodes, and the two masters beside it.
+    coloc_node: Option<Node>,
+    coloc_procs: Option<MasterProcs>,
+    coloc_cluster: Vec<String>,
     g1: BeamNode,
     g23: [BeamNode; 2],
     /// Every OS process of ours: this one, the masters, the BEAM nodes.
@@ -223,8 +236,8 @@ fn main() {
     );
     common::ensure_epmd().expect("epmd");
 
-    // The Rust client and the in-process masters run on runtimes of their
-    // own, and this thread stays outside them: the harness's evals block.
+    // The Rust client nodes run on runtimes of their own, and this thread
+    // stays outside them: the harness's evals block.
     let client_rt = runtime(p.client_workers);
     let client_node = client_rt.block_on(async {
         let name = format!("{}@127.0.0.1", common::unique_name("qb_client"));
@@ -232,11 +245,35 @@ fn main() {
             .await
             .expect("start the client node")
     });
-    let masters_rt = p.inproc.then(|| runtime(p.master_workers));
-    let inproc_nodes = masters_rt.as_ref().map_or_else(Vec::new, |rt| {
-        rt.block_on(rust_side::start_inproc_masters("qb_im", COOKIE))
+    let coloc_rt = p.coloc.then(|| runtime(p.client_workers));
+    let coloc_node = coloc_rt.as_ref().map(|rt| {
+        rt.block_on(async {
+            let name = format!("{}@127.0.0.1", common::unique_name("qb_cm0"));
+            Node::start(NodeConfig::new(name, COOKIE))
+                .await
+                .expect("start the client-and-master node")
+        })
     });
-    let inproc_masters: Vec<String> = inproc_nodes.iter().map(|n| n.name().to_owned()).collect();
+    let coloc_procs = coloc_node.as_ref().map(|node| {
+        MasterProcs::start_with(
+            "qb_cm",
+            COOKIE,
+            p.master_workers,
+            2,
+            &[node.name().to_owned()],
+        )
+    });
+    let coloc_cluster: Vec<String> = match (&coloc_node, &coloc_procs) {
+        (Some(node), Some(procs)) => {
+            let cluster: Vec<String> = std::iter::once(node.name().to_owned())
+                .chain(procs.names().iter().cloned())
+                .collect();
+            let _guard = coloc_rt.as_ref().expect("runtime").enter();
+            rust_side::start_master(node, &cluster);
+            cluster
+        }
+        _ => Vec::new(),
+    };
     let masters = MasterProcs::start("qb_m", COOKIE, p.master_workers);
 
     let start_beam = |prefix: &str| {
@@ -281,12 +318,18 @@ fn main() {
         g23[1].os_pid(),
     ];
     ours.extend(masters.os_pids());
+    if let Some(procs) = &coloc_procs {
+        ours.extend(procs.os_pids());
+    }
     let bench = Bench {
         p,
         client_rt,
         client_node,
+        coloc_rt,
         masters,
-        inproc_masters,
+        coloc_node,
+        coloc_procs,
+        coloc_cluster,
         g1,
         g23,
         ours,
@@ -296,7 +339,7 @@ fn main() {
     // past its first, slower calls before anything counts.
     let warm = Duration::from_millis(200);
     for case in Case::all() {
-        if case.inproc() && !p.inproc {
+        if case.coloc() && !p.coloc {
             continue;
         }
         bench.measure(case, warm);
@@ -308,13 +351,13 @@ fn main() {
             Case::GlobalSeq,
             Case::RustSeq,
             Case::BeamSeq,
-            Case::InprocSeq,
+            Case::ColocSeq,
         ],
         &[
             Case::GlobalPar,
             Case::RustPar,
             Case::BeamPar,
-            Case::InprocPar,
+            Case::ColocPar,
         ],
         &[Case::GlobalShared, Case::RustShared],
     ];
@@ -325,7 +368,7 @@ fn main() {
             let mut order: Vec<Case> = group
                 .iter()
                 .copied()
-                .filter(|c| p.inproc || !c.inproc())
+                .filter(|c| p.coloc || !c.coloc())
                 .collect();
             if round % 2 == 1 {
                 order.reverse();
@@ -336,7 +379,7 @@ fn main() {
         }
         let line: Vec<String> = Case::all()
             .iter()
-            .filter(|c| p.inproc || !c.inproc())
+            .filter(|c| p.coloc || !c.coloc())
             .map(|&c| {
                 let r = &runs[c as usize];
                 format!("{} {:.1}k", c.label(), r.pairs_per_s() / 1e3)
@@ -381,22 +424,26 @@ fn main() {
     let Bench {
         client_rt,
         client_node,
+        coloc_rt,
         masters,
+        coloc_node,
+        coloc_procs,
         g1,
         g23,
         ..
     } = bench;
     client_node.shutdown();
-    for node in &inproc_nodes {
+    if let Some(node) = &coloc_node {
         node.shutdown();
     }
     drop(masters);
+    drop(coloc_procs);
     let _ = g1.stop();
     for g in g23 {
         let _ = g.stop();
     }
     client_rt.shutdown_timeout(Duration::from_secs(2));
-    if let Some(rt) = masters_rt {
+    if let Some(rt) = coloc_rt {
         rt.shutdown_timeout(Duration::from_secs(2));
     }
     println!("\ntotal run time {:.1} s", started.elapsed().as_secs_f64());
@@ -416,6 +463,12 @@ impl Bench {
         let ticks = |pid: u32| cpu_ticks(pid).unwrap_or(0);
         Cpu {
             masters: self.masters.os_pids().into_iter().map(ticks).sum(),
+            coloc_masters: self
+                .coloc_procs
+                .iter()
+                .flat_map(MasterProcs::os_pids)
+                .map(ticks)
+                .sum(),
             bench: ticks(std::process::id()),
             g1: ticks(self.g1.os_pid()),
             g23: self.g23.iter().map(|g| ticks(g.os_pid())).sum(),
@@ -444,15 +497,42 @@ impl Bench {
             Case::BeamPar => self.beam(&format!(
                 "eq_quorum_bench:locker_pairs(QM, 2, {n}, {ms}, distinct)"
             )),
-            Case::RustSeq => self.rust(self.masters.names(), 1, duration, false),
-            Case::RustPar => self.rust(self.masters.names(), n, duration, false),
-            Case::RustShared => self.rust(self.masters.names(), n, duration, true),
-            Case::InprocSeq => self.rust(&self.inproc_masters, 1, duration, false),
-            Case::InprocPar => self.rust(&self.inproc_masters, n, duration, false),
+            Case::RustSeq => self.rust(
+                &self.client_rt,
+                &self.client_node,
+                self.masters.names(),
+                1,
+                duration,
+                false,
+            ),
+            Case::RustPar => self.rust(
+                &self.client_rt,
+                &self.client_node,
+                self.masters.names(),
+                n,
+                duration,
+                false,
+            ),
+            Case::RustShared => self.rust(
+                &self.client_rt,
+                &self.client_node,
+                self.masters.names(),
+                n,
+                duration,
+                true,
+            ),
+            Case::ColocSeq | Case::ColocPar => {
+                let clients = if case == Case::ColocSeq { 1 } else { n };
+                let (Some(rt), Some(node)) = (&self.coloc_rt, &self.coloc_node) else {
+                    unreachable!("coloc cases run only with a coloc node")
+                };
+                self.rust(rt, node, &self.coloc_cluster, clients, duration, false)
+            }
         };
         let after = self.cpu();
         run.cpu = Cpu {
             masters: after.masters - before.masters,
+            coloc_masters: after.coloc_masters - before.coloc_masters,
             bench: after.bench - before.bench,
             g1: after.g1 - before.g1,
             g23: after.g23 - before.g23,
@@ -481,13 +561,17 @@ impl Bench {
         }
     }
 
-    fn rust(&self, masters: &[String], clients: usize, duration: Duration, shared: bool) -> Run {
-        let mut outcome = self.client_rt.block_on(rust_side::client_pairs(
-            &self.client_node,
-            masters,
-            clients,
-            duration,
-            shared,
+    fn rust(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        node: &Node,
+        masters: &[String],
+        clients: usize,
+        duration: Duration,
+        shared: bool,
+    ) -> Run {
+        let mut outcome = rt.block_on(rust_side::client_pairs(
+            node, masters, clients, duration, shared,
         ));
         outcome.samples.sort_unstable();
         let s = &outcome.samples;

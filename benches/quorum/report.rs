@@ -68,23 +68,23 @@ pub fn print_report(release: &str, erts: &str, p: &Params, rounds: &[Vec<Run>]) 
             get: pps,
         },
     ];
-    if p.inproc {
+    if p.coloc {
         rows.push(Row {
-            what: "Rust client → in-process Rust masters, 1 process (info)".into(),
+            what: "Rust client on a master node (global's layout), 1 process".into(),
             unit: "pairs/s",
             better: Better::Higher,
             target: false,
             global: Case::GlobalSeq,
-            ours: Case::InprocSeq,
+            ours: Case::ColocSeq,
             get: pps,
         });
         rows.push(Row {
-            what: format!("Rust client → in-process Rust masters, {n} processes (info)"),
+            what: format!("Rust client on a master node (global's layout), {n} processes"),
             unit: "pairs/s",
             better: Better::Higher,
             target: false,
             global: Case::GlobalPar,
-            ours: Case::InprocPar,
+            ours: Case::ColocPar,
             get: pps,
         });
     }
@@ -262,15 +262,15 @@ fn print_cpu_table(p: &Params, rounds: &[Vec<Run>]) {
             Case::GlobalPar,
         ),
     ];
-    if p.inproc {
+    if p.coloc {
         cases.push((
-            Case::InprocSeq,
-            "in-process masters and Rust client (one process, under servers), 1".to_string(),
+            Case::ColocSeq,
+            "Rust client on a master node (all under servers), 1".to_string(),
             Case::GlobalSeq,
         ));
         cases.push((
-            Case::InprocPar,
-            format!("in-process masters and Rust client (one process, under servers), {n}"),
+            Case::ColocPar,
+            format!("Rust client on a master node (all under servers), {n}"),
             Case::GlobalPar,
         ));
     }

@@ -2,10 +2,10 @@
 //! serve` child processes, or as nodes inside this process) and the Rust
 //! client's measuring loop.
 
-use erl_quorum::quorum::client::{LockerClient, LockerError};
+use erl_quorum::quorum::client::{FanOut, LockerClient, LockerError};
 use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::term::{atom, int, tuple, Term};
-use erl_quorum::{Node, NodeConfig};
+use erl_quorum::Node;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -17,34 +17,18 @@ const LEASE: Duration = Duration::from_secs(10);
 
 pub use crate::masters::{MasterProcs, W};
 
-// ---- masters inside this process -------------------------------------------
+// ---- a client node that is also a master -----------------------------------
 
-/// Three master nodes on the runtime the caller runs on, each with its own
-/// listener, EPMD registration and connections.
-pub async fn start_inproc_masters(prefix: &str, cookie: &str) -> Vec<Node> {
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let name = format!(
-            "{}@127.0.0.1",
-            super::common::unique_name(&format!("{prefix}{i}"))
-        );
-        nodes.push(
-            Node::start(NodeConfig::new(name, cookie))
-                .await
-                .expect("start an in-process master"),
-        );
-    }
-    let masters: Vec<String> = nodes.iter().map(|n| n.name().to_owned()).collect();
-    for node in &nodes {
-        let config = ServiceConfig {
-            masters: masters.clone(),
-            w: W,
-            fresh_cluster: true,
-            ..ServiceConfig::default()
-        };
-        service::start(node, config).expect("start the locker service");
-    }
-    nodes
+/// Starts the locker service on `node`, a master of `cluster` (W = 2,
+/// a new cluster); must run inside `node`'s runtime.
+pub fn start_master(node: &Node, cluster: &[String]) {
+    let config = ServiceConfig {
+        masters: cluster.to_vec(),
+        w: W,
+        fresh_cluster: true,
+        ..ServiceConfig::default()
+    };
+    service::start(node, config).expect("start the locker service");
 }
 
 // ---- the Rust client ---------------------------------------------------------
@@ -77,8 +61,18 @@ pub async fn client_pairs(
         // Every master here is an erl_quorum node, so the client may lock in
         // one round (`EQ_BENCH_TWO_PHASE=1` measures locker's two rounds).
         let one_round = std::env::var_os("EQ_BENCH_TWO_PHASE").is_none();
+        // `EQ_QBENCH_FAN_OUT=all|w` instead of the default (all when idle,
+        // W under load).
+        let fan_out = match std::env::var("EQ_QBENCH_FAN_OUT").as_deref() {
+            Ok("all") => FanOut::All,
+            Ok("w") => FanOut::W {
+                hedge_after: Duration::from_millis(20),
+            },
+            _ => FanOut::default(),
+        };
         let mut client = LockerClient::new(node.spawn_process(), masters.to_vec(), W)
-            .with_one_round_lock(one_round);
+            .with_one_round_lock(one_round)
+            .with_fan_out(fan_out);
         let mut ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let key = if shared {

@@ -22,7 +22,19 @@ impl MasterProcs {
     /// `workers`: the tokio worker threads of each (TOKIO_WORKER_THREADS);
     /// None leaves tokio's default, one per core.
     pub fn start(prefix: &str, cookie: &str, workers: Option<usize>) -> MasterProcs {
-        let names: Vec<String> = (0..3)
+        Self::start_with(prefix, cookie, workers, 3, &[])
+    }
+
+    /// `count` masters of a cluster whose other masters are `others`
+    /// (nodes the caller runs, e.g. a client node that is also a master).
+    pub fn start_with(
+        prefix: &str,
+        cookie: &str,
+        workers: Option<usize>,
+        count: usize,
+        others: &[String],
+    ) -> MasterProcs {
+        let names: Vec<String> = (0..count)
             .map(|i| {
                 format!(
                     "{}@127.0.0.1",
@@ -34,11 +46,12 @@ impl MasterProcs {
             names: names.clone(),
             children: Vec::new(),
         };
+        let cluster: Vec<String> = others.iter().chain(&names).cloned().collect();
         for name in &names {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_erl_quorum"));
             cmd.args(["serve", "--name", name, "--cookie", cookie])
                 .arg("--masters")
-                .arg(names.join(","))
+                .arg(cluster.join(","))
                 .args(["--w", &W.to_string(), "--fresh"])
                 // Problems only: info lines for every connection would be noise.
                 .env("RUST_LOG", "erl_quorum=warn")

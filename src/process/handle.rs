@@ -5,7 +5,7 @@ use super::ids::{key_of, LocalId};
 use super::mailbox::{Mail, Signal};
 use super::table::{ExitKind, RegisterError};
 use crate::node::Node;
-use crate::term::{atom, is_atom, tuple, Atom, ImproperList, Pid, Reference, Term};
+use crate::term::{atom, tuple, Atom, Pid, Reference, Term};
 use erl_dist::message::Message;
 use erl_dist::term::PidOrAtom;
 use std::collections::VecDeque;
@@ -72,36 +72,15 @@ pub enum CallError {
     Process(#[from] ProcessError),
 }
 
-/// A call in flight: its monitor reference (also the alias) and its tag;
-/// for a call watched through a node monitor instead, the server's node.
-struct PendingCall {
-    mref: Reference,
-    tag: Term,
-    node: Option<String>,
-}
-
-impl PendingCall {
-    /// Whether `mail` is this call's reply, its server's DOWN, or the loss
-    /// of its server's node.
-    fn answers(&self, mail: &Mail) -> bool {
-        match mail {
-            Mail::Message(Term::Tuple(t)) => t.elements.len() == 2 && t.elements[0] == self.tag,
-            Mail::Down { reference, .. } => *reference == self.mref,
-            Mail::NodeDown { node } => self.node.as_deref() == Some(node.as_str()),
-            _ => false,
-        }
-    }
-}
-
 /// A Rust process: a pid and a mailbox. Dropping it ends the process with
 /// reason `normal`, firing its links and monitors.
 pub struct Process {
-    node: Node,
-    id: LocalId,
-    pid: Pid,
+    pub(super) node: Node,
+    pub(super) id: LocalId,
+    pub(super) pid: Pid,
     rx: UnboundedReceiver<Signal>,
     /// Mail skipped by a selective receive, oldest first.
-    saved: VecDeque<Mail>,
+    pub(super) saved: VecDeque<Mail>,
     exited: Option<Term>,
 }
 
@@ -309,7 +288,7 @@ impl Process {
         reference
     }
 
-    fn monitor_with(&self, target: Dest, reference: Reference) {
+    pub(super) fn monitor_with(&self, target: Dest, reference: Reference) {
         let inner = &self.node.inner;
         let (remote_node, remote_target) = match target {
             Dest::Pid(pid) if inner.is_local(&pid.node) => {
@@ -382,124 +361,6 @@ impl Process {
         self.node.inner.table().remove_alias(alias);
     }
 
-    /// `gen_server:call(Dest, Request, Timeout)`: sends the request and waits
-    /// for the reply. Replies that arrive after the timeout are dropped, as
-    /// in OTP (the call tag is an alias that is removed on return).
-    pub async fn call(
-        &mut self,
-        to: impl Into<Dest>,
-        request: Term,
-        timeout: Duration,
-    ) -> Result<Term, CallError> {
-        let deadline = Instant::now() + timeout;
-        let pending = self.start_call(to.into(), request);
-        let result = self
-            .recv_match(Some(deadline), |m| pending.answers(m))
-            .await?;
-        self.finish_call(&pending, result)
-    }
-
-    /// `gen_server:multi_call`: calls `name` on every node of `nodes` at
-    /// once and waits up to `timeout` for all of them. Results come back in
-    /// the order of `nodes`.
-    pub async fn multi_call(
-        &mut self,
-        nodes: &[&str],
-        name: &str,
-        request: Term,
-        timeout: Duration,
-    ) -> Result<Vec<Result<Term, CallError>>, ProcessError> {
-        let results = self
-            .multi_call_until(nodes, name, request, timeout, |_| false)
-            .await?;
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(CallError::Timeout)))
-            .collect())
-    }
-
-    /// [`multi_call`](Self::multi_call) that stops waiting as soon as
-    /// `enough` says the answers so far settle the question (a quorum call
-    /// needs W answers, not all). Calls still unanswered then are abandoned
-    /// (`None`): their aliases go, so their late replies are dropped.
-    pub async fn multi_call_until(
-        &mut self,
-        nodes: &[&str],
-        name: &str,
-        request: Term,
-        timeout: Duration,
-        enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
-    ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
-        let pending: Vec<PendingCall> = nodes
-            .iter()
-            .map(|node| self.start_call((name, *node).into(), request.clone()))
-            .collect();
-        self.await_calls(pending, timeout, enough).await
-    }
-
-    /// [`multi_call_until`](Self::multi_call_until) for a hot path: instead
-    /// of a monitor per call (two more control messages each), it watches
-    /// the servers' nodes with [`Process::monitor_node`], so a lost node
-    /// still answers `NoConnection` at once. The price: a node that is up
-    /// but has no process `name` is only noticed at the timeout.
-    pub async fn quorum_call(
-        &mut self,
-        nodes: &[&str],
-        name: &str,
-        request: Term,
-        timeout: Duration,
-        enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
-    ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
-        // A nodedown left from before is stale: the next send reconnects.
-        self.drain_channel();
-        self.saved
-            .retain(|m| !matches!(m, Mail::NodeDown { node } if nodes.contains(&node.as_str())));
-        let pending: Vec<PendingCall> = nodes
-            .iter()
-            .map(|node| {
-                self.monitor_node(node);
-                self.start_unmonitored_call(name, node, request.clone())
-            })
-            .collect();
-        self.await_calls(pending, timeout, enough).await
-    }
-
-    async fn await_calls(
-        &mut self,
-        pending: Vec<PendingCall>,
-        timeout: Duration,
-        mut enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
-    ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
-        let deadline = Instant::now() + timeout;
-        let mut results: Vec<Option<Result<Term, CallError>>> = vec![None; pending.len()];
-        while results.iter().any(Option::is_none) && !enough(&results) {
-            let mail = self
-                .recv_match(Some(deadline), |m| {
-                    pending
-                        .iter()
-                        .zip(&results)
-                        .any(|(p, r)| r.is_none() && p.answers(m))
-                })
-                .await?;
-            let Some(mail) = mail else { break };
-            // A nodedown answers every call to that node; anything else one.
-            for i in 0..pending.len() {
-                if results[i].is_none() && pending[i].answers(&mail) {
-                    results[i] = Some(self.finish_call(&pending[i], Some(mail.clone())));
-                    if !matches!(mail, Mail::NodeDown { .. }) {
-                        break;
-                    }
-                }
-            }
-        }
-        for (result, call) in results.iter().zip(&pending) {
-            if result.is_none() {
-                let _ = self.finish_call(call, None);
-            }
-        }
-        Ok(results)
-    }
-
     /// `monitor_node(Node, true)`: a [`Mail::NodeDown`] arrives when the
     /// connection to `node` goes or cannot be made. One shot, as in Erlang.
     pub fn monitor_node(&self, node: &str) {
@@ -509,72 +370,12 @@ impl Process {
         }
     }
 
-    fn start_unmonitored_call(&mut self, name: &str, node: &str, request: Term) -> PendingCall {
-        let mref = self.node.make_ref();
-        self.send_call((name, node).into(), mref, request, Some(node.to_owned()))
-    }
-
-    /// Makes `mref` an alias, sends `{'$gen_call', {Self, [alias | Mref]},
-    /// Request}` (the tag OTP 24+ uses) and returns the call to wait for.
-    fn send_call(
-        &mut self,
-        to: Dest,
-        mref: Reference,
-        request: Term,
-        node: Option<String>,
-    ) -> PendingCall {
-        self.node.inner.table().add_alias(self.id, mref.clone());
-        let tag = Term::from(ImproperList::from((
-            vec![atom("alias")],
-            Term::from(mref.clone()),
-        )));
-        let from = tuple(vec![self.pid.clone().into(), tag.clone()]);
-        self.send(to, tuple(vec![atom("$gen_call"), from, request]));
-        PendingCall { mref, tag, node }
-    }
-
     /// Moves whatever the channel holds into the saved queue, in order.
-    fn drain_channel(&mut self) {
+    pub(super) fn drain_channel(&mut self) {
         while let Ok(signal) = self.rx.try_recv() {
             match signal {
                 Signal::Mail(mail) => self.saved.push_back(mail),
                 Signal::Killed(reason) => self.exited = Some(reason),
-            }
-        }
-    }
-
-    /// Monitors the server, makes the monitor reference an alias (as OTP
-    /// 24+ does, so late replies are dropped) and sends the request.
-    fn start_call(&mut self, to: Dest, request: Term) -> PendingCall {
-        let mref = self.node.make_ref();
-        self.monitor_with(to.clone(), mref.clone());
-        self.send_call(to, mref, request, None)
-    }
-
-    /// Turns the reply or DOWN (or `None` on timeout) into the call's result
-    /// and drops the alias and monitor.
-    fn finish_call(&mut self, call: &PendingCall, answer: Option<Mail>) -> Result<Term, CallError> {
-        self.unalias(&call.mref);
-        match answer {
-            Some(Mail::Message(Term::Tuple(mut t))) => {
-                self.demonitor(&call.mref);
-                Ok(t.elements.pop().expect("2-tuple"))
-            }
-            Some(Mail::NodeDown { .. }) => Err(CallError::NoConnection),
-            Some(Mail::Down { reason, .. }) => Err(if is_atom(&reason, "noproc") {
-                CallError::NoProc
-            } else if is_atom(&reason, "noconnection") {
-                CallError::NoConnection
-            } else {
-                CallError::Exit(reason)
-            }),
-            Some(_) => unreachable!("only replies and DOWNs answer a call"),
-            None => {
-                self.demonitor(&call.mref);
-                // A reply that arrived before the alias went would otherwise
-                // sit in the saved queue for good.
-                self.saved.retain(|m| !call.answers(m));
-                Err(CallError::Timeout)
             }
         }
     }

@@ -1,12 +1,14 @@
 //! Processes and names: Rust processes with real pids, mailboxes, registered
 //! names, links and monitors, and gen_server in both directions.
 
+mod calls;
 pub mod gen_server;
 mod handle;
 pub(crate) mod ids;
 pub mod mailbox;
 pub(crate) mod table;
 
+pub use calls::Staged;
 pub use gen_server::{spawn_server, CallReply, Caller, Flow, GenServer};
 pub use handle::{CallError, Dest, Process, ProcessError};
 pub use mailbox::Mail;

@@ -9,6 +9,7 @@
 
 use crate::process::{CallError, Process, ProcessError};
 use crate::term::{atom, int, is_atom, list, tuple, Term};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -46,6 +47,88 @@ pub struct LockerClient {
     w: usize,
     timeout: Duration,
     one_round_lock: bool,
+    /// Which masters a one-round lock calls first.
+    fan_out: FanOut,
+    /// Keys this client locked on the first W masters only (most recent
+    /// last, at most [`NARROW_KEYS`]): their release can skip the others,
+    /// which never saw the lock. Any other release goes to every master.
+    narrow: Vec<Term>,
+}
+
+/// Which masters a one-round lock calls first. Any W masters make a lock
+/// (2W > N), so calling only W of them is as safe as calling all; the
+/// others are called when those cannot make W: one of them refused, is
+/// down, or has not answered within the hedge delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOut {
+    /// Every master at once, as locker does.
+    All,
+    /// The first W masters (this node's own master first), the rest only
+    /// when needed. W masters woken a round instead of N: the CPU that
+    /// saves is throughput under load.
+    W { hedge_after: Duration },
+    /// [`FanOut::All`] while no other round is in flight in this OS
+    /// process, else [`FanOut::W`]. An idle client spends spare CPU on
+    /// latency (the second-fastest of N answers comes sooner than the
+    /// slower of W chosen ones); a loaded one saves it.
+    WWhenBusy { hedge_after: Duration },
+}
+
+impl Default for FanOut {
+    fn default() -> Self {
+        FanOut::WWhenBusy {
+            hedge_after: Duration::from_millis(20),
+        }
+    }
+}
+
+impl FanOut {
+    fn hedge_after(self) -> Duration {
+        match self {
+            FanOut::All => Duration::ZERO,
+            FanOut::W { hedge_after } | FanOut::WWhenBusy { hedge_after } => hedge_after,
+        }
+    }
+}
+
+/// Staged rounds in flight in this OS process: how a client tells an idle
+/// node from a loaded one (see [`LockerClient::first_stage`]).
+static ROUNDS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One round counted in [`ROUNDS_IN_FLIGHT`] until dropped.
+struct InFlight {
+    /// Whether another round was in flight when this one started.
+    busy: bool,
+}
+
+impl InFlight {
+    fn enter() -> Self {
+        InFlight {
+            busy: ROUNDS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed) > 0,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        ROUNDS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many narrowly locked keys a client remembers; a key it forgot is
+/// released on every master, which is always safe.
+const NARROW_KEYS: usize = 64;
+
+/// `masters` with this node first if it is one of them: the first W
+/// masters do a staged round's work, and the local one answers without a
+/// system call (as `global`'s caller takes its own node's lock).
+fn local_first(process: &Process, mut masters: Vec<String>) -> Vec<String> {
+    let own = process.node().name();
+    if let Some(i) = masters.iter().position(|m| m == own) {
+        let local = masters.remove(i);
+        masters.insert(0, local);
+    }
+    masters
 }
 
 fn lease_term(lease: Duration) -> Term {
@@ -56,6 +139,7 @@ impl LockerClient {
     /// A client of `masters` with quorum `w`, and locker's default call
     /// timeout (5 s).
     pub fn new(process: Process, masters: Vec<String>, w: usize) -> Self {
+        let masters = local_first(&process, masters);
         Self {
             process,
             masters,
@@ -63,6 +147,8 @@ impl LockerClient {
             w,
             timeout: Duration::from_secs(5),
             one_round_lock: false,
+            fan_out: FanOut::default(),
+            narrow: Vec::new(),
         }
     }
 
@@ -72,6 +158,14 @@ impl LockerClient {
     /// original locker crashes on a call it does not know.
     pub fn with_one_round_lock(mut self, on: bool) -> Self {
         self.one_round_lock = on;
+        self
+    }
+
+    /// Which masters a one-round lock calls first (default:
+    /// [`FanOut::WWhenBusy`] with a 20 ms hedge). A release goes where its
+    /// lock went.
+    pub fn with_fan_out(mut self, fan_out: FanOut) -> Self {
+        self.fan_out = fan_out;
         self
     }
 
@@ -107,6 +201,19 @@ impl LockerClient {
     /// happen (errors, or the timeout). A slow or hung master therefore costs
     /// nothing while W others answer. Returns the masters' `ok` count.
     async fn quorum_round(&mut self, to: &[String], request: Term) -> Result<usize, LockerError> {
+        let (oks, _) = self.staged_round(to, to.len(), request).await?;
+        Ok(oks)
+    }
+
+    /// [`quorum_round`](Self::quorum_round) that calls `to[..first]` first
+    /// and the rest only when those cannot make W (see
+    /// [`Process::quorum_call_staged`]). Also says whether the rest were called.
+    async fn staged_round(
+        &mut self,
+        to: &[String],
+        first: usize,
+        request: Term,
+    ) -> Result<(usize, bool), LockerError> {
         let w = self.w;
         let counts: Vec<bool> = to.iter().map(|n| self.masters.contains(n)).collect();
         let oks = |results: &[Option<Result<Term, CallError>>]| {
@@ -117,19 +224,37 @@ impl LockerClient {
                 .count()
         };
         let nodes: Vec<&str> = to.iter().map(String::as_str).collect();
-        let results = self
+        let staged = self
             .process
-            .quorum_call(&nodes, "locker", request, self.timeout, |results| {
-                let open = results
-                    .iter()
-                    .zip(&counts)
-                    .filter(|(r, &m)| m && r.is_none())
-                    .count();
-                let ok = oks(results);
-                ok >= w || ok + open < w
-            })
+            .quorum_call_staged(
+                &nodes,
+                first,
+                "locker",
+                request,
+                self.timeout,
+                self.fan_out.hedge_after(),
+                |results| {
+                    let open = results
+                        .iter()
+                        .zip(&counts)
+                        .filter(|(r, &m)| m && r.is_none())
+                        .count();
+                    let ok = oks(results);
+                    ok >= w || ok + open < w
+                },
+            )
             .await?;
-        Ok(oks(&results))
+        Ok((oks(&staged.results), staged.widened))
+    }
+
+    /// How many masters a one-round lock calls first, after
+    /// [`FanOut`] (the masters come first in every list it is used for).
+    fn first_stage(&self, to: usize, busy: bool) -> usize {
+        match self.fan_out {
+            FanOut::All => to,
+            FanOut::WWhenBusy { .. } if !busy => to,
+            FanOut::W { .. } | FanOut::WWhenBusy { .. } => self.w.min(to),
+        }
     }
 
     /// Phase 1: a promise from W masters that `key` holds `expected`
@@ -233,8 +358,18 @@ impl LockerClient {
             tag.clone(),
         ]);
         let masters = self.masters.clone();
-        let acks = self.quorum_round(&masters, request).await?;
+        let in_flight = InFlight::enter();
+        let first = self.first_stage(masters.len(), in_flight.busy);
+        let (acks, widened) = self.staged_round(&masters, first, request).await?;
+        drop(in_flight);
         if acks >= self.w {
+            if !widened && first < masters.len() {
+                self.narrow.retain(|k| *k != key);
+                if self.narrow.len() == NARROW_KEYS {
+                    self.narrow.remove(0);
+                }
+                self.narrow.push(key);
+            }
             return Ok(Quorum {
                 w: self.w,
                 votes: acks,
@@ -308,6 +443,13 @@ impl LockerClient {
     /// when the value matches), so the promise round protects nothing.
     pub async fn release(&mut self, key: Term, value: Term) -> Result<Quorum, LockerError> {
         let tag = Term::from(self.process.node().make_ref());
+        let narrow = match self.narrow.iter().position(|k| *k == key) {
+            Some(i) => {
+                self.narrow.remove(i);
+                self.replicas.is_empty()
+            }
+            None => false,
+        };
         let request = tuple(vec![atom("release"), key, value, tag]);
         let mut to = self.masters.clone();
         to.extend(
@@ -316,7 +458,13 @@ impl LockerClient {
                 .filter(|r| !self.masters.contains(r))
                 .cloned(),
         );
-        let acks = self.quorum_round(&to, request).await?;
+        // Only the masters that took the key narrowly need the release.
+        let first = if narrow {
+            self.w.min(to.len())
+        } else {
+            to.len()
+        };
+        let (acks, _) = self.staged_round(&to, first, request).await?;
         if acks < self.w {
             return Err(LockerError::NoQuorum {
                 w: self.w,
@@ -425,7 +573,7 @@ impl LockerClient {
             list(replicas.iter().map(|r| atom(r)).collect()),
         ]);
         self.all_ok(cluster, request).await?;
-        self.masters = masters;
+        self.masters = local_first(&self.process, masters);
         self.replicas = replicas;
         Ok(())
     }
