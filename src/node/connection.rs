@@ -20,6 +20,9 @@ use tokio::time::{timeout, Instant};
 /// The writer keeps at most this much scratch space between bursts.
 const WRITE_SCRATCH_MAX: usize = 1 << 20;
 const READ_CHUNK: usize = 64 << 10;
+/// A read of at most this much that leaves the buffer room to spare ends
+/// the burst (see `read_some`).
+const SHORT_READ: usize = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -456,13 +459,15 @@ async fn writer(
     connection_down(&node, &peer, id, reason);
 }
 
-/// Reads what the socket holds into `buf`'s spare capacity. A read that
-/// comes back short has drained the socket, so its readiness is cleared at
-/// once: the next wait goes straight to epoll instead of through one more
-/// read that would only return EAGAIN. With request/reply traffic that read
-/// sat on the critical path of every call (the reader runs before the
-/// process it woke). No data is missed: data arriving after the short read
-/// raises a new edge, and tokio keeps readiness that arrived meanwhile.
+/// Reads what the socket holds into `buf`'s spare capacity. A small read
+/// that comes back short has drained the socket, so its readiness is
+/// cleared at once: the next wait goes straight to epoll instead of through
+/// one more read that would only return EAGAIN. With request/reply traffic
+/// that read sat on the critical path of every call (the reader runs before
+/// the process it woke). A large read means a stream of messages: the next
+/// read will likely find more, so readiness is kept. No data is missed:
+/// data arriving after the short read raises a new edge, and tokio keeps
+/// readiness that arrived meanwhile.
 async fn read_some(read: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     loop {
         read.readable().await?;
@@ -470,7 +475,7 @@ async fn read_some(read: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<u
         let mut short = None;
         let result = read.as_ref().try_io(Interest::READABLE, || {
             let n = read.try_read_buf(buf)?;
-            if n < spare {
+            if n < spare && n <= SHORT_READ {
                 short = Some(n);
                 return Err(std::io::ErrorKind::WouldBlock.into());
             }
