@@ -40,6 +40,32 @@ fn narrow_client(node: &erl_quorum::Node, masters: &[String]) -> LockerClient {
         .with_timeout(Duration::from_secs(3))
 }
 
+/// A lock or release that W = 2 masters acknowledged.
+const TWO_OF_THREE: Quorum = Quorum {
+    w: 2,
+    votes: 2,
+    acks: 2,
+};
+
+/// What each master holds for `key`, once it is `expected` (masters that
+/// were not waited for catch up within a second), or as last read.
+async fn settled(
+    reader: &mut LockerClient,
+    masters: &[String],
+    key: &Term,
+    expected: &[Option<Term>],
+) -> Vec<Option<Term>> {
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held = values(reader, masters, key).await;
+        if held == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held
+}
+
 /// What each master holds for `key`.
 async fn values(reader: &mut LockerClient, masters: &[String], key: &Term) -> Vec<Option<Term>> {
     let mut out = Vec::new();
@@ -59,16 +85,7 @@ async fn w_fan_out_locks_on_w_masters_and_releases_there() {
     let mut reader = LockerClient::new(node.spawn_process(), masters.clone(), W);
 
     let q = a.lock(key(1), atom("a"), LEASE).await;
-    assert_eq!(
-        q,
-        Ok(Quorum {
-            w: 2,
-            votes: 2,
-            acks: 2
-        }),
-        "{}",
-        cluster.logs()
-    );
+    assert_eq!(q, Ok(TWO_OF_THREE), "{}", cluster.logs());
     assert_eq!(
         values(&mut reader, &masters, &key(1)).await,
         vec![Some(atom("a")), Some(atom("a")), None],
@@ -104,16 +121,7 @@ async fn w_fan_out_survives_a_stopped_and_a_killed_master() {
     let started = Instant::now();
     let q = a.lock(key(2), atom("a"), LEASE).await;
     let took = started.elapsed();
-    assert_eq!(
-        q,
-        Ok(Quorum {
-            w: 2,
-            votes: 2,
-            acks: 2
-        }),
-        "{}",
-        cluster.logs()
-    );
+    assert_eq!(q, Ok(TWO_OF_THREE), "{}", cluster.logs());
     assert!(
         took >= HEDGE && took < Duration::from_secs(1),
         "a lock with a stopped master took {took:?}"
@@ -131,31 +139,15 @@ async fn w_fan_out_survives_a_stopped_and_a_killed_master() {
     cluster.masters[0].sigcont();
     // The stopped master gets the lock and then its release, in order: it
     // holds nothing once it runs again.
-    let mut left = Some(atom("?"));
-    for _ in 0..50 {
-        left = reader.dirty_read(&masters[0], key(2)).await.expect("read");
-        if left.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(left, None, "the stopped master kept the key");
+    let left = settled(&mut reader, &masters[..1], &key(2), &[None]).await;
+    assert_eq!(left, vec![None], "the stopped master kept the key");
 
     // A dead first-stage master: the others are called at once.
     cluster.masters[1].kill9();
     let started = Instant::now();
     let q = b.lock(key(3), atom("b"), LEASE).await;
     let took = started.elapsed();
-    assert_eq!(
-        q,
-        Ok(Quorum {
-            w: 2,
-            votes: 2,
-            acks: 2
-        }),
-        "{}",
-        cluster.logs()
-    );
+    assert_eq!(q, Ok(TWO_OF_THREE), "{}", cluster.logs());
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(matches!(
         a.lock(key(3), atom("a"), LEASE).await,
@@ -176,22 +168,12 @@ async fn idle_clients_call_every_master() {
     let mut reader = LockerClient::new(node.spawn_process(), masters.clone(), W);
     a.lock(key(4), atom("a"), LEASE).await.expect("lock");
     // W answers end the call; the third master's write lands just after.
-    let mut held = Vec::new();
-    for _ in 0..50 {
-        held = values(&mut reader, &masters, &key(4)).await;
-        if held.iter().all(Option::is_some) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, vec![Some(atom("a")); 3]);
+    let every = vec![Some(atom("a")); 3];
+    assert_eq!(settled(&mut reader, &masters, &key(4), &every).await, every);
     a.release(key(4), atom("a")).await.expect("release");
-    for _ in 0..50 {
-        held = values(&mut reader, &masters, &key(4)).await;
-        if held.iter().all(Option::is_none) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, vec![None; 3], "the release went to every master");
+    assert_eq!(
+        settled(&mut reader, &masters, &key(4), &[None, None, None]).await,
+        vec![None; 3],
+        "the release went to every master"
+    );
 }
