@@ -207,18 +207,61 @@ impl Run {
     }
 }
 
+/// `global`'s layout for the Rust side: a client node that is also a
+/// master (on a runtime of its own), and the two masters beside it.
+struct Coloc {
+    rt: tokio::runtime::Runtime,
+    node: Node,
+    procs: MasterProcs,
+    /// The three masters, the client's own node first.
+    cluster: Vec<String>,
+}
+
+impl Coloc {
+    fn start(workers: Option<usize>, master_workers: Option<usize>) -> Coloc {
+        let rt = runtime(workers);
+        let node = rt.block_on(async {
+            let name = format!("{}@127.0.0.1", common::unique_name("qb_cm0"));
+            Node::start(NodeConfig::new(name, COOKIE))
+                .await
+                .expect("start the client-and-master node")
+        });
+        let procs = MasterProcs::start_with(
+            "qb_cm",
+            COOKIE,
+            master_workers,
+            2,
+            &[node.name().to_owned()],
+        );
+        let cluster: Vec<String> = std::iter::once(node.name().to_owned())
+            .chain(procs.names().iter().cloned())
+            .collect();
+        {
+            let _guard = rt.enter();
+            rust_side::start_master(&node, &cluster);
+        }
+        Coloc {
+            rt,
+            node,
+            procs,
+            cluster,
+        }
+    }
+
+    fn shutdown(self) {
+        self.node.shutdown();
+        drop(self.procs);
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
 /// Everything the measurements need.
 struct Bench {
     p: Params,
     client_rt: tokio::runtime::Runtime,
     client_node: Node,
-    coloc_rt: Option<tokio::runtime::Runtime>,
     masters: MasterProcs,
-    /// A client node that is also a master, as `global`'s client node is
-    /// one of its three nodes, and the two masters beside it.
-    coloc_node: Option<Node>,
-    coloc_procs: Option<MasterProcs>,
-    coloc_cluster: Vec<String>,
+    coloc: Option<Coloc>,
     g1: BeamNode,
     g23: [BeamNode; 2],
     /// Every OS process of ours: this one, the masters, the BEAM nodes.
@@ -245,35 +288,9 @@ fn main() {
             .await
             .expect("start the client node")
     });
-    let coloc_rt = p.coloc.then(|| runtime(p.client_workers));
-    let coloc_node = coloc_rt.as_ref().map(|rt| {
-        rt.block_on(async {
-            let name = format!("{}@127.0.0.1", common::unique_name("qb_cm0"));
-            Node::start(NodeConfig::new(name, COOKIE))
-                .await
-                .expect("start the client-and-master node")
-        })
-    });
-    let coloc_procs = coloc_node.as_ref().map(|node| {
-        MasterProcs::start_with(
-            "qb_cm",
-            COOKIE,
-            p.master_workers,
-            2,
-            &[node.name().to_owned()],
-        )
-    });
-    let coloc_cluster: Vec<String> = match (&coloc_node, &coloc_procs) {
-        (Some(node), Some(procs)) => {
-            let cluster: Vec<String> = std::iter::once(node.name().to_owned())
-                .chain(procs.names().iter().cloned())
-                .collect();
-            let _guard = coloc_rt.as_ref().expect("runtime").enter();
-            rust_side::start_master(node, &cluster);
-            cluster
-        }
-        _ => Vec::new(),
-    };
+    let coloc = p
+        .coloc
+        .then(|| Coloc::start(p.client_workers, p.master_workers));
     let masters = MasterProcs::start("qb_m", COOKIE, p.master_workers);
 
     let start_beam = |prefix: &str| {
@@ -318,18 +335,15 @@ fn main() {
         g23[1].os_pid(),
     ];
     ours.extend(masters.os_pids());
-    if let Some(procs) = &coloc_procs {
-        ours.extend(procs.os_pids());
+    if let Some(coloc) = &coloc {
+        ours.extend(coloc.procs.os_pids());
     }
     let bench = Bench {
         p,
         client_rt,
         client_node,
-        coloc_rt,
         masters,
-        coloc_node,
-        coloc_procs,
-        coloc_cluster,
+        coloc,
         g1,
         g23,
         ours,
@@ -424,28 +438,22 @@ fn main() {
     let Bench {
         client_rt,
         client_node,
-        coloc_rt,
         masters,
-        coloc_node,
-        coloc_procs,
+        coloc,
         g1,
         g23,
         ..
     } = bench;
     client_node.shutdown();
-    if let Some(node) = &coloc_node {
-        node.shutdown();
-    }
     drop(masters);
-    drop(coloc_procs);
+    if let Some(coloc) = coloc {
+        coloc.shutdown();
+    }
     let _ = g1.stop();
     for g in g23 {
         let _ = g.stop();
     }
     client_rt.shutdown_timeout(Duration::from_secs(2));
-    if let Some(rt) = coloc_rt {
-        rt.shutdown_timeout(Duration::from_secs(2));
-    }
     println!("\ntotal run time {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -464,9 +472,9 @@ impl Bench {
         Cpu {
             masters: self.masters.os_pids().into_iter().map(ticks).sum(),
             coloc_masters: self
-                .coloc_procs
+                .coloc
                 .iter()
-                .flat_map(MasterProcs::os_pids)
+                .flat_map(|c| c.procs.os_pids())
                 .map(ticks)
                 .sum(),
             bench: ticks(std::process::id()),
@@ -497,36 +505,27 @@ impl Bench {
             Case::BeamPar => self.beam(&format!(
                 "eq_quorum_bench:locker_pairs(QM, 2, {n}, {ms}, distinct)"
             )),
-            Case::RustSeq => self.rust(
-                &self.client_rt,
-                &self.client_node,
-                self.masters.names(),
-                1,
-                duration,
-                false,
-            ),
-            Case::RustPar => self.rust(
-                &self.client_rt,
-                &self.client_node,
-                self.masters.names(),
-                n,
-                duration,
-                false,
-            ),
-            Case::RustShared => self.rust(
-                &self.client_rt,
-                &self.client_node,
-                self.masters.names(),
-                n,
-                duration,
-                true,
-            ),
-            Case::ColocSeq | Case::ColocPar => {
-                let clients = if case == Case::ColocSeq { 1 } else { n };
-                let (Some(rt), Some(node)) = (&self.coloc_rt, &self.coloc_node) else {
-                    unreachable!("coloc cases run only with a coloc node")
+            Case::RustSeq | Case::RustPar | Case::RustShared | Case::ColocSeq | Case::ColocPar => {
+                let clients = if matches!(case, Case::RustSeq | Case::ColocSeq) {
+                    1
+                } else {
+                    n
                 };
-                self.rust(rt, node, &self.coloc_cluster, clients, duration, false)
+                let shared = case == Case::RustShared;
+                match (&self.coloc, case.coloc()) {
+                    (Some(c), true) => {
+                        self.rust(&c.rt, &c.node, &c.cluster, clients, duration, shared)
+                    }
+                    (_, false) => self.rust(
+                        &self.client_rt,
+                        &self.client_node,
+                        self.masters.names(),
+                        clients,
+                        duration,
+                        shared,
+                    ),
+                    (None, true) => unreachable!("coloc cases run only with a coloc node"),
+                }
             }
         };
         let after = self.cpu();

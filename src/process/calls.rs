@@ -29,6 +29,15 @@ impl PendingCall {
     }
 }
 
+/// How a call notices that its server is gone.
+#[derive(Debug, Clone, Copy)]
+enum Watch {
+    /// A monitor on the server (`noproc` at once for a missing name).
+    Monitor,
+    /// A node monitor on the server's node (no control messages per call).
+    NodeMonitor,
+}
+
 /// What a staged quorum call got: an answer per node, `None` for a node
 /// not called or not answered in time.
 #[derive(Debug)]
@@ -87,11 +96,20 @@ impl Process {
         timeout: Duration,
         enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
     ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
-        let pending: Vec<PendingCall> = nodes
-            .iter()
-            .map(|node| self.start_call((name, *node).into(), request.clone()))
-            .collect();
-        self.await_calls(pending, timeout, enough).await
+        let all = nodes.len();
+        let staged = self
+            .run_calls(
+                nodes,
+                all,
+                name,
+                request,
+                timeout,
+                timeout,
+                Watch::Monitor,
+                enough,
+            )
+            .await?;
+        Ok(staged.results)
     }
 
     /// [`multi_call_until`](Self::multi_call_until) for a hot path: instead
@@ -130,19 +148,55 @@ impl Process {
         request: Term,
         timeout: Duration,
         hedge_after: Duration,
-        mut enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
+        enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
     ) -> Result<Staged, ProcessError> {
         // A nodedown left from before is stale: the next send reconnects.
         self.drain_channel();
         self.saved
             .retain(|m| !matches!(m, Mail::NodeDown { node } if nodes.contains(&node.as_str())));
+        let watch = Watch::NodeMonitor;
+        self.run_calls(
+            nodes,
+            first,
+            name,
+            request,
+            timeout,
+            hedge_after,
+            watch,
+            enough,
+        )
+        .await
+    }
+
+    /// Calls `name` on `nodes[..first]`, then on the rest when those cannot
+    /// settle it (see [`quorum_call_staged`](Self::quorum_call_staged)), and
+    /// waits until `enough`, every call answered, or `timeout`. Calls still
+    /// unanswered then are abandoned: their aliases go, so their late
+    /// replies are dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_calls(
+        &mut self,
+        nodes: &[&str],
+        first: usize,
+        name: &str,
+        request: Term,
+        timeout: Duration,
+        hedge_after: Duration,
+        watch: Watch,
+        mut enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
+    ) -> Result<Staged, ProcessError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let first = first.clamp(1, nodes.len().max(1));
         let mut hedge_at = (first < nodes.len()).then(|| start + hedge_after);
         let mut pending: Vec<Option<PendingCall>> = Vec::with_capacity(nodes.len());
         for node in &nodes[..first.min(nodes.len())] {
-            pending.push(Some(self.start_node_call(name, node, request.clone())));
+            pending.push(Some(self.start_watched_call(
+                watch,
+                name,
+                node,
+                request.clone(),
+            )));
         }
         pending.resize_with(nodes.len(), || None);
         let mut results: Vec<Option<Result<Term, CallError>>> = vec![None; nodes.len()];
@@ -158,7 +212,8 @@ impl Process {
                 if !waiting || Instant::now() >= at {
                     for (slot, node) in pending.iter_mut().zip(nodes) {
                         if slot.is_none() {
-                            *slot = Some(self.start_node_call(name, node, request.clone()));
+                            *slot =
+                                Some(self.start_watched_call(watch, name, node, request.clone()));
                         }
                     }
                     hedge_at = None;
@@ -203,46 +258,21 @@ impl Process {
         Ok(Staged { results, widened })
     }
 
-    /// Starts a call to `{name, node}` watched through a node monitor.
-    fn start_node_call(&mut self, name: &str, node: &str, request: Term) -> PendingCall {
-        self.monitor_node(node);
-        self.start_unmonitored_call(name, node, request)
-    }
-
-    async fn await_calls(
+    /// Starts a call to `{name, node}`, watched as `watch` says.
+    fn start_watched_call(
         &mut self,
-        pending: Vec<PendingCall>,
-        timeout: Duration,
-        mut enough: impl FnMut(&[Option<Result<Term, CallError>>]) -> bool,
-    ) -> Result<Vec<Option<Result<Term, CallError>>>, ProcessError> {
-        let deadline = Instant::now() + timeout;
-        let mut results: Vec<Option<Result<Term, CallError>>> = vec![None; pending.len()];
-        while results.iter().any(Option::is_none) && !enough(&results) {
-            let mail = self
-                .recv_match(Some(deadline), |m| {
-                    pending
-                        .iter()
-                        .zip(&results)
-                        .any(|(p, r)| r.is_none() && p.answers(m))
-                })
-                .await?;
-            let Some(mail) = mail else { break };
-            // A nodedown answers every call to that node; anything else one.
-            for i in 0..pending.len() {
-                if results[i].is_none() && pending[i].answers(&mail) {
-                    results[i] = Some(self.finish_call(&pending[i], Some(mail.clone())));
-                    if !matches!(mail, Mail::NodeDown { .. }) {
-                        break;
-                    }
-                }
+        watch: Watch,
+        name: &str,
+        node: &str,
+        request: Term,
+    ) -> PendingCall {
+        match watch {
+            Watch::Monitor => self.start_call((name, node).into(), request),
+            Watch::NodeMonitor => {
+                self.monitor_node(node);
+                self.start_unmonitored_call(name, node, request)
             }
         }
-        for (result, call) in results.iter().zip(&pending) {
-            if result.is_none() {
-                let _ = self.finish_call(call, None);
-            }
-        }
-        Ok(results)
     }
 
     fn start_unmonitored_call(&mut self, name: &str, node: &str, request: Term) -> PendingCall {

@@ -459,11 +459,7 @@ impl LockerClient {
                 .cloned(),
         );
         // Only the masters that took the key narrowly need the release.
-        let first = if narrow {
-            self.w.min(to.len())
-        } else {
-            to.len()
-        };
+        let first = if narrow { self.w } else { to.len() };
         let (acks, _) = self.staged_round(&to, first, request).await?;
         if acks < self.w {
             return Err(LockerError::NoQuorum {
@@ -575,6 +571,8 @@ impl LockerClient {
         self.all_ok(cluster, request).await?;
         self.masters = local_first(&self.process, masters);
         self.replicas = replicas;
+        // The first W masters may have changed: release every key widely.
+        self.narrow.clear();
         Ok(())
     }
 
@@ -583,6 +581,7 @@ impl LockerClient {
         let request = tuple(vec![atom("set_w"), int(w as i64)]);
         self.all_ok(cluster, request).await?;
         self.w = w;
+        self.narrow.clear();
         Ok(())
     }
 
