@@ -306,13 +306,11 @@ storm_loop(Coll, I, Key, Deadline, Attempt) ->
             end
     end.
 
-%% What each Rust node's locker holds under the quorum key of lock Key:
-%% [{Node, Pid | not_found | Other}], Pid's liveness where it is local.
+%% Who each Rust node says holds lock Key: [{Node, Pid | undefined | Other}],
+%% Pid's liveness where it is local.
 quorum_view(Nodes, Key) ->
-    [{N, case catch gen_server:call({locker, N}, {dirty_read, {'$erl_quorum_lock', Key}}, 2000) of
-             {ok, {Pid, Serving}} when is_pid(Pid), node(Pid) =:= node() ->
-                 {Pid, Serving, alive, is_process_alive(Pid)};
-             {ok, Value} -> Value;
-             {error, not_found} -> not_found;
+    [{N, case catch gen_server:call({erl_quorum, N}, {whereis_lock, Key}, 2000) of
+             Pid when is_pid(Pid), node(Pid) =:= node() ->
+                 {Pid, alive, is_process_alive(Pid)};
              Other -> Other
          end} || N <- Nodes].

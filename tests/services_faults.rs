@@ -1076,17 +1076,17 @@ async fn a_storm_of_non_blocking_attempts_leaves_the_key_free() {
             })
             .collect();
         panic!(
-            "with every worker gone, new callers got {replies} within {took:?}; the masters hold {}",
+            "with every worker gone, new callers got {replies} within {took:?}; the Rust nodes say {}",
             views.join("; ")
         );
     }
 }
 
-/// `{whereis_lock, Key}` on a serving node that does not serve the key is
-/// answered from dirty reads of the masters (`Job::WhereIs` in
-/// `src/services/rounds.rs`). A lock is on W masters, not necessarily on the
-/// node's own: here that master restarted (it lost its entries), and the
-/// node must still find the holder.
+/// `{whereis_lock, Key}` on a serving node that does not serve the key
+/// reads who holds the key's shard from the masters and asks that node
+/// (`Job::WhereIs` in `src/services/rounds.rs`). A shard is on W masters,
+/// not necessarily on the node's own: here that master restarted (it lost
+/// its entries), and the node must still find the holder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whereis_lock_finds_a_held_lock_after_a_master_restart() {
     let (mut masters, beams) = setup("c10", &[[0, 1, 2]]).await;
@@ -1111,22 +1111,80 @@ async fn whereis_lock_finds_a_held_lock_after_a_master_restart() {
         );
     }
     // The serving node sees the restarted master answer its session renewal
-    // as a new session (its entries are gone) and writes its holds back
-    // there: the key is on all three masters again, not on two.
+    // as a new session (its entries are gone) and writes its shards back
+    // there: the restarted master holds the same shards for it as a master
+    // that never restarted, not none.
     let s0 = common::atom(masters[0].name());
-    let on_s1 = format!(
-        "fun W(0) -> timeout; W(N) -> \
-           case gen_server:call({{locker, {s1}}}, {{dirty_read, {{'$erl_quorum_lock', k10}}}}, 5000) of \
-             {{ok, {{P, {s0}}}}} -> eq_services_faults:pid_id(P); \
-             _ -> timer:sleep(100), W(N - 1) end end(50)"
-    );
+    let same = same_shards_expr(&s1, &s2, &s0);
     assert_eq!(
-        beval(b, &on_s1),
-        owner,
-        "the restarted master never got the hold back{}",
+        beval(b, &same),
+        "same",
+        "the restarted master never got the shards back{}",
         logs(&masters)
     );
     assert_eq!(downs(b), "[]", "the owner was told for nothing");
+}
+
+/// An expression that waits (up to 5 s) until master `a` holds the same
+/// shard entries for serving node `serving` as master `b`, and at least one:
+/// `same`, or `{timeout, ShardsOnA, ShardsOnB}`.
+fn same_shards_expr(a: &str, b: &str, serving: &str) -> String {
+    let shards_of = |m: &str| {
+        format!(
+            "lists:sort([I || I <- lists:seq(0, 63), \
+               case gen_server:call({{locker, {m}}}, {{dirty_read, {{'$erl_quorum_shard', I}}}}, 5000) of \
+                 {{ok, {{_, {serving}}}}} -> true; _ -> false end])"
+        )
+    };
+    format!(
+        "fun W(0) -> {{timeout, {a}, {b}}}; W(N) -> \
+           case {{{a}, {b}}} of {{[], _}} -> timer:sleep(100), W(N - 1); \
+             {{X, X}} -> same; _ -> timer:sleep(100), W(N - 1) end end(50)",
+        a = shards_of(a),
+        b = shards_of(b)
+    )
+}
+
+/// A restarted master refuses every new entry while in its restart guard,
+/// even under a session it has been repaired into, so shards taken then
+/// land on the other two only. The serving node reads such a master back
+/// after each new shard and repairs it before its renewals count again:
+/// otherwise a later crash of one of the other two would leave the shard on
+/// one master while the session still counts as confirmed by two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_in_its_restart_guard_gets_the_shards_taken_meanwhile() {
+    let (mut masters, beams) = setup("c11", &[[0, 1, 2]]).await;
+    let b = &beams[0];
+    assert_eq!(beval(b, "eq_services_faults:owner(o0, k11_0)"), "acquired");
+    // Restarted with its guard on (60 s): it refuses every lock.
+    masters[1].restart(false, None).await;
+    let (s0, s1, s2) = (
+        common::atom(masters[0].name()),
+        common::atom(masters[1].name()),
+        common::atom(masters[2].name()),
+    );
+    // Repaired with what the node held then.
+    assert_eq!(
+        beval(b, &same_shards_expr(&s1, &s2, &s0)),
+        "same",
+        "first repair{}",
+        logs(&masters)
+    );
+    // Keys all over the key space: most shards are new, taken on s0 and s2
+    // while s1 refuses.
+    for i in 1..40 {
+        assert_eq!(
+            beval(b, &format!("eq_services_faults:owner(o{i}, k11_{i})")),
+            "acquired"
+        );
+    }
+    assert_eq!(
+        beval(b, &same_shards_expr(&s1, &s2, &s0)),
+        "same",
+        "the master in its guard lacks shards taken meanwhile{}",
+        logs(&masters)
+    );
+    assert_eq!(downs(b), "[]", "an owner was told for nothing");
 }
 
 // ---- the checker can fail --------------------------------------------------------------

@@ -41,6 +41,9 @@
 %% Deepest request sent to a Rust node; it accepts 128, and the call's own
 %% wrapping ({'$gen_call', From, Request} in a control message) takes a few.
 -define(MAX_DEPTH, 120).
+%% Redirects followed for one call (PROTOCOL.md: a node sends the caller to
+%% the one holding the key's shard; one hop unless views are changing).
+-define(MAX_REDIRECTS, 3).
 -define(RESUBSCRIBE_MS, 500).
 -define(SUBSCRIBE_TIMEOUT_MS, 5000).
 %% PROTOCOL.md: the validity assumed on a node's first eq_owned, until its
@@ -147,14 +150,27 @@ current_node() ->
 status() ->
     gen_server:call(?MODULE, status).
 
-call(_Request, [], Nodes, _Failed) ->
+call(Request, Order, Nodes, Failed) ->
+    call(Request, Order, Nodes, Failed, ?MAX_REDIRECTS).
+
+call(_Request, [], Nodes, _Failed, _Redirects) ->
     %% Not logged: the caller gets the reason and decides (paxtor retries
     %% many times a second while no node is up).
     exit({no_rust_node, Nodes});
-call(Request, [Node | Rest], Nodes, Failed) ->
+call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
     try gen_server:call({?SERVER, Node}, Request, infinity) of
+        %% Another Rust node grants this key (it holds the key's shard):
+        %% ask it, and fall back on the nodes left if it is gone.
+        {erl_quorum_redirect, To} when is_atom(To), Redirects > 0 ->
+            call(Request, [To, Node | Rest], Nodes, Failed, Redirects - 1);
+        {erl_quorum_redirect, _} ->
+            %% Rust nodes whose views of a shard disagree settle it within
+            %% a second; to the caller it is a quorum not reached yet.
+            call(Request, [], Nodes, Failed, 0);
         Reply ->
-            remember(Node),
+            %% A node answering after a redirect holds that key's shard,
+            %% not necessarily the others': not worth calling first.
+            Redirects =:= ?MAX_REDIRECTS andalso remember(Node),
             case Failed of
                 [] -> ok;
                 _ -> ?LOG_WARNING("erl_quorum: Rust node(s) ~p unavailable, "
@@ -164,7 +180,7 @@ call(Request, [Node | Rest], Nodes, Failed) ->
     catch
         exit:{Reason, {gen_server, call, _}} = Exit:Stack ->
             case gone(Reason) of
-                true -> call(Request, Rest, Nodes, [{Node, Reason} | Failed]);
+                true -> call(Request, Rest, Nodes, [{Node, Reason} | Failed], Redirects);
                 false -> erlang:raise(exit, Exit, Stack)
             end
     end.

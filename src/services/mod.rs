@@ -2,32 +2,41 @@
 //! served on the quorum to Erlang, Elixir and Rust processes.
 //!
 //! Each serving node runs a process registered as `erl_quorum` (the wire
-//! contract is `rebar_fixture/PROTOCOL.md`). Locks and names are quorum
-//! entries under `{'$erl_quorum_lock', Key}` / `{'$erl_quorum_name', Name}`
-//! whose value is `{Owner, ServingNode}`, written in one round under this
-//! node's session lease (see [`crate::quorum::store`]): one renewal a period
-//! keeps every hold, however many.
+//! contract is `rebar_fixture/PROTOCOL.md`). The key space (locks under
+//! `{'$erl_quorum_lock', Key}`, names under `{'$erl_quorum_name', Name}`)
+//! is cut into 64 shards. A serving node grants keys only in shards it
+//! holds: a shard is a quorum entry `{'$erl_quorum_shard', I}` whose value
+//! names the node's `erl_quorum` process, taken in one round under the
+//! node's session lease (see [`crate::quorum::store`]). One renewal a
+//! period keeps every shard; grants in a held shard cost no quorum round,
+//! and a request for a shard another node holds is redirected there.
 //!
+//! - [`shards`]: which node grants which shard, sans-IO.
+//! - [`session`]: the session lease and which masters count for it.
 //! - [`slots`]: the sans-IO state of every lock and name this node serves.
 //! - [`rounds`]: the quorum operations, on a pool of worker processes.
 //! - [`names`]: the registry as this node sees it, for `whereis_name`.
 //! - [`server`]: the process that drives them.
 //! - [`registry`]: the Rust API.
 //!
-//! Safety: the owner is monitored; a hold is released when the owner exits,
-//! and, when only the owner's node lost us, after `session_lease + margin`,
-//! by which time the guard on that node (`rust_quorum`) has told the owner
-//! (`{lock_lost, Key}` / `{name_lost, Name}`). When the session cannot be
-//! renewed by W masters that hold all its entries, every owner is told
-//! `lost_margin` before it could lapse; a master that lost the session
-//! (restart, or cut off past the lease) says so on the next renewal and gets
-//! the holds written back before its renewals count again. Grants are made
-//! only under a session confirmed for `lost_margin` plus half a second.
+//! Safety: two nodes never hold one shard (W masters of N, 2W > N), and a
+//! node grants only from a shard held under a session confirmed for
+//! `lost_margin` plus half a second. The owner is monitored; a hold is
+//! released when the owner exits, and, when only the owner's node lost us,
+//! after `session_lease + margin`, by which time the guard on that node
+//! (`rust_quorum`) has told the owner (`{lock_lost, Key}` /
+//! `{name_lost, Name}`). When the session cannot be renewed by W masters
+//! that hold all its shards, every owner is told `lost_margin` before it
+//! could lapse. A master that may lack a shard (restarted, away when the
+//! shard was taken, or refusing it in its restart guard) stops counting
+//! until the shards are written back there.
 
 pub mod names;
 pub mod registry;
 pub mod rounds;
 mod server;
+mod session;
+pub mod shards;
 pub mod slots;
 
 use crate::node::Node;
@@ -90,7 +99,6 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
         masters: config.masters.clone(),
         w: config.w,
         timeout: config.call_timeout,
-        wait_release: Duration::from_secs(5),
     };
     let jobs = rounds::start_pool(node, config.workers, rounds.clone(), events_tx.clone());
     let renewals = rounds::start_pool(node, 1, rounds, events_tx.clone());

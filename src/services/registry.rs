@@ -3,6 +3,7 @@
 //! registered. Every call goes to the `erl_quorum` process of one serving
 //! node (this one by default), as `rebar_fixture`'s modules do.
 
+use super::shards::no_quorum_reply;
 use crate::process::{CallError, Process};
 use crate::term::{as_tuple, atom, is_atom, tuple, Pid, Term};
 use std::time::Duration;
@@ -14,6 +15,9 @@ pub enum RegistryError {
     #[error("unexpected reply from the erl_quorum service: {0}")]
     Reply(Term),
 }
+
+/// Redirects followed for one call.
+const MAX_REDIRECTS: usize = 3;
 
 /// The answer to a lock request.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,12 +60,24 @@ impl Registry {
         &mut self.process
     }
 
+    /// Calls the service, following redirects to the node that holds the
+    /// key's shard (a few hops at most, as `rust_quorum` does; past them the
+    /// views are changing, which to the caller is no quorum yet).
     async fn call(&mut self, request: Term, timeout: Duration) -> Result<Term, RegistryError> {
-        let server = self.server.clone();
-        Ok(self
-            .process
-            .call(("erl_quorum", server.as_str()), request, timeout)
-            .await?)
+        let mut server = self.server.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let reply = self
+                .process
+                .call(("erl_quorum", server.as_str()), request.clone(), timeout)
+                .await?;
+            match as_tuple(&reply) {
+                Some([tag, Term::Atom(node)]) if is_atom(tag, "erl_quorum_redirect") => {
+                    server = node.name.clone();
+                }
+                _ => return Ok(reply),
+            }
+        }
+        Ok(no_quorum_reply(&request))
     }
 
     /// `paxtor:lock(Key, [{block, Block}])` for this client's process: it

@@ -1,11 +1,13 @@
-//! The quorum operations the serving node runs for its slots, on a pool of
+//! The quorum operations the serving node runs (taking shards, renewing
+//! and repairing its session, asking other serving nodes), on a pool of
 //! worker processes so the server's loop never waits on a master.
 //!
-//! Each job ends in one [`Event`] on the server's channel. The calls go to
+//! Each job ends in [`Event`]s on the server's channel. The calls go to
 //! the `locker` processes of the masters (this node's included) with the
 //! node-monitored `quorum_call`, so a lost master costs no timeout.
 
-use super::slots::{OpId, Outcome, SlotId};
+use super::shards::{shard_key, Taken};
+use super::slots::SlotId;
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
 use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
@@ -17,24 +19,14 @@ use tokio::time::Instant;
 /// Work for a worker.
 #[derive(Debug)]
 pub enum Job {
-    Acquire {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
+    /// Take shard `shard` for this node under `session` (one round), then
+    /// look at the masters that did not say yes: one that lacks the entry
+    /// and counts for the session must get it written back.
+    TakeShard {
+        shard: u32,
         value: Term,
         epoch: u64,
         session: Term,
-    },
-    Release {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
-        value: Term,
-    },
-    WaitRelease {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
     },
     /// Renew (or open) the session; the lease counts from `sent_at`.
     Renew {
@@ -45,17 +37,21 @@ pub enum Job {
         wait: Duration,
     },
     /// Write the held `entries` (`{QKey, Value}`) back under `session` on
-    /// `master`, which lost them.
+    /// `master`, which lost them (or never had them).
     Repair {
         master: String,
         session: Term,
         epoch: u64,
+        /// Which set of entries this is (see [`Event::Repaired`]).
+        generation: u64,
         entries: Vec<(Term, Term)>,
     },
-    /// Answer `caller` with the holder of `qkey` on this node's master.
+    /// Answer `caller` with the holder of lock `key`: ask the node that
+    /// holds its shard (`shard`, read from the masters).
     WhereIs {
         caller: Caller,
-        qkey: Term,
+        key: Term,
+        shard: Term,
     },
     /// Pass `request` on to the `erl_quorum` service of `node` and its
     /// reply back to `caller`.
@@ -65,20 +61,22 @@ pub enum Job {
         request: Term,
     },
     /// Subscribe the server to the names a peer serves.
-    SubscribePeer {
-        peer: String,
-        server: Pid,
-    },
+    SubscribePeer { peer: String, server: Pid },
 }
 
 /// What a job reports back.
 #[derive(Debug)]
 pub enum Event {
-    Done {
-        slot: SlotId,
-        op: OpId,
+    ShardTaken {
+        shard: u32,
         epoch: u64,
-        outcome: Outcome,
+        taken: Taken,
+    },
+    /// `master` did not take a shard this node now holds: it must not count
+    /// for the session until the entries are written back there.
+    Lacking {
+        master: String,
+        epoch: u64,
     },
     /// Which masters renewed the session (it lived there), and which
     /// started it afresh (new to them: any entries they had are gone).
@@ -91,6 +89,7 @@ pub enum Event {
     Repaired {
         master: String,
         epoch: u64,
+        generation: u64,
         ok: bool,
     },
     PeerSnapshot {
@@ -101,6 +100,10 @@ pub enum Event {
     Retry(SlotId),
     /// A delayed [`super::slots::Action::ReleaseLater`] is due.
     ReleaseDue(SlotId, Pid),
+    /// A shard round refused for now is due again.
+    ShardRetry(u32),
+    /// A refused repair is due again.
+    RepairAgain(String),
 }
 
 /// Shared settings of every worker.
@@ -109,8 +112,6 @@ pub struct RoundConfig {
     pub masters: Vec<String>,
     pub w: usize,
     pub timeout: Duration,
-    /// How long one `wait_for_release` round waits before looking again.
-    pub wait_release: Duration,
 }
 
 /// Starts `count` workers taking jobs from one queue.
@@ -149,6 +150,8 @@ struct Tally {
     refused: usize,
     /// Masters that answered `held`, to ask who.
     held_at: Vec<String>,
+    /// Masters that said yes.
+    ok_at: Vec<String>,
 }
 
 impl Worker {
@@ -166,49 +169,14 @@ impl Worker {
 
     async fn perform(&mut self, job: Job) -> Option<Event> {
         match job {
-            Job::Acquire {
-                op,
-                slot,
-                qkey,
+            Job::TakeShard {
+                shard,
                 value,
                 epoch,
                 session,
             } => {
-                let outcome = self.acquire(qkey, value, session).await;
-                Some(Event::Done {
-                    slot,
-                    op,
-                    epoch,
-                    outcome,
-                })
-            }
-            Job::Release {
-                op,
-                slot,
-                qkey,
-                value,
-            } => {
-                self.release(qkey, value).await;
-                Some(Event::Done {
-                    slot,
-                    op,
-                    epoch: 0,
-                    outcome: Outcome::Released,
-                })
-            }
-            Job::WaitRelease { op, slot, qkey } => {
-                let ms = int(self.config.wait_release.as_millis() as i64);
-                let request = tuple(vec![atom("wait_for_release"), qkey, ms]);
-                let timeout = self.config.wait_release + Duration::from_millis(500);
-                // W masters saying "gone" make it worth another try; one
-                // could be a master that missed the write.
-                let _ = self.round(request, timeout, is_ok_released).await;
-                Some(Event::Done {
-                    slot,
-                    op,
-                    epoch: 0,
-                    outcome: Outcome::Released,
-                })
+                self.take_shard(shard, value, epoch, session).await;
+                None
             }
             Job::Renew {
                 session,
@@ -246,6 +214,7 @@ impl Worker {
                 master,
                 session,
                 epoch,
+                generation,
                 entries,
             } => {
                 let mut ok = true;
@@ -266,19 +235,36 @@ impl Worker {
                         break;
                     }
                 }
-                Some(Event::Repaired { master, epoch, ok })
+                Some(Event::Repaired {
+                    master,
+                    epoch,
+                    generation,
+                    ok,
+                })
             }
-            Job::WhereIs { caller, qkey } => {
+            Job::WhereIs { caller, key, shard } => {
                 // Any master: one that missed the write (W of N took it)
                 // or restarted since would say "free".
                 let mut holder = None;
                 for master in self.config.masters.clone() {
-                    holder = self.dirty_read(&master, qkey.clone()).await;
+                    holder = self.dirty_read(&master, shard.clone()).await;
                     if holder.is_some() {
                         break;
                     }
                 }
-                let reply = holder.map_or(atom("undefined"), Term::from);
+                let me = self.process.node().name().to_owned();
+                let reply = match holder {
+                    // Held here would have been answered by the server.
+                    Some(server) if server.node.name != me => {
+                        let node = server.node.name.clone();
+                        let request = tuple(vec![atom("whereis_lock"), key]);
+                        self.process
+                            .call(("erl_quorum", node.as_str()), request, self.config.timeout)
+                            .await
+                            .unwrap_or_else(|_| atom("undefined"))
+                    }
+                    _ => atom("undefined"),
+                };
                 caller.reply(&self.process, reply);
                 None
             }
@@ -348,7 +334,10 @@ impl Worker {
         let mut tally = Tally::default();
         for (result, master) in results.iter().zip(&self.config.masters) {
             match result {
-                Some(Ok(t)) if yes(t) => tally.ok += 1,
+                Some(Ok(t)) if yes(t) => {
+                    tally.ok += 1;
+                    tally.ok_at.push(master.clone());
+                }
                 Some(Ok(t)) if is_error(t, "not_expected_value") => {
                     tally.held += 1;
                     tally.held_at.push(master.clone());
@@ -360,9 +349,15 @@ impl Worker {
         tally
     }
 
-    /// One-round lock under the session; short of W, the masters that took
-    /// it are released (the release follows the lock on each connection).
-    async fn acquire(&mut self, qkey: Term, value: Term, session: Term) -> Outcome {
+    /// One-round lock of a shard entry under the session; short of W, the
+    /// masters that took it are released (the release follows the lock on
+    /// each connection). Reports [`Event::ShardTaken`] at once, then reads
+    /// the shard back from every master that did not say yes and reports
+    /// those that lack it ([`Event::Lacking`]): a master in its restart
+    /// guard refuses even a session it counts for, and a late answer is
+    /// never seen by the round.
+    async fn take_shard(&mut self, shard: u32, value: Term, epoch: u64, session: Term) {
+        let qkey = shard_key(shard);
         let tag = Term::from(self.process.node().make_ref());
         let lease = tuple(vec![atom("session"), session]);
         let request = tuple(vec![
@@ -375,54 +370,62 @@ impl Worker {
         let tally = self
             .round(request, self.config.timeout, |t| is_atom(t, "ok"))
             .await;
+        let taken = self.outcome(&qkey, &value, &tag, &tally).await;
+        let held = taken == Taken::Held;
+        let report = Event::ShardTaken {
+            shard,
+            epoch,
+            taken,
+        };
+        if self.events.send(report).is_err() || !held {
+            return;
+        }
+        for master in self.config.masters.clone() {
+            if tally.ok_at.contains(&master) {
+                continue;
+            }
+            // Sent after the lock on the same connection: answered after it.
+            let holder = self.dirty_read(&master, qkey.clone()).await;
+            if holder.as_ref() != value_owner(&value) {
+                let _ = self.events.send(Event::Lacking { master, epoch });
+            }
+        }
+    }
+
+    /// What a shard round's tally means; short of W, undoes it.
+    async fn outcome(&mut self, qkey: &Term, value: &Term, tag: &Term, tally: &Tally) -> Taken {
         if tally.ok >= self.config.w {
-            return Outcome::Acquired;
+            return Taken::Held;
         }
         // Undo everywhere, not only where an `ok` came in: the round may
         // have stopped before a late `ok`, and an entry left under this
         // node's session would be renewed for ever. The release is
         // value-checked and follows the lock on each connection.
-        let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
+        let undo = tuple(vec![
+            atom("release"),
+            qkey.clone(),
+            value.clone(),
+            tag.clone(),
+        ]);
         let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
         let _ = self
             .process
             .quorum_call(&masters, "locker", undo, self.config.timeout, |_| true)
             .await;
-        if tally.held > 0 {
-            for master in tally.held_at.clone() {
-                if let Some(holder) = self.dirty_read(&master, qkey.clone()).await {
-                    return Outcome::HeldBy(Some(holder));
+        let me = self.process.node().name().to_owned();
+        for master in &tally.held_at {
+            if let Some(holder) = self.dirty_read(master, qkey.clone()).await {
+                if holder.node.name == me {
+                    // Our own entry of a session given up: it lapses soon.
+                    return Taken::Busy;
                 }
+                return Taken::Foreign(holder.node.name.clone());
             }
-            // Gone by the time we asked: look again soon.
-            return Outcome::Busy;
         }
-        if tally.ok + tally.refused >= self.config.w {
-            Outcome::Busy
+        if tally.held > 0 || tally.ok + tally.refused >= self.config.w {
+            Taken::Busy
         } else {
-            Outcome::NoQuorum
-        }
-    }
-
-    /// Releases until W masters no longer hold `value` under `qkey`
-    /// (`not_found` and `not_owner` count: it is not ours there). While this
-    /// node's session lives the entry would otherwise stay, so it retries.
-    async fn release(&mut self, qkey: Term, value: Term) {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let tag = Term::from(self.process.node().make_ref());
-            let request = tuple(vec![atom("release"), qkey.clone(), value.clone(), tag]);
-            let tally = self
-                .round(request, self.config.timeout, |t| {
-                    is_atom(t, "ok") || is_error(t, "not_found") || is_error(t, "not_owner")
-                })
-                .await;
-            if tally.ok >= self.config.w {
-                return;
-            }
-            tracing::warn!(key = %qkey, "release short of a quorum; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            Taken::NoQuorum
         }
     }
 
@@ -444,10 +447,14 @@ impl Worker {
     }
 }
 
-fn is_error(term: &Term, reason: &str) -> bool {
-    matches!(as_tuple(term), Some([e, r]) if is_atom(e, "error") && is_atom(r, reason))
+/// The owner in a `{Owner, ServingNode}` value.
+fn value_owner(value: &Term) -> Option<&Pid> {
+    match as_tuple(value)? {
+        [Term::Pid(pid), _] => Some(pid),
+        _ => None,
+    }
 }
 
-fn is_ok_released(term: &Term) -> bool {
-    matches!(as_tuple(term), Some([o, r]) if is_atom(o, "ok") && is_atom(r, "released"))
+fn is_error(term: &Term, reason: &str) -> bool {
+    matches!(as_tuple(term), Some([e, r]) if is_atom(e, "error") && is_atom(r, reason))
 }

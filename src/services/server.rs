@@ -1,15 +1,19 @@
 //! The process registered as `erl_quorum`: the tokio driver around
-//! [`Slots`]. It parses the calls of `rebar_fixture/PROTOCOL.md`, carries
-//! out the slots' actions (replies, monitors, jobs for the worker pool,
-//! messages to guards and subscribers), keeps the session renewed, and
-//! shares name changes with its peer serving nodes.
+//! [`Slots`], [`Shards`] and [`Session`]. It parses the calls of
+//! `rebar_fixture/PROTOCOL.md`, routes each key to the node holding its
+//! shard, carries out the slots' actions (replies, monitors, grants from a
+//! held shard, messages to guards and subscribers), keeps the session
+//! renewed and its masters repaired, and shares name changes with its peer
+//! serving nodes.
 
 use super::names::{change, NameView};
 use super::rounds::{Event, Job};
+use super::session::{AfterRepair, Session};
+use super::shards::{shard_key, Shards};
 use super::slots::{Action, Kind, Outcome, Slots};
 use super::ServicesConfig;
 use crate::process::{Caller, Mail, Process, ProcessError};
-use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Pid, Reference, Term};
+use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,6 +28,9 @@ enum Watched {
     Peer(String),
 }
 
+mod routing;
+mod sharing;
+
 pub(super) struct Server {
     pub process: Process,
     pub config: ServicesConfig,
@@ -34,6 +41,8 @@ pub(super) struct Server {
     pub renewals: mpsc::UnboundedSender<Job>,
     pub events: mpsc::UnboundedSender<Event>,
     pub session: Session,
+    /// Which node grants the keys of each shard.
+    shards: Shards,
     monitors: HashMap<Reference, Watched>,
     owner_refs: HashMap<Pid, Reference>,
     subscribers: HashSet<Pid>,
@@ -46,42 +55,6 @@ pub(super) struct Server {
     /// when the mailbox is momentarily empty, one message for many changes.
     unsent: Vec<Term>,
     unsent_to_peers: Vec<Term>,
-}
-
-/// This node's session lease on the masters.
-#[derive(Debug)]
-pub(super) struct Session {
-    pub term: Term,
-    pub epoch: u64,
-    /// Every hold is safe on the quorum until then (W masters confirmed).
-    pub valid_until: Option<Instant>,
-    pub renewing: bool,
-    pub next_renewal: Instant,
-    /// Masters known to hold every entry of this session: they took the
-    /// session, and never lost it since (or were repaired). Only their
-    /// renewals count.
-    pub confirmed: HashSet<String>,
-    /// Masters that lost the session, being repaired.
-    pub repairing: HashSet<String>,
-}
-
-impl Session {
-    pub fn new(process: &Process, epoch: u64) -> Session {
-        let term = tuple(vec![
-            atom("erl_quorum_session"),
-            atom(process.node().name()),
-            Term::from(process.node().make_ref()),
-        ]);
-        Session {
-            term,
-            epoch,
-            valid_until: None,
-            renewing: false,
-            next_renewal: Instant::now(),
-            confirmed: HashSet::new(),
-            repairing: HashSet::new(),
-        }
-    }
 }
 
 impl Server {
@@ -103,6 +76,7 @@ impl Server {
             renewals,
             events,
             session,
+            shards: Shards::default(),
             monitors: HashMap::new(),
             owner_refs: HashMap::new(),
             subscribers: HashSet::new(),
@@ -164,14 +138,18 @@ impl Server {
             Some([op, key, Term::Pid(owner), block]) if is_atom(op, "lock") => {
                 match block_flag(block) {
                     Some(block) => {
-                        self.slots.lock(caller, key.clone(), owner.clone(), block);
+                        if let Some(caller) = self.route(caller, request, Kind::Lock, key) {
+                            self.slots.lock(caller, key.clone(), owner.clone(), block);
+                        }
                         return;
                     }
                     None => badarg(request),
                 }
             }
             Some([op, name, Term::Pid(pid)]) if is_atom(op, "register_name") => {
-                self.slots.register(caller, name.clone(), pid.clone());
+                if let Some(caller) = self.route(caller, request, Kind::Name, name) {
+                    self.slots.register(caller, name.clone(), pid.clone());
+                }
                 return;
             }
             Some([op, name]) if is_atom(op, "unregister_name") => {
@@ -205,11 +183,18 @@ impl Server {
             Some([op, key]) if is_atom(op, "whereis_lock") => {
                 match self.slots.holder(Kind::Lock, key) {
                     Some(holder) => holder.map_or(atom("undefined"), Term::from),
-                    None => {
-                        let qkey = Kind::Lock.quorum_key(key);
-                        let _ = self.jobs.send(Job::WhereIs { caller, qkey });
-                        return;
-                    }
+                    None => match self.shard(Kind::Lock, key) {
+                        Some(shard) if self.shards.held(shard, self.session.epoch) => {
+                            atom("undefined")
+                        }
+                        Some(shard) => {
+                            let key = key.clone();
+                            let shard = shard_key(shard);
+                            let _ = self.jobs.send(Job::WhereIs { caller, key, shard });
+                            return;
+                        }
+                        None => atom("undefined"),
+                    },
                 }
             }
             Some([op, Term::Pid(pid)]) if is_atom(op, "subscribe") => {
@@ -294,6 +279,7 @@ impl Server {
                 // Its names stay until its session could have lapsed: its
                 // holds are still good on the quorum until then.
                 self.peers_up.remove(&node);
+                self.shards.forget_node(&node);
                 let after = self.config.session_lease + self.config.margin;
                 tracing::info!(peer = %node, "erl_quorum: lost a peer serving node");
                 let forget = Event::PeerSnapshot {
@@ -307,12 +293,21 @@ impl Server {
 
     fn handle_event(&mut self, event: Event) {
         match event {
-            Event::Done {
-                slot,
-                op,
+            Event::ShardTaken {
+                shard,
                 epoch,
-                outcome,
-            } => self.slots.op_done(slot, op, epoch, outcome),
+                taken,
+            } => self.shard_taken(shard, epoch, taken),
+            Event::ShardRetry(shard) => {
+                if self.shards.retake(shard, self.session.epoch) {
+                    self.take_shard(shard);
+                }
+            }
+            Event::Lacking { master, epoch } => {
+                if epoch == self.session.epoch && self.session.lacking(&master) {
+                    self.repair(master);
+                }
+            }
             Event::Retry(slot) => self.slots.retry(slot),
             Event::ReleaseDue(slot, owner) => self.slots.release_due(slot, &owner),
             Event::Renewed {
@@ -323,154 +318,36 @@ impl Server {
             } => {
                 if epoch == self.session.epoch {
                     self.session.renewing = false;
-                    self.renewed(sent_at, renewed, created);
+                    let holds = !self.shards.held_shards(epoch).is_empty();
+                    let (lease, w) = (self.config.session_lease, self.config.w);
+                    let repair = self
+                        .session
+                        .renewed(sent_at, lease, w, renewed, created, holds);
+                    for master in repair {
+                        self.repair(master);
+                    }
                 }
             }
-            Event::Repaired { master, epoch, ok } => {
+            Event::Repaired {
+                master,
+                epoch,
+                generation,
+                ok,
+            } => {
                 if epoch == self.session.epoch {
-                    self.session.repairing.remove(&master);
-                    if ok {
-                        tracing::info!(%master, "erl_quorum: master repaired");
-                        self.session.confirmed.insert(master);
+                    match self.session.repaired(&master, generation, ok) {
+                        AfterRepair::Again(pause) if pause.is_zero() => self.repair(master),
+                        AfterRepair::Again(pause) => self.later(pause, Event::RepairAgain(master)),
+                        AfterRepair::Confirmed | AfterRepair::Nothing => {}
                     }
+                }
+            }
+            Event::RepairAgain(master) => {
+                if self.session.is_repairing(&master) {
+                    self.repair(master);
                 }
             }
             Event::PeerSnapshot { peer, names } => self.peer_snapshot(peer, names),
-        }
-    }
-
-    /// A renewal round's answers. A master new to the session joins it; a
-    /// master that had it and answers `created` lost its entries (restart,
-    /// or cut off for longer than the lease): its renewals stop counting
-    /// until every held key is written back there. The session is good for
-    /// another lease when W masters holding all its entries renewed it.
-    fn renewed(&mut self, sent_at: Instant, renewed: Vec<String>, created: Vec<String>) {
-        let session = &mut self.session;
-        // An `ok` from a master not yet confirmed: its `created` answer came
-        // too late to be seen, and it has kept the session since.
-        let mut count = 0;
-        for master in renewed {
-            if !session.repairing.contains(&master) {
-                session.confirmed.insert(master);
-                count += 1;
-            }
-        }
-        for master in created {
-            if session.confirmed.remove(&master) {
-                if session.repairing.insert(master.clone()) {
-                    tracing::warn!(%master, "erl_quorum: a master lost this node's session; repairing it");
-                    let _ = self.jobs.send(Job::Repair {
-                        master,
-                        session: session.term.clone(),
-                        epoch: session.epoch,
-                        entries: self.slots.held_entries(),
-                    });
-                }
-            } else if !session.repairing.contains(&master) {
-                // New to it: it holds nothing of ours that it could lose.
-                session.confirmed.insert(master);
-                count += 1;
-            }
-        }
-        if count >= self.config.w {
-            session.valid_until = Some(sent_at + self.config.session_lease);
-        } else {
-            tracing::warn!(count, "erl_quorum: session renewal short of a quorum");
-        }
-    }
-
-    fn peer_snapshot(&mut self, peer: String, names: Option<Term>) {
-        self.peers_asking.remove(&peer);
-        match names {
-            Some(names) => {
-                if self.peers_up.contains(&peer) {
-                    return;
-                }
-                let mut changes: Vec<Term> = self
-                    .names
-                    .forget_peer(&peer)
-                    .into_iter()
-                    .map(|n| change(n, None))
-                    .collect();
-                for pair in list_elements(&names).unwrap_or_default() {
-                    if let Some([name, Term::Pid(pid)]) = as_tuple(&pair) {
-                        self.names.apply(name, Some(pid), &peer);
-                        changes.push(change(name.clone(), Some(pid.clone())));
-                    }
-                }
-                self.peers_up.insert(peer.clone());
-                self.watch(Dest::Peer(peer.clone()), Watched::Peer(peer));
-                self.publish(changes, false);
-            }
-            // A lost peer's grace period is over (unless it came back).
-            None if !self.peers_up.contains(&peer) => {
-                let changes = self
-                    .names
-                    .forget_peer(&peer)
-                    .into_iter()
-                    .map(|n| change(n, None))
-                    .collect();
-                self.publish(changes, false);
-            }
-            None => {}
-        }
-    }
-
-    fn peer_changes(&mut self, from: &Term, changes: &Term) {
-        let Some(peer) = crate::term::as_atom(from).map(str::to_owned) else {
-            return;
-        };
-        if !self.config.peers.contains(&peer) || peer == self.process.node().name() {
-            tracing::warn!(%peer, "erl_quorum: name changes from a node that is not a peer ignored");
-            return;
-        }
-        let mut applied = Vec::new();
-        for pair in list_elements(changes).unwrap_or_default() {
-            let changed = match as_tuple(&pair) {
-                // What this node holds itself, it knows better.
-                Some([name, Term::Pid(_)]) if self.slots.whereis_name(name).is_some() => false,
-                Some([name, Term::Pid(pid)]) => self.names.apply(name, Some(pid), &peer),
-                Some([name, _undefined]) => {
-                    let removed = self.names.apply(name, None, &peer);
-                    removed && self.slots.whereis_name(name).is_none()
-                }
-                _ => false,
-            };
-            if changed {
-                applied.push(pair.clone());
-            }
-        }
-        self.publish(applied, false);
-    }
-
-    /// Queues name changes for subscribers, and for peers when they are
-    /// ours; [`Server::flush_changes`] sends them.
-    fn publish(&mut self, changes: Vec<Term>, own: bool) {
-        if own {
-            self.unsent_to_peers.extend(changes.iter().cloned());
-        }
-        self.unsent.extend(changes);
-        // Under a load that never lets the mailbox empty, still send.
-        if self.unsent.len() >= 256 {
-            self.flush_changes();
-        }
-    }
-
-    fn flush_changes(&mut self) {
-        let me = atom(self.process.node().name());
-        if !self.unsent.is_empty() {
-            let batch = list(std::mem::take(&mut self.unsent));
-            let message = tuple(vec![atom("rust_registry"), me.clone(), batch]);
-            for pid in &self.subscribers {
-                self.process.send(pid, message.clone());
-            }
-        }
-        if !self.unsent_to_peers.is_empty() {
-            let batch = list(std::mem::take(&mut self.unsent_to_peers));
-            let message = tuple(vec![atom("rust_registry_peer"), me, batch]);
-            for pid in &self.peer_subscribers {
-                self.process.send(pid, message.clone());
-            }
         }
     }
 
@@ -483,6 +360,7 @@ impl Server {
                     "erl_quorum: session could not be renewed in time; telling every owner"
                 );
                 self.slots.session_lost();
+                self.shards.session_lost();
                 self.session = Session::new(&self.process, self.slots.epoch());
             }
         }
@@ -512,92 +390,74 @@ impl Server {
         }
     }
 
-    /// Carries out what the slots asked for.
+    /// Carries out what the slots asked for. Grants and releases in a
+    /// shard this node holds are decided here and now (fed straight back
+    /// to the slots, whose next actions this loop carries out too).
     fn carry_out(&mut self) {
         let mut own_changes = Vec::new();
-        for action in self.slots.take_actions() {
-            match action {
-                Action::Reply(caller, reply) => caller.reply(&self.process, reply),
-                Action::Acquire {
-                    op,
-                    slot,
-                    qkey,
-                    value,
-                    epoch,
-                } => {
-                    // A grant must come with at least `lost_margin` of
-                    // session left (the guard assumes so until its first
-                    // keepalive): start one only under a session confirmed
-                    // for that plus what a round takes (well under 0.5 s).
-                    let needed = self.config.lost_margin + Duration::from_millis(500);
-                    if self.valid_ms() <= needed.as_millis() as u64 {
-                        let _ = self.events.send(Event::Done {
-                            slot,
-                            op,
-                            epoch,
-                            outcome: Outcome::Busy,
-                        });
-                        continue;
-                    }
-                    let session = self.session.term.clone();
-                    let _ = self.jobs.send(Job::Acquire {
-                        op,
-                        slot,
-                        qkey,
-                        value,
-                        epoch,
-                        session,
-                    });
-                }
-                Action::Release {
-                    op,
-                    slot,
-                    qkey,
-                    value,
-                } => {
-                    let _ = self.jobs.send(Job::Release {
-                        op,
-                        slot,
-                        qkey,
-                        value,
-                    });
-                }
-                Action::WaitRelease { op, slot, qkey } => {
-                    let _ = self.jobs.send(Job::WaitRelease { op, slot, qkey });
-                }
-                Action::RetryLater { slot } => {
-                    let pause = Duration::from_millis(rand::random_range(5..=25));
-                    self.later(pause, Event::Retry(slot));
-                }
-                Action::ReleaseLater { slot, owner } => {
-                    let after = self.config.session_lease + self.config.margin;
-                    self.later(after, Event::ReleaseDue(slot, owner));
-                }
-                Action::Monitor(pid) => {
-                    let reference = self.process.monitor(pid.clone());
-                    self.monitors
-                        .insert(reference.clone(), Watched::Owner(pid.clone()));
-                    self.owner_refs.insert(pid, reference);
-                }
-                Action::Demonitor(pid) => {
-                    if let Some(reference) = self.owner_refs.remove(&pid) {
-                        self.monitors.remove(&reference);
-                        self.process.demonitor(&reference);
-                    }
-                }
-                Action::Notify {
-                    what,
-                    owner,
-                    kind,
-                    key,
-                } => self.notify(what, owner, kind, key),
-                Action::NameChanged { name, pid } => {
-                    // Our own names live in the slots; the view holds peers'.
-                    own_changes.push(change(name, pid));
-                }
+        loop {
+            let actions = self.slots.take_actions();
+            if actions.is_empty() {
+                break;
+            }
+            for action in actions {
+                self.carry_out_one(action, &mut own_changes);
             }
         }
         self.publish(own_changes, true);
+    }
+
+    fn carry_out_one(&mut self, action: Action, own_changes: &mut Vec<Term>) {
+        match action {
+            Action::Reply(caller, reply) => caller.reply(&self.process, reply),
+            Action::Acquire {
+                op,
+                slot,
+                qkey,
+                epoch,
+                ..
+            } => {
+                let outcome = self.grant(&qkey, epoch);
+                self.slots.op_done(slot, op, epoch, outcome);
+            }
+            // Nothing to undo on the masters: the shard entry stays.
+            Action::Release { op, slot, .. } => self.slots.op_done(slot, op, 0, Outcome::Released),
+            // Only after a lost session; the old holds are forgotten,
+            // and the next acquisition waits for the shard instead.
+            Action::WaitRelease { op, slot, .. } => {
+                self.slots.op_done(slot, op, 0, Outcome::Released)
+            }
+            Action::RetryLater { slot } => {
+                let pause = Duration::from_millis(rand::random_range(5..=25));
+                self.later(pause, Event::Retry(slot));
+            }
+            Action::ReleaseLater { slot, owner } => {
+                let after = self.config.session_lease + self.config.margin;
+                self.later(after, Event::ReleaseDue(slot, owner));
+            }
+            Action::Monitor(pid) => {
+                let reference = self.process.monitor(pid.clone());
+                self.monitors
+                    .insert(reference.clone(), Watched::Owner(pid.clone()));
+                self.owner_refs.insert(pid, reference);
+            }
+            Action::Demonitor(pid) => {
+                if let Some(reference) = self.owner_refs.remove(&pid) {
+                    self.monitors.remove(&reference);
+                    self.process.demonitor(&reference);
+                }
+            }
+            Action::Notify {
+                what,
+                owner,
+                kind,
+                key,
+            } => self.notify(what, owner, kind, key),
+            Action::NameChanged { name, pid } => {
+                // Our own names live in the slots; the view holds peers'.
+                own_changes.push(change(name, pid));
+            }
+        }
     }
 
     fn later(&self, after: Duration, event: Event) {

@@ -8,8 +8,9 @@
 //! drop, the guard to notify, name changes to publish. No clock, no IO.
 //!
 //! Safety rests on the quorum, not on this table: a slot is `Held` only
-//! after W masters took the key under this node's session, and a release is
-//! sent only once the owner is known dead or known told (see
+//! once the driver granted it ([`Action::Acquire`]: this node holds the
+//! key's shard on W masters under its session; see [`super::shards`]), and
+//! a release is sent only once the owner is known dead or known told (see
 //! [`Slots::owner_down`] and [`Slots::session_lost`]).
 
 use crate::process::Caller;
@@ -475,13 +476,16 @@ impl Slots {
                 slot.queue = VecDeque::new();
             }
             let holder: Option<Pid> = match &slot.state {
-                State::Held { owner } => Some((**owner).clone()),
+                State::Held { owner } | State::Orphaned { owner } => Some((**owner).clone()),
                 State::Elsewhere { holder, .. } => holder.as_deref().cloned(),
                 _ => None,
             };
             match &slot.state {
-                State::Held { .. } | State::Elsewhere { .. } => {
+                State::Held { .. } | State::Elsewhere { .. } | State::Orphaned { .. } => {
                     let ours = matches!(slot.state, State::Held { .. });
+                    // Still held until released (its owner may yet run):
+                    // what can be answered now is, the rest waits.
+                    let orphaned = matches!(slot.state, State::Orphaned { .. });
                     let Some(front) = slot.queue.front() else {
                         if matches!(slot.state, State::Elsewhere { watch: None, .. }) {
                             // Nobody waits: forget what may go stale.
@@ -497,6 +501,7 @@ impl Slots {
                             Some(reply_for(&front.ask, false, holder.as_ref()))
                         }
                         Ask::Register => Some(atom("no")),
+                        Ask::Unregister if orphaned => None,
                         Ask::Unregister if !ours => Some(atom("ok")),
                         Ask::Unregister => None,
                         Ask::Lock { block: true } => None,
@@ -561,10 +566,7 @@ impl Slots {
                     });
                     return;
                 }
-                State::Acquiring { .. }
-                | State::Orphaned { .. }
-                | State::Releasing { .. }
-                | State::Backoff => return,
+                State::Acquiring { .. } | State::Releasing { .. } | State::Backoff => return,
             }
         }
     }
@@ -772,16 +774,6 @@ impl Slots {
     pub fn whereis_name(&self, name: &Term) -> Option<Pid> {
         let owner = self.slot(self.find(Kind::Name, name)?)?.state.owner()?;
         Some((**owner).clone())
-    }
-
-    /// `(QKey, Value)` of every hold this node has, to write back on a
-    /// master that lost them.
-    pub fn held_entries(&self) -> Vec<(Term, Term)> {
-        self.table
-            .iter()
-            .flatten()
-            .filter_map(|s| Some((s.qkey(), self.value_of(s.state.owner()?))))
-            .collect()
     }
 
     /// Every name this node holds.

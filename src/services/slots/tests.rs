@@ -106,12 +106,12 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
     let a = s.take_actions();
     assert!(release_op(&a).is_none());
     assert!(a.iter().any(|x| matches!(x, Action::ReleaseLater { .. })));
-    // Still held meanwhile: a new registration is refused.
+    // Still held meanwhile: a new registration is refused at once, and an
+    // unregister by someone else waits for the release.
     s.register(caller(2), atom("n"), pid(2));
-    assert!(
-        replies(&s.take_actions()).is_empty(),
-        "queued behind the hold"
-    );
+    assert_eq!(replies(&s.take_actions()), vec![(2, atom("no"))]);
+    s.unregister(caller(3), atom("n"));
+    assert!(replies(&s.take_actions()).is_empty(), "waits its turn");
     s.release_due(slot, &pid(1));
     let a = s.take_actions();
     let (rslot, rop) = release_op(&a).expect("released when due");
@@ -119,7 +119,9 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
         .iter()
         .any(|x| matches!(x, Action::NameChanged { pid: None, .. })));
     s.op_done(rslot, rop, 0, Outcome::Released);
-    let (slot, op, _) = acquire_op(&s.take_actions()).expect("2 tries");
+    assert_eq!(replies(&s.take_actions()), vec![(3, atom("ok"))]);
+    s.register(caller(2), atom("n"), pid(2));
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("taken again");
     s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("yes"))]);
 }

@@ -1,0 +1,163 @@
+//! Routing by shard: which requests this node serves, which it redirects
+//! or parks, and the shard rounds and repairs behind them (see
+//! [`super::super::shards`] and [`super::super::session`]).
+
+use super::Server;
+use crate::process::Caller;
+use crate::quorum::store::Canon;
+use crate::services::rounds::{Event, Job};
+use crate::services::shards::{
+    no_quorum_reply, redirect, shard_key, shard_of, Parked, Resolved, Route, Taken,
+};
+use crate::services::slots::{Kind, Outcome};
+use crate::term::Term;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Server {
+    /// The shard of `key` (`None`: too deep to be held by anyone).
+    pub(super) fn shard(&self, kind: Kind, key: &Term) -> Option<u32> {
+        Canon::of(&kind.quorum_key(key)).ok().map(|c| shard_of(&c))
+    }
+
+    /// Routes a lock or register request by its key's shard: gives the
+    /// caller back when this node serves it, else redirects or parks it.
+    pub(super) fn route(
+        &mut self,
+        caller: Caller,
+        request: &Term,
+        kind: Kind,
+        key: &Term,
+    ) -> Option<Caller> {
+        let Some(shard) = self.shard(kind, key) else {
+            // The slots answer it (nobody can hold such a key).
+            return Some(caller);
+        };
+        let parked = Parked {
+            caller,
+            request: request.clone(),
+        };
+        match self
+            .shards
+            .route(shard, self.session.epoch, Instant::now(), parked)
+        {
+            Route::Here(parked) => Some(parked.caller),
+            Route::Redirect(node, parked) => {
+                parked.caller.reply(&self.process, redirect(&node));
+                None
+            }
+            Route::Parked { take } => {
+                if take {
+                    self.take_shard(shard);
+                }
+                None
+            }
+        }
+    }
+
+    /// Starts a round for `shard`, once the session allows a grant.
+    pub(super) fn take_shard(&mut self, shard: u32) {
+        if !self.may_grant() {
+            self.later(Duration::from_millis(100), Event::ShardRetry(shard));
+            return;
+        }
+        let value = self.slots.value_of(self.process.pid());
+        let _ = self.jobs.send(Job::TakeShard {
+            shard,
+            value,
+            epoch: self.session.epoch,
+            session: self.session.term.clone(),
+        });
+    }
+
+    /// A grant must come with at least `lost_margin` of session left (the
+    /// guard assumes so until its first keepalive), plus a round's worth
+    /// (well under 0.5 s) for a shard taken now.
+    pub(super) fn may_grant(&self) -> bool {
+        let needed = self.config.lost_margin + Duration::from_millis(500);
+        self.valid_ms() > needed.as_millis() as u64
+    }
+
+    pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken) {
+        if taken == Taken::Held && epoch == self.session.epoch {
+            // A repair in flight writes an older set: it runs again.
+            self.session.generation += 1;
+        }
+        let current = self.session.epoch;
+        match self
+            .shards
+            .taken(shard, epoch, current, taken, Instant::now())
+        {
+            Resolved::Serve(parked) => {
+                for p in parked {
+                    self.call(p.caller, &p.request);
+                }
+            }
+            Resolved::Redirect(node, parked) => {
+                let reply = redirect(&node);
+                for p in parked {
+                    p.caller.reply(&self.process, reply.clone());
+                }
+            }
+            Resolved::NoQuorum(parked) => {
+                for p in parked {
+                    let reply = no_quorum_reply(&p.request);
+                    p.caller.reply(&self.process, reply);
+                }
+            }
+            Resolved::Retry => {
+                let pause = Duration::from_millis(rand::random_range(20..=80));
+                self.later(pause, Event::ShardRetry(shard));
+            }
+            Resolved::Again => self.take_shard(shard),
+            Resolved::Nothing => {}
+        }
+    }
+
+    /// `{QKey, Value}` of every shard this node holds: what a repair writes.
+    pub(super) fn held_entries(&self) -> Vec<(Term, Term)> {
+        let value = self.slots.value_of(self.process.pid());
+        self.shards
+            .held_shards(self.session.epoch)
+            .into_iter()
+            .map(|i| (shard_key(i), value.clone()))
+            .collect()
+    }
+
+    pub(super) fn repair(&self, master: String) {
+        let _ = self.jobs.send(Job::Repair {
+            master,
+            session: self.session.term.clone(),
+            epoch: self.session.epoch,
+            generation: self.session.generation,
+            entries: self.held_entries(),
+        });
+    }
+
+    /// Whether a slot may take `qkey` now: granted when this node holds its
+    /// shard under the session (`epoch`) with time to spare; otherwise the
+    /// shard is sent for and the slot tries again soon, or, when another
+    /// node holds the shard, the waiter is answered "no quorum" (it asks
+    /// again and is redirected). Only reached for shards this node held
+    /// when the request came, so only after a lost session.
+    pub(super) fn grant(&mut self, qkey: &Term, epoch: u64) -> Outcome {
+        let Ok(canon) = Canon::of(qkey) else {
+            return Outcome::NoQuorum;
+        };
+        let shard = shard_of(&canon);
+        if epoch == self.session.epoch && self.shards.held(shard, epoch) {
+            return if self.may_grant() {
+                Outcome::Acquired
+            } else {
+                Outcome::Busy
+            };
+        }
+        if self.shards.foreign(shard) {
+            return Outcome::NoQuorum;
+        }
+        if self.shards.want(shard, self.session.epoch) {
+            self.take_shard(shard);
+        }
+        Outcome::Busy
+    }
+}

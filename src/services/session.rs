@@ -1,0 +1,213 @@
+//! This node's session lease on the masters, and which masters count for it.
+//!
+//! Every shard this node holds is an entry under the session; one renewal
+//! a period keeps them all. A renewal counts only from masters known to
+//! hold every entry (`confirmed`): the session is safe for another lease
+//! when W of them renewed it. A master that may lack an entry (it answers
+//! a renewal as a new session after a restart, it was away when a shard was
+//! taken, or it refused a shard in its restart guard) stops counting until
+//! every entry is written back there (a repair). Repairs carry the
+//! `generation` of the entries they write; one that finishes after another
+//! shard was taken runs again, so no entry slips past.
+//!
+//! Sans-IO: the server feeds renewal and repair results and starts the
+//! repairs this returns.
+
+use crate::process::Process;
+use crate::term::{atom, tuple, Term};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub(super) struct Session {
+    pub term: Term,
+    pub epoch: u64,
+    /// Every hold is safe on the quorum until then (W masters confirmed).
+    pub valid_until: Option<Instant>,
+    pub renewing: bool,
+    pub next_renewal: Instant,
+    /// Bumped whenever this node takes a shard.
+    pub generation: u64,
+    /// Masters known to hold every entry of this session.
+    confirmed: HashSet<String>,
+    /// Masters being repaired.
+    repairing: HashSet<String>,
+}
+
+/// What to do after a repair ended.
+#[derive(Debug, PartialEq)]
+pub(super) enum AfterRepair {
+    /// The master counts again.
+    Confirmed,
+    /// Repair it again, after this pause, with the current entries.
+    Again(Duration),
+    Nothing,
+}
+
+impl Session {
+    /// A fresh session of `process`'s node (a new reference: masters tell
+    /// it from any earlier one).
+    pub fn new(process: &Process, epoch: u64) -> Session {
+        let term = tuple(vec![
+            atom("erl_quorum_session"),
+            atom(process.node().name()),
+            Term::from(process.node().make_ref()),
+        ]);
+        Session::with_term(term, epoch)
+    }
+
+    fn with_term(term: Term, epoch: u64) -> Session {
+        Session {
+            term,
+            epoch,
+            valid_until: None,
+            renewing: false,
+            next_renewal: Instant::now(),
+            generation: 0,
+            confirmed: HashSet::new(),
+            repairing: HashSet::new(),
+        }
+    }
+
+    /// A renewal round's answers: `renewed` (the master had the session)
+    /// and `created` (new to it: whatever it held of ours is gone). `holds`:
+    /// whether this node holds any entry. Returns the masters to repair.
+    pub fn renewed(
+        &mut self,
+        sent_at: Instant,
+        lease: Duration,
+        w: usize,
+        renewed: Vec<String>,
+        created: Vec<String>,
+        holds: bool,
+    ) -> Vec<String> {
+        let mut repair = Vec::new();
+        let mut count = 0;
+        for master in renewed {
+            if self.confirmed.contains(&master) {
+                count += 1;
+            } else if !self.repairing.contains(&master) {
+                // It has the session, but took it while we did not count
+                // it: it may have missed a shard since.
+                self.join(master, holds, &mut repair, &mut count);
+            }
+        }
+        for master in created {
+            self.confirmed.remove(&master);
+            if !self.repairing.contains(&master) {
+                self.join(master, holds, &mut repair, &mut count);
+            }
+        }
+        if count >= w {
+            self.valid_until = Some(sent_at + lease);
+        } else {
+            tracing::warn!(count, "erl_quorum: session renewal short of a quorum");
+        }
+        repair
+    }
+
+    /// A master with the session that does not count yet: with nothing held
+    /// it has all there is; otherwise it is repaired first.
+    fn join(&mut self, master: String, holds: bool, repair: &mut Vec<String>, count: &mut usize) {
+        if holds {
+            tracing::warn!(%master, "erl_quorum: a master may lack this node's entries; repairing it");
+            self.repairing.insert(master.clone());
+            repair.push(master);
+        } else {
+            self.confirmed.insert(master);
+            *count += 1;
+        }
+    }
+
+    /// `master` did not take a shard this node now holds. `true`: start a
+    /// repair (one already running sees the generation change and reruns).
+    pub fn lacking(&mut self, master: &str) -> bool {
+        if self.confirmed.remove(master) {
+            tracing::warn!(%master, "erl_quorum: a master missed a shard; repairing it");
+            self.repairing.insert(master.to_owned());
+            return true;
+        }
+        false
+    }
+
+    /// A repair of `master` with the entries of `generation` ended.
+    pub fn repaired(&mut self, master: &str, generation: u64, ok: bool) -> AfterRepair {
+        if !self.repairing.contains(master) {
+            return AfterRepair::Nothing;
+        }
+        if !ok {
+            return AfterRepair::Again(Duration::from_millis(500));
+        }
+        if generation != self.generation {
+            return AfterRepair::Again(Duration::ZERO);
+        }
+        self.repairing.remove(master);
+        tracing::info!(%master, "erl_quorum: master repaired");
+        self.confirmed.insert(master.to_owned());
+        AfterRepair::Confirmed
+    }
+
+    pub fn is_repairing(&self, master: &str) -> bool {
+        self.repairing.contains(master)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn session() -> Session {
+        Session::with_term(atom("s"), 0)
+    }
+
+    const LEASE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_master_joining_while_entries_are_held_counts_only_after_a_repair() {
+        let mut s = session();
+        let now = Instant::now();
+        // Nothing held yet: every master counts at once.
+        assert!(s
+            .renewed(now, LEASE, 2, vec![], names(&["a", "b"]), false)
+            .is_empty());
+        assert!(s.valid_until.is_some());
+        s.generation += 1;
+        // c comes up later, and a restarts: both must be repaired.
+        let repair = s.renewed(now, LEASE, 2, names(&["b"]), names(&["a", "c"]), true);
+        assert_eq!(repair, names(&["a", "c"]));
+        // a is repaired with the entries of this generation; c's repair
+        // overlaps a shard taken meanwhile and runs again.
+        assert_eq!(s.repaired("a", 1, true), AfterRepair::Confirmed);
+        s.generation += 1;
+        assert_eq!(s.repaired("c", 1, true), AfterRepair::Again(Duration::ZERO));
+        assert_eq!(
+            s.repaired("c", 2, false),
+            AfterRepair::Again(Duration::from_millis(500))
+        );
+        // While c is repaired its renewals do not count.
+        s.valid_until = None;
+        s.renewed(now, LEASE, 2, names(&["b", "c"]), vec![], true);
+        assert!(s.valid_until.is_none());
+        assert_eq!(s.repaired("c", 2, true), AfterRepair::Confirmed);
+        s.renewed(now, LEASE, 2, names(&["b", "c"]), vec![], true);
+        assert!(s.valid_until.is_some());
+    }
+
+    #[test]
+    fn a_confirmed_master_that_missed_a_shard_stops_counting() {
+        let mut s = session();
+        let now = Instant::now();
+        s.renewed(now, LEASE, 2, vec![], names(&["a", "b", "c"]), false);
+        assert!(s.lacking("c"));
+        assert!(!s.lacking("c"), "already being repaired");
+        s.valid_until = None;
+        s.renewed(now, LEASE, 2, names(&["c"]), vec![], true);
+        assert!(s.valid_until.is_none(), "c alone counted");
+        assert!(s.is_repairing("c"));
+    }
+}

@@ -1,0 +1,361 @@
+//! Which serving node grants each key: the key space is cut into
+//! [`SHARDS`] shards, and a serving node grants locks and names in a shard
+//! only while it holds that shard's quorum entry under its session.
+//!
+//! Why: a grant then costs no quorum round. The shard entry is taken once
+//! (one round to the masters), renewed with every other entry of the
+//! session, and written back to a master that lost it; from then on every
+//! key in the shard is granted from this node's own table, and competing
+//! requests for it are served here in arrival order. Exclusion between
+//! serving nodes is the quorum's: two nodes cannot hold one shard entry.
+//!
+//! A request for a shard another node holds is answered with a redirect to
+//! it (the caller asks that node itself, so the grant and the guard's
+//! `eq_owned` travel on one connection, in order). A shard nobody is known
+//! to hold parks its requests while one round takes it.
+//!
+//! Sans-IO: the server feeds requests and round outcomes, and does what
+//! [`Route`] and [`Resolved`] say.
+
+use crate::process::Caller;
+use crate::quorum::store::Canon;
+use crate::term::{atom, int, tuple, Term};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How many shards the key space has. Enough that two serving nodes in use
+/// at once split the keys finely; few enough that the shard entries (one
+/// per shard held) cost nothing to renew or write back.
+pub const SHARDS: u32 = 64;
+
+/// How long a redirect to another node is trusted before one round checks
+/// again who holds the shard (that node may have lost it since).
+pub const FOREIGN_TTL: Duration = Duration::from_secs(1);
+
+/// The shard of a quorum key's canonical bytes. FNV-1a: the same on every
+/// node and every build (std's hasher is seeded per process).
+pub fn shard_of(qkey: &Canon) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in qkey.as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(SHARDS)) as u32
+}
+
+/// The quorum key of shard `index`.
+pub fn shard_key(index: u32) -> Term {
+    tuple(vec![atom("$erl_quorum_shard"), int(i64::from(index))])
+}
+
+/// `{erl_quorum_redirect, Node}`: the reply that sends a caller to `node`,
+/// which holds the key's shard.
+pub fn redirect(node: &str) -> Term {
+    tuple(vec![atom("erl_quorum_redirect"), atom(node)])
+}
+
+/// The answer to a lock or register request that cannot be served for want
+/// of a quorum (or of a settled shard): `no` to a registration, `no_quorum`
+/// to a lock.
+pub fn no_quorum_reply(request: &Term) -> Term {
+    match crate::term::as_tuple(request) {
+        Some([op, ..]) if crate::term::is_atom(op, "register_name") => atom("no"),
+        _ => atom("no_quorum"),
+    }
+}
+
+/// A request waiting for its shard to be taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked {
+    pub caller: Caller,
+    pub request: Term,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Nobody known to hold it.
+    #[default]
+    Unknown,
+    /// A round is taking it (under the session of `epoch`), or will once
+    /// the session allows.
+    Taking { parked: Vec<Parked>, epoch: u64 },
+    /// This node holds it under the session of `epoch`.
+    Held { epoch: u64 },
+    /// `node` held it at `seen`.
+    Foreign { node: String, seen: Instant },
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    /// This node holds the shard: serve it here.
+    Here(Parked),
+    /// Tell the caller to ask `node`.
+    Redirect(String, Parked),
+    /// Parked. `take`: start a round for the shard (none is in flight).
+    Parked { take: bool },
+}
+
+/// How a round for a shard ended, as the server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken {
+    Held,
+    /// Another serving node holds it.
+    Foreign(String),
+    /// Refused for now (a restarting master, a race, this node's own
+    /// lapsing session): park on and try again soon.
+    Busy,
+    NoQuorum,
+}
+
+/// What to do with a shard's parked requests once a round ended.
+#[derive(Debug)]
+pub enum Resolved {
+    /// Serve them (the shard is held now).
+    Serve(Vec<Parked>),
+    /// Redirect them to the node.
+    Redirect(String, Vec<Parked>),
+    /// Answer "no quorum".
+    NoQuorum(Vec<Parked>),
+    /// Try the round again after a pause (still parked).
+    Retry,
+    /// A round of an old session ended: start one under the current one.
+    Again,
+    Nothing,
+}
+
+/// Every shard's state at this node.
+#[derive(Debug)]
+pub struct Shards {
+    shards: Vec<State>,
+}
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards {
+            shards: (0..SHARDS).map(|_| State::Unknown).collect(),
+        }
+    }
+}
+
+impl Shards {
+    /// Whether this node holds shard `index` under the session of `epoch`.
+    pub fn held(&self, index: u32, epoch: u64) -> bool {
+        matches!(self.shards[index as usize], State::Held { epoch: e } if e == epoch)
+    }
+
+    /// Whether another node held shard `index` when last asked.
+    pub fn foreign(&self, index: u32) -> bool {
+        matches!(self.shards[index as usize], State::Foreign { .. })
+    }
+
+    /// The shards this node holds under `epoch`.
+    pub fn held_shards(&self, epoch: u64) -> Vec<u32> {
+        (0..SHARDS).filter(|&i| self.held(i, epoch)).collect()
+    }
+
+    /// Routes a request for a key of shard `index`.
+    pub fn route(&mut self, index: u32, epoch: u64, now: Instant, parked: Parked) -> Route {
+        let state = &mut self.shards[index as usize];
+        match state {
+            State::Held { epoch: e } if *e == epoch => return Route::Here(parked),
+            State::Foreign { node, seen } if now.duration_since(*seen) < FOREIGN_TTL => {
+                return Route::Redirect(node.clone(), parked)
+            }
+            State::Taking { parked: queue, .. } => {
+                queue.push(parked);
+                return Route::Parked { take: false };
+            }
+            _ => {}
+        }
+        *state = State::Taking {
+            parked: vec![parked],
+            epoch,
+        };
+        Route::Parked { take: true }
+    }
+
+    /// Starts taking shard `index` for a reason other than a request (a
+    /// lock waiting here whose shard is not held); `true` when a round
+    /// should start.
+    pub fn want(&mut self, index: u32, epoch: u64) -> bool {
+        let state = &mut self.shards[index as usize];
+        match state {
+            State::Held { epoch: e } if *e == epoch => false,
+            State::Taking { .. } => false,
+            _ => {
+                *state = State::Taking {
+                    parked: Vec::new(),
+                    epoch,
+                };
+                true
+            }
+        }
+    }
+
+    /// The session in which the round for `index` now runs, when a round
+    /// was due again: it restarts under `epoch`.
+    pub fn retake(&mut self, index: u32, epoch: u64) -> bool {
+        match &mut self.shards[index as usize] {
+            State::Taking { epoch: e, .. } => {
+                *e = epoch;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A round for shard `index`, run under the session of `epoch`, ended
+    /// while the session is at `current`.
+    pub fn taken(
+        &mut self,
+        index: u32,
+        epoch: u64,
+        current: u64,
+        taken: Taken,
+        now: Instant,
+    ) -> Resolved {
+        let state = &mut self.shards[index as usize];
+        let State::Taking { parked, epoch: e } = state else {
+            return Resolved::Nothing;
+        };
+        if *e != epoch || epoch != current {
+            // Taken (or refused) under a session given up since: its entry
+            // lapses with that session. Take it again under this one.
+            *e = current;
+            return Resolved::Again;
+        }
+        let parked = std::mem::take(parked);
+        match taken {
+            Taken::Held => {
+                *state = State::Held { epoch };
+                Resolved::Serve(parked)
+            }
+            Taken::Foreign(node) => {
+                *state = State::Foreign {
+                    node: node.clone(),
+                    seen: now,
+                };
+                Resolved::Redirect(node, parked)
+            }
+            Taken::Busy => {
+                *state = State::Taking { parked, epoch };
+                Resolved::Retry
+            }
+            Taken::NoQuorum => {
+                *state = State::Unknown;
+                Resolved::NoQuorum(parked)
+            }
+        }
+    }
+
+    /// `node` is gone: what it held may be taken once its session lapses.
+    pub fn forget_node(&mut self, node: &str) {
+        for state in &mut self.shards {
+            if matches!(state, State::Foreign { node: n, .. } if n == node) {
+                *state = State::Unknown;
+            }
+        }
+    }
+
+    /// The session was given up: every shard held under it lapses with it.
+    /// Parked requests stay parked (their rounds restart under the next
+    /// session).
+    pub fn session_lost(&mut self) {
+        for state in &mut self.shards {
+            if matches!(state, State::Held { .. } | State::Foreign { .. }) {
+                *state = State::Unknown;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::Pid;
+
+    fn parked(n: u32) -> Parked {
+        Parked {
+            caller: Caller {
+                pid: Pid::new("beam@host", n, 0, 1),
+                tag: int(i64::from(n)),
+            },
+            request: atom("req"),
+        }
+    }
+
+    #[test]
+    fn shard_of_is_stable_and_spread() {
+        let a = Canon::of(&atom("key")).unwrap();
+        assert_eq!(shard_of(&a), shard_of(&Canon::of(&atom("key")).unwrap()));
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| shard_of(&Canon::of(&int(i)).unwrap()))
+            .collect();
+        assert_eq!(used.len(), SHARDS as usize);
+    }
+
+    #[test]
+    fn requests_park_while_one_round_takes_the_shard() {
+        let mut s = Shards::default();
+        let now = Instant::now();
+        assert_eq!(s.route(3, 0, now, parked(1)), Route::Parked { take: true });
+        assert_eq!(s.route(3, 0, now, parked(2)), Route::Parked { take: false });
+        match s.taken(3, 0, 0, Taken::Held, now) {
+            Resolved::Serve(p) => assert_eq!(p.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.route(3, 0, now, parked(3)), Route::Here(parked(3)));
+        assert_eq!(s.held_shards(0), vec![3]);
+        // A new session: held shards must be taken again.
+        s.session_lost();
+        assert_eq!(s.route(3, 1, now, parked(4)), Route::Parked { take: true });
+    }
+
+    #[test]
+    fn a_foreign_shard_redirects_until_its_node_goes_or_the_ttl_passes() {
+        let mut s = Shards::default();
+        let now = Instant::now();
+        s.route(5, 0, now, parked(1));
+        match s.taken(5, 0, 0, Taken::Foreign("b@h".into()), now) {
+            Resolved::Redirect(node, p) => assert_eq!((node.as_str(), p.len()), ("b@h", 1)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.route(5, 0, now, parked(2)),
+            Route::Redirect("b@h".into(), parked(2))
+        );
+        let later = now + FOREIGN_TTL;
+        assert_eq!(
+            s.route(5, 0, later, parked(3)),
+            Route::Parked { take: true }
+        );
+        s.taken(5, 0, 0, Taken::Foreign("b@h".into()), later);
+        s.forget_node("b@h");
+        assert_eq!(
+            s.route(5, 0, later, parked(4)),
+            Route::Parked { take: true }
+        );
+    }
+
+    #[test]
+    fn a_round_of_an_old_session_is_taken_again() {
+        let mut s = Shards::default();
+        let now = Instant::now();
+        s.route(7, 0, now, parked(1));
+        s.session_lost();
+        assert!(matches!(
+            s.taken(7, 0, 1, Taken::Held, now),
+            Resolved::Again
+        ));
+        assert!(!s.held(7, 0) && !s.held(7, 1));
+        match s.taken(7, 1, 1, Taken::Busy, now) {
+            Resolved::Retry => {}
+            other => panic!("{other:?}"),
+        }
+        match s.taken(7, 1, 1, Taken::NoQuorum, now) {
+            Resolved::NoQuorum(p) => assert_eq!(p.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}
