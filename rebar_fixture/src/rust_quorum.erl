@@ -161,12 +161,12 @@ call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
     try gen_server:call({?SERVER, Node}, Request, infinity) of
         %% Another Rust node grants this key (it holds the key's shard):
         %% ask it, and fall back on the nodes left if it is gone.
-        {erl_quorum_redirect, To} when is_atom(To), Redirects > 0 ->
-            call(Request, [To, Node | Rest], Nodes, Failed, Redirects - 1);
-        {erl_quorum_redirect, _} ->
-            %% Rust nodes whose views of a shard disagree settle it within
-            %% a second; to the caller it is a quorum not reached yet.
-            call(Request, [], Nodes, Failed, 0);
+        {erl_quorum_redirect, To} = Redirect ->
+            case is_atom(To) andalso Redirects > 0
+                andalso not lists:keymember(To, 1, Failed) of
+                true -> call(Request, [To, Node | Rest], Nodes, Failed, Redirects - 1);
+                false -> unsettled(Request, Redirect)
+            end;
         Reply ->
             %% A node answering after a redirect holds that key's shard,
             %% not necessarily the others': not worth calling first.
@@ -184,6 +184,15 @@ call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
                 false -> erlang:raise(exit, Exit, Stack)
             end
     end.
+
+%% Redirected too often, or to a node that just failed: the Rust nodes'
+%% views of the key's shard are changing (a shard changes hands only when
+%% its node's session lapses, so until then nobody can grant the key). To
+%% the caller that is a quorum not reached yet: PROTOCOL.md.
+unsettled({lock, _, _, _}, _Redirect) -> no_quorum;
+unsettled({register_name, _, _}, _Redirect) -> no;
+unsettled({whereis_lock, _}, _Redirect) -> undefined;
+unsettled(Request, Redirect) -> erlang:error({unexpected_reply, Request, Redirect}).
 
 %% Exit reasons of gen_server:call meaning the server is not there (or died
 %% while serving us), as opposed to a bug worth crashing the caller for.

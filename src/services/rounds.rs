@@ -67,16 +67,15 @@ pub enum Job {
 /// What a job reports back.
 #[derive(Debug)]
 pub enum Event {
+    /// How a shard round ended, and which masters said yes: any other
+    /// master may lack the shard (refused in its restart guard, or answered
+    /// after the round stopped) and must not count for the session until
+    /// the entries are written back there.
     ShardTaken {
         shard: u32,
         epoch: u64,
         taken: Taken,
-    },
-    /// `master` did not take a shard this node now holds: it must not count
-    /// for the session until the entries are written back there.
-    Lacking {
-        master: String,
-        epoch: u64,
+        ok_at: Vec<String>,
     },
     /// Which masters renewed the session (it lived there), and which
     /// started it afresh (new to them: any entries they had are gone).
@@ -351,11 +350,7 @@ impl Worker {
 
     /// One-round lock of a shard entry under the session; short of W, the
     /// masters that took it are released (the release follows the lock on
-    /// each connection). Reports [`Event::ShardTaken`] at once, then reads
-    /// the shard back from every master that did not say yes and reports
-    /// those that lack it ([`Event::Lacking`]): a master in its restart
-    /// guard refuses even a session it counts for, and a late answer is
-    /// never seen by the round.
+    /// each connection).
     async fn take_shard(&mut self, shard: u32, value: Term, epoch: u64, session: Term) {
         let qkey = shard_key(shard);
         let tag = Term::from(self.process.node().make_ref());
@@ -371,25 +366,12 @@ impl Worker {
             .round(request, self.config.timeout, |t| is_atom(t, "ok"))
             .await;
         let taken = self.outcome(&qkey, &value, &tag, &tally).await;
-        let held = taken == Taken::Held;
-        let report = Event::ShardTaken {
+        let _ = self.events.send(Event::ShardTaken {
             shard,
             epoch,
             taken,
-        };
-        if self.events.send(report).is_err() || !held {
-            return;
-        }
-        for master in self.config.masters.clone() {
-            if tally.ok_at.contains(&master) {
-                continue;
-            }
-            // Sent after the lock on the same connection: answered after it.
-            let holder = self.dirty_read(&master, qkey.clone()).await;
-            if holder.as_ref() != value_owner(&value) {
-                let _ = self.events.send(Event::Lacking { master, epoch });
-            }
-        }
+            ok_at: tally.ok_at,
+        });
     }
 
     /// What a shard round's tally means; short of W, undoes it.
@@ -444,14 +426,6 @@ impl Worker {
             },
             _ => None,
         }
-    }
-}
-
-/// The owner in a `{Owner, ServingNode}` value.
-fn value_owner(value: &Term) -> Option<&Pid> {
-    match as_tuple(value)? {
-        [Term::Pid(pid), _] => Some(pid),
-        _ => None,
     }
 }
 

@@ -297,17 +297,9 @@ impl Server {
                 shard,
                 epoch,
                 taken,
-            } => self.shard_taken(shard, epoch, taken),
-            Event::ShardRetry(shard) => {
-                if self.shards.retake(shard, self.session.epoch) {
-                    self.take_shard(shard);
-                }
-            }
-            Event::Lacking { master, epoch } => {
-                if epoch == self.session.epoch && self.session.lacking(&master) {
-                    self.repair(master);
-                }
-            }
+                ok_at,
+            } => self.shard_taken(shard, epoch, taken, ok_at),
+            Event::ShardRetry(shard) => self.retake_shard(shard),
             Event::Retry(slot) => self.slots.retry(slot),
             Event::ReleaseDue(slot, owner) => self.slots.release_due(slot, &owner),
             Event::Renewed {
@@ -318,7 +310,10 @@ impl Server {
             } => {
                 if epoch == self.session.epoch {
                     self.session.renewing = false;
-                    let holds = !self.shards.held_shards(epoch).is_empty();
+                    // A shard being taken counts: a master that restarts
+                    // after saying yes to it would otherwise be taken in
+                    // as holding nothing.
+                    let holds = self.shards.any(epoch);
                     let (lease, w) = (self.config.session_lease, self.config.w);
                     let repair = self
                         .session

@@ -148,6 +148,15 @@ impl Session {
         AfterRepair::Confirmed
     }
 
+    /// The confirmed masters not in `masters`.
+    pub fn confirmed_except(&self, masters: &[String]) -> Vec<String> {
+        self.confirmed
+            .iter()
+            .filter(|m| !masters.contains(m))
+            .cloned()
+            .collect()
+    }
+
     pub fn is_repairing(&self, master: &str) -> bool {
         self.repairing.contains(master)
     }
@@ -203,8 +212,11 @@ mod tests {
         let mut s = session();
         let now = Instant::now();
         s.renewed(now, LEASE, 2, vec![], names(&["a", "b", "c"]), false);
+        // A shard taken with a and b saying yes: c may lack it.
+        assert_eq!(s.confirmed_except(&names(&["a", "b"])), names(&["c"]));
         assert!(s.lacking("c"));
         assert!(!s.lacking("c"), "already being repaired");
+        assert!(s.confirmed_except(&names(&["a", "b"])).is_empty());
         s.valid_until = None;
         s.renewed(now, LEASE, 2, names(&["c"]), vec![], true);
         assert!(s.valid_until.is_none(), "c alone counted");

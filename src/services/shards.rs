@@ -77,8 +77,12 @@ enum State {
     #[default]
     Unknown,
     /// A round is taking it (under the session of `epoch`), or will once
-    /// the session allows.
-    Taking { parked: Vec<Parked>, epoch: u64 },
+    /// the session allows; `since`: when the oldest parked request came.
+    Taking {
+        parked: Vec<Parked>,
+        epoch: u64,
+        since: Instant,
+    },
     /// This node holds it under the session of `epoch`.
     Held { epoch: u64 },
     /// `node` held it at `seen`.
@@ -162,7 +166,14 @@ impl Shards {
             State::Foreign { node, seen } if now.duration_since(*seen) < FOREIGN_TTL => {
                 return Route::Redirect(node.clone(), parked)
             }
-            State::Taking { parked: queue, .. } => {
+            State::Taking {
+                parked: queue,
+                since,
+                ..
+            } => {
+                if queue.is_empty() {
+                    *since = now;
+                }
                 queue.push(parked);
                 return Route::Parked { take: false };
             }
@@ -171,6 +182,7 @@ impl Shards {
         *state = State::Taking {
             parked: vec![parked],
             epoch,
+            since: now,
         };
         Route::Parked { take: true }
     }
@@ -187,6 +199,7 @@ impl Shards {
                 *state = State::Taking {
                     parked: Vec::new(),
                     epoch,
+                    since: Instant::now(),
                 };
                 true
             }
@@ -216,7 +229,12 @@ impl Shards {
         now: Instant,
     ) -> Resolved {
         let state = &mut self.shards[index as usize];
-        let State::Taking { parked, epoch: e } = state else {
+        let State::Taking {
+            parked,
+            epoch: e,
+            since,
+        } = state
+        else {
             return Resolved::Nothing;
         };
         if *e != epoch || epoch != current {
@@ -239,7 +257,12 @@ impl Shards {
                 Resolved::Redirect(node, parked)
             }
             Taken::Busy => {
-                *state = State::Taking { parked, epoch };
+                let since = *since;
+                *state = State::Taking {
+                    parked,
+                    epoch,
+                    since,
+                };
                 Resolved::Retry
             }
             Taken::NoQuorum => {
@@ -247,6 +270,27 @@ impl Shards {
                 Resolved::NoQuorum(parked)
             }
         }
+    }
+
+    /// The requests parked on shard `index` for longer than `max` (all of
+    /// them: they came in order, and the round serves them together).
+    pub fn expire(&mut self, index: u32, now: Instant, max: Duration) -> Vec<Parked> {
+        match &mut self.shards[index as usize] {
+            State::Taking { parked, since, .. } if now.duration_since(*since) >= max => {
+                *since = now;
+                std::mem::take(parked)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this node holds or is taking any shard under `epoch`.
+    pub fn any(&self, epoch: u64) -> bool {
+        self.shards.iter().any(|s| match s {
+            State::Held { epoch: e } => *e == epoch,
+            State::Taking { .. } => true,
+            _ => false,
+        })
     }
 
     /// `node` is gone: what it held may be taken once its session lapses.
@@ -336,6 +380,23 @@ mod tests {
             s.route(5, 0, later, parked(4)),
             Route::Parked { take: true }
         );
+    }
+
+    #[test]
+    fn requests_parked_too_long_are_given_back() {
+        let mut s = Shards::default();
+        let now = Instant::now();
+        s.route(9, 0, now, parked(1));
+        assert!(s.any(0));
+        let max = Duration::from_secs(2);
+        assert!(s.expire(9, now + Duration::from_secs(1), max).is_empty());
+        assert_eq!(s.expire(9, now + max, max), vec![parked(1)]);
+        // Still being taken; a request parked now waits its own time.
+        s.route(9, 0, now + max, parked(2));
+        assert!(s
+            .expire(9, now + max + Duration::from_secs(1), max)
+            .is_empty());
+        assert_eq!(s.expire(9, now + max * 2, max), vec![parked(2)]);
     }
 
     #[test]

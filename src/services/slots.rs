@@ -180,6 +180,49 @@ impl State {
     }
 }
 
+/// A slot's waiters, in arrival order. Most slots (held names) have none
+/// for all their life: one pointer then, not an empty `VecDeque`'s 32
+/// bytes (a million names: 24 MB).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the box is the point: see above
+struct Queue(Option<Box<VecDeque<Waiting>>>);
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn front(&self) -> Option<&Waiting> {
+        self.0.as_ref()?.front()
+    }
+
+    fn push_back(&mut self, w: Waiting) {
+        self.0.get_or_insert_with(Default::default).push_back(w);
+    }
+
+    fn push_front(&mut self, w: Waiting) {
+        self.0.get_or_insert_with(Default::default).push_front(w);
+    }
+
+    fn pop_front(&mut self) -> Option<Waiting> {
+        let queue = self.0.as_mut()?;
+        let front = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        front
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&Waiting) -> bool) {
+        if let Some(queue) = self.0.as_mut() {
+            queue.retain(keep);
+            if queue.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
 /// Kept small: a serving node may hold a million of these.
 #[derive(Debug)]
 struct Slot {
@@ -187,7 +230,7 @@ struct Slot {
     generation: u32,
     key: Packed,
     state: State,
-    queue: VecDeque<Waiting>,
+    queue: Queue,
 }
 
 impl Slot {
@@ -213,8 +256,8 @@ struct Watch {
 #[derive(Debug)]
 pub struct Slots {
     self_node: Term,
-    /// Quorum key -> slot.
-    index: HashMap<Canon, SlotId>,
+    /// [`index_key`] -> slot.
+    index: HashMap<Box<[u8]>, SlotId>,
     table: Vec<Option<Slot>>,
     free: Vec<u32>,
     watched: HashMap<Pid, Watch>,
@@ -239,6 +282,17 @@ fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Term {
 /// `{Owner, ServingNode}`, the value of every entry this node writes.
 fn entry_value(owner: &Pid, self_node: &Term) -> Term {
     tuple(vec![Term::from(owner.clone()), self_node.clone()])
+}
+
+/// The index key of `key` of `kind`: a kind byte, then the key's canonical
+/// bytes (a boxed slice: a million names pay 8 bytes less each than with a
+/// `Vec`, and no namespace atom). `None`: too deep for anyone to hold.
+fn index_key(kind: Kind, key: &Term) -> Option<Box<[u8]>> {
+    let canon = Canon::of(key).ok()?;
+    let mut bytes = Vec::with_capacity(canon.as_bytes().len() + 1);
+    bytes.push(kind as u8);
+    bytes.extend_from_slice(canon.as_bytes());
+    Some(bytes.into_boxed_slice())
 }
 
 /// The slot `id` names, borrowing only the table.
@@ -299,12 +353,10 @@ impl Slots {
     }
 
     fn find(&self, kind: Kind, key: &Term) -> Option<SlotId> {
-        let canon = Canon::of(&kind.quorum_key(key)).ok()?;
-        self.index.get(&canon).copied()
+        self.index.get(&index_key(kind, key)?).copied()
     }
 
-    fn insert(&mut self, mut canon: Canon, kind: Kind, key: &Term) -> SlotId {
-        canon.shrink_to_fit();
+    fn insert(&mut self, ikey: Box<[u8]>, kind: Kind, key: &Term) -> SlotId {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -319,17 +371,17 @@ impl Slots {
             generation,
             key: Packed::new(key),
             state: State::Free,
-            queue: VecDeque::new(),
+            queue: Queue::default(),
         });
         let id = SlotId { index, generation };
-        self.index.insert(canon, id);
+        self.index.insert(ikey, id);
         id
     }
 
     fn remove(&mut self, id: SlotId) {
         let Some(slot) = self.slot(id) else { return };
-        if let Ok(canon) = Canon::of(&slot.qkey()) {
-            self.index.remove(&canon);
+        if let Some(ikey) = index_key(slot.kind, &slot.key()) {
+            self.index.remove(&ikey);
         }
         self.table[id.index as usize] = None;
         self.free.push(id.index);
@@ -338,7 +390,7 @@ impl Slots {
     /// The holder this node knows of, if any: `Some(None)` means "known
     /// free here", `None` means "ask the quorum".
     pub fn holder(&self, kind: Kind, key: &Term) -> Option<Option<Pid>> {
-        if Canon::of(&kind.quorum_key(key)).is_err() {
+        if index_key(kind, key).is_none() {
             return Some(None);
         }
         let owner = self.slot(self.find(kind, key)?)?.state.owner()?;
@@ -393,7 +445,7 @@ impl Slots {
     }
 
     fn request(&mut self, kind: Kind, key: Term, caller: Caller, owner: Pid, ask: Ask) {
-        let Ok(canon) = Canon::of(&kind.quorum_key(&key)) else {
+        let Some(ikey) = index_key(kind, &key) else {
             // Deeper than any store accepts: nobody can hold it.
             let reply = match ask {
                 Ask::Register => atom("no"),
@@ -402,9 +454,9 @@ impl Slots {
             self.actions.push(Action::Reply(caller, reply));
             return;
         };
-        let id = match self.index.get(&canon) {
+        let id = match self.index.get(&ikey) {
             Some(&id) => id,
-            None => self.insert(canon, kind, &key),
+            None => self.insert(ikey, kind, &key),
         };
         let slot = self.slot_mut(id).expect("indexed");
         if matches!(ask, Ask::Lock { .. })
@@ -470,11 +522,6 @@ impl Slots {
             let Some(slot) = slot_in(&mut self.table, id) else {
                 return;
             };
-            if slot.queue.is_empty() && slot.queue.capacity() > 0 {
-                // A held slot waits with an empty queue, most of its life:
-                // give back the room its last waiters took.
-                slot.queue = VecDeque::new();
-            }
             let holder: Option<Pid> = match &slot.state {
                 State::Held { owner } | State::Orphaned { owner } => Some((**owner).clone()),
                 State::Elsewhere { holder, .. } => holder.as_deref().cloned(),

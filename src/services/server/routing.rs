@@ -10,7 +10,7 @@ use crate::services::shards::{
     no_quorum_reply, redirect, shard_key, shard_of, Parked, Resolved, Route, Taken,
 };
 use crate::services::slots::{Kind, Outcome};
-use crate::term::Term;
+use crate::term::{tuple, Term};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -61,7 +61,7 @@ impl Server {
             self.later(Duration::from_millis(100), Event::ShardRetry(shard));
             return;
         }
-        let value = self.slots.value_of(self.process.pid());
+        let value = self.shard_value();
         let _ = self.jobs.send(Job::TakeShard {
             shard,
             value,
@@ -78,10 +78,17 @@ impl Server {
         self.valid_ms() > needed.as_millis() as u64
     }
 
-    pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken) {
+    pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken, ok_at: Vec<String>) {
         if taken == Taken::Held && epoch == self.session.epoch {
-            // A repair in flight writes an older set: it runs again.
+            // A repair in flight writes an older set: it runs again. And a
+            // master that did not say yes may lack the shard: it counts
+            // again once repaired (cheap: a few dozen entries at most).
             self.session.generation += 1;
+            for master in self.session.confirmed_except(&ok_at) {
+                if self.session.lacking(&master) {
+                    self.repair(master);
+                }
+            }
         }
         let current = self.session.epoch;
         match self
@@ -114,9 +121,36 @@ impl Server {
         }
     }
 
+    /// A round for `shard` is due again (refused for now, or the session
+    /// did not allow one). Requests parked longer than a call's timeout are
+    /// answered "no quorum" (the caller decides whether to retry).
+    pub(super) fn retake_shard(&mut self, shard: u32) {
+        let expired = self
+            .shards
+            .expire(shard, Instant::now(), self.config.call_timeout);
+        for p in expired {
+            let reply = no_quorum_reply(&p.request);
+            p.caller.reply(&self.process, reply);
+        }
+        if self.shards.retake(shard, self.session.epoch) {
+            self.take_shard(shard);
+        }
+    }
+
+    /// The value of this node's shard entries: `{ServerPid, Session}`. The
+    /// session in it tells an entry of this session from one of an earlier
+    /// session of the same node, which a master may still hold (and which
+    /// lapses with that session).
+    fn shard_value(&self) -> Term {
+        tuple(vec![
+            Term::from(self.process.pid().clone()),
+            self.session.term.clone(),
+        ])
+    }
+
     /// `{QKey, Value}` of every shard this node holds: what a repair writes.
     pub(super) fn held_entries(&self) -> Vec<(Term, Term)> {
-        let value = self.slots.value_of(self.process.pid());
+        let value = self.shard_value();
         self.shards
             .held_shards(self.session.epoch)
             .into_iter()
