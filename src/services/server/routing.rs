@@ -79,23 +79,23 @@ impl Server {
     }
 
     pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken, ok_at: Vec<String>) {
-        if taken == Taken::Held && epoch == self.session.epoch {
-            // A repair in flight writes an older set: it runs again. And a
-            // master that did not say yes may lack the shard: it counts
-            // again once repaired (cheap: a few dozen entries at most).
-            self.session.generation += 1;
-            for master in self.session.confirmed_except(&ok_at) {
-                if self.session.lacking(&master) {
-                    self.repair(master);
-                }
-            }
-        }
         let current = self.session.epoch;
         match self
             .shards
             .taken(shard, epoch, current, taken, Instant::now())
         {
             Resolved::Serve(parked) => {
+                // Held now (so a repair from here on writes it). A repair in
+                // flight writes an older set: it runs again. A master that
+                // did not say yes may lack the shard: it stops counting
+                // before the first grant from it, until repaired (cheap: a
+                // few dozen entries at most).
+                self.session.generation += 1;
+                for master in self.session.confirmed_except(&ok_at) {
+                    if self.session.lacking(&master) {
+                        self.repair(master);
+                    }
+                }
                 for p in parked {
                     self.call(p.caller, &p.request);
                 }
