@@ -39,6 +39,10 @@
 //!   `Registry::register` is called by name from Erlang and Elixir; Rust
 //!   resolves and calls names BEAM processes registered; a Rust owner's exit
 //!   frees its name.
+//! - `a_rust_owner_cut_off_from_its_serving_node_is_told`: a Rust process
+//!   holding a lock granted by another Rust node gets `{lock_lost, Key}`
+//!   from its own node's guard when the connection goes, while the hold is
+//!   still kept for it.
 //! - `failover_to_the_next_rust_node_loses_no_call`: the first node of
 //!   `rust_nodes` is killed while two loops of calls run and three lock
 //!   calls are blocked in it: every call gets its right answer from the next
@@ -50,7 +54,7 @@ mod quorum_support;
 mod rust_node;
 mod services_support;
 
-use erl_quorum::process::{spawn_server, CallError};
+use erl_quorum::process::{spawn_server, CallError, ProcessError};
 use erl_quorum::services::{LockReply, Registry, RegistryError};
 use erl_quorum::term::{as_int, atom, int, list_elements, parse_term, tuple, Pid, Term};
 use services_support::{
@@ -1115,4 +1119,38 @@ async fn failover_to_the_next_rust_node_loses_no_call() {
     assert_eq!(pid.map(|p| p.node.name), Some(e.node_name().to_owned()));
     node.shutdown();
     eprintln!("failover: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_owner_cut_off_from_its_serving_node_is_told() {
+    let cluster = start_cluster("g8", Some(5_000)).await;
+    let m = cluster.master_names();
+    let node = rust_node::start("rs_g8").await;
+    let mut owner = Registry::new(node.spawn_process()).with_server(&m[0]);
+    let key = tuple(vec![atom("g8"), atom("k")]);
+    assert_eq!(
+        owner.lock(key.clone(), false).await,
+        Ok(LockReply::Acquired)
+    );
+    let owner_pid = owner.process().pid().clone();
+    // Let the guard's first keepalive answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut = Instant::now();
+    assert!(node.disconnect(&m[0]), "was connected to the serving node");
+    let ended = tokio::time::timeout(3 * SECOND, owner.process().recv()).await;
+    let told = cut.elapsed();
+    match ended {
+        Ok(Err(ProcessError::Exited(reason))) => {
+            assert_eq!(reason, tuple(vec![atom("lock_lost"), key.clone()]))
+        }
+        other => panic!("the owner was not told: {other:?}{}", cluster.logs()),
+    }
+    assert!(told < SECOND, "told after {told:?}");
+    // The serving node keeps the hold for the owner it lost (until its
+    // guard must have told it): nobody else has it meanwhile.
+    let mut other = Registry::new(node.spawn_process()).with_server(&m[1]);
+    assert_eq!(
+        other.lock(key, false).await,
+        Ok(LockReply::HeldBy(owner_pid))
+    );
 }

@@ -18,6 +18,7 @@
 //! - [`names`]: the registry as this node sees it, for `whereis_name`.
 //! - [`server`]: the process that drives them.
 //! - [`registry`]: the Rust API.
+//! - [`guard`]: the guard for Rust owners granted by other nodes.
 //!
 //! Safety: two nodes never hold one shard (W masters of N, 2W > N), and a
 //! node grants only from a shard held under a session confirmed for
@@ -31,6 +32,7 @@
 //! shard was taken, or refusing it in its restart guard) stops counting
 //! until the shards are written back there.
 
+pub mod guard;
 pub mod names;
 pub mod registry;
 pub mod rounds;
@@ -91,6 +93,7 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
     if config.peers.is_empty() {
         config.peers = config.masters.clone();
     }
+    guard::ensure_started(node);
     let process = node.spawn_process();
     process.register("erl_quorum")?;
     let pid = process.pid().clone();

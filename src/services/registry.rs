@@ -35,8 +35,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A client of the service on `process`'s own node.
+    /// A client of the service on `process`'s own node. Starts the node's
+    /// guard (`rust_quorum`) if none runs: a lock or name granted by
+    /// another node is lost by an exit signal `{lock_lost, Key}` /
+    /// `{name_lost, Name}` to the owner, as on a BEAM node.
     pub fn new(process: Process) -> Registry {
+        super::guard::ensure_started(process.node());
         let server = process.node().name().to_owned();
         Registry {
             process,

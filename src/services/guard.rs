@@ -1,0 +1,290 @@
+//! The guard for Rust owners of locks and names granted by another node:
+//! what `rust_quorum` does on a BEAM node (`rebar_fixture/PROTOCOL.md`,
+//! "The guard's duty"), as a process registered `rust_quorum` on a Rust
+//! node.
+//!
+//! Why: a serving node tells the owners it grants to through the guard on
+//! the owner's node, and releases an owner's hold when only the owner's node
+//! lost it, once the guard must have told the owner. Without a guard, a
+//! Rust process holding a lock granted by another Rust node (a `Registry`
+//! bound to that node, or sent there by a redirect) would never hear that
+//! its hold was lost, and could run on while someone else holds the lock.
+//!
+//! The guard keeps, per serving node, its owners here and a deadline: from
+//! `keepalive` answers (`{ok, ValidMs}`: sent at + ValidMs - margin), and
+//! before the first answer the received time of the first `eq_owned` plus
+//! what a grant always comes with (3 s) less the margin. On `eq_lost`, on
+//! the node going down, or at the deadline, each owner gets the exit signal
+//! `{lock_lost, Key}` or `{name_lost, Name}`.
+
+use super::slots::Kind;
+use crate::node::Node;
+use crate::process::{Mail, Process};
+use crate::quorum::store::Canon;
+use crate::term::{as_atom, as_tuple, atom, is_atom, tuple, Pid, Term};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long before a serving node's deadline owners are told.
+const MARGIN: Duration = Duration::from_secs(2);
+/// What a grant always comes with (`lost_margin`), until a keepalive says.
+const FIRST_VALID: Duration = Duration::from_secs(3);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_millis(200);
+
+/// An owner's hold: who, and what it holds.
+type Hold = (Pid, Kind, Canon);
+
+#[derive(Debug)]
+struct Guarded {
+    owners: HashMap<Hold, Term>,
+    deadline: Instant,
+    next_keepalive: Instant,
+}
+
+/// The guard's state, sans-IO: every method returns the owners to tell
+/// (`(owner, reason)`), and [`Guards::due`] the keepalives to send.
+#[derive(Debug, Default)]
+pub struct Guards {
+    nodes: HashMap<String, Guarded>,
+}
+
+fn reason(kind: Kind, key: Term) -> Term {
+    let what = match kind {
+        Kind::Lock => "lock_lost",
+        Kind::Name => "name_lost",
+    };
+    tuple(vec![atom(what), key])
+}
+
+impl Guards {
+    /// `eq_owned`; `true` when `node` is newly guarded (watch it, and send a
+    /// keepalive at once).
+    pub fn owned(&mut self, node: &str, owner: Pid, kind: Kind, key: Term, now: Instant) -> bool {
+        let Ok(canon) = Canon::of(&key) else {
+            return false;
+        };
+        let new = !self.nodes.contains_key(node);
+        let guarded = self
+            .nodes
+            .entry(node.to_owned())
+            .or_insert_with(|| Guarded {
+                owners: HashMap::new(),
+                deadline: now + FIRST_VALID - MARGIN,
+                next_keepalive: now,
+            });
+        guarded.owners.insert((owner, kind, canon), key);
+        new
+    }
+
+    /// `eq_released`.
+    pub fn released(&mut self, node: &str, owner: Pid, kind: Kind, key: &Term) {
+        if let (Some(g), Ok(canon)) = (self.nodes.get_mut(node), Canon::of(key)) {
+            g.owners.remove(&(owner, kind, canon));
+            if g.owners.is_empty() {
+                self.nodes.remove(node);
+            }
+        }
+    }
+
+    /// `eq_lost`: that owner is told.
+    pub fn lost(&mut self, node: &str, owner: Pid, kind: Kind, key: Term) -> Vec<(Pid, Term)> {
+        self.released(node, owner.clone(), kind, &key);
+        vec![(owner, reason(kind, key))]
+    }
+
+    /// `node` went down: every owner of it is told.
+    pub fn node_down(&mut self, node: &str) -> Vec<(Pid, Term)> {
+        self.nodes
+            .remove(node)
+            .map(|g| tell_all(g.owners))
+            .unwrap_or_default()
+    }
+
+    /// A keepalive sent at `sent_at` answered `{ok, ValidMs}`.
+    pub fn valid(&mut self, node: &str, sent_at: Instant, valid: Duration) {
+        if let Some(g) = self.nodes.get_mut(node) {
+            let until = (sent_at + valid).checked_sub(MARGIN).unwrap_or(sent_at);
+            g.deadline = g.deadline.max(until);
+        }
+    }
+
+    /// Owners of nodes past their deadline (told, and forgotten), and the
+    /// nodes due a keepalive.
+    pub fn due(&mut self, now: Instant) -> (Vec<(Pid, Term)>, Vec<String>) {
+        let late: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, g)| g.deadline <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut tell = Vec::new();
+        for node in late {
+            tracing::warn!(%node, "erl_quorum guard: no keepalive in time; telling its owners here");
+            tell.extend(self.node_down(&node));
+        }
+        let mut keepalives = Vec::new();
+        for (node, g) in &mut self.nodes {
+            if g.next_keepalive <= now {
+                g.next_keepalive = now + KEEPALIVE_EVERY;
+                keepalives.push(node.clone());
+            }
+        }
+        (tell, keepalives)
+    }
+}
+
+fn tell_all(owners: HashMap<Hold, Term>) -> Vec<(Pid, Term)> {
+    owners
+        .into_iter()
+        .map(|((owner, kind, _), key)| (owner, reason(kind, key)))
+        .collect()
+}
+
+/// Starts the guard on `node` unless one runs there already.
+pub fn ensure_started(node: &Node) {
+    if node.whereis("rust_quorum").is_some() {
+        return;
+    }
+    let process = node.spawn_process();
+    if process.register("rust_quorum").is_err() {
+        return; // started meanwhile by someone else
+    }
+    tokio::spawn(run(process));
+}
+
+async fn run(mut process: Process) {
+    let mut guards = Guards::default();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(String, Instant, Duration)>();
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        let tell = tokio::select! {
+            mail = process.recv() => match mail {
+                Ok(Mail::Message(message)) => on_message(&mut guards, &process, &message),
+                Ok(Mail::NodeDown { node }) => guards.node_down(&node),
+                Ok(_) => Vec::new(),
+                Err(_) => return,
+            },
+            Some((node, sent_at, valid)) = answers.recv() => {
+                guards.valid(&node, sent_at, valid);
+                Vec::new()
+            }
+            _ = ticker.tick() => {
+                let (tell, keepalives) = guards.due(Instant::now());
+                for node in keepalives {
+                    keepalive(process.node(), node, answers_tx.clone());
+                }
+                tell
+            }
+        };
+        for (owner, reason) in tell {
+            process.exit_signal(&owner, reason);
+        }
+    }
+}
+
+/// Asks `node` how long its holds are safe, without holding up the guard.
+fn keepalive(
+    node: &Node,
+    serving: String,
+    answers: mpsc::UnboundedSender<(String, Instant, Duration)>,
+) {
+    let mut asker = node.spawn_process();
+    tokio::spawn(async move {
+        let sent_at = Instant::now();
+        let reply = asker
+            .call(
+                ("erl_quorum", serving.as_str()),
+                atom("keepalive"),
+                KEEPALIVE_EVERY,
+            )
+            .await;
+        if let Ok(reply) = reply {
+            if let Some([ok, Term::FixInteger(ms)]) = as_tuple(&reply) {
+                if is_atom(ok, "ok") && ms.value >= 0 {
+                    let valid = Duration::from_millis(ms.value as u64);
+                    let _ = answers.send((serving, sent_at, valid));
+                }
+            }
+        }
+    });
+}
+
+/// `{eq_owned | eq_released | eq_lost, RustNode, Owner, Kind, Key}`.
+fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pid, Term)> {
+    let Some([what, node, Term::Pid(owner), kind, key]) = as_tuple(message) else {
+        tracing::debug!(%message, "erl_quorum guard: unexpected message ignored");
+        return Vec::new();
+    };
+    let (Some(what), Some(node)) = (as_atom(what), as_atom(node)) else {
+        return Vec::new();
+    };
+    let kind = if is_atom(kind, "lock") {
+        Kind::Lock
+    } else if is_atom(kind, "name") {
+        Kind::Name
+    } else {
+        return Vec::new();
+    };
+    match what {
+        "eq_owned" => {
+            if guards.owned(node, owner.clone(), kind, key.clone(), Instant::now()) {
+                process.monitor_node(node);
+            }
+            Vec::new()
+        }
+        "eq_released" => {
+            guards.released(node, owner.clone(), kind, key);
+            Vec::new()
+        }
+        "eq_lost" => guards.lost(node, owner.clone(), kind, key.clone()),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(n: u32) -> Pid {
+        Pid::new("rust@host", n, 0, 1)
+    }
+
+    #[test]
+    fn owners_are_told_at_the_deadline_on_loss_and_on_node_down() {
+        let mut g = Guards::default();
+        let t0 = Instant::now();
+        assert!(g.owned("a@h", pid(1), Kind::Lock, atom("k"), t0));
+        assert!(!g.owned("a@h", pid(2), Kind::Name, atom("n"), t0));
+        assert!(g.owned("b@h", pid(3), Kind::Lock, atom("j"), t0));
+        // Keepalives go out at once; nobody is told before the deadline.
+        let (tell, keepalives) = g.due(t0);
+        assert!(tell.is_empty());
+        assert_eq!(keepalives.len(), 2);
+        // a@h answers: safe for 10 s; b@h does not.
+        g.valid("a@h", t0, Duration::from_secs(10));
+        let (tell, _) = g.due(t0 + FIRST_VALID - MARGIN);
+        assert_eq!(tell, vec![(pid(3), reason(Kind::Lock, atom("j")))]);
+        // eq_lost tells one owner; node down the rest.
+        assert_eq!(
+            g.lost("a@h", pid(1), Kind::Lock, atom("k")),
+            vec![(pid(1), reason(Kind::Lock, atom("k")))]
+        );
+        assert_eq!(
+            g.node_down("a@h"),
+            vec![(pid(2), reason(Kind::Name, atom("n")))]
+        );
+        assert!(g.node_down("a@h").is_empty());
+    }
+
+    #[test]
+    fn a_released_hold_is_forgotten() {
+        let mut g = Guards::default();
+        let t0 = Instant::now();
+        g.owned("a@h", pid(1), Kind::Lock, atom("k"), t0);
+        g.released("a@h", pid(1), Kind::Lock, &atom("k"));
+        assert!(g.due(t0 + Duration::from_secs(60)).0.is_empty());
+    }
+}
