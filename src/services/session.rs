@@ -95,7 +95,11 @@ impl Session {
         }
         for master in created {
             self.confirmed.remove(&master);
-            if !self.repairing.contains(&master) {
+            if self.repairing.contains(&master) {
+                // Restarted while being repaired: what the repair wrote so
+                // far is gone. A new generation makes it run again.
+                self.generation += 1;
+            } else {
                 self.join(master, holds, &mut repair, &mut count);
             }
         }
@@ -217,6 +221,13 @@ mod tests {
         assert!(s.lacking("c"));
         assert!(!s.lacking("c"), "already being repaired");
         assert!(s.confirmed_except(&names(&["a", "b"])).is_empty());
+        // c restarts while its repair runs: the repair must run again.
+        let generation = s.generation;
+        s.renewed(now, LEASE, 2, vec![], names(&["c"]), true);
+        assert_eq!(
+            s.repaired("c", generation, true),
+            AfterRepair::Again(Duration::ZERO)
+        );
         s.valid_until = None;
         s.renewed(now, LEASE, 2, names(&["c"]), vec![], true);
         assert!(s.valid_until.is_none(), "c alone counted");
