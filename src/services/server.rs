@@ -10,7 +10,7 @@ use super::names::{change, NameView};
 use super::rounds::{Event, Job};
 use super::session::{AfterRepair, Session};
 use super::shards::{shard_key, Shards};
-use super::slots::{Action, Kind, Outcome, Slots};
+use super::slots::{Action, Kind, Outcome, SlotId, Slots};
 use super::ServicesConfig;
 use crate::process::{Caller, Mail, Process, ProcessError};
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
@@ -43,6 +43,8 @@ pub(super) struct Server {
     pub session: Session,
     /// Which node grants the keys of each shard.
     shards: Shards,
+    /// Slots waiting for a shard's round to end (slot -> shard).
+    shard_waiters: HashMap<SlotId, u32>,
     monitors: HashMap<Reference, Watched>,
     owner_refs: HashMap<Pid, Reference>,
     subscribers: HashSet<Pid>,
@@ -77,6 +79,7 @@ impl Server {
             events,
             session,
             shards: Shards::default(),
+            shard_waiters: HashMap::new(),
             monitors: HashMap::new(),
             owner_refs: HashMap::new(),
             subscribers: HashSet::new(),
@@ -412,7 +415,7 @@ impl Server {
                 epoch,
                 ..
             } => {
-                let outcome = self.grant(&qkey, epoch);
+                let outcome = self.grant(slot, &qkey, epoch);
                 self.slots.op_done(slot, op, epoch, outcome);
             }
             // Nothing to undo on the masters: the shard entry stays.
@@ -422,6 +425,7 @@ impl Server {
             Action::WaitRelease { op, slot, .. } => {
                 self.slots.op_done(slot, op, 0, Outcome::Released)
             }
+            Action::RetryLater { slot } if self.waits_for_shard(slot) => {}
             Action::RetryLater { slot } => {
                 let pause = Duration::from_millis(rand::random_range(5..=25));
                 self.later(pause, Event::Retry(slot));

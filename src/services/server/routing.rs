@@ -9,7 +9,7 @@ use crate::services::rounds::{Event, Job};
 use crate::services::shards::{
     no_quorum_reply, redirect, shard_key, shard_of, Parked, Resolved, Route, Taken,
 };
-use crate::services::slots::{Kind, Outcome};
+use crate::services::slots::{Kind, Outcome, SlotId};
 use crate::term::{tuple, Term};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,17 +96,20 @@ impl Server {
                         self.repair(master);
                     }
                 }
+                self.wake_waiters(shard);
                 for p in parked {
                     self.call(p.caller, &p.request);
                 }
             }
             Resolved::Redirect(node, parked) => {
+                self.wake_waiters(shard);
                 let reply = redirect(&node);
                 for p in parked {
                     p.caller.reply(&self.process, reply.clone());
                 }
             }
             Resolved::NoQuorum(parked) => {
+                self.wake_waiters(shard);
                 for p in parked {
                     let reply = no_quorum_reply(&p.request);
                     p.caller.reply(&self.process, reply);
@@ -174,7 +177,7 @@ impl Server {
     /// node holds the shard, the waiter is answered "no quorum" (it asks
     /// again and is redirected). Only reached for shards this node held
     /// when the request came, so only after a lost session.
-    pub(super) fn grant(&mut self, qkey: &Term, epoch: u64) -> Outcome {
+    pub(super) fn grant(&mut self, slot: SlotId, qkey: &Term, epoch: u64) -> Outcome {
         let Ok(canon) = Canon::of(qkey) else {
             return Outcome::NoQuorum;
         };
@@ -192,6 +195,29 @@ impl Server {
         if self.shards.want(shard, self.session.epoch) {
             self.take_shard(shard);
         }
+        // Tried again when the shard's round ends, not on a timer: after a
+        // lost session that can take a lease, and every waiting key would
+        // otherwise poll.
+        self.shard_waiters.insert(slot, shard);
         Outcome::Busy
+    }
+
+    /// The slots waiting for `shard`'s round try again.
+    fn wake_waiters(&mut self, shard: u32) {
+        let slots: Vec<SlotId> = self
+            .shard_waiters
+            .iter()
+            .filter(|&(_, &s)| s == shard)
+            .map(|(&slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.shard_waiters.remove(&slot);
+            self.slots.retry(slot);
+        }
+    }
+
+    /// Whether `slot` waits for a shard round (its retry needs no timer).
+    pub(super) fn waits_for_shard(&self, slot: SlotId) -> bool {
+        self.shard_waiters.contains_key(&slot)
     }
 }
