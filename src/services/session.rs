@@ -33,6 +33,11 @@ pub(super) struct Session {
     confirmed: HashSet<String>,
     /// Masters being repaired.
     repairing: HashSet<String>,
+    /// The masters the last renewal that counted was counted from.
+    renewers: HashSet<String>,
+    /// A shard was taken on too few of `renewers`: no grants until the
+    /// next renewal that counts.
+    awaiting_renewal: bool,
 }
 
 /// What to do after a repair ended.
@@ -67,6 +72,8 @@ impl Session {
             generation: 0,
             confirmed: HashSet::new(),
             repairing: HashSet::new(),
+            renewers: HashSet::new(),
+            awaiting_renewal: false,
         }
     }
 
@@ -83,14 +90,14 @@ impl Session {
         holds: bool,
     ) -> Vec<String> {
         let mut repair = Vec::new();
-        let mut count = 0;
+        let mut counted = Vec::new();
         for master in renewed {
             if self.confirmed.contains(&master) {
-                count += 1;
+                counted.push(master);
             } else if !self.repairing.contains(&master) {
                 // It has the session, but took it while we did not count
                 // it: it may have missed a shard since.
-                self.join(master, holds, &mut repair, &mut count);
+                self.join(master, holds, &mut repair, &mut counted);
             }
         }
         for master in created {
@@ -100,27 +107,51 @@ impl Session {
                 // far is gone. A new generation makes it run again.
                 self.generation += 1;
             } else {
-                self.join(master, holds, &mut repair, &mut count);
+                self.join(master, holds, &mut repair, &mut counted);
             }
         }
-        if count >= w {
+        if counted.len() >= w {
             self.valid_until = Some(sent_at + lease);
+            self.renewers = counted.into_iter().collect();
+            self.awaiting_renewal = false;
         } else {
+            let count = counted.len();
             tracing::warn!(count, "erl_quorum: session renewal short of a quorum");
         }
         repair
     }
 
+    /// A shard was taken with `ok_at` saying yes. `valid_until` holds for
+    /// it only if W of them renewed the session last time (their session
+    /// lives until then, and the shard with it); otherwise grants wait for
+    /// the next renewal, which counts only masters holding every shard.
+    pub fn shard_taken_on(&mut self, ok_at: &[String], w: usize) {
+        if ok_at.iter().filter(|m| self.renewers.contains(*m)).count() < w {
+            self.awaiting_renewal = true;
+        }
+    }
+
+    /// Whether grants may be made on the strength of `valid_until`.
+    pub fn grants_allowed(&self) -> bool {
+        !self.awaiting_renewal
+    }
+
     /// A master with the session that does not count yet: with nothing held
     /// it has all there is; otherwise it is repaired first.
-    fn join(&mut self, master: String, holds: bool, repair: &mut Vec<String>, count: &mut usize) {
+    fn join(
+        &mut self,
+        master: String,
+        holds: bool,
+        repair: &mut Vec<String>,
+        counted: &mut Vec<String>,
+    ) {
         if holds {
             tracing::warn!(%master, "erl_quorum: a master may lack this node's entries; repairing it");
             self.repairing.insert(master.clone());
             repair.push(master);
         } else {
-            self.confirmed.insert(master);
-            *count += 1;
+            self.confirmed.insert(master.clone());
+            counted.push(master);
         }
     }
 
@@ -232,5 +263,20 @@ mod tests {
         s.renewed(now, LEASE, 2, names(&["c"]), vec![], true);
         assert!(s.valid_until.is_none(), "c alone counted");
         assert!(s.is_repairing("c"));
+    }
+
+    #[test]
+    fn a_shard_taken_on_masters_that_did_not_renew_waits_for_a_renewal() {
+        let mut s = session();
+        let now = Instant::now();
+        s.renewed(now, LEASE, 2, vec![], names(&["a", "b"]), false);
+        s.shard_taken_on(&names(&["a", "b"]), 2);
+        assert!(s.grants_allowed());
+        // c said yes but did not renew last time: a and c are not two
+        // masters whose session surely lives until `valid_until`.
+        s.shard_taken_on(&names(&["a", "c"]), 2);
+        assert!(!s.grants_allowed());
+        s.renewed(now, LEASE, 2, names(&["a", "b"]), vec![], true);
+        assert!(s.grants_allowed());
     }
 }

@@ -75,7 +75,7 @@ impl Server {
     /// (well under 0.5 s) for a shard taken now.
     pub(super) fn may_grant(&self) -> bool {
         let needed = self.config.lost_margin + Duration::from_millis(500);
-        self.valid_ms() > needed.as_millis() as u64
+        self.session.grants_allowed() && self.valid_ms() > needed.as_millis() as u64
     }
 
     pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken, ok_at: Vec<String>) {
@@ -91,6 +91,7 @@ impl Server {
                 // before the first grant from it, until repaired (cheap: a
                 // few dozen entries at most).
                 self.session.generation += 1;
+                self.session.shard_taken_on(&ok_at, self.config.w);
                 for master in self.session.confirmed_except(&ok_at) {
                     if self.session.lacking(&master) {
                         self.repair(master);
