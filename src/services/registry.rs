@@ -69,11 +69,21 @@ impl Registry {
     /// views are changing, which to the caller is no quorum yet).
     async fn call(&mut self, request: Term, timeout: Duration) -> Result<Term, RegistryError> {
         let mut server = self.server.clone();
-        for _ in 0..=MAX_REDIRECTS {
+        for hop in 0..=MAX_REDIRECTS {
             let reply = self
                 .process
                 .call(("erl_quorum", server.as_str()), request.clone(), timeout)
-                .await?;
+                .await;
+            let reply = match reply {
+                Ok(reply) => reply,
+                // The node we were sent to is gone: its shards cannot be
+                // granted until its session lapses, which to the caller is
+                // no quorum yet (as `rust_quorum` answers).
+                Err(CallError::NoProc | CallError::NoConnection) if hop > 0 => {
+                    return Ok(no_quorum_reply(&request))
+                }
+                Err(e) => return Err(e.into()),
+            };
             match as_tuple(&reply) {
                 Some([tag, Term::Atom(node)]) if is_atom(tag, "erl_quorum_redirect") => {
                     server = node.name.clone();

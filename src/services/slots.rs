@@ -13,132 +13,16 @@
 //! a release is sent only once the owner is known dead or known told (see
 //! [`Slots::owner_down`] and [`Slots::session_lost`]).
 
+mod queue;
+mod types;
+
 use crate::process::Caller;
 use crate::quorum::store::Canon;
 use crate::term::{atom, tuple, Packed, Pid, Term};
-use std::collections::{HashMap, VecDeque};
+use queue::{Ask, Queue, Waiting};
+use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A Paxtor lock or a registry name: separate key spaces on the quorum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Lock,
-    Name,
-}
-
-impl Kind {
-    /// The atom used on the wire (`eq_owned` etc.).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Lock => "lock",
-            Kind::Name => "name",
-        }
-    }
-
-    /// The quorum key for `key`: namespaced so it never meets a plain
-    /// locker key.
-    pub fn quorum_key(self, key: &Term) -> Term {
-        let space = match self {
-            Kind::Lock => "$erl_quorum_lock",
-            Kind::Name => "$erl_quorum_name",
-        };
-        tuple(vec![atom(space), key.clone()])
-    }
-}
-
-/// Identifies one quorum operation, so a stale outcome is recognised.
-pub type OpId = u64;
-
-/// A slot's place in the table. Places are reused; the generation tells a
-/// late timer for an old slot from the slot now there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SlotId {
-    index: u32,
-    generation: u32,
-}
-
-/// How a quorum operation ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// W masters took the key for the owner.
-    Acquired,
-    /// Someone else holds it on the quorum (the holder when known).
-    HeldBy(Option<Pid>),
-    /// Refused for now (a promise, a restarting master): try again soon.
-    Busy,
-    /// Fewer than W masters answered.
-    NoQuorum,
-    /// A release went through, or a wait for release ended.
-    Released,
-}
-
-/// What the driver must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Reply(Caller, Term),
-    /// Take `qkey` with `value` under the session of `epoch`.
-    Acquire {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
-        value: Term,
-        epoch: u64,
-    },
-    /// Release `qkey` holding `value`, retrying until it goes through.
-    Release {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
-        value: Term,
-    },
-    /// Report `Released` when `qkey` is gone from the masters (or after a
-    /// while, to look again).
-    WaitRelease {
-        op: OpId,
-        slot: SlotId,
-        qkey: Term,
-    },
-    /// Call [`Slots::retry`] for `slot` after a short random pause.
-    RetryLater {
-        slot: SlotId,
-    },
-    /// Call [`Slots::release_due`] after the session lease plus a margin:
-    /// the owner's node lost us, and its guard tells the owner by then.
-    ReleaseLater {
-        slot: SlotId,
-        owner: Pid,
-    },
-    Monitor(Pid),
-    Demonitor(Pid),
-    /// Tell the guard on the owner's node (`eq_owned` / `eq_released` /
-    /// `eq_lost`).
-    Notify {
-        what: &'static str,
-        owner: Pid,
-        kind: Kind,
-        key: Term,
-    },
-    /// A name now points at `pid` (`None`: unregistered).
-    NameChanged {
-        name: Term,
-        pid: Option<Pid>,
-    },
-}
-
-/// What a waiting request wants.
-#[derive(Debug, Clone, PartialEq)]
-enum Ask {
-    Lock { block: bool },
-    Register,
-    Unregister,
-}
-
-#[derive(Debug, Clone)]
-struct Waiting {
-    caller: Caller,
-    owner: Pid,
-    ask: Ask,
-}
+pub use types::{Action, Kind, OpId, Outcome, SlotId};
 
 #[derive(Debug)]
 enum State {
@@ -176,49 +60,6 @@ impl State {
         match self {
             State::Held { owner } | State::Orphaned { owner } => Some(owner),
             _ => None,
-        }
-    }
-}
-
-/// A slot's waiters, in arrival order. Most slots (held names) have none
-/// for all their life: one pointer then, not an empty `VecDeque`'s 32
-/// bytes (a million names: 24 MB).
-#[derive(Debug, Default)]
-#[allow(clippy::box_collection)] // the box is the point: see above
-struct Queue(Option<Box<VecDeque<Waiting>>>);
-
-impl Queue {
-    fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn front(&self) -> Option<&Waiting> {
-        self.0.as_ref()?.front()
-    }
-
-    fn push_back(&mut self, w: Waiting) {
-        self.0.get_or_insert_with(Default::default).push_back(w);
-    }
-
-    fn push_front(&mut self, w: Waiting) {
-        self.0.get_or_insert_with(Default::default).push_front(w);
-    }
-
-    fn pop_front(&mut self) -> Option<Waiting> {
-        let queue = self.0.as_mut()?;
-        let front = queue.pop_front();
-        if queue.is_empty() {
-            self.0 = None;
-        }
-        front
-    }
-
-    fn retain(&mut self, keep: impl FnMut(&Waiting) -> bool) {
-        if let Some(queue) = self.0.as_mut() {
-            queue.retain(keep);
-            if queue.is_empty() {
-                self.0 = None;
-            }
         }
     }
 }

@@ -1,0 +1,63 @@
+//! A slot's waiting requests, in arrival order.
+
+use crate::process::Caller;
+use crate::term::Pid;
+use std::collections::VecDeque;
+
+/// What a waiting request wants.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Ask {
+    Lock { block: bool },
+    Register,
+    Unregister,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Waiting {
+    pub caller: Caller,
+    pub owner: Pid,
+    pub ask: Ask,
+}
+
+/// A slot's waiters, in arrival order. Most slots (held names) have none
+/// for all their life: one pointer then, not an empty `VecDeque`'s 32
+/// bytes (a million names: 24 MB).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the box is the point: see above
+pub(super) struct Queue(Option<Box<VecDeque<Waiting>>>);
+
+impl Queue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(super) fn front(&self) -> Option<&Waiting> {
+        self.0.as_ref()?.front()
+    }
+
+    pub(super) fn push_back(&mut self, w: Waiting) {
+        self.0.get_or_insert_with(Default::default).push_back(w);
+    }
+
+    pub(super) fn push_front(&mut self, w: Waiting) {
+        self.0.get_or_insert_with(Default::default).push_front(w);
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Waiting> {
+        let queue = self.0.as_mut()?;
+        let front = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        front
+    }
+
+    pub(super) fn retain(&mut self, keep: impl FnMut(&Waiting) -> bool) {
+        if let Some(queue) = self.0.as_mut() {
+            queue.retain(keep);
+            if queue.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}

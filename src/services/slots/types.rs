@@ -1,0 +1,112 @@
+//! What goes in and out of [`super::Slots`]: the kinds of key, the ids of
+//! slots and operations, how an operation ended ([`Outcome`]) and what the
+//! driver must do ([`Action`]).
+
+use crate::process::Caller;
+use crate::term::{atom, tuple, Pid, Term};
+
+/// A Paxtor lock or a registry name: separate key spaces on the quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Lock,
+    Name,
+}
+
+impl Kind {
+    /// The atom used on the wire (`eq_owned` etc.).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock",
+            Kind::Name => "name",
+        }
+    }
+
+    /// The quorum key for `key`: namespaced so it never meets a plain
+    /// locker key.
+    pub fn quorum_key(self, key: &Term) -> Term {
+        let space = match self {
+            Kind::Lock => "$erl_quorum_lock",
+            Kind::Name => "$erl_quorum_name",
+        };
+        tuple(vec![atom(space), key.clone()])
+    }
+}
+
+/// Identifies one quorum operation, so a stale outcome is recognised.
+pub type OpId = u64;
+
+/// A slot's place in the table. Places are reused; the generation tells a
+/// late timer for an old slot from the slot now there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId {
+    pub(super) index: u32,
+    pub(super) generation: u32,
+}
+
+/// How a quorum operation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// W masters took the key for the owner.
+    Acquired,
+    /// Someone else holds it on the quorum (the holder when known).
+    HeldBy(Option<Pid>),
+    /// Refused for now (a promise, a restarting master): try again soon.
+    Busy,
+    /// Fewer than W masters answered.
+    NoQuorum,
+    /// A release went through, or a wait for release ended.
+    Released,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Reply(Caller, Term),
+    /// Take `qkey` with `value` under the session of `epoch`.
+    Acquire {
+        op: OpId,
+        slot: SlotId,
+        qkey: Term,
+        value: Term,
+        epoch: u64,
+    },
+    /// Release `qkey` holding `value`, retrying until it goes through.
+    Release {
+        op: OpId,
+        slot: SlotId,
+        qkey: Term,
+        value: Term,
+    },
+    /// Report `Released` when `qkey` is gone from the masters (or after a
+    /// while, to look again).
+    WaitRelease {
+        op: OpId,
+        slot: SlotId,
+        qkey: Term,
+    },
+    /// Call [`Slots::retry`] for `slot` after a short random pause.
+    RetryLater {
+        slot: SlotId,
+    },
+    /// Call [`Slots::release_due`] after the session lease plus a margin:
+    /// the owner's node lost us, and its guard tells the owner by then.
+    ReleaseLater {
+        slot: SlotId,
+        owner: Pid,
+    },
+    Monitor(Pid),
+    Demonitor(Pid),
+    /// Tell the guard on the owner's node (`eq_owned` / `eq_released` /
+    /// `eq_lost`).
+    Notify {
+        what: &'static str,
+        owner: Pid,
+        kind: Kind,
+        key: Term,
+    },
+    /// A name now points at `pid` (`None`: unregistered).
+    NameChanged {
+        name: Term,
+        pid: Option<Pid>,
+    },
+}
