@@ -1017,6 +1017,14 @@ async fn failover_to_the_next_rust_node_loses_no_call() {
         "[pending,pending,pending]",
     );
     cluster.masters[0].kill9();
+    // Registrations right after: names in m0's shards cannot be granted
+    // until m0's session lapses; rust_registry waits for that instead of
+    // answering a false `no`.
+    beval(
+        &e,
+        "Fresh = [eq_services:spawn_holder(fun() -> rust_registry:register_name({fo, fresh, I}, self()) end) \
+                  || I <- lists:seq(1, 8)]",
+    );
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // Per loop: {enough calls, the wrong answers, the nodes that answered}.
     // One thing is not a lost call: the lock whose request was in flight
@@ -1051,6 +1059,12 @@ async fn failover_to_the_next_rust_node_loses_no_call() {
         eprintln!("failover {lp}: {out} (lock_lost told to the call in flight: {told})");
     }
     check(&e, "rust_quorum:current_node()", &common::atom(&m[1]));
+    check(
+        &e,
+        "ok = eq_peer:wait_until(fun() -> lists:all(fun(H) -> eq_services:result(H) =/= pending end, Fresh) end, 30000), \
+         [element(2, eq_services:result(H)) || H <- Fresh]",
+        "[yes,yes,yes,yes,yes,yes,yes,yes]",
+    );
     // The blocked calls went on at m1: the Rust holder exits, and each
     // waiter gets its lock.
     check(

@@ -16,14 +16,22 @@
 %% gets there first): register again, for up to about 2 s.
 -define(DEAD_HOLDER_RETRIES, 200).
 -define(DEAD_HOLDER_SLEEP_MS, 10).
+%% A `no` while nobody holds the name is no quorum: the masters cannot be
+%% reached, or the Rust node that granted the name's shard is gone and its
+%% session (default 10 s) has not lapsed yet, so nobody may grant the name.
+%% Retried every 100 ms for up to 30 s before the `no` is believed: a
+%% supervisor restarting a child then waits instead of failing.
+-define(UNSETTLED_SLEEP_MS, 100).
+-define(UNSETTLED_RETRIES, 300).
 
 %% yes when Name now belongs to Pid, no when another process holds it. On
 %% no, the table knows the holder before this returns, so gen's whereis_name
 %% right after can put it in `{error, {already_started, Pid}}`.
 -spec register_name(term(), pid()) -> yes | no.
 register_name(Name, Pid) when is_pid(Pid) ->
-    register_name(Name, Pid, ?DEAD_HOLDER_RETRIES).
+    register_name(Name, Pid, {?DEAD_HOLDER_RETRIES, ?UNSETTLED_RETRIES}).
 
+%% Retries: {for a dead local holder, for no quorum}.
 register_name(Name, Pid, Retries) ->
     case rust_quorum:call({register_name, Name, Pid}) of
         yes ->
@@ -57,17 +65,19 @@ ask(Name, Pid, Retries) ->
             cache(Name, Pid),
             yes;
         Holder when is_pid(Holder) ->
-            case dead_local(Holder) andalso Retries > 0 of
-                true ->
+            case {dead_local(Holder), Retries} of
+                {true, {Dead, Unsettled}} when Dead > 0 ->
                     timer:sleep(?DEAD_HOLDER_SLEEP_MS),
-                    register_name(Name, Pid, Retries - 1);
-                false ->
+                    register_name(Name, Pid, {Dead - 1, Unsettled});
+                _ ->
                     cache(Name, Holder),
                     no
             end;
-        undefined when Retries > 0 ->
-            %% Released between the two calls: try again.
-            register_name(Name, Pid, Retries - 1);
+        undefined when element(2, Retries) > 0 ->
+            %% Released between the two calls, or no quorum: try again.
+            {Dead, Unsettled} = Retries,
+            timer:sleep(?UNSETTLED_SLEEP_MS),
+            register_name(Name, Pid, {Dead, Unsettled - 1});
         _ ->
             no
     end.
