@@ -3,7 +3,7 @@
 
 use super::{Figures, Kind, Params, Target};
 pub use crate::cpu::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
-use crate::stats::{median, Better};
+use crate::stats::{median, ratio_summary, Better};
 
 // ---- the report ----------------------------------------------------------
 
@@ -79,15 +79,9 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
     for row in &rows {
         let b = median(beam.rounds.iter().map(row.get).collect());
         let r = median(rust.rounds.iter().map(row.get).collect());
-        let ratios: Vec<f64> = beam
-            .rounds
-            .iter()
-            .zip(&rust.rounds)
-            .map(|(b, r)| row.better.ratio((row.get)(b), (row.get)(r)))
-            .collect();
-        let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let highest = ratios.iter().copied().fold(0.0, f64::max);
-        let ratio = median(ratios);
+        let per_round = |t: &Target| t.rounds.iter().map(row.get).collect::<Vec<f64>>();
+        let (ratio, lowest, highest) =
+            ratio_summary(row.better, &per_round(beam), &per_round(rust));
         let (b, r) = (format_figure(b, row.unit), format_figure(r, row.unit));
         let note = if row.target { "" } else { " (info)" };
         println!(

@@ -3,7 +3,7 @@
 
 use super::{Case, Params, Run};
 pub use crate::cpu::{cpu_ticks, loadavg, CpuMeter, CLOCK_TICKS_PER_S};
-use crate::stats::{median, range, Better};
+use crate::stats::{median, ratio_summary, Better};
 
 // ---- the report ----------------------------------------------------------------
 
@@ -167,13 +167,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, rounds: &[Vec<Run>]) 
     for row in &rows {
         let g = per_round(rounds, row.global, row.get);
         let o = per_round(rounds, row.ours, row.get);
-        let ratios: Vec<f64> = g
-            .iter()
-            .zip(&o)
-            .map(|(g, o)| row.better.ratio(*g, *o))
-            .collect();
-        let (lo, hi) = range(&ratios);
-        let ratio = median(ratios);
+        let (ratio, lo, hi) = ratio_summary(row.better, &g, &o);
         let (gm, om) = (median(g), median(o));
         let fmt = |v: f64| {
             if row.unit.starts_with("µs") {

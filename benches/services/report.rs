@@ -3,7 +3,7 @@
 
 use super::{Case, Memory, Params, Run};
 use crate::cpu::CLOCK_TICKS_PER_S;
-use crate::stats::{median, range, Better};
+use crate::stats::{median, ratio_summary, Better};
 
 fn kilo(v: f64) -> String {
     format!("{:.2} k", v / 1e3)
@@ -244,13 +244,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, rounds: &[Vec<Run>]) 
         }
         let g = per_round(rounds, row.global, row.get);
         let o = per_round(rounds, row.ours, row.get);
-        let ratios: Vec<f64> = g
-            .iter()
-            .zip(&o)
-            .map(|(g, o)| row.better.ratio(*g, *o))
-            .collect();
-        let (lo, hi) = range(&ratios);
-        let ratio = median(ratios);
+        let (ratio, lo, hi) = ratio_summary(row.better, &g, &o);
         let target = match row.target {
             Some(t) => {
                 let met = if ratio >= t { "met" } else { "NOT met" };

@@ -42,3 +42,15 @@ impl Better {
         }
     }
 }
+
+/// The rounds' ratios of erl_quorum's figures (`ours`) against the BEAM's
+/// (`beam`), round by round: their median, lowest and highest.
+pub fn ratio_summary(better: Better, beam: &[f64], ours: &[f64]) -> (f64, f64, f64) {
+    let ratios: Vec<f64> = beam
+        .iter()
+        .zip(ours)
+        .map(|(b, o)| better.ratio(*b, *o))
+        .collect();
+    let (lo, hi) = range(&ratios);
+    (median(ratios), lo, hi)
+}
