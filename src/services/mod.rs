@@ -2,9 +2,8 @@
 //! served on the quorum to Erlang, Elixir and Rust processes.
 //!
 //! Each serving node runs a process registered as `erl_quorum` (the wire
-//! contract is `rebar_fixture/PROTOCOL.md`). The key space (locks under
-//! `{'$erl_quorum_lock', Key}`, names under `{'$erl_quorum_name', Name}`)
-//! is cut into 64 shards. A serving node grants keys only in shards it
+//! contract is `rebar_fixture/PROTOCOL.md`). The key space (locks and
+//! names, apart) is cut into 64 shards. A serving node grants keys only in shards it
 //! holds: a shard is a quorum entry `{'$erl_quorum_shard', I}` whose value
 //! names the node's `erl_quorum` process, taken in one round under the
 //! node's session lease (see [`crate::quorum::store`]). One renewal a

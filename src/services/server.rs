@@ -10,7 +10,7 @@ use super::names::{change, NameView};
 use super::rounds::{Event, Job};
 use super::session::{AfterRepair, Session};
 use super::shards::{shard_key, Shards};
-use super::slots::{Action, Kind, Outcome, SlotId, Slots};
+use super::slots::{shard_of_key, Action, Kind, Outcome, SlotId, Slots};
 use super::ServicesConfig;
 use crate::process::{Caller, Mail, Process, ProcessError};
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
@@ -67,7 +67,7 @@ impl Server {
         renewals: mpsc::UnboundedSender<Job>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Server {
-        let slots = Slots::new(process.node().name());
+        let slots = Slots::new();
         let session = Session::new(&process, 0);
         Server {
             process,
@@ -186,7 +186,7 @@ impl Server {
             Some([op, key]) if is_atom(op, "whereis_lock") => {
                 match self.slots.holder(Kind::Lock, key) {
                     Some(holder) => holder.map_or(atom("undefined"), Term::from),
-                    None => match self.shard(Kind::Lock, key) {
+                    None => match shard_of_key(Kind::Lock, key) {
                         Some(shard) if self.shards.held(shard, self.session.epoch) => {
                             atom("undefined")
                         }
@@ -411,20 +411,17 @@ impl Server {
             Action::Acquire {
                 op,
                 slot,
-                qkey,
+                shard,
                 epoch,
-                ..
             } => {
-                let outcome = self.grant(slot, &qkey, epoch);
+                let outcome = self.grant(slot, shard, epoch);
                 self.slots.op_done(slot, op, epoch, outcome);
             }
             // Nothing to undo on the masters: the shard entry stays.
-            Action::Release { op, slot, .. } => self.slots.op_done(slot, op, 0, Outcome::Released),
+            Action::Release { op, slot } => self.slots.op_done(slot, op, 0, Outcome::Released),
             // Only after a lost session; the old holds are forgotten,
             // and the next acquisition waits for the shard instead.
-            Action::WaitRelease { op, slot, .. } => {
-                self.slots.op_done(slot, op, 0, Outcome::Released)
-            }
+            Action::WaitRelease { op, slot } => self.slots.op_done(slot, op, 0, Outcome::Released),
             Action::RetryLater { slot } if self.waits_for_shard(slot) => {}
             Action::RetryLater { slot } => {
                 let pause = Duration::from_millis(rand::random_range(5..=25));

@@ -18,7 +18,6 @@
 //! [`Route`] and [`Resolved`] say.
 
 use crate::process::Caller;
-use crate::quorum::store::Canon;
 use crate::term::{atom, int, tuple, Term};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,16 +26,19 @@ use tokio::time::Instant;
 /// at once split the keys finely; few enough that the shard entries (one
 /// per shard held) cost nothing to renew or write back.
 pub const SHARDS: u32 = 64;
+// A slot keeps its shard in a byte.
+const _: () = assert!(SHARDS <= 256);
 
 /// How long a redirect to another node is trusted before one round checks
 /// again who holds the shard (that node may have lost it since).
 pub const FOREIGN_TTL: Duration = Duration::from_secs(1);
 
-/// The shard of a quorum key's canonical bytes. FNV-1a: the same on every
-/// node and every build (std's hasher is seeded per process).
-pub fn shard_of(qkey: &Canon) -> u32 {
+/// The shard of a key's bytes (the slots' index key, see
+/// [`super::slots::shard_of_key`]). FNV-1a: the same on every node and
+/// every build (std's hasher is seeded per process).
+pub fn shard_of(key: &[u8]) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in qkey.as_bytes() {
+    for &byte in key {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -317,6 +319,7 @@ impl Shards {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::store::Canon;
     use crate::term::Pid;
 
     fn parked(n: u32) -> Parked {
@@ -332,9 +335,10 @@ mod tests {
     #[test]
     fn shard_of_is_stable_and_spread() {
         let a = Canon::of(&atom("key")).unwrap();
-        assert_eq!(shard_of(&a), shard_of(&Canon::of(&atom("key")).unwrap()));
+        let b = Canon::of(&atom("key")).unwrap();
+        assert_eq!(shard_of(a.as_bytes()), shard_of(b.as_bytes()));
         let used: std::collections::HashSet<u32> = (0..1000)
-            .map(|i| shard_of(&Canon::of(&int(i)).unwrap()))
+            .map(|i| shard_of(Canon::of(&int(i)).unwrap().as_bytes()))
             .collect();
         assert_eq!(used.len(), SHARDS as usize);
     }

@@ -16,6 +16,7 @@
 mod queue;
 mod types;
 
+use super::shards::shard_of;
 use crate::process::Caller;
 use crate::quorum::store::Canon;
 use crate::term::{atom, tuple, Packed, Pid, Term};
@@ -68,6 +69,8 @@ impl State {
 #[derive(Debug)]
 struct Slot {
     kind: Kind,
+    /// The key's shard ([`shard_of_key`]; fits in the padding).
+    shard: u8,
     generation: u32,
     key: Packed,
     state: State,
@@ -77,10 +80,6 @@ struct Slot {
 impl Slot {
     fn key(&self) -> Term {
         self.key.term()
-    }
-
-    fn qkey(&self) -> Term {
-        self.kind.quorum_key(&self.key.term())
     }
 }
 
@@ -94,9 +93,8 @@ struct Watch {
 }
 
 /// Every slot this node serves, and the owners it watches.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Slots {
-    self_node: Term,
     /// [`index_key`] -> slot.
     index: HashMap<Box<[u8]>, SlotId>,
     table: Vec<Option<Slot>>,
@@ -120,11 +118,6 @@ fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Term {
     }
 }
 
-/// `{Owner, ServingNode}`, the value of every entry this node writes.
-fn entry_value(owner: &Pid, self_node: &Term) -> Term {
-    tuple(vec![Term::from(owner.clone()), self_node.clone()])
-}
-
 /// The index key of `key` of `kind`: a kind byte, then the key's canonical
 /// bytes (a boxed slice: a million names pay 8 bytes less each than with a
 /// `Vec`, and no namespace atom). `None`: too deep for anyone to hold.
@@ -136,6 +129,12 @@ fn index_key(kind: Kind, key: &Term) -> Option<Box<[u8]>> {
     Some(bytes.into_boxed_slice())
 }
 
+/// The shard of `key` of `kind`: the same on every node, from the bytes
+/// the index is keyed by. `None`: too deep for anyone to hold.
+pub fn shard_of_key(kind: Kind, key: &Term) -> Option<u32> {
+    index_key(kind, key).map(|k| shard_of(&k))
+}
+
 /// The slot `id` names, borrowing only the table.
 fn slot_in(table: &mut [Option<Slot>], id: SlotId) -> Option<&mut Slot> {
     table
@@ -145,18 +144,8 @@ fn slot_in(table: &mut [Option<Slot>], id: SlotId) -> Option<&mut Slot> {
 }
 
 impl Slots {
-    /// `self_node`: this node's name, part of every value written.
-    pub fn new(self_node: &str) -> Slots {
-        Slots {
-            self_node: atom(self_node),
-            index: HashMap::new(),
-            table: Vec::new(),
-            free: Vec::new(),
-            watched: HashMap::new(),
-            next_op: 0,
-            epoch: 0,
-            actions: Vec::new(),
-        }
+    pub fn new() -> Slots {
+        Slots::default()
     }
 
     /// The actions produced since the last call.
@@ -175,11 +164,6 @@ impl Slots {
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
-    }
-
-    /// The value written for `owner`: `{Owner, ServingNode}`.
-    pub fn value_of(&self, owner: &Pid) -> Term {
-        entry_value(owner, &self.self_node)
     }
 
     fn slot(&self, id: SlotId) -> Option<&Slot> {
@@ -207,8 +191,11 @@ impl Slots {
         };
         let generation = self.next_op as u32;
         self.next_op += 1;
+        // Below 256: see `SHARDS`.
+        let shard = shard_of(&ikey) as u8;
         self.table[index as usize] = Some(Slot {
             kind,
+            shard,
             generation,
             key: Packed::new(key),
             state: State::Free,
@@ -419,9 +406,7 @@ impl Slots {
                                 let op = self.next_op;
                                 self.next_op += 1;
                                 *w = Some(op);
-                                let qkey = slot.qkey();
-                                self.actions
-                                    .push(Action::WaitRelease { op, slot: id, qkey });
+                                self.actions.push(Action::WaitRelease { op, slot: id });
                             }
                             return;
                         }
@@ -439,8 +424,7 @@ impl Slots {
                     }
                     let op = self.next_op;
                     self.next_op += 1;
-                    let value = entry_value(&front.owner, &self.self_node);
-                    let qkey = slot.qkey();
+                    let shard = u32::from(slot.shard);
                     slot.state = State::Acquiring {
                         op,
                         for_: Box::new(front),
@@ -448,8 +432,7 @@ impl Slots {
                     self.actions.push(Action::Acquire {
                         op,
                         slot: id,
-                        qkey,
-                        value,
+                        shard,
                         epoch: self.epoch,
                     });
                     return;
@@ -559,17 +542,10 @@ impl Slots {
     fn release(&mut self, id: SlotId, owner: &Pid, notify: bool) {
         let op = self.next_op;
         self.next_op += 1;
-        let value = self.value_of(owner);
         let slot = self.slot_mut(id).expect("present");
         slot.state = State::Releasing { op };
         let (kind, key) = (slot.kind, slot.key());
-        let qkey = kind.quorum_key(&key);
-        self.actions.push(Action::Release {
-            op,
-            slot: id,
-            qkey,
-            value,
-        });
+        self.actions.push(Action::Release { op, slot: id });
         if notify {
             self.announce_gone("eq_released", owner.clone(), kind, key);
         }

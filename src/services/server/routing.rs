@@ -4,22 +4,16 @@
 
 use super::Server;
 use crate::process::Caller;
-use crate::quorum::store::Canon;
 use crate::services::rounds::{Event, Job};
 use crate::services::shards::{
-    no_quorum_reply, redirect, shard_key, shard_of, Parked, Resolved, Route, Taken,
+    no_quorum_reply, redirect, shard_key, Parked, Resolved, Route, Taken,
 };
-use crate::services::slots::{Kind, Outcome, SlotId};
+use crate::services::slots::{shard_of_key, Kind, Outcome, SlotId};
 use crate::term::{tuple, Term};
 use std::time::Duration;
 use tokio::time::Instant;
 
 impl Server {
-    /// The shard of `key` (`None`: too deep to be held by anyone).
-    pub(super) fn shard(&self, kind: Kind, key: &Term) -> Option<u32> {
-        Canon::of(&kind.quorum_key(key)).ok().map(|c| shard_of(&c))
-    }
-
     /// Routes a lock or register request by its key's shard: gives the
     /// caller back when this node serves it, else redirects or parks it.
     pub(super) fn route(
@@ -29,7 +23,7 @@ impl Server {
         kind: Kind,
         key: &Term,
     ) -> Option<Caller> {
-        let Some(shard) = self.shard(kind, key) else {
+        let Some(shard) = shard_of_key(kind, key) else {
             // The slots answer it (nobody can hold such a key).
             return Some(caller);
         };
@@ -172,17 +166,13 @@ impl Server {
         });
     }
 
-    /// Whether a slot may take `qkey` now: granted when this node holds its
-    /// shard under the session (`epoch`) with time to spare; otherwise the
+    /// Whether a slot may take its key (of `shard`) now: granted when this
+    /// node holds the shard under the session (`epoch`) with time to spare; otherwise the
     /// shard is sent for and the slot tries again soon, or, when another
     /// node holds the shard, the waiter is answered "no quorum" (it asks
     /// again and is redirected). Only reached for shards this node held
     /// when the request came, so only after a lost session.
-    pub(super) fn grant(&mut self, slot: SlotId, qkey: &Term, epoch: u64) -> Outcome {
-        let Ok(canon) = Canon::of(qkey) else {
-            return Outcome::NoQuorum;
-        };
-        let shard = shard_of(&canon);
+    pub(super) fn grant(&mut self, slot: SlotId, shard: u32, epoch: u64) -> Outcome {
         if epoch == self.session.epoch && self.shards.held(shard, epoch) {
             return if self.may_grant() {
                 Outcome::Acquired

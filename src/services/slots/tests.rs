@@ -25,11 +25,12 @@ fn replies(actions: &[Action]) -> Vec<(u32, Term)> {
         .collect()
 }
 
-fn acquire_op(actions: &[Action]) -> Option<(SlotId, OpId, Term)> {
+/// The slot, operation and shard of the acquisition in `actions`.
+fn acquire_op(actions: &[Action]) -> Option<(SlotId, OpId, u32)> {
     actions.iter().find_map(|a| match a {
         Action::Acquire {
-            slot, op, value, ..
-        } => Some((*slot, *op, value.clone())),
+            slot, op, shard, ..
+        } => Some((*slot, *op, *shard)),
         _ => None,
     })
 }
@@ -43,11 +44,11 @@ fn release_op(actions: &[Action]) -> Option<(SlotId, OpId)> {
 
 #[test]
 fn waiters_are_served_in_arrival_order_and_reentrant() {
-    let mut s = Slots::new("rust@host");
+    let mut s = Slots::new();
     s.lock(caller(1), atom("k"), pid(1), true);
     let a = s.take_actions();
-    let (slot, op, value) = acquire_op(&a).expect("acquire");
-    assert_eq!(value, tuple(vec![Term::from(pid(1)), atom("rust@host")]));
+    let (slot, op, shard) = acquire_op(&a).expect("acquire");
+    assert_eq!(Some(shard), shard_of_key(Kind::Lock, &atom("k")));
     // Two more arrive while the first is being taken, one non-blocking.
     s.lock(caller(2), atom("k"), pid(2), true);
     s.lock(caller(3), atom("k"), pid(3), false);
@@ -89,15 +90,15 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     s.owner_down(&pid(2), false);
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
-    let (slot, op, value) = acquire_op(&s.take_actions()).expect("acquire for 5");
-    assert_eq!(value, tuple(vec![Term::from(pid(5)), atom("rust@host")]));
+    let (slot, op, shard) = acquire_op(&s.take_actions()).expect("acquire for 5");
+    assert_eq!(Some(shard), shard_of_key(Kind::Lock, &atom("k")));
     s.op_done(slot, op, 0, Outcome::Acquired);
     assert_eq!(replies(&s.take_actions()), vec![(5, atom("acquired"))]);
 }
 
 #[test]
 fn a_lost_connection_keeps_the_hold_until_release_due() {
-    let mut s = Slots::new("rust@host");
+    let mut s = Slots::new();
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::Acquired);
@@ -128,7 +129,7 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
 
 #[test]
 fn held_elsewhere_answers_held_by_or_waits_for_release() {
-    let mut s = Slots::new("rust@host");
+    let mut s = Slots::new();
     s.lock(caller(1), atom("k"), pid(1), false);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::HeldBy(Some(pid(9))));
@@ -152,7 +153,7 @@ fn held_elsewhere_answers_held_by_or_waits_for_release() {
 
 #[test]
 fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
-    let mut s = Slots::new("rust@host");
+    let mut s = Slots::new();
     s.lock(caller(1), atom("a"), pid(1), true);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::Acquired);
@@ -182,7 +183,7 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
 
 #[test]
 fn names_unregister_and_refuse_taken_names() {
-    let mut s = Slots::new("rust@host");
+    let mut s = Slots::new();
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::Acquired);
@@ -216,10 +217,14 @@ fn sizes() {
         std::mem::size_of::<Pid>(),
         std::mem::size_of::<Caller>(),
     );
-    let k = Kind::Name.quorum_key(&tuple(vec![atom("name"), crate::term::int(123)]));
+    let k = index_key(
+        Kind::Name,
+        &tuple(vec![atom("name"), crate::term::int(123)]),
+    )
+    .unwrap();
     eprintln!(
-        "canon {} packed {:?}",
-        Canon::of(&k).unwrap().as_bytes().len(),
+        "index key {} packed {:?}",
+        k.len(),
         Packed::new(&tuple(vec![atom("name"), crate::term::int(123)]))
     );
 }

@@ -3,9 +3,9 @@
 //! driver must do ([`Action`]).
 
 use crate::process::Caller;
-use crate::term::{atom, tuple, Pid, Term};
+use crate::term::{Pid, Term};
 
-/// A Paxtor lock or a registry name: separate key spaces on the quorum.
+/// A Paxtor lock or a registry name: separate key spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Lock,
@@ -19,16 +19,6 @@ impl Kind {
             Kind::Lock => "lock",
             Kind::Name => "name",
         }
-    }
-
-    /// The quorum key for `key`: namespaced so it never meets a plain
-    /// locker key.
-    pub fn quorum_key(self, key: &Term) -> Term {
-        let space = match self {
-            Kind::Lock => "$erl_quorum_lock",
-            Kind::Name => "$erl_quorum_name",
-        };
-        tuple(vec![atom(space), key.clone()])
     }
 }
 
@@ -62,27 +52,24 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Reply(Caller, Term),
-    /// Take `qkey` with `value` under the session of `epoch`.
+    /// Grant the slot's key (of `shard`, see [`super::shard_of_key`]) under
+    /// the session of `epoch`, or say why not.
     Acquire {
         op: OpId,
         slot: SlotId,
-        qkey: Term,
-        value: Term,
+        shard: u32,
         epoch: u64,
     },
-    /// Release `qkey` holding `value`, retrying until it goes through.
+    /// Release the slot's key.
     Release {
         op: OpId,
         slot: SlotId,
-        qkey: Term,
-        value: Term,
     },
-    /// Report `Released` when `qkey` is gone from the masters (or after a
+    /// Report `Released` when the holder elsewhere is gone (or after a
     /// while, to look again).
     WaitRelease {
         op: OpId,
         slot: SlotId,
-        qkey: Term,
     },
     /// Call [`Slots::retry`] for `slot` after a short random pause.
     RetryLater {
