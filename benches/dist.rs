@@ -225,9 +225,11 @@ fn main() {
 
 async fn start_rust_node() -> Node {
     let name = format!("bench_rust_{}@127.0.0.1", std::process::id());
-    let node = Node::start(NodeConfig::new(name, COOKIE))
-        .await
-        .expect("start the Rust node");
+    let node = Node::start(
+        NodeConfig::new(name, COOKIE).with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
+    )
+    .await
+    .expect("start the Rust node");
     rust_node::start_echo(&node, "echo");
     let sink = node.spawn_process();
     sink.register("sink").expect("register sink");

@@ -6,8 +6,9 @@
 //! cargo bench --bench quorum                 # OTP 25
 //! EQ_OTP=27 cargo bench --bench quorum       # OTP 27 (erl27 chroot, root only)
 //! EQ_BENCH_SCALE=0.3 EQ_BENCH_ROUNDS=1 cargo bench --bench quorum   # a quick smoke run
-//! EQ_QBENCH_MASTER_WORKERS=1 cargo bench --bench quorum   # masters on one tokio worker
-//! EQ_QBENCH_FAN_OUT=all cargo bench --bench quorum   # every master a round (or `w`: W of them)
+//! EQ_QBENCH_MASTER_WORKERS=0 cargo bench --bench quorum   # masters on a worker per core
+//! EQ_QBENCH_FAN_OUT=all cargo bench --bench quorum   # every master a round (or `idle`: all when idle)
+//! EQ_BUSY_POLL_US=0 cargo bench --bench quorum   # nodes sleep between rounds (no busy polling)
 //! ```
 //!
 //! One process tree:
@@ -73,7 +74,7 @@ const EVAL_TIMEOUT: Duration = common::EVAL_TIMEOUT.saturating_mul(4);
 /// `EQ_BENCH_SCALE` multiplies the time each measurement runs,
 /// `EQ_BENCH_ROUNDS` sets the rounds, `EQ_BENCH_WORKERS` the Rust client
 /// node's worker threads (default 1; 0: one per core),
-/// `EQ_QBENCH_MASTER_WORKERS` the masters' (default: tokio's, one per core),
+/// `EQ_QBENCH_MASTER_WORKERS` the masters' (default 1, as `erl_quorum serve`; 0: one per core),
 /// `EQ_QBENCH_CLIENTS` the concurrent clients (16), `EQ_QBENCH_COLOC=0`
 /// skips the cases with the client on a master node.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +100,7 @@ impl Params {
             // One worker: the other core is left to the masters, and on a
             // 2-core machine a second one mostly adds cross-thread wakeups.
             client_workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
-            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", None),
+            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", Some(1)),
             coloc: env_parse::<u8>("EQ_QBENCH_COLOC").unwrap_or(1) != 0,
         }
     }
@@ -222,9 +223,12 @@ impl Coloc {
         let rt = runtime(workers);
         let node = rt.block_on(async {
             let name = format!("{}@127.0.0.1", common::unique_name("qb_cm0"));
-            Node::start(NodeConfig::new(name, COOKIE))
-                .await
-                .expect("start the client-and-master node")
+            Node::start(
+                NodeConfig::new(name, COOKIE)
+                    .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
+            )
+            .await
+            .expect("start the client-and-master node")
         });
         let procs = MasterProcs::start_with(
             "qb_cm",
@@ -284,9 +288,12 @@ fn main() {
     let client_rt = runtime(p.client_workers);
     let client_node = client_rt.block_on(async {
         let name = format!("{}@127.0.0.1", common::unique_name("qb_client"));
-        Node::start(NodeConfig::new(name, COOKIE))
-            .await
-            .expect("start the client node")
+        Node::start(
+            NodeConfig::new(name, COOKIE)
+                .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
+        )
+        .await
+        .expect("start the client node")
     });
     let coloc = p
         .coloc

@@ -21,7 +21,7 @@
 //! measures only the pairs whose labels contain one of its comma-separated
 //! words (e.g. `paxtor cycle`, for profiling), `EQ_BENCH_WORKERS` the tokio
 //! workers of the Rust node in this process (1; 0: one per core),
-//! `EQ_QBENCH_MASTER_WORKERS` the masters' (tokio's default, one per core).
+//! `EQ_QBENCH_MASTER_WORKERS` the masters' (1, as `erl_quorum serve`; 0: one per core).
 //!
 //! One process tree:
 //! - three Rust masters, W = 2, each an `erl_quorum serve --fresh` child
@@ -112,7 +112,7 @@ impl Params {
             // One worker, as in the quorum bench: the other core is left to
             // the masters and the BEAM nodes.
             client_workers: env_workers("EQ_BENCH_WORKERS", Some(1)),
-            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", None),
+            master_workers: env_workers("EQ_QBENCH_MASTER_WORKERS", Some(1)),
             names: env_parse("EQ_BENCH_NAMES").unwrap_or(1_000_000),
             global_names: env_parse("EQ_SBENCH_GLOBAL_NAMES").unwrap_or(20_000),
             registrars: env_parse("EQ_SBENCH_REGISTRARS").unwrap_or(64).max(1),
@@ -287,9 +287,12 @@ fn main() {
     let rt = runtime(p.client_workers);
     let node = rt.block_on(async {
         let name = format!("{}@127.0.0.1", common::unique_name("sb_rust"));
-        Node::start(NodeConfig::new(name, COOKIE))
-            .await
-            .expect("start the Rust node")
+        Node::start(
+            NodeConfig::new(name, COOKIE)
+                .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
+        )
+        .await
+        .expect("start the Rust node")
     });
     let masters = MasterProcs::start("sb_m", COOKIE, p.master_workers);
     let serving = masters.names()[0].clone();

@@ -35,6 +35,15 @@ struct NodeArgs {
     /// Seconds of silence after which a peer is dropped (OTP's net_ticktime).
     #[arg(long, default_value_t = 60)]
     net_ticktime: u64,
+    /// Microseconds a connection's reader polls its socket after a short
+    /// exchange before it sleeps, while a core is spare (0: never).
+    #[arg(long, default_value_t = 50)]
+    busy_poll_us: u64,
+    /// Threads of the node's runtime. One is the default: a reader that
+    /// polls its socket works best on the thread that polls for I/O, and the
+    /// services are each one process.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 impl NodeArgs {
@@ -46,7 +55,8 @@ impl NodeArgs {
         };
         let cookie = resolve_cookie(self.cookie.as_deref())?;
         Ok(NodeConfig::new(name, cookie)
-            .with_ticktime(Duration::from_secs(self.net_ticktime.max(1))))
+            .with_ticktime(Duration::from_secs(self.net_ticktime.max(1)))
+            .with_busy_poll(Duration::from_micros(self.busy_poll_us)))
     }
 }
 
@@ -145,8 +155,21 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+impl Command {
+    fn node_args(&self) -> &NodeArgs {
+        match self {
+            Command::Serve { node, .. }
+            | Command::Run(node)
+            | Command::Ping { node, .. }
+            | Command::Status { node, .. }
+            | Command::Lock { node, .. }
+            | Command::Read { node, .. }
+            | Command::Release { node, .. } => node,
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log what happens to them; one-shot commands only problems.
     let default_level = match cli.command {
@@ -160,7 +183,18 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.command.node_args().workers.max(1))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("erl_quorum: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("erl_quorum: {e}");

@@ -9,7 +9,7 @@
 //!   master costs the hedge delay, not the call timeout; a killed one
 //!   costs nothing; exclusion holds throughout, and the widened lock's
 //!   release reaches every master that took it.
-//! - `idle_clients_call_every_master`: the default fan-out calls all
+//! - `idle_clients_call_every_master`: [`FanOut::WWhenBusy`] calls all
 //!   masters while nothing else is in flight.
 
 mod common;
@@ -25,7 +25,7 @@ const W: usize = 2;
 const LEASE: Duration = Duration::from_secs(10);
 const HEDGE: Duration = Duration::from_millis(20);
 
-/// The default fan-out depends on the rounds in flight in this OS process,
+/// `FanOut::WWhenBusy` depends on the rounds in flight in this OS process,
 /// so the tests here take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -163,8 +163,9 @@ async fn idle_clients_call_every_master() {
     let cluster = Cluster::start("fo3", 3, 0, W, None).await;
     let node = rust_node::start("c_fo3").await;
     let masters = cluster.master_names();
-    let mut a =
-        LockerClient::new(node.spawn_process(), masters.clone(), W).with_one_round_lock(true);
+    let mut a = LockerClient::new(node.spawn_process(), masters.clone(), W)
+        .with_one_round_lock(true)
+        .with_fan_out(FanOut::WWhenBusy { hedge_after: HEDGE });
     let mut reader = LockerClient::new(node.spawn_process(), masters.clone(), W);
     a.lock(key(4), atom("a"), LEASE).await.expect("lock");
     // W answers end the call; the third master's write lands just after.

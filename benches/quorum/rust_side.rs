@@ -61,13 +61,12 @@ pub async fn client_pairs(
         // Every master here is an erl_quorum node, so the client may lock in
         // one round (`EQ_BENCH_TWO_PHASE=1` measures locker's two rounds).
         let one_round = std::env::var_os("EQ_BENCH_TWO_PHASE").is_none();
-        // `EQ_QBENCH_FAN_OUT=all|w` instead of the default (all when idle,
-        // W under load).
+        // `EQ_QBENCH_FAN_OUT=all|idle` instead of the default (W masters;
+        // idle: all when no other round is in flight, W under load).
+        let hedge_after = Duration::from_millis(20);
         let fan_out = match std::env::var("EQ_QBENCH_FAN_OUT").as_deref() {
             Ok("all") => FanOut::All,
-            Ok("w") => FanOut::W {
-                hedge_after: Duration::from_millis(20),
-            },
+            Ok("idle") => FanOut::WWhenBusy { hedge_after },
             _ => FanOut::default(),
         };
         let mut client = LockerClient::new(node.spawn_process(), masters.to_vec(), W)

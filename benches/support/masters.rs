@@ -19,8 +19,8 @@ pub struct MasterProcs {
 impl MasterProcs {
     /// Starts the three masters, `--fresh` (no restart guard: a new cluster)
     /// and W = 2, and returns once each has printed that it serves.
-    /// `workers`: the tokio worker threads of each (TOKIO_WORKER_THREADS);
-    /// None leaves tokio's default, one per core.
+    /// `workers`: the runtime threads of each (`--workers`); None: one per
+    /// core.
     pub fn start(prefix: &str, cookie: &str, workers: Option<usize>) -> MasterProcs {
         Self::start_with(prefix, cookie, workers, 3, &[])
     }
@@ -58,10 +58,10 @@ impl MasterProcs {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
-            match workers {
-                Some(w) => cmd.env("TOKIO_WORKER_THREADS", w.to_string()),
-                None => cmd.env_remove("TOKIO_WORKER_THREADS"),
-            };
+            let workers = workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            cmd.args(["--workers", &workers.to_string()]);
+            cmd.args(["--busy-poll-us", &crate::setup::busy_poll_us().to_string()]);
             let mut child = cmd.spawn().expect("start `erl_quorum serve`");
             let stdout = child.stdout.take().expect("piped stdout");
             let mut reader = BufReader::new(stdout);

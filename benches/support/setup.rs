@@ -26,6 +26,16 @@ pub fn env_workers(var: &str, default: Option<usize>) -> Option<usize> {
     }
 }
 
+/// How long the nodes' readers busy-poll after an exchange:
+/// `EQ_BUSY_POLL_US` (0 turns it off), else the node's default.
+pub fn busy_poll_us() -> u64 {
+    env_parse("EQ_BUSY_POLL_US").unwrap_or_else(|| {
+        erl_quorum::NodeConfig::new("x@y", "c")
+            .busy_poll
+            .as_micros() as u64
+    })
+}
+
 /// A multi-threaded runtime with `workers` threads (`None`: tokio's default).
 pub fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
     let mut builder = tokio::runtime::Builder::new_multi_thread();

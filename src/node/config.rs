@@ -34,6 +34,10 @@ pub struct NodeConfig {
     pub term_limits: Limits,
     /// A handshake that takes longer than this is abandoned.
     pub handshake_timeout: Duration,
+    /// After a short exchange with a peer, its reader polls the socket this
+    /// long before sleeping, while the machine has a core to spare (as the
+    /// BEAM's schedulers busy-wait). Zero turns it off.
+    pub busy_poll: Duration,
 }
 
 impl NodeConfig {
@@ -51,11 +55,17 @@ impl NodeConfig {
             max_frame_bytes: 64 << 20,
             term_limits: Limits::default(),
             handshake_timeout: Duration::from_secs(7),
+            busy_poll: Duration::from_micros(50),
         }
     }
 
     pub fn with_ticktime(mut self, ticktime: Duration) -> Self {
         self.net_ticktime = ticktime;
+        self
+    }
+
+    pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
+        self.busy_poll = busy_poll;
         self
     }
 }

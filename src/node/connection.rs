@@ -1,8 +1,10 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
 //! TCP), then one reader and one writer task per peer.
 
+use super::busy_poll::BusyPoll;
 use super::outbox::Outbox;
 use super::peers::{wire_form, ConnHandle, Peer};
+use super::socket_read::read_some;
 use super::NodeInner;
 use crate::dist::atom_cache::AtomCache;
 use crate::dist::frame::{self, Frame, OutFrame};
@@ -11,7 +13,7 @@ use crate::dist::{control, flags};
 use crate::term::Atom;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -20,9 +22,6 @@ use tokio::time::{timeout, Instant};
 /// The writer keeps at most this much scratch space between bursts.
 const WRITE_SCRATCH_MAX: usize = 1 << 20;
 const READ_CHUNK: usize = 64 << 10;
-/// A read of at most this much that leaves the buffer room to spare ends
-/// the burst (see `read_some`).
-const SHORT_READ: usize = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -378,6 +377,7 @@ fn install(
         );
     }
     tracing::info!(peer = %peer.name, hidden = info.flags & flags::PUBLISHED == 0, "connection up");
+    let outbox_r = outbox.clone();
     tokio::spawn(writer(
         node.clone(),
         peer.clone(),
@@ -385,7 +385,9 @@ fn install(
         outbox,
         closed.clone(),
     ));
-    tokio::spawn(reader(node, peer, attempt, read, leftover, closed));
+    tokio::spawn(reader(
+        node, peer, attempt, read, outbox_r, leftover, closed,
+    ));
 }
 
 /// Removes `peer`'s connection if it is still connection `id`, and fails
@@ -459,42 +461,12 @@ async fn writer(
     connection_down(&node, &peer, id, reason);
 }
 
-/// Reads what the socket holds into `buf`'s spare capacity. A small read
-/// that comes back short has drained the socket, so its readiness is
-/// cleared at once: the next wait goes straight to epoll instead of through
-/// one more read that would only return EAGAIN. With request/reply traffic
-/// that read sat on the critical path of every call (the reader runs before
-/// the process it woke). A large read means a stream of messages: the next
-/// read will likely find more, so readiness is kept. No data is missed:
-/// data arriving after the short read raises a new edge, and tokio keeps
-/// readiness that arrived meanwhile.
-async fn read_some(read: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    loop {
-        read.readable().await?;
-        let spare = buf.capacity() - buf.len();
-        let mut short = None;
-        let result = read.as_ref().try_io(Interest::READABLE, || {
-            let n = read.try_read_buf(buf)?;
-            if n < spare && n <= SHORT_READ {
-                short = Some(n);
-                return Err(std::io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        match (result, short) {
-            (_, Some(n)) => return Ok(n),
-            (Ok(n), None) => return Ok(n),
-            (Err(e), None) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            (Err(e), None) => return Err(e),
-        }
-    }
-}
-
 async fn reader(
     node: Arc<NodeInner>,
     peer: Atom,
     id: u64,
     read: OwnedReadHalf,
+    outbox: Arc<Outbox>,
     leftover: Vec<u8>,
     mut closed: watch::Receiver<bool>,
 ) {
@@ -502,6 +474,7 @@ async fn reader(
     let mut check = tokio::time::interval(ticktime / 4);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    let mut spin = BusyPoll::new(node.config.busy_poll, last_read.into_std());
     let mut buf = leftover;
     let mut start = 0;
     let limits = node.config.term_limits;
@@ -535,6 +508,7 @@ async fn reader(
                     break 'outer format!("bad frame: {e}");
                 }
             };
+            spin.frame();
             match decoded {
                 Ok(message) => super::dispatch::dispatch(&node, &peer, message),
                 Err(e) => {
@@ -555,9 +529,12 @@ async fn reader(
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
-            n = read_some(&read, &mut buf) => match n {
+            n = read_some(&read, &mut buf, &mut spin, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
-                Ok(_) => last_read = Instant::now(),
+                Ok(_) => {
+                    last_read = Instant::now();
+                    spin.read(last_read.into_std(), outbox.pushed());
+                }
                 Err(e) => break format!("read failed: {e}"),
             },
             _ = check.tick() => {

@@ -64,19 +64,22 @@ pub enum FanOut {
     /// Every master at once, as locker does.
     All,
     /// The first W masters (this node's own master first), the rest only
-    /// when needed. W masters woken a round instead of N: the CPU that
-    /// saves is throughput under load.
+    /// when needed: the default. W masters woken a round instead of N saves
+    /// CPU, and with the masters' readers polling their sockets after an
+    /// exchange (`NodeConfig::busy_poll`) the same W stay warm round after
+    /// round, where N would make N processes compete for the cores.
     W { hedge_after: Duration },
     /// [`FanOut::All`] while no other round is in flight in this OS
     /// process, else [`FanOut::W`]. An idle client spends spare CPU on
     /// latency (the second-fastest of N answers comes sooner than the
-    /// slower of W chosen ones); a loaded one saves it.
+    /// slower of W chosen ones); a loaded one saves it. Better than `W`
+    /// only where nodes sleep between rounds (busy polling off).
     WWhenBusy { hedge_after: Duration },
 }
 
 impl Default for FanOut {
     fn default() -> Self {
-        FanOut::WWhenBusy {
+        FanOut::W {
             hedge_after: Duration::from_millis(20),
         }
     }
@@ -162,7 +165,7 @@ impl LockerClient {
     }
 
     /// Which masters a one-round lock calls first (default:
-    /// [`FanOut::WWhenBusy`] with a 20 ms hedge). A release goes where its
+    /// [`FanOut::W`] with a 20 ms hedge). A release goes where its
     /// lock went.
     pub fn with_fan_out(mut self, fan_out: FanOut) -> Self {
         self.fan_out = fan_out;
