@@ -43,7 +43,7 @@ mod stats;
 use common::{BeamNode, Otp};
 use erl_quorum::process::{Mail, Process};
 use erl_quorum::term::{as_tuple, atom, int, is_atom, tuple, Term};
-use erl_quorum::{Node, NodeConfig};
+use erl_quorum::Node;
 use report::{cpu_ticks, CpuMeter, CLOCK_TICKS_PER_S};
 use setup::{env_parse, env_workers, eval_for, parse_ints};
 use std::time::{Duration, Instant};
@@ -225,11 +225,9 @@ fn main() {
 
 async fn start_rust_node() -> Node {
     let name = format!("bench_rust_{}@127.0.0.1", std::process::id());
-    let node = Node::start(
-        NodeConfig::new(name, COOKIE).with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
-    )
-    .await
-    .expect("start the Rust node");
+    let node = Node::start(setup::node_config(name, COOKIE))
+        .await
+        .expect("start the Rust node");
     rust_node::start_echo(&node, "echo");
     let sink = node.spawn_process();
     sink.register("sink").expect("register sink");

@@ -61,7 +61,7 @@ mod setup;
 mod stats;
 
 use common::BeamNode;
-use erl_quorum::{Node, NodeConfig};
+use erl_quorum::Node;
 use report::{cpu_ticks, CpuMeter};
 use rust_side::MasterProcs;
 use setup::{env_parse, env_workers, eval_for, parse_ints, runtime};
@@ -223,12 +223,9 @@ impl Coloc {
         let rt = runtime(workers);
         let node = rt.block_on(async {
             let name = format!("{}@127.0.0.1", common::unique_name("qb_cm0"));
-            Node::start(
-                NodeConfig::new(name, COOKIE)
-                    .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
-            )
-            .await
-            .expect("start the client-and-master node")
+            Node::start(setup::node_config(name, COOKIE))
+                .await
+                .expect("start the client-and-master node")
         });
         let procs = MasterProcs::start_with(
             "qb_cm",
@@ -288,12 +285,9 @@ fn main() {
     let client_rt = runtime(p.client_workers);
     let client_node = client_rt.block_on(async {
         let name = format!("{}@127.0.0.1", common::unique_name("qb_client"));
-        Node::start(
-            NodeConfig::new(name, COOKIE)
-                .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
-        )
-        .await
-        .expect("start the client node")
+        Node::start(setup::node_config(name, COOKIE))
+            .await
+            .expect("start the client node")
     });
     let coloc = p
         .coloc

@@ -58,10 +58,13 @@ mod common;
 // for a bench target of its own.
 #[path = "support/cpu.rs"]
 mod cpu;
+// The tests' Echo server (`call X -> X`), as in the dist bench.
 #[path = "support/masters.rs"]
 mod masters;
 #[path = "services/report.rs"]
 mod report;
+#[path = "../tests/rust_node/mod.rs"]
+mod rust_node;
 #[path = "services/rust_side.rs"]
 mod rust_side;
 #[path = "support/setup.rs"]
@@ -72,7 +75,7 @@ mod stats;
 use common::BeamNode;
 use cpu::{cpu_ticks, loadavg, CpuMeter};
 use erl_quorum::term::atom;
-use erl_quorum::{Node, NodeConfig};
+use erl_quorum::Node;
 use masters::MasterProcs;
 use setup::{env_parse, env_workers, eval_for, parse_ints, runtime};
 use std::time::{Duration, Instant};
@@ -287,12 +290,9 @@ fn main() {
     let rt = runtime(p.client_workers);
     let node = rt.block_on(async {
         let name = format!("{}@127.0.0.1", common::unique_name("sb_rust"));
-        Node::start(
-            NodeConfig::new(name, COOKIE)
-                .with_busy_poll(Duration::from_micros(setup::busy_poll_us())),
-        )
-        .await
-        .expect("start the Rust node")
+        Node::start(setup::node_config(name, COOKIE))
+            .await
+            .expect("start the Rust node")
     });
     let masters = MasterProcs::start("sb_m", COOKIE, p.master_workers);
     let serving = masters.names()[0].clone();

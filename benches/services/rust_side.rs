@@ -3,7 +3,7 @@
 //! figures (registered with [`Registry`] clients), and reading a serving
 //! node's `status`.
 
-use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer, Process};
+use erl_quorum::process::{spawn_server, Process};
 use erl_quorum::services::Registry;
 use erl_quorum::term::{as_atom, as_int, as_tuple, atom, int, list_elements, tuple, Pid, Term};
 use erl_quorum::Node;
@@ -12,24 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// `call X -> X`.
-struct Echo;
-
-impl GenServer for Echo {
-    async fn handle_call(
-        &mut self,
-        request: Term,
-        _from: &Caller,
-        _process: &mut Process,
-    ) -> CallReply {
-        CallReply::Reply(request)
-    }
-}
-
 /// Starts an echo gen_server on `node` and registers it as `name` through
 /// the `erl_quorum` service of `server` (a [`Registry`] client of its own).
 pub async fn start_echo(node: &Node, server: &str, name: Term) -> Pid {
-    let pid = spawn_server(node, None, Echo).expect("spawn the echo server");
+    let pid = spawn_server(node, None, crate::rust_node::Echo).expect("spawn the echo server");
     let mut registry = Registry::new(node.spawn_process()).with_server(server);
     let yes = registry
         .register(name.clone(), &pid)

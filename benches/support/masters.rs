@@ -61,7 +61,9 @@ impl MasterProcs {
             let workers = workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             cmd.args(["--workers", &workers.to_string()]);
-            cmd.args(["--busy-poll-us", &crate::setup::busy_poll_us().to_string()]);
+            if let Some(us) = crate::setup::busy_poll_us() {
+                cmd.args(["--busy-poll-us", &us.to_string()]);
+            }
             let mut child = cmd.spawn().expect("start `erl_quorum serve`");
             let stdout = child.stdout.take().expect("piped stdout");
             let mut reader = BufReader::new(stdout);

@@ -26,14 +26,20 @@ pub fn env_workers(var: &str, default: Option<usize>) -> Option<usize> {
     }
 }
 
-/// How long the nodes' readers busy-poll after an exchange:
-/// `EQ_BUSY_POLL_US` (0 turns it off), else the node's default.
-pub fn busy_poll_us() -> u64 {
-    env_parse("EQ_BUSY_POLL_US").unwrap_or_else(|| {
-        erl_quorum::NodeConfig::new("x@y", "c")
-            .busy_poll
-            .as_micros() as u64
-    })
+/// `EQ_BUSY_POLL_US`: how long the nodes' readers busy-poll after an
+/// exchange (0 turns it off); unset leaves the nodes' default.
+pub fn busy_poll_us() -> Option<u64> {
+    env_parse("EQ_BUSY_POLL_US")
+}
+
+/// A bench node's configuration: `NodeConfig::new` with
+/// [`busy_poll_us`] applied.
+pub fn node_config(name: String, cookie: &str) -> erl_quorum::NodeConfig {
+    let config = erl_quorum::NodeConfig::new(name, cookie);
+    match busy_poll_us() {
+        Some(us) => config.with_busy_poll(std::time::Duration::from_micros(us)),
+        None => config,
+    }
 }
 
 /// A multi-threaded runtime with `workers` threads (`None`: tokio's default).

@@ -377,17 +377,16 @@ fn install(
         );
     }
     tracing::info!(peer = %peer.name, hidden = info.flags & flags::PUBLISHED == 0, "connection up");
-    let outbox_r = outbox.clone();
-    tokio::spawn(writer(
+    tokio::spawn(reader(
         node.clone(),
         peer.clone(),
         attempt,
-        outbox,
+        read,
+        outbox.clone(),
+        leftover,
         closed.clone(),
     ));
-    tokio::spawn(reader(
-        node, peer, attempt, read, outbox_r, leftover, closed,
-    ));
+    tokio::spawn(writer(node, peer, attempt, outbox, closed));
 }
 
 /// Removes `peer`'s connection if it is still connection `id`, and fails

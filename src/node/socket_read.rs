@@ -6,7 +6,6 @@ use super::cpu_pressure;
 use super::outbox::Outbox;
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::time::Instant;
 
 /// A read of at most this much that leaves the buffer room to spare ends
 /// the burst (see `read_some`).
@@ -34,7 +33,7 @@ pub(super) async fn read_some(
     outbox: &Outbox,
 ) -> std::io::Result<usize> {
     loop {
-        if spin.spin(Instant::now().into_std(), outbox.pushed()) && cpu_pressure::spare_core() {
+        if spin.spin(std::time::Instant::now(), outbox.pushed()) && cpu_pressure::spare_core() {
             match spin_read(read, buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Let this runtime's other tasks run (its driver is
