@@ -6,6 +6,7 @@
 //! EQ_OTP=27 cargo bench --bench dist       # OTP 27 (erl27 chroot, root only)
 //! EQ_BENCH_SCALE=0.1 EQ_BENCH_ROUNDS=1 cargo bench --bench dist   # a quick smoke run
 //! EQ_BENCH_WORKERS=0 cargo bench --bench dist   # the Rust node on one tokio worker per core
+//! EQ_DBENCH_ONLY=par,oneway cargo bench --bench dist   # only these measurements (for profiling)
 //! ```
 //!
 //! One process tree: this binary runs the Rust node (echo gen_server `echo`
@@ -66,6 +67,9 @@ struct Params {
     callers: u64,
     calls_per_caller: u64,
     oneway_msgs: u64,
+    /// `EQ_DBENCH_ONLY`: the measurements to run (comma-separated `seq`,
+    /// `par`, `oneway`); all when unset.
+    only: Option<&'static str>,
 }
 
 impl Params {
@@ -88,7 +92,17 @@ impl Params {
             callers: 50,
             calls_per_caller: n(1_000.0),
             oneway_msgs: n(250_000.0),
+            only: std::env::var("EQ_DBENCH_ONLY")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| &*s.leak()),
         }
+    }
+
+    /// Whether `kind` is measured in this run.
+    fn measures(&self, kind: Kind) -> bool {
+        self.only
+            .is_none_or(|only| only.split(',').any(|w| w.trim() == kind.label()))
     }
 }
 
@@ -114,6 +128,10 @@ struct Target {
     /// the rounds (indexed by `Kind as usize`).
     cpu_ticks: [u64; 3],
     ops: [u64; 3],
+    /// CPU clock ticks client A used meanwhile: a peer that makes A work
+    /// harder per operation (more wakeups, more reads) costs throughput
+    /// even when it is frugal itself.
+    client_cpu_ticks: [u64; 3],
 }
 
 impl Target {
@@ -125,13 +143,23 @@ impl Target {
             rounds: Vec::new(),
             cpu_ticks: [0; 3],
             ops: [0; 3],
+            client_cpu_ticks: [0; 3],
         }
     }
 
     /// Microseconds of CPU the peer spent per operation of `kind`.
     fn cpu_us_per_op(&self, kind: Kind) -> f64 {
+        self.us_per_op(self.cpu_ticks, kind)
+    }
+
+    /// Microseconds of CPU client A spent per operation of `kind` against this peer.
+    fn client_cpu_us_per_op(&self, kind: Kind) -> f64 {
+        self.us_per_op(self.client_cpu_ticks, kind)
+    }
+
+    fn us_per_op(&self, ticks: [u64; 3], kind: Kind) -> f64 {
         let k = kind as usize;
-        self.cpu_ticks[k] as f64 * 1e6 / CLOCK_TICKS_PER_S / self.ops[k].max(1) as f64
+        ticks[k] as f64 * 1e6 / CLOCK_TICKS_PER_S / self.ops[k].max(1) as f64
     }
 }
 
@@ -184,7 +212,7 @@ fn main() {
     for round in 0..params.rounds {
         rust.rounds.push(Figures::default());
         beam.rounds.push(Figures::default());
-        for kind in [Kind::Seq, Kind::Par, Kind::Oneway] {
+        for kind in Kind::ALL.into_iter().filter(|&k| params.measures(k)) {
             let order: [&mut Target; 2] = if round % 2 == 0 {
                 [&mut rust, &mut beam]
             } else {
@@ -297,12 +325,26 @@ enum Kind {
     Oneway,
 }
 
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Seq, Kind::Par, Kind::Oneway];
+
+    /// Its name in `EQ_DBENCH_ONLY`.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Seq => "seq",
+            Kind::Par => "par",
+            Kind::Oneway => "oneway",
+        }
+    }
+}
+
 /// Runs one measurement from A against `target`, fills in its part of the
 /// round's figures and charges the target the CPU time it used.
 fn measure(client: &BeamNode, target: &mut Target, kind: Kind, p: &Params) {
     let node = target.node_atom.clone();
     let label = target.label;
     let cpu_before = cpu_ticks(target.os_pid);
+    let client_before = cpu_ticks(client.os_pid());
     let figures = target.rounds.last_mut().expect("a round has begun");
     let ops = match kind {
         Kind::Seq => {
@@ -350,5 +392,8 @@ fn measure(client: &BeamNode, target: &mut Target, kind: Kind, p: &Params) {
     if let (Some(before), Some(after)) = (cpu_before, cpu_ticks(target.os_pid)) {
         target.cpu_ticks[kind as usize] += after - before;
         target.ops[kind as usize] += ops;
+    }
+    if let (Some(before), Some(after)) = (client_before, cpu_ticks(client.os_pid())) {
+        target.client_cpu_ticks[kind as usize] += after - before;
     }
 }

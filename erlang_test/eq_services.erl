@@ -30,7 +30,7 @@
 %% Contention.
 -export([fifo/3, lock_once/1]).
 %% Loops.
--export([start_loop/2, stop_loop/2]).
+-export([start_loop/2, loop_calls/1, stop_loop/2]).
 %% Small things.
 -export([wait_status/2, status_of/1, start_app/2]).
 %% Callbacks (gen_server, gen_statem, supervisor).
@@ -281,8 +281,16 @@ loop(Fun, PauseMs, I, Acc) ->
     after 0 ->
             R = try Fun(I) catch C:E -> {caught, C, E} end,
             Rec = {I, R, rust_quorum:current_node()},
+            put(?RESULT, I),
             timer:sleep(PauseMs),
             loop(Fun, PauseMs, I + 1, [Rec | Acc])
+    end.
+
+%% How many calls the loop has finished so far.
+loop_calls(Pid) ->
+    case erlang:process_info(Pid, dictionary) of
+        {dictionary, Dict} -> proplists:get_value(?RESULT, Dict, 0);
+        undefined -> 0
     end.
 
 %% Stops the loop after the call it is in, and returns its records (or

@@ -39,6 +39,10 @@ struct NodeArgs {
     /// exchange before it sleeps, while a core is spare (0: never).
     #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
+    /// Microseconds a connection's reader, woken in a one-way stream, waits
+    /// before reading so that it reads a batch (0: never).
+    #[arg(long, default_value_t = 20)]
+    coalesce_us: u64,
     /// Threads of the node's runtime. One is the default: a reader that
     /// polls its socket works best on the thread that polls for I/O, and the
     /// services are each one process.
@@ -56,7 +60,8 @@ impl NodeArgs {
         let cookie = resolve_cookie(self.cookie.as_deref())?;
         Ok(NodeConfig::new(name, cookie)
             .with_ticktime(Duration::from_secs(self.net_ticktime.max(1)))
-            .with_busy_poll(Duration::from_micros(self.busy_poll_us)))
+            .with_busy_poll(Duration::from_micros(self.busy_poll_us))
+            .with_coalesce_reads(Duration::from_micros(self.coalesce_us)))
     }
 }
 

@@ -40,6 +40,32 @@ async fn beam_calls_rust_sequentially_and_concurrently() {
     node.shutdown();
 }
 
+/// What we send goes out with atom cache references (src/dist/atom_cache/
+/// writer.rs); the BEAM must read back exactly what it sent, for atoms in
+/// every position: node names of pids and refs, a fun's module (left plain),
+/// a 400-byte atom (left plain), more distinct atoms than one header can
+/// list, and repeats, over frames that reuse and overwrite cache slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_with_atom_cache_references_read_back_exactly() {
+    let node = rust_node::start("rs_atoms").await;
+    rust_node::start_echo(&node, "echo");
+    let b = beam("b_atoms");
+    let r = common::atom(node.name());
+    let terms = "Y = 7, Long = list_to_atom(lists:duplicate(200, 16#e9)), \
+         Many = [list_to_atom(\"a\" ++ integer_to_list(I)) || I <- lists:seq(1, 300)], \
+         Other = [list_to_atom(\"z\" ++ integer_to_list(I)) || I <- lists:seq(1, 3000)], \
+         Ts = [{self(), make_ref(), fun(X) -> X + Y end, Long, 'üñí', '', true}, \
+               Many, {Many, Many}, lists:sublist(Other, 1000), lists:nthtail(1000, Other), \
+               {node(), [node() || _ <- lists:seq(1, 10)], #{node() => self()}}]";
+    let roundtrip = format!(
+        "{terms}, lists:all(fun(T) -> gen_server:call({{echo, {r}}}, T) =:= T end, Ts ++ Ts ++ Ts)"
+    );
+    // (A frame the BEAM could not read would close the connection, and
+    // the call would exit with noconnection instead.)
+    assert_eq!(b.eval_ok(&roundtrip), "true");
+    node.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_calls_beam_with_replies_and_typed_errors() {
     let node = rust_node::start("rs_callout").await;

@@ -195,9 +195,12 @@ const ROUNDING: Duration = Duration::from_millis(2);
 struct RunStats {
     attempts: u64,
     no_quorum: u64,
-    /// BEAM locks that came back `{ok, 2, Votes, Acks}` with Acks < 2 (the
-    /// original's client calls that success; it is none here).
-    short_acks: u64,
+    /// When each BEAM lock that came back `{ok, 2, Votes, Acks}` with Acks
+    /// < 2 was called and answered. locker's client calls that success; it
+    /// is no grant, and it can only happen to a call in flight when a master
+    /// that promised is killed before it acks the write, while the third
+    /// master had refused (another client's promise).
+    short_acks: Vec<(Instant, Instant)>,
     releases_ok: u64,
     releases_failed: u64,
     /// Holds that ran past the lease (the key changes hands by expiry).
@@ -363,7 +366,7 @@ async fn beam_worker(
                 if as_int(acks).unwrap_or(0) < W as i64 {
                     // locker's client says ok on the votes alone; with
                     // fewer than W acks this is no grant.
-                    stats.lock().unwrap().short_acks += 1;
+                    stats.lock().unwrap().short_acks.push((t_call, t_ok));
                     continue;
                 }
                 tokio::time::sleep(hold).await;
@@ -511,7 +514,17 @@ async fn no_key_is_ever_granted_twice() {
         "unexpected results: {:?}",
         stats.unexpected
     );
-    assert_eq!(stats.short_acks, 0);
+    // kill9 returns once the signal is sent; the master dies right after.
+    let at_kill = |&&(called, answered): &&(Instant, Instant)| {
+        called <= t_kill + Duration::from_millis(200) && answered >= t_kill
+    };
+    let unexplained: Vec<_> = stats.short_acks.iter().filter(|s| !at_kill(s)).collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} locks were acked by fewer than W masters without a kill in flight, e.g. called at {:?}",
+        unexplained.len(),
+        unexplained.first().map(|(called, _)| *called - t0)
+    );
     // Enough to mean something, on both sides of the kill and from both
     // kinds of client, with keys changing hands by expiry too.
     // (Floors well below what a run gets, ~400 grants, even on a loaded

@@ -1010,7 +1010,13 @@ async fn failover_to_the_next_rust_node_loses_no_call() {
          L1 = eq_services:start_loop(fun(_) -> rust_quorum:call({whereis_name, {fo, rust}}) =:= RPid end, 5), \
          L2 = eq_services:start_loop(fun(I) -> eq_services:lock_once({fo, I}) end, 5)",
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Enough calls by both loops before the kill: after it, a loop whose
+    // next key falls in one of m0's shards waits out m0's session (10 s).
+    beval(
+        &e,
+        "ok = eq_peer:wait_until(fun() -> eq_services:loop_calls(L1) > 10 andalso \
+         eq_services:loop_calls(L2) > 10 end, 20000)",
+    );
     check(
         &e,
         "[eq_services:result(W) || W <- Ws]",

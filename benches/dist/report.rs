@@ -8,6 +8,7 @@ use crate::stats::{median, ratio_summary, Better};
 // ---- the report ----------------------------------------------------------
 
 struct Row {
+    kind: Kind,
     what: String,
     unit: &'static str,
     better: Better,
@@ -20,6 +21,7 @@ struct Row {
 pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: &Target) {
     let rows = [
         Row {
+            kind: Kind::Seq,
             what: "`gen_server:call`, sequential, mean".into(),
             unit: "µs/call",
             better: Better::Lower,
@@ -27,6 +29,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
             get: |f| f.seq_mean_us,
         },
         Row {
+            kind: Kind::Seq,
             what: "`gen_server:call`, sequential, p50".into(),
             unit: "µs/call",
             better: Better::Lower,
@@ -34,6 +37,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
             get: |f| f.seq_p50_us,
         },
         Row {
+            kind: Kind::Seq,
             what: "`gen_server:call`, sequential, p99".into(),
             unit: "µs/call",
             better: Better::Lower,
@@ -41,6 +45,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
             get: |f| f.seq_p99_us,
         },
         Row {
+            kind: Kind::Par,
             what: format!("`gen_server:call`, {} concurrent callers", p.callers),
             unit: "calls/s",
             better: Better::Higher,
@@ -48,6 +53,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
             get: |f| f.calls_per_s,
         },
         Row {
+            kind: Kind::Oneway,
             what: "one-way `{I, payload_atom}` to a registered sink".into(),
             unit: "msg/s",
             better: Better::Higher,
@@ -76,7 +82,7 @@ pub fn print_report(release: &str, erts: &str, p: &Params, beam: &Target, rust: 
     println!("| BEAM node A → peer | unit | BEAM peer | Rust peer | ratio | ratio range |");
     println!("|---|---|---:|---:|---:|---:|");
     let mut missed = Vec::new();
-    for row in &rows {
+    for row in rows.iter().filter(|row| p.measures(row.kind)) {
         let b = median(beam.rounds.iter().map(row.get).collect());
         let r = median(rust.rounds.iter().map(row.get).collect());
         let per_round = |t: &Target| t.rounds.iter().map(row.get).collect::<Vec<f64>>();
@@ -126,8 +132,10 @@ fn print_cpu_table(p: &Params, beam: &Target, rust: &Target) {
          over all rounds. Ratio: BEAM/Rust; > 1.0 means the Rust node used less CPU."
     );
     println!();
-    println!("| peer CPU per operation | unit | BEAM peer | Rust peer | ratio |");
-    println!("|---|---|---:|---:|---:|");
+    println!(
+        "| peer CPU per operation | unit | BEAM peer | Rust peer | ratio | client A's, with BEAM / Rust peer |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
     let rows = [
         (
             "sequential `gen_server:call`".to_string(),
@@ -141,8 +149,15 @@ fn print_cpu_table(p: &Params, beam: &Target, rust: &Target) {
         ),
         ("one-way message".to_string(), "µs/msg", Kind::Oneway),
     ];
-    for (what, unit, kind) in rows {
+    for (what, unit, kind) in rows.into_iter().filter(|&(_, _, k)| p.measures(k)) {
         let (b, r) = (beam.cpu_us_per_op(kind), rust.cpu_us_per_op(kind));
-        println!("| {what} | {unit} | {b:.2} | {r:.2} | **{:.2}** |", b / r);
+        let (ab, ar) = (
+            beam.client_cpu_us_per_op(kind),
+            rust.client_cpu_us_per_op(kind),
+        );
+        println!(
+            "| {what} | {unit} | {b:.2} | {r:.2} | **{:.2}** | {ab:.2} / {ar:.2} |",
+            b / r
+        );
     }
 }

@@ -64,6 +64,9 @@ impl MasterProcs {
             if let Some(us) = crate::setup::busy_poll_us() {
                 cmd.args(["--busy-poll-us", &us.to_string()]);
             }
+            if let Some(us) = crate::setup::coalesce_us() {
+                cmd.args(["--coalesce-us", &us.to_string()]);
+            }
             let mut child = cmd.spawn().expect("start `erl_quorum serve`");
             let stdout = child.stdout.take().expect("piped stdout");
             let mut reader = BufReader::new(stdout);

@@ -32,14 +32,24 @@ pub fn busy_poll_us() -> Option<u64> {
     env_parse("EQ_BUSY_POLL_US")
 }
 
-/// A bench node's configuration: `NodeConfig::new` with
-/// [`busy_poll_us`] applied.
+/// `EQ_COALESCE_US`: how long the nodes' readers, woken in a one-way
+/// stream, wait before reading (0 turns it off); unset leaves the default.
+pub fn coalesce_us() -> Option<u64> {
+    env_parse("EQ_COALESCE_US")
+}
+
+/// A bench node's configuration: `NodeConfig::new` with [`busy_poll_us`]
+/// and [`coalesce_us`] applied.
 pub fn node_config(name: String, cookie: &str) -> erl_quorum::NodeConfig {
-    let config = erl_quorum::NodeConfig::new(name, cookie);
-    match busy_poll_us() {
-        Some(us) => config.with_busy_poll(std::time::Duration::from_micros(us)),
-        None => config,
+    let us = std::time::Duration::from_micros;
+    let mut config = erl_quorum::NodeConfig::new(name, cookie);
+    if let Some(poll) = busy_poll_us() {
+        config = config.with_busy_poll(us(poll));
     }
+    if let Some(wait) = coalesce_us() {
+        config = config.with_coalesce_reads(us(wait));
+    }
+    config
 }
 
 /// A multi-threaded runtime with `workers` threads (`None`: tokio's default).

@@ -1,5 +1,5 @@
 //! Receiving distribution headers with atom cache references
-//! (`DFLAG_DIST_HDR_ATOM_CACHE`), sans-IO.
+//! (`DFLAG_DIST_HDR_ATOM_CACHE`), sans-IO; [`AtomCacheWriter`] sends them.
 //!
 //! Once both nodes set `DFLAG_DIST_HDR_ATOM_CACHE` in the handshake, every
 //! non-tick frame in *both* directions is `131, 68, NumberOfAtomCacheRefs,
@@ -349,6 +349,9 @@ impl<'a> Reader<'a> {
 }
 
 mod walk;
+mod writer;
+
+pub use writer::AtomCacheWriter;
 
 #[cfg(test)]
 mod tests;

@@ -49,8 +49,8 @@ pub const REQUIRED: u64 = EXTENDED_REFERENCES
     | HANDSHAKE_23;
 
 /// What this node advertises. Not PUBLISHED (we are a hidden node). The
-/// distribution header with atom cache references is read (and written with
-/// no references); fragments are not implemented.
+/// distribution header with atom cache references is read and written;
+/// fragments are not implemented.
 pub const ADVERTISED: u64 = REQUIRED
     | DIST_HDR_ATOM_CACHE
     | UNLINK_ID

@@ -84,8 +84,9 @@ pub fn write_tick(out: &mut Vec<u8>) {
 
 /// An encoded frame, built in distribution-header form: `131 68 0` (a header
 /// with no atom-cache references), then the control message and the payload
-/// without version bytes. That is what a peer that negotiated the atom cache
-/// requires; [`OutFrame::into_pass_through`] turns it into the form for a
+/// without version bytes. A connection's outbox gives it its final form:
+/// the header with atom cache references for a peer that negotiated the
+/// atom cache (`AtomCacheWriter`), or [`OutFrame::into_pass_through`] for a
 /// peer that did not, at the cost of moving the (small) control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutFrame {
@@ -122,7 +123,16 @@ impl OutFrame {
         self.bytes[..4].copy_from_slice(&len.to_be_bytes());
     }
 
-    /// The frame for a peer that negotiated the atom cache.
+    /// The control message and the payload, without version bytes: what
+    /// follows the distribution header.
+    pub fn terms(&self) -> &[u8] {
+        &self.bytes[HEADER_FORM_PREFIX..]
+    }
+
+    /// The frame for a peer that negotiated the atom cache, with a header
+    /// that references no atoms (see [`AtomCacheWriter`] for one that does).
+    ///
+    /// [`AtomCacheWriter`]: crate::dist::atom_cache::AtomCacheWriter
     pub fn into_header_form(self) -> Vec<u8> {
         self.bytes
     }

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// long before sleeping, while the machine has a core to spare (as the
     /// BEAM's schedulers busy-wait). Zero turns it off.
     pub busy_poll: Duration,
+    /// A reader woken in a one-way stream from a peer waits this long (plus
+    /// the OS's timer slack) before reading, so that it reads a batch. It
+    /// blocks the reader's worker thread meanwhile. Zero turns it off.
+    pub coalesce_reads: Duration,
 }
 
 impl NodeConfig {
@@ -56,6 +60,7 @@ impl NodeConfig {
             term_limits: Limits::default(),
             handshake_timeout: Duration::from_secs(7),
             busy_poll: Duration::from_micros(50),
+            coalesce_reads: Duration::from_micros(20),
         }
     }
 
@@ -66,6 +71,11 @@ impl NodeConfig {
 
     pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
         self.busy_poll = busy_poll;
+        self
+    }
+
+    pub fn with_coalesce_reads(mut self, wait: Duration) -> Self {
+        self.coalesce_reads = wait;
         self
     }
 }

@@ -1,9 +1,9 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
 //! TCP), then one reader and one writer task per peer.
 
-use super::busy_poll::BusyPoll;
 use super::outbox::Outbox;
-use super::peers::{wire_form, ConnHandle, Peer};
+use super::peers::{ConnHandle, Peer};
+use super::read_pacing::ReadPacing;
 use super::socket_read::read_some;
 use super::NodeInner;
 use crate::dist::atom_cache::AtomCache;
@@ -207,9 +207,9 @@ pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
         match peers.get_mut(peer) {
             Some(Peer::Up(h)) => {
                 // Write outside the table's lock: other peers' senders go on.
-                let (outbox, header_form) = (h.outbox.clone(), h.header_form);
+                let outbox = h.outbox.clone();
                 drop(peers);
-                outbox.push(&wire_form(frame, header_form));
+                outbox.push_frame(frame);
                 return;
             }
             Some(Peer::Connecting { queue, .. }) => {
@@ -350,14 +350,14 @@ fn install(
     let peer = Atom::from(info.name.as_str());
     let header_form = info.flags & flags::ADVERTISED & flags::DIST_HDR_ATOM_CACHE != 0;
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(write));
+    let outbox = Arc::new(Outbox::new(write, header_form));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
                 for frame in queue.drain(..) {
-                    outbox.push(&wire_form(frame, header_form));
+                    outbox.push_frame(frame);
                 }
             }
             _ => {
@@ -371,7 +371,6 @@ fn install(
             Peer::Up(ConnHandle {
                 id: attempt,
                 outbox: outbox.clone(),
-                header_form,
                 close,
             }),
         );
@@ -473,7 +472,12 @@ async fn reader(
     let mut check = tokio::time::interval(ticktime / 4);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
-    let mut spin = BusyPoll::new(node.config.busy_poll, last_read.into_std());
+    let config = &node.config;
+    let mut pacing = ReadPacing::new(
+        config.busy_poll,
+        config.coalesce_reads,
+        last_read.into_std(),
+    );
     let mut buf = leftover;
     let mut start = 0;
     let limits = node.config.term_limits;
@@ -507,7 +511,7 @@ async fn reader(
                     break 'outer format!("bad frame: {e}");
                 }
             };
-            spin.frame();
+            pacing.frame();
             match decoded {
                 Ok(message) => super::dispatch::dispatch(&node, &peer, message),
                 Err(e) => {
@@ -528,11 +532,11 @@ async fn reader(
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
-            n = read_some(&read, &mut buf, &mut spin, &outbox) => match n {
+            n = read_some(&read, &mut buf, &mut pacing, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
                 Ok(_) => {
                     last_read = Instant::now();
-                    spin.read(last_read.into_std(), outbox.pushed());
+                    pacing.read(last_read.into_std(), outbox.pushed());
                 }
                 Err(e) => break format!("read failed: {e}"),
             },

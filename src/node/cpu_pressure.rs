@@ -1,5 +1,5 @@
 //! Whether the machine has a core to spare for a reader that polls its
-//! socket instead of sleeping (see `busy_poll`). Spinning while every core
+//! socket instead of sleeping (see `read_pacing`). Spinning while every core
 //! is wanted takes CPU from the very peer whose answer we wait for, so
 //! readers spin only while no more threads are runnable than there are
 //! cores. The count comes from `/proc/loadavg`, read at most once a

@@ -4,7 +4,6 @@
 //! This is the tokio driver around the sans-IO pieces in [`crate::dist`]
 //! and the bookkeeping in [`crate::process`].
 
-mod busy_poll;
 pub mod config;
 mod connection;
 mod cpu_pressure;
@@ -13,6 +12,7 @@ pub mod epmd;
 mod net_kernel;
 mod outbox;
 mod peers;
+mod read_pacing;
 mod socket_read;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};

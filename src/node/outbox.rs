@@ -8,7 +8,14 @@
 //! of frames goes out in a few system calls instead of one each. Frames stay
 //! in order because nobody writes directly while the writer task owns the
 //! queue.
+//!
+//! Frames get their final wire form here, under the queue's lock, because
+//! the atom cache references in a frame's header are only right if frames
+//! reach the socket in the order they were written (see
+//! [`AtomCacheWriter`]).
 
+use crate::dist::atom_cache::AtomCacheWriter;
+use crate::dist::frame::OutFrame;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +26,8 @@ use tokio::sync::Notify;
 /// A frame pushed this soon after the previous direct write is queued for
 /// the writer task instead: by then more frames are likely on their way.
 const BURST_WINDOW: Duration = Duration::from_micros(50);
+/// The frame scratch space kept between frames, at most.
+const SCRATCH_MAX: usize = 64 << 10;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -27,6 +36,11 @@ struct Queue {
     draining: bool,
     closed: bool,
     last_direct: Option<Instant>,
+    /// The sending side of the atom cache, when the peer negotiated
+    /// distribution headers; without it frames go in pass-through form.
+    atoms: Option<AtomCacheWriter>,
+    /// Scratch space for the frame being written.
+    frame: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -39,10 +53,15 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(socket: OwnedWriteHalf) -> Self {
+    /// `header_form`: the peer negotiated `DFLAG_DIST_HDR_ATOM_CACHE`.
+    pub fn new(socket: OwnedWriteHalf, header_form: bool) -> Self {
+        let queue = Queue {
+            atoms: header_form.then(AtomCacheWriter::new),
+            ..Queue::default()
+        };
         Self {
             socket,
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(queue),
             wake: Notify::new(),
             pushed: AtomicU64::new(0),
         }
@@ -52,13 +71,49 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends one frame (or any bytes), never blocking.
-    pub fn push(&self, frame: &[u8]) {
+    /// Sends one frame in the form the connection negotiated, never blocking.
+    pub fn push_frame(&self, frame: OutFrame) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        let mut guard = self.lock();
+        let q = &mut *guard;
+        if q.closed {
+            return;
+        }
+        let wake = match &mut q.atoms {
+            Some(atoms) => {
+                let mut bytes = std::mem::take(&mut q.frame);
+                atoms.write(&frame, &mut bytes);
+                let wake = self.send(q, &bytes);
+                if bytes.capacity() <= SCRATCH_MAX {
+                    q.frame = bytes;
+                }
+                wake
+            }
+            None => self.send(q, &frame.into_pass_through()),
+        };
+        drop(guard);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends bytes that are not a frame (a tick), never blocking.
+    pub fn push(&self, bytes: &[u8]) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
         let mut q = self.lock();
         if q.closed {
             return;
         }
+        let wake = self.send(&mut q, bytes);
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes `frame` to the socket now if it is ours, else queues it;
+    /// true if the writer task must be woken to drain the queue.
+    fn send(&self, q: &mut Queue, frame: &[u8]) -> bool {
         let in_burst = q.last_direct.is_some_and(|t| t.elapsed() < BURST_WINDOW);
         if !q.draining && !in_burst {
             q.last_direct = Some(Instant::now());
@@ -69,17 +124,17 @@ impl Outbox {
                 Err(_) => 0,
             };
             if written == frame.len() {
-                return;
+                return false;
             }
             q.bytes.extend_from_slice(&frame[written..]);
         } else {
             q.bytes.extend_from_slice(frame);
         }
-        if !q.draining {
-            q.draining = true;
-            drop(q);
-            self.wake.notify_one();
+        if q.draining {
+            return false;
         }
+        q.draining = true;
+        true
     }
 
     /// How many frames have been pushed so far.

@@ -17,9 +17,6 @@ pub(crate) struct ConnHandle {
     /// entry if it still belongs to the same attempt.
     pub id: u64,
     pub outbox: Arc<Outbox>,
-    /// Whether the peer negotiated the atom cache: frames then go in
-    /// distribution-header form, else in pass-through form.
-    pub header_form: bool,
     pub close: watch::Sender<bool>,
 }
 
@@ -44,15 +41,6 @@ pub(crate) enum State {
 pub(crate) struct Peers {
     map: Mutex<HashMap<Atom, Peer>>,
     next_attempt: AtomicU64,
-}
-
-/// The bytes of `frame` in the form the connection negotiated.
-pub(crate) fn wire_form(frame: OutFrame, header_form: bool) -> Vec<u8> {
-    if header_form {
-        frame.into_header_form()
-    } else {
-        frame.into_pass_through()
-    }
 }
 
 impl Peers {

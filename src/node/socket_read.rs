@@ -1,9 +1,11 @@
-//! Reading a connection's socket: waiting for readiness, or polling it
-//! for a moment after a short exchange (see `busy_poll`).
+//! Reading a connection's socket: waiting for readiness, polling it for a
+//! moment after a short exchange, or letting a one-way stream gather (see
+//! `read_pacing`).
 
-use super::busy_poll::BusyPoll;
 use super::cpu_pressure;
 use super::outbox::Outbox;
+use super::read_pacing::ReadPacing;
+use std::time::Instant;
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -13,27 +15,33 @@ const SHORT_READ: usize = 4 << 10;
 
 /// Reads what the socket holds into `buf`'s spare capacity.
 ///
-/// Right after a short exchange on this connection (see [`BusyPoll`]) and
+/// Right after a short exchange on this connection (see [`ReadPacing`]) and
 /// while the machine has a core to spare, it polls the socket itself
 /// instead of sleeping in epoll: the peer's answer is then read within a
 /// few microseconds instead of after the 20-30 µs a wakeup costs.
 ///
-/// Otherwise it waits for readiness. A small read that comes back short
-/// has drained the socket, so its readiness is cleared at once: the next
-/// wait goes straight to epoll instead of through one more read that would
-/// only return EAGAIN. A large read means a stream of messages: the next
-/// read will likely find more, so readiness is kept. No data is missed:
-/// data arriving after the short read raises a new edge, and tokio keeps
-/// readiness that arrived meanwhile (reads while polling bypass it, which
-/// at worst costs one spurious wakeup).
+/// Otherwise it waits for readiness. Woken in a one-way stream, it first
+/// sleeps a moment so that it reads a batch rather than the one segment
+/// that woke it. That sleep blocks this worker thread (tokio's timers count
+/// milliseconds), so the worker's other tasks wait as long, and the OS's
+/// timer slack (50 µs by default on Linux) comes on top of it.
+///
+/// A small read that comes back short has drained the socket, so its
+/// readiness is cleared at once: the next wait goes straight to epoll
+/// instead of through one more read that would only return EAGAIN. A large
+/// read means a stream of messages: the next read will likely find more, so
+/// readiness is kept. No data is missed: data arriving after the short read
+/// raises a new edge, and tokio keeps readiness that arrived meanwhile
+/// (reads while polling bypass it, which at worst costs one spurious
+/// wakeup).
 pub(super) async fn read_some(
     read: &OwnedReadHalf,
     buf: &mut Vec<u8>,
-    spin: &mut BusyPoll,
+    pacing: &mut ReadPacing,
     outbox: &Outbox,
 ) -> std::io::Result<usize> {
     loop {
-        if spin.spin(std::time::Instant::now(), outbox.pushed()) && cpu_pressure::spare_core() {
+        if pacing.spin(Instant::now(), outbox.pushed()) && cpu_pressure::spare_core() {
             match spin_read(read, buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Let this runtime's other tasks run (its driver is
@@ -46,7 +54,18 @@ pub(super) async fn read_some(
                 other => return other,
             }
         }
-        read.readable().await?;
+        let mut slept = false;
+        std::future::poll_fn(|cx| {
+            let ready = read.as_ref().poll_read_ready(cx);
+            slept |= ready.is_pending();
+            ready
+        })
+        .await?;
+        if slept {
+            if let Some(wait) = pacing.coalesce(Instant::now(), outbox.pushed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let spare = buf.capacity() - buf.len();
         let mut short = None;
         let result = read.as_ref().try_io(Interest::READABLE, || {

@@ -249,6 +249,12 @@ pub(crate) trait ScanSink {
     /// `tag_offset`, its index byte right after it.
     fn cache_ref(&mut self, tag_offset: usize, index: u8) -> Result<(), Self::Error>;
 
+    /// A plain atom (not a cache reference): its tag is at `tag_offset`,
+    /// its text (Latin-1 for ATOM_EXT and SMALL_ATOM_EXT, else UTF-8) spans
+    /// `text`. The outgoing atom cache collects these.
+    #[inline]
+    fn atom(&mut self, _tag_offset: usize, _text: std::ops::Range<usize>) {}
+
     /// A NEW_FUN_EXT whose size field is at `size_offset` starts.
     fn fun_start(&mut self, size_offset: usize) -> Self::FunMark;
 
@@ -451,6 +457,7 @@ impl<'a, S: ScanSink> Scanner<'a, S> {
             _ => self.u8()?.into(),
         };
         let name = self.take(len)?;
+        self.sink.atom(offset, self.pos - len..self.pos);
         if !S::CONTENTS {
             return Ok(());
         }
