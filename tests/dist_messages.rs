@@ -42,7 +42,8 @@ async fn beam_calls_rust_sequentially_and_concurrently() {
 
 /// What we send goes out with atom cache references (src/dist/atom_cache/
 /// writer.rs); the BEAM must read back exactly what it sent, for atoms in
-/// every position: node names of pids and refs, a fun's module (left plain),
+/// every position: node names of pids and refs, an export's module and
+/// function, a fun's module (left plain),
 /// a 400-byte atom (left plain), more distinct atoms than one header can
 /// list, and repeats, over frames that reuse and overwrite cache slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +55,7 @@ async fn replies_with_atom_cache_references_read_back_exactly() {
     let terms = "Y = 7, Long = list_to_atom(lists:duplicate(200, 16#e9)), \
          Many = [list_to_atom(\"a\" ++ integer_to_list(I)) || I <- lists:seq(1, 300)], \
          Other = [list_to_atom(\"z\" ++ integer_to_list(I)) || I <- lists:seq(1, 3000)], \
-         Ts = [{self(), make_ref(), fun(X) -> X + Y end, Long, 'üñí', '', true}, \
+         Ts = [{self(), make_ref(), fun(X) -> X + Y end, fun erlang:abs/1, Long, 'üñí', '', true}, \
                Many, {Many, Many}, lists:sublist(Other, 1000), lists:nthtail(1000, Other), \
                {node(), [node() || _ <- lists:seq(1, 10)], #{node() => self()}}]";
     let roundtrip = format!(

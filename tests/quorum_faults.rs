@@ -515,10 +515,14 @@ async fn no_key_is_ever_granted_twice() {
         stats.unexpected
     );
     // kill9 returns once the signal is sent; the master dies right after.
-    let at_kill = |&&(called, answered): &&(Instant, Instant)| {
+    let in_flight_at_kill = |&&(called, answered): &&(Instant, Instant)| {
         called <= t_kill + Duration::from_millis(200) && answered >= t_kill
     };
-    let unexplained: Vec<_> = stats.short_acks.iter().filter(|s| !at_kill(s)).collect();
+    let unexplained: Vec<_> = stats
+        .short_acks
+        .iter()
+        .filter(|s| !in_flight_at_kill(s))
+        .collect();
     assert!(
         unexplained.is_empty(),
         "{} locks were acked by fewer than W masters without a kill in flight, e.g. called at {:?}",

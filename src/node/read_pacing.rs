@@ -77,8 +77,9 @@ impl ReadPacing {
 
     /// A read of fresh data at `now`, when the connection had sent `sent` frames.
     pub(super) fn read(&mut self, now: Instant, sent: u64) {
+        // Counted up to what makes a stream, no further: a stream lasts.
         self.unanswered = if self.one_way(now, sent) {
-            self.unanswered.saturating_add(1)
+            (self.unanswered + 1).min(ONE_WAY_READS)
         } else {
             0
         };
@@ -119,6 +120,7 @@ impl ReadPacing {
     /// frames, none was answered, and each came right after the last.
     pub(super) fn coalesce(&self, now: Instant, sent: u64) -> Option<Duration> {
         let stream = self.unanswered + 1 >= ONE_WAY_READS && self.one_way(now, sent);
+        // (`unanswered` stays at most ONE_WAY_READS, so the sum cannot overflow.)
         (!self.coalesce.is_zero() && stream).then_some(self.coalesce)
     }
 
@@ -217,6 +219,11 @@ mod tests {
         assert_eq!(p.coalesce(soon, 7), Some(COALESCE));
         assert_eq!(p.coalesce(soon, 8), None, "we answered: a conversation");
         assert_eq!(p.coalesce(t + STREAM_GAP, 7), None, "after a silence");
+        // A long stream stays one.
+        for _ in 0..4 {
+            unanswered_reads(&mut p, &mut t, 250);
+        }
+        assert_eq!(p.coalesce(t + Duration::from_micros(30), 7), Some(COALESCE));
         let mut off = ReadPacing::new(WINDOW, Duration::ZERO, t0);
         unanswered_reads(&mut off, &mut t, ONE_WAY_READS);
         assert_eq!(off.coalesce(t + Duration::from_micros(30), 7), None);

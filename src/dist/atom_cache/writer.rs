@@ -22,6 +22,8 @@ use crate::dist::frame::OutFrame;
 use std::ops::Range;
 
 const ATOM_CACHE_REF: u8 = 82;
+/// Atom sites kept allocated between frames, at most.
+const SCRATCH_SITES: usize = 4096;
 
 /// What this connection's peer holds in each slot of our cache, and
 /// scratch space reused from frame to frame.
@@ -88,7 +90,8 @@ impl AtomCacheWriter {
     /// peer, and after every frame written here before it.
     ///
     /// Atoms inside funs (whose size field would change), atoms over 255
-    /// bytes, Latin-1 atoms that are not ASCII, and atoms past the 255th
+    /// bytes, Latin-1 atoms that are not ASCII, an atom whose slot this
+    /// frame already lists for another atom, and atoms past the 255th
     /// reference stay as they are. A frame that does not scan (never one
     /// of `control::encode`'s) goes out with no references at all.
     pub fn write(&mut self, frame: &OutFrame, out: &mut Vec<u8>) {
@@ -112,6 +115,11 @@ impl AtomCacheWriter {
         out.extend_from_slice(&terms[copied..]);
         let len = (out.len() - 4) as u32;
         out[..4].copy_from_slice(&len.to_be_bytes());
+        // One huge frame must not leave its scratch space behind.
+        if self.sites.capacity() > SCRATCH_SITES {
+            self.sites = Vec::new();
+            self.refs = Vec::new();
+        }
     }
 
     /// Fills `sites` with the plain atoms of the control message and the
