@@ -129,9 +129,8 @@ pub struct AtomCache {
     /// Encoded atoms; an empty buffer is an unset slot (an encoded atom is
     /// never empty).
     slots: Box<[Vec<u8>]>,
-    /// `seen[slot] == generation` if the current header already named it.
-    seen: Box<[u32]>,
-    generation: u32,
+    /// The slots the current header has named.
+    seen: FrameMarks,
     /// Open containers of the term being walked (kept for its capacity).
     stack: Vec<Frame<usize>>,
     max_output: usize,
@@ -158,8 +157,7 @@ impl AtomCache {
     pub fn new() -> Self {
         AtomCache {
             slots: vec![Vec::new(); CACHE_SIZE].into_boxed_slice(),
-            seen: vec![0; CACHE_SIZE].into_boxed_slice(),
-            generation: 0,
+            seen: FrameMarks::new(),
             stack: Vec::new(),
             max_output: DEFAULT_MAX_OUTPUT,
         }
@@ -273,21 +271,17 @@ impl AtomCache {
         let nibble = |i: usize| (flags[i / 2] >> ((i & 1) * 4)) & 0x0f;
         let long_atoms = nibble(count) & LONG_ATOMS != 0;
 
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.seen.fill(0);
-            self.generation = 1;
-        }
+        self.seen.next_frame();
         for (i, entry) in table.iter_mut().enumerate().take(count) {
             let offset = r.pos;
             let flag = nibble(i);
             let slot = usize::from(flag & SEGMENT) << 8 | usize::from(r.u8()?);
             // The BEAM lists each slot at most once per header; refusing a
             // repeat keeps every listed reference meaning one atom.
-            if self.seen[slot] == self.generation {
+            if self.seen.is_marked(slot) {
                 return Err(AtomCacheError::DuplicateSlot { offset, slot });
             }
-            self.seen[slot] = self.generation;
+            self.seen.mark(slot);
             if flag & NEW_ENTRY != 0 {
                 let len = if long_atoms {
                     r.u16()?
@@ -319,6 +313,41 @@ impl AtomCache {
             *entry = slot as u16;
         }
         Ok((r.pos, count))
+    }
+}
+
+/// The cache slots one frame's header lists, on both sides: a stamp per
+/// slot, so starting a frame bumps a counter instead of clearing 2048 marks.
+#[derive(Clone)]
+struct FrameMarks {
+    /// `stamp[slot] == generation`: the current frame lists `slot`.
+    stamp: Box<[u32]>,
+    generation: u32,
+}
+
+impl FrameMarks {
+    fn new() -> Self {
+        FrameMarks {
+            stamp: vec![0; CACHE_SIZE].into_boxed_slice(),
+            generation: 0,
+        }
+    }
+
+    /// Forgets the marks of the previous frame.
+    fn next_frame(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.stamp.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    fn is_marked(&self, slot: usize) -> bool {
+        self.stamp[slot] == self.generation
+    }
+
+    fn mark(&mut self, slot: usize) {
+        self.stamp[slot] = self.generation;
     }
 }
 

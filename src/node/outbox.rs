@@ -73,13 +73,7 @@ impl Outbox {
 
     /// Sends one frame in the form the connection negotiated, never blocking.
     pub fn push_frame(&self, frame: OutFrame) {
-        self.pushed.fetch_add(1, Ordering::Relaxed);
-        let mut guard = self.lock();
-        let q = &mut *guard;
-        if q.closed {
-            return;
-        }
-        let wake = match &mut q.atoms {
+        self.pushing(|q| match &mut q.atoms {
             Some(atoms) => {
                 let mut bytes = std::mem::take(&mut q.frame);
                 atoms.write(&frame, &mut bytes);
@@ -90,21 +84,23 @@ impl Outbox {
                 wake
             }
             None => self.send(q, &frame.into_pass_through()),
-        };
-        drop(guard);
-        if wake {
-            self.wake.notify_one();
-        }
+        });
     }
 
     /// Sends bytes that are not a frame (a tick), never blocking.
     pub fn push(&self, bytes: &[u8]) {
+        self.pushing(|q| self.send(q, bytes));
+    }
+
+    /// Counts a push and runs `send` on the open queue; wakes the writer
+    /// task, outside the lock, when `send` says so.
+    fn pushing(&self, send: impl FnOnce(&mut Queue) -> bool) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
         let mut q = self.lock();
         if q.closed {
             return;
         }
-        let wake = self.send(&mut q, bytes);
+        let wake = send(&mut q);
         drop(q);
         if wake {
             self.wake.notify_one();

@@ -13,15 +13,14 @@
 //! only has to remember what it told the peer, and the frames must reach
 //! the socket in the order they were written here.
 
-use super::{CACHE_SIZE, MAX_REFS, NEW_ENTRY};
+use super::{FrameMarks, CACHE_SIZE, MAX_REFS, NEW_ENTRY};
 use crate::dist::etf::{
-    Frame, Limits, ScanSink, Scanner, TermError, ATOM_UTF8_EXT, DIST_HEADER, SMALL_ATOM_UTF8_EXT,
-    VERSION,
+    Frame, Limits, ScanSink, Scanner, TermError, ATOM_CACHE_REF, ATOM_UTF8_EXT, DIST_HEADER,
+    SMALL_ATOM_UTF8_EXT, VERSION,
 };
 use crate::dist::frame::OutFrame;
 use std::ops::Range;
 
-const ATOM_CACHE_REF: u8 = 82;
 /// Atom sites kept allocated between frames, at most.
 const SCRATCH_SITES: usize = 4096;
 
@@ -30,11 +29,10 @@ const SCRATCH_SITES: usize = 4096;
 pub struct AtomCacheWriter {
     /// The text of the atom the peer has in each slot, if any ('' is an atom).
     slots: Box<[Option<Vec<u8>>]>,
-    /// `stamp[slot] == generation`: the slot is listed in the frame being
-    /// written, at reference `listed[slot]`.
-    stamp: Box<[u32]>,
+    /// The slots the frame being written lists, each at reference
+    /// `listed[slot]`.
+    marks: FrameMarks,
     listed: Box<[u8]>,
-    generation: u32,
     sites: Vec<Site>,
     refs: Vec<Ref>,
     stack: Vec<Frame<()>>,
@@ -75,9 +73,8 @@ impl AtomCacheWriter {
     pub fn new() -> Self {
         AtomCacheWriter {
             slots: vec![None; CACHE_SIZE].into_boxed_slice(),
-            stamp: vec![0; CACHE_SIZE].into_boxed_slice(),
+            marks: FrameMarks::new(),
             listed: vec![0; CACHE_SIZE].into_boxed_slice(),
-            generation: 0,
             sites: Vec::new(),
             refs: Vec::new(),
             stack: Vec::new(),
@@ -141,11 +138,7 @@ impl AtomCacheWriter {
     /// Gives each cacheable site a reference, listing each slot once.
     fn assign_refs(&mut self, terms: &[u8]) {
         self.refs.clear();
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.stamp.fill(0);
-            self.generation = 1;
-        }
+        self.marks.next_frame();
         for site in &mut self.sites {
             let text = &terms[site.text.clone()];
             let utf8 = matches!(terms[site.tag], ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT);
@@ -153,7 +146,7 @@ impl AtomCacheWriter {
                 continue;
             }
             let slot = slot_of(text);
-            if self.stamp[slot] == self.generation {
+            if self.marks.is_marked(slot) {
                 // Listed already: by this atom, or by another that hashes
                 // alike (which then stays plain).
                 let listed = self.listed[slot];
@@ -174,7 +167,7 @@ impl AtomCacheWriter {
                 held.clear();
                 held.extend_from_slice(text);
             }
-            self.stamp[slot] = self.generation;
+            self.marks.mark(slot);
             self.listed[slot] = index;
             self.refs.push(Ref {
                 slot,
