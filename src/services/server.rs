@@ -57,6 +57,10 @@ pub(super) struct Server {
     /// when the mailbox is momentarily empty, one message for many changes.
     unsent: Vec<Term>,
     unsent_to_peers: Vec<Term>,
+    /// The request being handled came forwarded by a peer, which answers
+    /// its caller's next `whereis_name` from its view of our names: the
+    /// changes it causes go out before its reply (see `carry_out`).
+    changes_before_replies: bool,
 }
 
 impl Server {
@@ -88,6 +92,7 @@ impl Server {
             peers_asking: HashSet::new(),
             unsent: Vec::new(),
             unsent_to_peers: Vec::new(),
+            changes_before_replies: false,
         }
     }
 
@@ -175,6 +180,7 @@ impl Server {
                 return;
             }
             Some([op, name]) if is_atom(op, "unregister_name_here") => {
+                self.changes_before_replies = true;
                 self.slots.unregister(caller, name.clone());
                 return;
             }
@@ -391,18 +397,34 @@ impl Server {
     /// Carries out what the slots asked for. Grants and releases in a
     /// shard this node holds are decided here and now (fed straight back
     /// to the slots, whose next actions this loop carries out too).
+    ///
+    /// Name changes normally go out in batches, after the replies. For a
+    /// request a peer forwarded, they go out first, on the same connection
+    /// as the reply: they are in the peer's mailbox before the reply reaches
+    /// its caller, so the caller's next `whereis_name` there sees them.
     fn carry_out(&mut self) {
+        let changes_first = std::mem::take(&mut self.changes_before_replies);
         let mut own_changes = Vec::new();
+        let mut replies = Vec::new();
         loop {
             let actions = self.slots.take_actions();
             if actions.is_empty() {
                 break;
             }
             for action in actions {
-                self.carry_out_one(action, &mut own_changes);
+                match action {
+                    Action::Reply(caller, reply) if changes_first => replies.push((caller, reply)),
+                    action => self.carry_out_one(action, &mut own_changes),
+                }
             }
         }
         self.publish(own_changes, true);
+        if changes_first {
+            self.flush_changes();
+            for (caller, reply) in replies {
+                caller.reply(&self.process, reply);
+            }
+        }
     }
 
     fn carry_out_one(&mut self, action: Action, own_changes: &mut Vec<Term>) {
