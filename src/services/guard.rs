@@ -17,11 +17,12 @@
 //! the node going down, or at the deadline, each owner gets the exit signal
 //! `{lock_lost, Key}` or `{name_lost, Name}`.
 
+use super::protocol::{lost_reason as reason, GuardNotice, Notice, Reply, Request};
 use super::slots::Kind;
 use crate::node::Node;
 use crate::process::{Mail, Process};
 use crate::quorum::store::Canon;
-use crate::term::{as_atom, as_tuple, atom, is_atom, tuple, Pid, Term};
+use crate::term::{Pid, Term};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,14 +50,6 @@ struct Guarded {
 #[derive(Debug, Default)]
 pub struct Guards {
     nodes: HashMap<String, Guarded>,
-}
-
-fn reason(kind: Kind, key: Term) -> Term {
-    let what = match kind {
-        Kind::Lock => "lock_lost",
-        Kind::Name => "name_lost",
-    };
-    tuple(vec![atom(what), key])
 }
 
 impl Guards {
@@ -194,59 +187,52 @@ fn keepalive(
     let mut asker = node.spawn_process();
     tokio::spawn(async move {
         let sent_at = Instant::now();
+        let request = Request::Keepalive;
         let reply = asker
             .call(
                 ("erl_quorum", serving.as_str()),
-                atom("keepalive"),
+                request.encode(),
                 KEEPALIVE_EVERY,
             )
             .await;
-        if let Ok(reply) = reply {
-            if let Some([ok, Term::FixInteger(ms)]) = as_tuple(&reply) {
-                if is_atom(ok, "ok") && ms.value >= 0 {
-                    let valid = Duration::from_millis(ms.value as u64);
-                    let _ = answers.send((serving, sent_at, valid));
-                }
-            }
+        if let Ok(Ok(Reply::Valid { ms })) = reply.map(|r| Reply::decode(&request, &r)) {
+            let _ = answers.send((serving, sent_at, Duration::from_millis(ms)));
         }
     });
 }
 
-/// `{eq_owned | eq_released | eq_lost, RustNode, Owner, Kind, Key}`.
+/// A [`GuardNotice`]; anything else is ignored.
 fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pid, Term)> {
-    let Some([what, node, Term::Pid(owner), kind, key]) = as_tuple(message) else {
-        tracing::debug!(%message, "erl_quorum guard: unexpected message ignored");
+    let Ok(GuardNotice {
+        notice,
+        node,
+        owner,
+        kind,
+        key,
+    }) = GuardNotice::decode(message)
+    else {
+        tracing::debug!("erl_quorum guard: unexpected message ignored");
         return Vec::new();
     };
-    let (Some(what), Some(node)) = (as_atom(what), as_atom(node)) else {
-        return Vec::new();
-    };
-    let kind = if is_atom(kind, "lock") {
-        Kind::Lock
-    } else if is_atom(kind, "name") {
-        Kind::Name
-    } else {
-        return Vec::new();
-    };
-    match what {
-        "eq_owned" => {
-            if guards.owned(node, owner.clone(), kind, key.clone(), Instant::now()) {
-                process.monitor_node(node);
+    match notice {
+        Notice::Owned => {
+            if guards.owned(&node, owner, kind, key, Instant::now()) {
+                process.monitor_node(&node);
             }
             Vec::new()
         }
-        "eq_released" => {
-            guards.released(node, owner.clone(), kind, key);
+        Notice::Released => {
+            guards.released(&node, owner, kind, &key);
             Vec::new()
         }
-        "eq_lost" => guards.lost(node, owner.clone(), kind, key.clone()),
-        _ => Vec::new(),
+        Notice::Lost => guards.lost(&node, owner, kind, key),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::term::atom;
 
     fn pid(n: u32) -> Pid {
         Pid::new("rust@host", n, 0, 1)

@@ -33,6 +33,7 @@
 
 pub mod guard;
 pub mod names;
+pub mod protocol;
 pub mod registry;
 pub mod rounds;
 mod server;

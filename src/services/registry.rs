@@ -3,9 +3,9 @@
 //! registered. Every call goes to the `erl_quorum` process of one serving
 //! node (this one by default), as `rebar_fixture`'s modules do.
 
-use super::shards::no_quorum_reply;
+use super::protocol::{Reply, ReplyError, Request};
 use crate::process::{CallError, Process};
-use crate::term::{as_tuple, atom, is_atom, tuple, Pid, Term};
+use crate::term::{Pid, Term};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -14,6 +14,12 @@ pub enum RegistryError {
     Call(#[from] CallError),
     #[error("unexpected reply from the erl_quorum service: {0}")]
     Reply(Term),
+}
+
+impl From<ReplyError> for RegistryError {
+    fn from(e: ReplyError) -> Self {
+        RegistryError::Reply(e.reply)
+    }
 }
 
 /// Redirects followed for one call.
@@ -67,77 +73,74 @@ impl Registry {
     /// Calls the service, following redirects to the node that holds the
     /// key's shard (a few hops at most, as `rust_quorum` does; past them the
     /// views are changing, which to the caller is no quorum yet).
-    async fn call(&mut self, request: Term, timeout: Duration) -> Result<Term, RegistryError> {
+    async fn call(&mut self, request: Request, timeout: Duration) -> Result<Reply, RegistryError> {
         let mut server = self.server.clone();
+        let term = request.encode();
         for hop in 0..=MAX_REDIRECTS {
             let reply = self
                 .process
-                .call(("erl_quorum", server.as_str()), request.clone(), timeout)
+                .call(("erl_quorum", server.as_str()), term.clone(), timeout)
                 .await;
             let reply = match reply {
-                Ok(reply) => reply,
+                Ok(reply) => Reply::decode(&request, &reply)?,
                 // The node we were sent to is gone: its shards cannot be
                 // granted until its session lapses, which to the caller is
                 // no quorum yet (as `rust_quorum` answers).
                 Err(CallError::NoProc | CallError::NoConnection) if hop > 0 => {
-                    return Ok(no_quorum_reply(&request))
+                    return Ok(Reply::no_quorum(&request))
                 }
                 Err(e) => return Err(e.into()),
             };
-            match as_tuple(&reply) {
-                Some([tag, Term::Atom(node)]) if is_atom(tag, "erl_quorum_redirect") => {
-                    server = node.name.clone();
-                }
-                _ => return Ok(reply),
+            match reply {
+                Reply::Redirect(node) => server = node,
+                reply => return Ok(reply),
             }
         }
-        Ok(no_quorum_reply(&request))
+        Ok(Reply::no_quorum(&request))
     }
 
     /// `paxtor:lock(Key, [{block, Block}])` for this client's process: it
     /// holds the lock until it exits (reentrant).
     pub async fn lock(&mut self, key: Term, block: bool) -> Result<LockReply, RegistryError> {
-        let owner = Term::from(self.process.pid().clone());
-        let request = tuple(vec![atom("lock"), key, owner, atom(&block.to_string())]);
+        let owner = self.process.pid().clone();
+        let request = Request::Lock { key, owner, block };
         let timeout = if block {
             Duration::from_secs(86_400)
         } else {
             self.timeout
         };
-        let reply = self.call(request, timeout).await?;
-        match (&reply, as_tuple(&reply)) {
-            (r, _) if is_atom(r, "acquired") => Ok(LockReply::Acquired),
-            (r, _) if is_atom(r, "no_quorum") => Ok(LockReply::NoQuorum),
-            (_, Some([held, Term::Pid(pid)])) if is_atom(held, "held_by") => {
-                Ok(LockReply::HeldBy(pid.clone()))
-            }
-            _ => Err(RegistryError::Reply(reply)),
+        match self.call(request, timeout).await? {
+            Reply::Acquired => Ok(LockReply::Acquired),
+            Reply::NoQuorum => Ok(LockReply::NoQuorum),
+            Reply::HeldBy(pid) => Ok(LockReply::HeldBy(pid)),
+            other => Err(RegistryError::Reply(other.encode())),
         }
     }
 
     /// `register_name(Name, Pid)`: `true` for `yes`.
     pub async fn register(&mut self, name: Term, pid: &Pid) -> Result<bool, RegistryError> {
-        let request = tuple(vec![atom("register_name"), name, Term::from(pid.clone())]);
-        let reply = self.call(request, self.timeout).await?;
-        match &reply {
-            r if is_atom(r, "yes") => Ok(true),
-            r if is_atom(r, "no") => Ok(false),
-            _ => Err(RegistryError::Reply(reply)),
+        let request = Request::RegisterName {
+            name,
+            pid: pid.clone(),
+        };
+        match self.call(request, self.timeout).await? {
+            Reply::Yes => Ok(true),
+            Reply::No => Ok(false),
+            other => Err(RegistryError::Reply(other.encode())),
         }
     }
 
     pub async fn unregister(&mut self, name: Term) -> Result<(), RegistryError> {
-        let request = tuple(vec![atom("unregister_name"), name]);
+        let request = Request::UnregisterName { name };
         self.call(request, self.timeout).await.map(|_| ())
     }
 
     /// The pid registered under `name` (by any BEAM or Rust process).
     pub async fn whereis(&mut self, name: Term) -> Result<Option<Pid>, RegistryError> {
-        let request = tuple(vec![atom("whereis_name"), name]);
+        let request = Request::WhereisName { name };
         match self.call(request, self.timeout).await? {
-            Term::Pid(pid) => Ok(Some(pid)),
-            r if is_atom(&r, "undefined") => Ok(None),
-            other => Err(RegistryError::Reply(other)),
+            Reply::Whereis(pid) => Ok(pid),
+            other => Err(RegistryError::Reply(other.encode())),
         }
     }
 

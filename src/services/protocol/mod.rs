@@ -1,0 +1,86 @@
+//! Every term the services put on the wire, defined once: what BEAM and
+//! Rust callers send the `erl_quorum` process ([`Request`]) and what it
+//! answers ([`Reply`]), what serving nodes send each other ([`PeerMsg`],
+//! and the peer calls in [`Request`]), and what guards and subscribers are
+//! sent ([`GuardNotice`], [`NamesChanged`]). Each has one decoder and one
+//! encoder; `rebar_fixture/PROTOCOL.md` documents the same shapes for the
+//! BEAM side.
+//!
+//! Decoding never panics: a malformed request is a [`BadRequest`], which
+//! has its own OTP-style reply, so a caller always gets an answer.
+
+mod notices;
+mod peer;
+mod reply;
+mod request;
+#[cfg(test)]
+mod tests;
+
+pub use notices::{lost_reason, GuardNotice, NamesChanged, Notice, NoticeError};
+pub use peer::{PeerMsg, PeerMsgError, PEER_VERSION, PEER_VERSIONS};
+pub use reply::{Reply, ReplyError};
+pub use request::{BadRequest, Request};
+
+use crate::term::{atom, tuple, Pid, Term};
+
+/// One entry of a name change list: `{Name, Pid}` or `{Name, undefined}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameChange {
+    pub name: Term,
+    pub pid: Option<Pid>,
+}
+
+impl NameChange {
+    pub fn new(name: Term, pid: Option<Pid>) -> NameChange {
+        NameChange { name, pid }
+    }
+
+    pub fn encode(&self) -> Term {
+        tuple(vec![
+            self.name.clone(),
+            self.pid.clone().map_or(atom("undefined"), Term::from),
+        ])
+    }
+
+    /// `None` for anything but `{Name, Pid}` / `{Name, undefined}`.
+    pub fn decode(term: &Term) -> Option<NameChange> {
+        match crate::term::as_tuple(term)? {
+            [name, Term::Pid(pid)] => Some(NameChange::new(name.clone(), Some(pid.clone()))),
+            [name, none] if crate::term::is_atom(none, "undefined") => {
+                Some(NameChange::new(name.clone(), None))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A change list; malformed entries are skipped (one bad entry from a peer
+/// costs only itself). `None` when `term` is no list at all.
+fn decode_changes(term: &Term) -> Option<Vec<NameChange>> {
+    let elements = crate::term::list_elements(term)?;
+    Some(elements.iter().filter_map(NameChange::decode).collect())
+}
+
+fn encode_changes(changes: &[NameChange]) -> Term {
+    crate::term::list(changes.iter().map(NameChange::encode).collect())
+}
+
+/// `[{Name, Pid}]`, as a snapshot of names; `None` if any entry is not one.
+fn decode_names(term: &Term) -> Option<Vec<(Term, Pid)>> {
+    crate::term::list_elements(term)?
+        .iter()
+        .map(|pair| match crate::term::as_tuple(pair)? {
+            [name, Term::Pid(pid)] => Some((name.clone(), pid.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn encode_names(names: &[(Term, Pid)]) -> Term {
+    crate::term::list(
+        names
+            .iter()
+            .map(|(n, p)| tuple(vec![n.clone(), Term::from(p.clone())]))
+            .collect(),
+    )
+}

@@ -1,0 +1,211 @@
+//! What the `erl_quorum` process answers.
+
+use super::request::{BadRequest, Request};
+use super::{decode_names, encode_names, PEER_VERSIONS};
+use crate::term::{as_atom, as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `acquired`: the owner holds the lock (also when it already did).
+    Acquired,
+    /// `{held_by, Pid}` (only to a lock that does not block).
+    HeldBy(Pid),
+    /// `no_quorum`.
+    NoQuorum,
+    /// `yes` / `no` to a registration.
+    Yes,
+    No,
+    /// `ok` to an unregistration.
+    Ok,
+    /// A pid or `undefined`, to `whereis_name` / `whereis_lock`.
+    Whereis(Option<Pid>),
+    /// `{ok, [{Name, Pid}]}` to `subscribe` (and to a version 1
+    /// `subscribe_peer`).
+    Names(Vec<(Term, Pid)>),
+    /// `{ok, Version, [{Name, Pid}]}` to a versioned `subscribe_peer`.
+    PeerNames {
+        version: u32,
+        names: Vec<(Term, Pid)>,
+    },
+    /// `{ok, ValidMs}` to `keepalive`.
+    Valid {
+        ms: u64,
+    },
+    /// `{erl_quorum_redirect, Node}`: ask `Node`, which holds the key's shard.
+    Redirect(String),
+    /// `[{Counter, Integer}]` to `status`.
+    Status(Vec<(String, i64)>),
+    /// `{error, key_too_deep}`: a lock key deeper than any store accepts.
+    KeyTooDeep,
+    /// `{error, {forward_failed, Node}}`: a peer to which an unregister was
+    /// passed on could not be reached.
+    ForwardFailed(String),
+    /// The request was not understood.
+    Refused(BadRequest),
+}
+
+/// A reply that is not what the request it answers can get.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unexpected reply to a {op} request")]
+pub struct ReplyError {
+    pub op: &'static str,
+    pub reply: Term,
+}
+
+impl Reply {
+    /// The answer to a lock or registration that cannot be served for want
+    /// of a quorum (or of a settled shard): `no` to a registration,
+    /// `no_quorum` to anything else.
+    pub fn no_quorum(request: &Request) -> Reply {
+        match request {
+            Request::RegisterName { .. } => Reply::No,
+            Request::WhereisLock { .. } | Request::WhereisName { .. } => Reply::Whereis(None),
+            _ => Reply::NoQuorum,
+        }
+    }
+
+    pub fn encode(&self) -> Term {
+        let pid = |p: &Pid| Term::from(p.clone());
+        match self {
+            Reply::Acquired => atom("acquired"),
+            Reply::HeldBy(p) => tuple(vec![atom("held_by"), pid(p)]),
+            Reply::NoQuorum => atom("no_quorum"),
+            Reply::Yes => atom("yes"),
+            Reply::No => atom("no"),
+            Reply::Ok => atom("ok"),
+            Reply::Whereis(p) => p.as_ref().map_or(atom("undefined"), pid),
+            Reply::Names(names) => tuple(vec![atom("ok"), encode_names(names)]),
+            Reply::PeerNames { version: 1, names } => tuple(vec![atom("ok"), encode_names(names)]),
+            Reply::PeerNames { version, names } => tuple(vec![
+                atom("ok"),
+                int(i64::from(*version)),
+                encode_names(names),
+            ]),
+            Reply::Valid { ms } => tuple(vec![atom("ok"), int(*ms as i64)]),
+            Reply::Redirect(node) => tuple(vec![atom("erl_quorum_redirect"), atom(node)]),
+            Reply::Status(counters) => list(
+                counters
+                    .iter()
+                    .map(|(k, v)| tuple(vec![atom(k), int(*v)]))
+                    .collect(),
+            ),
+            Reply::KeyTooDeep => tuple(vec![atom("error"), atom("key_too_deep")]),
+            Reply::ForwardFailed(node) => tuple(vec![
+                atom("error"),
+                tuple(vec![atom("forward_failed"), atom(node)]),
+            ]),
+            Reply::Refused(bad) => bad.encode(),
+        }
+    }
+
+    /// Decodes `term` as an answer to `request`: only the replies that
+    /// request can get (a redirect and the errors to any).
+    pub fn decode(request: &Request, term: &Term) -> Result<Reply, ReplyError> {
+        let fail = || ReplyError {
+            op: request.op(),
+            reply: term.clone(),
+        };
+        if let Some(reply) = decode_common(term) {
+            return Ok(reply);
+        }
+        let reply = match (request, term) {
+            (Request::Lock { .. }, t) if is_atom(t, "acquired") => Reply::Acquired,
+            (Request::Lock { .. }, t) if is_atom(t, "no_quorum") => Reply::NoQuorum,
+            (Request::Lock { .. }, t) => match as_tuple(t) {
+                Some([tag, Term::Pid(p)]) if is_atom(tag, "held_by") => Reply::HeldBy(p.clone()),
+                _ => return Err(fail()),
+            },
+            (Request::RegisterName { .. }, t) if is_atom(t, "yes") => Reply::Yes,
+            (Request::RegisterName { .. }, t) if is_atom(t, "no") => Reply::No,
+            (Request::UnregisterName { .. } | Request::UnregisterNameHere { .. }, t)
+                if is_atom(t, "ok") =>
+            {
+                Reply::Ok
+            }
+            (Request::WhereisLock { .. } | Request::WhereisName { .. }, Term::Pid(p)) => {
+                Reply::Whereis(Some(p.clone()))
+            }
+            (Request::WhereisLock { .. } | Request::WhereisName { .. }, t)
+                if is_atom(t, "undefined") =>
+            {
+                Reply::Whereis(None)
+            }
+            (Request::Subscribe { .. }, t) => match ok_payload(t) {
+                Some([names]) => Reply::Names(decode_names(names).ok_or_else(fail)?),
+                _ => return Err(fail()),
+            },
+            (Request::SubscribePeer { .. }, t) => match ok_payload(t) {
+                Some([names]) => Reply::PeerNames {
+                    version: 1,
+                    names: decode_names(names).ok_or_else(fail)?,
+                },
+                Some([version, names]) => {
+                    let version = as_int(version)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .filter(|v| PEER_VERSIONS.contains(v))
+                        .ok_or_else(fail)?;
+                    let names = decode_names(names).ok_or_else(fail)?;
+                    Reply::PeerNames { version, names }
+                }
+                _ => return Err(fail()),
+            },
+            (Request::Keepalive, t) => match ok_payload(t) {
+                Some([ms]) => match as_int(ms).map(u64::try_from) {
+                    Some(Ok(ms)) => Reply::Valid { ms },
+                    _ => return Err(fail()),
+                },
+                _ => return Err(fail()),
+            },
+            (Request::Status, t) => Reply::Status(decode_status(t).ok_or_else(fail)?),
+            _ => return Err(fail()),
+        };
+        Ok(reply)
+    }
+
+    /// Whether a caller should ask the node this redirects to.
+    pub fn redirect(&self) -> Option<&str> {
+        match self {
+            Reply::Redirect(node) => Some(node),
+            _ => None,
+        }
+    }
+}
+
+/// The replies any request can get: a redirect, the error forms.
+fn decode_common(term: &Term) -> Option<Reply> {
+    match as_tuple(term)? {
+        [tag, Term::Atom(node)] if is_atom(tag, "erl_quorum_redirect") => {
+            Some(Reply::Redirect(node.name.clone()))
+        }
+        [tag, reason] if is_atom(tag, "error") => {
+            if is_atom(reason, "key_too_deep") {
+                return Some(Reply::KeyTooDeep);
+            }
+            if let Some([tag, Term::Atom(node)]) = as_tuple(reason) {
+                if is_atom(tag, "forward_failed") {
+                    return Some(Reply::ForwardFailed(node.name.clone()));
+                }
+            }
+            BadRequest::decode_reason(reason).map(Reply::Refused)
+        }
+        _ => None,
+    }
+}
+
+/// The elements after `ok` in `{ok, ...}`.
+fn ok_payload(term: &Term) -> Option<&[Term]> {
+    match as_tuple(term)? {
+        [ok, rest @ ..] if is_atom(ok, "ok") => Some(rest),
+        _ => None,
+    }
+}
+
+fn decode_status(term: &Term) -> Option<Vec<(String, i64)>> {
+    crate::term::list_elements(term)?
+        .iter()
+        .map(|pair| match as_tuple(pair)? {
+            [k, v] => Some((as_atom(k)?.to_owned(), as_int(v)?)),
+            _ => None,
+        })
+        .collect()
+}
