@@ -15,7 +15,9 @@
 //! - [`slots`]: the sans-IO state of every lock and name this node serves.
 //! - [`rounds`]: the quorum operations, on a pool of worker processes.
 //! - [`names`]: the registry as this node sees it, for `whereis_name`.
-//! - [`server`]: the process that drives them.
+//! - [`protocol`]: every term on the wire, with one decoder and encoder.
+//! - [`core`]: the service as one sans-IO state machine over the above.
+//! - [`server`]: the process that drives it.
 //! - [`registry`]: the Rust API.
 //! - [`guard`]: the guard for Rust owners granted by other nodes.
 //!
@@ -31,13 +33,14 @@
 //! shard was taken, or refusing it in its restart guard) stops counting
 //! until the shards are written back there.
 
+pub mod core;
 pub mod guard;
 pub mod names;
 pub mod protocol;
 pub mod registry;
 pub mod rounds;
 mod server;
-mod session;
+pub(crate) mod session;
 pub mod shards;
 pub mod slots;
 
@@ -104,8 +107,8 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
         timeout: config.call_timeout,
     };
     let jobs = rounds::start_pool(node, config.workers, rounds.clone(), events_tx.clone());
-    let renewals = rounds::start_pool(node, 1, rounds, events_tx.clone());
-    let server = server::Server::new(process, config, jobs, renewals, events_tx);
+    let renewals = rounds::start_pool(node, 1, rounds, events_tx);
+    let server = server::Server::new(process, config, jobs, renewals);
     tokio::spawn(server.run(events_rx));
     Ok(pid)
 }

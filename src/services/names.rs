@@ -6,7 +6,7 @@
 //! packed terms, pids and serving nodes with their node names interned.
 
 use crate::quorum::store::Canon;
-use crate::term::{atom, tuple, Packed, Pid, Term};
+use crate::term::{Packed, Pid, Term};
 use std::collections::HashMap;
 
 /// A pid with its node name as an index into [`NameView::nodes`].
@@ -124,24 +124,19 @@ impl NameView {
         gone
     }
 
-    /// `{Name, Pid}` for every name known.
-    pub fn snapshot(&self) -> Vec<Term> {
+    /// Every name known, with its pid.
+    pub fn snapshot(&self) -> Vec<(Term, Pid)> {
         self.names
             .values()
-            .map(|k| tuple(vec![k.name.term(), Term::from(self.pid(&k.pid))]))
+            .map(|k| (k.name.term(), self.pid(&k.pid)))
             .collect()
     }
-}
-
-/// `{Name, Pid}` or `{Name, undefined}`, the element of a change list.
-pub fn change(name: Term, pid: Option<Pid>) -> Term {
-    tuple(vec![name, pid.map_or(atom("undefined"), Term::from)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::term::int;
+    use crate::term::{atom, int, tuple};
 
     #[test]
     fn names_come_back_as_they_went_in() {
@@ -152,10 +147,7 @@ mod tests {
         assert!(v.apply(&name, Some(&pid), peer));
         assert_eq!(v.whereis(&name), Some(pid.clone()));
         assert_eq!(v.peer(&name), Some(peer));
-        assert_eq!(
-            v.snapshot(),
-            vec![tuple(vec![name.clone(), Term::from(pid)])]
-        );
+        assert_eq!(v.snapshot(), vec![(name.clone(), pid)]);
         // Only the peer that put it there removes it.
         assert!(!v.apply(&name, None, "m3@h"));
         assert_eq!(v.forget_peer(peer), vec![name.clone()]);

@@ -6,8 +6,8 @@
 //! the `locker` processes of the masters (this node's included) with the
 //! node-monitored `quorum_call`, so a lost master costs no timeout.
 
+use super::protocol::{BadRequest, Reply, Request};
 use super::shards::{shard_key, Taken};
-use super::slots::SlotId;
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
 use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
@@ -58,7 +58,7 @@ pub enum Job {
     Forward {
         caller: Caller,
         node: String,
-        request: Term,
+        request: Request,
     },
     /// Subscribe the server to the names a peer serves.
     SubscribePeer { peer: String, server: Pid },
@@ -91,18 +91,12 @@ pub enum Event {
         generation: u64,
         ok: bool,
     },
+    /// A peer's names when we subscribed (`None`: it could not be reached,
+    /// or its grace period after it went is over).
     PeerSnapshot {
         peer: String,
-        names: Option<Term>,
+        names: Option<Vec<(Term, Pid)>>,
     },
-    /// A delayed [`super::slots::Action::RetryLater`] is due.
-    Retry(SlotId),
-    /// A delayed [`super::slots::Action::ReleaseLater`] is due.
-    ReleaseDue(SlotId, Pid),
-    /// A shard round refused for now is due again.
-    ShardRetry(u32),
-    /// A refused repair is due again.
-    RepairAgain(String),
 }
 
 /// Shared settings of every worker.
@@ -256,15 +250,15 @@ impl Worker {
                     // Held here would have been answered by the server.
                     Some(server) if server.node.name != me => {
                         let node = server.node.name.clone();
-                        let request = tuple(vec![atom("whereis_lock"), key]);
-                        self.process
-                            .call(("erl_quorum", node.as_str()), request, self.config.timeout)
-                            .await
-                            .unwrap_or_else(|_| atom("undefined"))
+                        let request = Request::WhereisLock { key };
+                        match self.ask(&node, &request).await {
+                            Ok(reply @ Reply::Whereis(_)) => reply,
+                            _ => Reply::Whereis(None),
+                        }
                     }
-                    _ => atom("undefined"),
+                    _ => Reply::Whereis(None),
                 };
-                caller.reply(&self.process, reply);
+                caller.reply(&self.process, reply.encode());
                 None
             }
             Job::Forward {
@@ -272,34 +266,45 @@ impl Worker {
                 node,
                 request,
             } => {
-                let reply = self
-                    .process
-                    .call(("erl_quorum", node.as_str()), request, self.config.timeout)
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(%node, error = %e, "erl_quorum: forwarding to a peer failed");
-                        tuple(vec![atom("error"), tuple(vec![atom("forward_failed"), atom(&node)])])
-                    });
-                caller.reply(&self.process, reply);
+                let reply = self.ask(&node, &request).await.unwrap_or_else(|e| {
+                    tracing::warn!(%node, error = %e, "erl_quorum: forwarding to a peer failed");
+                    Reply::ForwardFailed(node.clone())
+                });
+                caller.reply(&self.process, reply.encode());
                 None
             }
             Job::SubscribePeer { peer, server } => {
-                let request = tuple(vec![atom("subscribe_peer"), Term::from(server)]);
-                let reply = self
-                    .process
-                    .call(("erl_quorum", peer.as_str()), request, self.config.timeout)
-                    .await;
+                let mut request = Request::subscribe_peer(server.clone());
+                let mut reply = self.ask(&peer, &request).await;
+                if let Ok(Reply::Refused(BadRequest::Unknown(_))) = reply {
+                    // A peer from before versions: it speaks version 1.
+                    tracing::info!(%peer, "erl_quorum: peer speaks the unversioned protocol");
+                    request = Request::SubscribePeer {
+                        subscriber: server,
+                        version: 1,
+                    };
+                    reply = self.ask(&peer, &request).await;
+                }
                 let names = match reply {
-                    Ok(Term::Tuple(t))
-                        if t.elements.len() == 2 && is_atom(&t.elements[0], "ok") =>
-                    {
-                        Some(t.elements[1].clone())
+                    Ok(Reply::PeerNames { names, .. }) => Some(names),
+                    Ok(Reply::Refused(refused)) => {
+                        tracing::warn!(%peer, %refused, "erl_quorum: a peer refused our subscription");
+                        None
                     }
                     _ => None,
                 };
                 Some(Event::PeerSnapshot { peer, names })
             }
         }
+    }
+
+    /// Calls the `erl_quorum` service of `node`.
+    async fn ask(&mut self, node: &str, request: &Request) -> Result<Reply, AskError> {
+        let reply = self
+            .process
+            .call(("erl_quorum", node), request.encode(), self.config.timeout)
+            .await?;
+        Ok(Reply::decode(request, &reply)?)
     }
 
     /// Sends `request` to every master and counts the answers, stopping
@@ -427,6 +432,15 @@ impl Worker {
             _ => None,
         }
     }
+}
+
+/// Why a call to a peer's service gave no reply.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Reply(#[from] super::protocol::ReplyError),
 }
 
 fn is_error(term: &Term, reason: &str) -> bool {

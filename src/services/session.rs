@@ -13,14 +13,13 @@
 //! Sans-IO: the server feeds renewal and repair results and starts the
 //! repairs this returns.
 
-use crate::process::Process;
-use crate::term::{atom, tuple, Term};
+use crate::term::Term;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug)]
-pub(super) struct Session {
+pub(crate) struct Session {
     pub term: Term,
     pub epoch: u64,
     /// Every hold is safe on the quorum until then (W masters confirmed).
@@ -42,7 +41,7 @@ pub(super) struct Session {
 
 /// What to do after a repair ended.
 #[derive(Debug, PartialEq)]
-pub(super) enum AfterRepair {
+pub(crate) enum AfterRepair {
     /// The master counts again.
     Confirmed,
     /// Repair it again, after this pause, with the current entries.
@@ -51,24 +50,15 @@ pub(super) enum AfterRepair {
 }
 
 impl Session {
-    /// A fresh session of `process`'s node (a new reference: masters tell
-    /// it from any earlier one).
-    pub fn new(process: &Process, epoch: u64) -> Session {
-        let term = tuple(vec![
-            atom("erl_quorum_session"),
-            atom(process.node().name()),
-            Term::from(process.node().make_ref()),
-        ]);
-        Session::with_term(term, epoch)
-    }
-
-    fn with_term(term: Term, epoch: u64) -> Session {
+    /// A session named `term` (`{erl_quorum_session, Node, Ref}`, fresh:
+    /// masters tell it from any earlier one), due its first renewal `now`.
+    pub fn new(term: Term, epoch: u64, now: Instant) -> Session {
         Session {
             term,
             epoch,
             valid_until: None,
             renewing: false,
-            next_renewal: Instant::now(),
+            next_renewal: now,
             generation: 0,
             confirmed: HashSet::new(),
             repairing: HashSet::new(),
@@ -206,7 +196,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session::with_term(atom("s"), 0)
+        Session::new(crate::term::atom("s"), 0, Instant::now())
     }
 
     const LEASE: Duration = Duration::from_secs(10);

@@ -17,6 +17,7 @@
 //! Sans-IO: the server feeds requests and round outcomes, and does what
 //! [`Route`] and [`Resolved`] say.
 
+use super::protocol::Request;
 use crate::process::Caller;
 use crate::term::{atom, int, tuple, Term};
 use std::time::Duration;
@@ -50,27 +51,12 @@ pub fn shard_key(index: u32) -> Term {
     tuple(vec![atom("$erl_quorum_shard"), int(i64::from(index))])
 }
 
-/// `{erl_quorum_redirect, Node}`: the reply that sends a caller to `node`,
-/// which holds the key's shard.
-pub fn redirect(node: &str) -> Term {
-    tuple(vec![atom("erl_quorum_redirect"), atom(node)])
-}
-
-/// The answer to a lock or register request that cannot be served for want
-/// of a quorum (or of a settled shard): `no` to a registration, `no_quorum`
-/// to a lock.
-pub fn no_quorum_reply(request: &Term) -> Term {
-    match crate::term::as_tuple(request) {
-        Some([op, ..]) if crate::term::is_atom(op, "register_name") => atom("no"),
-        _ => atom("no_quorum"),
-    }
-}
-
 /// A request waiting for its shard to be taken.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parked {
     pub caller: Caller,
-    pub request: Term,
+    /// Kept decoded: served as it is once the shard is held.
+    pub request: Request,
 }
 
 #[derive(Debug, Default)]
@@ -192,7 +178,7 @@ impl Shards {
     /// Starts taking shard `index` for a reason other than a request (a
     /// lock waiting here whose shard is not held); `true` when a round
     /// should start.
-    pub fn want(&mut self, index: u32, epoch: u64) -> bool {
+    pub fn want(&mut self, index: u32, epoch: u64, now: Instant) -> bool {
         let state = &mut self.shards[index as usize];
         match state {
             State::Held { epoch: e } if *e == epoch => false,
@@ -201,7 +187,7 @@ impl Shards {
                 *state = State::Taking {
                     parked: Vec::new(),
                     epoch,
-                    since: Instant::now(),
+                    since: now,
                 };
                 true
             }
@@ -328,7 +314,7 @@ mod tests {
                 pid: Pid::new("beam@host", n, 0, 1),
                 tag: int(i64::from(n)),
             },
-            request: atom("req"),
+            request: Request::Keepalive,
         }
     }
 

@@ -16,10 +16,11 @@
 mod queue;
 mod types;
 
+use super::protocol::{Notice, Reply};
 use super::shards::shard_of;
 use crate::process::Caller;
 use crate::quorum::store::Canon;
-use crate::term::{atom, tuple, Packed, Pid, Term};
+use crate::term::{Packed, Pid, Term};
 use queue::{Ask, Queue, Waiting};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,16 +106,16 @@ pub struct Slots {
     actions: Vec<Action>,
 }
 
-fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Term {
+fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Reply {
     match (ask, granted) {
-        (Ask::Lock { .. }, true) => atom("acquired"),
+        (Ask::Lock { .. }, true) => Reply::Acquired,
         (Ask::Lock { .. }, false) => match holder {
-            Some(pid) => tuple(vec![atom("held_by"), Term::from(pid.clone())]),
-            None => atom("no_quorum"),
+            Some(pid) => Reply::HeldBy(pid.clone()),
+            None => Reply::NoQuorum,
         },
-        (Ask::Register, true) => atom("yes"),
-        (Ask::Register, false) => atom("no"),
-        (Ask::Unregister, _) => atom("ok"),
+        (Ask::Register, true) => Reply::Yes,
+        (Ask::Register, false) => Reply::No,
+        (Ask::Unregister, _) => Reply::Ok,
     }
 }
 
@@ -246,7 +247,7 @@ impl Slots {
     /// node waits for it (so a register right after succeeds).
     pub fn unregister(&mut self, caller: Caller, name: Term) {
         let Some(id) = self.find(Kind::Name, &name) else {
-            self.actions.push(Action::Reply(caller, atom("ok")));
+            self.actions.push(Action::Reply(caller, Reply::Ok));
             return;
         };
         let slot = self.slot_mut(id).expect("indexed");
@@ -255,10 +256,10 @@ impl Slots {
                 let owner = owner.clone();
                 self.release(id, &owner, true);
                 self.unwatch(&owner, id);
-                self.actions.push(Action::Reply(caller, atom("ok")));
+                self.actions.push(Action::Reply(caller, Reply::Ok));
             }
             State::Free | State::Elsewhere { .. } if slot.queue.is_empty() => {
-                self.actions.push(Action::Reply(caller, atom("ok")));
+                self.actions.push(Action::Reply(caller, Reply::Ok));
             }
             _ => {
                 let owner = caller.pid.clone();
@@ -276,8 +277,8 @@ impl Slots {
         let Some(ikey) = index_key(kind, &key) else {
             // Deeper than any store accepts: nobody can hold it.
             let reply = match ask {
-                Ask::Register => atom("no"),
-                _ => tuple(vec![atom("error"), atom("key_too_deep")]),
+                Ask::Register => Reply::No,
+                _ => Reply::KeyTooDeep,
             };
             self.actions.push(Action::Reply(caller, reply));
             return;
@@ -292,7 +293,7 @@ impl Slots {
         {
             // Reentrant: at once, ahead of any waiters (they wait for this
             // very owner, so queueing it behind them would deadlock).
-            self.actions.push(Action::Reply(caller, atom("acquired")));
+            self.actions.push(Action::Reply(caller, Reply::Acquired));
             return;
         }
         slot.queue.push_back(Waiting {
@@ -370,14 +371,14 @@ impl Slots {
                     };
                     let answer = match &front.ask {
                         Ask::Lock { .. } if ours && Some(&front.owner) == holder.as_ref() => {
-                            Some(atom("acquired"))
+                            Some(Reply::Acquired)
                         }
                         Ask::Lock { block: false } => {
                             Some(reply_for(&front.ask, false, holder.as_ref()))
                         }
-                        Ask::Register => Some(atom("no")),
+                        Ask::Register => Some(Reply::No),
                         Ask::Unregister if orphaned => None,
-                        Ask::Unregister if !ours => Some(atom("ok")),
+                        Ask::Unregister if !ours => Some(Reply::Ok),
                         Ask::Unregister => None,
                         Ask::Lock { block: true } => None,
                     };
@@ -393,7 +394,7 @@ impl Slots {
                             let owner = holder.expect("held");
                             self.release(id, &owner, true);
                             self.unwatch(&owner, id);
-                            self.actions.push(Action::Reply(w.caller, atom("ok")));
+                            self.actions.push(Action::Reply(w.caller, Reply::Ok));
                             return;
                         }
                         None => {
@@ -418,7 +419,7 @@ impl Slots {
                         return;
                     };
                     if front.ask == Ask::Unregister {
-                        self.actions.push(Action::Reply(front.caller, atom("ok")));
+                        self.actions.push(Action::Reply(front.caller, Reply::Ok));
                         self.unwatch(&front.owner, id);
                         continue;
                     }
@@ -483,7 +484,7 @@ impl Slots {
                 }
                 let key = slot.key();
                 self.actions.push(Action::Notify {
-                    what: "eq_owned",
+                    notice: Notice::Owned,
                     owner: for_.owner.clone(),
                     kind,
                     key: key.clone(),
@@ -547,19 +548,19 @@ impl Slots {
         let (kind, key) = (slot.kind, slot.key());
         self.actions.push(Action::Release { op, slot: id });
         if notify {
-            self.announce_gone("eq_released", owner.clone(), kind, key);
+            self.announce_gone(Notice::Released, owner.clone(), kind, key);
         }
     }
 
     /// Tells the owner's guard (`what`: `eq_released` or `eq_lost`) and,
     /// for a name, its subscribers, that this node no longer holds `key`.
-    fn announce_gone(&mut self, what: &'static str, owner: Pid, kind: Kind, key: Term) {
+    fn announce_gone(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term) {
         let name_gone = (kind == Kind::Name).then(|| Action::NameChanged {
             name: key.clone(),
             pid: None,
         });
         self.actions.push(Action::Notify {
-            what,
+            notice,
             owner,
             kind,
             key,
@@ -628,7 +629,7 @@ impl Slots {
                 holder: Some(Box::new(owner.clone())),
                 watch: None,
             };
-            self.announce_gone("eq_lost", owner.clone(), kind, key);
+            self.announce_gone(Notice::Lost, owner.clone(), kind, key);
             self.unwatch(&owner, id);
             self.settle(id);
         }

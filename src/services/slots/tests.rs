@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::term::Pid;
+use crate::term::{atom, tuple};
 
 fn pid(n: u32) -> Pid {
     Pid::new("beam@host", n, 0, 1)
@@ -19,7 +20,7 @@ fn replies(actions: &[Action]) -> Vec<(u32, Term)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Reply(c, t) => Some((c.pid.id, t.clone())),
+            Action::Reply(c, t) => Some((c.pid.id, t.encode())),
             _ => None,
         })
         .collect()
@@ -62,7 +63,7 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
         matches!(
             x,
             Action::Notify {
-                what: "eq_owned",
+                notice: Notice::Owned,
                 ..
             }
         )
@@ -162,9 +163,9 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
     let (slot_b, op_b, _) = acquire_op(&s.take_actions()).unwrap();
     s.session_lost();
     let a = s.take_actions();
-    assert!(a
-        .iter()
-        .any(|x| matches!(x, Action::Notify { what: "eq_lost", owner, .. } if *owner == pid(1))));
+    assert!(a.iter().any(
+        |x| matches!(x, Action::Notify { notice: Notice::Lost, owner, .. } if *owner == pid(1))
+    ));
     // The grant of the old session arrives late: not a hold; tried again.
     s.op_done(slot_b, op_b, 0, Outcome::Acquired);
     let a = s.take_actions();

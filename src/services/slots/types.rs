@@ -3,6 +3,7 @@
 //! driver must do ([`Action`]).
 
 use crate::process::Caller;
+use crate::services::protocol::{Notice, Reply};
 use crate::term::{Pid, Term};
 
 /// A Paxtor lock or a registry name: separate key spaces.
@@ -51,7 +52,7 @@ pub enum Outcome {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Reply(Caller, Term),
+    Reply(Caller, Reply),
     /// Grant the slot's key (of `shard`, see [`super::shard_of_key`]) under
     /// the session of `epoch`, or say why not.
     Acquire {
@@ -86,7 +87,7 @@ pub enum Action {
     /// Tell the guard on the owner's node (`eq_owned` / `eq_released` /
     /// `eq_lost`).
     Notify {
-        what: &'static str,
+        notice: Notice,
         owner: Pid,
         kind: Kind,
         key: Term,
