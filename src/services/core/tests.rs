@@ -1,1 +1,297 @@
+//! The core against scripted round results: one serving node, one master
+//! that always answers (see `sim` for many nodes and a faulty network).
 
+use super::*;
+use crate::services::protocol::{Request, PEER_VERSION};
+use crate::services::shards::Taken;
+use crate::term::{atom, int};
+
+const ME: &str = "s@h";
+const MASTER: &str = "m@h";
+
+fn config() -> ServicesConfig {
+    ServicesConfig {
+        masters: vec![MASTER.into()],
+        w: 1,
+        peers: vec![ME.into()],
+        ..ServicesConfig::default()
+    }
+}
+
+fn core(t0: Instant) -> Core {
+    let me = Identity {
+        node: ME.into(),
+        pid: Pid::new(ME, 1, 0, 1),
+    };
+    let mut n = 0;
+    let namer = Box::new(move || {
+        n += 1;
+        crate::term::tuple(vec![atom("session"), int(n)])
+    });
+    Core::new(config(), me, namer, 7, t0)
+}
+
+fn pid(n: u32) -> Pid {
+    Pid::new("beam@h", n, 0, 1)
+}
+
+fn caller(n: u32) -> Caller {
+    Caller {
+        pid: pid(n),
+        tag: int(i64::from(n)),
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Runs the core's timers from its last time to `until` in 100 ms steps,
+/// answering every renewal and taking every shard at once; returns what
+/// else came out.
+fn run(core: &mut Core, from: Instant, until: Instant) -> Vec<Output> {
+    let mut out = Vec::new();
+    let mut now = from;
+    loop {
+        core.handle_timeout(now);
+        answer(core, now, &mut out);
+        if now >= until {
+            return out;
+        }
+        now = (now + ms(100)).min(until);
+    }
+}
+
+/// Answers the jobs in the core's outputs (renewals, shard rounds).
+fn answer(core: &mut Core, now: Instant, out: &mut Vec<Output>) {
+    while let Some(output) = core.poll_action() {
+        match output {
+            Output::Run(Job::Renew { epoch, .. }) => {
+                let event = Event::Renewed {
+                    epoch,
+                    sent_at: now,
+                    renewed: vec![MASTER.into()],
+                    created: vec![],
+                };
+                core.handle_round_result(event, now);
+            }
+            Output::Run(Job::TakeShard { shard, epoch, .. }) => {
+                let event = Event::ShardTaken {
+                    shard,
+                    epoch,
+                    taken: Taken::Held,
+                    ok_at: vec![MASTER.into()],
+                };
+                core.handle_round_result(event, now);
+            }
+            Output::Run(Job::Repair {
+                master,
+                epoch,
+                generation,
+                ..
+            }) => {
+                let event = Event::Repaired {
+                    master,
+                    epoch,
+                    generation,
+                    ok: true,
+                };
+                core.handle_round_result(event, now);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+fn replies(out: &[Output]) -> Vec<(u32, Term)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reply(c, r) => Some((c.pid.id, r.encode())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn lock(n: u32, key: &str) -> Request {
+    Request::Lock {
+        key: atom(key),
+        owner: pid(n),
+        block: true,
+    }
+}
+
+#[test]
+fn a_grant_tells_the_guard_before_the_owner_and_monitors_it() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    run(&mut c, t0, t0);
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    let owned = out
+        .iter()
+        .position(|o| matches!(o, Output::Guard(g) if g.notice == Notice::Owned));
+    let reply = out.iter().position(|o| matches!(o, Output::Reply(..)));
+    assert!(owned.is_some() && owned < reply, "{out:?}");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Monitor(_, MonitorTarget::Process(p)) if *p == pid(1))));
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))]);
+}
+
+#[test]
+fn grants_wait_for_lost_margin_and_half_a_second_of_session() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    // Renewed once at t0 (valid until t0 + 10 s), then never answered.
+    c.handle_timeout(t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    let late = t0 + ms(6_600);
+    c.handle_request(caller(1), lock(1, "k"), late);
+    assert!(
+        !std::iter::from_fn(|| c.poll_action())
+            .any(|o| matches!(o, Output::Run(Job::TakeShard { .. }))),
+        "3.4 s of session left is too little to grant"
+    );
+    // Past lost_margin: the session is given up (and a new one opened).
+    c.handle_timeout(t0 + ms(7_000));
+    let out: Vec<Output> = std::iter::from_fn(|| c.poll_action()).collect();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Run(Job::Renew { epoch: 1, .. }))),
+        "{out:?}"
+    );
+    // Renewed: the parked lock is served by a round under the new session.
+    let now = t0 + ms(7_100);
+    c.handle_round_result(
+        Event::Renewed {
+            epoch: 1,
+            sent_at: now,
+            renewed: vec![MASTER.into()],
+            created: vec![],
+        },
+        now,
+    );
+    // The master is repaired first (a shard was being taken), and counts
+    // from the next renewal.
+    let out = run(&mut c, now, now + ms(1_200));
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
+}
+
+#[test]
+fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    run(&mut c, t0, t0);
+    let peer_server = Pid::new("s2@h", 1, 0, 1);
+    c.handle_request(caller(9), Request::subscribe_peer(peer_server.clone()), t0);
+    let register = Request::RegisterName {
+        name: atom("n"),
+        pid: pid(1),
+    };
+    c.handle_request(caller(1), register, t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    c.flush_changes();
+    answer(&mut c, t0, &mut out);
+    out.clear();
+    c.handle_request(
+        caller(2),
+        Request::UnregisterNameHere { name: atom("n") },
+        t0,
+    );
+    answer(&mut c, t0, &mut out);
+    let peers = out.iter().position(|o| matches!(o, Output::Peers(_)));
+    let reply = out.iter().position(|o| matches!(o, Output::Reply(..)));
+    assert!(peers.is_some() && peers < reply, "{out:?}");
+    match &out[peers.unwrap()] {
+        Output::Peers(msgs) => {
+            assert_eq!(msgs.len(), 1);
+            let PeerMsg::Changes {
+                version, changes, ..
+            } = &msgs[0].1;
+            assert_eq!(*version, PEER_VERSION);
+            assert_eq!(changes, &vec![NameChange::new(atom("n"), None)]);
+        }
+        _ => unreachable!(),
+    }
+    // A plain unregister answers first; the change waits for a flush.
+    c.handle_request(
+        caller(1),
+        Request::RegisterName {
+            name: atom("m"),
+            pid: pid(1),
+        },
+        t0,
+    );
+    c.handle_request(caller(3), Request::UnregisterName { name: atom("m") }, t0);
+    out.clear();
+    answer(&mut c, t0, &mut out);
+    assert!(!out.iter().any(|o| matches!(o, Output::Peers(_))));
+    assert!(c.has_unsent());
+}
+
+#[test]
+fn an_owner_whose_node_lost_us_keeps_its_hold_for_the_lease_and_margin() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    run(&mut c, t0, t0);
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    let id = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Monitor(id, _) => Some(*id),
+            _ => None,
+        })
+        .expect("monitored");
+    c.handle_down(id, true, t0);
+    c.handle_request(caller(2), lock(2, "k"), t0);
+    let lease_and_margin = config().session_lease + config().margin;
+    let out = run(&mut c, t0, t0 + lease_and_margin - ms(100));
+    assert!(replies(&out).is_empty(), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::Guard(_))));
+    let end = t0 + lease_and_margin;
+    let out = run(&mut c, end, end);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Guard(g) if g.notice == Notice::Released && g.owner == pid(1))
+    ));
+    assert_eq!(replies(&out), vec![(2, atom("acquired"))]);
+}
+
+#[test]
+fn requests_a_shard_round_cannot_serve_in_time_get_no_quorum() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    run(&mut c, t0, t0);
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    c.handle_request(
+        caller(2),
+        Request::RegisterName {
+            name: atom("n"),
+            pid: pid(2),
+        },
+        t0,
+    );
+    let mut shards = Vec::new();
+    while let Some(o) = c.poll_action() {
+        if let Output::Run(Job::TakeShard { shard, epoch, .. }) = o {
+            shards.push((shard, epoch));
+        }
+    }
+    for (shard, epoch) in shards {
+        let event = Event::ShardTaken {
+            shard,
+            epoch,
+            taken: Taken::NoQuorum,
+            ok_at: vec![],
+        };
+        c.handle_round_result(event, t0);
+    }
+    let out: Vec<Output> = std::iter::from_fn(|| c.poll_action()).collect();
+    let mut got = replies(&out);
+    got.sort_by_key(|(n, _)| *n);
+    assert_eq!(got, vec![(1, atom("no_quorum")), (2, atom("no"))]);
+}
