@@ -575,7 +575,9 @@ impl Slots {
         let Some(watch) = self.watched.remove(pid) else {
             return;
         };
-        for id in watch.slots.into_keys() {
+        let mut ids: Vec<SlotId> = watch.slots.into_keys().collect();
+        ids.sort_unstable();
+        for id in ids {
             let Some(slot) = self.slot_mut(id) else {
                 continue;
             };
@@ -615,7 +617,8 @@ impl Slots {
     /// use the next session (`epoch` + 1).
     pub fn session_lost(&mut self) {
         self.epoch += 1;
-        let ids: Vec<SlotId> = self.index.values().copied().collect();
+        let mut ids: Vec<SlotId> = self.index.values().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(slot) = self.slot_mut(id) else {
                 continue;

@@ -30,12 +30,14 @@ impl Routing {
 
     /// The slots waiting for `shard`, forgotten here.
     fn waiters_of(&mut self, shard: u32) -> Vec<SlotId> {
-        let slots: Vec<SlotId> = self
+        let mut slots: Vec<SlotId> = self
             .shard_waiters
             .iter()
             .filter(|&(_, &s)| s == shard)
             .map(|(&slot, _)| slot)
             .collect();
+        // In one order every run (the map's is random).
+        slots.sort_unstable();
         for slot in &slots {
             self.shard_waiters.remove(slot);
         }

@@ -96,7 +96,7 @@ impl Sharing {
         let mut to_peers = None;
         if !self.unsent_to_peers.is_empty() {
             let changes = std::mem::take(&mut self.unsent_to_peers);
-            let messages = self
+            let mut messages: Vec<(Pid, PeerMsg)> = self
                 .peer_subscribers
                 .iter()
                 .map(|(pid, &version)| {
@@ -108,6 +108,7 @@ impl Sharing {
                     (pid.clone(), msg)
                 })
                 .collect();
+            messages.sort_by(|(a, _), (b, _)| (&a.node.name, a.id).cmp(&(&b.node.name, b.id)));
             to_peers = Some(Output::Peers(messages));
         }
         (to_subscribers, to_peers)

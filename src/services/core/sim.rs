@@ -1,1 +1,827 @@
+//! Several cores against simulated masters (the real sans-IO
+//! [`Store`]) over a network that delays, reorders and loses messages,
+//! with jumps in time and masters that restart, the way quinn-proto tests
+//! a `Pair`. Each seed is one deterministic run, checked for:
+//!
+//! - never two holders of a key: a core grants (its guard hears
+//!   `eq_owned`) only once every earlier holder is released or was told
+//!   `eq_lost`;
+//! - an owner hears of its grant from its guard before the reply;
+//! - no request of a live owner is left without an answer.
+//!
+//! `EQ_SIM_SEEDS` / `EQ_SIM_FIRST` choose the seeds; a failing seed prints
+//! the log lines with any of `EQ_SIM_LOG`'s `|`-separated words.
+//!
+//! The jobs run here as `rounds.rs` runs them (one round to every master,
+//! the undo and the read-back of a failed shard round), each at once at a
+//! random point after the core asked, answered after a random delay.
 
+use super::*;
+use crate::quorum::store::{CallOutcome, Config as StoreConfig, Store};
+use crate::services::protocol::{Reply, Request};
+use crate::services::shards::Taken;
+use crate::term::{as_tuple, atom, int, is_atom, tuple};
+use rand::RngExt;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+const MASTERS: [&str; 3] = ["m0@h", "m1@h", "m2@h"];
+const CORES: usize = 3;
+const KEYS: u32 = 6;
+/// Client activity lasts this long; then holders exit until all is quiet.
+const ACTIVE: Duration = Duration::from_secs(40);
+const QUIET: Duration = Duration::from_secs(40);
+
+fn core_name(i: usize) -> String {
+    format!("s{i}@h")
+}
+
+fn server_pid(i: usize) -> Pid {
+    Pid::new(core_name(i).as_str(), 1, 0, 1)
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Request {
+        core: usize,
+        caller: Caller,
+        request: Request,
+    },
+    Result {
+        core: usize,
+        event: Event,
+    },
+    Peer {
+        core: usize,
+        msg: PeerMsg,
+    },
+    Down {
+        core: usize,
+        id: MonitorId,
+        lost: bool,
+    },
+    Job {
+        core: usize,
+        job: Job,
+        sent_at: Instant,
+    },
+    /// A client acts (a new request, or an owner exits).
+    Client,
+    /// A master restarts: everything it held is gone.
+    Restart {
+        master: usize,
+    },
+    /// A core loses the masters for a while (its session must lapse).
+    Cut {
+        core: usize,
+        until: Instant,
+    },
+}
+
+/// A call a client made and still waits on.
+#[derive(Debug, Clone)]
+struct Waiting {
+    request: Request,
+    hops: usize,
+}
+
+struct Sim {
+    seed: u64,
+    t0: Instant,
+    now: Instant,
+    rng: StdRng,
+    loss: f64,
+    cores: Vec<Core>,
+    /// Per core: the monitors it asked for, on which process.
+    monitors: Vec<BTreeMap<MonitorId, Pid>>,
+    masters: Vec<Store>,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    deliveries: HashMap<u64, Delivery>,
+    seq: u64,
+    /// Per (from, to) link: the last delivery time, so a link keeps order.
+    links: HashMap<(usize, usize), Instant>,
+    owners: Vec<Pid>,
+    dead: HashSet<Pid>,
+    calls: BTreeMap<i64, (Pid, Waiting)>,
+    next_tag: i64,
+    /// (kind, key) -> (granting core, owner), from the guard notices.
+    holders: BTreeMap<(Kind, String), (usize, Pid)>,
+    next_pid: u32,
+    /// A core cut off from the masters, and until when.
+    cut: Option<(usize, Instant)>,
+    /// What happened, for a failing seed's report.
+    log: Vec<String>,
+    grants: usize,
+    /// How many replies of each kind came (to see a run meant something).
+    replies: BTreeMap<String, usize>,
+    active: bool,
+}
+
+fn store(now_ms: u64, name: &str) -> Store {
+    let config = StoreConfig {
+        promise_ms: 1_000,
+        max_lease_ms: 30_000,
+        w: 2,
+    };
+    Store::new(config, now_ms, name)
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let loss = [0.0, 0.02, 0.1][rng.random_range(0..3usize)];
+        let config = ServicesConfig {
+            masters: MASTERS.iter().map(|m| m.to_string()).collect(),
+            w: 2,
+            peers: (0..CORES).map(core_name).collect(),
+            ..ServicesConfig::default()
+        };
+        let cores = (0..CORES)
+            .map(|i| {
+                let me = Identity {
+                    node: core_name(i),
+                    pid: server_pid(i),
+                };
+                let mut n = 0;
+                let namer = Box::new(move || {
+                    n += 1;
+                    tuple(vec![
+                        atom("erl_quorum_session"),
+                        atom(&core_name(i)),
+                        int(n),
+                    ])
+                });
+                Core::new(config.clone(), me, namer, seed ^ i as u64, t0)
+            })
+            .collect();
+        let masters = MASTERS
+            .iter()
+            .map(|m| {
+                let mut s = store(0, m);
+                s.mark_caught_up();
+                s
+            })
+            .collect();
+        let mut sim = Sim {
+            seed,
+            t0,
+            now: t0,
+            rng,
+            loss,
+            cores,
+            monitors: vec![BTreeMap::new(); CORES],
+            masters,
+            queue: BinaryHeap::new(),
+            deliveries: HashMap::new(),
+            seq: 0,
+            links: HashMap::new(),
+            owners: (1..=12).map(|n| Pid::new("beam@h", n, 0, 1)).collect(),
+            dead: HashSet::new(),
+            calls: BTreeMap::new(),
+            next_tag: 0,
+            holders: BTreeMap::new(),
+            next_pid: 100,
+            cut: None,
+            log: Vec::new(),
+            grants: 0,
+            replies: BTreeMap::new(),
+            active: true,
+        };
+        for _ in 0..400 {
+            let at = t0 + Duration::from_millis(sim.rng.random_range(0..ACTIVE.as_millis() as u64));
+            sim.schedule(at, Delivery::Client);
+        }
+        if sim.rng.random_bool(0.5) {
+            let at = t0 + Duration::from_millis(sim.rng.random_range(5_000..30_000));
+            let master = sim.rng.random_range(0..MASTERS.len());
+            sim.schedule(at, Delivery::Restart { master });
+        }
+        if sim.rng.random_bool(0.5) {
+            let at = t0 + Duration::from_millis(sim.rng.random_range(3_000..25_000));
+            let until = at + Duration::from_millis(sim.rng.random_range(5_000..15_000));
+            let core = sim.rng.random_range(0..CORES);
+            sim.schedule(at, Delivery::Cut { core, until });
+        }
+        sim
+    }
+
+    fn schedule(&mut self, at: Instant, delivery: Delivery) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.deliveries.insert(self.seq, delivery);
+    }
+
+    /// On the link `from` -> `to`, after a random delay, in order.
+    fn send(&mut self, from: usize, to: usize, delivery: Delivery) {
+        let delay = Duration::from_micros(self.rng.random_range(100..3_000));
+        let last = self.links.get(&(from, to)).copied().unwrap_or(self.now);
+        let at = (self.now + delay).max(last);
+        self.links.insert((from, to), at);
+        self.schedule(at, delivery);
+    }
+
+    /// Whether a message between `core` and a master is lost.
+    fn lost(&mut self, core: usize) -> bool {
+        let cut = self
+            .cut
+            .is_some_and(|(c, until)| c == core && self.now < until);
+        cut || self.rng.random_bool(self.loss)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now.duration_since(self.t0).as_millis() as u64
+    }
+
+    fn run(&mut self) {
+        let end = self.t0 + ACTIVE + QUIET;
+        loop {
+            let next_event = self.queue.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self.cores.iter().filter_map(Core::poll_timeout).min();
+            let Some(at) = [next_event, next_timer].into_iter().flatten().min() else {
+                break;
+            };
+            if at > end {
+                break;
+            }
+            if self.active && at >= self.t0 + ACTIVE {
+                self.active = false;
+                self.loss = 0.0;
+            }
+            // Sometimes the whole world stalls a while (a GC pause, a
+            // loaded machine): everything due meanwhile comes late.
+            if self.rng.random_bool(0.002) {
+                self.now =
+                    at.max(self.now) + Duration::from_millis(self.rng.random_range(200..2_500));
+            } else {
+                self.now = at.max(self.now);
+            }
+            if next_event == Some(at) {
+                let Reverse((_, seq)) = self.queue.pop().expect("peeked");
+                let delivery = self.deliveries.remove(&seq).expect("scheduled");
+                self.deliver(delivery);
+            } else {
+                for i in 0..CORES {
+                    if self.cores[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                        self.cores[i].handle_timeout(self.now);
+                        self.drain(i);
+                    }
+                }
+            }
+            if !self.active {
+                self.wind_down();
+            }
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let now = self.now;
+        if !matches!(delivery, Delivery::Client) {
+            let t = self.now - self.t0;
+            self.log.push(format!("{t:?} {delivery:?}"));
+        }
+        match delivery {
+            Delivery::Request {
+                core,
+                caller,
+                request,
+            } => {
+                self.cores[core].handle_request(caller, request, now);
+                self.drain(core);
+            }
+            Delivery::Result { core, event } => {
+                self.cores[core].handle_round_result(event, now);
+                self.drain(core);
+            }
+            Delivery::Peer { core, msg } => {
+                self.cores[core].handle_peer_msg(msg, now);
+                self.drain(core);
+            }
+            Delivery::Down { core, id, lost } => {
+                self.cores[core].handle_down(id, lost, now);
+                self.drain(core);
+            }
+            Delivery::Job { core, job, sent_at } => self.run_job(core, job, sent_at),
+            Delivery::Client => self.client_acts(),
+            Delivery::Restart { master } => {
+                self.masters[master] = store(self.now_ms(), MASTERS[master]);
+            }
+            Delivery::Cut { core, until } => self.cut = Some((core, until)),
+        }
+    }
+
+    fn client_acts(&mut self) {
+        let owner = self.owners[self.rng.random_range(0..self.owners.len())].clone();
+        if self.dead.contains(&owner) {
+            return;
+        }
+        if self.rng.random_bool(0.15) {
+            let lost = self.rng.random_bool(0.3);
+            self.exit(&owner, lost);
+            // Another process takes its place.
+            let i = self
+                .owners
+                .iter()
+                .position(|o| *o == owner)
+                .expect("an owner");
+            self.next_pid += 1;
+            self.owners[i] = Pid::new("beam@h", self.next_pid, 0, 1);
+            return;
+        }
+        let key = atom(&format!("k{}", self.rng.random_range(0..KEYS)));
+        let request = if self.rng.random_bool(0.2) {
+            Request::RegisterName {
+                name: key,
+                pid: owner.clone(),
+            }
+        } else {
+            let block = self.rng.random_bool(0.7);
+            Request::Lock {
+                key,
+                owner: owner.clone(),
+                block,
+            }
+        };
+        let core = self.rng.random_range(0..CORES);
+        self.call(core, owner, Waiting { request, hops: 0 });
+    }
+
+    fn call(&mut self, core: usize, owner: Pid, waiting: Waiting) {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        let caller = Caller {
+            pid: owner.clone(),
+            tag: int(tag),
+        };
+        let request = waiting.request.clone();
+        self.calls.insert(tag, (owner, waiting));
+        // Clients sit on their own node: link CORES.
+        self.send(
+            CORES,
+            core,
+            Delivery::Request {
+                core,
+                caller,
+                request,
+            },
+        );
+    }
+
+    /// `owner` exits (`lost`: its node's connection went instead; it is
+    /// gone for the test all the same, and its holds must still be kept
+    /// until its guard told it).
+    fn exit(&mut self, owner: &Pid, lost: bool) {
+        self.dead.insert(owner.clone());
+        self.calls.retain(|_, (o, _)| o != owner);
+        for core in 0..CORES {
+            let ids: Vec<MonitorId> = self.monitors[core]
+                .iter()
+                .filter(|(_, p)| *p == owner)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.monitors[core].remove(&id);
+                self.send(CORES, core, Delivery::Down { core, id, lost });
+            }
+        }
+    }
+
+    /// After the active phase holders exit, so the waiters behind them
+    /// get their turn (and no two owners wait for each other for ever).
+    fn wind_down(&mut self) {
+        let done: Vec<Pid> = self
+            .holders
+            .values()
+            .map(|(_, o)| o.clone())
+            .filter(|o| !self.dead.contains(o))
+            .collect();
+        for owner in done {
+            self.exit(&owner, false);
+        }
+    }
+
+    fn drain(&mut self, core: usize) {
+        while let Some(output) = self.cores[core].poll_action() {
+            match output {
+                Output::Reply(caller, reply) => self.replied(core, caller, reply),
+                Output::Monitor(id, MonitorTarget::Process(pid)) => {
+                    if self.dead.contains(&pid) {
+                        self.send(
+                            CORES,
+                            core,
+                            Delivery::Down {
+                                core,
+                                id,
+                                lost: false,
+                            },
+                        );
+                    } else {
+                        self.monitors[core].insert(id, pid);
+                    }
+                }
+                Output::Monitor(_, MonitorTarget::Service(_)) => {}
+                Output::Demonitor(id) => {
+                    self.monitors[core].remove(&id);
+                }
+                Output::Run(job) => {
+                    let at = self.now + Duration::from_micros(self.rng.random_range(50..2_000));
+                    let sent_at = self.now;
+                    self.schedule(at, Delivery::Job { core, job, sent_at });
+                }
+                Output::Guard(notice) => {
+                    let t = self.now - self.t0;
+                    self.log.push(format!("{t:?} core {core} {notice:?}"));
+                    self.guard(core, notice)
+                }
+                Output::Exit { owner, .. } => panic!("no owner runs on a serving node: {owner:?}"),
+                Output::Subscribers(..) => {}
+                Output::Peers(messages) => {
+                    for (pid, msg) in messages {
+                        let to = (0..CORES).find(|&i| server_pid(i) == pid).expect("a core");
+                        self.send(core, to, Delivery::Peer { core: to, msg });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The log lines holding any of `EQ_SIM_LOG`'s `|`-separated words.
+    fn dump_log(&self) {
+        let wanted = std::env::var("EQ_SIM_LOG").unwrap_or_default();
+        for line in &self.log {
+            if wanted.split('|').any(|w| !w.is_empty() && line.contains(w)) {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    fn guard(&mut self, core: usize, notice: GuardNotice) {
+        let hold = (notice.kind, format!("{}", notice.key));
+        match notice.notice {
+            Notice::Owned => {
+                if let Some((other, holder)) = self.holders.get(&hold) {
+                    self.dump_log();
+                    panic!(
+                        "seed {}: {hold:?} granted to {:?} by {core} while {holder:?} holds it through {other}",
+                        self.seed,
+                        notice.owner
+                    );
+                }
+                self.grants += 1;
+                self.holders.insert(hold, (core, notice.owner));
+            }
+            Notice::Released | Notice::Lost => {
+                if self
+                    .holders
+                    .get(&hold)
+                    .is_some_and(|(c, o)| *c == core && *o == notice.owner)
+                {
+                    self.holders.remove(&hold);
+                }
+            }
+        }
+    }
+
+    fn replied(&mut self, core: usize, caller: Caller, reply: Reply) {
+        let t = self.now - self.t0;
+        self.log
+            .push(format!("{t:?} core {core} replies {reply:?} to {caller:?}"));
+        if let Some(peer) = (0..CORES).find(|&i| server_pid(i) == caller.pid) {
+            // A peer subscription's answer.
+            let names = match reply {
+                Reply::PeerNames { names, .. } => Some(names),
+                other => panic!("subscribe_peer answered {other:?}"),
+            };
+            let event = Event::PeerSnapshot {
+                peer: core_name(core),
+                names,
+            };
+            self.send(core, peer, Delivery::Result { core: peer, event });
+            return;
+        }
+        let tag = crate::term::as_int(&caller.tag).expect("our tag");
+        let kind = format!("{reply:?}");
+        let kind = kind.split(['(', ' ']).next().unwrap_or_default().to_owned();
+        *self.replies.entry(kind).or_default() += 1;
+        if std::env::var("EQ_SIM_DEBUG").is_ok() && reply == Reply::NoQuorum {
+            eprintln!(
+                "{:?} core {core} loss {} no_quorum {:?}",
+                self.now - self.t0,
+                self.loss,
+                self.calls.get(&tag)
+            );
+        }
+        let Some((owner, waiting)) = self.calls.remove(&tag) else {
+            assert!(
+                self.dead.contains(&caller.pid),
+                "a reply to no call: {reply:?}"
+            );
+            return;
+        };
+        match (&waiting.request, &reply) {
+            (_, Reply::Redirect(node)) if waiting.hops < 3 => {
+                let to = (0..CORES).find(|&i| core_name(i) == *node).expect("a core");
+                let waiting = Waiting {
+                    hops: waiting.hops + 1,
+                    ..waiting
+                };
+                self.call(to, owner, waiting);
+            }
+            (Request::Lock { key, owner, .. }, Reply::Acquired)
+            | (
+                Request::RegisterName {
+                    name: key,
+                    pid: owner,
+                },
+                Reply::Yes,
+            ) => {
+                let kind = match waiting.request {
+                    Request::Lock { .. } => Kind::Lock,
+                    _ => Kind::Name,
+                };
+                let hold = (kind, format!("{key}"));
+                assert_eq!(
+                    self.holders.get(&hold),
+                    Some(&(core, owner.clone())),
+                    "seed {}: granted without the guard told first",
+                    self.seed
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends `request` to master `m`: `None` when the request or the
+    /// answer is lost.
+    fn master_call(&mut self, core: usize, m: usize, request: &Term) -> Option<Term> {
+        if self.lost(core) {
+            return None;
+        }
+        let now_ms = self.now_ms();
+        let result = self.masters[m].call(now_ms, request);
+        let CallOutcome::Reply(reply) = result.outcome else {
+            return None;
+        };
+        if self.lost(core) {
+            return None;
+        }
+        Some(reply)
+    }
+
+    /// `dirty_read` (the `locker` driver answers it, not [`Store::call`]).
+    fn master_read(&mut self, core: usize, m: usize, key: &Term) -> Option<Term> {
+        if self.lost(core) {
+            return None;
+        }
+        let reply = self.masters[m].dirty_read_reply(self.now_ms(), key);
+        (!self.lost(core)).then_some(reply)
+    }
+
+    fn run_job(&mut self, core: usize, job: Job, sent_at: Instant) {
+        let answered_in = |sim: &mut Sim, all: bool| {
+            // A round short of answers waits for its timeout.
+            if all {
+                Duration::from_micros(sim.rng.random_range(100..3_000))
+            } else {
+                Duration::from_millis(sim.rng.random_range(500..2_000))
+            }
+        };
+        let event = match job {
+            Job::Renew {
+                session,
+                epoch,
+                lease,
+                ..
+            } => {
+                let request = tuple(vec![
+                    atom("erl_quorum_session"),
+                    session,
+                    int(lease.as_millis() as i64),
+                ]);
+                let (mut renewed, mut created) = (Vec::new(), Vec::new());
+                for (m, name) in MASTERS.iter().enumerate() {
+                    match self.master_call(core, m, &request) {
+                        Some(t) if is_atom(&t, "ok") => renewed.push(name.to_string()),
+                        Some(t) if is_atom(&t, "created") => created.push(name.to_string()),
+                        _ => {}
+                    }
+                }
+                let all = renewed.len() + created.len() == MASTERS.len();
+                let delay = answered_in(self, all);
+                (
+                    Event::Renewed {
+                        epoch,
+                        sent_at,
+                        renewed,
+                        created,
+                    },
+                    delay,
+                )
+            }
+            Job::TakeShard {
+                shard,
+                value,
+                epoch,
+                session,
+            } => {
+                let (taken, ok_at, all) = self.take_shard(core, shard, value, session);
+                let delay = answered_in(self, all);
+                (
+                    Event::ShardTaken {
+                        shard,
+                        epoch,
+                        taken,
+                        ok_at,
+                    },
+                    delay,
+                )
+            }
+            Job::Repair {
+                master,
+                session,
+                epoch,
+                generation,
+                entries,
+            } => {
+                let m = MASTERS.iter().position(|n| *n == master).expect("a master");
+                let mut ok = true;
+                for (qkey, value) in entries {
+                    let request = tuple(vec![
+                        atom("erl_quorum_repair"),
+                        qkey,
+                        value,
+                        session.clone(),
+                    ]);
+                    if !self
+                        .master_call(core, m, &request)
+                        .is_some_and(|t| is_atom(&t, "ok"))
+                    {
+                        ok = false;
+                        break;
+                    }
+                }
+                let delay = answered_in(self, ok);
+                (
+                    Event::Repaired {
+                        master,
+                        epoch,
+                        generation,
+                        ok,
+                    },
+                    delay,
+                )
+            }
+            Job::SubscribePeer { peer, server } => {
+                let to = (0..CORES).find(|&i| core_name(i) == peer).expect("a core");
+                let caller = Caller {
+                    pid: server,
+                    tag: atom("sub"),
+                };
+                let request = Request::subscribe_peer(server_pid(core));
+                self.send(
+                    core,
+                    to,
+                    Delivery::Request {
+                        core: to,
+                        caller,
+                        request,
+                    },
+                );
+                return;
+            }
+            Job::Forward {
+                caller,
+                node,
+                request,
+            } => {
+                let to = (0..CORES).find(|&i| core_name(i) == node).expect("a core");
+                self.send(
+                    core,
+                    to,
+                    Delivery::Request {
+                        core: to,
+                        caller,
+                        request,
+                    },
+                );
+                return;
+            }
+            Job::WhereIs { caller, .. } => {
+                self.replied(core, caller, Reply::Whereis(None));
+                return;
+            }
+        };
+        let (event, delay) = event;
+        self.schedule(self.now + delay, Delivery::Result { core, event });
+    }
+
+    /// `rounds.rs`'s shard round: the lock on every master; short of W the
+    /// undo everywhere, then who holds it. Also: whether all answered.
+    fn take_shard(
+        &mut self,
+        core: usize,
+        shard: u32,
+        value: Term,
+        session: Term,
+    ) -> (Taken, Vec<String>, bool) {
+        let qkey = crate::services::shards::shard_key(shard);
+        self.seq += 1;
+        let tag = tuple(vec![atom("tag"), int(self.seq as i64)]);
+        let lease = tuple(vec![atom("session"), session]);
+        let request = tuple(vec![
+            atom("erl_quorum_lock"),
+            qkey.clone(),
+            value.clone(),
+            lease,
+            tag.clone(),
+        ]);
+        let (mut ok_at, mut held_at, mut refused, mut answers) = (Vec::new(), Vec::new(), 0, 0);
+        for (m, name) in MASTERS.iter().enumerate() {
+            let Some(reply) = self.master_call(core, m, &request) else {
+                continue;
+            };
+            answers += 1;
+            if is_atom(&reply, "ok") {
+                ok_at.push(name.to_string());
+            } else if matches!(as_tuple(&reply), Some([e, r]) if is_atom(e, "error") && is_atom(r, "not_expected_value"))
+            {
+                held_at.push(m);
+            } else {
+                refused += 1;
+            }
+        }
+        let all = answers == MASTERS.len();
+        if ok_at.len() >= 2 {
+            return (Taken::Held, ok_at, all);
+        }
+        let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
+        for m in 0..MASTERS.len() {
+            self.master_call(core, m, &undo);
+        }
+        for &m in &held_at {
+            let holder =
+                self.master_read(core, m, &qkey)
+                    .and_then(|reply| match as_tuple(&reply) {
+                        Some([ok, v]) if is_atom(ok, "ok") => match as_tuple(v) {
+                            Some([Term::Pid(p), _]) => Some(p.node.name.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    });
+            if let Some(node) = holder {
+                let taken = if node == core_name(core) {
+                    Taken::Busy
+                } else {
+                    Taken::Foreign(node)
+                };
+                return (taken, ok_at, false);
+            }
+        }
+        let taken = if !held_at.is_empty() || ok_at.len() + refused >= 2 {
+            Taken::Busy
+        } else {
+            Taken::NoQuorum
+        };
+        (taken, ok_at, false)
+    }
+}
+
+#[test]
+fn many_seeds_never_two_holders_and_every_live_request_answered() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 64));
+    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+    for seed in first..first + seeds {
+        let mut sim = Sim::new(seed);
+        sim.run();
+        let left: Vec<_> = sim
+            .calls
+            .values()
+            .filter(|(o, _)| !sim.dead.contains(o))
+            .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
+            .collect();
+        if !left.is_empty() {
+            sim.dump_log();
+        }
+        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+        for (kind, n) in sim.replies {
+            *totals.entry(kind).or_default() += n;
+        }
+        *totals.entry("grants".into()).or_default() += sim.grants;
+    }
+    // The runs exercised what they should: grants, redirects, contention.
+    for kind in [
+        "grants", "Acquired", "Redirect", "HeldBy", "Yes", "No", "NoQuorum",
+    ] {
+        let n = totals.get(kind).copied().unwrap_or(0);
+        assert!(
+            n >= seeds as usize,
+            "only {n} {kind} in {seeds} runs: {totals:?}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use crate::services::protocol::{Notice, Reply};
 use crate::term::{Pid, Term};
 
 /// A Paxtor lock or a registry name: separate key spaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Lock,
     Name,
@@ -27,8 +27,9 @@ impl Kind {
 pub type OpId = u64;
 
 /// A slot's place in the table. Places are reused; the generation tells a
-/// late timer for an old slot from the slot now there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// late timer for an old slot from the slot now there. (Ordered so that
+/// whatever is done to many slots at once is done in one order every run.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotId {
     pub(super) index: u32,
     pub(super) generation: u32,
