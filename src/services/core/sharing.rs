@@ -85,6 +85,12 @@ impl Sharing {
     /// The batches waiting, as messages to send.
     pub fn flush(&mut self, node: &str) -> (Option<Output>, Option<Output>) {
         let mut to_subscribers = None;
+        if self.subscribers.is_empty() {
+            self.unsent.clear();
+        }
+        if self.peer_subscribers.is_empty() {
+            self.unsent_to_peers.clear();
+        }
         if !self.unsent.is_empty() {
             let batch = NamesChanged {
                 node: node.to_owned(),
