@@ -6,11 +6,11 @@
 //! the `locker` processes of the masters (this node's included) with the
 //! node-monitored `quorum_call`, so a lost master costs no timeout.
 
-use super::protocol::{BadRequest, Reply, Request};
+use super::protocol::{BadRequest, MasterReply, MasterRequest, Reply, Request};
 use super::shards::{shard_key, Taken};
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
-use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
+use crate::term::{Pid, Term};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -178,8 +178,7 @@ impl Worker {
                 wait,
             } => {
                 let sent_at = Instant::now();
-                let ms = int(lease.as_millis() as i64);
-                let request = tuple(vec![atom("erl_quorum_session"), session, ms]);
+                let request = MasterRequest::Session { session, lease }.encode();
                 let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
                 // Every answer matters (a `created` from a master that had
                 // the session means it lost its entries): wait for all.
@@ -190,9 +189,9 @@ impl Worker {
                     .unwrap_or_default();
                 let (mut renewed, mut created) = (Vec::new(), Vec::new());
                 for (result, master) in results.iter().zip(&self.config.masters) {
-                    match result {
-                        Some(Ok(t)) if is_atom(t, "ok") => renewed.push(master.clone()),
-                        Some(Ok(t)) if is_atom(t, "created") => created.push(master.clone()),
+                    match result.as_ref().map(|r| r.as_ref().map(MasterReply::decode)) {
+                        Some(Ok(MasterReply::Ok)) => renewed.push(master.clone()),
+                        Some(Ok(MasterReply::Created)) => created.push(master.clone()),
                         _ => {}
                     }
                 }
@@ -211,18 +210,22 @@ impl Worker {
                 entries,
             } => {
                 let mut ok = true;
-                for (qkey, value) in entries {
-                    let request = tuple(vec![
-                        atom("erl_quorum_repair"),
-                        qkey,
+                for (key, value) in entries {
+                    let session = session.clone();
+                    let request = MasterRequest::Repair {
+                        key,
                         value,
-                        session.clone(),
-                    ]);
+                        session,
+                    };
                     let reply = self
                         .process
-                        .call(("locker", master.as_str()), request, self.config.timeout)
+                        .call(
+                            ("locker", master.as_str()),
+                            request.encode(),
+                            self.config.timeout,
+                        )
                         .await;
-                    if !matches!(&reply, Ok(t) if is_atom(t, "ok")) {
+                    if !matches!(reply.as_ref().map(MasterReply::decode), Ok(MasterReply::Ok)) {
                         tracing::warn!(%master, ?reply, "erl_quorum: repair refused");
                         ok = false;
                         break;
@@ -308,21 +311,18 @@ impl Worker {
     }
 
     /// Sends `request` to every master and counts the answers, stopping
-    /// once W said yes (by `yes`) or W can no longer be reached.
-    async fn round(
-        &mut self,
-        request: Term,
-        timeout: Duration,
-        yes: impl Fn(&Term) -> bool,
-    ) -> Tally {
+    /// once W said `ok` or W can no longer be reached.
+    async fn round(&mut self, request: &MasterRequest, timeout: Duration) -> Tally {
         let w = self.config.w;
         let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
+        let yes = |t: &Term| MasterReply::decode(t) == MasterReply::Ok;
         let count = |results: &[Option<Result<Term, CallError>>]| {
             results
                 .iter()
                 .filter(|r| matches!(r, Some(Ok(t)) if yes(t)))
                 .count()
         };
+        let request = request.encode();
         let results = match self
             .process
             .quorum_call(&masters, "locker", request, timeout, |results| {
@@ -337,12 +337,12 @@ impl Worker {
         };
         let mut tally = Tally::default();
         for (result, master) in results.iter().zip(&self.config.masters) {
-            match result {
-                Some(Ok(t)) if yes(t) => {
+            match result.as_ref().map(|r| r.as_ref().map(MasterReply::decode)) {
+                Some(Ok(MasterReply::Ok)) => {
                     tally.ok += 1;
                     tally.ok_at.push(master.clone());
                 }
-                Some(Ok(t)) if is_error(t, "not_expected_value") => {
+                Some(Ok(MasterReply::Held)) => {
                     tally.held += 1;
                     tally.held_at.push(master.clone());
                 }
@@ -359,17 +359,13 @@ impl Worker {
     async fn take_shard(&mut self, shard: u32, value: Term, epoch: u64, session: Term) {
         let qkey = shard_key(shard);
         let tag = Term::from(self.process.node().make_ref());
-        let lease = tuple(vec![atom("session"), session]);
-        let request = tuple(vec![
-            atom("erl_quorum_lock"),
-            qkey.clone(),
-            value.clone(),
-            lease,
-            tag.clone(),
-        ]);
-        let tally = self
-            .round(request, self.config.timeout, |t| is_atom(t, "ok"))
-            .await;
+        let request = MasterRequest::LockShard {
+            key: qkey.clone(),
+            value: value.clone(),
+            session,
+            tag: tag.clone(),
+        };
+        let tally = self.round(&request, self.config.timeout).await;
         let taken = self.outcome(&qkey, &value, &tag, &tally).await;
         let _ = self.events.send(Event::ShardTaken {
             shard,
@@ -388,12 +384,12 @@ impl Worker {
         // have stopped before a late `ok`, and an entry left under this
         // node's session would be renewed for ever. The release is
         // value-checked and follows the lock on each connection.
-        let undo = tuple(vec![
-            atom("release"),
-            qkey.clone(),
-            value.clone(),
-            tag.clone(),
-        ]);
+        let undo = MasterRequest::Release {
+            key: qkey.clone(),
+            value: value.clone(),
+            tag: tag.clone(),
+        }
+        .encode();
         let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
         let _ = self
             .process
@@ -418,19 +414,13 @@ impl Worker {
 
     /// The owner pid in `node`'s entry for `qkey`, if any.
     async fn dirty_read(&mut self, node: &str, qkey: Term) -> Option<Pid> {
-        let request = tuple(vec![atom("dirty_read"), qkey]);
+        let request = MasterRequest::DirtyRead { key: qkey }.encode();
         let reply = self
             .process
             .call(("locker", node), request, self.config.timeout)
             .await
             .ok()?;
-        match as_tuple(&reply)? {
-            [ok, value] if is_atom(ok, "ok") => match as_tuple(value)? {
-                [Term::Pid(pid), _serving] => Some(pid.clone()),
-                _ => None,
-            },
-            _ => None,
-        }
+        MasterReply::decode(&reply).shard_holder().cloned()
     }
 }
 
@@ -441,8 +431,4 @@ enum AskError {
     Call(#[from] CallError),
     #[error(transparent)]
     Reply(#[from] super::protocol::ReplyError),
-}
-
-fn is_error(term: &Term, reason: &str) -> bool {
-    matches!(as_tuple(term), Some([e, r]) if is_atom(e, "error") && is_atom(r, reason))
 }

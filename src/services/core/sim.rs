@@ -18,9 +18,10 @@
 
 use super::*;
 use crate::quorum::store::{CallOutcome, Config as StoreConfig, Store};
+use crate::services::protocol::{MasterReply, MasterRequest};
 use crate::services::protocol::{Reply, Request};
 use crate::services::shards::Taken;
-use crate::term::{as_tuple, atom, int, is_atom, tuple};
+use crate::term::{atom, int, tuple};
 use rand::RngExt;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -553,28 +554,30 @@ impl Sim {
 
     /// Sends `request` to master `m`: `None` when the request or the
     /// answer is lost.
-    fn master_call(&mut self, core: usize, m: usize, request: &Term) -> Option<Term> {
+    fn master_call(
+        &mut self,
+        core: usize,
+        m: usize,
+        request: &MasterRequest,
+    ) -> Option<MasterReply> {
         if self.lost(core) {
             return None;
         }
         let now_ms = self.now_ms();
-        let result = self.masters[m].call(now_ms, request);
+        let result = self.masters[m].call(now_ms, &request.encode());
         let CallOutcome::Reply(reply) = result.outcome else {
             return None;
         };
-        if self.lost(core) {
-            return None;
-        }
-        Some(reply)
+        (!self.lost(core)).then(|| MasterReply::decode(&reply))
     }
 
     /// `dirty_read` (the `locker` driver answers it, not [`Store::call`]).
-    fn master_read(&mut self, core: usize, m: usize, key: &Term) -> Option<Term> {
+    fn master_read(&mut self, core: usize, m: usize, key: &Term) -> Option<MasterReply> {
         if self.lost(core) {
             return None;
         }
         let reply = self.masters[m].dirty_read_reply(self.now_ms(), key);
-        (!self.lost(core)).then_some(reply)
+        (!self.lost(core)).then(|| MasterReply::decode(&reply))
     }
 
     fn run_job(&mut self, core: usize, job: Job, sent_at: Instant) {
@@ -593,16 +596,12 @@ impl Sim {
                 lease,
                 ..
             } => {
-                let request = tuple(vec![
-                    atom("erl_quorum_session"),
-                    session,
-                    int(lease.as_millis() as i64),
-                ]);
+                let request = MasterRequest::Session { session, lease };
                 let (mut renewed, mut created) = (Vec::new(), Vec::new());
                 for (m, name) in MASTERS.iter().enumerate() {
                     match self.master_call(core, m, &request) {
-                        Some(t) if is_atom(&t, "ok") => renewed.push(name.to_string()),
-                        Some(t) if is_atom(&t, "created") => created.push(name.to_string()),
+                        Some(MasterReply::Ok) => renewed.push(name.to_string()),
+                        Some(MasterReply::Created) => created.push(name.to_string()),
                         _ => {}
                     }
                 }
@@ -645,17 +644,14 @@ impl Sim {
             } => {
                 let m = MASTERS.iter().position(|n| *n == master).expect("a master");
                 let mut ok = true;
-                for (qkey, value) in entries {
-                    let request = tuple(vec![
-                        atom("erl_quorum_repair"),
-                        qkey,
+                for (key, value) in entries {
+                    let session = session.clone();
+                    let request = MasterRequest::Repair {
+                        key,
                         value,
-                        session.clone(),
-                    ]);
-                    if !self
-                        .master_call(core, m, &request)
-                        .is_some_and(|t| is_atom(&t, "ok"))
-                    {
+                        session,
+                    };
+                    if self.master_call(core, m, &request) != Some(MasterReply::Ok) {
                         ok = false;
                         break;
                     }
@@ -727,47 +723,40 @@ impl Sim {
         let qkey = crate::services::shards::shard_key(shard);
         self.seq += 1;
         let tag = tuple(vec![atom("tag"), int(self.seq as i64)]);
-        let lease = tuple(vec![atom("session"), session]);
-        let request = tuple(vec![
-            atom("erl_quorum_lock"),
-            qkey.clone(),
-            value.clone(),
-            lease,
-            tag.clone(),
-        ]);
+        let request = MasterRequest::LockShard {
+            key: qkey.clone(),
+            value: value.clone(),
+            session,
+            tag: tag.clone(),
+        };
         let (mut ok_at, mut held_at, mut refused, mut answers) = (Vec::new(), Vec::new(), 0, 0);
         for (m, name) in MASTERS.iter().enumerate() {
             let Some(reply) = self.master_call(core, m, &request) else {
                 continue;
             };
             answers += 1;
-            if is_atom(&reply, "ok") {
-                ok_at.push(name.to_string());
-            } else if matches!(as_tuple(&reply), Some([e, r]) if is_atom(e, "error") && is_atom(r, "not_expected_value"))
-            {
-                held_at.push(m);
-            } else {
-                refused += 1;
+            match reply {
+                MasterReply::Ok => ok_at.push(name.to_string()),
+                MasterReply::Held => held_at.push(m),
+                _ => refused += 1,
             }
         }
         let all = answers == MASTERS.len();
         if ok_at.len() >= 2 {
             return (Taken::Held, ok_at, all);
         }
-        let undo = tuple(vec![atom("release"), qkey.clone(), value, tag]);
+        let undo = MasterRequest::Release {
+            key: qkey.clone(),
+            value,
+            tag,
+        };
         for m in 0..MASTERS.len() {
             self.master_call(core, m, &undo);
         }
         for &m in &held_at {
-            let holder =
-                self.master_read(core, m, &qkey)
-                    .and_then(|reply| match as_tuple(&reply) {
-                        Some([ok, v]) if is_atom(ok, "ok") => match as_tuple(v) {
-                            Some([Term::Pid(p), _]) => Some(p.node.name.clone()),
-                            _ => None,
-                        },
-                        _ => None,
-                    });
+            let holder = self
+                .master_read(core, m, &qkey)
+                .and_then(|reply| reply.shard_holder().map(|p| p.node.name.clone()));
             if let Some(node) = holder {
                 let taken = if node == core_name(core) {
                     Taken::Busy

@@ -2,13 +2,15 @@
 //! Rust callers send the `erl_quorum` process ([`Request`]) and what it
 //! answers ([`Reply`]), what serving nodes send each other ([`PeerMsg`],
 //! and the peer calls in [`Request`]), and what guards and subscribers are
-//! sent ([`GuardNotice`], [`NamesChanged`]). Each has one decoder and one
+//! sent ([`GuardNotice`], [`NamesChanged`]), and what it asks the masters
+//! ([`MasterRequest`], decoded by `quorum::store`). Each has one decoder and one
 //! encoder; `rebar_fixture/PROTOCOL.md` documents the same shapes for the
 //! BEAM side.
 //!
 //! Decoding never panics: a malformed request is a [`BadRequest`], which
 //! has its own OTP-style reply, so a caller always gets an answer.
 
+mod masters;
 mod notices;
 mod peer;
 mod reply;
@@ -16,6 +18,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
+pub use masters::{MasterReply, MasterRequest};
 pub use notices::{lost_reason, GuardNotice, NamesChanged, Notice, NoticeError};
 pub use peer::{PeerMsg, PeerMsgError, PEER_VERSION, PEER_VERSIONS};
 pub use reply::{Reply, ReplyError};

@@ -367,3 +367,55 @@ fn guard_notices_and_subscriber_batches_round_trip() {
         tuple(vec![atom("name_lost"), atom("n")])
     );
 }
+
+#[test]
+fn the_masters_understand_our_requests_and_we_their_answers() {
+    use crate::quorum::store::{CallOutcome, Config, Store};
+    use std::time::Duration;
+    let mut store = Store::new(Config::default(), 0, "m@h");
+    store.mark_caught_up();
+    let mut call = |request: MasterRequest| match store.call(10, &request.encode()).outcome {
+        CallOutcome::Reply(reply) => MasterReply::decode(&reply),
+        CallOutcome::Wait(_) => panic!("parked"),
+    };
+    let session = tuple(vec![atom("s"), int(1)]);
+    let key = tuple(vec![atom("$erl_quorum_shard"), int(3)]);
+    let value = tuple(vec![Term::from(pid(1)), session.clone()]);
+    let lease = Duration::from_secs(10);
+    let open = MasterRequest::Session {
+        session: session.clone(),
+        lease,
+    };
+    assert_eq!(call(open.clone()), MasterReply::Created);
+    assert_eq!(call(open), MasterReply::Ok);
+    let lock = |v: &Term, tag: i64| MasterRequest::LockShard {
+        key: key.clone(),
+        value: v.clone(),
+        session: session.clone(),
+        tag: int(tag),
+    };
+    assert_eq!(call(lock(&value, 1)), MasterReply::Ok);
+    assert_eq!(call(lock(&atom("other"), 2)), MasterReply::Held);
+    let repair = MasterRequest::Repair {
+        key: key.clone(),
+        value: value.clone(),
+        session: session.clone(),
+    };
+    assert_eq!(call(repair), MasterReply::Ok);
+    let release = MasterRequest::Release {
+        key: key.clone(),
+        value: value.clone(),
+        tag: int(1),
+    };
+    assert_eq!(call(release), MasterReply::Ok);
+    // `dirty_read` is answered by the `locker` driver from the store.
+    let read = MasterRequest::DirtyRead { key: key.clone() }.encode();
+    assert_eq!(read, tuple(vec![atom("dirty_read"), key.clone()]));
+    let gone = MasterReply::decode(&store.dirty_read_reply(20, &key));
+    assert_eq!(gone, MasterReply::Value(None));
+    assert_eq!(gone.shard_holder(), None);
+    let held = MasterReply::Value(Some(value));
+    assert_eq!(held.shard_holder(), Some(&pid(1)));
+    let odd = tuple(vec![atom("error"), atom("already_locked")]);
+    assert_eq!(MasterReply::decode(&odd), MasterReply::Other(odd.clone()));
+}
