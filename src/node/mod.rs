@@ -106,6 +106,27 @@ impl Node {
         Ok(node)
     }
 
+    /// A node that never listens, registers or connects, for unit tests of
+    /// what happens between its own processes.
+    #[cfg(test)]
+    pub(crate) fn offline(name: &str) -> Node {
+        let config = NodeConfig::new(name, "cookie");
+        let (shutdown, _) = watch::channel(false);
+        Node {
+            inner: Arc::new(NodeInner {
+                name: Atom::from(name),
+                creation: 1,
+                ids: IdGen::new(name, 1),
+                table: Mutex::new(ProcessTable::new(name)),
+                peers: Peers::default(),
+                shutdown,
+                epmd_registration: Mutex::new(None),
+                listen_port: 0,
+                config,
+            }),
+        }
+    }
+
     /// The full node name, `name@host`.
     pub fn name(&self) -> &str {
         &self.inner.name.name

@@ -213,6 +213,11 @@ impl Process {
         self.node.inner.table().register(self.id, name)
     }
 
+    /// The name this process is registered under, if any.
+    pub(crate) fn registered_name(&self) -> Option<String> {
+        self.node.inner.table().name_of(self.id).map(|a| a.name)
+    }
+
     /// Removes this process's registered name, if it has `name`.
     pub fn unregister(&self, name: &str) -> bool {
         let mut table = self.node.inner.table();

@@ -3,13 +3,19 @@
 
 mod calls;
 pub mod gen_server;
+#[cfg(test)]
+mod gen_server_tests;
 mod handle;
 pub(crate) mod ids;
 pub mod mailbox;
+mod server_loop;
+mod sys;
 pub(crate) mod table;
 
 pub use calls::Staged;
-pub use gen_server::{spawn_server, CallReply, Caller, Flow, GenServer};
+pub use gen_server::{
+    spawn_server, start_event_server, CallReply, Caller, EventServer, Flow, GenServer,
+};
 pub use handle::{CallError, Dest, Process, ProcessError};
 pub use mailbox::Mail;
 pub use table::RegisterError;

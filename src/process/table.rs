@@ -166,6 +166,11 @@ impl ProcessTable {
         Some((id, self.procs.get(&id)?.pid.clone()))
     }
 
+    /// The name process `id` is registered under.
+    pub fn name_of(&self, id: LocalId) -> Option<Atom> {
+        self.procs.get(&id)?.name.clone()
+    }
+
     pub fn registered(&self) -> Vec<String> {
         self.names.keys().map(|a| a.name.clone()).collect()
     }
