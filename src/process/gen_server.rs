@@ -5,10 +5,9 @@
 //! Calling a gen_server anywhere is [`Process::call`].
 
 use super::handle::Process;
-use super::mailbox::Mail;
 use super::server_loop::{run, NoEvents, ViaEventServer};
-use super::table::RegisterError;
 use crate::node::Node;
+use crate::proc_table::{Mail, RegisterError};
 use crate::term::{as_tuple, atom, is_atom, tuple, Pid, Term};
 use std::future::Future;
 use tokio::sync::mpsc::UnboundedReceiver;

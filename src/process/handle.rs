@@ -1,10 +1,10 @@
 //! The handle a Rust process uses: send, receive, names, links, monitors,
 //! aliases and calls.
 
-use super::ids::{key_of, LocalId};
-use super::mailbox::{Mail, Signal};
-use super::table::{ExitKind, RegisterError};
 use crate::node::Node;
+use crate::proc_table::ids::{key_of, LocalId};
+use crate::proc_table::mailbox::{Mail, Signal};
+use crate::proc_table::table::{ExitKind, RegisterError, Remote};
 use crate::term::{atom, tuple, Atom, Pid, Reference, Term};
 use erl_dist::message::Message;
 use erl_dist::term::PidOrAtom;
@@ -242,7 +242,7 @@ impl Process {
                 .table()
                 .link_local(self.id, key_of(other), other, &mut out);
         } else if inner.table().link_to_remote(self.id, other.clone()) {
-            out.push(crate::process::table::Remote {
+            out.push(Remote {
                 node: other.node.clone(),
                 message: Message::link(self.pid.clone(), other.clone()),
             });

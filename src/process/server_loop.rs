@@ -4,8 +4,8 @@
 
 use super::gen_server::{CallReply, Caller, EventServer, Flow, GenServer};
 use super::handle::{Process, ProcessError};
-use super::mailbox::Mail;
 use super::sys::{self, StatusView, SysAction};
+use crate::proc_table::Mail;
 use crate::term::{is_atom, Term};
 use std::convert::Infallible;
 use std::future::Future;
