@@ -2,11 +2,16 @@
 //!
 //! The BEAM sends a list of bytes such as `"abc"` or `[1,2,3]` as a
 //! `ByteList`, and any other list as a `List`; [`list_elements`] hides that
-//! difference from callers.
+//! difference from callers. [`Canon`] is a term's canonical bytes, equal
+//! exactly when Erlang's `=:=` holds, for keys, values and tags in tables.
 
+pub mod canon;
+#[cfg(test)]
+mod canon_tests;
 mod packed;
 mod parse;
 
+pub use canon::{exact_eq, Canon, TooDeep};
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
 pub use packed::Packed;
 pub use parse::{parse_term, ParseError};
