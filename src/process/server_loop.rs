@@ -201,6 +201,10 @@ async fn next_input<E>(
     wants_idle: bool,
 ) -> Result<Input<E>, ProcessError> {
     let has_events = events.is_some();
+    if !has_events && deadline.is_none() && !wants_idle {
+        // A plain server: nothing to race the mailbox against.
+        return process.recv().await.map(Input::Mail);
+    }
     // Every branch is cancel-safe: a selective receive keeps skipped mail,
     // and an unbounded channel's recv loses nothing when dropped.
     tokio::select! {
