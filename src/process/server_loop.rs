@@ -109,10 +109,7 @@ pub(super) async fn run<S: GenServer, H: EventSource<S>>(
     let mut suspended = false;
     let reason = loop {
         let input = if suspended {
-            process.recv_match(None, is_system).await.map(|m| match m {
-                Some(mail) => Input::Mail(mail),
-                None => Input::Idle, // no deadline given: never
-            })
+            next_system_message(&mut process).await
         } else {
             let (deadline, wants_idle) = (server.deadline(), server.wants_idle());
             next_input(&mut process, &mut events, deadline, wants_idle).await
@@ -131,26 +128,7 @@ pub(super) async fn run<S: GenServer, H: EventSource<S>>(
                 }
                 Incoming::Cast(message) => server.handle_cast(message, &mut process).await,
                 Incoming::System(caller, message) => {
-                    let name = process.registered_name();
-                    let view = StatusView {
-                        pid: process.pid(),
-                        name: name.as_deref(),
-                        suspended,
-                    };
-                    let (reply, action) = sys::answer(&message, view, || server.state_term());
-                    caller.reply(&process, reply);
-                    match action {
-                        SysAction::Continue => Flow::Continue,
-                        SysAction::Suspend => {
-                            suspended = true;
-                            Flow::Continue
-                        }
-                        SysAction::Resume => {
-                            suspended = false;
-                            Flow::Continue
-                        }
-                        SysAction::Stop(reason) => Flow::Stop(reason),
-                    }
+                    system(&server, &caller, &message, &process, &mut suspended)
                 }
                 Incoming::Info(mail) => server.handle_info(mail, &mut process).await,
             },
@@ -160,7 +138,6 @@ pub(super) async fn run<S: GenServer, H: EventSource<S>>(
                 Flow::Continue
             }
             Input::Timeout => server.handle_timeout(&mut process).await,
-            Input::Idle if suspended => Flow::Continue,
             Input::Idle => server.handle_idle(&mut process).await,
         };
         if let Flow::Stop(reason) = flow {
@@ -169,6 +146,31 @@ pub(super) async fn run<S: GenServer, H: EventSource<S>>(
     };
     server.terminate(&reason);
     process.exit(reason);
+}
+
+/// Answers a system message; `suspended` follows suspend and resume.
+fn system<S: GenServer>(
+    server: &S,
+    caller: &Caller,
+    message: &Term,
+    process: &Process,
+    suspended: &mut bool,
+) -> Flow {
+    let name = process.registered_name();
+    let view = StatusView {
+        pid: process.pid(),
+        name: name.as_deref(),
+        suspended: *suspended,
+    };
+    let (reply, action) = sys::answer(message, view, || server.state_term());
+    caller.reply(process, reply);
+    match action {
+        SysAction::Continue => {}
+        SysAction::Suspend => *suspended = true,
+        SysAction::Resume => *suspended = false,
+        SysAction::Stop(reason) => return Flow::Stop(reason),
+    }
+    Flow::Continue
 }
 
 async fn call<S: GenServer>(
@@ -215,6 +217,16 @@ async fn next_input<E>(
         }
         () = sleep_until(deadline), if deadline.is_some() => Ok(Input::Timeout),
         () = std::future::ready(()), if wants_idle => Ok(Input::Idle),
+    }
+}
+
+/// The next system message of a suspended server; other mail stays queued
+/// in order for after the resume.
+async fn next_system_message<E>(process: &mut Process) -> Result<Input<E>, ProcessError> {
+    loop {
+        if let Some(mail) = process.recv_match(None, is_system).await? {
+            return Ok(Input::Mail(mail));
+        }
     }
 }
 
