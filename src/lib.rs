@@ -3,13 +3,17 @@
 //! Layers, bottom up:
 //! - [`dist`]: the wire protocol as sans-IO code (framing, bounded term
 //!   checks, control messages, the handshake state machine).
+//! - `proc_table`: the process bookkeeping (pids, mailboxes, names, links,
+//!   monitors, what a death fires), no I/O.
 //! - [`node`]: the tokio driver: EPMD, listening, connecting, ticks, routing.
 //! - [`process`]: Rust processes with pids, mailboxes, names, links,
-//!   monitors, and gen_server both ways.
+//!   monitors, and gen_server both ways (also `Node::start` and
+//!   `Node::spawn_process`, which need them).
 //! - [`term`]: helpers for building and reading Erlang terms.
 
 pub mod dist;
 pub mod node;
+pub(crate) mod proc_table;
 pub mod process;
 pub mod quorum;
 pub mod services;

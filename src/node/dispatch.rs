@@ -1,8 +1,8 @@
 //! What the node does with each control message a peer sends.
 
 use super::NodeInner;
-use crate::process::mailbox::Mail;
-use crate::process::table::ExitKind;
+use crate::proc_table::mailbox::Mail;
+use crate::proc_table::table::ExitKind;
 use crate::term::{Atom, Pid, Term};
 use erl_dist::message::Message;
 use erl_dist::term::PidOrAtom;

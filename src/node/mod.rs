@@ -2,14 +2,15 @@
 //! routing of signals between Rust processes and the rest of the cluster.
 //!
 //! This is the tokio driver around the sans-IO pieces in [`crate::dist`]
-//! and the bookkeeping in [`crate::process`].
+//! and the bookkeeping in `crate::proc_table`. `Node::start` (which adds
+//! the built-in `net_kernel`) and `Node::spawn_process` are defined in the
+//! layer above (`process/node_methods.rs`): nothing here imports it.
 
 pub mod config;
 mod connection;
 mod cpu_pressure;
 mod dispatch;
 pub mod epmd;
-mod net_kernel;
 mod outbox;
 mod peers;
 mod read_pacing;
@@ -18,9 +19,8 @@ mod socket_read;
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
 
 use crate::dist::{control, flags, handshake::LocalIdentity};
-use crate::process::ids::{IdGen, LocalId};
-use crate::process::table::{ProcessTable, Remote};
-use crate::process::Process;
+use crate::proc_table::ids::{IdGen, LocalId};
+use crate::proc_table::table::{ProcessTable, Remote};
 use crate::term::{Atom, Pid, Reference};
 use erl_dist::message::Message;
 use peers::Peers;
@@ -73,9 +73,9 @@ pub(crate) struct NodeInner {
 }
 
 impl Node {
-    /// Registers in EPMD (starting it if needed), listens for BEAM nodes and
-    /// starts the built-in `net_kernel` responder that makes `net_adm:ping/1` work.
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    /// Registers in EPMD (starting it if needed) and listens for BEAM
+    /// nodes; [`Node::start`] adds the built-in processes.
+    pub(crate) async fn start_driver(config: NodeConfig) -> Result<Node, NodeError> {
         let (short, _host) = config::split_node_name(&config.name)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -101,9 +101,29 @@ impl Node {
         });
         let node = Node { inner };
         tokio::spawn(connection::accept_loop(node.inner.clone(), listener));
-        net_kernel::start(&node);
         tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
         Ok(node)
+    }
+
+    /// A node that never listens, registers or connects, for unit tests of
+    /// what happens between its own processes.
+    #[cfg(test)]
+    pub(crate) fn offline(name: &str) -> Node {
+        let config = NodeConfig::new(name, "cookie");
+        let (shutdown, _) = watch::channel(false);
+        Node {
+            inner: Arc::new(NodeInner {
+                name: Atom::from(name),
+                creation: 1,
+                ids: IdGen::new(name, 1),
+                table: Mutex::new(ProcessTable::new(name)),
+                peers: Peers::default(),
+                shutdown,
+                epmd_registration: Mutex::new(None),
+                listen_port: 0,
+                config,
+            }),
+        }
     }
 
     /// The full node name, `name@host`.
@@ -119,15 +139,6 @@ impl Node {
     /// The port this node accepts distribution connections on.
     pub fn port(&self) -> u16 {
         self.inner.listen_port
-    }
-
-    /// A new process with its own pid and mailbox. It lives until the
-    /// handle is dropped or [`Process::exit`] is called.
-    pub fn spawn_process(&self) -> Process {
-        let (id, pid) = self.inner.ids.new_pid();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.inner.table().insert(id, pid.clone(), tx);
-        Process::new(self.clone(), id, pid, rx)
     }
 
     /// The pid registered locally under `name`.

@@ -3,7 +3,7 @@
 //! stopping as soon as the answers settle the question, optionally staged).
 
 use super::handle::{CallError, Dest, Process, ProcessError};
-use super::mailbox::Mail;
+use crate::proc_table::Mail;
 use crate::term::{atom, is_atom, tuple, ImproperList, Reference, Term};
 use std::time::Duration;
 use tokio::time::Instant;

@@ -1,14 +1,17 @@
 //! gen_server on the Rust side: a trait for servers that BEAM code (or Rust
-//! code) calls with `gen_server:call/cast`, and the loop that runs one.
+//! code) calls with `gen_server:call/cast` and inspects with `sys`, and the
+//! functions that start one (the loop itself is in `server_loop`).
 //!
 //! Calling a gen_server anywhere is [`Process::call`].
 
-use super::handle::{Process, ProcessError};
-use super::mailbox::Mail;
-use super::table::RegisterError;
+use super::handle::Process;
+use super::server_loop::{run, NoEvents, ViaEventServer};
 use crate::node::Node;
+use crate::proc_table::{Mail, RegisterError};
 use crate::term::{as_tuple, atom, is_atom, tuple, Pid, Term};
 use std::future::Future;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 
 /// Who made a call: the `From` of `{'$gen_call', From, Request}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +70,17 @@ pub enum Flow {
     Stop(Term),
 }
 
-/// A Rust gen_server. Implement with `async fn` methods.
+/// A Rust gen_server. Implement with `async fn` methods; everything but
+/// `handle_call` has a default.
+///
+/// The loop takes one input at a time, in this order of priority (like a
+/// `biased` select): mail (calls, casts, system messages, info), then
+/// events (an [`EventServer`]'s channel), then the [`deadline`], then
+/// [`handle_idle`]. While `sys:suspend/1` holds it, only system messages are
+/// handled; other mail waits in order.
+///
+/// [`deadline`]: GenServer::deadline
+/// [`handle_idle`]: GenServer::handle_idle
 pub trait GenServer: Send + 'static {
     fn handle_call(
         &mut self,
@@ -95,6 +108,56 @@ pub trait GenServer: Send + 'static {
 
     /// Called once when the server stops, with the reason.
     fn terminate(&mut self, _reason: &Term) {}
+
+    /// The state as an Erlang term: what `sys:get_state/1` returns and the
+    /// `"State"` of `sys:get_status/1`. The default is the atom `undefined`
+    /// (the state is Rust data that has no Erlang form until one is given).
+    /// The reply has the form OTP 26.1+ expects, so `sys:get_state/1` on an
+    /// older release returns `{ok, State}` instead of `State`.
+    fn state_term(&self) -> Term {
+        atom("undefined")
+    }
+
+    /// When [`handle_timeout`](GenServer::handle_timeout) is due; `None`
+    /// for never. Read again after every input, so a server moves it by
+    /// changing its own fields.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called when the deadline has passed and no mail or event is waiting.
+    /// It must move or clear the deadline, or it is called again at once.
+    fn handle_timeout(&mut self, _process: &mut Process) -> impl Future<Output = Flow> + Send {
+        async { Flow::Continue }
+    }
+
+    /// Whether [`handle_idle`](GenServer::handle_idle) is wanted: work
+    /// batched across inputs is pending.
+    fn wants_idle(&self) -> bool {
+        false
+    }
+
+    /// Called when no input is ready, only while [`wants_idle`] is true (it
+    /// must become false once the batched work is done, or the loop spins):
+    /// for example to flush messages gathered from a burst of calls once the
+    /// mailbox is momentarily empty.
+    ///
+    /// [`wants_idle`]: GenServer::wants_idle
+    fn handle_idle(&mut self, _process: &mut Process) -> impl Future<Output = Flow> + Send {
+        async { Flow::Continue }
+    }
+}
+
+/// A gen_server that also takes inputs from Rust code through a channel
+/// (see [`start_event_server`]); they rank after mail, before the deadline.
+pub trait EventServer: GenServer {
+    type Event: Send + 'static;
+
+    fn handle_event(
+        &mut self,
+        event: Self::Event,
+        process: &mut Process,
+    ) -> impl Future<Output = Flow> + Send;
 }
 
 /// Starts `server` in a new process, registered as `name` if given.
@@ -108,88 +171,19 @@ pub fn spawn_server<S: GenServer>(
         process.register(name)?;
     }
     let pid = process.pid().clone();
-    tokio::spawn(run(process, server));
+    tokio::spawn(run::<S, NoEvents>(process, server, None));
     Ok(pid)
 }
 
-enum Incoming {
-    Call(Caller, Term),
-    Cast(Term),
-    /// `{system, From, Msg}` from `sys` and `proc_lib:stop`.
-    System(Caller, Term),
-    Info(Mail),
-}
-
-fn classify(mail: Mail) -> Incoming {
-    if let Mail::Message(Term::Tuple(t)) = &mail {
-        match t.elements.as_slice() {
-            [kind, from, request] if is_atom(kind, "$gen_call") => {
-                if let Some(caller) = Caller::from_term(from) {
-                    return Incoming::Call(caller, request.clone());
-                }
-                tracing::warn!(from = ?from, "$gen_call with a malformed From; treated as info");
-            }
-            [kind, message] if is_atom(kind, "$gen_cast") => {
-                return Incoming::Cast(message.clone())
-            }
-            [kind, from, message] if is_atom(kind, "system") => {
-                if let Some(caller) = Caller::from_term(from) {
-                    return Incoming::System(caller, message.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    Incoming::Info(mail)
-}
-
-async fn run<S: GenServer>(mut process: Process, mut server: S) {
-    let reason = loop {
-        let mail = match process.recv().await {
-            Ok(mail) => mail,
-            Err(ProcessError::Exited(reason)) => {
-                server.terminate(&reason);
-                return;
-            }
-        };
-        let flow = match classify(mail) {
-            Incoming::Call(caller, request) => {
-                match server.handle_call(request, &caller, &mut process).await {
-                    CallReply::Reply(reply) => {
-                        caller.reply(&process, reply);
-                        Flow::Continue
-                    }
-                    CallReply::NoReply => Flow::Continue,
-                    CallReply::Stop { reason, reply } => {
-                        if let Some(reply) = reply {
-                            caller.reply(&process, reply);
-                        }
-                        Flow::Stop(reason)
-                    }
-                }
-            }
-            Incoming::Cast(message) => server.handle_cast(message, &mut process).await,
-            Incoming::System(caller, message) => system_message(&process, &caller, &message),
-            Incoming::Info(mail) => server.handle_info(mail, &mut process).await,
-        };
-        if let Flow::Stop(reason) = flow {
-            break reason;
-        }
-    };
-    server.terminate(&reason);
-    process.exit(reason);
-}
-
-/// Enough of the `sys` protocol for `gen_server:stop/1,3` to work.
-fn system_message(process: &Process, caller: &Caller, message: &Term) -> Flow {
-    match as_tuple(message) {
-        Some([kind, reason]) if is_atom(kind, "terminate") => {
-            caller.reply(process, atom("ok"));
-            Flow::Stop(reason.clone())
-        }
-        _ => {
-            caller.reply(process, tuple(vec![atom("error"), atom("not_supported")]));
-            Flow::Continue
-        }
-    }
+/// Runs `server` on `process` (already registered, or not, as the caller
+/// chose), taking events from `events` as well as mail. Once every sender
+/// of `events` is gone the server goes on with mail alone.
+pub fn start_event_server<S: EventServer>(
+    process: Process,
+    server: S,
+    events: UnboundedReceiver<S::Event>,
+) -> Pid {
+    let pid = process.pid().clone();
+    tokio::spawn(run::<S, ViaEventServer>(process, server, Some(events)));
+    pid
 }

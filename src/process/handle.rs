@@ -1,10 +1,10 @@
 //! The handle a Rust process uses: send, receive, names, links, monitors,
 //! aliases and calls.
 
-use super::ids::{key_of, LocalId};
-use super::mailbox::{Mail, Signal};
-use super::table::{ExitKind, RegisterError};
 use crate::node::Node;
+use crate::proc_table::ids::{key_of, LocalId};
+use crate::proc_table::mailbox::{Mail, Signal};
+use crate::proc_table::table::{ExitKind, RegisterError, Remote};
 use crate::term::{atom, tuple, Atom, Pid, Reference, Term};
 use erl_dist::message::Message;
 use erl_dist::term::PidOrAtom;
@@ -213,6 +213,11 @@ impl Process {
         self.node.inner.table().register(self.id, name)
     }
 
+    /// The name this process is registered under, if any.
+    pub(crate) fn registered_name(&self) -> Option<String> {
+        self.node.inner.table().name_of(self.id).map(|a| a.name)
+    }
+
     /// Removes this process's registered name, if it has `name`.
     pub fn unregister(&self, name: &str) -> bool {
         let mut table = self.node.inner.table();
@@ -237,7 +242,7 @@ impl Process {
                 .table()
                 .link_local(self.id, key_of(other), other, &mut out);
         } else if inner.table().link_to_remote(self.id, other.clone()) {
-            out.push(crate::process::table::Remote {
+            out.push(Remote {
                 node: other.node.clone(),
                 message: Message::link(self.pid.clone(), other.clone()),
             });

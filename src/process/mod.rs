@@ -1,15 +1,26 @@
 //! Processes and names: Rust processes with real pids, mailboxes, registered
 //! names, links and monitors, and gen_server in both directions.
+//!
+//! The upper layer: the handles, calls and servers here sit on the node
+//! driver ([`crate::node`]), which sits on the process table
+//! (`crate::proc_table`); neither imports from here.
 
 mod calls;
 pub mod gen_server;
+#[cfg(test)]
+mod gen_server_tests;
 mod handle;
-pub(crate) mod ids;
-pub mod mailbox;
-pub(crate) mod table;
+mod net_kernel;
+mod node_methods;
+mod server_loop;
+mod sys;
 
+/// What a process receives (`Mail`), kept at its old path.
+pub use crate::proc_table::mailbox;
+
+pub use crate::proc_table::{Mail, RegisterError};
 pub use calls::Staged;
-pub use gen_server::{spawn_server, CallReply, Caller, Flow, GenServer};
+pub use gen_server::{
+    spawn_server, start_event_server, CallReply, Caller, EventServer, Flow, GenServer,
+};
 pub use handle::{CallError, Dest, Process, ProcessError};
-pub use mailbox::Mail;
-pub use table::RegisterError;

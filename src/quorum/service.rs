@@ -2,11 +2,14 @@
 //! [`Store`] with real time, answers gen_server calls, parks and wakes
 //! waiters, sweeps expired promises and leases, and pushes its log to the
 //! replicas (`{'$gen_cast', {trans_log, Node, Ops}}`), as wooga/locker's
-//! server does.
+//! server does. It is a [`GenServer`]: the sweep and the push are its
+//! deadline, and `sys:get_state({locker, Node})` shows a summary of it.
 
 use super::store::{CallOutcome, Config, Store, WaiterId};
 use crate::node::Node;
-use crate::process::{Caller, Mail, Process, ProcessError, RegisterError};
+use crate::process::{
+    spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process, RegisterError,
+};
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,9 +47,6 @@ impl Default for ServiceConfig {
 
 /// Starts the service on `node`, registered as `locker`.
 pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
-    let process = node.spawn_process();
-    process.register("locker")?;
-    let pid = process.pid().clone();
     let epoch = Instant::now();
     let mut store = Store::new(
         Config {
@@ -75,25 +75,76 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
             "locker: restart guard on; promises refused until every lease this node could have granted has expired"
         );
     }
-    tokio::spawn(
-        Service {
-            process,
-            store,
-            epoch,
-            waiters: HashMap::new(),
-            self_node: node.name().to_owned(),
-        }
-        .run(config.tick),
-    );
-    Ok(pid)
+    let service = Service {
+        node: node.clone(),
+        store,
+        epoch,
+        waiters: HashMap::new(),
+        tick: config.tick,
+        next_tick: epoch + config.tick,
+    };
+    spawn_server(node, Some("locker"), service)
 }
 
 struct Service {
-    process: Process,
+    node: Node,
     store: Store,
     epoch: Instant,
     waiters: HashMap<WaiterId, Caller>,
-    self_node: String,
+    /// Sweep and log push period, and when they are next due.
+    tick: Duration,
+    next_tick: Instant,
+}
+
+impl GenServer for Service {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        from: &Caller,
+        process: &mut Process,
+    ) -> CallReply {
+        self.call(from, &request, process);
+        self.catch_up(process);
+        CallReply::NoReply
+    }
+
+    async fn handle_cast(&mut self, request: Term, process: &mut Process) -> Flow {
+        self.cast(&request, process);
+        self.catch_up(process);
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, mail: Mail, process: &mut Process) -> Flow {
+        match mail {
+            // The original's timer messages, also sent by its test suites.
+            Mail::Message(m) if is_atom(&m, "expire_leases") || is_atom(&m, "expire_locks") => {
+                self.sweep(process)
+            }
+            Mail::Message(m) if is_atom(&m, "push_trans_log") => self.push_log(process),
+            Mail::Message(m) => tracing::debug!(message = %m, "locker: unexpected message ignored"),
+            _ => {}
+        }
+        self.catch_up(process);
+        Flow::Continue
+    }
+
+    fn terminate(&mut self, reason: &Term) {
+        tracing::warn!(%reason, "locker service stopped");
+    }
+
+    /// A summary, not the tables (`get_debug_state` lists those).
+    fn state_term(&self) -> Term {
+        self.status(self.now())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    async fn handle_timeout(&mut self, process: &mut Process) -> Flow {
+        self.periodic(process);
+        Flow::Continue
+    }
 }
 
 impl Service {
@@ -101,78 +152,56 @@ impl Service {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, tick: Duration) {
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                mail = self.process.recv() => match mail {
-                    Ok(mail) => self.handle(mail),
-                    Err(ProcessError::Exited(reason)) => {
-                        tracing::warn!(%reason, "locker service stopped");
-                        return;
-                    }
-                },
-                _ = ticker.tick() => {
-                    self.sweep();
-                    self.push_log();
-                }
-            }
+    /// The sweep and the push, then the next tick a period from now (a
+    /// late tick delays the next rather than bunching them).
+    fn periodic(&mut self, process: &Process) {
+        self.sweep(process);
+        self.push_log(process);
+        self.next_tick = Instant::now() + self.tick;
+    }
+
+    /// Mail outranks the deadline in the loop, so a locker that is never
+    /// idle runs an overdue tick itself: waiters still time out and
+    /// replicas still get the log under a steady stream of calls.
+    fn catch_up(&mut self, process: &Process) {
+        if Instant::now() >= self.next_tick {
+            self.periodic(process);
         }
     }
 
-    fn handle(&mut self, mail: Mail) {
-        let Mail::Message(message) = mail else {
-            return;
-        };
-        match as_tuple(&message) {
-            Some([kind, from, request]) if is_atom(kind, "$gen_call") => {
-                match Caller::from_term(from) {
-                    Some(caller) => self.call(caller, request),
-                    None => tracing::warn!(?from, "locker: call with a malformed From ignored"),
-                }
-            }
-            Some([kind, cast]) if is_atom(kind, "$gen_cast") => self.cast(cast),
-            // The original's timer messages, also sent by its test suites.
-            _ if is_atom(&message, "expire_leases") || is_atom(&message, "expire_locks") => {
-                self.sweep()
-            }
-            _ if is_atom(&message, "push_trans_log") => self.push_log(),
-            _ => tracing::debug!(%message, "locker: unexpected message ignored"),
-        }
-    }
-
-    fn call(&mut self, caller: Caller, request: &Term) {
+    /// Replies itself (the loop's reply would come after the waiters this
+    /// call wakes; the caller hears first, as in the original).
+    fn call(&mut self, caller: &Caller, request: &Term, process: &Process) {
         let now = self.now();
         // Ours, not the original's (which answers these through `rpc`, and
         // this node has no `rex`): `{dirty_read, Key}` -> `{ok, Value}` |
         // `{error, not_found}`, and `{erl_quorum, status}` for operators.
         match as_tuple(request) {
             Some([kind, key]) if is_atom(kind, "dirty_read") => {
-                caller.reply(&self.process, self.store.dirty_read_reply(now, key));
+                caller.reply(process, self.store.dirty_read_reply(now, key));
                 return;
             }
             Some([ours, what]) if is_atom(ours, "erl_quorum") && is_atom(what, "status") => {
-                caller.reply(&self.process, self.status(now));
+                caller.reply(process, self.status(now));
                 return;
             }
             _ => {}
         }
         let result = self.store.call(now, request);
         match result.outcome {
-            CallOutcome::Reply(reply) => caller.reply(&self.process, reply),
+            CallOutcome::Reply(reply) => caller.reply(process, reply),
             CallOutcome::Wait(id) => {
-                self.waiters.insert(id, caller);
+                self.waiters.insert(id, caller.clone());
             }
         }
-        self.wake(result.wake);
+        self.wake(result.wake, process);
     }
 
-    /// A proplist for `erl_quorum status`.
+    /// A proplist for `erl_quorum status` and `sys:get_state/1`.
     fn status(&self, now: u64) -> Term {
         let stats = self.store.stats(now);
         let nodes = |names: &[String]| list(names.iter().map(|n| atom(n)).collect());
-        let mut connected = self.process.node().connected_nodes();
+        let mut connected = self.node.connected_nodes();
         connected.sort();
         let role = format!("{:?}", self.store.role()).to_lowercase();
         let pair = |k: &str, v: Term| tuple(vec![atom(k), v]);
@@ -193,49 +222,48 @@ impl Service {
         ])
     }
 
-    fn cast(&mut self, cast: &Term) {
+    fn cast(&mut self, cast: &Term, process: &Process) {
         let now = self.now();
         match self.store.cast(now, cast) {
             Ok(result) => {
                 for skipped in &result.skipped {
                     tracing::warn!(op = %skipped.op, index = skipped.index, "locker: malformed log op skipped");
                 }
-                self.wake(result.wake);
+                self.wake(result.wake, process);
             }
             Err(e) => tracing::warn!(error = %e, "locker: cast ignored"),
         }
     }
 
-    fn sweep(&mut self) {
+    fn sweep(&mut self, process: &Process) {
         let now = self.now();
         let result = self.store.sweep(now);
         for id in result.timed_out {
             self.waiters.remove(&id);
         }
-        self.wake(result.wake);
+        self.wake(result.wake, process);
     }
 
-    fn wake(&mut self, wake: Vec<(WaiterId, Term)>) {
+    fn wake(&mut self, wake: Vec<(WaiterId, Term)>, process: &Process) {
         for (id, reply) in wake {
             if let Some(caller) = self.waiters.remove(&id) {
-                caller.reply(&self.process, reply);
+                caller.reply(process, reply);
             }
         }
     }
 
     /// `gen_server:abcast(Replicas, locker, {trans_log, node(), Ops})`.
-    fn push_log(&mut self) {
+    fn push_log(&mut self, process: &Process) {
         let ops = self.store.take_log();
         if ops.is_empty() {
             return;
         }
         let message = tuple(vec![
             atom("$gen_cast"),
-            tuple(vec![atom("trans_log"), atom(&self.self_node), list(ops)]),
+            tuple(vec![atom("trans_log"), atom(self.node.name()), list(ops)]),
         ]);
         for replica in self.store.push_targets() {
-            self.process
-                .send(("locker", replica.as_str()), message.clone());
+            process.send(("locker", replica.as_str()), message.clone());
         }
     }
 }

@@ -86,7 +86,6 @@
 //!   numbers. Malformed calls get an error reply; bad casts and log ops are
 //!   reported, never fatal.
 
-mod canon;
 mod ops;
 mod parse;
 #[cfg(test)]
@@ -102,7 +101,9 @@ mod tests_session;
 #[cfg(test)]
 mod tests_wait;
 
-pub use canon::{exact_eq, Canon, TooDeep, MAX_DEPTH};
+/// The canonical form moved to [`crate::term::canon`]; kept here for the
+/// code that still names it by this path.
+pub use crate::term::canon::{exact_eq, Canon, TooDeep, MAX_DEPTH};
 
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
 use std::collections::{BTreeSet, HashMap};

@@ -2,11 +2,16 @@
 //!
 //! The BEAM sends a list of bytes such as `"abc"` or `[1,2,3]` as a
 //! `ByteList`, and any other list as a `List`; [`list_elements`] hides that
-//! difference from callers.
+//! difference from callers. [`Canon`] is a term's canonical bytes, equal
+//! exactly when Erlang's `=:=` holds, for keys, values and tags in tables.
 
+pub mod canon;
+#[cfg(test)]
+mod canon_tests;
 mod packed;
 mod parse;
 
+pub use canon::{exact_eq, Canon, TooDeep};
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
 pub use packed::Packed;
 pub use parse::{parse_term, ParseError};
@@ -37,6 +42,18 @@ pub fn int(value: i64) -> Term {
 /// A binary term.
 pub fn binary(bytes: impl Into<Vec<u8>>) -> Term {
     Term::from(Binary::from(bytes.into()))
+}
+
+/// An Erlang string (a list of character codes), as `"text"` is in Erlang:
+/// a byte list when every character fits in a byte, else a list of integers.
+pub fn string(text: &str) -> Term {
+    if text.chars().all(|c| u32::from(c) < 256) {
+        Term::from(eetf::ByteList::from(
+            text.chars().map(|c| c as u8).collect::<Vec<u8>>(),
+        ))
+    } else {
+        list(text.chars().map(|c| int(i64::from(u32::from(c)))).collect())
+    }
 }
 
 /// Whether `term` is the atom `name`.
@@ -96,5 +113,14 @@ mod tests {
         );
         assert_eq!(as_int(&int(1 << 40)), Some(1 << 40));
         assert!(is_atom(&atom("ok"), "ok"));
+    }
+
+    #[test]
+    fn strings_are_lists_of_character_codes() {
+        assert_eq!(list_elements(&string("ab")), Some(vec![int(97), int(98)]));
+        assert_eq!(
+            list_elements(&string("é→")),
+            Some(vec![int(0xe9), int(0x2192)])
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! that does not have exactly the expected shape is `None`; nothing here
 //! panics or allocates in proportion to a bad input beyond its canonical form.
 
-use super::canon::Canon;
+use crate::term::Canon;
 use crate::term::{as_atom, as_int, as_tuple, is_atom, Term};
 
 /// A term from a request together with its canonical form.

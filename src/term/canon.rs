@@ -22,7 +22,7 @@
 //! Nesting is capped at [`MAX_DEPTH`] (the distribution layer already stops
 //! at 128), so a hostile term cannot overflow the stack here.
 
-use crate::term::Term;
+use super::Term;
 
 /// Deepest nesting [`Canon::of`] accepts; deeper terms are refused.
 pub const MAX_DEPTH: usize = 256;

@@ -16,10 +16,8 @@ pub enum Mail {
     },
     /// A trapped exit signal from a linked process: `{'EXIT', From, Reason}`.
     Exit { from: Pid, reason: Term },
-    /// The connection to a node watched with [`Process::monitor_node`] is
+    /// The connection to a node watched with `Process::monitor_node` is
     /// gone (or could not be made): `{nodedown, Node}`.
-    ///
-    /// [`Process::monitor_node`]: crate::process::Process::monitor_node
     NodeDown { node: String },
 }
 

@@ -1,8 +1,8 @@
 //! The part of `net_kernel` peers rely on: `net_adm:ping/1` calls
 //! `{net_kernel, Node}` with `{is_auth, Node}` and needs `yes`.
 
-use super::Node;
-use crate::process::{spawn_server, CallReply, Caller, GenServer, Process};
+use super::{spawn_server, CallReply, Caller, GenServer, Process};
+use crate::node::Node;
 use crate::term::{as_tuple, atom, is_atom, tuple, Term};
 
 struct NetKernel;
