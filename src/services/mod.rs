@@ -108,7 +108,7 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
     };
     let jobs = rounds::start_pool(node, config.workers, rounds.clone(), events_tx.clone());
     let renewals = rounds::start_pool(node, 1, rounds, events_tx);
-    let server = server::Server::new(process, config, jobs, renewals);
-    tokio::spawn(server.run(events_rx));
+    let server = server::Server::new(&process, config, jobs, renewals);
+    crate::process::start_event_server(process, server, events_rx);
     Ok(pid)
 }

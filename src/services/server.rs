@@ -1,27 +1,22 @@
-//! The process registered as `erl_quorum`: the tokio driver around the
-//! sans-IO [`Core`]. It decodes mail into [`Request`]s and [`PeerMsg`]s,
-//! feeds the core, carries out what it asks (replies, monitors, rounds on
-//! the worker pools, messages to guards, subscribers and peers) and sleeps
-//! until the core's next deadline.
-//!
-//! Its entry points are those of an event-driven `GenServer`
-//! (`handle_call`, `handle_info`, `handle_event`, `deadline` /
-//! `handle_timeout`, `wants_idle` / `handle_idle`); [`Server::run`] is the
-//! loop that calls them until the crate's `GenServer` runs it.
+//! The process registered as `erl_quorum`: an [`EventServer`] around the
+//! sans-IO [`Core`]. It decodes calls into [`Request`]s and other mail into
+//! [`PeerMsg`]s and monitor downs, feeds the core, carries out what it asks
+//! (replies, monitors, rounds on the worker pools, messages to guards,
+//! subscribers and peers), and gives the server loop the core's next
+//! deadline. Quorum rounds come back as events; name changes go out when
+//! the mailbox is momentarily empty (`handle_idle`).
 
 use super::core::{Core, Identity, MonitorId, MonitorTarget, Output};
-use super::protocol::{PeerMsg, PeerMsgError, Request};
+use super::protocol::{PeerMsg, PeerMsgError, Reply, Request};
 use super::rounds::{Event, Job};
 use super::ServicesConfig;
-use crate::process::{Caller, Mail, Process, ProcessError};
-use crate::term::{as_tuple, atom, is_atom, tuple, Reference, Term};
+use crate::process::{CallReply, Caller, EventServer, Flow, GenServer, Mail, Process};
+use crate::term::{atom, is_atom, tuple, Reference, Term};
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub(super) struct Server {
-    process: Process,
     core: Core,
     jobs: mpsc::UnboundedSender<Job>,
     /// A worker of its own for session renewals: never behind long waits.
@@ -32,8 +27,9 @@ pub(super) struct Server {
 }
 
 impl Server {
+    /// The server of `process` (which runs it).
     pub fn new(
-        process: Process,
+        process: &Process,
         config: ServicesConfig,
         jobs: mpsc::UnboundedSender<Job>,
         renewals: mpsc::UnboundedSender<Job>,
@@ -53,7 +49,6 @@ impl Server {
         let seed = rand::random();
         let core = Core::new(config, me, namer, seed, Instant::now());
         Server {
-            process,
             core,
             jobs,
             renewals,
@@ -62,110 +57,15 @@ impl Server {
         }
     }
 
-    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
-        loop {
-            let deadline = self
-                .deadline()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let idle = self.wants_idle();
-            tokio::select! {
-                biased;
-                mail = self.process.recv() => match mail {
-                    Ok(mail) => self.handle_info(mail),
-                    Err(ProcessError::Exited(reason)) => {
-                        tracing::warn!(%reason, "erl_quorum service stopped");
-                        return;
-                    }
-                },
-                Some(event) = events.recv() => self.handle_event(event),
-                _ = tokio::time::sleep_until(deadline) => self.handle_timeout(),
-                // Only when nothing else is ready: a burst of registrations
-                // goes out as one message per subscriber.
-                _ = std::future::ready(()), if idle => self.handle_idle(),
-            }
-        }
-    }
-
-    /// A `gen_server:call` request.
-    pub fn handle_call(&mut self, caller: Caller, request: &Term) {
-        match Request::decode(request) {
-            Ok(request) => self.core.handle_request(caller, request, Instant::now()),
-            Err(refused) => {
-                tracing::debug!(%refused, "erl_quorum: request refused");
-                caller.reply(&self.process, refused.encode());
-            }
-        }
-        self.carry_out();
-    }
-
-    pub fn handle_info(&mut self, mail: Mail) {
-        match mail {
-            Mail::Message(message) => match as_tuple(&message) {
-                Some([kind, from, request]) if is_atom(kind, "$gen_call") => {
-                    match Caller::from_term(from) {
-                        Some(caller) => self.handle_call(caller, request),
-                        None => tracing::warn!("erl_quorum: call with a malformed From"),
-                    }
-                }
-                _ => match PeerMsg::decode(&message) {
-                    Ok(msg) => {
-                        self.core.handle_peer_msg(msg, Instant::now());
-                        self.carry_out();
-                    }
-                    Err(e @ PeerMsgError::UnsupportedVersion(_)) => {
-                        tracing::warn!(error = %e, "erl_quorum: peer message refused")
-                    }
-                    Err(e) => tracing::debug!(error = %e, "erl_quorum: unexpected message ignored"),
-                },
-            },
-            Mail::Down {
-                reference, reason, ..
-            } => {
-                if let Some(id) = self.monitors.remove(&reference) {
-                    self.references.remove(&id);
-                    let lost = is_atom(&reason, "noconnection");
-                    self.core.handle_down(id, lost, Instant::now());
-                    self.carry_out();
-                }
-            }
-            Mail::Exit { .. } | Mail::NodeDown { .. } => {}
-        }
-    }
-
-    /// A quorum job's result.
-    pub fn handle_event(&mut self, event: Event) {
-        self.core.handle_round_result(event, Instant::now());
-        self.carry_out();
-    }
-
-    pub fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    pub fn handle_timeout(&mut self) {
-        self.core.handle_timeout(Instant::now());
-        self.carry_out();
-    }
-
-    /// Name changes wait for a moment with no input.
-    pub fn wants_idle(&self) -> bool {
-        self.core.has_unsent()
-    }
-
-    pub fn handle_idle(&mut self) {
-        self.core.flush_changes();
-        self.carry_out();
-    }
-
-    fn carry_out(&mut self) {
+    fn carry_out(&mut self, process: &mut Process) {
         while let Some(output) = self.core.poll_action() {
             match output {
-                Output::Reply(caller, reply) => caller.reply(&self.process, reply.encode()),
+                Output::Reply(caller, reply) => caller.reply(process, reply.encode()),
                 Output::Monitor(id, target) => {
                     let reference = match target {
-                        MonitorTarget::Process(pid) => self.process.monitor(pid),
+                        MonitorTarget::Process(pid) => process.monitor(pid),
                         MonitorTarget::Service(node) => {
-                            self.process.monitor(("erl_quorum", node.as_str()))
+                            process.monitor(("erl_quorum", node.as_str()))
                         }
                     };
                     self.monitors.insert(reference.clone(), id);
@@ -174,7 +74,7 @@ impl Server {
                 Output::Demonitor(id) => {
                     if let Some(reference) = self.references.remove(&id) {
                         self.monitors.remove(&reference);
-                        self.process.demonitor(&reference);
+                        process.demonitor(&reference);
                     }
                 }
                 Output::Run(job @ Job::Renew { .. }) => {
@@ -185,22 +85,118 @@ impl Server {
                 }
                 Output::Guard(notice) => {
                     let node = notice.owner.node.name.clone();
-                    self.process
-                        .send(("rust_quorum", node.as_str()), notice.encode());
+                    process.send(("rust_quorum", node.as_str()), notice.encode());
                 }
-                Output::Exit { owner, reason } => self.process.exit_signal(&owner, reason),
+                Output::Exit { owner, reason } => process.exit_signal(&owner, reason),
                 Output::Subscribers(pids, batch) => {
                     let message = batch.encode();
                     for pid in &pids {
-                        self.process.send(pid, message.clone());
+                        process.send(pid, message.clone());
                     }
                 }
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
-                        self.process.send(&pid, msg.encode());
+                        process.send(&pid, msg.encode());
                     }
                 }
             }
         }
+    }
+}
+
+impl GenServer for Server {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        from: &Caller,
+        process: &mut Process,
+    ) -> CallReply {
+        match Request::decode(&request) {
+            Ok(request) => {
+                self.core
+                    .handle_request(from.clone(), request, Instant::now());
+                self.carry_out(process);
+                CallReply::NoReply
+            }
+            Err(refused) => {
+                tracing::debug!(%refused, "erl_quorum: request refused");
+                CallReply::Reply(refused.encode())
+            }
+        }
+    }
+
+    /// Casts are no part of the protocol: ignored.
+    async fn handle_cast(&mut self, _request: Term, _process: &mut Process) -> Flow {
+        tracing::debug!("erl_quorum: cast ignored");
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, mail: Mail, process: &mut Process) -> Flow {
+        match mail {
+            Mail::Message(message) => match PeerMsg::decode(&message) {
+                Ok(msg) => {
+                    self.core.handle_peer_msg(msg, Instant::now());
+                    self.carry_out(process);
+                }
+                Err(e @ PeerMsgError::UnsupportedVersion(_)) => {
+                    tracing::warn!(error = %e, "erl_quorum: peer message refused")
+                }
+                Err(e) => tracing::debug!(error = %e, "erl_quorum: unexpected message ignored"),
+            },
+            Mail::Down {
+                reference, reason, ..
+            } => {
+                if let Some(id) = self.monitors.remove(&reference) {
+                    self.references.remove(&id);
+                    let lost = is_atom(&reason, "noconnection");
+                    self.core.handle_down(id, lost, Instant::now());
+                    self.carry_out(process);
+                }
+            }
+            Mail::Exit { .. } | Mail::NodeDown { .. } => {}
+        }
+        Flow::Continue
+    }
+
+    fn terminate(&mut self, reason: &Term) {
+        tracing::warn!(%reason, "erl_quorum service stopped");
+    }
+
+    /// What `sys:get_state/1` shows: the `status` counters.
+    fn state_term(&self) -> Term {
+        Reply::Status(self.core.status()).encode()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    async fn handle_timeout(&mut self, process: &mut Process) -> Flow {
+        self.core.handle_timeout(Instant::now());
+        self.carry_out(process);
+        Flow::Continue
+    }
+
+    /// Name changes wait for a moment with no input: one message for a
+    /// burst of registrations.
+    fn wants_idle(&self) -> bool {
+        self.core.has_unsent()
+    }
+
+    async fn handle_idle(&mut self, process: &mut Process) -> Flow {
+        self.core.flush_changes();
+        self.carry_out(process);
+        Flow::Continue
+    }
+}
+
+impl EventServer for Server {
+    /// A quorum job's result.
+    type Event = Event;
+
+    async fn handle_event(&mut self, event: Event, process: &mut Process) -> Flow {
+        self.core.handle_round_result(event, Instant::now());
+        self.carry_out(process);
+        Flow::Continue
     }
 }

@@ -111,7 +111,8 @@ impl Core {
         self.outputs.push_back(Output::Reply(caller, reply));
     }
 
-    fn status(&self) -> Vec<(String, i64)> {
+    /// The `status` counters.
+    pub fn status(&self) -> Vec<(String, i64)> {
         let counters = [
             ("slots", self.slots.len() as i64),
             ("peer_names", self.sharing.names.len() as i64),
