@@ -968,7 +968,7 @@ async fn a_too_deep_key_costs_no_one_else_their_lock() {
 
 /// The serving node applies `{rust_registry_peer, Node, Changes}` from any
 /// sender naming any node, also one that is no peer of it
-/// (`Server::peer_changes` in `src/services/server.rs`), and passes the
+/// (`Core::peer_changes` in `src/services/core/sharing.rs`), and passes the
 /// change on to its subscribers even for a name it holds itself: the BEAM
 /// nodes' `rust_registry` tables (what `rust_registry:whereis_name/1` and
 /// every `{via, rust_registry, Name}` call read) then name a pid that does
