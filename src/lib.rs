@@ -11,8 +11,11 @@
 //!   `Node::spawn_process`, which need them).
 //! - [`term`]: helpers for building and reading Erlang terms.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod dist;
 pub mod node;
+
 pub(crate) mod proc_table;
 pub mod process;
 pub mod quorum;

@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 replicas,
                 w,
                 fresh_cluster: fresh,
-                store: erl_quorum::quorum::store::Config {
+                store: erl_quorum::quorum::StoreConfig {
                     max_lease_ms,
                     promise_ms,
                     w,

@@ -169,7 +169,7 @@ async fn beam_locker_client_against_rust_masters() {
 async fn a_restarted_master_refuses_promises_until_leases_could_have_expired() {
     let node = rust_node::start("rs_guard").await;
     let config = ServiceConfig {
-        store: erl_quorum::quorum::store::Config {
+        store: erl_quorum::quorum::StoreConfig {
             promise_ms: 300,
             max_lease_ms: 700,
             w: 1,

@@ -38,11 +38,11 @@ use thiserror::Error;
 use walk::Expander;
 
 /// Entries in the cache of one connection (OTP's `ERTS_ATOM_CACHE_SIZE`).
-pub const CACHE_SIZE: usize = 2048;
+pub(crate) const CACHE_SIZE: usize = 2048;
 
 /// Default for [`AtomCache::with_max_output`]: twice the node's default
 /// `max_frame_bytes`.
-pub const DEFAULT_MAX_OUTPUT: usize = 128 << 20;
+pub(crate) const DEFAULT_MAX_OUTPUT: usize = 128 << 20;
 
 const DIST_FRAG_HEADER: u8 = 69;
 const DIST_FRAG_CONT: u8 = 70;
@@ -56,7 +56,7 @@ const LONG_ATOMS: u8 = 1;
 /// Why a frame body was refused. Offsets count from the start of the body
 /// (its 131 byte).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum AtomCacheError {
+pub(crate) enum AtomCacheError {
     #[error("frame truncated: it needs more bytes than remain after byte {offset}")]
     Truncated { offset: usize },
     #[error("frame starts with byte {found}, expected 131 and a distribution header (a pass-through 112 frame is not allowed once the atom cache is negotiated)")]
@@ -125,7 +125,7 @@ impl From<TermError> for AtomCacheError {
 /// `ATOM_UTF8_EXT`, so a reference costs one copy; a slot's buffer is reused
 /// when the peer replaces its atom.
 #[derive(Clone)]
-pub struct AtomCache {
+pub(crate) struct AtomCache {
     /// Encoded atoms; an empty buffer is an unset slot (an encoded atom is
     /// never empty).
     slots: Box<[Vec<u8>]>,
@@ -154,7 +154,7 @@ impl std::fmt::Debug for AtomCache {
 
 impl AtomCache {
     /// An empty cache, as at the start of a connection.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AtomCache {
             slots: vec![Vec::new(); CACHE_SIZE].into_boxed_slice(),
             seen: FrameMarks::new(),
@@ -166,14 +166,14 @@ impl AtomCache {
     /// Bounds what one frame may expand to (control and payload, version
     /// bytes included). A 2-byte reference can stand for an atom of up to
     /// 1023 bytes, so without a bound a frame could grow 500-fold.
-    pub fn with_max_output(mut self, max: usize) -> Self {
+    pub(crate) fn with_max_output(mut self, max: usize) -> Self {
         self.max_output = max;
         self
     }
 
     /// The atom in `slot`, encoded as `SMALL_ATOM_UTF8_EXT` or
     /// `ATOM_UTF8_EXT`, if the peer has set it.
-    pub fn slot(&self, slot: usize) -> Option<&[u8]> {
+    pub(crate) fn slot(&self, slot: usize) -> Option<&[u8]> {
         self.slots
             .get(slot)
             .filter(|s| !s.is_empty())
@@ -194,7 +194,7 @@ impl AtomCache {
     /// On error `out` is left as it was; the cache may hold the header's new
     /// entries (OTP updates its cache the same way, then drops the
     /// connection, which is all a caller should do after an error).
-    pub fn expand(&mut self, body: &[u8], limits: &Limits, out: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn expand(&mut self, body: &[u8], limits: &Limits, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
         let result = self.expand_inner(body, limits, out, start);
         if result.is_err() {
@@ -380,7 +380,7 @@ impl<'a> Reader<'a> {
 mod walk;
 mod writer;
 
-pub use writer::AtomCacheWriter;
+pub(crate) use writer::AtomCacheWriter;
 
 #[cfg(test)]
 mod tests;

@@ -13,10 +13,12 @@ use eetf::{Atom, FixInteger, Term, Tuple};
 use erl_dist::message::{Message, RecvError};
 use thiserror::Error;
 
-pub use erl_dist::message::Message as ControlMessage;
+/// The decoded control message, by the name the tests know it.
+#[cfg(test)]
+pub(crate) use erl_dist::message::Message as ControlMessage;
 
 #[derive(Debug, Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     #[error("bad term in control message: {0}")]
     Term(#[from] TermError),
     #[error("{0} trailing bytes after the control message and payload")]
@@ -26,7 +28,7 @@ pub enum ControlError {
 }
 
 /// Decodes a frame body (the bytes after the pass-through byte).
-pub fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
+pub(crate) fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
     let control_len = etf::check_term(body, limits)?;
     let rest = &body[control_len..];
     if !rest.is_empty() {
@@ -45,7 +47,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
 
 /// Encodes one frame, in distribution-header form (see [`OutFrame`]).
 /// Ticks are not messages: see [`frame::write_tick`].
-pub fn encode(message: Message) -> Result<OutFrame, TermError> {
+pub(crate) fn encode(message: Message) -> Result<OutFrame, TermError> {
     if matches!(message, Message::Tick) {
         return Err(TermError::Unencodable(
             "a tick is not a control message".into(),

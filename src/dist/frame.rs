@@ -11,16 +11,16 @@
 use thiserror::Error;
 
 /// Pass-through marker that starts every body when no distribution header is used.
-pub const PASS_THROUGH: u8 = 112;
+pub(crate) const PASS_THROUGH: u8 = 112;
 
 /// The version byte that starts a distribution header (and every term).
-pub const VERSION: u8 = 131;
+pub(crate) const VERSION: u8 = 131;
 /// The tag of a distribution header.
-pub const DIST_HEADER: u8 = 68;
+pub(crate) const DIST_HEADER: u8 = 68;
 
 /// One complete frame found in the input.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame<'a> {
+pub(crate) enum Frame<'a> {
     /// A keep-alive with no content.
     Tick,
     /// Pass-through: the control message and payload, after the 112.
@@ -30,7 +30,7 @@ pub enum Frame<'a> {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("frame starts with {0:?}, expected pass-through (112) or a distribution header (131 68); fragments are not negotiated")]
@@ -42,7 +42,7 @@ pub enum FrameError {
 /// Returns the frame and the number of bytes it occupies, or `None` when more
 /// input is needed. The length is checked against `max_frame` before waiting
 /// for the body, so a peer cannot make us buffer an oversized frame.
-pub fn parse_frame(
+pub(crate) fn parse_frame(
     input: &[u8],
     max_frame: usize,
 ) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
@@ -78,7 +78,7 @@ pub fn parse_frame(
 }
 
 /// Appends a tick (an empty frame).
-pub fn write_tick(out: &mut Vec<u8>) {
+pub(crate) fn write_tick(out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0, 0, 0]);
 }
 
@@ -89,7 +89,7 @@ pub fn write_tick(out: &mut Vec<u8>) {
 /// atom cache (`AtomCacheWriter`), or [`OutFrame::into_pass_through`] for a
 /// peer that did not, at the cost of moving the (small) control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutFrame {
+pub(crate) struct OutFrame {
     bytes: Vec<u8>,
     control_len: usize,
 }
@@ -100,7 +100,7 @@ const HEADER_FORM_PREFIX: usize = 7;
 impl OutFrame {
     /// Starts a frame; write the control term (without version byte) to
     /// [`OutFrame::buf`], call [`OutFrame::end_control`], then the payload.
-    pub fn begin() -> OutFrame {
+    pub(crate) fn begin() -> OutFrame {
         let mut bytes = Vec::with_capacity(128);
         bytes.extend_from_slice(&[0, 0, 0, 0, VERSION, DIST_HEADER, 0]);
         OutFrame {
@@ -109,23 +109,23 @@ impl OutFrame {
         }
     }
 
-    pub fn buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.bytes
     }
 
-    pub fn end_control(&mut self) {
+    pub(crate) fn end_control(&mut self) {
         self.control_len = self.bytes.len() - HEADER_FORM_PREFIX;
     }
 
     /// Fills in the length; the frame is then complete.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let len = (self.bytes.len() - 4) as u32;
         self.bytes[..4].copy_from_slice(&len.to_be_bytes());
     }
 
     /// The control message and the payload, without version bytes: what
     /// follows the distribution header.
-    pub fn terms(&self) -> &[u8] {
+    pub(crate) fn terms(&self) -> &[u8] {
         &self.bytes[HEADER_FORM_PREFIX..]
     }
 
@@ -133,14 +133,14 @@ impl OutFrame {
     /// that references no atoms (see [`AtomCacheWriter`] for one that does).
     ///
     /// [`AtomCacheWriter`]: crate::dist::atom_cache::AtomCacheWriter
-    pub fn into_header_form(self) -> Vec<u8> {
+    pub(crate) fn into_header_form(self) -> Vec<u8> {
         self.bytes
     }
 
     /// The same frame in pass-through form: `112 131 Control [131 Payload]`.
     /// With a payload both forms have the same length, so only the (small)
     /// control message moves; without one, the frame is a byte shorter.
-    pub fn into_pass_through(mut self) -> Vec<u8> {
+    pub(crate) fn into_pass_through(mut self) -> Vec<u8> {
         let c = self.control_len;
         let has_payload = self.bytes.len() > HEADER_FORM_PREFIX + c;
         self.bytes

@@ -1,9 +1,9 @@
 //! The Erlang distribution protocol, sans-IO: plain functions and state
 //! machines fed bytes, with no sockets and no async.
 
-pub mod atom_cache;
-pub mod control;
-pub mod etf;
+pub(crate) mod atom_cache;
+pub(crate) mod control;
+pub(crate) mod etf;
 pub mod flags;
-pub mod frame;
+pub(crate) mod frame;
 pub mod handshake;

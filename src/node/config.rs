@@ -81,7 +81,7 @@ impl NodeConfig {
 }
 
 /// Splits `name@host`, checking both parts are there.
-pub fn split_node_name(full: &str) -> Result<(&str, &str), ConfigError> {
+pub(super) fn split_node_name(full: &str) -> Result<(&str, &str), ConfigError> {
     match full.split_once('@') {
         Some((name, host)) if !name.is_empty() && !host.is_empty() && full.len() <= 255 => {
             Ok((name, host))

@@ -46,7 +46,7 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, EpmdError> {
 }
 
 /// Starts `epmd -daemon` when nothing answers on the local EPMD port, as `erl` does.
-pub async fn ensure_local_epmd(port: u16) -> Result<(), EpmdError> {
+pub(crate) async fn ensure_local_epmd(port: u16) -> Result<(), EpmdError> {
     if connect("127.0.0.1", port).await.is_ok() {
         return Ok(());
     }
@@ -75,7 +75,7 @@ pub async fn ensure_local_epmd(port: u16) -> Result<(), EpmdError> {
 
 /// Registers `short_name` as a hidden node listening on `listen_port`.
 /// The returned stream must stay open: EPMD forgets the node when it closes.
-pub async fn register(
+pub(crate) async fn register(
     epmd_port: u16,
     short_name: &str,
     listen_port: u16,
@@ -94,7 +94,7 @@ pub async fn register(
 }
 
 /// The distribution port of node `name` on `host`.
-pub async fn lookup_port(host: &str, epmd_port: u16, name: &str) -> Result<u16, EpmdError> {
+pub(crate) async fn lookup_port(host: &str, epmd_port: u16, name: &str) -> Result<u16, EpmdError> {
     let stream = connect(host, epmd_port).await?;
     let client = EpmdClient::new(stream.compat());
     match timeout(EPMD_TIMEOUT, client.get_node(name)).await {

@@ -6,11 +6,11 @@
 //! the built-in `net_kernel`) and `Node::spawn_process` are defined in the
 //! layer above (`process/node_methods.rs`): nothing here imports it.
 
-pub mod config;
+mod config;
 mod connection;
 mod cpu_pressure;
 mod dispatch;
-pub mod epmd;
+pub(crate) mod epmd;
 mod outbox;
 mod peers;
 mod read_pacing;

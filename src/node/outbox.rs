@@ -54,7 +54,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// `header_form`: the peer negotiated `DFLAG_DIST_HDR_ATOM_CACHE`.
-    pub fn new(socket: OwnedWriteHalf, header_form: bool) -> Self {
+    pub(crate) fn new(socket: OwnedWriteHalf, header_form: bool) -> Self {
         let queue = Queue {
             atoms: header_form.then(AtomCacheWriter::new),
             ..Queue::default()
@@ -72,7 +72,7 @@ impl Outbox {
     }
 
     /// Sends one frame in the form the connection negotiated, never blocking.
-    pub fn push_frame(&self, frame: OutFrame) {
+    pub(crate) fn push_frame(&self, frame: OutFrame) {
         self.pushing(|q| match &mut q.atoms {
             Some(atoms) => {
                 let mut bytes = std::mem::take(&mut q.frame);
@@ -88,7 +88,7 @@ impl Outbox {
     }
 
     /// Sends bytes that are not a frame (a tick), never blocking.
-    pub fn push(&self, bytes: &[u8]) {
+    pub(crate) fn push(&self, bytes: &[u8]) {
         self.pushing(|q| self.send(q, bytes));
     }
 
@@ -134,18 +134,18 @@ impl Outbox {
     }
 
     /// How many frames have been pushed so far.
-    pub fn pushed(&self) -> u64 {
+    pub(crate) fn pushed(&self) -> u64 {
         self.pushed.load(Ordering::Relaxed)
     }
 
     /// Writer task: waits until there is something to drain.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         self.wake.notified().await;
     }
 
     /// Writer task: writes everything queued, then hands the socket back to
     /// direct senders. `buf` is scratch space kept across calls.
-    pub async fn drain(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+    pub(crate) async fn drain(&self, buf: &mut Vec<u8>) -> io::Result<()> {
         loop {
             {
                 let mut q = self.lock();
@@ -170,12 +170,12 @@ impl Outbox {
     }
 
     /// Stops accepting frames; the writer task then shuts the socket.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 }

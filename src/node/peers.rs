@@ -44,15 +44,15 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    pub fn lock(&self) -> MutexGuard<'_, HashMap<Atom, Peer>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<Atom, Peer>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn next_attempt(&self) -> u64 {
+    pub(crate) fn next_attempt(&self) -> u64 {
         self.next_attempt.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn state(&self, node: &Atom) -> State {
+    pub(crate) fn state(&self, node: &Atom) -> State {
         match self.lock().get(node) {
             None => State::Absent,
             Some(Peer::Connecting { .. }) => State::Connecting,
@@ -61,11 +61,11 @@ impl Peers {
     }
 
     /// Whether `node`'s entry is still the pending attempt `attempt`.
-    pub fn is_attempt(&self, node: &Atom, attempt: u64) -> bool {
+    pub(crate) fn is_attempt(&self, node: &Atom, attempt: u64) -> bool {
         matches!(self.lock().get(node), Some(Peer::Connecting { attempt: a, .. }) if *a == attempt)
     }
 
-    pub fn connected(&self) -> Vec<String> {
+    pub(crate) fn connected(&self) -> Vec<String> {
         self.lock()
             .iter()
             .filter(|(_, p)| matches!(p, Peer::Up(_)))
@@ -73,7 +73,7 @@ impl Peers {
             .collect()
     }
 
-    pub fn all_names(&self) -> Vec<Atom> {
+    pub(crate) fn all_names(&self) -> Vec<Atom> {
         self.lock().keys().cloned().collect()
     }
 }

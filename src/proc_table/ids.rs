@@ -27,7 +27,7 @@ pub(crate) fn key_of(pid: &Pid) -> LocalId {
 }
 
 impl IdGen {
-    pub fn new(node: &str, creation: u32) -> Self {
+    pub(crate) fn new(node: &str, creation: u32) -> Self {
         Self {
             node: Atom::from(node),
             creation,
@@ -37,7 +37,7 @@ impl IdGen {
         }
     }
 
-    pub fn new_pid(&self) -> (LocalId, Pid) {
+    pub(crate) fn new_pid(&self) -> (LocalId, Pid) {
         let n = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let pid = Pid {
             node: self.node.clone(),
@@ -48,7 +48,7 @@ impl IdGen {
         (n, pid)
     }
 
-    pub fn new_ref(&self) -> Reference {
+    pub(crate) fn new_ref(&self) -> Reference {
         let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
         Reference {
             node: self.node.clone(),
@@ -59,7 +59,7 @@ impl IdGen {
     }
 
     /// The local key of `pid`, if it is a pid of this node incarnation.
-    pub fn local_id(&self, pid: &Pid) -> Option<LocalId> {
+    pub(crate) fn local_id(&self, pid: &Pid) -> Option<LocalId> {
         if pid.node != self.node
             || pid.creation != self.creation
             || pid.id >= (1 << PID_NUMBER_BITS)

@@ -5,7 +5,7 @@
 //! and the process handles above it both sit on it.
 
 pub(crate) mod ids;
-pub mod mailbox;
+pub(crate) mod mailbox;
 pub(crate) mod table;
 #[cfg(test)]
 mod table_tests;

@@ -99,7 +99,7 @@ fn down_object(watched: &Pid, by_name: &Option<Atom>) -> Term {
 }
 
 impl ProcessTable {
-    pub fn new(node: &str) -> Self {
+    pub(crate) fn new(node: &str) -> Self {
         Self {
             node: Some(Atom::from(node)),
             ..Self::default()
@@ -110,7 +110,7 @@ impl ProcessTable {
         self.node.clone().unwrap_or_else(|| Atom::from(""))
     }
 
-    pub fn insert(&mut self, id: LocalId, pid: Pid, mailbox: UnboundedSender<Signal>) {
+    pub(crate) fn insert(&mut self, id: LocalId, pid: Pid, mailbox: UnboundedSender<Signal>) {
         self.procs.insert(
             id,
             Entry {
@@ -126,11 +126,11 @@ impl ProcessTable {
         );
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.procs.len()
     }
 
-    pub fn set_trap_exit(&mut self, id: LocalId, on: bool) {
+    pub(crate) fn set_trap_exit(&mut self, id: LocalId, on: bool) {
         if let Some(e) = self.procs.get_mut(&id) {
             e.trap_exit = on;
         }
@@ -138,7 +138,7 @@ impl ProcessTable {
 
     // ---- names ----------------------------------------------------------
 
-    pub fn register(&mut self, id: LocalId, name: &str) -> Result<(), RegisterError> {
+    pub(crate) fn register(&mut self, id: LocalId, name: &str) -> Result<(), RegisterError> {
         let name = Atom::from(name);
         if self.names.contains_key(&name) {
             return Err(RegisterError::NameTaken(name.name));
@@ -152,7 +152,7 @@ impl ProcessTable {
         Ok(())
     }
 
-    pub fn unregister(&mut self, name: &str) -> bool {
+    pub(crate) fn unregister(&mut self, name: &str) -> bool {
         match self.names.remove(&Atom::from(name)) {
             Some(id) => {
                 if let Some(e) = self.procs.get_mut(&id) {
@@ -164,45 +164,45 @@ impl ProcessTable {
         }
     }
 
-    pub fn whereis(&self, name: &Atom) -> Option<(LocalId, Pid)> {
+    pub(crate) fn whereis(&self, name: &Atom) -> Option<(LocalId, Pid)> {
         let id = *self.names.get(name)?;
         Some((id, self.procs.get(&id)?.pid.clone()))
     }
 
     /// The name process `id` is registered under.
-    pub fn name_of(&self, id: LocalId) -> Option<Atom> {
+    pub(crate) fn name_of(&self, id: LocalId) -> Option<Atom> {
         self.procs.get(&id)?.name.clone()
     }
 
-    pub fn registered(&self) -> Vec<String> {
+    pub(crate) fn registered(&self) -> Vec<String> {
         self.names.keys().map(|a| a.name.clone()).collect()
     }
 
     // ---- delivery -------------------------------------------------------
 
     /// Puts `mail` into the mailbox of `id`; false if there is no such process.
-    pub fn deliver(&self, id: LocalId, mail: Mail) -> bool {
+    pub(crate) fn deliver(&self, id: LocalId, mail: Mail) -> bool {
         match self.procs.get(&id) {
             Some(e) => e.mailbox.send(Signal::Mail(mail)).is_ok(),
             None => false,
         }
     }
 
-    pub fn deliver_to_name(&self, name: &Atom, mail: Mail) -> bool {
+    pub(crate) fn deliver_to_name(&self, name: &Atom, mail: Mail) -> bool {
         match self.names.get(name) {
             Some(&id) => self.deliver(id, mail),
             None => false,
         }
     }
 
-    pub fn add_alias(&mut self, id: LocalId, alias: Reference) {
+    pub(crate) fn add_alias(&mut self, id: LocalId, alias: Reference) {
         if let Some(e) = self.procs.get_mut(&id) {
             e.aliases.push(alias.clone());
             self.aliases.insert(alias, id);
         }
     }
 
-    pub fn remove_alias(&mut self, alias: &Reference) {
+    pub(crate) fn remove_alias(&mut self, alias: &Reference) {
         if let Some(id) = self.aliases.remove(alias) {
             if let Some(e) = self.procs.get_mut(&id) {
                 e.aliases.retain(|a| a != alias);
@@ -210,7 +210,7 @@ impl ProcessTable {
         }
     }
 
-    pub fn deliver_to_alias(&self, alias: &Reference, mail: Mail) -> bool {
+    pub(crate) fn deliver_to_alias(&self, alias: &Reference, mail: Mail) -> bool {
         match self.aliases.get(alias) {
             Some(&id) => self.deliver(id, mail),
             None => false,
@@ -221,7 +221,13 @@ impl ProcessTable {
 
     /// Links local process `a` to local process `b`. If `b` is gone, `a`
     /// gets an exit signal with reason `noproc`, as in Erlang.
-    pub fn link_local(&mut self, a: LocalId, b: LocalId, b_pid: &Pid, out: &mut Vec<Remote>) {
+    pub(crate) fn link_local(
+        &mut self,
+        a: LocalId,
+        b: LocalId,
+        b_pid: &Pid,
+        out: &mut Vec<Remote>,
+    ) {
         let Some(a_pid) = self.procs.get(&a).map(|e| e.pid.clone()) else {
             return;
         };
@@ -242,7 +248,7 @@ impl ProcessTable {
     }
 
     /// A local process links to a process on another node; the caller sends LINK.
-    pub fn link_to_remote(&mut self, a: LocalId, remote: Pid) -> bool {
+    pub(crate) fn link_to_remote(&mut self, a: LocalId, remote: Pid) -> bool {
         match self.procs.get_mut(&a) {
             Some(e) => {
                 e.links.insert(remote);
@@ -253,7 +259,7 @@ impl ProcessTable {
     }
 
     /// LINK from another node. A dead target answers with EXIT `noproc`.
-    pub fn link_from_remote(
+    pub(crate) fn link_from_remote(
         &mut self,
         target: Option<LocalId>,
         from: Pid,
@@ -273,7 +279,7 @@ impl ProcessTable {
 
     /// Removes the link between local `a` and `other` on a's side (and on
     /// other's side too when it is local). Returns whether a link existed.
-    pub fn unlink(&mut self, a: LocalId, other: &Pid, other_local: Option<LocalId>) -> bool {
+    pub(crate) fn unlink(&mut self, a: LocalId, other: &Pid, other_local: Option<LocalId>) -> bool {
         let a_pid = self.procs.get(&a).map(|e| e.pid.clone());
         let existed = self
             .procs
@@ -291,7 +297,7 @@ impl ProcessTable {
 
     /// A local process monitors a local process (by id, or by name when
     /// `by_name` is set). A missing target fires DOWN `noproc` at once.
-    pub fn monitor_local(
+    pub(crate) fn monitor_local(
         &mut self,
         watcher: LocalId,
         target: Option<LocalId>,
@@ -340,7 +346,7 @@ impl ProcessTable {
     }
 
     /// A local process monitors a process on `node`; the caller sends MONITOR_P.
-    pub fn monitor_remote(
+    pub(crate) fn monitor_remote(
         &mut self,
         watcher: LocalId,
         node: Atom,
@@ -362,7 +368,7 @@ impl ProcessTable {
     }
 
     /// MONITOR_P from another node. A missing target answers MONITOR_P_EXIT `noproc`.
-    pub fn monitor_from_remote(
+    pub(crate) fn monitor_from_remote(
         &mut self,
         watcher: Pid,
         target: &PidOrAtom,
@@ -392,7 +398,11 @@ impl ProcessTable {
     }
 
     /// DEMONITOR_P from another node.
-    pub fn demonitor_from_remote(&mut self, target_id: Option<LocalId>, reference: &Reference) {
+    pub(crate) fn demonitor_from_remote(
+        &mut self,
+        target_id: Option<LocalId>,
+        reference: &Reference,
+    ) {
         if let Some(e) = target_id.and_then(|id| self.procs.get_mut(&id)) {
             e.monitored_by.remove(reference);
         }
@@ -400,7 +410,7 @@ impl ProcessTable {
 
     /// A local process drops a monitor it holds. Returns the DEMONITOR_P to
     /// send when the target is remote.
-    pub fn demonitor(&mut self, watcher: LocalId, reference: &Reference) -> Option<Remote> {
+    pub(crate) fn demonitor(&mut self, watcher: LocalId, reference: &Reference) -> Option<Remote> {
         let held = self.procs.get_mut(&watcher)?.holds.remove(reference)?;
         self.drop_held(watcher, reference, held)
     }
@@ -427,7 +437,12 @@ impl ProcessTable {
     }
 
     /// MONITOR_P_EXIT from another node: the watched process went away.
-    pub fn remote_monitor_fired(&mut self, node: &Atom, reference: &Reference, reason: Term) {
+    pub(crate) fn remote_monitor_fired(
+        &mut self,
+        node: &Atom,
+        reference: &Reference,
+        reason: Term,
+    ) {
         let Some((watcher, target)) = self
             .remote_monitors
             .get_mut(node)
@@ -454,7 +469,7 @@ impl ProcessTable {
 
     /// `monitor_node(Node, true)`: `watcher` gets [`Mail::NodeDown`] when
     /// the connection to `node` goes or cannot be made.
-    pub fn monitor_node(&mut self, watcher: LocalId, node: Atom) {
+    pub(crate) fn monitor_node(&mut self, watcher: LocalId, node: Atom) {
         if self.procs.contains_key(&watcher) {
             self.node_monitors.entry(node).or_default().insert(watcher);
         }

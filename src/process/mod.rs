@@ -6,7 +6,7 @@
 //! (`crate::proc_table`); neither imports from here.
 
 mod calls;
-pub mod gen_server;
+mod gen_server;
 #[cfg(test)]
 mod gen_server_tests;
 mod handle;
@@ -14,9 +14,6 @@ mod net_kernel;
 mod node_methods;
 mod server_loop;
 mod sys;
-
-/// What a process receives (`Mail`), kept at its old path.
-pub use crate::proc_table::mailbox;
 
 pub use crate::proc_table::{Mail, RegisterError};
 pub use calls::Staged;

@@ -8,4 +8,6 @@
 //! - [`client`]: locker's client operations, against any set of masters.
 pub mod client;
 pub mod service;
-pub mod store;
+pub(crate) mod store;
+
+pub use store::Config as StoreConfig;

@@ -101,10 +101,7 @@ mod tests_session;
 #[cfg(test)]
 mod tests_wait;
 
-/// The canonical form moved to [`crate::term::canon`]; kept here for the
-/// code that still names it by this path.
-pub use crate::term::canon::{exact_eq, Canon, TooDeep, MAX_DEPTH};
-
+use crate::term::canon::Canon;
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
 use std::collections::{BTreeSet, HashMap};
 
@@ -132,11 +129,11 @@ impl Default for Config {
 
 /// A parked `wait_for` / `wait_for_release` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WaiterId(pub u64);
+pub(crate) struct WaiterId(pub u64);
 
 /// What to do with one call.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CallOutcome {
+pub(crate) enum CallOutcome {
     /// Reply now with this term.
     Reply(Term),
     /// Keep the caller's `From` under this id; no reply yet.
@@ -146,7 +143,7 @@ pub enum CallOutcome {
 /// The result of [`Store::call`].
 #[derive(Debug, Clone, PartialEq)]
 #[must_use = "answer the parked callers in `wake`"]
-pub struct CallResult {
+pub(crate) struct CallResult {
     pub outcome: CallOutcome,
     /// Parked callers to answer now, with their replies.
     pub wake: Vec<(WaiterId, Term)>,
@@ -154,7 +151,7 @@ pub struct CallResult {
 
 /// A transaction-log op that was skipped (its position in `Ops` and itself).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SkippedOp {
+pub(crate) struct SkippedOp {
     pub index: usize,
     pub op: Term,
 }
@@ -162,7 +159,7 @@ pub struct SkippedOp {
 /// The result of a [`Store::cast`] that was understood.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[must_use = "answer the parked callers in `wake`"]
-pub struct CastResult {
+pub(crate) struct CastResult {
     /// Parked callers to answer now, with their replies.
     pub wake: Vec<(WaiterId, Term)>,
     /// Malformed ops of a `trans_log`, not applied; the others were.
@@ -172,7 +169,7 @@ pub struct CastResult {
 /// The result of [`Store::sweep`].
 #[derive(Debug, Clone, PartialEq, Default)]
 #[must_use = "answer `wake` and forget `timed_out`"]
-pub struct SweepResult {
+pub(crate) struct SweepResult {
     /// Parked callers to answer now (`wait_for_release` of expired keys).
     pub wake: Vec<(WaiterId, Term)>,
     /// Parked callers whose own timeout passed: forget them, no reply.
@@ -182,7 +179,7 @@ pub struct SweepResult {
 /// A cast the store does not understand. The original locker stops on these
 /// (`{stop, {badmsg, Msg}}`); the driver should log and carry on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("unknown cast to locker: {0}")]
     UnknownCast(Term),
     #[error("malformed trans_log cast: {0}")]
@@ -191,7 +188,7 @@ pub enum StoreError {
 
 /// What this node is in the cluster, by the last `set_nodes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Master,
     Replica,
     /// Listed both as a master and as a replica.
@@ -202,7 +199,7 @@ pub enum Role {
 
 /// Counts for an operator's `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub entries: usize,
     /// Promises not yet dropped (expired ones count until the next sweep).
     pub promises: usize,
@@ -273,7 +270,7 @@ struct Waiter {
 /// One locker server's data: entries with leases, promises, parked waiters,
 /// the membership lists and the log for replicas. See the module docs.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     config: Config,
     self_node: String,
     masters: Vec<String>,
@@ -331,7 +328,7 @@ impl Store {
     /// restart (its write may arrive up to a promise's lifetime after the
     /// vote) has then run out. Call [`Store::set_guard_until`] or
     /// [`Store::mark_caught_up`] to change that (e.g. for a fresh cluster).
-    pub fn new(config: Config, now_ms: u64, self_node: &str) -> Store {
+    pub(crate) fn new(config: Config, now_ms: u64, self_node: &str) -> Store {
         let guard = now_ms
             .saturating_add(config.promise_ms)
             .saturating_add(config.max_lease_ms);
@@ -360,37 +357,39 @@ impl Store {
     }
 
     /// Refuse promises until `until_ms` (a time on the caller's clock).
-    pub fn set_guard_until(&mut self, until_ms: u64) {
+    #[cfg(test)]
+    pub(crate) fn set_guard_until(&mut self, until_ms: u64) {
         self.guard_until = Some(until_ms);
     }
 
     /// This store has caught up: grant promises from now on.
-    pub fn mark_caught_up(&mut self) {
+    pub(crate) fn mark_caught_up(&mut self) {
         self.guard_until = None;
     }
 
     /// Whether promises are refused at `now_ms`.
-    pub fn guard_active(&self, now_ms: u64) -> bool {
+    pub(crate) fn guard_active(&self, now_ms: u64) -> bool {
         self.guard_until.is_some_and(|until| now_ms < until)
     }
 
     /// The master list of the last `set_nodes`, sorted.
-    pub fn masters(&self) -> &[String] {
+    pub(crate) fn masters(&self) -> &[String] {
         &self.masters
     }
 
     /// The replica list of the last `set_nodes`, sorted.
-    pub fn replicas(&self) -> &[String] {
+    pub(crate) fn replicas(&self) -> &[String] {
         &self.replicas
     }
 
     /// The quorum size.
-    pub fn w(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn w(&self) -> usize {
         self.w
     }
 
     /// This node's role by the membership lists.
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         let me = &self.self_node;
         match (self.masters.contains(me), self.replicas.contains(me)) {
             (true, true) => Role::Both,
@@ -403,21 +402,21 @@ impl Store {
     /// Where the log goes: every replica but this node. (The original
     /// abcasts to all replicas, itself included; replaying one's own log only
     /// pushes leases a little further out.)
-    pub fn push_targets(&self) -> Vec<String> {
+    pub(crate) fn push_targets(&self) -> Vec<String> {
         let me = &self.self_node;
         self.replicas.iter().filter(|n| *n != me).cloned().collect()
     }
 
     /// The value of `key` if present and unexpired (`locker:dirty_read/1`
     /// reads the same table).
-    pub fn dirty_read(&self, now_ms: u64, key: &Term) -> Option<Term> {
+    pub(crate) fn dirty_read(&self, now_ms: u64, key: &Term) -> Option<Term> {
         let entry = self.entries.get(&Canon::of(key).ok()?)?;
         self.live(entry, now_ms).then(|| entry.value.term())
     }
 
     /// What `locker:dirty_read(Key)` returns: `{ok, Value}` or
     /// `{error, not_found}` (for an `rpc:call` from `master_dirty_read`).
-    pub fn dirty_read_reply(&self, now_ms: u64, key: &Term) -> Term {
+    pub(crate) fn dirty_read_reply(&self, now_ms: u64, key: &Term) -> Term {
         match self.dirty_read(now_ms, key) {
             Some(value) => ok_value(&value),
             None => error("not_found"),
@@ -425,12 +424,12 @@ impl Store {
     }
 
     /// The ops logged since the last call, oldest first.
-    pub fn take_log(&mut self) -> Vec<Term> {
+    pub(crate) fn take_log(&mut self) -> Vec<Term> {
         std::mem::take(&mut self.log)
     }
 
     /// Counts for an operator.
-    pub fn stats(&self, now_ms: u64) -> Stats {
+    pub(crate) fn stats(&self, now_ms: u64) -> Stats {
         let waiting = |kind| self.waiters.values().filter(|w| w.kind == kind).count();
         Stats {
             entries: self.entries.len(),
@@ -450,12 +449,13 @@ impl Store {
 
     /// Forget a parked caller (its call timed out in the driver). Returns
     /// whether it was still parked.
-    pub fn cancel_waiter(&mut self, id: WaiterId) -> bool {
+    #[cfg(test)]
+    pub(crate) fn cancel_waiter(&mut self, id: WaiterId) -> bool {
         self.remove_waiter(id).is_some()
     }
 
     /// One gen_server call. Never panics, whatever `request` is.
-    pub fn call(&mut self, now_ms: u64, request: &Term) -> CallResult {
+    pub(crate) fn call(&mut self, now_ms: u64, request: &Term) -> CallResult {
         self.stats.calls += 1;
         let mut wake = Vec::new();
         let outcome = match parse::request(request) {
@@ -474,7 +474,7 @@ impl Store {
     /// One gen_server cast: `{trans_log, FromNode, Ops}` replays `Ops` in
     /// order, skipping (and returning) malformed ones. Anything else is an
     /// error for the driver to log; the store is unchanged.
-    pub fn cast(&mut self, now_ms: u64, message: &Term) -> Result<CastResult, StoreError> {
+    pub(crate) fn cast(&mut self, now_ms: u64, message: &Term) -> Result<CastResult, StoreError> {
         let ops = match as_tuple(message) {
             Some([name, _from, ops]) if is_atom(name, "trans_log") => match ops {
                 Term::List(l) => std::borrow::Cow::Borrowed(&l.elements),
@@ -516,7 +516,7 @@ impl Store {
 
     /// Drops expired leases (answering their `wait_for_release` waiters),
     /// expired promises, and waiters past their own timeout.
-    pub fn sweep(&mut self, now_ms: u64) -> SweepResult {
+    pub(crate) fn sweep(&mut self, now_ms: u64) -> SweepResult {
         let mut result = SweepResult::default();
         while let Some((at, _)) = self.expiry.first() {
             if *at > now_ms {

@@ -21,7 +21,7 @@ use super::protocol::{lost_reason as reason, GuardNotice, Notice, Reply, Request
 use super::slots::Kind;
 use crate::node::Node;
 use crate::process::{Mail, Process};
-use crate::quorum::store::Canon;
+use crate::term::Canon;
 use crate::term::{Pid, Term};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,14 +48,21 @@ struct Guarded {
 /// The guard's state, sans-IO: every method returns the owners to tell
 /// (`(owner, reason)`), and [`Guards::due`] the keepalives to send.
 #[derive(Debug, Default)]
-pub struct Guards {
+pub(crate) struct Guards {
     nodes: HashMap<String, Guarded>,
 }
 
 impl Guards {
     /// `eq_owned`; `true` when `node` is newly guarded (watch it, and send a
     /// keepalive at once).
-    pub fn owned(&mut self, node: &str, owner: Pid, kind: Kind, key: Term, now: Instant) -> bool {
+    pub(crate) fn owned(
+        &mut self,
+        node: &str,
+        owner: Pid,
+        kind: Kind,
+        key: Term,
+        now: Instant,
+    ) -> bool {
         let Ok(canon) = Canon::of(&key) else {
             return false;
         };
@@ -73,7 +80,7 @@ impl Guards {
     }
 
     /// `eq_released`.
-    pub fn released(&mut self, node: &str, owner: Pid, kind: Kind, key: &Term) {
+    pub(crate) fn released(&mut self, node: &str, owner: Pid, kind: Kind, key: &Term) {
         if let (Some(g), Ok(canon)) = (self.nodes.get_mut(node), Canon::of(key)) {
             g.owners.remove(&(owner, kind, canon));
             if g.owners.is_empty() {
@@ -83,13 +90,19 @@ impl Guards {
     }
 
     /// `eq_lost`: that owner is told.
-    pub fn lost(&mut self, node: &str, owner: Pid, kind: Kind, key: Term) -> Vec<(Pid, Term)> {
+    pub(crate) fn lost(
+        &mut self,
+        node: &str,
+        owner: Pid,
+        kind: Kind,
+        key: Term,
+    ) -> Vec<(Pid, Term)> {
         self.released(node, owner.clone(), kind, &key);
         vec![(owner, reason(kind, key))]
     }
 
     /// `node` went down: every owner of it is told.
-    pub fn node_down(&mut self, node: &str) -> Vec<(Pid, Term)> {
+    pub(crate) fn node_down(&mut self, node: &str) -> Vec<(Pid, Term)> {
         self.nodes
             .remove(node)
             .map(|g| tell_all(g.owners))
@@ -97,7 +110,7 @@ impl Guards {
     }
 
     /// A keepalive sent at `sent_at` answered `{ok, ValidMs}`.
-    pub fn valid(&mut self, node: &str, sent_at: Instant, valid: Duration) {
+    pub(crate) fn valid(&mut self, node: &str, sent_at: Instant, valid: Duration) {
         if let Some(g) = self.nodes.get_mut(node) {
             let until = (sent_at + valid).checked_sub(MARGIN).unwrap_or(sent_at);
             g.deadline = g.deadline.max(until);
@@ -106,7 +119,7 @@ impl Guards {
 
     /// Owners of nodes past their deadline (told, and forgotten), and the
     /// nodes due a keepalive.
-    pub fn due(&mut self, now: Instant) -> (Vec<(Pid, Term)>, Vec<String>) {
+    pub(crate) fn due(&mut self, now: Instant) -> (Vec<(Pid, Term)>, Vec<String>) {
         let late: Vec<String> = self
             .nodes
             .iter()
@@ -137,7 +150,7 @@ fn tell_all(owners: HashMap<Hold, Term>) -> Vec<(Pid, Term)> {
 }
 
 /// Starts the guard on `node` unless one runs there already.
-pub fn ensure_started(node: &Node) {
+pub(crate) fn ensure_started(node: &Node) {
     if node.whereis("rust_quorum").is_some() {
         return;
     }

@@ -33,16 +33,16 @@
 //! shard was taken, or refusing it in its restart guard) stops counting
 //! until the shards are written back there.
 
-pub mod core;
-pub mod guard;
-pub mod names;
-pub mod protocol;
-pub mod registry;
-pub mod rounds;
+pub(crate) mod core;
+pub(crate) mod guard;
+pub(crate) mod names;
+pub(crate) mod protocol;
+pub(crate) mod registry;
+pub(crate) mod rounds;
 mod server;
 pub(crate) mod session;
-pub mod shards;
-pub mod slots;
+pub(crate) mod shards;
+pub(crate) mod slots;
 
 use crate::node::Node;
 use crate::process::RegisterError;

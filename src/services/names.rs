@@ -5,7 +5,7 @@
 //! Kept compact (every serving node holds every peer's names): names as
 //! packed terms, pids and serving nodes with their node names interned.
 
-use crate::quorum::store::Canon;
+use crate::term::Canon;
 use crate::term::{Packed, Pid, Term};
 use std::collections::HashMap;
 
@@ -28,7 +28,7 @@ struct Known {
 
 /// Name -> pid, with the peer serving node each came from.
 #[derive(Debug, Default)]
-pub struct NameView {
+pub(crate) struct NameView {
     names: HashMap<Canon, Known>,
     nodes: Vec<String>,
     node_index: HashMap<String, u32>,
@@ -54,30 +54,31 @@ impl NameView {
         )
     }
 
-    pub fn whereis(&self, name: &Term) -> Option<Pid> {
+    pub(crate) fn whereis(&self, name: &Term) -> Option<Pid> {
         let canon = Canon::of(name).ok()?;
         self.names.get(&canon).map(|k| self.pid(&k.pid))
     }
 
     /// Which peer serving node registered `name`, if known.
-    pub fn peer(&self, name: &Term) -> Option<&str> {
+    pub(crate) fn peer(&self, name: &Term) -> Option<&str> {
         let canon = Canon::of(name).ok()?;
         self.names
             .get(&canon)
             .map(|k| self.nodes[k.peer as usize].as_str())
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
     /// Records a change; returns whether anything changed. A removal only
     /// removes what the same peer put there.
-    pub fn apply(&mut self, name: &Term, pid: Option<&Pid>, peer: &str) -> bool {
+    pub(crate) fn apply(&mut self, name: &Term, pid: Option<&Pid>, peer: &str) -> bool {
         let Ok(mut canon) = Canon::of(name) else {
             return false;
         };
@@ -111,7 +112,7 @@ impl NameView {
     }
 
     /// Drops every name `peer` put there; returns the names dropped.
-    pub fn forget_peer(&mut self, peer: &str) -> Vec<Term> {
+    pub(crate) fn forget_peer(&mut self, peer: &str) -> Vec<Term> {
         let peer = self.intern(peer);
         let mut gone = Vec::new();
         self.names.retain(|_, k| {
@@ -125,7 +126,7 @@ impl NameView {
     }
 
     /// Every name known, with its pid.
-    pub fn snapshot(&self) -> Vec<(Term, Pid)> {
+    pub(crate) fn snapshot(&self) -> Vec<(Term, Pid)> {
         self.names
             .values()
             .map(|k| (k.name.term(), self.pid(&k.pid)))

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// Work for a worker.
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     /// Take shard `shard` for this node under `session` (one round), then
     /// look at the masters that did not say yes: one that lacks the entry
     /// and counts for the session must get it written back.
@@ -66,7 +66,7 @@ pub enum Job {
 
 /// What a job reports back.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// How a shard round ended, and which masters said yes: any other
     /// master may lack the shard (refused in its restart guard, or answered
     /// after the round stopped) and must not count for the session until
@@ -101,14 +101,14 @@ pub enum Event {
 
 /// Shared settings of every worker.
 #[derive(Debug, Clone)]
-pub struct RoundConfig {
+pub(crate) struct RoundConfig {
     pub masters: Vec<String>,
     pub w: usize,
     pub timeout: Duration,
 }
 
 /// Starts `count` workers taking jobs from one queue.
-pub fn start_pool(
+pub(crate) fn start_pool(
     node: &Node,
     count: usize,
     config: RoundConfig,

@@ -28,7 +28,7 @@ pub(super) struct Server {
 
 impl Server {
     /// The server of `process` (which runs it).
-    pub fn new(
+    pub(super) fn new(
         process: &Process,
         config: ServicesConfig,
         jobs: mpsc::UnboundedSender<Job>,

@@ -52,7 +52,7 @@ pub(crate) enum AfterRepair {
 impl Session {
     /// A session named `term` (`{erl_quorum_session, Node, Ref}`, fresh:
     /// masters tell it from any earlier one), due its first renewal `now`.
-    pub fn new(term: Term, epoch: u64, now: Instant) -> Session {
+    pub(crate) fn new(term: Term, epoch: u64, now: Instant) -> Session {
         Session {
             term,
             epoch,
@@ -70,7 +70,7 @@ impl Session {
     /// A renewal round's answers: `renewed` (the master had the session)
     /// and `created` (new to it: whatever it held of ours is gone). `holds`:
     /// whether this node holds any entry. Returns the masters to repair.
-    pub fn renewed(
+    pub(crate) fn renewed(
         &mut self,
         sent_at: Instant,
         lease: Duration,
@@ -115,14 +115,14 @@ impl Session {
     /// it only if W of them renewed the session last time (their session
     /// lives until then, and the shard with it); otherwise grants wait for
     /// the next renewal, which counts only masters holding every shard.
-    pub fn shard_taken_on(&mut self, ok_at: &[String], w: usize) {
+    pub(crate) fn shard_taken_on(&mut self, ok_at: &[String], w: usize) {
         if ok_at.iter().filter(|m| self.renewers.contains(*m)).count() < w {
             self.awaiting_renewal = true;
         }
     }
 
     /// Whether grants may be made on the strength of `valid_until`.
-    pub fn grants_allowed(&self) -> bool {
+    pub(crate) fn grants_allowed(&self) -> bool {
         !self.awaiting_renewal
     }
 
@@ -147,7 +147,7 @@ impl Session {
 
     /// `master` did not take a shard this node now holds. `true`: start a
     /// repair (one already running sees the generation change and reruns).
-    pub fn lacking(&mut self, master: &str) -> bool {
+    pub(crate) fn lacking(&mut self, master: &str) -> bool {
         if self.confirmed.remove(master) {
             tracing::warn!(%master, "erl_quorum: a master missed a shard; repairing it");
             self.repairing.insert(master.to_owned());
@@ -157,7 +157,7 @@ impl Session {
     }
 
     /// A repair of `master` with the entries of `generation` ended.
-    pub fn repaired(&mut self, master: &str, generation: u64, ok: bool) -> AfterRepair {
+    pub(crate) fn repaired(&mut self, master: &str, generation: u64, ok: bool) -> AfterRepair {
         if !self.repairing.contains(master) {
             return AfterRepair::Nothing;
         }
@@ -174,7 +174,7 @@ impl Session {
     }
 
     /// The confirmed masters not in `masters`.
-    pub fn confirmed_except(&self, masters: &[String]) -> Vec<String> {
+    pub(crate) fn confirmed_except(&self, masters: &[String]) -> Vec<String> {
         self.confirmed
             .iter()
             .filter(|m| !masters.contains(m))
@@ -182,7 +182,7 @@ impl Session {
             .collect()
     }
 
-    pub fn is_repairing(&self, master: &str) -> bool {
+    pub(crate) fn is_repairing(&self, master: &str) -> bool {
         self.repairing.contains(master)
     }
 }

@@ -26,18 +26,18 @@ use tokio::time::Instant;
 /// How many shards the key space has. Enough that two serving nodes in use
 /// at once split the keys finely; few enough that the shard entries (one
 /// per shard held) cost nothing to renew or write back.
-pub const SHARDS: u32 = 64;
+pub(crate) const SHARDS: u32 = 64;
 // A slot keeps its shard in a byte.
 const _: () = assert!(SHARDS <= 256);
 
 /// How long a redirect to another node is trusted before one round checks
 /// again who holds the shard (that node may have lost it since).
-pub const FOREIGN_TTL: Duration = Duration::from_secs(1);
+pub(crate) const FOREIGN_TTL: Duration = Duration::from_secs(1);
 
 /// The shard of a key's bytes (the slots' index key, see
 /// [`super::slots::shard_of_key`]). FNV-1a: the same on every node and
 /// every build (std's hasher is seeded per process).
-pub fn shard_of(key: &[u8]) -> u32 {
+pub(crate) fn shard_of(key: &[u8]) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in key {
         hash ^= u64::from(byte);
@@ -47,13 +47,13 @@ pub fn shard_of(key: &[u8]) -> u32 {
 }
 
 /// The quorum key of shard `index`.
-pub fn shard_key(index: u32) -> Term {
+pub(crate) fn shard_key(index: u32) -> Term {
     tuple(vec![atom("$erl_quorum_shard"), int(i64::from(index))])
 }
 
 /// A request waiting for its shard to be taken.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Parked {
+pub(crate) struct Parked {
     pub caller: Caller,
     /// Kept decoded: served as it is once the shard is held.
     pub request: Request,
@@ -79,7 +79,7 @@ enum State {
 
 /// Where a request goes.
 #[derive(Debug, PartialEq)]
-pub enum Route {
+pub(crate) enum Route {
     /// This node holds the shard: serve it here.
     Here(Parked),
     /// Tell the caller to ask `node`.
@@ -90,7 +90,7 @@ pub enum Route {
 
 /// How a round for a shard ended, as the server saw it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Taken {
+pub(crate) enum Taken {
     Held,
     /// Another serving node holds it.
     Foreign(String),
@@ -102,7 +102,7 @@ pub enum Taken {
 
 /// What to do with a shard's parked requests once a round ended.
 #[derive(Debug)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// Serve them (the shard is held now).
     Serve(Vec<Parked>),
     /// Redirect them to the node.
@@ -118,7 +118,7 @@ pub enum Resolved {
 
 /// Every shard's state at this node.
 #[derive(Debug)]
-pub struct Shards {
+pub(crate) struct Shards {
     shards: Vec<State>,
 }
 
@@ -132,22 +132,22 @@ impl Default for Shards {
 
 impl Shards {
     /// Whether this node holds shard `index` under the session of `epoch`.
-    pub fn held(&self, index: u32, epoch: u64) -> bool {
+    pub(crate) fn held(&self, index: u32, epoch: u64) -> bool {
         matches!(self.shards[index as usize], State::Held { epoch: e } if e == epoch)
     }
 
     /// Whether another node held shard `index` when last asked.
-    pub fn foreign(&self, index: u32) -> bool {
+    pub(crate) fn foreign(&self, index: u32) -> bool {
         matches!(self.shards[index as usize], State::Foreign { .. })
     }
 
     /// The shards this node holds under `epoch`.
-    pub fn held_shards(&self, epoch: u64) -> Vec<u32> {
+    pub(crate) fn held_shards(&self, epoch: u64) -> Vec<u32> {
         (0..SHARDS).filter(|&i| self.held(i, epoch)).collect()
     }
 
     /// Routes a request for a key of shard `index`.
-    pub fn route(&mut self, index: u32, epoch: u64, now: Instant, parked: Parked) -> Route {
+    pub(crate) fn route(&mut self, index: u32, epoch: u64, now: Instant, parked: Parked) -> Route {
         let state = &mut self.shards[index as usize];
         match state {
             State::Held { epoch: e } if *e == epoch => return Route::Here(parked),
@@ -178,7 +178,7 @@ impl Shards {
     /// Starts taking shard `index` for a reason other than a request (a
     /// lock waiting here whose shard is not held); `true` when a round
     /// should start.
-    pub fn want(&mut self, index: u32, epoch: u64, now: Instant) -> bool {
+    pub(crate) fn want(&mut self, index: u32, epoch: u64, now: Instant) -> bool {
         let state = &mut self.shards[index as usize];
         match state {
             State::Held { epoch: e } if *e == epoch => false,
@@ -196,7 +196,7 @@ impl Shards {
 
     /// The session in which the round for `index` now runs, when a round
     /// was due again: it restarts under `epoch`.
-    pub fn retake(&mut self, index: u32, epoch: u64) -> bool {
+    pub(crate) fn retake(&mut self, index: u32, epoch: u64) -> bool {
         match &mut self.shards[index as usize] {
             State::Taking { epoch: e, .. } => {
                 *e = epoch;
@@ -208,7 +208,7 @@ impl Shards {
 
     /// A round for shard `index`, run under the session of `epoch`, ended
     /// while the session is at `current`.
-    pub fn taken(
+    pub(crate) fn taken(
         &mut self,
         index: u32,
         epoch: u64,
@@ -262,7 +262,7 @@ impl Shards {
 
     /// The requests parked on shard `index` for longer than `max` (all of
     /// them: they came in order, and the round serves them together).
-    pub fn expire(&mut self, index: u32, now: Instant, max: Duration) -> Vec<Parked> {
+    pub(crate) fn expire(&mut self, index: u32, now: Instant, max: Duration) -> Vec<Parked> {
         match &mut self.shards[index as usize] {
             State::Taking { parked, since, .. } if now.duration_since(*since) >= max => {
                 *since = now;
@@ -273,7 +273,7 @@ impl Shards {
     }
 
     /// Whether this node holds or is taking any shard under `epoch`.
-    pub fn any(&self, epoch: u64) -> bool {
+    pub(crate) fn any(&self, epoch: u64) -> bool {
         self.shards.iter().any(|s| match s {
             State::Held { epoch: e } => *e == epoch,
             State::Taking { .. } => true,
@@ -282,7 +282,7 @@ impl Shards {
     }
 
     /// `node` is gone: what it held may be taken once its session lapses.
-    pub fn forget_node(&mut self, node: &str) {
+    pub(crate) fn forget_node(&mut self, node: &str) {
         for state in &mut self.shards {
             if matches!(state, State::Foreign { node: n, .. } if n == node) {
                 *state = State::Unknown;
@@ -293,7 +293,7 @@ impl Shards {
     /// The session was given up: every shard held under it lapses with it.
     /// Parked requests stay parked (their rounds restart under the next
     /// session).
-    pub fn session_lost(&mut self) {
+    pub(crate) fn session_lost(&mut self) {
         for state in &mut self.shards {
             if matches!(state, State::Held { .. } | State::Foreign { .. }) {
                 *state = State::Unknown;
@@ -305,7 +305,7 @@ impl Shards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quorum::store::Canon;
+    use crate::term::Canon;
     use crate::term::Pid;
 
     fn parked(n: u32) -> Parked {

@@ -19,12 +19,12 @@ mod types;
 use super::protocol::{Notice, Reply};
 use super::shards::shard_of;
 use crate::process::Caller;
-use crate::quorum::store::Canon;
+use crate::term::Canon;
 use crate::term::{Packed, Pid, Term};
 use queue::{Ask, Queue, Waiting};
 use std::collections::HashMap;
 use std::sync::Arc;
-pub use types::{Action, Kind, OpId, Outcome, SlotId};
+pub(crate) use types::{Action, Kind, OpId, Outcome, SlotId};
 
 #[derive(Debug)]
 enum State {
@@ -95,7 +95,7 @@ struct Watch {
 
 /// Every slot this node serves, and the owners it watches.
 #[derive(Debug, Default)]
-pub struct Slots {
+pub(crate) struct Slots {
     /// [`index_key`] -> slot.
     index: HashMap<Box<[u8]>, SlotId>,
     table: Vec<Option<Slot>>,
@@ -132,7 +132,7 @@ fn index_key(kind: Kind, key: &Term) -> Option<Box<[u8]>> {
 
 /// The shard of `key` of `kind`: the same on every node, from the bytes
 /// the index is keyed by. `None`: too deep for anyone to hold.
-pub fn shard_of_key(kind: Kind, key: &Term) -> Option<u32> {
+pub(crate) fn shard_of_key(kind: Kind, key: &Term) -> Option<u32> {
     index_key(kind, key).map(|k| shard_of(&k))
 }
 
@@ -145,25 +145,25 @@ fn slot_in(table: &mut [Option<Slot>], id: SlotId) -> Option<&mut Slot> {
 }
 
 impl Slots {
-    pub fn new() -> Slots {
+    pub(crate) fn new() -> Slots {
         Slots::default()
     }
 
     /// The actions produced since the last call.
-    pub fn take_actions(&mut self) -> Vec<Action> {
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
     }
 
     /// The session epoch acquisitions are made under.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
@@ -218,7 +218,7 @@ impl Slots {
 
     /// The holder this node knows of, if any: `Some(None)` means "known
     /// free here", `None` means "ask the quorum".
-    pub fn holder(&self, kind: Kind, key: &Term) -> Option<Option<Pid>> {
+    pub(crate) fn holder(&self, kind: Kind, key: &Term) -> Option<Option<Pid>> {
         if index_key(kind, key).is_none() {
             return Some(None);
         }
@@ -228,24 +228,24 @@ impl Slots {
 
     /// Whether this node has anything going on for `key` (held, waited on,
     /// being taken or released).
-    pub fn knows(&self, kind: Kind, key: &Term) -> bool {
+    pub(crate) fn knows(&self, kind: Kind, key: &Term) -> bool {
         self.find(kind, key).is_some()
     }
 
     /// `{lock, Key, Owner, Block}`.
-    pub fn lock(&mut self, caller: Caller, key: Term, owner: Pid, block: bool) {
+    pub(crate) fn lock(&mut self, caller: Caller, key: Term, owner: Pid, block: bool) {
         self.request(Kind::Lock, key, caller, owner, Ask::Lock { block });
     }
 
     /// `{register_name, Name, Pid}`.
-    pub fn register(&mut self, caller: Caller, name: Term, pid: Pid) {
+    pub(crate) fn register(&mut self, caller: Caller, name: Term, pid: Pid) {
         self.request(Kind::Name, name, caller, pid, Ask::Register);
     }
 
     /// `{unregister_name, Name}`: answered `ok` at once; the release runs
     /// after the reply, and every later request for the name through this
     /// node waits for it (so a register right after succeeds).
-    pub fn unregister(&mut self, caller: Caller, name: Term) {
+    pub(crate) fn unregister(&mut self, caller: Caller, name: Term) {
         let Some(id) = self.find(Kind::Name, &name) else {
             self.actions.push(Action::Reply(caller, Reply::Ok));
             return;
@@ -446,7 +446,7 @@ impl Slots {
     /// A quorum operation ended. Outcomes of operations the slot no longer
     /// waits for are ignored (an acquisition that lands after its owner
     /// died is released at once).
-    pub fn op_done(&mut self, id: SlotId, op: OpId, epoch: u64, outcome: Outcome) {
+    pub(crate) fn op_done(&mut self, id: SlotId, op: OpId, epoch: u64, outcome: Outcome) {
         let Some(slot) = self.slot_mut(id) else {
             return;
         };
@@ -528,7 +528,7 @@ impl Slots {
     }
 
     /// After [`Action::RetryLater`].
-    pub fn retry(&mut self, id: SlotId) {
+    pub(crate) fn retry(&mut self, id: SlotId) {
         if let Some(slot) = self.slot_mut(id) {
             if matches!(slot.state, State::Backoff) {
                 slot.state = State::Free;
@@ -571,7 +571,7 @@ impl Slots {
     /// A watched pid is gone. `connection_lost`: only its node's connection
     /// to us went (`noconnection`); it may still run, so its holds are kept
     /// until its guard has surely told it ([`Action::ReleaseLater`]).
-    pub fn owner_down(&mut self, pid: &Pid, connection_lost: bool) {
+    pub(crate) fn owner_down(&mut self, pid: &Pid, connection_lost: bool) {
         let Some(watch) = self.watched.remove(pid) else {
             return;
         };
@@ -602,7 +602,7 @@ impl Slots {
     }
 
     /// After [`Action::ReleaseLater`].
-    pub fn release_due(&mut self, id: SlotId, owner: &Pid) {
+    pub(crate) fn release_due(&mut self, id: SlotId, owner: &Pid) {
         let due = self
             .slot(id)
             .is_some_and(|s| matches!(&s.state, State::Orphaned { owner: o } if **o == *owner));
@@ -615,7 +615,7 @@ impl Slots {
     /// soon. Tell every owner (through its guard) now, and forget the holds;
     /// the masters drop them when the old session ends. New acquisitions
     /// use the next session (`epoch` + 1).
-    pub fn session_lost(&mut self) {
+    pub(crate) fn session_lost(&mut self) {
         self.epoch += 1;
         let mut ids: Vec<SlotId> = self.index.values().copied().collect();
         ids.sort_unstable();
@@ -639,13 +639,13 @@ impl Slots {
     }
 
     /// The pid holding `name` through this node, if any.
-    pub fn whereis_name(&self, name: &Term) -> Option<Pid> {
+    pub(crate) fn whereis_name(&self, name: &Term) -> Option<Pid> {
         let owner = self.slot(self.find(Kind::Name, name)?)?.state.owner()?;
         Some((**owner).clone())
     }
 
     /// Every name this node holds.
-    pub fn held_names(&self) -> Vec<(Term, Pid)> {
+    pub(crate) fn held_names(&self) -> Vec<(Term, Pid)> {
         self.table
             .iter()
             .flatten()

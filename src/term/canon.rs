@@ -25,38 +25,40 @@
 use super::Term;
 
 /// Deepest nesting [`Canon::of`] accepts; deeper terms are refused.
-pub const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// A term's canonical bytes: equal exactly when the terms are `=:=`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Canon(Vec<u8>);
+pub(crate) struct Canon(Vec<u8>);
 
 /// The term nests deeper than [`MAX_DEPTH`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooDeep;
+pub(crate) struct TooDeep;
 
 impl Canon {
     /// The canonical form of `term`.
-    pub fn of(term: &Term) -> Result<Canon, TooDeep> {
+    pub(crate) fn of(term: &Term) -> Result<Canon, TooDeep> {
         let mut out = Vec::new();
         encode(term, &mut out, 0)?;
         Ok(Canon(out))
     }
 
     /// Gives back spare capacity, for a canon kept in a large table.
-    pub fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
     }
 
     /// The encoded bytes (for tests and diagnostics).
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
 
 /// Erlang's `=:=` on two terms, as far as the canonical form goes (see the
 /// module docs). Terms too deep to encode fall back to `eetf`'s `==`.
-pub fn exact_eq(a: &Term, b: &Term) -> bool {
+/// (The tests hold the canonical form to it.)
+#[cfg(test)]
+pub(crate) fn exact_eq(a: &Term, b: &Term) -> bool {
     match (Canon::of(a), Canon::of(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,

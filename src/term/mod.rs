@@ -5,13 +5,13 @@
 //! difference from callers. [`Canon`] is a term's canonical bytes, equal
 //! exactly when Erlang's `=:=` holds, for keys, values and tags in tables.
 
-pub mod canon;
+pub(crate) mod canon;
 #[cfg(test)]
 mod canon_tests;
 mod packed;
 mod parse;
 
-pub use canon::{exact_eq, Canon, TooDeep};
+pub(crate) use canon::Canon;
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
 pub use packed::Packed;
 pub use parse::{parse_term, ParseError};

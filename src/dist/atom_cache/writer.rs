@@ -26,7 +26,7 @@ const SCRATCH_SITES: usize = 4096;
 
 /// What this connection's peer holds in each slot of our cache, and
 /// scratch space reused from frame to frame.
-pub struct AtomCacheWriter {
+pub(crate) struct AtomCacheWriter {
     /// The text of the atom the peer has in each slot, if any ('' is an atom).
     slots: Box<[Option<Vec<u8>>]>,
     /// The slots the frame being written lists, each at reference
@@ -70,7 +70,7 @@ impl std::fmt::Debug for AtomCacheWriter {
 
 impl AtomCacheWriter {
     /// An empty cache, as at the start of a connection.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AtomCacheWriter {
             slots: vec![None; CACHE_SIZE].into_boxed_slice(),
             marks: FrameMarks::new(),
@@ -91,7 +91,7 @@ impl AtomCacheWriter {
     /// frame already lists for another atom, and atoms past the 255th
     /// reference stay as they are. A frame that does not scan (never one
     /// of `control::encode`'s) goes out with no references at all.
-    pub fn write(&mut self, frame: &OutFrame, out: &mut Vec<u8>) {
+    pub(crate) fn write(&mut self, frame: &OutFrame, out: &mut Vec<u8>) {
         let terms = frame.terms();
         out.clear();
         out.extend_from_slice(&[0, 0, 0, 0, VERSION, DIST_HEADER]);

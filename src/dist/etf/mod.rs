@@ -50,7 +50,7 @@ impl Default for Limits {
 
 /// Why a term was refused; offsets count from the version byte.
 #[derive(Debug, thiserror::Error)]
-pub enum TermError {
+pub(crate) enum TermError {
     #[error("term truncated: it needs more bytes than remain after byte {offset}")]
     Truncated { offset: usize },
     #[error("external format version byte is {found}, expected 131")]
@@ -121,13 +121,13 @@ const MAX_REF_WORDS: usize = 5;
 /// within `limits`. Returns the number of bytes the term occupies (version
 /// byte included); bytes after it are left to the caller. Never panics,
 /// never allocates more than O(max_depth), never recurses.
-pub fn check_term(bytes: &[u8], limits: &Limits) -> Result<usize, TermError> {
+pub(crate) fn check_term(bytes: &[u8], limits: &Limits) -> Result<usize, TermError> {
     scan(bytes, limits).map(|(len, _)| len)
 }
 
 /// [`check_term`], then decode exactly those bytes with eetf. Returns the
 /// term and the bytes consumed. Also refuses maps with duplicate keys.
-pub fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), TermError> {
+pub(crate) fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), TermError> {
     let (len, map_pairs) = scan(bytes, limits)?;
     let mut input = &bytes[..len];
     let term = Term::decode(&mut input)?;
@@ -161,13 +161,13 @@ pub fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize), TermE
 /// error, leaving `out` as it was, for terms the BEAM cannot accept or eetf
 /// cannot encode correctly, including terms deeper than the default
 /// `max_depth` (eetf's encoder recurses, and we could not decode them).
-pub fn encode_term(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+pub(crate) fn encode_term(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
     encode(term, out, true)
 }
 
 /// [`encode_term`] without the version byte, as terms follow a distribution
 /// header (the header's own 131 stands for all of them).
-pub fn encode_term_body(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+pub(crate) fn encode_term_body(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
     encode(term, out, false)
 }
 

@@ -11,7 +11,7 @@ use erl_dist::term::PidOrAtom;
 
 impl ProcessTable {
     /// An exit signal reaches local process `to` from `from`.
-    pub fn exit_signal(
+    pub(crate) fn exit_signal(
         &mut self,
         to: LocalId,
         from: Pid,
@@ -41,7 +41,7 @@ impl ProcessTable {
 
     /// Removes process `id`, which exits with `reason`, and fires its links
     /// and monitors.
-    pub fn terminate(&mut self, id: LocalId, reason: Term, out: &mut Vec<Remote>) {
+    pub(crate) fn terminate(&mut self, id: LocalId, reason: Term, out: &mut Vec<Remote>) {
         let mut work = Vec::new();
         self.terminate_into(id, reason, &mut work, out);
         while let Some((to, from, reason, kind)) = work.pop() {
@@ -144,7 +144,7 @@ impl ProcessTable {
     /// The connection to `node` is gone: every link to it breaks with
     /// `noconnection`, every monitor on its processes fires, and monitors its
     /// processes held here are dropped.
-    pub fn connection_lost(&mut self, node: &Atom, out: &mut Vec<Remote>) {
+    pub(crate) fn connection_lost(&mut self, node: &Atom, out: &mut Vec<Remote>) {
         for watcher in self.node_monitors.remove(node).unwrap_or_default() {
             self.deliver(
                 watcher,

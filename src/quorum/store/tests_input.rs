@@ -3,6 +3,7 @@
 use super::tests::{check, config, err, fresh, gwl, ok, reply, tag, write, NODE};
 use super::*;
 use crate::term::binary;
+use crate::term::canon::MAX_DEPTH;
 use eetf::{BigInteger, BitBinary, ByteList, ExternalFun, Float, ImproperList, Map, Pid, Port};
 use std::collections::HashSet;
 

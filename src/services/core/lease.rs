@@ -15,14 +15,14 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    pub fn new(mut namer: SessionNamer, now: Instant) -> Lease {
+    pub(super) fn new(mut namer: SessionNamer, now: Instant) -> Lease {
         Lease {
             session: Session::new(namer(), 0, now),
             namer,
         }
     }
 
-    pub fn valid_ms(&self, now: Instant) -> u64 {
+    pub(super) fn valid_ms(&self, now: Instant) -> u64 {
         self.session
             .valid_until
             .map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64)
@@ -31,7 +31,7 @@ impl Lease {
     /// A shard was taken with `ok_at` saying yes: the masters to repair.
     /// Held now, so a repair from here on writes it; a repair in flight
     /// writes an older set and runs again.
-    pub fn shard_taken(&mut self, ok_at: &[String], w: usize) -> Vec<String> {
+    pub(super) fn shard_taken(&mut self, ok_at: &[String], w: usize) -> Vec<String> {
         let session = &mut self.session;
         session.generation += 1;
         session.shard_taken_on(ok_at, w);

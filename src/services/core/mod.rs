@@ -30,7 +30,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use watches::{MonitorId, MonitorTarget};
+pub(crate) use watches::{MonitorId, MonitorTarget};
 
 use super::protocol::{lost_reason, GuardNotice, NameChange, NamesChanged, Notice, PeerMsg, Reply};
 use super::rounds::{Event, Job};
@@ -51,7 +51,7 @@ use watches::{Watched, Watches};
 
 /// What the driver must do.
 #[derive(Debug)]
-pub enum Output {
+pub(crate) enum Output {
     Reply(Caller, Reply),
     /// Monitor `target`; report its `DOWN` as [`Core::handle_down`] with `id`.
     Monitor(MonitorId, MonitorTarget),
@@ -72,19 +72,19 @@ pub enum Output {
 
 /// Who this service is: its node and its process.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub node: String,
     pub pid: Pid,
 }
 
 /// Makes the name of a fresh session (`{erl_quorum_session, Node, Ref}`
 /// with a new reference).
-pub type SessionNamer = Box<dyn FnMut() -> Term + Send>;
+pub(crate) type SessionNamer = Box<dyn FnMut() -> Term + Send>;
 
 /// How often the session is checked, renewals started and peers asked.
 const TICK: Duration = Duration::from_millis(100);
 
-pub struct Core {
+pub(crate) struct Core {
     config: ServicesConfig,
     me: Identity,
     /// The latest `now` an input brought.
@@ -100,7 +100,7 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(
+    pub(crate) fn new(
         config: ServicesConfig,
         me: Identity,
         namer: SessionNamer,
@@ -124,28 +124,28 @@ impl Core {
         }
     }
 
-    pub fn poll_action(&mut self) -> Option<Output> {
+    pub(crate) fn poll_action(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
     /// When [`Core::handle_timeout`] is due next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
     }
 
     /// Whether name changes wait to go out ([`Core::flush_changes`] sends
     /// them, best when no input is waiting: one message for many changes).
-    pub fn has_unsent(&self) -> bool {
+    pub(crate) fn has_unsent(&self) -> bool {
         self.sharing.has_unsent()
     }
 
-    pub fn handle_peer_msg(&mut self, msg: PeerMsg, now: Instant) {
+    pub(crate) fn handle_peer_msg(&mut self, msg: PeerMsg, now: Instant) {
         self.now = now;
         self.peer_changes(msg);
         self.settle();
     }
 
-    pub fn handle_round_result(&mut self, event: Event, now: Instant) {
+    pub(crate) fn handle_round_result(&mut self, event: Event, now: Instant) {
         self.now = now;
         match event {
             Event::ShardTaken {
@@ -173,7 +173,7 @@ impl Core {
 
     /// A monitor the core asked for fired. `connection_lost`: the reason
     /// was `noconnection` (the target may still run).
-    pub fn handle_down(&mut self, id: MonitorId, connection_lost: bool, now: Instant) {
+    pub(crate) fn handle_down(&mut self, id: MonitorId, connection_lost: bool, now: Instant) {
         self.now = now;
         let Some(watched) = self.watches.down(id) else {
             return;
@@ -195,7 +195,7 @@ impl Core {
         self.settle();
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
@@ -214,7 +214,7 @@ impl Core {
     }
 
     /// Sends the name changes waiting (see [`Core::has_unsent`]).
-    pub fn flush_changes(&mut self) {
+    pub(crate) fn flush_changes(&mut self) {
         let node = self.me.node.clone();
         let (subscribers, peers) = self.sharing.flush(&node);
         self.outputs.extend(subscribers);

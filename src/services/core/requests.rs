@@ -10,7 +10,7 @@ use crate::services::slots::{shard_of_key, Kind};
 use tokio::time::Instant;
 
 impl Core {
-    pub fn handle_request(&mut self, caller: Caller, request: Request, now: Instant) {
+    pub(crate) fn handle_request(&mut self, caller: Caller, request: Request, now: Instant) {
         self.now = now;
         self.serve(caller, request);
         self.settle();
@@ -112,7 +112,7 @@ impl Core {
     }
 
     /// The `status` counters.
-    pub fn status(&self) -> Vec<(String, i64)> {
+    pub(crate) fn status(&self) -> Vec<(String, i64)> {
         let counters = [
             ("slots", self.slots.len() as i64),
             ("peer_names", self.sharing.names.len() as i64),

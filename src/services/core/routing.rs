@@ -24,7 +24,7 @@ pub(super) struct Routing {
 }
 
 impl Routing {
-    pub fn waits_for_shard(&self, slot: SlotId) -> bool {
+    pub(super) fn waits_for_shard(&self, slot: SlotId) -> bool {
         self.shard_waiters.contains_key(&slot)
     }
 

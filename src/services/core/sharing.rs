@@ -35,45 +35,45 @@ pub(super) struct Sharing {
 }
 
 impl Sharing {
-    pub fn has_unsent(&self) -> bool {
+    pub(super) fn has_unsent(&self) -> bool {
         !self.unsent.is_empty() || !self.unsent_to_peers.is_empty()
     }
 
-    pub fn set_changes_first(&mut self) {
+    pub(super) fn set_changes_first(&mut self) {
         self.changes_first = true;
     }
 
-    pub fn take_changes_first(&mut self) -> bool {
+    pub(super) fn take_changes_first(&mut self) -> bool {
         std::mem::take(&mut self.changes_first)
     }
 
     /// `true` when `pid` is new (monitor it).
-    pub fn subscribe(&mut self, pid: Pid) -> bool {
+    pub(super) fn subscribe(&mut self, pid: Pid) -> bool {
         self.subscribers.insert(pid)
     }
 
-    pub fn subscribe_peer(&mut self, pid: Pid, version: u32) {
+    pub(super) fn subscribe_peer(&mut self, pid: Pid, version: u32) {
         self.peer_subscribers.insert(pid, version);
     }
 
-    pub fn subscriber_gone(&mut self, pid: &Pid) {
+    pub(super) fn subscriber_gone(&mut self, pid: &Pid) {
         self.subscribers.remove(pid);
     }
 
-    pub fn peer_subscriber_gone(&mut self, pid: &Pid) {
+    pub(super) fn peer_subscriber_gone(&mut self, pid: &Pid) {
         self.peer_subscribers.remove(pid);
     }
 
-    pub fn subscriber_count(&self) -> usize {
+    pub(super) fn subscriber_count(&self) -> usize {
         self.subscribers.len()
     }
 
-    pub fn peer_down(&mut self, node: &str) {
+    pub(super) fn peer_down(&mut self, node: &str) {
         self.peers_up.remove(node);
     }
 
     /// The peers to subscribe to now (not followed, not being asked).
-    pub fn peers_to_ask(&mut self, peers: &[String], me: &str) -> Vec<String> {
+    pub(super) fn peers_to_ask(&mut self, peers: &[String], me: &str) -> Vec<String> {
         peers
             .iter()
             .filter(|p| *p != me && !self.peers_up.contains(*p))
@@ -83,7 +83,7 @@ impl Sharing {
     }
 
     /// The batches waiting, as messages to send.
-    pub fn flush(&mut self, node: &str) -> (Option<Output>, Option<Output>) {
+    pub(super) fn flush(&mut self, node: &str) -> (Option<Output>, Option<Output>) {
         let mut to_subscribers = None;
         if self.subscribers.is_empty() {
             self.unsent.clear();

@@ -2,7 +2,8 @@
 //! that always answers (see `sim` for many nodes and a faulty network).
 
 use super::*;
-use crate::services::protocol::{Request, PEER_VERSION};
+use crate::services::protocol::peer::PEER_VERSION;
+use crate::services::protocol::Request;
 use crate::services::shards::Taken;
 use crate::term::{atom, int};
 

@@ -55,7 +55,7 @@ pub(super) struct Timers {
 }
 
 impl Timers {
-    pub fn at(&mut self, at: Instant, timer: Timer) {
+    pub(super) fn at(&mut self, at: Instant, timer: Timer) {
         self.seq += 1;
         self.heap.push(Reverse(Due {
             at,
@@ -64,12 +64,12 @@ impl Timers {
         }));
     }
 
-    pub fn next(&self) -> Option<Instant> {
+    pub(super) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(d)| d.at)
     }
 
     /// The earliest timer due at `now`, if any.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
         if self.next()? > now {
             return None;
         }

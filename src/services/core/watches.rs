@@ -6,11 +6,11 @@ use crate::term::Pid;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MonitorId(pub u64);
+pub(crate) struct MonitorId(pub u64);
 
 /// What to monitor.
 #[derive(Debug, Clone, PartialEq)]
-pub enum MonitorTarget {
+pub(crate) enum MonitorTarget {
     Process(Pid),
     /// The `erl_quorum` service of a peer serving node.
     Service(String),
@@ -36,7 +36,7 @@ pub(super) struct Watches {
 }
 
 impl Watches {
-    pub fn watch(&mut self, what: Watched) -> MonitorId {
+    pub(super) fn watch(&mut self, what: Watched) -> MonitorId {
         self.next += 1;
         let id = MonitorId(self.next);
         if let Watched::Owner(pid) = &what {
@@ -47,14 +47,14 @@ impl Watches {
     }
 
     /// The slots no longer watch `pid`: its monitor goes.
-    pub fn unwatch_owner(&mut self, pid: &Pid) -> Option<MonitorId> {
+    pub(super) fn unwatch_owner(&mut self, pid: &Pid) -> Option<MonitorId> {
         let id = self.owners.remove(pid)?;
         self.by_id.remove(&id);
         Some(id)
     }
 
     /// Monitor `id` fired: what it watched (once).
-    pub fn down(&mut self, id: MonitorId) -> Option<Watched> {
+    pub(super) fn down(&mut self, id: MonitorId) -> Option<Watched> {
         let watched = self.by_id.remove(&id)?;
         if let Watched::Owner(pid) = &watched {
             self.owners.remove(pid);

@@ -7,7 +7,7 @@ use crate::term::{as_tuple, atom, int, is_atom, tuple, Pid, Term};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum MasterRequest {
+pub(crate) enum MasterRequest {
     /// `{erl_quorum_session, Session, LeaseMs}`: open or renew the session.
     Session { session: Term, lease: Duration },
     /// `{erl_quorum_lock, QKey, Value, {session, Session}, Tag}`: take a
@@ -31,7 +31,7 @@ pub enum MasterRequest {
 }
 
 impl MasterRequest {
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         match self {
             MasterRequest::Session { session, lease } => tuple(vec![
                 atom("erl_quorum_session"),
@@ -73,7 +73,7 @@ impl MasterRequest {
 
 /// A master's answer, as the services read it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum MasterReply {
+pub(crate) enum MasterReply {
     /// `ok`.
     Ok,
     /// `created`: the session was not live there (new to it, lapsed, or the
@@ -88,7 +88,7 @@ pub enum MasterReply {
 }
 
 impl MasterReply {
-    pub fn decode(term: &Term) -> MasterReply {
+    pub(crate) fn decode(term: &Term) -> MasterReply {
         if is_atom(term, "ok") {
             return MasterReply::Ok;
         }
@@ -109,7 +109,7 @@ impl MasterReply {
 
     /// The serving process named in a shard entry (`{ServerPid, Session}`),
     /// when this is a dirty read of one.
-    pub fn shard_holder(&self) -> Option<&Pid> {
+    pub(crate) fn shard_holder(&self) -> Option<&Pid> {
         match self {
             MasterReply::Value(Some(value)) => match as_tuple(value)? {
                 [Term::Pid(pid), _session] => Some(pid),

@@ -12,33 +12,33 @@
 
 mod masters;
 mod notices;
-mod peer;
+pub(crate) mod peer;
 mod reply;
 mod request;
 #[cfg(test)]
 mod tests;
 
-pub use masters::{MasterReply, MasterRequest};
-pub use notices::{lost_reason, GuardNotice, NamesChanged, Notice, NoticeError};
-pub use peer::{PeerMsg, PeerMsgError, PEER_VERSION, PEER_VERSIONS};
-pub use reply::{Reply, ReplyError};
-pub use request::{BadRequest, Request};
+pub(crate) use masters::{MasterReply, MasterRequest};
+pub(crate) use notices::{lost_reason, GuardNotice, NamesChanged, Notice};
+pub(crate) use peer::{PeerMsg, PeerMsgError, PEER_VERSIONS};
+pub(crate) use reply::{Reply, ReplyError};
+pub(crate) use request::{BadRequest, Request};
 
 use crate::term::{atom, tuple, Pid, Term};
 
 /// One entry of a name change list: `{Name, Pid}` or `{Name, undefined}`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NameChange {
+pub(crate) struct NameChange {
     pub name: Term,
     pub pid: Option<Pid>,
 }
 
 impl NameChange {
-    pub fn new(name: Term, pid: Option<Pid>) -> NameChange {
+    pub(crate) fn new(name: Term, pid: Option<Pid>) -> NameChange {
         NameChange { name, pid }
     }
 
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         tuple(vec![
             self.name.clone(),
             self.pid.clone().map_or(atom("undefined"), Term::from),
@@ -46,7 +46,7 @@ impl NameChange {
     }
 
     /// `None` for anything but `{Name, Pid}` / `{Name, undefined}`.
-    pub fn decode(term: &Term) -> Option<NameChange> {
+    pub(crate) fn decode(term: &Term) -> Option<NameChange> {
         match crate::term::as_tuple(term)? {
             [name, Term::Pid(pid)] => Some(NameChange::new(name.clone(), Some(pid.clone()))),
             [name, none] if crate::term::is_atom(none, "undefined") => {

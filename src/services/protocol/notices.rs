@@ -1,13 +1,13 @@
 //! What a serving node sends guards (`rust_quorum` on the owner's node) and
 //! subscribers, and the exit reason an owner gets when its hold is lost.
 
-use super::{decode_changes, encode_changes, NameChange};
+use super::{encode_changes, NameChange};
 use crate::services::slots::Kind;
 use crate::term::{as_atom, as_tuple, atom, tuple, Pid, Term};
 
 /// What happened to an owner's hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// `eq_owned`: granted (sent before the reply that grants it).
     Owned,
     /// `eq_released`: the entry is gone.
@@ -17,7 +17,7 @@ pub enum Notice {
 }
 
 impl Notice {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Notice::Owned => "eq_owned",
             Notice::Released => "eq_released",
@@ -29,7 +29,7 @@ impl Notice {
 /// `{eq_owned | eq_released | eq_lost, RustNode, Owner, Kind, Key}`, to the
 /// registered name `rust_quorum` on the owner's node.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GuardNotice {
+pub(crate) struct GuardNotice {
     pub notice: Notice,
     /// The serving node.
     pub node: String,
@@ -40,10 +40,10 @@ pub struct GuardNotice {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("not a guard notice")]
-pub struct NoticeError;
+pub(crate) struct NoticeError;
 
 impl GuardNotice {
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         tuple(vec![
             atom(self.notice.as_str()),
             atom(&self.node),
@@ -53,7 +53,7 @@ impl GuardNotice {
         ])
     }
 
-    pub fn decode(term: &Term) -> Result<GuardNotice, NoticeError> {
+    pub(crate) fn decode(term: &Term) -> Result<GuardNotice, NoticeError> {
         let Some([what, node, Term::Pid(owner), kind, key]) = as_tuple(term) else {
             return Err(NoticeError);
         };
@@ -81,13 +81,13 @@ impl GuardNotice {
 /// `{rust_registry, RustNode, Changes}`: to a subscriber, every change of a
 /// name, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NamesChanged {
+pub(crate) struct NamesChanged {
     pub node: String,
     pub changes: Vec<NameChange>,
 }
 
 impl NamesChanged {
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         tuple(vec![
             atom("rust_registry"),
             atom(&self.node),
@@ -95,11 +95,13 @@ impl NamesChanged {
         ])
     }
 
-    pub fn decode(term: &Term) -> Option<NamesChanged> {
+    /// (Only the BEAM side reads these; the tests read them back.)
+    #[cfg(test)]
+    pub(crate) fn decode(term: &Term) -> Option<NamesChanged> {
         match as_tuple(term)? {
             [tag, node, changes] if as_atom(tag) == Some("rust_registry") => Some(NamesChanged {
                 node: as_atom(node)?.to_owned(),
-                changes: decode_changes(changes)?,
+                changes: super::decode_changes(changes)?,
             }),
             _ => None,
         }
@@ -108,7 +110,7 @@ impl NamesChanged {
 
 /// `{lock_lost, Key}` / `{name_lost, Name}`: the exit reason (or message)
 /// an owner gets when its hold may lapse.
-pub fn lost_reason(kind: Kind, key: Term) -> Term {
+pub(crate) fn lost_reason(kind: Kind, key: Term) -> Term {
     let what = match kind {
         Kind::Lock => "lock_lost",
         Kind::Name => "name_lost",

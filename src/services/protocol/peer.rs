@@ -13,12 +13,12 @@ use crate::term::{as_atom, as_int, as_tuple, atom, int, is_atom, tuple, Term};
 use std::ops::RangeInclusive;
 
 /// The version this node speaks to its peers.
-pub const PEER_VERSION: u32 = 2;
+pub(crate) const PEER_VERSION: u32 = 2;
 /// The versions this node understands.
-pub const PEER_VERSIONS: RangeInclusive<u32> = 1..=PEER_VERSION;
+pub(crate) const PEER_VERSIONS: RangeInclusive<u32> = 1..=PEER_VERSION;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum PeerMsg {
+pub(crate) enum PeerMsg {
     /// `{rust_registry_peer, Node, Version, Changes}` (version 1:
     /// `{rust_registry_peer, Node, Changes}`): names `Node` itself holds
     /// changed, in order.
@@ -30,7 +30,7 @@ pub enum PeerMsg {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PeerMsgError {
+pub(crate) enum PeerMsgError {
     #[error("not a peer message")]
     NotPeer,
     #[error("malformed peer message")]
@@ -40,7 +40,7 @@ pub enum PeerMsgError {
 }
 
 impl PeerMsg {
-    pub fn decode(term: &Term) -> Result<PeerMsg, PeerMsgError> {
+    pub(crate) fn decode(term: &Term) -> Result<PeerMsg, PeerMsgError> {
         let Some([tag, rest @ ..]) = as_tuple(term) else {
             return Err(PeerMsgError::NotPeer);
         };
@@ -67,7 +67,7 @@ impl PeerMsg {
         })
     }
 
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         match self {
             PeerMsg::Changes {
                 from,

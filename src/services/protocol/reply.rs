@@ -5,7 +5,7 @@ use super::{decode_names, encode_names, PEER_VERSIONS};
 use crate::term::{as_atom, as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// `acquired`: the owner holds the lock (also when it already did).
     Acquired,
     /// `{held_by, Pid}` (only to a lock that does not block).
@@ -56,7 +56,7 @@ impl Reply {
     /// The answer to a lock or registration that cannot be served for want
     /// of a quorum (or of a settled shard): `no` to a registration,
     /// `no_quorum` to anything else.
-    pub fn no_quorum(request: &Request) -> Reply {
+    pub(crate) fn no_quorum(request: &Request) -> Reply {
         match request {
             Request::RegisterName { .. } => Reply::No,
             Request::WhereisLock { .. } | Request::WhereisName { .. } => Reply::Whereis(None),
@@ -64,7 +64,7 @@ impl Reply {
         }
     }
 
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         let pid = |p: &Pid| Term::from(p.clone());
         match self {
             Reply::Acquired => atom("acquired"),
@@ -100,7 +100,7 @@ impl Reply {
 
     /// Decodes `term` as an answer to `request`: only the replies that
     /// request can get (a redirect and the errors to any).
-    pub fn decode(request: &Request, term: &Term) -> Result<Reply, ReplyError> {
+    pub(crate) fn decode(request: &Request, term: &Term) -> Result<Reply, ReplyError> {
         let fail = || ReplyError {
             op: request.op(),
             reply: term.clone(),
@@ -160,14 +160,6 @@ impl Reply {
             _ => return Err(fail()),
         };
         Ok(reply)
-    }
-
-    /// Whether a caller should ask the node this redirects to.
-    pub fn redirect(&self) -> Option<&str> {
-        match self {
-            Reply::Redirect(node) => Some(node),
-            _ => None,
-        }
     }
 }
 

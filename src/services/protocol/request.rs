@@ -6,7 +6,7 @@ use crate::term::{as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 /// A call to `{erl_quorum, Node}`. `UnregisterNameHere` and `SubscribePeer`
 /// come only from other serving nodes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Request {
+pub(crate) enum Request {
     /// `{lock, Key, Owner, Block}`.
     Lock { key: Term, owner: Pid, block: bool },
     /// `{whereis_lock, Key}`.
@@ -33,7 +33,7 @@ pub enum Request {
 
 /// A call that is not a [`Request`]; the caller is told so.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BadRequest {
+pub(crate) enum BadRequest {
     #[error("unknown request")]
     Unknown(Term),
     /// A known request with an argument of the wrong type.
@@ -47,7 +47,7 @@ pub enum BadRequest {
 impl BadRequest {
     /// `{error, {unknown_request, R}}`, `{error, {badarg, R}}` or
     /// `{error, {unsupported_version, V, Supported}}`.
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         let reason = match self {
             BadRequest::Unknown(r) => tuple(vec![atom("unknown_request"), r.clone()]),
             BadRequest::Badarg(r) => tuple(vec![atom("badarg"), r.clone()]),
@@ -84,7 +84,7 @@ fn block_flag(term: &Term) -> Option<bool> {
 }
 
 impl Request {
-    pub fn decode(term: &Term) -> Result<Request, BadRequest> {
+    pub(crate) fn decode(term: &Term) -> Result<Request, BadRequest> {
         let unknown = || BadRequest::Unknown(term.clone());
         if is_atom(term, "keepalive") {
             return Ok(Request::Keepalive);
@@ -134,7 +134,7 @@ impl Request {
         Ok(request)
     }
 
-    pub fn encode(&self) -> Term {
+    pub(crate) fn encode(&self) -> Term {
         let pid = |p: &Pid| Term::from(p.clone());
         match self {
             Request::Lock { key, owner, block } => tuple(vec![
@@ -171,7 +171,7 @@ impl Request {
     }
 
     /// A subscription of `server` to a peer's names, in our version.
-    pub fn subscribe_peer(server: Pid) -> Request {
+    pub(crate) fn subscribe_peer(server: Pid) -> Request {
         Request::SubscribePeer {
             subscriber: server,
             version: PEER_VERSION,
@@ -179,7 +179,7 @@ impl Request {
     }
 
     /// The op's name, for logs (never the arguments: they are unbounded).
-    pub fn op(&self) -> &'static str {
+    pub(crate) fn op(&self) -> &'static str {
         match self {
             Request::Lock { .. } => "lock",
             Request::WhereisLock { .. } => "whereis_lock",

@@ -1,5 +1,7 @@
 //! Round trips of every shape, and malformed input of each.
 
+use super::notices::NoticeError;
+use super::peer::PEER_VERSION;
 use super::*;
 use crate::services::slots::Kind;
 use crate::term::{atom, binary, int, list, tuple, Pid, Term};

@@ -8,14 +8,14 @@ use crate::term::{Pid, Term};
 
 /// A Paxtor lock or a registry name: separate key spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     Lock,
     Name,
 }
 
 impl Kind {
     /// The atom used on the wire (`eq_owned` etc.).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Lock => "lock",
             Kind::Name => "name",
@@ -24,20 +24,20 @@ impl Kind {
 }
 
 /// Identifies one quorum operation, so a stale outcome is recognised.
-pub type OpId = u64;
+pub(crate) type OpId = u64;
 
 /// A slot's place in the table. Places are reused; the generation tells a
 /// late timer for an old slot from the slot now there. (Ordered so that
 /// whatever is done to many slots at once is done in one order every run.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SlotId {
+pub(crate) struct SlotId {
     pub(super) index: u32,
     pub(super) generation: u32,
 }
 
 /// How a quorum operation ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// W masters took the key for the owner.
     Acquired,
     /// Someone else holds it on the quorum (the holder when known).
@@ -52,7 +52,7 @@ pub enum Outcome {
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     Reply(Caller, Reply),
     /// Grant the slot's key (of `shard`, see [`super::shard_of_key`]) under
     /// the session of `epoch`, or say why not.
