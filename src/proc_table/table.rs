@@ -450,8 +450,23 @@ impl ProcessTable {
         else {
             return;
         };
+        self.remote_monitor_down(node, reference.clone(), watcher, target, reason);
+    }
+
+    /// A monitor `watcher` held on `target` at `node` (taken out of
+    /// `remote_monitors` by the caller) fired: it no longer holds it, and
+    /// gets the DOWN, naming the target as it was monitored (a pid, or
+    /// `{Name, Node}`).
+    fn remote_monitor_down(
+        &mut self,
+        node: &Atom,
+        reference: Reference,
+        watcher: LocalId,
+        target: PidOrAtom,
+        reason: Term,
+    ) {
         if let Some(e) = self.procs.get_mut(&watcher) {
-            e.holds.remove(reference);
+            e.holds.remove(&reference);
         }
         let object = match target {
             PidOrAtom::Pid(p) => p.into(),
@@ -460,7 +475,7 @@ impl ProcessTable {
         self.deliver(
             watcher,
             Mail::Down {
-                reference: reference.clone(),
+                reference,
                 object,
                 reason,
             },

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
+pub(crate) mod round;
+
 /// How many masters voted for and acknowledged a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quorum {
@@ -217,37 +219,23 @@ impl LockerClient {
         first: usize,
         request: Term,
     ) -> Result<(usize, bool), LockerError> {
-        let w = self.w;
         let counts: Vec<bool> = to.iter().map(|n| self.masters.contains(n)).collect();
-        let oks = |results: &[Option<Result<Term, CallError>>]| {
-            results
-                .iter()
-                .zip(&counts)
-                .filter(|(r, &master)| master && matches!(r, Some(Ok(t)) if is_atom(t, "ok")))
-                .count()
+        let rule = round::StopRule {
+            w: self.w,
+            counts: |i: usize| counts[i],
         };
         let nodes: Vec<&str> = to.iter().map(String::as_str).collect();
-        let staged = self
-            .process
-            .quorum_call_staged(
-                &nodes,
-                first,
-                "locker",
-                request,
-                self.timeout,
-                self.fan_out.hedge_after(),
-                |results| {
-                    let open = results
-                        .iter()
-                        .zip(&counts)
-                        .filter(|(r, &m)| m && r.is_none())
-                        .count();
-                    let ok = oks(results);
-                    ok >= w || ok + open < w
-                },
-            )
-            .await?;
-        Ok((oks(&staged.results), staged.widened))
+        let round = round::run(
+            &mut self.process,
+            &nodes,
+            first,
+            request,
+            self.timeout,
+            self.fan_out.hedge_after(),
+            &rule,
+        )
+        .await?;
+        Ok((round.oks, round.widened))
     }
 
     /// How many masters a one-round lock calls first, after
@@ -492,19 +480,11 @@ impl LockerClient {
             list(vec![key.clone()]),
             group_leader,
         ]);
-        let reply = match self.process.call(("rex", node), rpc, self.timeout).await {
+        match self.process.call(("rex", node), rpc, self.timeout).await {
             Err(CallError::NoProc) => {
-                let request = tuple(vec![atom("dirty_read"), key]);
-                self.process
-                    .call(("locker", node), request, self.timeout)
-                    .await?
+                round::dirty_read(&mut self.process, node, key, self.timeout).await
             }
-            other => other?,
-        };
-        match crate::term::as_tuple(&reply) {
-            Some([ok, value]) if is_atom(ok, "ok") => Ok(Some(value.clone())),
-            Some([e, reason]) if is_atom(e, "error") && is_atom(reason, "not_found") => Ok(None),
-            _ => Err(LockerError::Reply(reply)),
+            other => round::read_reply(other?),
         }
     }
 

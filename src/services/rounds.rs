@@ -10,6 +10,7 @@ use super::protocol::{BadRequest, MasterReply, MasterRequest, Reply, Request};
 use super::shards::{shard_key, Taken};
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
+use crate::quorum::client::round;
 use crate::term::{Pid, Term};
 use std::sync::Arc;
 use std::time::Duration;
@@ -313,30 +314,29 @@ impl Worker {
     /// Sends `request` to every master and counts the answers, stopping
     /// once W said `ok` or W can no longer be reached.
     async fn round(&mut self, request: &MasterRequest, timeout: Duration) -> Tally {
-        let w = self.config.w;
         let masters: Vec<&str> = self.config.masters.iter().map(String::as_str).collect();
-        let yes = |t: &Term| MasterReply::decode(t) == MasterReply::Ok;
-        let count = |results: &[Option<Result<Term, CallError>>]| {
-            results
-                .iter()
-                .filter(|r| matches!(r, Some(Ok(t)) if yes(t)))
-                .count()
+        let rule = round::StopRule {
+            w: self.config.w,
+            counts: |_| true,
         };
+        let all = masters.len();
         let request = request.encode();
-        let results = match self
-            .process
-            .quorum_call(&masters, "locker", request, timeout, |results| {
-                let open = results.iter().filter(|r| r.is_none()).count();
-                let ok = count(results);
-                ok >= w || ok + open < w
-            })
-            .await
+        let answers = match round::run(
+            &mut self.process,
+            &masters,
+            all,
+            request,
+            timeout,
+            timeout,
+            &rule,
+        )
+        .await
         {
-            Ok(results) => results,
+            Ok(round) => round.answers,
             Err(_) => return Tally::default(),
         };
         let mut tally = Tally::default();
-        for (result, master) in results.iter().zip(&self.config.masters) {
+        for (result, master) in answers.iter().zip(&self.config.masters) {
             match result.as_ref().map(|r| r.as_ref().map(MasterReply::decode)) {
                 Some(Ok(MasterReply::Ok)) => {
                     tally.ok += 1;
@@ -414,13 +414,11 @@ impl Worker {
 
     /// The owner pid in `node`'s entry for `qkey`, if any.
     async fn dirty_read(&mut self, node: &str, qkey: Term) -> Option<Pid> {
-        let request = MasterRequest::DirtyRead { key: qkey }.encode();
-        let reply = self
-            .process
-            .call(("locker", node), request, self.config.timeout)
+        let value = round::dirty_read(&mut self.process, node, qkey, self.config.timeout)
             .await
-            .ok()?;
-        MasterReply::decode(&reply).shard_holder().cloned()
+            .ok()??;
+        // The same reading of a shard entry as the simulation's.
+        MasterReply::Value(Some(value)).shard_holder().cloned()
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod queue;
 mod types;
+mod watches;
 
 use super::protocol::{Notice, Reply};
 use super::shards::shard_of;
@@ -25,6 +26,7 @@ use queue::{Ask, Queue, Waiting};
 use std::collections::HashMap;
 use std::sync::Arc;
 pub(crate) use types::{Action, Kind, OpId, Outcome, SlotId};
+use watches::Watches;
 
 #[derive(Debug)]
 enum State {
@@ -84,15 +86,6 @@ impl Slot {
     }
 }
 
-/// An owner's slots (held or waited on), each with how many of its
-/// requests or holds it stands for: one monitor per pid. A map, not a list:
-/// one owner may hold a million names.
-#[derive(Debug)]
-struct Watch {
-    pid: Arc<Pid>,
-    slots: HashMap<SlotId, u32>,
-}
-
 /// Every slot this node serves, and the owners it watches.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
@@ -100,23 +93,10 @@ pub(crate) struct Slots {
     index: HashMap<Box<[u8]>, SlotId>,
     table: Vec<Option<Slot>>,
     free: Vec<u32>,
-    watched: HashMap<Pid, Watch>,
+    watched: Watches,
     next_op: OpId,
     epoch: u64,
     actions: Vec<Action>,
-}
-
-fn reply_for(ask: &Ask, granted: bool, holder: Option<&Pid>) -> Reply {
-    match (ask, granted) {
-        (Ask::Lock { .. }, true) => Reply::Acquired,
-        (Ask::Lock { .. }, false) => match holder {
-            Some(pid) => Reply::HeldBy(pid.clone()),
-            None => Reply::NoQuorum,
-        },
-        (Ask::Register, true) => Reply::Yes,
-        (Ask::Register, false) => Reply::No,
-        (Ask::Unregister, _) => Reply::Ok,
-    }
 }
 
 /// The index key of `key` of `kind`: a kind byte, then the key's canonical
@@ -163,6 +143,7 @@ impl Slots {
         self.index.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -255,7 +236,7 @@ impl Slots {
             State::Held { owner } => {
                 let owner = owner.clone();
                 self.release(id, &owner, true);
-                self.unwatch(&owner, id);
+                self.watched.remove(&owner, id, &mut self.actions);
                 self.actions.push(Action::Reply(caller, Reply::Ok));
             }
             State::Free | State::Elsewhere { .. } if slot.queue.is_empty() => {
@@ -268,7 +249,7 @@ impl Slots {
                     owner: owner.clone(),
                     ask: Ask::Unregister,
                 });
-                self.watch(&owner, id);
+                self.watched.add(&owner, id, &mut self.actions);
             }
         }
     }
@@ -301,48 +282,8 @@ impl Slots {
             owner: owner.clone(),
             ask,
         });
-        self.watch(&owner, id);
+        self.watched.add(&owner, id, &mut self.actions);
         self.settle(id);
-    }
-
-    /// Adds `slot` to `pid`'s watch; returns the pid as shared by its slots.
-    fn watch(&mut self, pid: &Pid, slot: SlotId) -> Arc<Pid> {
-        let watch = self.watched.entry(pid.clone()).or_insert_with(|| Watch {
-            pid: Arc::new(pid.clone()),
-            slots: HashMap::new(),
-        });
-        if watch.slots.is_empty() {
-            self.actions.push(Action::Monitor(pid.clone()));
-        }
-        *watch.slots.entry(slot).or_insert(0) += 1;
-        watch.pid.clone()
-    }
-
-    fn unwatch(&mut self, pid: &Pid, slot: SlotId) {
-        if let Some(watch) = self.watched.get_mut(pid) {
-            if let Some(count) = watch.slots.get_mut(&slot) {
-                *count -= 1;
-                if *count == 0 {
-                    watch.slots.remove(&slot);
-                }
-            }
-            if watch.slots.is_empty() {
-                self.watched.remove(pid);
-                self.actions.push(Action::Demonitor(pid.clone()));
-            }
-        }
-    }
-
-    fn watching(&self, pid: &Pid, slot: SlotId) -> bool {
-        self.watched
-            .get(pid)
-            .is_some_and(|w| w.slots.contains_key(&slot))
-    }
-
-    fn shared_pid(&self, pid: &Pid) -> Arc<Pid> {
-        self.watched
-            .get(pid)
-            .map_or_else(|| Arc::new(pid.clone()), |w| w.pid.clone())
     }
 
     /// Answers what the slot's state settles and starts the next operation.
@@ -373,9 +314,7 @@ impl Slots {
                         Ask::Lock { .. } if ours && Some(&front.owner) == holder.as_ref() => {
                             Some(Reply::Acquired)
                         }
-                        Ask::Lock { block: false } => {
-                            Some(reply_for(&front.ask, false, holder.as_ref()))
-                        }
+                        Ask::Lock { block: false } => Some(front.ask.reply(false, holder.as_ref())),
                         Ask::Register => Some(Reply::No),
                         Ask::Unregister if orphaned => None,
                         Ask::Unregister if !ours => Some(Reply::Ok),
@@ -386,14 +325,14 @@ impl Slots {
                         Some(reply) => {
                             let w = slot.queue.pop_front().expect("front exists");
                             self.actions.push(Action::Reply(w.caller, reply));
-                            self.unwatch(&w.owner, id);
+                            self.watched.remove(&w.owner, id, &mut self.actions);
                         }
                         None if ours && matches!(front.ask, Ask::Unregister) => {
                             let w = slot.queue.pop_front().expect("front exists");
-                            self.unwatch(&w.owner, id);
+                            self.watched.remove(&w.owner, id, &mut self.actions);
                             let owner = holder.expect("held");
                             self.release(id, &owner, true);
-                            self.unwatch(&owner, id);
+                            self.watched.remove(&owner, id, &mut self.actions);
                             self.actions.push(Action::Reply(w.caller, Reply::Ok));
                             return;
                         }
@@ -420,7 +359,7 @@ impl Slots {
                     };
                     if front.ask == Ask::Unregister {
                         self.actions.push(Action::Reply(front.caller, Reply::Ok));
-                        self.unwatch(&front.owner, id);
+                        self.watched.remove(&front.owner, id, &mut self.actions);
                         continue;
                     }
                     let op = self.next_op;
@@ -469,8 +408,8 @@ impl Slots {
     }
 
     fn acquired(&mut self, id: SlotId, for_: Waiting, outcome: Outcome) {
-        let owner_alive = self.watching(&for_.owner, id);
-        let shared = self.shared_pid(&for_.owner);
+        let owner_alive = self.watched.watching(&for_.owner, id);
+        let shared = self.watched.shared_pid(&for_.owner);
         let slot = self.slot_mut(id).expect("present");
         match outcome {
             Outcome::Acquired => {
@@ -496,7 +435,7 @@ impl Slots {
                     });
                 }
                 self.actions
-                    .push(Action::Reply(for_.caller, reply_for(&for_.ask, true, None)));
+                    .push(Action::Reply(for_.caller, for_.ask.reply(true, None)));
                 // The watch entry for this request now stands for the hold.
             }
             Outcome::HeldBy(holder) => {
@@ -518,9 +457,9 @@ impl Slots {
             }
             Outcome::NoQuorum | Outcome::Released => {
                 if owner_alive {
-                    let reply = reply_for(&for_.ask, false, None);
+                    let reply = for_.ask.reply(false, None);
                     self.actions.push(Action::Reply(for_.caller, reply));
-                    self.unwatch(&for_.owner, id);
+                    self.watched.remove(&for_.owner, id, &mut self.actions);
                 }
             }
         }
@@ -572,11 +511,9 @@ impl Slots {
     /// to us went (`noconnection`); it may still run, so its holds are kept
     /// until its guard has surely told it ([`Action::ReleaseLater`]).
     pub(crate) fn owner_down(&mut self, pid: &Pid, connection_lost: bool) {
-        let Some(watch) = self.watched.remove(pid) else {
+        let Some(ids) = self.watched.gone(pid) else {
             return;
         };
-        let mut ids: Vec<SlotId> = watch.slots.into_keys().collect();
-        ids.sort_unstable();
         for id in ids {
             let Some(slot) = self.slot_mut(id) else {
                 continue;
@@ -633,7 +570,7 @@ impl Slots {
                 watch: None,
             };
             self.announce_gone(Notice::Lost, owner.clone(), kind, key);
-            self.unwatch(&owner, id);
+            self.watched.remove(&owner, id, &mut self.actions);
             self.settle(id);
         }
     }

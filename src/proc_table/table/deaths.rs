@@ -5,7 +5,7 @@
 use super::{down_object, ExitKind, Held, ProcessTable, Remote};
 use crate::proc_table::ids::{key_of, LocalId};
 use crate::proc_table::mailbox::{Mail, Signal};
-use crate::term::{atom, is_atom, tuple, Atom, Pid, Term};
+use crate::term::{atom, is_atom, Atom, Pid, Term};
 use erl_dist::message::Message;
 use erl_dist::term::PidOrAtom;
 
@@ -155,21 +155,7 @@ impl ProcessTable {
         }
         if let Some(monitors) = self.remote_monitors.remove(node) {
             for (reference, (watcher, target)) in monitors {
-                if let Some(e) = self.procs.get_mut(&watcher) {
-                    e.holds.remove(&reference);
-                }
-                let object = match target {
-                    PidOrAtom::Pid(p) => p.into(),
-                    PidOrAtom::Atom(name) => tuple(vec![name.into(), node.clone().into()]),
-                };
-                self.deliver(
-                    watcher,
-                    Mail::Down {
-                        reference,
-                        object,
-                        reason: atom("noconnection"),
-                    },
-                );
+                self.remote_monitor_down(node, reference, watcher, target, atom("noconnection"));
             }
         }
         // Remove every link to the node before any exit runs, so a process

@@ -26,8 +26,6 @@ pub(crate) enum MasterRequest {
     },
     /// `{release, QKey, Value, Tag}`: undo a lock that fell short of W.
     Release { key: Term, value: Term, tag: Term },
-    /// `{dirty_read, QKey}`: one master's value, without a quorum.
-    DirtyRead { key: Term },
 }
 
 impl MasterRequest {
@@ -66,7 +64,6 @@ impl MasterRequest {
                 value.clone(),
                 tag.clone(),
             ]),
-            MasterRequest::DirtyRead { key } => tuple(vec![atom("dirty_read"), key.clone()]),
         }
     }
 }

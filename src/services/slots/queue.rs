@@ -1,6 +1,7 @@
-//! A slot's waiting requests, in arrival order.
+//! A slot's waiting requests, in arrival order, and what each is answered.
 
 use crate::process::Caller;
+use crate::services::protocol::Reply;
 use crate::term::Pid;
 use std::collections::VecDeque;
 
@@ -10,6 +11,23 @@ pub(super) enum Ask {
     Lock { block: bool },
     Register,
     Unregister,
+}
+
+impl Ask {
+    /// The answer once the slot settled it: `granted`, or refused while
+    /// `holder` holds the key (`None`: nobody known, no quorum).
+    pub(super) fn reply(&self, granted: bool, holder: Option<&Pid>) -> Reply {
+        match (self, granted) {
+            (Ask::Lock { .. }, true) => Reply::Acquired,
+            (Ask::Lock { .. }, false) => match holder {
+                Some(pid) => Reply::HeldBy(pid.clone()),
+                None => Reply::NoQuorum,
+            },
+            (Ask::Register, true) => Reply::Yes,
+            (Ask::Register, false) => Reply::No,
+            (Ask::Unregister, _) => Reply::Ok,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

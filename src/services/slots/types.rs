@@ -41,6 +41,10 @@ pub(crate) enum Outcome {
     /// W masters took the key for the owner.
     Acquired,
     /// Someone else holds it on the quorum (the holder when known).
+    /// Since shards no round reports it (a key in another node's shard is
+    /// redirected before it reaches the slots); the slots' `Elsewhere`
+    /// state still handles it, to be removed with that state.
+    #[cfg_attr(not(test), expect(dead_code))]
     HeldBy(Option<Pid>),
     /// Refused for now (a promise, a restarting master): try again soon.
     Busy,
