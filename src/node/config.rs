@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
+/// Why a node's configuration is unusable.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// The name has no `@host` part, or an empty one.
     #[error("node name {0:?} is not of the form name@host")]
     BadNodeName(String),
+    /// Neither `--cookie`, `$ERLANG_COOKIE` nor `~/.erlang.cookie` gave one.
     #[error("no cookie: pass --cookie, set ERLANG_COOKIE, or create ~/.erlang.cookie ({0})")]
     NoCookie(String),
+    /// `-sname` style without a host, and the host's name is unknown.
     #[error("cannot determine this host's name for {0}")]
     NoHostName(String),
 }
@@ -21,6 +25,7 @@ pub enum ConfigError {
 pub struct NodeConfig {
     /// Full node name, `name@host`.
     pub name: String,
+    /// The magic cookie both sides of a handshake must share.
     pub cookie: String,
     /// A peer that sends nothing for this long is dropped; we tick every quarter of it.
     pub net_ticktime: Duration,
@@ -64,16 +69,21 @@ impl NodeConfig {
         }
     }
 
+    /// Sets `net_ticktime` (OTP's default is 60 s).
     pub fn with_ticktime(mut self, ticktime: Duration) -> Self {
         self.net_ticktime = ticktime;
         self
     }
 
+    /// How long a reader polls its socket after a short exchange (50 µs by
+    /// default, zero turns it off; see the README's Performance).
     pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
         self.busy_poll = busy_poll;
         self
     }
 
+    /// How long a reader woken in a one-way stream waits to read a batch
+    /// (20 µs by default, zero turns it off).
     pub fn with_coalesce_reads(mut self, wait: Duration) -> Self {
         self.coalesce_reads = wait;
         self

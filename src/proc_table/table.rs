@@ -65,10 +65,13 @@ pub(crate) enum ExitKind {
 /// Why a name could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
+    /// Another process holds the name (Erlang's `badarg` from `register/2`).
     #[error("the name {0} is already registered")]
     NameTaken(String),
+    /// A process has one registered name at most.
     #[error("the process is already registered as {0}")]
     AlreadyNamed(String),
+    /// The process has exited.
     #[error("the process is not alive")]
     NoProc,
 }

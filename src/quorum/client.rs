@@ -18,23 +18,37 @@ pub(crate) mod round;
 /// How many masters voted for and acknowledged a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quorum {
+    /// The quorum size the client was configured with.
     pub w: usize,
+    /// Masters that promised the key (one-round locks: that took it).
     pub votes: usize,
+    /// Masters that acknowledged the write.
     pub acks: usize,
 }
 
+/// Why a locker operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LockerError {
     /// Fewer than W masters promised or acknowledged (locker's `{error, no_quorum}`).
     #[error("no quorum: {votes} votes and {acks} acks, {w} needed")]
-    NoQuorum { w: usize, votes: usize, acks: usize },
+    NoQuorum {
+        /// The quorum size.
+        w: usize,
+        /// Masters that promised.
+        votes: usize,
+        /// Masters that acknowledged the write.
+        acks: usize,
+    },
     /// The master answered something else than expected.
     #[error("{0}")]
     Reply(Term),
+    /// A call to a master failed (timeout, no such process, no connection).
     #[error("locker call failed: {0}")]
     Call(#[from] CallError),
+    /// The client's own process was killed by an exit signal.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// The operation's deadline passed (`lock_until`, `wait_for`).
     #[error("timed out")]
     Timeout,
 }
@@ -70,13 +84,19 @@ pub enum FanOut {
     /// CPU, and with the masters' readers polling their sockets after an
     /// exchange (`NodeConfig::busy_poll`) the same W stay warm round after
     /// round, where N would make N processes compete for the cores.
-    W { hedge_after: Duration },
+    W {
+        /// How long the first W may take before the rest are called.
+        hedge_after: Duration,
+    },
     /// [`FanOut::All`] while no other round is in flight in this OS
     /// process, else [`FanOut::W`]. An idle client spends spare CPU on
     /// latency (the second-fastest of N answers comes sooner than the
     /// slower of W chosen ones); a loaded one saves it. Better than `W`
     /// only where nodes sleep between rounds (busy polling off).
-    WWhenBusy { hedge_after: Duration },
+    WWhenBusy {
+        /// As for [`FanOut::W`].
+        hedge_after: Duration,
+    },
 }
 
 impl Default for FanOut {
@@ -180,11 +200,14 @@ impl LockerClient {
         self
     }
 
+    /// How long one call to a master may take (default 5 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
+    /// The process the client calls from (its pid is the caller the
+    /// masters see), for its own sends and receives.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
