@@ -2,6 +2,7 @@
 //! machines fed bytes, with no sockets and no async.
 
 pub mod atom_cache;
+pub mod connection;
 pub mod control;
 pub mod etf;
 pub mod flags;
