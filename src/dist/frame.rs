@@ -77,9 +77,12 @@ pub fn parse_frame(
     Ok(Some((frame, 4 + len)))
 }
 
+/// A tick: a frame of length zero.
+pub const TICK: [u8; 4] = [0; 4];
+
 /// Appends a tick (an empty frame).
 pub fn write_tick(out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&TICK);
 }
 
 /// An encoded frame, built in distribution-header form: `131 68 0` (a header

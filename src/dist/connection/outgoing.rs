@@ -3,11 +3,9 @@
 //! have been quiet.
 
 use crate::dist::atom_cache::AtomCacheWriter;
-use crate::dist::frame::OutFrame;
+use crate::dist::frame::{OutFrame, TICK};
 use std::time::{Duration, Instant};
 
-/// A tick: a frame of length zero.
-const TICK: [u8; 4] = [0; 4];
 /// The wire form's scratch space is kept between frames up to this size.
 const SCRATCH_KEEP: usize = 64 << 10;
 /// Shortest tick interval, so a zero `net_ticktime` cannot make the driver spin.
@@ -70,6 +68,10 @@ impl Outgoing {
     pub fn handle_timeout(&mut self, now: Instant) -> Option<&'static [u8]> {
         if now < self.poll_timeout() {
             return None;
+        }
+        // Quiet for a while: a large last frame need not stay around.
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
         }
         self.wrote(now);
         Some(&TICK)

@@ -372,7 +372,7 @@ fn a_terms_limits_apply_to_each_frame() {
         payload.extend_from_slice(&[119, 1, b'x']);
         let frame = if atom_cache {
             let mut body = vec![131, 68, 0];
-            body.extend_from_slice(&control::encode(reg_send("a@h", atom("y"))).unwrap().terms());
+            body.extend_from_slice(control::encode(reg_send("a@h", atom("y"))).unwrap().terms());
             // Replace the payload `y` (3 bytes at the end) by the deep term.
             body.truncate(body.len() - 3);
             body.extend_from_slice(&payload);
