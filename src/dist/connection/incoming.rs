@@ -133,7 +133,14 @@ impl Incoming {
                 self.expanded = Vec::new();
             }
             return match decoded {
-                Ok(message) => Ok(Some(message)),
+                Ok(message) => match never_negotiated(&message) {
+                    Some(op) => {
+                        // Bounded: the operation, not the message.
+                        tracing::warn!(peer = %self.peer, op, "control message for a feature we never advertised; ignored");
+                        continue;
+                    }
+                    None => Ok(Some(message)),
+                },
                 Err(e) => Err(self.fail(e)),
             };
         }
@@ -167,5 +174,19 @@ impl Incoming {
             _ => tracing::warn!(peer = %self.peer, error = %e, "bad input; disconnecting"),
         }
         e
+    }
+}
+
+/// The operation name of a message a conforming peer never sends us: we
+/// do not advertise `DFLAG_SPAWN`. They are dropped here, so they are
+/// never logged whole (their argument lists are the peer's to choose).
+fn never_negotiated(message: &ControlMessage) -> Option<&'static str> {
+    use ControlMessage as M;
+    match message {
+        M::SpawnRequest(_) => Some("SPAWN_REQUEST"),
+        M::SpawnRequestTt(_) => Some("SPAWN_REQUEST_TT"),
+        M::SpawnReply(_) => Some("SPAWN_REPLY"),
+        M::SpawnReplyTt(_) => Some("SPAWN_REPLY_TT"),
+        _ => None,
     }
 }

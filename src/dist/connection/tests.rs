@@ -394,3 +394,30 @@ fn a_terms_limits_apply_to_each_frame() {
         assert!(e.to_string().contains("deeper"), "{e}");
     }
 }
+
+#[test]
+fn spawn_requests_we_never_advertised_are_dropped() {
+    let spawn = ControlMessage::spawn_request(
+        eetf::Reference {
+            node: Atom::from("a@h"),
+            id: vec![1, 2, 3],
+            creation: 7,
+        },
+        pid("a@h", 1),
+        pid("a@h", 2),
+        erl_dist::term::Mfa {
+            module: Atom::from("m"),
+            function: Atom::from("f"),
+            arity: FixInteger::from(1),
+        },
+        eetf::List::nil(),
+        eetf::List::from(vec![atom("arg")]),
+    );
+    let after = reg_send("a@h", atom("next"));
+    for atom_cache in [true, false] {
+        let wire = stream(atom_cache, &[spawn.clone(), after.clone()]);
+        let mut reader = connection(atom_cache, Instant::now());
+        reader.handle_input(&wire, Instant::now());
+        assert_eq!(drain(&mut reader), std::slice::from_ref(&after));
+    }
+}
