@@ -1,5 +1,8 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
-//! TCP), then one reader and one writer task per peer.
+//! TCP), then the thin tokio driver of the sans-IO `dist::Connection`: a
+//! reader task that feeds its receiving half and dispatches what comes
+//! out, and a writer task that drains the outbox (which holds the sending
+//! half) and asks for ticks at the connection's deadlines.
 
 use super::outbox::Outbox;
 use super::peers::{ConnHandle, Peer};
