@@ -18,18 +18,22 @@
 //! the slot; one without refers to the slot's atom from an earlier frame.
 //! The text is always UTF-8 (`UTF8_ATOMS` is mandatory).
 //!
-//! [`AtomCache::expand`] turns such a frame body into the plain form the rest
-//! of the crate reads: `131, control, 131, payload`, every reference replaced
-//! by the atom itself, ready for [`crate::dist::control::decode`].
+//! [`AtomCache::expand_checked`] turns such a frame body into the plain form
+//! the rest of the crate reads: `131, control, 131, payload`, every
+//! reference replaced by the atom itself, ready for
+//! [`control::decode_checked`].
 //!
-//! It checks the structure of the terms only (lengths, counts, nesting,
-//! term count), the way [`etf::check_term`] does, so it can find every
-//! reference without trusting any length. It does not validate contents
-//! (UTF-8 of plain atoms, float values, reference word counts): the output
-//! must still go through `control::decode`, which does.
+//! It does so in one pass: the walk that finds the references (without
+//! trusting any length) checks everything [`etf::check_term`] checks as it
+//! copies, structure and contents (UTF-8 of plain atoms, float values,
+//! reference word counts), under the same limits applied to each term. The
+//! atoms it puts in were checked when their header entry arrived. So the
+//! output needs no second walk before `eetf` decodes it.
 //!
 //! [`etf::check_term`]: crate::dist::etf::check_term
+//! [`control::decode_checked`]: crate::dist::control::decode_checked
 
+use super::control::CheckedBody;
 use super::etf::{
     Frame, Limits, Scanner, TermError, ATOM_UTF8_EXT, DIST_HEADER, MAX_ATOM_CHARS,
     SMALL_ATOM_UTF8_EXT, VERSION,
@@ -171,6 +175,7 @@ impl AtomCache {
         self
     }
 
+    #[cfg(test)] // only the tests use it
     /// The atom in `slot`, encoded as `SMALL_ATOM_UTF8_EXT` or
     /// `ATOM_UTF8_EXT`, if the peer has set it.
     pub(crate) fn slot(&self, slot: usize) -> Option<&[u8]> {
@@ -180,6 +185,7 @@ impl AtomCache {
             .map(|s| &s[..])
     }
 
+    #[cfg(test)] // only the tests use it
     /// `body` is a frame body that starts with the distribution header
     /// (131, 68, ...), i.e. everything after the 4-byte frame length.
     ///
@@ -187,20 +193,34 @@ impl AtomCache {
     /// `out` the control message followed by the payload (if any), each as a
     /// complete external term starting with 131, with every ATOM_CACHE_REF
     /// replaced by its atom as SMALL_ATOM_UTF8_EXT (ATOM_UTF8_EXT when longer
-    /// than 255 bytes), so that `control::decode(&out[start..], limits)` can
-    /// decode it. The walk applies `limits` as `etf::check_term` does, to
-    /// each term separately.
+    /// than 255 bytes). The walk checks what `etf::check_term` checks,
+    /// applying `limits` to each term separately, so `control::decode` of
+    /// `out[start..]` would accept it; see [`AtomCache::expand_checked`].
     ///
     /// On error `out` is left as it was; the cache may hold the header's new
     /// entries (OTP updates its cache the same way, then drops the
     /// connection, which is all a caller should do after an error).
     pub(crate) fn expand(&mut self, body: &[u8], limits: &Limits, out: &mut Vec<u8>) -> Result<()> {
+        self.expand_checked(body, limits, out).map(|_| ())
+    }
+
+    /// [`AtomCache::expand`], returning what it appended as a
+    /// [`CheckedBody`], ready for `control::decode_checked`.
+    pub(crate) fn expand_checked<'o>(
+        &mut self,
+        body: &[u8],
+        limits: &Limits,
+        out: &'o mut Vec<u8>,
+    ) -> Result<CheckedBody<'o>> {
         let start = out.len();
-        let result = self.expand_inner(body, limits, out, start);
-        if result.is_err() {
-            out.truncate(start);
+        match self.expand_inner(body, limits, out, start) {
+            // The walk checked contents as it copied (`Expander::CONTENTS`).
+            Ok(()) => Ok(CheckedBody::vouched(&out[start..])),
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
         }
-        result
     }
 
     fn expand_inner(

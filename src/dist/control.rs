@@ -3,7 +3,9 @@
 //!
 //! Decoding checks both terms of the body with [`etf::check_term`] before
 //! `erl_dist` (through `eetf`) sees them, because `eetf` aborts or overflows
-//! its stack on hostile input. Encoding goes through [`etf::encode_term`]
+//! its stack on hostile input: only a [`CheckedBody`] reaches `eetf`, and
+//! only a full check makes one (here, or the atom cache's expansion, which
+//! checks while it copies). Encoding goes through [`etf::encode_term`]
 //! instead of `Message::write_into`, because `eetf`'s encoder corrupts lists
 //! of small integers that contain negatives.
 
@@ -13,8 +15,6 @@ use eetf::{Atom, FixInteger, Term, Tuple};
 use erl_dist::message::{Message, RecvError};
 use thiserror::Error;
 
-/// The decoded control message, by the name the tests know it.
-#[cfg(test)]
 pub(crate) use erl_dist::message::Message as ControlMessage;
 
 #[derive(Debug, Error)]
@@ -27,8 +27,37 @@ pub(crate) enum ControlError {
     Malformed(String),
 }
 
+/// Longest text of an `erl_dist` error kept in [`ControlError::Malformed`]:
+/// its messages can print the offending term, which the peer chose.
+const MAX_ERROR_TEXT: usize = 200;
+
+/// A control message and optional payload, each with its 131 version byte,
+/// that passed the full check ([`etf::check_term`]'s, contents included)
+/// within the connection's limits, with nothing after them: bytes `eetf`
+/// can decode safely.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckedBody<'a>(&'a [u8]);
+
+impl<'a> CheckedBody<'a> {
+    /// Only for bytes that a contents-checking walk with the connection's
+    /// limits has just accepted whole (`check_body`, or the atom cache's
+    /// expansion, which writes them).
+    pub(crate) fn vouched(bytes: &'a [u8]) -> Self {
+        CheckedBody(bytes)
+    }
+}
+
 /// Decodes a frame body (the bytes after the pass-through byte).
 pub(crate) fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlError> {
+    decode_checked(check_body(body, limits)?)
+}
+
+/// Checks a pass-through body: the control message, then the payload if
+/// any bytes are left, and nothing after it.
+pub(crate) fn check_body<'a>(
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<CheckedBody<'a>, ControlError> {
     let control_len = etf::check_term(body, limits)?;
     let rest = &body[control_len..];
     if !rest.is_empty() {
@@ -37,12 +66,50 @@ pub(crate) fn decode(body: &[u8], limits: &Limits) -> Result<Message, ControlErr
             return Err(ControlError::TrailingBytes(rest.len() - payload_len));
         }
     }
-    Message::read_from(&mut &body[..]).map_err(|e| match e {
+    Ok(CheckedBody(body))
+}
+
+/// Decodes a checked body with `erl_dist`: the operation and the shape of
+/// its tuple are all that is left to refuse.
+pub(crate) fn decode_checked(body: CheckedBody<'_>) -> Result<Message, ControlError> {
+    Message::read_from(&mut &body.0[..]).map_err(|e| match e {
         RecvError::UnsupportedOp { op } => {
             ControlError::Malformed(format!("unsupported operation {op}"))
         }
-        other => ControlError::Malformed(other.to_string()),
+        other => ControlError::Malformed(bounded_text(&other, MAX_ERROR_TEXT)),
     })
+}
+
+/// `value`'s text, cut after about `max` bytes without formatting the rest
+/// (a term of millions of nodes would otherwise be printed in full first).
+fn bounded_text(value: &impl std::fmt::Display, max: usize) -> String {
+    struct Bounded {
+        text: String,
+        max: usize,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.max - self.text.len();
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded {
+        text: String::new(),
+        max,
+    };
+    if std::fmt::write(&mut out, format_args!("{value}")).is_err() {
+        out.text.push_str("...");
+    }
+    out.text
 }
 
 /// Encodes one frame, in distribution-header form (see [`OutFrame`]).
@@ -322,6 +389,22 @@ mod tests {
         for message in messages {
             assert_eq!(roundtrip(message.clone()), message);
         }
+    }
+
+    #[test]
+    fn error_text_from_a_huge_term_is_bounded() {
+        // A control "tuple" that is a list of 100 000 atoms: erl_dist's
+        // error prints the term; the error keeps its first bytes only.
+        let list = List::from(vec![Term::from(Atom::from("abcdefgh")); 100_000]);
+        let mut body = Vec::new();
+        etf::encode_term(&Term::from(list), &mut body).unwrap();
+        let Err(ControlError::Malformed(text)) = decode(&body, &Limits::default()) else {
+            panic!("accepted a list as a control message")
+        };
+        assert!(text.len() <= MAX_ERROR_TEXT + 3, "{} bytes", text.len());
+        assert!(text.ends_with("..."));
+        assert_eq!(bounded_text(&"é".repeat(10), 5), "éé...");
+        assert_eq!(bounded_text(&"abc", 5), "abc");
     }
 
     #[test]

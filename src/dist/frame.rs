@@ -77,9 +77,13 @@ pub(crate) fn parse_frame(
     Ok(Some((frame, 4 + len)))
 }
 
+/// A tick: a frame of length zero.
+pub(crate) const TICK: [u8; 4] = [0; 4];
+
+#[cfg(test)] // only the tests use it
 /// Appends a tick (an empty frame).
 pub(crate) fn write_tick(out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&TICK);
 }
 
 /// An encoded frame, built in distribution-header form: `131 68 0` (a header
@@ -129,6 +133,7 @@ impl OutFrame {
         &self.bytes[HEADER_FORM_PREFIX..]
     }
 
+    #[cfg(test)] // only the tests use it
     /// The frame for a peer that negotiated the atom cache, with a header
     /// that references no atoms (see [`AtomCacheWriter`] for one that does).
     ///

@@ -1,5 +1,6 @@
 //! How a node is configured: its name, cookie, ticks and input bounds.
 
+use crate::dist::connection::ConnectionConfig;
 use crate::dist::etf::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,15 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(7),
             busy_poll: Duration::from_micros(50),
             coalesce_reads: Duration::from_micros(20),
+        }
+    }
+
+    /// What each connection needs of this configuration.
+    pub(crate) fn connection(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            net_ticktime: self.net_ticktime,
+            max_frame_bytes: self.max_frame_bytes,
+            term_limits: self.term_limits,
         }
     }
 

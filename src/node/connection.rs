@@ -1,15 +1,18 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
-//! TCP), then one reader and one writer task per peer.
+//! TCP), then the thin tokio driver of the sans-IO `dist::Connection`: a
+//! reader task that feeds its receiving half and dispatches what comes
+//! out, and a writer task that drains the outbox (which holds the sending
+//! half) and asks for ticks at the connection's deadlines.
 
 use super::outbox::Outbox;
 use super::peers::{ConnHandle, Peer};
 use super::read_pacing::ReadPacing;
 use super::socket_read::read_some;
 use super::NodeInner;
-use crate::dist::atom_cache::AtomCache;
-use crate::dist::frame::{self, Frame, OutFrame};
+use crate::dist::connection::{Connection, Incoming};
+use crate::dist::flags;
+use crate::dist::frame::OutFrame;
 use crate::dist::handshake::{Event, Handshake, HandshakeError, PeerInfo, ServerStatus};
-use crate::dist::{control, flags};
 use crate::term::Atom;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::{timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 /// The writer keeps at most this much scratch space between bursts.
 const WRITE_SCRATCH_MAX: usize = 1 << 20;
-const READ_CHUNK: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -348,9 +350,16 @@ fn install(
     leftover: Vec<u8>,
 ) {
     let peer = Atom::from(info.name.as_str());
-    let header_form = info.flags & flags::ADVERTISED & flags::DIST_HDR_ATOM_CACHE != 0;
+    let conn = Connection::new(
+        &info,
+        flags::ADVERTISED,
+        &node.config.connection(),
+        leftover,
+        std::time::Instant::now(),
+    );
+    let (incoming, outgoing) = conn.split();
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(write, header_form));
+    let outbox = Arc::new(Outbox::new(write, outgoing));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
@@ -382,7 +391,7 @@ fn install(
         attempt,
         read,
         outbox.clone(),
-        leftover,
+        incoming,
         closed.clone(),
     ));
     tokio::spawn(writer(node, peer, attempt, outbox, closed));
@@ -424,10 +433,10 @@ async fn writer(
     outbox: Arc<Outbox>,
     mut closed: watch::Receiver<bool>,
 ) {
-    let tick_every = node.config.net_ticktime / 4;
-    let mut ticker = tokio::time::interval(tick_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = outbox.pushed();
+    // Fires at the connection's tick deadline; a write meanwhile moves the
+    // deadline, which the connection says when asked at the old one.
+    let first = outbox.tick_if_idle(std::time::Instant::now());
+    let mut tick = std::pin::pin!(sleep_until(Instant::from_std(first)));
     let mut scratch = Vec::new();
     let reason = loop {
         tokio::select! {
@@ -443,14 +452,9 @@ async fn writer(
                     scratch = Vec::new();
                 }
             }
-            _ = ticker.tick() => {
-                // Tick only when nothing was sent during the last interval.
-                if outbox.pushed() == seen {
-                    let mut tick = Vec::new();
-                    frame::write_tick(&mut tick);
-                    outbox.push(&tick);
-                }
-                seen = outbox.pushed();
+            _ = &mut tick => {
+                let next = outbox.tick_if_idle(std::time::Instant::now());
+                tick.as_mut().reset(Instant::from_std(next));
             }
             _ = closed.changed() => break "connection closed",
         }
@@ -459,97 +463,57 @@ async fn writer(
     connection_down(&node, &peer, id, reason);
 }
 
+/// Feeds what the socket holds to the connection's receiving half and
+/// dispatches the messages that come out.
 async fn reader(
     node: Arc<NodeInner>,
     peer: Atom,
     id: u64,
     read: OwnedReadHalf,
     outbox: Arc<Outbox>,
-    leftover: Vec<u8>,
+    mut incoming: Incoming,
     mut closed: watch::Receiver<bool>,
 ) {
-    let ticktime = node.config.net_ticktime;
-    let mut check = tokio::time::interval(ticktime / 4);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_read = Instant::now();
     let config = &node.config;
     let mut pacing = ReadPacing::new(
         config.busy_poll,
         config.coalesce_reads,
-        last_read.into_std(),
+        std::time::Instant::now(),
     );
-    let mut buf = leftover;
-    let mut start = 0;
-    let limits = node.config.term_limits;
-    // Atom references can expand a frame; never beyond twice the frame limit.
-    let mut atom_cache = AtomCache::new().with_max_output(node.config.max_frame_bytes * 2);
-    let mut expanded = Vec::new();
+    // Fires at the peer's silence deadline; a read meanwhile moves it,
+    // which the connection says when asked at the old one.
+    let deadline = Instant::from_std(incoming.poll_timeout());
+    let mut silence = std::pin::pin!(sleep_until(deadline));
     let reason: String = 'outer: loop {
-        // Handle every complete frame in the buffer.
+        // Handle every complete message in the buffer.
         loop {
-            let parsed = frame::parse_frame(&buf[start..], node.config.max_frame_bytes);
-            let decoded = match parsed {
-                Ok(Some((Frame::Tick, used))) => {
-                    start += used;
-                    continue;
-                }
-                Ok(Some((Frame::PassThrough(body), used))) => {
-                    start += used;
-                    control::decode(body, &limits).map_err(|e| e.to_string())
-                }
-                Ok(Some((Frame::WithHeader(body), used))) => {
-                    start += used;
-                    expanded.clear();
-                    match atom_cache.expand(body, &limits, &mut expanded) {
-                        Ok(()) => control::decode(&expanded, &limits).map_err(|e| e.to_string()),
-                        Err(e) => Err(format!("distribution header: {e}")),
-                    }
+            match incoming.poll_message() {
+                Ok(Some(message)) => {
+                    pacing.frame();
+                    super::dispatch::dispatch(&node, &peer, message);
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(peer = %peer.name, error = %e, "bad frame; disconnecting");
-                    break 'outer format!("bad frame: {e}");
-                }
-            };
-            pacing.frame();
-            match decoded {
-                Ok(message) => super::dispatch::dispatch(&node, &peer, message),
-                Err(e) => {
-                    tracing::warn!(peer = %peer.name, error = %e, "bad control message; disconnecting");
-                    break 'outer format!("bad control message: {e}");
-                }
+                // The connection has logged why.
+                Err(e) => break 'outer e.to_string(),
             }
-            if expanded.capacity() > READ_CHUNK * 4 {
-                expanded = Vec::new();
-            }
-        }
-        // Compact, then read more.
-        if start > 0 {
-            buf.drain(..start);
-            start = 0;
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
         }
         tokio::select! {
-            n = read_some(&read, &mut buf, &mut pacing, &outbox) => match n {
+            n = read_some(&read, incoming.read_buffer(), &mut pacing, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
                 Ok(_) => {
-                    last_read = Instant::now();
-                    pacing.read(last_read.into_std(), outbox.pushed());
+                    let now = std::time::Instant::now();
+                    incoming.handle_read(now);
+                    pacing.read(now, outbox.pushed());
                 }
                 Err(e) => break format!("read failed: {e}"),
             },
-            _ = check.tick() => {
-                if last_read.elapsed() > ticktime {
-                    tracing::warn!(peer = %peer.name, "no ticks within net_ticktime; disconnecting");
-                    break "net_tick_timeout".into();
+            _ = &mut silence => {
+                if let Err(e) = incoming.handle_timeout(std::time::Instant::now()) {
+                    break e.to_string();
                 }
+                silence.as_mut().reset(Instant::from_std(incoming.poll_timeout()));
             }
             _ = closed.changed() => break "connection closed".into(),
-        }
-        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
-            buf.shrink_to(READ_CHUNK);
         }
     };
     connection_down(&node, &peer, id, &reason);

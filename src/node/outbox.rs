@@ -9,12 +9,13 @@
 //! in order because nobody writes directly while the writer task owns the
 //! queue.
 //!
-//! Frames get their final wire form here, under the queue's lock, because
-//! the atom cache references in a frame's header are only right if frames
-//! reach the socket in the order they were written (see
-//! [`AtomCacheWriter`]).
+//! Frames get their final wire form here, under the queue's lock, from the
+//! sending half of the sans-IO connection ([`Outgoing`]): the atom cache
+//! references in a frame's header are only right if frames reach the
+//! socket in the order that half wrote them. Its tick clock lives under
+//! the same lock, so the writer task's ticks are ordered with frames too.
 
-use crate::dist::atom_cache::AtomCacheWriter;
+use crate::dist::connection::Outgoing;
 use crate::dist::frame::OutFrame;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,21 +27,22 @@ use tokio::sync::Notify;
 /// A frame pushed this soon after the previous direct write is queued for
 /// the writer task instead: by then more frames are likely on their way.
 const BURST_WINDOW: Duration = Duration::from_micros(50);
-/// The frame scratch space kept between frames, at most.
-const SCRATCH_MAX: usize = 64 << 10;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
+    /// The connection's sending half: wire forms and ticks.
+    conn: Outgoing,
+    pending: Pending,
+    closed: bool,
+}
+
+/// Bytes waiting for the writer task, and who owns the socket.
+#[derive(Debug, Default)]
+struct Pending {
     bytes: Vec<u8>,
     /// The writer task owns the socket until it finds the queue empty.
     draining: bool,
-    closed: bool,
     last_direct: Option<Instant>,
-    /// The sending side of the atom cache, when the peer negotiated
-    /// distribution headers; without it frames go in pass-through form.
-    atoms: Option<AtomCacheWriter>,
-    /// Scratch space for the frame being written.
-    frame: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -48,16 +50,17 @@ pub(crate) struct Outbox {
     socket: OwnedWriteHalf,
     queue: Mutex<Queue>,
     wake: Notify,
-    /// Frames pushed so far; the ticker sends a tick when it stops moving.
+    /// Frames pushed so far (ticks included): the reader's pacing compares
+    /// it across a read to tell whether we answered.
     pushed: AtomicU64,
 }
 
 impl Outbox {
-    /// `header_form`: the peer negotiated `DFLAG_DIST_HDR_ATOM_CACHE`.
-    pub(crate) fn new(socket: OwnedWriteHalf, header_form: bool) -> Self {
+    pub(crate) fn new(socket: OwnedWriteHalf, conn: Outgoing) -> Self {
         let queue = Queue {
-            atoms: header_form.then(AtomCacheWriter::new),
-            ..Queue::default()
+            conn,
+            pending: Pending::default(),
+            closed: false,
         };
         Self {
             socket,
@@ -73,34 +76,40 @@ impl Outbox {
 
     /// Sends one frame in the form the connection negotiated, never blocking.
     pub(crate) fn push_frame(&self, frame: OutFrame) {
-        self.pushing(|q| match &mut q.atoms {
-            Some(atoms) => {
-                let mut bytes = std::mem::take(&mut q.frame);
-                atoms.write(&frame, &mut bytes);
-                let wake = self.send(q, &bytes);
-                if bytes.capacity() <= SCRATCH_MAX {
-                    q.frame = bytes;
-                }
-                wake
-            }
-            None => self.send(q, &frame.into_pass_through()),
+        self.pushing(|q, now| {
+            let bytes = q.conn.send(frame, now);
+            self.send(&mut q.pending, bytes, now)
         });
     }
 
-    /// Sends bytes that are not a frame (a tick), never blocking.
-    pub(crate) fn push(&self, bytes: &[u8]) {
-        self.pushing(|q| self.send(q, bytes));
+    /// Writer task: sends a tick if the connection has been quiet long
+    /// enough; returns when to ask again.
+    pub(crate) fn tick_if_idle(&self, now: Instant) -> Instant {
+        let mut q = self.lock();
+        if q.closed {
+            return q.conn.poll_timeout();
+        }
+        if let Some(tick) = q.conn.handle_timeout(now) {
+            self.pushed.fetch_add(1, Ordering::Relaxed);
+            let q = &mut *q;
+            if self.send(&mut q.pending, tick, now) {
+                self.wake.notify_one();
+            }
+        }
+        q.conn.poll_timeout()
     }
 
     /// Counts a push and runs `send` on the open queue; wakes the writer
     /// task, outside the lock, when `send` says so.
-    fn pushing(&self, send: impl FnOnce(&mut Queue) -> bool) {
+    fn pushing(&self, send: impl FnOnce(&mut Queue, Instant) -> bool) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
+        // Read the clock before taking the lock, to hold it shorter.
+        let now = Instant::now();
         let mut q = self.lock();
         if q.closed {
             return;
         }
-        let wake = send(&mut q);
+        let wake = send(&mut q, now);
         drop(q);
         if wake {
             self.wake.notify_one();
@@ -109,10 +118,12 @@ impl Outbox {
 
     /// Writes `frame` to the socket now if it is ours, else queues it;
     /// true if the writer task must be woken to drain the queue.
-    fn send(&self, q: &mut Queue, frame: &[u8]) -> bool {
-        let in_burst = q.last_direct.is_some_and(|t| t.elapsed() < BURST_WINDOW);
+    fn send(&self, q: &mut Pending, frame: &[u8], now: Instant) -> bool {
+        let in_burst = q
+            .last_direct
+            .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
         if !q.draining && !in_burst {
-            q.last_direct = Some(Instant::now());
+            q.last_direct = Some(now);
             let written = match self.socket.try_write(frame) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -149,6 +160,7 @@ impl Outbox {
         loop {
             {
                 let mut q = self.lock();
+                let q = &mut q.pending;
                 if q.bytes.is_empty() {
                     q.draining = false;
                     return Ok(());

@@ -1,6 +1,6 @@
 //! The sink of the term walk after a distribution header: copies the terms
 //! to the output, replacing each ATOM_CACHE_REF by its atom. The walk itself
-//! (structure, lengths, limits) is `etf`'s [`Scanner`].
+//! (structure, lengths, limits, contents) is `etf`'s [`Scanner`].
 
 use super::*;
 use crate::dist::etf::ScanSink;
@@ -41,8 +41,10 @@ impl ScanSink for Expander<'_> {
     type Error = AtomCacheError;
     /// Output offset of a fun's size field.
     type FunMark = usize;
-    // Contents are checked when the output goes through `control::decode`.
-    const CONTENTS: bool = false;
+    // Contents are checked in the same pass, so the output goes to eetf
+    // without a second walk (`AtomCache::expand_checked`). Atoms put in for
+    // references were checked when their header entry arrived.
+    const CONTENTS: bool = true;
     const CACHE_REFS: bool = true;
 
     fn rejection(tag: u8) -> &'static str {

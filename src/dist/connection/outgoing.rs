@@ -1,0 +1,78 @@
+//! The sending half of a connection: each frame's wire form (distribution
+//! header with atom cache references, or pass-through) and ticks when we
+//! have been quiet.
+
+use crate::dist::atom_cache::AtomCacheWriter;
+use crate::dist::frame::{OutFrame, TICK};
+use std::time::{Duration, Instant};
+
+/// The wire form's scratch space is kept between frames up to this size.
+const SCRATCH_KEEP: usize = 64 << 10;
+/// Shortest tick interval, so a zero `net_ticktime` cannot make the driver spin.
+const MIN_TICK_INTERVAL: Duration = Duration::from_millis(1);
+
+/// What we send the peer, from frames to bytes.
+///
+/// Every byte this half returns must reach the socket, in the order it was
+/// returned: the peer's copy of our atom cache changes only through the
+/// headers it reads (see [`AtomCacheWriter`]).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// The sending side of the atom cache, when the peer negotiated
+    /// distribution headers; without it frames go in pass-through form.
+    atoms: Option<AtomCacheWriter>,
+    /// The last frame's wire form.
+    scratch: Vec<u8>,
+    tick_interval: Duration,
+    last_write: Instant,
+}
+
+impl Outgoing {
+    pub(super) fn new(atom_cache: bool, net_ticktime: Duration, now: Instant) -> Self {
+        Outgoing {
+            atoms: atom_cache.then(AtomCacheWriter::new),
+            scratch: Vec::new(),
+            tick_interval: (net_ticktime / 4).max(MIN_TICK_INTERVAL),
+            last_write: now,
+        }
+    }
+
+    /// The wire form of `frame`, written at `now`. Write all of it before
+    /// anything this half returns later.
+    pub(crate) fn send(&mut self, frame: OutFrame, now: Instant) -> &[u8] {
+        self.wrote(now);
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        match &mut self.atoms {
+            Some(atoms) => atoms.write(&frame, &mut self.scratch),
+            // The frame's own buffer becomes the scratch space.
+            None => self.scratch = frame.into_pass_through(),
+        }
+        &self.scratch
+    }
+
+    /// When a tick is due unless something is written first.
+    pub(crate) fn poll_timeout(&self) -> Instant {
+        self.last_write + self.tick_interval
+    }
+
+    /// Time passed: the tick to write when nothing was written for a
+    /// quarter of `net_ticktime`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<&'static [u8]> {
+        if now < self.poll_timeout() {
+            return None;
+        }
+        // Quiet for a while: a large last frame need not stay around.
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        self.wrote(now);
+        Some(&TICK)
+    }
+
+    fn wrote(&mut self, now: Instant) {
+        // Senders on other threads take `now` before the lock: keep the latest.
+        self.last_write = self.last_write.max(now);
+    }
+}
