@@ -30,19 +30,31 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Why a node could not start or reach a peer.
 #[derive(Debug, Error)]
 pub enum NodeError {
+    /// The [`NodeConfig`] is invalid (node name, cookie, ...).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// EPMD could not be reached or refused our registration or lookup.
     #[error(transparent)]
     Epmd(#[from] epmd::EpmdError),
+    /// The distribution listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address we tried to bind.
         addr: std::net::SocketAddr,
+        /// The bind error.
         source: std::io::Error,
     },
+    /// A connection to a peer failed (lookup, TCP connect or handshake).
     #[error("cannot connect to {node}: {reason}")]
-    Connect { node: String, reason: String },
+    Connect {
+        /// The peer's node name.
+        node: String,
+        /// What failed, as text.
+        reason: String,
+    },
 }
 
 /// A running node. Cheap to clone; every clone is the same node.

@@ -9,16 +9,27 @@ pub enum Mail {
     Message(Term),
     /// A monitor fired: `{'DOWN', Ref, process, Object, Reason}` in Erlang.
     Down {
+        /// The monitor reference `Process::monitor` returned.
         reference: Reference,
         /// The monitored pid, or `{Name, Node}` for a monitor by name.
         object: Term,
+        /// The exit reason; `noproc` if the process did not exist,
+        /// `noconnection` if its node was unreachable.
         reason: Term,
     },
     /// A trapped exit signal from a linked process: `{'EXIT', From, Reason}`.
-    Exit { from: Pid, reason: Term },
+    Exit {
+        /// The linked process that exited.
+        from: Pid,
+        /// Its exit reason.
+        reason: Term,
+    },
     /// The connection to a node watched with `Process::monitor_node` is
     /// gone (or could not be made): `{nodedown, Node}`.
-    NodeDown { node: String },
+    NodeDown {
+        /// The full node name, `name@host`.
+        node: String,
+    },
 }
 
 impl Mail {

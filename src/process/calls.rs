@@ -42,6 +42,7 @@ enum Watch {
 /// not called or not answered in time.
 #[derive(Debug)]
 pub struct Staged {
+    /// One entry per node, in the order of the node list.
     pub results: Vec<Option<Result<Term, CallError>>>,
     /// Whether every node was called, not only the first ones.
     pub widened: bool,

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 /// Who made a call: the `From` of `{'$gen_call', From, Request}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
+    /// The calling process.
     pub pid: Pid,
     /// `[alias | Mref]` from OTP 24+ `gen_server:call`, `{Ref, Node}` from
     /// `multi_call`, or a plain reference from older callers.
@@ -53,12 +54,15 @@ impl Caller {
 /// What `handle_call` wants done.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallReply {
+    /// Reply now (`{reply, Reply, State}`).
     Reply(Term),
     /// Reply later with [`Caller::reply`].
     NoReply,
     /// Stop the server with `reason`, replying first if `reply` is set.
     Stop {
+        /// The exit reason; [`GenServer::terminate`] gets it.
         reason: Term,
+        /// Sent to the caller before stopping, if set.
         reply: Option<Term>,
     },
 }
@@ -66,7 +70,9 @@ pub enum CallReply {
 /// Whether the server goes on after a cast or an info message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Flow {
+    /// Go on (`{noreply, State}`).
     Continue,
+    /// Stop with this exit reason (`{stop, Reason, State}`).
     Stop(Term),
 }
 
@@ -82,6 +88,8 @@ pub enum Flow {
 /// [`deadline`]: GenServer::deadline
 /// [`handle_idle`]: GenServer::handle_idle
 pub trait GenServer: Send + 'static {
+    /// A `gen_server:call/2,3` (`{'$gen_call', From, Request}`); answer with
+    /// [`CallReply`], or later with [`Caller::reply`].
     fn handle_call(
         &mut self,
         request: Term,
@@ -89,6 +97,7 @@ pub trait GenServer: Send + 'static {
         process: &mut Process,
     ) -> impl Future<Output = CallReply> + Send;
 
+    /// A `gen_server:cast/2` (`{'$gen_cast', Request}`). The default ignores it.
     fn handle_cast(
         &mut self,
         _request: Term,
@@ -151,8 +160,10 @@ pub trait GenServer: Send + 'static {
 /// A gen_server that also takes inputs from Rust code through a channel
 /// (see [`start_event_server`]); they rank after mail, before the deadline.
 pub trait EventServer: GenServer {
+    /// What Rust code sends on the channel.
     type Event: Send + 'static;
 
+    /// One event from the channel.
     fn handle_event(
         &mut self,
         event: Self::Event,

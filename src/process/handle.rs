@@ -17,12 +17,15 @@ use tokio::time::Instant;
 /// Where a message, monitor or call goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dest {
+    /// A process, local or remote.
     Pid(Pid),
     /// A name registered on this node.
     Name(String),
     /// `{Name, Node}`: a name registered on any node (this one included).
     RemoteName {
+        /// The registered name.
         name: String,
+        /// The full node name, `name@host`.
         node: String,
     },
 }
@@ -51,6 +54,7 @@ impl From<(&str, &str)> for Dest {
     }
 }
 
+/// Why a blocking [`Process`] operation (receive, call) cannot go on.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ProcessError {
     /// The process was killed by an exit signal (or has already exited).
@@ -58,16 +62,23 @@ pub enum ProcessError {
     Exited(Term),
 }
 
+/// Why a [`Process::call`] got no reply; the exits `gen_server:call/3`
+/// raises, as values.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CallError {
+    /// No reply within the timeout (`{timeout, _}`); a late reply is dropped.
     #[error("no reply within the timeout")]
     Timeout,
+    /// The server does not exist, or the name is not registered (`{noproc, _}`).
     #[error("no such process")]
     NoProc,
+    /// The server's node is not connected or went down (`{nodedown, Node}`).
     #[error("no connection to the server's node")]
     NoConnection,
+    /// The server exited before replying, with this reason.
     #[error("the server exited with reason {0:?}")]
     Exit(Term),
+    /// The calling process itself was killed while waiting.
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -102,10 +113,12 @@ impl Process {
         }
     }
 
+    /// This process's pid (`self()`).
     pub fn pid(&self) -> &Pid {
         &self.pid
     }
 
+    /// The node this process runs on.
     pub fn node(&self) -> &Node {
         &self.node
     }
@@ -362,6 +375,7 @@ impl Process {
         reference
     }
 
+    /// `erlang:unalias/1`: messages sent to `alias` are dropped from now on.
     pub fn unalias(&self, alias: &Reference) {
         self.node.inner.table().remove_alias(alias);
     }

@@ -2,8 +2,9 @@
 //! `locker` (wooga/locker), so a Rust node can stand in a locker cluster as
 //! a master or a replica next to BEAM nodes running the real library.
 //!
-//! - [`store`]: the sans-IO state of one `locker` server: promises, leases,
-//!   waiters, membership and the transaction log for replicas.
+//! - `store`: the sans-IO state of one `locker` server: promises, leases,
+//!   waiters, membership and the transaction log for replicas (internal;
+//!   its settings are [`StoreConfig`]).
 //! - [`service`]: the process registered as `locker` that drives a store.
 //! - [`client`]: locker's client operations, against any set of masters.
 pub mod client;

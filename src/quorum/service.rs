@@ -1,5 +1,5 @@
 //! The `locker` service: a process registered as `locker` that drives a
-//! [`Store`] with real time, answers gen_server calls, parks and wakes
+//! `Store` (the sans-IO locker state) with real time, answers gen_server calls, parks and wakes
 //! waiters, sweeps expired promises and leases, and pushes its log to the
 //! replicas (`{'$gen_cast', {trans_log, Node, Ops}}`), as wooga/locker's
 //! server does. It is a [`GenServer`]: the sweep and the push are its
@@ -20,9 +20,12 @@ use tokio::time::Instant;
 pub struct ServiceConfig {
     /// Master nodes; empty means a cluster of this node alone.
     pub masters: Vec<String>,
+    /// Replica nodes: they get the transaction log but take no part in
+    /// quorums (locker's `add_replica`).
     pub replicas: Vec<String>,
     /// Quorum size; at most the number of masters.
     pub w: usize,
+    /// Promise and lease limits; its `w` is replaced by [`ServiceConfig::w`].
     pub store: Config,
     /// Sweep and log push period (the original: 1 s sweeps, 100 ms pushes;
     /// leases here are in milliseconds, so both run every `tick`).

@@ -6,20 +6,23 @@
 //! names, apart) is cut into 64 shards. A serving node grants keys only in shards it
 //! holds: a shard is a quorum entry `{'$erl_quorum_shard', I}` whose value
 //! names the node's `erl_quorum` process, taken in one round under the
-//! node's session lease (see [`crate::quorum::store`]). One renewal a
+//! node's session lease (an entry of the [`crate::quorum`] store). One renewal a
 //! period keeps every shard; grants in a held shard cost no quorum round,
 //! and a request for a shard another node holds is redirected there.
 //!
-//! - [`shards`]: which node grants which shard, sans-IO.
-//! - [`session`]: the session lease and which masters count for it.
-//! - [`slots`]: the sans-IO state of every lock and name this node serves.
-//! - [`rounds`]: the quorum operations, on a pool of worker processes.
-//! - [`names`]: the registry as this node sees it, for `whereis_name`.
-//! - [`protocol`]: every term on the wire, with one decoder and encoder.
-//! - [`core`]: the service as one sans-IO state machine over the above.
-//! - [`server`]: the process that drives it.
-//! - [`registry`]: the Rust API.
-//! - [`guard`]: the guard for Rust owners granted by other nodes.
+//! Internal modules, bottom up:
+//! - `shards`: which node grants which shard, sans-IO.
+//! - `session`: the session lease and which masters count for it.
+//! - `slots`: the sans-IO state of every lock and name this node serves.
+//! - `rounds`: the quorum operations, on a pool of worker processes.
+//! - `names`: the registry as this node sees it, for `whereis_name`.
+//! - `protocol`: every term on the wire, with one decoder and encoder.
+//! - `core`: the service as one sans-IO state machine over the above.
+//! - `server`: the process that drives it.
+//! - `registry`: the Rust API, public as [`Registry`].
+//! - `guard`: the guard for Rust owners granted by other nodes.
+//!
+//! The public API: [`start`] with a [`ServicesConfig`], and [`Registry`].
 //!
 //! Safety: two nodes never hold one shard (W masters of N, 2W > N), and a
 //! node grants only from a shard held under a session confirmed for
@@ -56,19 +59,24 @@ pub use registry::{LockReply, Registry, RegistryError};
 pub struct ServicesConfig {
     /// The locker masters holding the entries (this node's `locker` too).
     pub masters: Vec<String>,
+    /// Quorum size: how many masters must answer (default 1).
     pub w: usize,
     /// Other serving nodes whose names this node follows (default: the
     /// masters).
     pub peers: Vec<String>,
-    /// The session lease on the masters.
+    /// The session lease on the masters (default 10 s).
     pub session_lease: Duration,
+    /// How often the session (and with it every held shard) is renewed
+    /// (default 1 s).
     pub renew_every: Duration,
-    /// Owners are told this long before the session could lapse.
+    /// Owners are told this long before the session could lapse (default 3 s).
     pub lost_margin: Duration,
     /// Extra wait beyond the session lease before releasing the hold of an
-    /// owner whose node lost us.
+    /// owner whose node lost us (default 2 s).
     pub margin: Duration,
+    /// Worker processes running quorum rounds in parallel (default 32).
     pub workers: usize,
+    /// Timeout of each call to a master in a quorum round (default 2 s).
     pub call_timeout: Duration,
 }
 

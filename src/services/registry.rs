@@ -8,10 +8,14 @@ use crate::process::{CallError, Process};
 use crate::term::{Pid, Term};
 use std::time::Duration;
 
+/// Why a [`Registry`] call failed (no quorum is an answer, not an error).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
+    /// The call to `erl_quorum` failed: timeout, no such process (the
+    /// service is not running there) or no connection.
     #[error("the erl_quorum service could not be called: {0}")]
     Call(#[from] CallError),
+    /// The service answered something outside the protocol.
     #[error("unexpected reply from the erl_quorum service: {0}")]
     Reply(Term),
 }
@@ -28,8 +32,11 @@ const MAX_REDIRECTS: usize = 3;
 /// The answer to a lock request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockReply {
+    /// The lock is ours (`{acquired, _}`), held until the process exits.
     Acquired,
+    /// Another process holds it (non-blocking request only).
     HeldBy(Pid),
+    /// No quorum of masters could be reached; try again later.
     NoQuorum,
 }
 
@@ -61,11 +68,14 @@ impl Registry {
         self
     }
 
+    /// The timeout of each call to the service (default 30 s; blocking
+    /// locks wait up to a day).
     pub fn with_timeout(mut self, timeout: Duration) -> Registry {
         self.timeout = timeout;
         self
     }
 
+    /// The process this client calls from, which owns its locks and names.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
@@ -130,6 +140,7 @@ impl Registry {
         }
     }
 
+    /// `unregister_name(Name)`: frees `name` if registered.
     pub async fn unregister(&mut self, name: Term) -> Result<(), RegistryError> {
         let request = Request::UnregisterName { name };
         self.call(request, self.timeout).await.map(|_| ())

@@ -2,8 +2,10 @@
 //!
 //! The BEAM sends a list of bytes such as `"abc"` or `[1,2,3]` as a
 //! `ByteList`, and any other list as a `List`; [`list_elements`] hides that
-//! difference from callers. [`Canon`] is a term's canonical bytes, equal
-//! exactly when Erlang's `=:=` holds, for keys, values and tags in tables.
+//! difference from callers. [`Packed`] keeps a term as its external-format
+//! bytes; [`parse_term`] reads a term literal typed by a person. (Inside
+//! the crate, `Canon` is a term's canonical bytes, equal exactly when
+//! Erlang's `=:=` holds, for keys, values and tags in tables.)
 
 pub(crate) mod canon;
 #[cfg(test)]

@@ -8,12 +8,14 @@ use crate::dist::etf::{decode_term, encode_term, Limits};
 /// decoded only when needed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packed {
+    /// The external term format bytes (`term_to_binary/1`, version byte 131 first).
     Bytes(Box<[u8]>),
     /// A term the encoder refused (not seen in practice; kept as is).
     Term(Box<Term>),
 }
 
 impl Packed {
+    /// Encodes `term`; never fails (a term the encoder refuses is kept whole).
     pub fn new(term: &Term) -> Packed {
         let mut out = Vec::new();
         match encode_term(term, &mut out) {

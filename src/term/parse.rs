@@ -9,6 +9,8 @@ use thiserror::Error;
 
 const MAX_DEPTH: usize = 64;
 
+/// Why [`parse_term`] could not read its input: the input, the byte offset
+/// and what was wrong there.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("cannot read {input:?} as an Erlang term at byte {at}: {why}")]
 pub struct ParseError {

@@ -67,7 +67,10 @@ pub struct LocalIdentity {
     pub name: String,
     /// Flags we advertise; normally [`flags::ADVERTISED`].
     pub flags: u64,
+    /// Our creation (incarnation) number, as registered with EPMD; pids,
+    /// ports and references we make carry it.
     pub creation: u32,
+    /// The shared secret (`erlang:get_cookie/0`); never sent, only digested.
     pub cookie: String,
 }
 
@@ -86,7 +89,9 @@ impl std::fmt::Debug for LocalIdentity {
 /// `MANDATORY_25_DIGEST` expanded); usable features are `flags & ours`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
+    /// Full node name, `name@host`.
     pub name: String,
+    /// The peer's distribution flags (see [`flags`]).
     pub flags: u64,
     /// 0 if the peer never sent one (pre-OTP-23 formats only).
     pub creation: u32,
@@ -121,6 +126,7 @@ impl ServerStatus {
     }
 }
 
+/// What [`Handshake`] tells its driver besides bytes to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Server side: the peer said who it is. The driver must call
@@ -128,8 +134,11 @@ pub enum Event {
     /// name format, `flags` has only the low 32 bits and `creation` is 0;
     /// `Established` carries the full values.
     NameReceived {
+        /// The peer's full node name, `name@host`.
         name: String,
+        /// The peer's distribution flags (see [`flags`]).
         flags: u64,
+        /// The peer's creation, 0 in the old name format.
         creation: u32,
     },
     /// Server side, after [`ServerStatus::Alive`]: the peer answered `strue`
@@ -146,50 +155,95 @@ pub enum Event {
     Established(PeerInfo),
 }
 
+/// Why a handshake failed; the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
+    /// The peer's challenge digest does not match ours: different cookies.
     #[error("cookie mismatch with {peer}")]
-    CookieMismatch { peer: String },
+    CookieMismatch {
+        /// The peer's node name.
+        peer: String,
+    },
     /// The peer answered `nok`: its own connection attempt to us wins. Not a
     /// real failure; the connection comes up the other way.
     #[error("peer answered nok: its simultaneous connection attempt wins")]
     PeerRefused,
+    /// The peer answered `not_allowed`: it refuses us by policy.
     #[error("peer answered not_allowed")]
     NotAllowed,
     /// The peer answered `sfalse` to our `salive`: its old connection stands.
     #[error("peer says its existing connection to us is the live one")]
     AlreadyConnected,
+    /// The peer does not offer every flag in [`flags::REQUIRED`].
     #[error("peer lacks required distribution flags {missing:#x}")]
-    MissingFlags { missing: u64 },
+    MissingFlags {
+        /// The required flags the peer lacks.
+        missing: u64,
+    },
     /// Server side: the peer asked us to name it (`NAME_ME`); we answered
     /// `not_allowed`.
     #[error("peer on {host:?} asked for a dynamic node name, which we do not grant")]
-    DynamicNameRefused { host: String },
+    DynamicNameRefused {
+        /// The host part the peer sent.
+        host: String,
+    },
     /// Client side: the peer answered `named:`, but we never ask for a name.
     #[error("peer assigned us a dynamic name we never asked for")]
     UnexpectedDynamicName,
     /// Server side: we answered `nok` or `not_allowed` as told.
     #[error("we refused the peer with status {status:?}")]
-    Refused { status: ServerStatus },
+    Refused {
+        /// The status we sent.
+        status: ServerStatus,
+    },
+    /// Client side: the peer's name is not the node we dialled.
     #[error("connected to {expected} but the peer calls itself {got}")]
-    WrongPeer { expected: String, got: String },
+    WrongPeer {
+        /// The node name we connected to.
+        expected: String,
+        /// The name the peer sent.
+        got: String,
+    },
+    /// Client side: the server answered a status we do not know.
     #[error("unknown handshake status {status:?}")]
-    UnknownStatus { status: String },
+    UnknownStatus {
+        /// The status text as received.
+        status: String,
+    },
+    /// A handshake message is longer than we accept.
     #[error("{message} message of {len} bytes exceeds the {max}-byte limit")]
     Oversized {
+        /// Which handshake message.
         message: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The limit in bytes.
         max: usize,
     },
+    /// A message arrived with a tag the current state does not expect.
     #[error("unexpected tag {tag:#04x} while waiting for {expected}")]
-    UnexpectedMessage { expected: &'static str, tag: u8 },
+    UnexpectedMessage {
+        /// The message we were waiting for.
+        expected: &'static str,
+        /// The tag byte received.
+        tag: u8,
+    },
+    /// A handshake message does not parse.
     #[error("malformed {message} message: {reason}")]
     Malformed {
+        /// Which handshake message.
         message: &'static str,
+        /// What is wrong with it.
         reason: &'static str,
     },
+    /// A node name (ours or the peer's) is not a valid `name@host`.
     #[error("invalid node name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The driver called a method the current state does not allow.
     #[error("handshake misuse: {0}")]
     Misuse(&'static str),
