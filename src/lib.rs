@@ -1,15 +1,54 @@
 //! erl_quorum: a Rust node that speaks the Erlang distribution protocol.
 //!
-//! Layers, bottom up:
-//! - [`dist`]: the wire protocol as sans-IO code (framing, bounded term
-//!   checks, control messages, the handshake state machine).
-//! - `proc_table`: the process bookkeeping (pids, mailboxes, names, links,
-//!   monitors, what a death fires), no I/O.
-//! - [`node`]: the tokio driver: EPMD, listening, connecting, ticks, routing.
-//! - [`process`]: Rust processes with pids, mailboxes, names, links,
-//!   monitors, and gen_server both ways (also `Node::start` and
-//!   `Node::spawn_process`, which need them).
-//! - [`term`]: helpers for building and reading Erlang terms.
+//! It joins BEAM clusters as a hidden node, runs Rust processes that BEAM
+//! processes message, call, link and monitor, stands in a wooga/locker
+//! cluster as a master or replica, and serves Paxtor-style locks and a name
+//! registry on that quorum to BEAM and Rust processes alike. The README's
+//! examples (compiled as doc tests) show each use.
+//!
+//! # Layers, bottom up
+//!
+//! Each layer imports only from the ones below it.
+//!
+//! - [`term`]: helpers for building and reading Erlang terms (`eetf`'s
+//!   [`Term`]), [`term::Packed`] terms, and [`term::parse_term`] for literals.
+//! - [`dist`]: the wire protocol as sans-IO code: framing, bounded term
+//!   checks, the atom cache, control messages and the handshake state
+//!   machine. Only [`dist::handshake`] and [`dist::flags`] are public, for
+//!   raw peers (tests that play a BEAM node byte by byte) and custom drivers.
+//! - `proc_table` (internal): the process table: pids, mailboxes, names,
+//!   aliases, links, monitors and what a death or a lost connection fires;
+//!   no I/O. Its [`Mail`] is what a process receives.
+//! - [`node`]: the tokio driver: EPMD, the listener, connections and ticks,
+//!   routing signals between Rust processes and peers.
+//! - [`process`]: Rust processes with pids and mailboxes, calls
+//!   (`gen_server:call`, multi-calls, quorum calls) and gen_server both
+//!   ways: servers BEAM code calls and inspects with `sys`, and
+//!   [`process::EventServer`]s that also take events from Rust. [`Node::start`] and
+//!   [`Node::spawn_process`] live here, since they need processes.
+//! - [`quorum`]: the locker-compatible store (sans-IO, internal), the
+//!   process registered as `locker` that drives it ([`quorum::service`]),
+//!   and a Rust client of locker masters ([`quorum::client::LockerClient`]).
+//! - [`services`]: Paxtor-style locks and the name registry on the quorum:
+//!   the typed wire protocol, the sans-IO core, the `erl_quorum` process
+//!   driving it ([`services::start`]), the Rust API
+//!   ([`services::Registry`]), and the `rust_quorum` guard that tells Rust
+//!   owners when a lock or name granted by another node is lost.
+//!
+//! # What a user needs
+//!
+//! - [`Node`] and [`NodeConfig`]: start a node ([`Node::start`]), connect,
+//!   spawn processes; [`NodeError`] when it cannot start or connect.
+//! - [`Process`]: send, receive ([`Mail`]), register, link, monitor, alias
+//!   and [`Process::call`] with [`Dest`]; [`CallError`] and [`ProcessError`].
+//! - [`GenServer`] (with [`Caller`], [`CallReply`], [`Flow`]) and
+//!   [`process::EventServer`], started by [`process::spawn_server`] and
+//!   [`process::start_event_server`].
+//! - The [`term`] helpers (`atom`, `tuple`, `list`, `int`, ...).
+//! - [`quorum::client::LockerClient`] and [`quorum::service::start`] for
+//!   locker; [`services::Registry`] (errors: [`services::RegistryError`])
+//!   and [`services::start`] for locks and names.
+//! - [`dist::handshake::Handshake`] and [`dist::flags`], only for raw peers.
 
 #![warn(missing_docs, unreachable_pub)]
 
