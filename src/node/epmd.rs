@@ -12,22 +12,42 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 const EPMD_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why talking to EPMD failed (registering this node, or looking a peer up).
 #[derive(Debug, Error)]
 pub enum EpmdError {
+    /// No EPMD listens there (the node starts `epmd -daemon` when none runs
+    /// locally).
     #[error("cannot reach EPMD at {host}:{port}: {source}")]
     Unreachable {
+        /// The host asked.
         host: String,
+        /// EPMD's port (4369 unless `ERL_EPMD_PORT` says otherwise).
         port: u16,
+        /// The connect error.
         source: std::io::Error,
     },
+    /// EPMD would not register this node.
     #[error(
         "EPMD refused to register {name:?} (is a node of that name already running?): {detail}"
     )]
-    RegisterRefused { name: String, detail: String },
+    RegisterRefused {
+        /// This node's short name.
+        name: String,
+        /// What EPMD answered.
+        detail: String,
+    },
+    /// The peer is not registered there (not running, or another host).
     #[error("EPMD at {host} has no node named {name:?}")]
-    UnknownNode { host: String, name: String },
+    UnknownNode {
+        /// The host asked.
+        host: String,
+        /// The peer's short name.
+        name: String,
+    },
+    /// EPMD did not answer within 5 s.
     #[error("EPMD at {0} did not answer in time")]
     Timeout(String),
+    /// EPMD answered something that is not its protocol.
     #[error("EPMD protocol error: {0}")]
     Protocol(String),
 }

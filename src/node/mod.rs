@@ -17,6 +17,7 @@ mod read_pacing;
 mod socket_read;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
+pub use epmd::EpmdError;
 
 use crate::dist::{control, flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};
