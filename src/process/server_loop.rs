@@ -59,7 +59,24 @@ enum Incoming {
     Info(Mail),
 }
 
+/// `{system, From, Msg}` with a well-formed `From`: what `sys` sends, and
+/// what a suspended server still takes.
+fn system_message(mail: &Mail) -> Option<(Caller, &Term)> {
+    match mail {
+        Mail::Message(Term::Tuple(t)) => match t.elements.as_slice() {
+            [kind, from, message] if is_atom(kind, "system") => {
+                Caller::from_term(from).map(|caller| (caller, message))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn classify(mail: Mail) -> Incoming {
+    if let Some((caller, message)) = system_message(&mail) {
+        return Incoming::System(caller, message.clone());
+    }
     if let Mail::Message(Term::Tuple(t)) = &mail {
         match t.elements.as_slice() {
             [kind, from, request] if is_atom(kind, "$gen_call") => {
@@ -71,23 +88,14 @@ fn classify(mail: Mail) -> Incoming {
             [kind, message] if is_atom(kind, "$gen_cast") => {
                 return Incoming::Cast(message.clone())
             }
-            [kind, from, message] if is_atom(kind, "system") => {
-                if let Some(caller) = Caller::from_term(from) {
-                    return Incoming::System(caller, message.clone());
-                }
-            }
             _ => {}
         }
     }
     Incoming::Info(mail)
 }
 
-/// Whether `mail` is a system message (what a suspended server still takes).
 fn is_system(mail: &Mail) -> bool {
-    matches!(mail, Mail::Message(Term::Tuple(t))
-        if t.elements.len() == 3
-            && is_atom(&t.elements[0], "system")
-            && Caller::from_term(&t.elements[1]).is_some())
+    system_message(mail).is_some()
 }
 
 /// One input for the server, in the order the loop prefers them.

@@ -33,6 +33,11 @@ const KEYS: u32 = 6;
 const ACTIVE: Duration = Duration::from_secs(40);
 const QUIET: Duration = Duration::from_secs(40);
 
+/// The index of the core serving as `node`.
+fn core_index(node: &str) -> usize {
+    (0..CORES).find(|&i| core_name(i) == node).expect("a core")
+}
+
 fn core_name(i: usize) -> String {
     format!("s{i}@h")
 }
@@ -521,7 +526,7 @@ impl Sim {
         };
         match (&waiting.request, &reply) {
             (_, Reply::Redirect(node)) if waiting.hops < 3 => {
-                let to = (0..CORES).find(|&i| core_name(i) == *node).expect("a core");
+                let to = core_index(node);
                 let waiting = Waiting {
                     hops: waiting.hops + 1,
                     ..waiting
@@ -668,7 +673,7 @@ impl Sim {
                 )
             }
             Job::SubscribePeer { peer, server } => {
-                let to = (0..CORES).find(|&i| core_name(i) == peer).expect("a core");
+                let to = core_index(&peer);
                 let caller = Caller {
                     pid: server,
                     tag: atom("sub"),
@@ -690,7 +695,7 @@ impl Sim {
                 node,
                 request,
             } => {
-                let to = (0..CORES).find(|&i| core_name(i) == node).expect("a core");
+                let to = core_index(&node);
                 self.send(
                     core,
                     to,
