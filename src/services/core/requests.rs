@@ -30,7 +30,7 @@ impl Core {
             }
             Request::RegisterName { ref name, .. } => {
                 let name = name.clone();
-                if let Some((caller, Request::RegisterName { name, pid })) =
+                if let Some((caller, Request::RegisterName { name, pid, .. })) =
                     self.route(caller, request, Kind::Name, &name)
                 {
                     self.slots.register(caller, name, pid);
@@ -107,6 +107,14 @@ impl Core {
                 ms: self.valid_ms(),
             },
             Request::Status => Reply::Status(self.status()),
+            // Served by the supervision component (next commit).
+            request @ (Request::StartName { .. }
+            | Request::WhereisMeta { .. }
+            | Request::Host { .. }
+            | Request::Started { .. }
+            | Request::StartFailed { .. }) => Reply::Refused(
+                crate::services::protocol::BadRequest::Unknown(request.encode()),
+            ),
         };
         self.outputs.push_back(Output::Reply(caller, reply));
     }

@@ -339,6 +339,7 @@ impl Sim {
             Request::RegisterName {
                 name: key,
                 pid: owner.clone(),
+                meta: None,
             }
         } else {
             let block = self.rng.random_bool(0.7);
@@ -538,6 +539,7 @@ impl Sim {
                 Request::RegisterName {
                     name: key,
                     pid: owner,
+                    meta: None,
                 },
                 Reply::Yes,
             ) => {

@@ -190,6 +190,7 @@ fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
     let register = Request::RegisterName {
         name: atom("n"),
         pid: pid(1),
+        meta: None,
     };
     c.handle_request(caller(1), register, t0);
     let mut out = Vec::new();
@@ -223,6 +224,7 @@ fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
         Request::RegisterName {
             name: atom("m"),
             pid: pid(1),
+            meta: None,
         },
         t0,
     );
@@ -273,6 +275,7 @@ fn requests_a_shard_round_cannot_serve_in_time_get_no_quorum() {
         Request::RegisterName {
             name: atom("n"),
             pid: pid(2),
+            meta: None,
         },
         t0,
     );
