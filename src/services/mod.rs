@@ -21,6 +21,7 @@
 //! - `server`: the process that drives it.
 //! - `registry`: the Rust API, public as [`Registry`].
 //! - `guard`: the guard for Rust owners granted by other nodes.
+//! - [`host`]: the Rust host that runs Rust services as supervised names.
 //!
 //! The public API: [`start`] with a [`ServicesConfig`], and [`Registry`].
 //!
@@ -38,6 +39,7 @@
 
 pub(crate) mod core;
 pub(crate) mod guard;
+pub mod host;
 pub(crate) mod names;
 pub(crate) mod protocol;
 pub(crate) mod registry;
@@ -52,7 +54,11 @@ use crate::process::RegisterError;
 use crate::term::Pid;
 use std::time::Duration;
 
-pub use registry::{LockReply, Registry, RegistryError};
+pub use host::Host;
+pub use registry::{
+    scoped_name, LockReply, Registry, RegistryError, Restart, Singleton, StartError, StartOptions,
+    StartSpec, Started,
+};
 
 /// How the `erl_quorum` service runs.
 #[derive(Debug, Clone)]

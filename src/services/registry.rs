@@ -3,6 +3,12 @@
 //! registered. Every call goes to the `erl_quorum` process of one serving
 //! node (this one by default), as `rebar_fixture`'s modules do.
 
+mod singletons;
+
+pub use singletons::{
+    scoped_name, Restart, Singleton, StartError, StartOptions, StartSpec, Started,
+};
+
 use super::protocol::{Reply, ReplyError, Request};
 use crate::process::{CallError, Process};
 use crate::term::{Pid, Term};
