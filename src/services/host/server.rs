@@ -84,10 +84,14 @@ impl HostServer {
 }
 
 impl GenServer for HostServer {
-    /// `services`: the services provided, as binaries.
+    /// `services`: the services provided, as binaries; `announced_to`:
+    /// the serving nodes that took the announcement and are watched.
     async fn handle_call(&mut self, request: Term, _from: &Caller, _p: &mut Process) -> CallReply {
         if crate::term::is_atom(&request, "services") {
             return CallReply::Reply(self.services_term());
+        }
+        if crate::term::is_atom(&request, "announced_to") {
+            return CallReply::Reply(self.announced_term());
         }
         CallReply::Reply(tuple(vec![
             atom("error"),
@@ -125,10 +129,9 @@ impl GenServer for HostServer {
     }
 
     fn state_term(&self) -> Term {
-        let known = self.announcer.known().into_iter().map(atom).collect();
         list(vec![
             tuple(vec![atom("services"), self.services_term()]),
-            tuple(vec![atom("announced_to"), list(known)]),
+            tuple(vec![atom("announced_to"), self.announced_term()]),
         ])
     }
 
@@ -159,6 +162,10 @@ impl EventServer for HostServer {
 }
 
 impl HostServer {
+    fn announced_term(&self) -> Term {
+        list(self.announcer.known().into_iter().map(atom).collect())
+    }
+
     fn services_term(&self) -> Term {
         list(
             self.keepers
