@@ -195,15 +195,19 @@ impl RustServer {
         }
     }
 
-    async fn call_singleton(&self, counter: &Singleton, request: &str) -> Result<i64, StartError> {
+    async fn call(&self, counter: &Singleton, request: &str) -> Result<Term, StartError> {
         let (counter, request) = (counter.clone(), atom(request));
-        let reply = self
-            .run(|node| async move {
-                Registry::new(node.spawn_process())
-                    .call_singleton(&counter, request, CALL)
-                    .await
-            })
-            .await?;
+        self.run(|node| async move {
+            Registry::new(node.spawn_process())
+                .call_singleton(&counter, request, CALL)
+                .await
+        })
+        .await
+    }
+
+    /// `call` for a count.
+    async fn call_singleton(&self, counter: &Singleton, request: &str) -> Result<i64, StartError> {
+        let reply = self.call(counter, request).await?;
         Ok(as_int(&reply).unwrap_or_else(|| panic!("counter answered {reply}")))
     }
 

@@ -281,26 +281,28 @@ impl Registry {
         }
     }
 
-    /// `gen_server:call` to `singleton`, starting it on first use. When the
+    /// `gen_server:call` to `singleton`, starting it on first use. The
+    /// holder is looked up first (no start round when it runs); when the
     /// instance found is gone by the time the call reaches it (it is being
-    /// restarted), the call is made once more to the instance that follows.
+    /// restarted), the call is made once more to the instance the name's
+    /// serving node gives (running, restarted, or started now).
     pub async fn call_singleton(
         &mut self,
         singleton: &Singleton,
         request: Term,
         timeout: Duration,
     ) -> Result<Term, StartError> {
-        let mut retried = false;
-        loop {
-            let pid = match self.whereis(singleton.name.clone()).await? {
-                Some(pid) => pid,
-                None => self.singleton(singleton).await?,
-            };
-            match self.process.call(&pid, request.clone(), timeout).await {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::NoProc | CallError::NoConnection) if !retried => retried = true,
-                Err(e) => return Err(e.into()),
+        let found = self.whereis(singleton.name.clone()).await?;
+        let pid = match found {
+            Some(pid) => pid,
+            None => self.singleton(singleton).await?,
+        };
+        match self.process.call(&pid, request.clone(), timeout).await {
+            Err(CallError::NoProc | CallError::NoConnection) => {
+                let pid = self.singleton(singleton).await?;
+                Ok(self.process.call(&pid, request, timeout).await?)
             }
+            reply => Ok(reply?),
         }
     }
 
