@@ -175,3 +175,6 @@ impl Registry {
         Ok(self.process.call(&pid, request, timeout).await?)
     }
 }
+
+#[cfg(test)]
+mod singleton_tests;
