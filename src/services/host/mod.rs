@@ -17,7 +17,11 @@
 //!
 //! Each Rust node that may run a service starts a host that provides it;
 //! exactly one instance runs in the cluster, and BEAM code reaches it by name
-//! (`{via, rust_registry, Name}`):
+//! (`{via, rust_registry, Name}`). A name is placed by the serving node that
+//! holds its shard, on the hosts announced to that node: announce each host
+//! to every serving node ([`HostBuilder::serving_nodes`]), or a name served
+//! by a node that knows no other host cannot move when its host's node
+//! dies.
 //!
 //! ```no_run
 //! use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer};
@@ -37,9 +41,11 @@
 //!     }
 //! }
 //!
-//! # async fn run(node: Node) -> Result<(), Box<dyn std::error::Error>> {
-//! // On every Rust node that may run it (beside `services::start`):
+//! # async fn run(node: Node, serving: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
+//! // On every Rust node that may run it (beside `services::start`),
+//! // announced to every serving node:
 //! Host::builder(&node)
+//!     .serving_nodes(serving)
 //!     .provide("counter", |start| {
 //!         spawn_server(start.node(), None, Counter::default())
 //!             .map_err(|e| binary(e.to_string()))
