@@ -27,9 +27,7 @@ pub(crate) use notices::{lost_reason, GuardNotice, NamesChanged, Notice};
 pub(crate) use peer::{PeerMsg, PeerMsgError, PEER_VERSIONS};
 pub(crate) use reply::{Reply, ReplyError};
 pub(crate) use request::{BadRequest, Request};
-pub(crate) use singletons::{
-    is_clean_exit, HostKind, HostMsg, HostMsgError, Restart, Start, MAX_SERVICE_LEN,
-};
+pub(crate) use singletons::{HostKind, HostMsg, Restart, Start};
 
 use crate::term::{atom, tuple, Pid, Term};
 

@@ -264,6 +264,7 @@ impl Request {
     }
 
     /// `start_name` with the default options but `restart`.
+    #[allow(dead_code)] // For Rust callers (the registry, the Rust host) and tests.
     pub(crate) fn start_name(name: Term, start: Start, restart: Restart) -> Request {
         Request::StartName {
             name,

@@ -1,5 +1,6 @@
 //! Round trips and malformed input of the supervised-name shapes.
 
+use super::singletons::*;
 use super::*;
 use crate::term::{atom, binary, int, list, tuple, Map, Pid, Term};
 use std::collections::HashMap;

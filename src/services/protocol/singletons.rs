@@ -57,6 +57,7 @@ impl Start {
     }
 
     /// A Rust service by name.
+    #[allow(dead_code)] // For Rust callers (the registry, the Rust host) and tests.
     pub(crate) fn rust(service: impl Into<Vec<u8>>) -> Start {
         Start::Rust(service.into())
     }
@@ -206,6 +207,7 @@ pub(crate) enum HostMsg {
     },
 }
 
+#[allow(dead_code)] // Read by the Rust host (a host decodes `eq_start`) and tests.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("not a host message")]
 pub(crate) struct HostMsgError;
@@ -230,6 +232,7 @@ impl HostMsg {
         }
     }
 
+    #[allow(dead_code)] // Read by the Rust host and tests.
     pub(crate) fn decode(term: &Term) -> Result<HostMsg, HostMsgError> {
         match as_tuple(term) {
             Some([tag, node, id, name, start, restart]) if is_atom(tag, "eq_start") => {
