@@ -15,7 +15,10 @@
 //! on exactly one node, and every node counts on the same instance. Stop
 //! (or `kill -9`) the node that runs it: about the session lease (5 s) plus
 //! half a second later the counter runs on a survivor, counting from zero
-//! (state lives in the instance). Restart a node without `--fresh` (its
+//! (state lives in the instance). When the killed node also served the
+//! name, the calls meanwhile answer no quorum (nobody may serve its shard
+//! until the dead node's session lapses) and the next call after that
+//! starts the counter again. Restart a node without `--fresh` (its
 //! locker master then waits out its restart guard).
 //!
 //! BEAM code reaches it by name once the `erl_quorum` application runs
