@@ -8,7 +8,8 @@
 //! name's release, its owner's exit).
 //!
 //! What the core must do comes out as [`Action`]s. No clock: `now` comes
-//! in; timers go out as [`Action::Deadline`] / [`Action::RetryAt`].
+//! in; timers go out as [`Action::Deadline`], [`Action::RetryAt`] and
+//! [`Action::ResumeAt`], which the core runs on its own timers.
 //!
 //! Never two instances: a start is ordered only for a name this node
 //! serves and nobody holds here, and a restart only after the slot
@@ -58,8 +59,8 @@ pub(crate) struct Record {
     pub keeper: Pid,
     pub owner: Pid,
     pub intensity: Intensity,
-    /// How the owner went, once it did: `Some(reason)` for an exit,
-    /// `None` while it runs; see [`Gone`].
+    /// How the owner went, once it did (`None` while it runs): read when
+    /// the slot releases the name, to decide on a restart.
     pub gone: Option<Gone>,
 }
 
