@@ -1,0 +1,101 @@
+defmodule ErlQuorum.Server do
+  @moduledoc """
+  A GenServer registered under a cluster-wide leased name (`{:via,
+  :rust_registry, name}`), in the spirit of the locker wrapper's
+  `Locker.Server`. `use ErlQuorum.Server` instead of `use GenServer`:
+
+      defmodule Counter do
+        use ErlQuorum.Server
+
+        def init(n), do: {:ok, n}
+        def handle_call(:next, _from, n), do: {:reply, n, n + 1}
+      end
+
+      {:ok, pid} = Counter.start_link(:counter, 0)
+      GenServer.call({:via, :rust_registry, :counter}, :next)
+
+  The guard (`:rust_quorum`) keeps the name's lease while the process runs.
+  When it cannot (the serving Rust node is gone or cannot renew it), the
+  process stops with reason `{:name_lost, name}` before anyone else can take
+  the name: by the guard's exit signal, and also when the module traps exits
+  or the application runs with `on_lost: :message` (the `handle_info/2`
+  below the module's own catches those and stops; the module's
+  `handle_info/2` never sees them).
+
+  `start_link(name, arg, opts \\\\ [])`: `opts` are GenServer's (`:name` is
+  set here). A taken name gives `{:error, {:already_started, pid}}`.
+  `child_spec({name, arg})` or `child_spec({name, arg, opts})` (overridable)
+  so that `{Counter, {:counter, 0}}` goes in a supervisor's children.
+  """
+
+  @doc false
+  defmacro __using__(opts) do
+    quote location: :keep do
+      use GenServer, unquote(opts)
+      @before_compile ErlQuorum.Server
+
+      @doc "Starts the server registered as `{:via, :rust_registry, name}`."
+      def start_link(name, arg, opts \\ []) do
+        GenServer.start_link(
+          __MODULE__,
+          {:"$erl_quorum_server", name, arg},
+          Keyword.put(opts, :name, {:via, :rust_registry, name})
+        )
+      end
+
+      def child_spec({name, arg}), do: child_spec({name, arg, []})
+
+      def child_spec({name, arg, opts}) do
+        %{id: {__MODULE__, name}, start: {__MODULE__, :start_link, [name, arg, opts]}}
+      end
+
+      defoverridable child_spec: 1
+    end
+  end
+
+  @doc false
+  defmacro __before_compile__(env) do
+    init =
+      if Module.defines?(env.module, {:init, 1}) do
+        quote do
+          defoverridable init: 1
+
+          # start_link wraps the user's argument to pass the name along: the
+          # process keeps it to recognise its own {:name_lost, name}.
+          def init({:"$erl_quorum_server", name, arg}) do
+            Process.put(:"$erl_quorum_name", name)
+            super(arg)
+          end
+
+          def init(arg), do: super(arg)
+        end
+      end
+
+    quote do
+      unquote(init)
+
+      defoverridable handle_info: 2
+
+      # The guard's exit signal, delivered as a message because the process
+      # traps exits: stop as an untrapped exit would have.
+      def handle_info({:EXIT, from, {:name_lost, _} = reason} = msg, state) do
+        if from == Process.whereis(:rust_quorum) do
+          {:stop, reason, state}
+        else
+          super(msg, state)
+        end
+      end
+
+      # on_lost = message: the same news as a plain message.
+      def handle_info({:name_lost, name} = reason, state) do
+        if Process.get(:"$erl_quorum_name") == name do
+          {:stop, reason, state}
+        else
+          super(reason, state)
+        end
+      end
+
+      def handle_info(msg, state), do: super(msg, state)
+    end
+  end
+end
