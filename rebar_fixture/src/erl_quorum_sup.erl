@@ -22,4 +22,16 @@ init([]) ->
               shutdown => 5000,
               type => worker,
               modules => [rust_quorum]},
-    {ok, {SupFlags, [Guard]}}.
+    Keepers = #{id => erl_quorum_keeper_sup,
+                start => {erl_quorum_keeper_sup, start_link, []},
+                restart => permanent,
+                shutdown => infinity,
+                type => supervisor,
+                modules => [erl_quorum_keeper_sup]},
+    Host = #{id => erl_quorum_host,
+             start => {erl_quorum_host, start_link, []},
+             restart => permanent,
+             shutdown => 5000,
+             type => worker,
+             modules => [erl_quorum_host]},
+    {ok, {SupFlags, [Guard, Keepers, Host]}}.

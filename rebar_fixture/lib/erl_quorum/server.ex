@@ -32,6 +32,9 @@ defmodule ErlQuorum.Server do
   defmacro __using__(opts) do
     quote location: :keep do
       use GenServer, unquote(opts)
+      # Set after `use GenServer`: only the module's own handle_info/2 is
+      # seen (calling super on GenServer's default one is deprecated).
+      @on_definition ErlQuorum.Server
       @before_compile ErlQuorum.Server
 
       @doc "Starts the server registered as `{:via, :rust_registry, name}`."
@@ -54,6 +57,13 @@ defmodule ErlQuorum.Server do
   end
 
   @doc false
+  def __on_definition__(env, :def, :handle_info, [_, _], _guards, _body) do
+    Module.put_attribute(env.module, :erl_quorum_own_handle_info, true)
+  end
+
+  def __on_definition__(_env, _kind, _name, _args, _guards, _body), do: :ok
+
+  @doc false
   defmacro __before_compile__(env) do
     init =
       if Module.defines?(env.module, {:init, 1}) do
@@ -71,31 +81,48 @@ defmodule ErlQuorum.Server do
         end
       end
 
+    fallback =
+      if Module.get_attribute(env.module, :erl_quorum_own_handle_info) do
+        quote do: super(msg, state)
+      else
+        # What GenServer's default handle_info/2 does (calling super on it
+        # is deprecated).
+        quote do
+          :logger.error(
+            ~c"~p ~p received unexpected message in handle_info/2: ~p~n",
+            [__MODULE__, self(), msg]
+          )
+
+          {:noreply, state}
+        end
+      end
+
     quote do
       unquote(init)
 
       defoverridable handle_info: 2
 
-      # The guard's exit signal, delivered as a message because the process
-      # traps exits: stop as an untrapped exit would have.
-      def handle_info({:EXIT, from, {:name_lost, _} = reason} = msg, state) do
-        if from == Process.whereis(:rust_quorum) do
-          {:stop, reason, state}
-        else
-          super(msg, state)
+      def handle_info(msg, state) do
+        case ErlQuorum.Server.__lost__(msg) do
+          {:stop, reason} -> {:stop, reason, state}
+          :no -> unquote(fallback)
         end
       end
-
-      # on_lost = message: the same news as a plain message.
-      def handle_info({:name_lost, name} = reason, state) do
-        if Process.get(:"$erl_quorum_name") == name do
-          {:stop, reason, state}
-        else
-          super(reason, state)
-        end
-      end
-
-      def handle_info(msg, state), do: super(msg, state)
     end
   end
+
+  @doc false
+  # Whether msg tells this server it lost its name: the guard's exit signal,
+  # delivered as a message because the process traps exits, or (on_lost =
+  # message) the same news as a plain message. Stop as an untrapped exit
+  # would have.
+  def __lost__({:EXIT, from, {:name_lost, _} = reason}) do
+    if from == Process.whereis(:rust_quorum), do: {:stop, reason}, else: :no
+  end
+
+  def __lost__({:name_lost, name} = reason) do
+    if Process.get(:"$erl_quorum_name") == name, do: {:stop, reason}, else: :no
+  end
+
+  def __lost__(_msg), do: :no
 end
