@@ -9,6 +9,8 @@
 %%% 2. Tells the Rust node `{started, Id, Pid}` or `{start_failed, Id,
 %%%    Reason}`. On `no` (abandoned, timed out, the name got taken) it kills
 %%%    the child and ends.
+%%%    On `yes` it reads the name's metadata (whereis_meta), which eq_start
+%%%    does not carry, for the re-request below.
 %%% 3. When the child exits: with `{name_lost, Name}` (the guard: the serving
 %%%    node lost the name or cannot renew it) and restart permanent or
 %%%    transient, it asks for the name again with a fresh `start_name` (the
@@ -134,7 +136,7 @@ handle_continue(start, #{start := Spec, id := Id} = S) ->
             S1 = S#{child => Child, mref => Mref},
             case confirm(S, {started, Id, Child}) of
                 yes ->
-                    {noreply, S1};
+                    {noreply, S1, {continue, meta}};
                 Other ->
                     ?LOG_INFO("erl_quorum: start of ~0p answered ~0p; stopping ~p",
                               [maps:get(name, S), Other, Child]),
@@ -144,7 +146,18 @@ handle_continue(start, #{start := Spec, id := Id} = S) ->
         {error, Reason} ->
             _ = confirm(S, {start_failed, Id, Reason}),
             {stop, normal, S}
-    end.
+    end;
+handle_continue(meta, #{name := Name} = S) ->
+    %% eq_start does not carry the name's metadata, and a fresh start_name
+    %% after a lost name must not drop it: read it once, now that the name
+    %% is held.
+    Meta = try rust_registry:whereis_meta(Name) of
+               {_Pid, M} -> M;
+               undefined -> undefined
+           catch
+               _:_ -> undefined
+           end,
+    {noreply, S#{meta => Meta}}.
 
 handle_call(_Request, _From, S) ->
     {reply, {error, unknown_request}, S}.
@@ -182,9 +195,13 @@ handle_info(restart, #{name := Name, start := Spec, restart := Restart,
                 {beam, _} -> Spec;
                 _ -> {beam, Spec}
             end,
+    Opts0 = case maps:get(meta, S, undefined) of
+                undefined -> #{restart => Restart};
+                Meta -> #{restart => Restart, meta => Meta}
+            end,
     Opts = case erlang:whereis(erl_quorum_host) of
-               Host when is_pid(Host) -> #{restart => Restart, host => Host};
-               undefined -> #{restart => Restart}
+               Host when is_pid(Host) -> Opts0#{host => Host};
+               undefined -> Opts0
            end,
     Request = {start_name, Name, Start, Opts},
     Reply = try rust_quorum:call(Request)
