@@ -7,7 +7,7 @@
 %%% one; the work is done by paxtor. "Nothing" is nil here, undefined there.
 -module('Elixir.Paxtor').
 
--export([lock/1, lock/2, name/2, name/3, lookup/1, 'alive?'/1, whereis/1]).
+-export([lock/1, lock/2, name/2, name/3, via/2, lookup/1, 'alive?'/1, whereis/1]).
 -compile({no_auto_import, [whereis/1]}).
 
 -spec lock(term()) -> acquired.
@@ -22,6 +22,12 @@ lock(Key, Opts) ->
 %% A via tuple for a cluster-wide singleton; see paxtor:name/3.
 -spec name(term(), term()) -> paxtor:via().
 name(Key, ChildSpec) ->
+    paxtor:name(Key, ChildSpec).
+
+%% `Paxtor.via(key, child_spec)`, as the real library's README writes it
+%% (its code calls it name/2): the same as name/2.
+-spec via(term(), term()) -> paxtor:via().
+via(Key, ChildSpec) ->
     paxtor:name(Key, ChildSpec).
 
 %% Opts: restart: :temporary (default) | :permanent | :lock.
