@@ -22,6 +22,12 @@
 %% as long as rust_registry waits for an unsettled name, which covers a
 %% session lapse at the default lease.
 -define(UNSETTLED_MS, 30000).
+%% A holder that is a dead local process is a name whose release the Rust
+%% node has not processed yet (a temporary singleton used again right after
+%% it exited): asked again every 10 ms, for up to about 2 s, as
+%% rust_registry does for a dead local holder.
+-define(DEAD_HOLDER_SLEEP_MS, 10).
+-define(DEAD_HOLDER_RETRIES, 200).
 
 -spec scoped(term(), term()) -> {'$eq_scope', term(), term()}.
 scoped(Scope, Name) ->
@@ -67,16 +73,27 @@ start(Name, ChildSpec, Opts0) ->
                        _ -> Opts0
                    end,
             Deadline = erlang:monotonic_time(millisecond) + ?UNSETTLED_MS,
-            start_loop({start_name, Name, {beam, ChildSpec}, Opts}, Name, Deadline);
+            start_loop({start_name, Name, {beam, ChildSpec}, Opts}, Name, Deadline,
+                       ?DEAD_HOLDER_RETRIES);
         {error, _} = Error ->
             Error
     end.
 
-start_loop(Request, Name, Deadline) ->
+start_loop(Request, Name, Deadline, DeadRetries) ->
     Reply = try rust_quorum:call(Request)
             catch exit:{no_rust_node, _} -> no_quorum
             end,
     case Reply of
+        {Held, Pid} when (Held =:= already_started orelse Held =:= conflict),
+                         node(Pid) =:= node(), DeadRetries > 0 ->
+            case is_process_alive(Pid) of
+                true ->
+                    rust_registry:cache(Name, Pid),
+                    Reply;
+                false ->
+                    timer:sleep(?DEAD_HOLDER_SLEEP_MS),
+                    start_loop(Request, Name, Deadline, DeadRetries - 1)
+            end;
         {Held, Pid} when (Held =:= started orelse Held =:= already_started
                           orelse Held =:= conflict), is_pid(Pid) ->
             rust_registry:cache(Name, Pid),
@@ -89,7 +106,7 @@ start_loop(Request, Name, Deadline) ->
             case erlang:monotonic_time(millisecond) < Deadline of
                 true ->
                     timer:sleep(50 + rand:uniform(151) - 1),
-                    start_loop(Request, Name, Deadline);
+                    start_loop(Request, Name, Deadline, DeadRetries);
                 false when Unsettled =:= no_quorum ->
                     {error, no_quorum};
                 false ->

@@ -91,6 +91,9 @@ run_spec(Spec) ->
 -spec start_mfa(term()) -> {module(), atom(), list()}.
 start_mfa({beam, Spec}) ->
     start_mfa(Spec);
+start_mfa({rust, _} = Start) ->
+    %% A Rust service: for a Rust host, never a BEAM one.
+    erlang:error({badarg, Start});
 start_mfa(Spec) ->
     case child_start(Spec) of
         {ok, MFA} ->
