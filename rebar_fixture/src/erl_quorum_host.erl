@@ -29,8 +29,8 @@
 %%   {announced, Mref}: it answered (Mref monitors its erl_quorum process);
 %%   waiting: to be announced at the next tick or nodeup.
 -record(state, {nodes = #{} :: #{node() => {asking, term()} | {announced, reference()} | waiting},
-                %% Nodes that answered `host` with unknown_request (older
-                %% releases), logged once each.
+                %% Nodes that answered `host` with anything but ok (older
+                %% releases: unknown_request), logged once each.
                 unsupported = #{} :: #{node() => []}}).
 
 start_link() ->
@@ -160,21 +160,20 @@ response(Msg, [{Node, ReqId} | Rest], #state{nodes = Nodes} = State) ->
         {reply, ok} ->
             Mref = erlang:monitor(process, {?SERVER, Node}),
             State#state{nodes = Nodes#{Node => {announced, Mref}}};
-        {reply, {error, {unknown_request, _}}} ->
-            %% A serving node without supervised names: nothing to host for
-            %% it until it is replaced (its erl_quorum process goes down).
+        {reply, Other} ->
+            %% A serving node without supervised names (unknown_request: an
+            %% older release) or one refusing us: nothing to host for it
+            %% until it is replaced (its erl_quorum process goes down). Not
+            %% asked again every tick, and logged once.
             Mref = erlang:monitor(process, {?SERVER, Node}),
             Unsupported = State#state.unsupported,
             case maps:is_key(Node, Unsupported) of
                 true -> ok;
-                false -> ?LOG_WARNING("erl_quorum: Rust node ~p does not host "
-                                      "supervised names (unknown_request)", [Node])
+                false -> ?LOG_WARNING("erl_quorum: Rust node ~p answered host with ~0p; "
+                                      "it will not start children here", [Node, Other])
             end,
             State#state{nodes = Nodes#{Node => {announced, Mref}},
                         unsupported = Unsupported#{Node => []}};
-        {reply, Other} ->
-            ?LOG_WARNING("erl_quorum: Rust node ~p answered host with ~0p", [Node, Other]),
-            State#state{nodes = Nodes#{Node => waiting}};
         {error, _} ->
             %% Down or not running erl_quorum: the next tick or nodeup.
             State#state{nodes = Nodes#{Node => waiting}}
