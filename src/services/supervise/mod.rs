@@ -13,7 +13,14 @@
 //! Never two instances: a start is ordered only for a name this node
 //! serves and nobody holds here, and a restart only after the slot
 //! released the name (its owner dead, or its node lost for the session
-//! lease plus a margin, by which time the guard has told it).
+//! lease plus a margin, by which time the guard has told it). An attempt
+//! that is given up (its keeper too slow, its host gone) may still start a
+//! child, so the next attempt waits until that cannot be: the keeper
+//! answered (a late child is told `no`, and the next attempt waits for its
+//! `DOWN`), or its host is gone and the session lease plus a margin passed
+//! (`grace`: a node cut off has stopped by then, as an owner's guard would
+//! have told it). A keeper that never answers while its host runs holds
+//! its name up, as a hung `init` holds up an OTP supervisor.
 
 mod hosts;
 mod restarts;
@@ -71,6 +78,12 @@ enum Phase {
     Registering { keeper: Caller, host: Pid, pid: Pid },
     /// No host left; tried again at the next [`Action::RetryAt`].
     Waiting,
+    /// Given up (deadline passed, or its host went) while the keeper may
+    /// still start a child: the next attempt waits for the keeper's answer
+    /// or, once its host is gone, for [`Action::ResumeAt`].
+    Abandoned { host: Pid },
+    /// A late child was told `no`: the next attempt waits for its end.
+    Draining { child: Pid },
 }
 
 /// A start in flight for one name.
@@ -130,6 +143,14 @@ pub(crate) enum Action {
         reason: Term,
     },
     MonitorHost(Pid),
+    /// Monitor a late child told `no`; report its end with
+    /// [`Supervise::child_gone`].
+    MonitorChild(Pid),
+    /// Call [`Supervise::resume`] with `id` at `at`.
+    ResumeAt {
+        id: u64,
+        at: Instant,
+    },
 }
 
 /// The answer to a `start_name` for a name that is held.
@@ -163,6 +184,9 @@ pub(crate) fn name_key(name: &Term) -> Option<Canon> {
 pub(crate) struct Supervise {
     /// This node's name (in `eq_start`).
     node: String,
+    /// How long after losing a node its processes have surely stopped
+    /// (the session lease plus the release margin).
+    grace: Duration,
     records: HashMap<Canon, Record>,
     /// Owner -> the recorded names it holds (to find them on its exit).
     by_owner: HashMap<Pid, Vec<Canon>>,
@@ -174,13 +198,18 @@ pub(crate) struct Supervise {
     metas: HashMap<Canon, (Pid, Term)>,
     hosts: Hosts,
     next_id: u64,
+    /// Keepers told `no` while the slots still hold their registration:
+    /// the slots' own answer, when it comes, is not sent (a caller gets
+    /// one reply).
+    answered_keepers: Vec<Caller>,
     actions: Vec<Action>,
 }
 
 impl Supervise {
-    pub(crate) fn new(node: String) -> Supervise {
+    pub(crate) fn new(node: String, grace: Duration) -> Supervise {
         Supervise {
             node,
+            grace,
             records: HashMap::new(),
             by_owner: HashMap::new(),
             pending: HashMap::new(),
@@ -188,6 +217,7 @@ impl Supervise {
             metas: HashMap::new(),
             hosts: Hosts::default(),
             next_id: 0,
+            answered_keepers: Vec::new(),
             actions: Vec::new(),
         }
     }
@@ -217,19 +247,63 @@ impl Supervise {
         self.actions.push(Action::Reply(caller, Reply::Ok));
     }
 
-    /// A host went: starts sent to it go to the next host.
+    /// A host went: starts sent to it go to the next host once its
+    /// keepers surely stopped (`grace` from now; they may run on, cut off).
     pub(crate) fn host_down(&mut self, pid: &Pid, now: Instant) {
         if !self.hosts.remove(pid) {
             return;
         }
-        let waiting_on: Vec<Canon> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(&p.phase, Phase::Starting { host } if host == pid))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in waiting_on {
+        let at = now + self.grace;
+        for pending in self.pending.values_mut() {
+            let on_it = match &pending.phase {
+                Phase::Starting { host } | Phase::Abandoned { host } => host == pid,
+                _ => false,
+            };
+            if on_it {
+                pending.phase = Phase::Abandoned { host: pid.clone() };
+                let id = pending.id;
+                self.actions.push(Action::ResumeAt { id, at });
+            }
+        }
+    }
+
+    /// Attempt `id`, given up, may be followed now (see [`Phase::Abandoned`]).
+    pub(crate) fn resume(&mut self, id: u64, now: Instant) {
+        let Some(key) = self.by_id.get(&id).cloned() else {
+            return;
+        };
+        let pending = self.pending.get(&key).expect("by_id follows pending");
+        if !matches!(
+            pending.phase,
+            Phase::Abandoned { .. } | Phase::Draining { .. }
+        ) {
+            return;
+        }
+        if pending.is_restart || pending.trigger.is_some() {
             self.next_host(key, atom("noproc"), now);
+        } else {
+            // Its callers were answered at the deadline; what came since
+            // is served afresh.
+            self.end(key, |_| Reply::NoQuorum);
+        }
+    }
+
+    /// The late child `pid` (told `no`) is gone (`connection_lost`: only
+    /// its node's connection: then `grace` from now).
+    pub(crate) fn child_gone(&mut self, pid: &Pid, connection_lost: bool, now: Instant) {
+        let Some(id) = self
+            .pending
+            .values()
+            .find(|p| matches!(&p.phase, Phase::Draining { child } if child == pid))
+            .map(|p| p.id)
+        else {
+            return;
+        };
+        if connection_lost {
+            let at = now + self.grace;
+            self.actions.push(Action::ResumeAt { id, at });
+        } else {
+            self.resume(id, now);
         }
     }
 
@@ -382,9 +456,15 @@ impl Supervise {
             self.actions
                 .push(Action::Reply(caller, reply_to(&pending.start)));
         }
+        // After an abandoned attempt every caller waiting now came after
+        // the deadline's answers: served afresh.
+        let afresh = matches!(
+            pending.phase,
+            Phase::Abandoned { .. } | Phase::Draining { .. }
+        );
         for (caller, request) in pending.parked {
             match request {
-                Request::StartName { ref start, .. } => {
+                Request::StartName { ref start, .. } if !afresh => {
                     let reply = reply_to(start);
                     self.actions.push(Action::Reply(caller, reply));
                 }
@@ -400,6 +480,13 @@ impl Supervise {
             return;
         };
         let pending = self.pending.get_mut(&key).expect("by_id follows pending");
+        if let Phase::Abandoned { .. } = pending.phase {
+            // Too late: killed by its keeper; the next attempt waits for it.
+            pending.phase = Phase::Draining { child: pid.clone() };
+            self.actions.push(Action::Reply(keeper, Reply::No));
+            self.actions.push(Action::MonitorChild(pid));
+            return;
+        }
         let Phase::Starting { host } = &pending.phase else {
             self.actions.push(Action::Reply(keeper, Reply::No));
             return;
@@ -420,32 +507,43 @@ impl Supervise {
         let Some(key) = self.by_id.get(&id).cloned() else {
             return;
         };
-        let starting = self
-            .pending
-            .get(&key)
-            .is_some_and(|p| matches!(p.phase, Phase::Starting { .. }));
-        if starting {
+        let phase = self.pending.get(&key).map(|p| &p.phase);
+        if let Some(Phase::Abandoned { .. }) = phase {
+            self.resume(id, now);
+            return;
+        }
+        if let Some(Phase::Starting { .. }) = phase {
             let name = &self.pending[&key].name;
             tracing::info!(%name, %reason, "erl_quorum: a supervised name failed to start");
             self.next_host(key, reason, now);
         }
     }
 
-    /// Attempt `id`'s keeper did not answer in time: a caller's start fails
-    /// with `timeout`; a restart goes to the next host. A late `started`
-    /// is told `no`.
-    pub(crate) fn deadline(&mut self, id: u64, now: Instant) {
+    /// Attempt `id`'s keeper did not answer in time: its callers get
+    /// `{start_failed, timeout}`, and the attempt is abandoned (a late
+    /// `started` is told `no`; see [`Phase::Abandoned`]).
+    pub(crate) fn deadline(&mut self, id: u64) {
         let Some(key) = self.by_id.get(&id).cloned() else {
             return;
         };
-        let pending = self.pending.get(&key).expect("by_id follows pending");
-        if !matches!(pending.phase, Phase::Starting { .. }) {
+        let pending = self.pending.get_mut(&key).expect("by_id follows pending");
+        let Phase::Starting { host } = &pending.phase else {
             return;
+        };
+        tracing::warn!(name = %pending.name, "erl_quorum: a keeper did not answer in time");
+        pending.phase = Phase::Abandoned { host: host.clone() };
+        // Its callers are told now; what comes later waits for the keeper.
+        let timeout = Reply::StartFailed(atom("timeout"));
+        if let Some(caller) = pending.trigger.take() {
+            self.actions.push(Action::Reply(caller, timeout.clone()));
         }
-        if pending.is_restart {
-            self.next_host(key, atom("timeout"), now);
-        } else {
-            self.end(key, |_| Reply::StartFailed(atom("timeout")));
+        for (caller, request) in std::mem::take(&mut pending.parked) {
+            match request {
+                Request::StartName { .. } => {
+                    self.actions.push(Action::Reply(caller, timeout.clone()))
+                }
+                request => self.actions.push(Action::Serve(caller, request)),
+            }
         }
     }
 
@@ -466,6 +564,16 @@ impl Supervise {
         pending.attempted = false;
         pending.to_try = self.hosts.order(pending.start.kind(), &pending.placement);
         self.next_host(key, atom("no_host"), now);
+    }
+
+    /// Whether the slots' reply to `caller` is to be dropped (see
+    /// `answered_keepers`).
+    pub(crate) fn swallow_reply(&mut self, caller: &Caller) -> bool {
+        let Some(i) = self.answered_keepers.iter().position(|c| c == caller) else {
+            return false;
+        };
+        self.answered_keepers.swap_remove(i);
+        true
     }
 
     /// The name `caller` registers its child under, if it is a keeper
@@ -533,6 +641,34 @@ impl Supervise {
                 Reply::Conflict(pid.clone())
             }
         });
+    }
+
+    /// A child whose registration is in flight went (`reason`; `None`:
+    /// its node's connection was lost, it may run on): its keeper is told
+    /// `no` (the slots answer no dead owner), and the start goes on as
+    /// after a failed start, once the child surely stopped.
+    pub(crate) fn registering_child_down(&mut self, pid: &Pid, reason: Option<Term>, now: Instant) {
+        let Some(key) = self
+            .pending
+            .iter()
+            .find(|(_, p)| matches!(&p.phase, Phase::Registering { pid: c, .. } if c == pid))
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let pending = self.pending.get_mut(&key).expect("found");
+        let Phase::Registering { keeper, .. } = pending.phase.clone() else {
+            return;
+        };
+        self.actions.push(Action::Reply(keeper, Reply::No));
+        match reason {
+            Some(reason) => self.next_host(key, reason, now),
+            None => {
+                pending.phase = Phase::Draining { child: pid.clone() };
+                let (id, at) = (pending.id, now + self.grace);
+                self.actions.push(Action::ResumeAt { id, at });
+            }
+        }
     }
 
     /// A monitored owner went (`None`: its node's connection was lost).
@@ -660,17 +796,40 @@ impl Supervise {
         }
     }
 
-    /// The session was lost: every hold is gone, so are the records;
-    /// starts in flight are abandoned (callers: `no_quorum`; a keeper's
-    /// late `started` is told `no`).
+    /// The session was lost: every hold is gone, so are the records, and
+    /// every caller waiting on a start is answered `no_quorum`. A start in
+    /// flight is abandoned, not forgotten: its keeper may still start a
+    /// child, so the next start of its name waits as after a deadline; a
+    /// child being registered is given up (its keeper told `no`).
     pub(crate) fn session_lost(&mut self) {
         self.records.clear();
         self.by_owner.clear();
         self.metas.clear();
-        self.by_id.clear();
-        let keys: Vec<Canon> = self.pending.keys().cloned().collect();
-        for key in keys {
-            self.end(key, |_| Reply::NoQuorum);
+        for pending in self.pending.values_mut() {
+            match pending.phase.clone() {
+                Phase::Starting { host } => pending.phase = Phase::Abandoned { host },
+                // Not yet registered, so no guard tells it: its keeper is
+                // told `no` now, while the old session still holds the
+                // shard, and the next attempt waits for the child's end.
+                Phase::Registering { keeper, pid, .. } => {
+                    self.actions.push(Action::Reply(keeper.clone(), Reply::No));
+                    self.actions.push(Action::MonitorChild(pid.clone()));
+                    self.answered_keepers.push(keeper);
+                    pending.phase = Phase::Draining { child: pid };
+                }
+                _ => {}
+            }
+            if let Some(caller) = pending.trigger.take() {
+                self.actions.push(Action::Reply(caller, Reply::NoQuorum));
+            }
+            for (caller, request) in std::mem::take(&mut pending.parked) {
+                match request {
+                    Request::StartName { .. } => {
+                        self.actions.push(Action::Reply(caller, Reply::NoQuorum))
+                    }
+                    request => self.actions.push(Action::Serve(caller, request)),
+                }
+            }
         }
     }
 }

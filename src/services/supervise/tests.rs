@@ -69,7 +69,7 @@ fn starts_are_equal_when_their_specs_are_exactly_equal() {
 #[test]
 fn an_unregister_abandons_a_start_and_serves_what_waited_on_it() {
     let now = Instant::now();
-    let mut s = Supervise::new("r@h".into());
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
     s.host(caller(1), host("a@h"), HostKind::Beam);
     let request = Request::start_name(atom("n"), mfa(1), Restart::Permanent);
     s.start_name(caller(2), request, None, now);
@@ -99,7 +99,7 @@ fn an_unregister_abandons_a_start_and_serves_what_waited_on_it() {
 #[test]
 fn a_restart_round_without_any_host_does_not_count_against_intensity() {
     let now = Instant::now();
-    let mut s = Supervise::new("r@h".into());
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
     s.host(caller(1), host("a@h"), HostKind::Beam);
     s.start_name(
         caller(2),
