@@ -42,7 +42,8 @@ status() ->
     gen_server:call(?MODULE, status).
 
 init([]) ->
-    _ = (catch net_kernel:monitor_nodes(true)),
+    %% All node types: a Rust node may connect as a hidden node.
+    _ = (catch net_kernel:monitor_nodes(true, [{node_type, all}])),
     erlang:send_after(?TICK_MS, self(), tick),
     %% Announcing may start connections: not in init, which blocks the
     %% supervisor.
@@ -72,15 +73,15 @@ handle_info({eq_start, _, _, _, _, _} = Msg, State) ->
 handle_info(tick, State) ->
     erlang:send_after(?TICK_MS, self(), tick),
     {noreply, announce_all(State)};
-handle_info({nodeup, Node}, #state{nodes = Nodes} = State) ->
+handle_info({nodeup, Node, _Info}, #state{nodes = Nodes} = State) ->
     case maps:find(Node, Nodes) of
         {ok, waiting} -> {noreply, announce(Node, State)};
         _ -> {noreply, State}
     end;
-handle_info({nodedown, _Node}, State) ->
+handle_info({nodedown, _Node, _Info}, State) ->
     %% The monitor of its erl_quorum process says so too (noconnection).
     {noreply, State};
-handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason},
+handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason} = Msg,
             #state{nodes = Nodes} = State) ->
     case maps:find(Node, Nodes) of
         {ok, {announced, Mref}} ->
@@ -88,7 +89,8 @@ handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason},
             %% again once it is back, which the next tick or nodeup tries.
             {noreply, State#state{nodes = Nodes#{Node => waiting}}};
         _ ->
-            {noreply, State}
+            %% Maybe the end of a `host` request in flight (its monitor).
+            {noreply, response(Msg, State)}
     end;
 handle_info(Msg, State) ->
     {noreply, response(Msg, State)}.
