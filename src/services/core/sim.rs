@@ -467,7 +467,7 @@ impl Sim {
                 }
                 Output::Exit { owner, reason } => self.exit_signal(owner, reason),
                 Output::Subscribers(..) => {}
-                Output::Host(host, msg) => self.to_host(core, host, msg),
+                Output::Host(host, msg) => self.send_to_host(core, host, msg),
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
                         let to = (0..CORES).find(|&i| server_pid(i) == pid).expect("a core");

@@ -411,7 +411,7 @@ impl Sim {
     }
 
     /// An `eq_start` for a host: delivered if that host still runs.
-    pub(super) fn to_host(&mut self, from: usize, host: Pid, msg: HostMsg) {
+    pub(super) fn send_to_host(&mut self, from: usize, host: Pid, msg: HostMsg) {
         let Some(node) = (0..HOST_NODES).find(|&n| self.sing.hosts[n].as_ref() == Some(&host))
         else {
             return;
