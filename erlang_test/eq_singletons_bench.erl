@@ -116,7 +116,10 @@ place_via(Via, Key) ->
 registry_name(Key) ->
     Pid = paxtor:lookup(via(Key)),
     true = is_pid(Pid),
-    case [Name || [Name] <- ets:match(rust_registry, {'$1', Pid})] of
+    Held = fun(Entry, Acc) when element(2, Entry) =:= Pid -> [element(1, Entry) | Acc];
+              (_, Acc) -> Acc
+           end,
+    case ets:foldl(Held, [], rust_registry) of
         [Name] -> Name;
         Names -> erlang:error({registry_names, Key, Pid, Names})
     end.
@@ -180,7 +183,7 @@ lookup_mfa(ets, Key) -> {?MODULE, ets_lookup, registry_name(Key)}.
 %% What every rust_registry lookup costs at least.
 ets_lookup(Name) ->
     case ets:lookup(rust_registry, Name) of
-        [{_, Pid}] -> Pid;
+        [Entry] -> element(2, Entry);
         [] -> undefined
     end.
 
