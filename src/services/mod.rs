@@ -46,6 +46,7 @@ mod server;
 pub(crate) mod session;
 pub(crate) mod shards;
 pub(crate) mod slots;
+pub(crate) mod supervise;
 
 use crate::node::Node;
 use crate::process::RegisterError;

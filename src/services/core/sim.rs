@@ -304,7 +304,11 @@ impl Sim {
                 self.drain(core);
             }
             Delivery::Down { core, id, lost } => {
-                self.cores[core].handle_down(id, lost, now);
+                self.cores[core].handle_down(
+                    id,
+                    &atom(if lost { "noconnection" } else { "normal" }),
+                    now,
+                );
                 self.drain(core);
             }
             Delivery::Job { core, job, sent_at } => self.run_job(core, job, sent_at),
@@ -339,6 +343,7 @@ impl Sim {
             Request::RegisterName {
                 name: key,
                 pid: owner.clone(),
+                meta: None,
             }
         } else {
             let block = self.rng.random_bool(0.7);
@@ -441,6 +446,7 @@ impl Sim {
                 }
                 Output::Exit { owner, .. } => panic!("no owner runs on a serving node: {owner:?}"),
                 Output::Subscribers(..) => {}
+                Output::Host(..) => {}
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
                         let to = (0..CORES).find(|&i| server_pid(i) == pid).expect("a core");
@@ -538,6 +544,7 @@ impl Sim {
                 Request::RegisterName {
                     name: key,
                     pid: owner,
+                    meta: None,
                 },
                 Reply::Yes,
             ) => {

@@ -25,6 +25,8 @@ pub(super) enum Watched {
     PeerSubscriber(Pid),
     /// A peer serving node whose names we follow.
     Peer(String),
+    /// A host of supervised names.
+    Host(Pid),
 }
 
 #[derive(Debug, Default)]
