@@ -122,14 +122,17 @@ pub enum Case {
     GlobalCallN,
     ViaCallN,
     GlobalLookup,
+    GlobalEtsLookup,
     PaxtorLookup,
     RegistryLookup,
+    RegistryPlainLookup,
     EtsLookup,
+    EtsElementLookup,
     GlobalLookupLocal,
     PaxtorLookupLocal,
 }
 
-const CASES: usize = 12;
+const CASES: usize = 15;
 
 impl Case {
     /// The groups measured back to back, the `global` case first.
@@ -139,7 +142,15 @@ impl Case {
             vec![GlobalFirst, PaxtorFirst],
             vec![GlobalCall1, ViaCall1],
             vec![GlobalCallN, ViaCallN],
-            vec![GlobalLookup, PaxtorLookup, RegistryLookup, EtsLookup],
+            vec![
+                GlobalLookup,
+                GlobalEtsLookup,
+                PaxtorLookup,
+                RegistryLookup,
+                RegistryPlainLookup,
+                EtsLookup,
+                EtsElementLookup,
+            ],
             vec![GlobalLookupLocal, PaxtorLookupLocal],
         ]
     }
@@ -168,7 +179,12 @@ impl Case {
         use Case::*;
         matches!(
             self,
-            GlobalFirst | GlobalCall1 | GlobalCallN | GlobalLookup | GlobalLookupLocal
+            GlobalFirst
+                | GlobalCall1
+                | GlobalCallN
+                | GlobalLookup
+                | GlobalEtsLookup
+                | GlobalLookupLocal
         )
     }
 
@@ -182,9 +198,12 @@ impl Case {
             GlobalCallN => "global call N",
             ViaCallN => "via call N",
             GlobalLookup => "global lookup",
+            GlobalEtsLookup => "global_names ets lookup",
             PaxtorLookup => "paxtor lookup",
             RegistryLookup => "rust_registry lookup",
-            EtsLookup => "ets lookup",
+            RegistryPlainLookup => "rust_registry plain lookup",
+            EtsLookup => "rust_registry ets lookup",
+            EtsElementLookup => "rust_registry ets lookup_element",
             GlobalLookupLocal => "global lookup local",
             PaxtorLookupLocal => "paxtor lookup local",
         }
@@ -208,8 +227,13 @@ impl Case {
             ViaCallN => format!("{calls}({via}, {n}, {ms})"),
             GlobalLookup => format!("{b}:lookups(global, {STEADY}, {lms})"),
             PaxtorLookup => format!("{b}:lookups(paxtor, {STEADY}, {lms})"),
+            GlobalEtsLookup => format!("{b}:lookups(global_ets, {STEADY}, {lms})"),
             RegistryLookup => format!("{b}:lookups(rust_registry, {STEADY}, {lms})"),
+            RegistryPlainLookup => {
+                format!("{b}:lookups(rust_registry_plain, {STEADY}, {lms})")
+            }
             EtsLookup => format!("{b}:lookups(ets, {STEADY}, {lms})"),
+            EtsElementLookup => format!("{b}:lookups(ets_element, {STEADY}, {lms})"),
             GlobalLookupLocal => format!("{b}:lookups(global, {LOCAL}, {lms})"),
             PaxtorLookupLocal => format!("{b}:lookups(paxtor, {LOCAL}, {lms})"),
         }
@@ -349,6 +373,11 @@ fn main() {
     setup.local_nodes = eval(&g1, &place_local);
     if setup.paxtor {
         setup.first_here = eval(&g1, "eq_singletons_bench:placements(20)");
+        // The same process under a plain name, for the plain lookup.
+        eval(
+            &g23[0],
+            &format!("eq_singletons_bench:plain_name({STEADY})"),
+        );
         let name = eval(&g1, &format!("eq_singletons_bench:registry_name({STEADY})"));
         eprintln!("the steady singleton's name in the rust_registry table: {name}");
     }

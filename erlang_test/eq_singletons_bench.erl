@@ -31,7 +31,8 @@
 -module(eq_singletons_bench).
 
 -export([spec/0, via/1, via/2, place/1, place_permanent/1, ensure_global/1,
-         registry_name/1, first_use/3, lookups/3, ets_lookup/1,
+         registry_name/1, plain_name/1, first_use/3, lookups/3, ets_lookup/1,
+         ets_lookup_element/1, global_ets_lookup/1,
          failover_probe/4, placements/1, start_server/1]).
 -export([init/1, handle_call/3, handle_cast/2]).
 
@@ -110,13 +111,22 @@ place_via(Via, Key) ->
     GlobalPid = gen_server:call({global, Key}, whoami, ?CALL_TIMEOUT),
     {node(ViaPid), node(GlobalPid)}.
 
+%% Registers Key as a plain rust_registry name of the process that holds the
+%% Paxtor singleton Key (so the two lookups find the same pid).
+plain_name(Key) ->
+    Pid = paxtor:lookup(via(Key)),
+    yes = rust_registry:register_name(Key, Pid),
+    Pid.
+
 %% The key under which the rust_registry table holds the Paxtor singleton
 %% of Key (the bench measures rust_registry:whereis_name/1 on it), found in
 %% the table itself rather than assumed.
 registry_name(Key) ->
     Pid = paxtor:lookup(via(Key)),
     true = is_pid(Pid),
-    Held = fun(Entry, Acc) when element(2, Entry) =:= Pid -> [element(1, Entry) | Acc];
+    %% Not Key itself: plain_name/1 may have given the process that name too.
+    Held = fun(Entry, Acc) when element(2, Entry) =:= Pid, element(1, Entry) =/= Key ->
+                   [element(1, Entry) | Acc];
               (_, Acc) -> Acc
            end,
     case ets:foldl(Held, [], rust_registry) of
@@ -160,7 +170,13 @@ first_call(global, Key) ->
 %%   global: global:whereis_name(Key);
 %%   paxtor: paxtor:lookup(Via);
 %%   rust_registry: rust_registry:whereis_name(Name), Name the table's key;
-%%   ets: ets:lookup(rust_registry, Name) alone (ets_lookup/1), the floor.
+%%   rust_registry_plain: rust_registry:whereis_name(Key) of a plain name
+%%     Key, registered to the same process (plain_name/1);
+%%   ets: ets:lookup(rust_registry, Name) alone (ets_lookup/1), our floor;
+%%   ets_element: ets:lookup_element(rust_registry, Name, 2), which copies
+%%     the pid alone out of the table, not the whole entry with its key;
+%%   global_ets: ets:lookup(global_names, Key) alone, global's floor.
+%% The differences between them say what each layer costs.
 lookups(Impl, Key, DurationMs) ->
     {M, F, Arg} = lookup_mfa(Impl, Key),
     Pid = M:F(Arg),
@@ -178,11 +194,28 @@ lookups(Impl, Key, DurationMs) ->
 lookup_mfa(global, Key) -> {global, whereis_name, Key};
 lookup_mfa(paxtor, Key) -> {paxtor, lookup, via(Key)};
 lookup_mfa(rust_registry, Key) -> {rust_registry, whereis_name, registry_name(Key)};
-lookup_mfa(ets, Key) -> {?MODULE, ets_lookup, registry_name(Key)}.
+lookup_mfa(rust_registry_plain, Key) -> {rust_registry, whereis_name, Key};
+lookup_mfa(ets, Key) -> {?MODULE, ets_lookup, registry_name(Key)};
+lookup_mfa(ets_element, Key) -> {?MODULE, ets_lookup_element, registry_name(Key)};
+lookup_mfa(global_ets, Key) -> {?MODULE, global_ets_lookup, Key}.
 
 %% What every rust_registry lookup costs at least.
 ets_lookup(Name) ->
     case ets:lookup(rust_registry, Name) of
+        [Entry] -> element(2, Entry);
+        [] -> undefined
+    end.
+
+%% The same read without copying the entry's key out of the table.
+ets_lookup_element(Name) ->
+    try ets:lookup_element(rust_registry, Name, 2)
+    catch error:badarg -> undefined
+    end.
+
+%% What global:whereis_name/1 costs at least (global's table, OTP 25-27:
+%% {Name, Pid, Method, Ref}).
+global_ets_lookup(Name) ->
+    case ets:lookup(global_names, Name) of
         [Entry] -> element(2, Entry);
         [] -> undefined
     end.

@@ -31,7 +31,8 @@ fn rows(n: usize) -> Vec<Row> {
     let mean_us: fn(&Run) -> f64 = |r| r.mean_ns / 1e3;
     let p50_us: fn(&Run) -> f64 = |r| r.p50_ns / 1e3;
     let p99_us: fn(&Run) -> f64 = |r| r.p99_ns / 1e3;
-    let mean_ns: fn(&Run) -> f64 = |r| r.mean_ns;
+    // Lookups: the median batch, robust to a batch the scheduler interrupted.
+    let p50_ns: fn(&Run) -> f64 = |r| r.p50_ns;
     let row = |what: &str, unit, better, target, global, ours, get| Row {
         what: what.to_owned(),
         unit,
@@ -117,40 +118,49 @@ fn rows(n: usize) -> Vec<Row> {
             p99_us,
         ),
         row(
-            "4. lookup, holder on g2: `paxtor:lookup(Via)`",
+            "4. lookup, holder on g2: `paxtor:lookup(Via)` vs `global:whereis_name(K)`",
             "ns/call",
             Lower,
             Some(1.0),
             GlobalLookup,
             PaxtorLookup,
-            mean_ns,
+            p50_ns,
         ),
         row(
-            "4. lookup, holder on g2: `rust_registry:whereis_name`",
+            "4. lookup, holder on g2: `rust_registry:whereis_name({'$eq_scope', paxtor, K})`",
             "ns/call",
             Lower,
             Some(1.0),
             GlobalLookup,
             RegistryLookup,
-            mean_ns,
+            p50_ns,
         ),
         row(
-            "4. lookup floor: bare `ets:lookup(rust_registry, Name)`",
+            "4. lookup, holder on g2: `rust_registry:whereis_name(K)`, a plain name",
             "ns/call",
             Lower,
             None,
             GlobalLookup,
-            EtsLookup,
-            mean_ns,
+            RegistryPlainLookup,
+            p50_ns,
         ),
         row(
-            "5. lookup, holder on g1 (is_process_alive on both): `paxtor:lookup(Via)`",
+            "4. floor: bare `ets:lookup`, rust_registry (scoped key) vs global_names (atom key)",
+            "ns/call",
+            Lower,
+            None,
+            GlobalEtsLookup,
+            EtsLookup,
+            p50_ns,
+        ),
+        row(
+            "5. lookup, holder on g1 (both check is_process_alive): `paxtor:lookup(Via)`",
             "ns/call",
             Lower,
             Some(1.0),
             GlobalLookupLocal,
             PaxtorLookupLocal,
-            mean_ns,
+            p50_ns,
         ),
     ]
 }
@@ -238,11 +248,52 @@ pub fn print_report(s: &Setup, p: &Params, rounds: &[Vec<Run>]) {
             show(have_o, o)
         );
     }
+    print_lookup_costs(rounds);
     print_cpu_table(p, rounds);
     println!();
     for (what, t, ratio, met) in verdicts {
         println!("Target ≥ {t}×, {what}: {met} ({ratio:.2}).");
     }
+}
+
+/// What each layer of a lookup costs: the differences between the lookup
+/// cases' medians.
+fn print_lookup_costs(rounds: &[Vec<Run>]) {
+    use Case::*;
+    let cases = [
+        GlobalEtsLookup,
+        GlobalLookup,
+        EtsLookup,
+        RegistryPlainLookup,
+        RegistryLookup,
+        PaxtorLookup,
+        EtsElementLookup,
+    ];
+    if !cases.iter().all(|&c| measured(rounds, c)) {
+        return;
+    }
+    let [g0, g1, r0, plain, r1, pax, element] =
+        cases.map(|c| median(per_round(rounds, c, |r| r.p50_ns)));
+    println!();
+    println!(
+        "Where a lookup's time goes (medians, ns per call, each including the bench loop's \
+         dynamic `M:F(Arg)` call): `ets:lookup(global_names, K)` {g0:.0}, and \
+         `global:whereis_name/1` adds {:+.0} (where/1, the node check); \
+         `ets:lookup(rust_registry, {{'$eq_scope', paxtor, K}})` {r0:.0} ({:+.0} against \
+         global's table: the 3-tuple key hashes and compares slower than an atom); \
+         `rust_registry:whereis_name/1` adds {:+.0} (try, dead_local/1) on that key, \
+         {plain:.0} in all on a plain atom name; `paxtor:lookup(Via)` adds {:+.0} on top \
+         (lookup_via/1's via-module match, paxtor_singleton:lookup/1 -> eq_singleton:holder/1 \
+         -> scoped/2, which builds the key tuple on every call). \
+         `ets:lookup_element(rust_registry, Scoped, 2)`, which copies the pid alone out of \
+         the table (`ets:lookup/2` copies the whole entry, key tuple included), takes \
+         {element:.0} ({:+.0} against `ets:lookup/2`).",
+        g1 - g0,
+        r0 - g0,
+        r1 - r0,
+        pax - r1,
+        element - r0
+    );
 }
 
 /// CPU time per operation, over all rounds, per group of processes.
