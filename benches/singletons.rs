@@ -128,11 +128,13 @@ pub enum Case {
     RegistryPlainLookup,
     EtsLookup,
     EtsElementLookup,
+    SlimLookup,
     GlobalLookupLocal,
     PaxtorLookupLocal,
+    SlimLookupLocal,
 }
 
-const CASES: usize = 15;
+const CASES: usize = 17;
 
 impl Case {
     /// The groups measured back to back, the `global` case first.
@@ -150,8 +152,9 @@ impl Case {
                 RegistryPlainLookup,
                 EtsLookup,
                 EtsElementLookup,
+                SlimLookup,
             ],
-            vec![GlobalLookupLocal, PaxtorLookupLocal],
+            vec![GlobalLookupLocal, PaxtorLookupLocal, SlimLookupLocal],
         ]
     }
 
@@ -204,8 +207,10 @@ impl Case {
             RegistryPlainLookup => "rust_registry plain lookup",
             EtsLookup => "rust_registry ets lookup",
             EtsElementLookup => "rust_registry ets lookup_element",
+            SlimLookup => "slim paxtor lookup",
             GlobalLookupLocal => "global lookup local",
             PaxtorLookupLocal => "paxtor lookup local",
+            SlimLookupLocal => "slim paxtor lookup local",
         }
     }
 
@@ -234,8 +239,10 @@ impl Case {
             }
             EtsLookup => format!("{b}:lookups(ets, {STEADY}, {lms})"),
             EtsElementLookup => format!("{b}:lookups(ets_element, {STEADY}, {lms})"),
+            SlimLookup => format!("{b}:lookups(slim, {STEADY}, {lms})"),
             GlobalLookupLocal => format!("{b}:lookups(global, {LOCAL}, {lms})"),
             PaxtorLookupLocal => format!("{b}:lookups(paxtor, {LOCAL}, {lms})"),
+            SlimLookupLocal => format!("{b}:lookups(slim, {LOCAL}, {lms})"),
         }
     }
 }
