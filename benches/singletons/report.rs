@@ -299,7 +299,7 @@ fn print_lookup_costs(rounds: &[Vec<Run>]) {
          `global:whereis_name/1` adds {:+.0} (where/1, the node check); \
          `ets:lookup(rust_registry, {{'$eq_scope', paxtor, K}})` {r0:.0} ({:+.0} against \
          global's: our key is a 3-tuple to hash and compare, global's an atom, but global's \
-         entry, {K, Pid, Method, Ref}, is bigger to copy out); \
+         entry, {{K, Pid, Method, Ref}}, is bigger to copy out); \
          `rust_registry:whereis_name/1` adds {:+.0} (try, dead_local/1) on that key, \
          {plain:.0} in all on a plain atom name; `paxtor:lookup(Via)` adds {:+.0} on top \
          (lookup_via/1's via-module match, paxtor_singleton:lookup/1 -> eq_singleton:holder/1 \
