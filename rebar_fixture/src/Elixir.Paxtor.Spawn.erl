@@ -35,7 +35,15 @@ unregister_name(_Name) ->
 
 %% The pid, started on first use; undefined (never nil: gen and GenServer
 %% expect the atom) when it cannot be started.
+%% The running instance is read straight from the local table (gen calls
+%% this on every call and cast through the via tuple: no layers on that
+%% path); only a miss goes on to start it.
 -spec whereis_name({term(), term()}) -> pid() | undefined.
+whereis_name({Key, _ChildSpec} = Name) ->
+    case rust_registry:whereis_name({'$eq_scope', paxtor, Key}) of
+        undefined -> paxtor_singleton:whereis_name(?RESTART, Name);
+        Pid -> Pid
+    end;
 whereis_name(Name) ->
     paxtor_singleton:whereis_name(?RESTART, Name).
 

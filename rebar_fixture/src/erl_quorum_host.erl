@@ -29,8 +29,8 @@
 %%   {announced, Mref}: it answered (Mref monitors its erl_quorum process);
 %%   waiting: to be announced at the next tick or nodeup.
 -record(state, {nodes = #{} :: #{node() => {asking, term()} | {announced, reference()} | waiting},
-                %% Nodes that answered `host` with unknown_request (older
-                %% releases), logged once each.
+                %% Nodes that answered `host` with anything but ok (older
+                %% releases: unknown_request), logged once each.
                 unsupported = #{} :: #{node() => []}}).
 
 start_link() ->
@@ -42,7 +42,8 @@ status() ->
     gen_server:call(?MODULE, status).
 
 init([]) ->
-    _ = (catch net_kernel:monitor_nodes(true)),
+    %% All node types: a Rust node may connect as a hidden node.
+    _ = (catch net_kernel:monitor_nodes(true, [{node_type, all}])),
     erlang:send_after(?TICK_MS, self(), tick),
     %% Announcing may start connections: not in init, which blocks the
     %% supervisor.
@@ -72,15 +73,15 @@ handle_info({eq_start, _, _, _, _, _} = Msg, State) ->
 handle_info(tick, State) ->
     erlang:send_after(?TICK_MS, self(), tick),
     {noreply, announce_all(State)};
-handle_info({nodeup, Node}, #state{nodes = Nodes} = State) ->
+handle_info({nodeup, Node, _Info}, #state{nodes = Nodes} = State) ->
     case maps:find(Node, Nodes) of
         {ok, waiting} -> {noreply, announce(Node, State)};
         _ -> {noreply, State}
     end;
-handle_info({nodedown, _Node}, State) ->
+handle_info({nodedown, _Node, _Info}, State) ->
     %% The monitor of its erl_quorum process says so too (noconnection).
     {noreply, State};
-handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason},
+handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason} = Msg,
             #state{nodes = Nodes} = State) ->
     case maps:find(Node, Nodes) of
         {ok, {announced, Mref}} ->
@@ -88,7 +89,8 @@ handle_info({'DOWN', Mref, process, {?SERVER, Node}, _Reason},
             %% again once it is back, which the next tick or nodeup tries.
             {noreply, State#state{nodes = Nodes#{Node => waiting}}};
         _ ->
-            {noreply, State}
+            %% Maybe the end of a `host` request in flight (its monitor).
+            {noreply, response(Msg, State)}
     end;
 handle_info(Msg, State) ->
     {noreply, response(Msg, State)}.
@@ -160,21 +162,20 @@ response(Msg, [{Node, ReqId} | Rest], #state{nodes = Nodes} = State) ->
         {reply, ok} ->
             Mref = erlang:monitor(process, {?SERVER, Node}),
             State#state{nodes = Nodes#{Node => {announced, Mref}}};
-        {reply, {error, {unknown_request, _}}} ->
-            %% A serving node without supervised names: nothing to host for
-            %% it until it is replaced (its erl_quorum process goes down).
+        {reply, Other} ->
+            %% A serving node without supervised names (unknown_request: an
+            %% older release) or one refusing us: nothing to host for it
+            %% until it is replaced (its erl_quorum process goes down). Not
+            %% asked again every tick, and logged once.
             Mref = erlang:monitor(process, {?SERVER, Node}),
             Unsupported = State#state.unsupported,
             case maps:is_key(Node, Unsupported) of
                 true -> ok;
-                false -> ?LOG_WARNING("erl_quorum: Rust node ~p does not host "
-                                      "supervised names (unknown_request)", [Node])
+                false -> ?LOG_WARNING("erl_quorum: Rust node ~p answered host with ~0p; "
+                                      "it will not start children here", [Node, Other])
             end,
             State#state{nodes = Nodes#{Node => {announced, Mref}},
                         unsupported = Unsupported#{Node => []}};
-        {reply, Other} ->
-            ?LOG_WARNING("erl_quorum: Rust node ~p answered host with ~0p", [Node, Other]),
-            State#state{nodes = Nodes#{Node => waiting}};
         {error, _} ->
             %% Down or not running erl_quorum: the next tick or nodeup.
             State#state{nodes = Nodes#{Node => waiting}}

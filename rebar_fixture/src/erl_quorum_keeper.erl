@@ -185,8 +185,10 @@ handle_info({eq_keeper_name_lost, Child, Name}, #{child := Child, name := Name} 
     %% The guard told the child too; give it a moment to stop on its own
     %% (terminate callbacks run), no more than a quarter of the guard's
     %% margin, which is what stands between now and a start elsewhere.
-    Margin = application:get_env(erl_quorum, margin_ms, 2000),
-    Grace = min(500, max(0, Margin) div 4),
+    Grace = case application:get_env(erl_quorum, margin_ms, 2000) of
+                Margin when is_integer(Margin), Margin >= 0 -> min(500, Margin div 4);
+                _ -> 500
+            end,
     erlang:send_after(Grace, self(), {eq_keeper_kill, Child}),
     {noreply, S#{lost => true}};
 handle_info({eq_keeper_kill, Child}, #{child := Child} = S) ->

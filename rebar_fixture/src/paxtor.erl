@@ -117,7 +117,9 @@ is_alive(Via) ->
 
 lookup_via({via, Module, {Key, _ChildSpec}})
   when Module =:= 'Elixir.Paxtor.Spawn'; Module =:= 'Elixir.Paxtor.StartChild' ->
-    paxtor_singleton:lookup(Key);
+    %% Straight to the table: a lookup must cost no more than an ETS read
+    %% (paxtor_singleton:name/1 spells the same name).
+    rust_registry:whereis_name({'$eq_scope', paxtor, Key});
 lookup_via({via, Module, Key})
   when Module =:= 'Elixir.Paxtor.Lock'; Module =:= paxtor_lock ->
     paxtor_lock:whereis_name(Key);

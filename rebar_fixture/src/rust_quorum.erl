@@ -411,10 +411,8 @@ lose_node(Node, #serving{owners = Owners} = Srv, Why, #state{serving = Serving} 
     State#state{serving = maps:remove(Node, Serving)}.
 
 %% Tells one owner it lost Key, the way `on_lost` says. A name also leaves
-%% the local table at once: its holder is no longer to be reached by it, and
-%% the keeper of a supervised name's owner (if any) hears of it too: it makes
-%% sure the owner stops even when it traps exits or ignores the message, so
-%% the instance a serving node restarts elsewhere never overlaps this one.
+%% the local table at once: its holder is no longer to be reached by it; and
+%% its keeper, if any, makes sure it stops (erl_quorum_keeper).
 tell(Owner, Kind, Key) ->
     Reason = case Kind of
                  name -> ets:delete_object(?TABLE, {Key, Owner}),

@@ -32,9 +32,6 @@ defmodule ErlQuorum.Server do
   defmacro __using__(opts) do
     quote location: :keep do
       use GenServer, unquote(opts)
-      # Set after `use GenServer`: only the module's own handle_info/2 is
-      # seen (calling super on GenServer's default one is deprecated).
-      @on_definition ErlQuorum.Server
       @before_compile ErlQuorum.Server
 
       @doc "Starts the server registered as `{:via, :rust_registry, name}`."
@@ -57,13 +54,6 @@ defmodule ErlQuorum.Server do
   end
 
   @doc false
-  def __on_definition__(env, :def, :handle_info, [_, _], _guards, _body) do
-    Module.put_attribute(env.module, :erl_quorum_own_handle_info, true)
-  end
-
-  def __on_definition__(_env, _kind, _name, _args, _guards, _body), do: :ok
-
-  @doc false
   defmacro __before_compile__(env) do
     init =
       if Module.defines?(env.module, {:init, 1}) do
@@ -81,12 +71,15 @@ defmodule ErlQuorum.Server do
         end
       end
 
+    # GenServer's default handle_info/2 carries its context; calling super
+    # on it is deprecated, so it is replaced rather than called.
+    {:v1, _kind, meta, _clauses} = Module.get_definition(env.module, {:handle_info, 2})
+
     fallback =
-      if Module.get_attribute(env.module, :erl_quorum_own_handle_info) do
+      if meta[:context] != GenServer do
         quote do: super(msg, state)
       else
-        # What GenServer's default handle_info/2 does (calling super on it
-        # is deprecated).
+        # What GenServer's default handle_info/2 does.
         quote do
           :logger.error(
             ~c"~p ~p received unexpected message in handle_info/2: ~p~n",

@@ -118,6 +118,7 @@ impl Core {
         seed: u64,
         now: Instant,
     ) -> Core {
+        let grace = config.session_lease + config.margin;
         let mut timers = Timers::default();
         timers.at(now, Timer::Tick);
         Core {
@@ -130,7 +131,7 @@ impl Core {
             sharing: Sharing::default(),
             watches: Watches::default(),
             timers,
-            supervise: Supervise::new(me.node.clone()),
+            supervise: Supervise::new(me.node.clone(), grace),
             me,
             outputs: VecDeque::new(),
         }
@@ -197,6 +198,7 @@ impl Core {
                 self.slots.owner_down(&pid, connection_lost)
             }
             Watched::Host(pid) => self.supervise.host_down(&pid, now),
+            Watched::LateChild(pid) => self.supervise.child_gone(&pid, connection_lost, now),
             Watched::Subscriber(pid) => self.sharing.subscriber_gone(&pid),
             Watched::PeerSubscriber(pid) => self.sharing.peer_subscriber_gone(&pid),
             Watched::Peer(node) => {
@@ -225,8 +227,9 @@ impl Core {
                 Timer::ShardRetry(shard) => self.retake_shard(shard),
                 Timer::RepairAgain(master) => self.repair_again(master),
                 Timer::PeerGone(peer) => self.peer_snapshot(peer, None),
-                Timer::StartDeadline(id) => self.supervise.deadline(id, now),
+                Timer::StartDeadline(id) => self.supervise.deadline(id),
                 Timer::StartRetry(name) => self.supervise.retry(&name, now),
+                Timer::StartResume(id) => self.supervise.resume(id, now),
             }
             self.settle();
         }
@@ -274,6 +277,9 @@ impl Core {
             }
             for action in actions {
                 if let SlotAction::Reply(caller, reply) = &action {
+                    if self.supervise.swallow_reply(caller) {
+                        continue;
+                    }
                     self.note_keeper_reply(caller, reply);
                 }
                 match action {

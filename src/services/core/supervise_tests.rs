@@ -233,10 +233,44 @@ fn a_keeper_too_late_is_told_no_and_the_caller_gets_timeout() {
     assert!(h.reply_to(1).is_empty());
     h.advance(ms(200));
     assert_eq!(h.reply_to(1), vec![start_failed(atom("timeout"))]);
-    h.started(&keeper("b1@h", 1), &child("b1@h", 1));
+    // A start_name now waits: the keeper may yet start a child.
+    h.call(caller(2), start("s", Restart::Permanent));
+    assert_eq!(h.starts.len(), 1);
+    let late = child("b1@h", 1);
+    h.started(&keeper("b1@h", 1), &late);
     assert_eq!(h.reply_to(201), vec![atom("no")]);
     assert_eq!(h.whereis("s"), None);
+    assert_eq!(h.starts.len(), 1, "not while the late child may run");
+    assert!(h.reply_to(2).is_empty());
+    // Its keeper killed it: the waiting start_name is served afresh.
+    h.down(&late, atom("killed"));
+    assert_eq!(h.starts.len(), 2);
+    let c = child("b1@h", 2);
+    h.started(&keeper("b1@h", 2), &c);
+    assert_eq!(h.reply_to(2), vec![started(&c)]);
     assert_eq!(h.c.status().last(), Some(&("pending_starts".into(), 0)));
+}
+
+#[test]
+fn a_restart_given_up_on_waits_for_the_slow_keeper_before_the_next_host() {
+    let mut h = Harness::new();
+    h.announce(&host("b1@h"), HostKind::Beam);
+    let c = running(&mut h, "s", Restart::Permanent, "b1@h", 1);
+    h.announce(&host("b2@h"), HostKind::Beam);
+    h.down(&c, atom("crash"));
+    assert_eq!(h.starts.len(), 2);
+    assert_eq!(h.starts[1].0, host("b1@h"));
+    h.advance(ms(30_100));
+    assert_eq!(h.starts.len(), 2, "the slow keeper may still start it");
+    // It gives up itself: now the next host.
+    let id = h.starts[1].1;
+    let failed = Request::StartFailed {
+        id,
+        reason: atom("boom"),
+    };
+    h.call(keeper("b1@h", 2), failed);
+    assert_eq!(h.starts.len(), 3);
+    assert_eq!(h.starts[2].0, host("b2@h"));
 }
 
 #[test]
@@ -457,11 +491,15 @@ fn a_lost_session_answers_starts_in_flight_no_quorum_and_drops_records() {
     }
     h.now = now;
     assert_eq!(h.c.status()[5], ("supervised".into(), 0));
-    assert_eq!(h.c.status()[7], ("pending_starts".into(), 0));
-    // The no_quorum reply went out among the outputs dropped above; a
-    // late keeper is told no.
-    h.started(&keeper("b1@h", 2), &child("b1@h", 2));
+    // The no_quorum reply went out among the outputs dropped above. The
+    // start stays abandoned, not forgotten: its keeper is told no, and
+    // the name is free once that child is gone.
+    assert_eq!(h.c.status()[7], ("pending_starts".into(), 1));
+    let late = child("b1@h", 2);
+    h.started(&keeper("b1@h", 2), &late);
     assert_eq!(h.reply_to(202), vec![atom("no")]);
+    h.down(&late, atom("killed"));
+    assert_eq!(h.c.status()[7], ("pending_starts".into(), 0));
 }
 
 #[test]
@@ -472,6 +510,10 @@ fn a_host_that_goes_hands_its_start_to_the_next() {
     h.call(caller(1), start("s", Restart::Permanent));
     let (first, old_id, _) = h.starts[0].clone();
     h.down(&first, atom("noconnection"));
+    // Its keeper may run on, cut off, until the lease and margin passed.
+    h.advance(config().session_lease + config().margin - ms(100));
+    assert_eq!(h.starts.len(), 1);
+    h.advance(ms(200));
     assert_eq!(h.starts.len(), 2);
     assert_ne!(h.starts[1].0, first);
     // The first keeper's late answer is refused.

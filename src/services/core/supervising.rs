@@ -81,6 +81,12 @@ impl Core {
                         self.outputs
                             .push_back(Output::Monitor(id, MonitorTarget::Process(pid)));
                     }
+                    Action::MonitorChild(pid) => {
+                        let id = self.watches.watch(Watched::LateChild(pid.clone()));
+                        self.outputs
+                            .push_back(Output::Monitor(id, MonitorTarget::Process(pid)));
+                    }
+                    Action::ResumeAt { id, at } => self.timers.at(at, Timer::StartResume(id)),
                 }
             }
         }
@@ -112,6 +118,8 @@ impl Core {
     /// A monitored owner exited (`reason`), or its connection was lost.
     pub(super) fn owner_went(&mut self, pid: &Pid, reason: &Term, connection_lost: bool) {
         let reason = (!connection_lost).then(|| reason.clone());
+        self.supervise
+            .registering_child_down(pid, reason.clone(), self.now);
         self.supervise.owner_down(pid, reason);
     }
 }

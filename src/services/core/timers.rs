@@ -25,6 +25,8 @@ pub(super) enum Timer {
     StartDeadline(u64),
     /// A restart that found no host tries again.
     StartRetry(Term),
+    /// A start attempt given up may be followed now.
+    StartResume(u64),
 }
 
 #[derive(Debug)]

@@ -27,6 +27,8 @@ pub(super) enum Watched {
     Peer(String),
     /// A host of supervised names.
     Host(Pid),
+    /// A child started too late, told `no` (its keeper kills it).
+    LateChild(Pid),
 }
 
 #[derive(Debug, Default)]

@@ -69,7 +69,7 @@ fn starts_are_equal_when_their_specs_are_exactly_equal() {
 #[test]
 fn an_unregister_abandons_a_start_and_serves_what_waited_on_it() {
     let now = Instant::now();
-    let mut s = Supervise::new("r@h".into());
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
     s.host(caller(1), host("a@h"), HostKind::Beam);
     let request = Request::start_name(atom("n"), mfa(1), Restart::Permanent);
     s.start_name(caller(2), request, None, now);
@@ -99,7 +99,7 @@ fn an_unregister_abandons_a_start_and_serves_what_waited_on_it() {
 #[test]
 fn a_restart_round_without_any_host_does_not_count_against_intensity() {
     let now = Instant::now();
-    let mut s = Supervise::new("r@h".into());
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
     s.host(caller(1), host("a@h"), HostKind::Beam);
     s.start_name(
         caller(2),
@@ -136,5 +136,79 @@ fn a_restart_round_without_any_host_does_not_count_against_intensity() {
             .iter()
             .any(|a| matches!(a, Action::ToHost(h, _) if *h == host("b@h"))),
         "{actions:?}"
+    );
+}
+
+/// A start of `n` on host `a@h` whose keeper said `started` for `child`:
+/// its registration is in flight. Returns the keeper.
+fn registering(s: &mut Supervise, child: &Pid, now: Instant) -> Caller {
+    s.host(caller(1), host("a@h"), HostKind::Beam);
+    let request = Request::start_name(atom("n"), mfa(1), Restart::Permanent);
+    s.start_name(caller(2), request, None, now);
+    let keeper = caller(3);
+    s.started(keeper.clone(), s.next_id, child.clone());
+    let actions = s.take_actions();
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Register { pid, .. } if pid == child)),
+        "{actions:?}"
+    );
+    keeper
+}
+
+#[test]
+fn a_lost_session_tells_a_registering_keeper_no_once_and_waits_for_its_child() {
+    let now = Instant::now();
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
+    let child = Pid::new("a@h", 100, 0, 1);
+    let keeper = registering(&mut s, &child, now);
+    s.session_lost();
+    let actions = s.take_actions();
+    assert!(actions.contains(&Action::Reply(keeper.clone(), Reply::No)));
+    assert!(actions.contains(&Action::Reply(caller(2), Reply::NoQuorum)));
+    assert!(actions.contains(&Action::MonitorChild(child.clone())));
+    // The slots' own answer, when it comes, is not sent; only once.
+    assert!(s.swallow_reply(&keeper));
+    assert!(!s.swallow_reply(&keeper));
+    // A start_name meanwhile waits for the child's end.
+    let again = Request::start_name(atom("n"), mfa(1), Restart::Permanent);
+    s.start_name(caller(4), again.clone(), None, now);
+    assert!(s.take_actions().is_empty());
+    s.child_gone(&child, false, now);
+    assert_eq!(s.take_actions(), vec![Action::Serve(caller(4), again)]);
+    assert_eq!(s.pending_count(), 0);
+}
+
+#[test]
+fn a_child_dying_before_its_registration_ends_tells_its_keeper_no() {
+    let now = Instant::now();
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
+    let child = Pid::new("a@h", 100, 0, 1);
+    let keeper = registering(&mut s, &child, now);
+    s.registering_child_down(&child, Some(atom("crash")), now);
+    let actions = s.take_actions();
+    assert_eq!(actions[0], Action::Reply(keeper, Reply::No));
+    // Its only host failed it: the caller hears why.
+    assert!(
+        actions.contains(&Action::Reply(caller(2), Reply::StartFailed(atom("crash")))),
+        "{actions:?}"
+    );
+    // Cut off instead: the next attempt waits out the grace.
+    let mut s = Supervise::new("r@h".into(), Duration::from_secs(12));
+    let keeper = registering(&mut s, &child, now);
+    s.registering_child_down(&child, None, now);
+    let actions = s.take_actions();
+    assert_eq!(actions[0], Action::Reply(keeper, Reply::No));
+    let Action::ResumeAt { id, at } = actions[1] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(at, now + Duration::from_secs(12));
+    s.resume(id, at);
+    let actions = s.take_actions();
+    // Its one host was tried: the caller is told.
+    assert_eq!(
+        actions,
+        vec![Action::Reply(caller(2), Reply::StartFailed(atom("noproc")))]
     );
 }
