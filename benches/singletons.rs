@@ -127,14 +127,11 @@ pub enum Case {
     RegistryLookup,
     RegistryPlainLookup,
     EtsLookup,
-    EtsElementLookup,
-    SlimLookup,
     GlobalLookupLocal,
     PaxtorLookupLocal,
-    SlimLookupLocal,
 }
 
-const CASES: usize = 17;
+const CASES: usize = 14;
 
 impl Case {
     /// The groups measured back to back, the `global` case first.
@@ -151,10 +148,8 @@ impl Case {
                 RegistryLookup,
                 RegistryPlainLookup,
                 EtsLookup,
-                EtsElementLookup,
-                SlimLookup,
             ],
-            vec![GlobalLookupLocal, PaxtorLookupLocal, SlimLookupLocal],
+            vec![GlobalLookupLocal, PaxtorLookupLocal],
         ]
     }
 
@@ -206,11 +201,8 @@ impl Case {
             RegistryLookup => "rust_registry lookup",
             RegistryPlainLookup => "rust_registry plain lookup",
             EtsLookup => "rust_registry ets lookup",
-            EtsElementLookup => "rust_registry ets lookup_element",
-            SlimLookup => "slim paxtor lookup",
             GlobalLookupLocal => "global lookup local",
             PaxtorLookupLocal => "paxtor lookup local",
-            SlimLookupLocal => "slim paxtor lookup local",
         }
     }
 
@@ -238,11 +230,8 @@ impl Case {
                 format!("{b}:lookups(rust_registry_plain, {STEADY}, {lms})")
             }
             EtsLookup => format!("{b}:lookups(ets, {STEADY}, {lms})"),
-            EtsElementLookup => format!("{b}:lookups(ets_element, {STEADY}, {lms})"),
-            SlimLookup => format!("{b}:lookups(slim, {STEADY}, {lms})"),
             GlobalLookupLocal => format!("{b}:lookups(global, {LOCAL}, {lms})"),
             PaxtorLookupLocal => format!("{b}:lookups(paxtor, {LOCAL}, {lms})"),
-            SlimLookupLocal => format!("{b}:lookups(slim, {LOCAL}, {lms})"),
         }
     }
 }

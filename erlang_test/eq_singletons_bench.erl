@@ -32,7 +32,7 @@
 
 -export([spec/0, via/1, via/2, place/1, place_permanent/1, ensure_global/1,
          registry_name/1, plain_name/1, first_use/3, lookups/3, ets_lookup/1,
-         ets_lookup_element/1, global_ets_lookup/1, slim_lookup/1,
+         global_ets_lookup/1,
          failover_probe/4, placements/1, start_server/1]).
 -export([init/1, handle_call/3, handle_cast/2]).
 
@@ -173,11 +173,7 @@ first_call(global, Key) ->
 %%   rust_registry_plain: rust_registry:whereis_name(Key) of a plain name
 %%     Key, registered to the same process (plain_name/1);
 %%   ets: ets:lookup(rust_registry, Name) alone (ets_lookup/1), our floor;
-%%   ets_element: ets:lookup_element(rust_registry, Name, 2), which copies
-%%     the pid alone out of the table, not the whole entry with its key;
-%%   global_ets: ets:lookup(global_names, Key) alone, global's floor;
-%%   slim: slim_lookup(Via), what paxtor:lookup(Via) does for a singleton,
-%%     in one function (a proposal, measured beside the real one).
+%%   global_ets: ets:lookup(global_names, Key) alone, global's floor.
 %% The differences between them say what each layer costs.
 lookups(Impl, Key, DurationMs) ->
     {M, F, Arg} = lookup_mfa(Impl, Key),
@@ -198,39 +194,13 @@ lookup_mfa(paxtor, Key) -> {paxtor, lookup, via(Key)};
 lookup_mfa(rust_registry, Key) -> {rust_registry, whereis_name, registry_name(Key)};
 lookup_mfa(rust_registry_plain, Key) -> {rust_registry, whereis_name, Key};
 lookup_mfa(ets, Key) -> {?MODULE, ets_lookup, registry_name(Key)};
-lookup_mfa(ets_element, Key) -> {?MODULE, ets_lookup_element, registry_name(Key)};
-lookup_mfa(global_ets, Key) -> {?MODULE, global_ets_lookup, Key};
-lookup_mfa(slim, Key) -> {?MODULE, slim_lookup, via(Key)}.
+lookup_mfa(global_ets, Key) -> {?MODULE, global_ets_lookup, Key}.
 
 %% What every rust_registry lookup costs at least.
 ets_lookup(Name) ->
     case ets:lookup(rust_registry, Name) of
         [Entry] -> element(2, Entry);
         [] -> undefined
-    end.
-
-%% The same read without copying the entry's key out of the table.
-ets_lookup_element(Name) ->
-    try ets:lookup_element(rust_registry, Name, 2)
-    catch error:badarg -> undefined
-    end.
-
-%% paxtor:lookup(Via) of a singleton's via tuple without its layers
-%% (lookup_via/1 -> paxtor_singleton:lookup/1 -> eq_singleton:holder/1 ->
-%% rust_registry:whereis_name/1, the scoped name built on the way): the
-%% same answer, the pid copied alone out of the table.
-slim_lookup({via, Module, {Key, _ChildSpec}})
-  when Module =:= 'Elixir.Paxtor.Spawn'; Module =:= 'Elixir.Paxtor.StartChild' ->
-    try ets:lookup_element(rust_registry, {'$eq_scope', paxtor, Key}, 2) of
-        Pid when node(Pid) =:= node() ->
-            case is_process_alive(Pid) of
-                true -> Pid;
-                false -> undefined
-            end;
-        Pid ->
-            Pid
-    catch
-        error:badarg -> undefined
     end.
 
 %% What global:whereis_name/1 costs at least (global's table, OTP 25-27:

@@ -154,30 +154,12 @@ fn rows(n: usize) -> Vec<Row> {
             p50_ns,
         ),
         row(
-            "4. lookup, holder on g2: `paxtor:lookup` in one function (proposal, see below)",
-            "ns/call",
-            Lower,
-            None,
-            GlobalLookup,
-            SlimLookup,
-            p50_ns,
-        ),
-        row(
             "5. lookup, holder on g1 (both check is_process_alive): `paxtor:lookup(Via)`",
             "ns/call",
             Lower,
             Some(1.0),
             GlobalLookupLocal,
             PaxtorLookupLocal,
-            p50_ns,
-        ),
-        row(
-            "5. lookup, holder on g1: `paxtor:lookup` in one function (proposal)",
-            "ns/call",
-            Lower,
-            None,
-            GlobalLookupLocal,
-            SlimLookupLocal,
             p50_ns,
         ),
     ]
@@ -275,7 +257,8 @@ pub fn print_report(s: &Setup, p: &Params, rounds: &[Vec<Run>]) {
 }
 
 /// What each layer of a lookup costs: the differences between the lookup
-/// cases' medians.
+/// cases' medians. Single differences of a few ns move from run to run;
+/// the one that does not is the key's (same function, same table).
 fn print_lookup_costs(rounds: &[Vec<Run>]) {
     use Case::*;
     let cases = [
@@ -285,35 +268,24 @@ fn print_lookup_costs(rounds: &[Vec<Run>]) {
         RegistryPlainLookup,
         RegistryLookup,
         PaxtorLookup,
-        EtsElementLookup,
     ];
     if !cases.iter().all(|&c| measured(rounds, c)) {
         return;
     }
-    let [g0, g1, r0, plain, r1, pax, element] =
-        cases.map(|c| median(per_round(rounds, c, |r| r.p50_ns)));
+    let [g0, g1, r0, plain, r1, pax] = cases.map(|c| median(per_round(rounds, c, |r| r.p50_ns)));
     println!();
     println!(
         "Where a lookup's time goes (medians, ns per call, each including the bench loop's \
-         dynamic `M:F(Arg)` call): `ets:lookup(global_names, K)` {g0:.0}, and \
-         `global:whereis_name/1` adds {:+.0} (where/1, the node check); \
-         `ets:lookup(rust_registry, {{'$eq_scope', paxtor, K}})` {r0:.0} ({:+.0} against \
-         global's: our key is a 3-tuple to hash and compare, global's an atom, but global's \
-         entry, {{K, Pid, Method, Ref}}, is bigger to copy out); \
-         `rust_registry:whereis_name/1` adds {:+.0} (try, dead_local/1) on that key, \
-         {plain:.0} in all on a plain atom name; `paxtor:lookup(Via)` adds {:+.0} on top \
-         (lookup_via/1's via-module match, paxtor_singleton:lookup/1 -> eq_singleton:holder/1 \
-         -> scoped/2, which builds the key tuple on every call). \
-         `ets:lookup_element(rust_registry, Scoped, 2)`, which copies the pid alone out of \
-         the table (`ets:lookup/2` copies the whole entry, key tuple included), takes \
-         {element:.0} ({:+.0} against `ets:lookup/2`). The proposal rows \
-         (`eq_singletons_bench:slim_lookup/1`): the same answer as `paxtor:lookup(Via)` for a \
-         singleton's via tuple, in one function with `ets:lookup_element/3`.",
-        g1 - g0,
-        r0 - g0,
-        r1 - r0,
+         dynamic `M:F(Arg)` call). The key: `rust_registry:whereis_name/1` takes {r1:.0} on \
+         the scoped name `{{'$eq_scope', paxtor, K}}` and {plain:.0} on the plain atom `K` \
+         (same function, same table): {:+.0} for hashing and comparing a 3-tuple key instead \
+         of an atom. `paxtor:lookup(Via)` adds {:+.0} on top (lookup_via/1's via-module \
+         match, paxtor_singleton:lookup/1 -> eq_singleton:holder/1 -> scoped/2, which builds \
+         the key tuple on every call). The bare reads: `ets:lookup(rust_registry, Scoped)` \
+         {r0:.0}, `ets:lookup(global_names, K)` {g0:.0} (global's entry, {{K, Pid, Method, \
+         Ref}}, is bigger to copy out), `global:whereis_name/1` {g1:.0} in all.",
+        r1 - plain,
         pax - r1,
-        element - r0
     );
 }
 
