@@ -34,6 +34,19 @@ impl MasterProcs {
         count: usize,
         others: &[String],
     ) -> MasterProcs {
+        Self::start_with_args(prefix, cookie, workers, count, others, &[])
+    }
+
+    /// [`MasterProcs::start_with`], with `extra` appended to every
+    /// master's `erl_quorum serve` command line (e.g. the session lease).
+    pub fn start_with_args(
+        prefix: &str,
+        cookie: &str,
+        workers: Option<usize>,
+        count: usize,
+        others: &[String],
+        extra: &[String],
+    ) -> MasterProcs {
         let names: Vec<String> = (0..count)
             .map(|i| {
                 format!(
@@ -67,6 +80,7 @@ impl MasterProcs {
             if let Some(us) = crate::setup::coalesce_us() {
                 cmd.args(["--coalesce-us", &us.to_string()]);
             }
+            cmd.args(extra);
             let mut child = cmd.spawn().expect("start `erl_quorum serve`");
             let stdout = child.stdout.take().expect("piped stdout");
             let mut reader = BufReader::new(stdout);
