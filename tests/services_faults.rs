@@ -823,7 +823,7 @@ async fn bad_input_never_stops_the_service() {
          Reqs = [{lock, k}, {lock, k, Me}, {lock, k, Me, true, extra}, {lock, k, notapid, true}, \
            {lock, k, Me, 'maybe'}, {lock, k, Me, 1}, {lock, k, make_ref(), false}, {lock, k, 42, false}, \
            {lock, k, [Me], true}, {lock, k, {Me}, true}, {register_name, n}, {register_name, n, notapid}, \
-           {register_name, n, Me, extra}, {unregister_name}, {unregister_name, n, x}, {whereis_name}, \
+           {register_name, n, Me, meta, extra}, {unregister_name}, {unregister_name, n, x}, {whereis_name}, \
            {whereis_lock}, {whereis_lock, k, x}, {subscribe, notapid}, {subscribe}, {subscribe_peer, notapid}, \
            {keepalive}, {keepalive, 1}, status_x, lock, [], [lock, k, Me, true], <<\"lock\">>, 42, 1.5, Me, {}, \
            \"lock\", #{lock => k}, {\"lock\", k, Me, true}, {<<\"lock\">>, k, Me, true}], \
