@@ -758,6 +758,7 @@ async fn bad_input_gets_the_documented_error_and_the_registry_stays_consistent()
         "{start_name, x, {beam, {eq_singletons, start_ignore, []}}, not_a_map}",
         "{start_name, x, {beam, {eq_singletons, start_ignore, []}}, #{restart => sometimes}}",
         "{start_name, x, {alien, y}, #{}}",
+        "{start_name, x, {beam, {eq_singletons, start_ignore, []}}}",
     ] {
         check(
             a,
@@ -769,8 +770,11 @@ async fn bad_input_gets_the_documented_error_and_the_registry_stays_consistent()
     }
     free("x");
 
-    // The same through the APIs: a Paxtor singleton whose start fails is an
-    // exit to the caller and leaves the name free; eq_sworm says error.
+    // The same through the APIs (rebar_fixture's docs): a call through a
+    // Paxtor via tuple whose start fails exits noproc, whereis raises the
+    // reason, and the name stays free; a via tuple with another spec for a
+    // running key resolves to the running process (the key names a
+    // singleton, as in the real Paxtor); eq_sworm and Sworm return errors.
     beval(
         a,
         "Bad = paxtor:name(bad_api, {eq_singletons, start_error, [nope]}), \
@@ -779,8 +783,10 @@ async fn bad_input_gets_the_documented_error_and_the_registry_stays_consistent()
     for via in ["Bad", "Crash"] {
         check(
             a,
-            &format!("case catch gen_server:call({via}, incr) of {{'EXIT', _}} -> exited; Other -> Other end"),
-            "exited",
+            &format!(
+                "case catch gen_server:call({via}, incr) of {{'EXIT', {{noproc, _}}}} -> noproc; Other -> Other end"
+            ),
+            "noproc",
         );
         check(
             a,
@@ -788,24 +794,70 @@ async fn bad_input_gets_the_documented_error_and_the_registry_stays_consistent()
             "{undefined,false}",
         );
     }
+    check(
+        a,
+        "case catch paxtor:whereis(Bad) of {'EXIT', {{start_failed, nope}, _}} -> raised; Other -> Other end",
+        "raised",
+    );
+    check(
+        a,
+        "case catch paxtor:whereis(Crash) of {'EXIT', {{start_failed, {boom, _}}, _}} -> raised; Other -> Other end",
+        "raised",
+    );
     free(&paxtor_name("bad_api"));
     free(&paxtor_name("crash_api"));
+    beval(
+        a,
+        &format!(
+            "Running = paxtor:name(running, {}), R1 = paxtor:whereis(Running)",
+            counter_spec("running", a)
+        ),
+    );
+    check(
+        a,
+        &format!(
+            "{{paxtor:whereis(paxtor:name(running, {})) =:= R1, \
+              paxtor:lookup(paxtor:name(running, whatever)) =:= R1, \
+              eq_singletons:starts(running), eq_singletons:starts(other_running)}}",
+            counter_spec("other_running", a)
+        ),
+        "{true,true,1,0}",
+    );
     check_ex(
         c,
         "case Sworm.register_name(EqSwBad, :n, :eq_singletons, :start_error, [:nope]) do \
-           {:error, _} -> :error; other -> other end",
+           {:error, {:start_failed, :nope}} -> :start_failed; other -> other end",
         &[],
-        "error",
+        "start_failed",
     );
     free("{'$eq_scope', 'Elixir.EqSwBad', n}");
     check(
         a,
         "case eq_sworm:register_name(s2, n, eq_singletons, start_link, [{crash_in_init, boom}]) of \
-           {error, _} -> error; Other -> Other end",
-        "error",
+           {error, {start_failed, {boom, _}}} -> start_failed; Other -> Other end",
+        "start_failed",
     );
     free("{'$eq_scope', s2, n}");
     check(a, "eq_sworm:registered(s2)", "[]");
+    beval(
+        a,
+        &format!(
+            "{{ok, W}} = eq_sworm:register_name(s2, w, eq_singletons, start_link, [{{counter, w, {}}}])",
+            a.node_atom()
+        ),
+    );
+    check(
+        a,
+        &format!(
+            "{{eq_sworm:register_name(s2, w, eq_singletons, start_link, [{{counter, w2, {rec}}}]) =:= {{error, {{already_registered, W}}}}, \
+              eq_sworm:register_name(s2, w, eq_singletons, start_link, [{{counter, w, {rec}}}]) =:= {{error, {{already_registered, W}}}}, \
+              eq_sworm:register_name(s2, w, self()), \
+              eq_sworm:whereis_name(s2, w) =:= W, \
+              eq_singletons:starts(w), eq_singletons:starts(w2)}}",
+            rec = a.node_atom()
+        ),
+        "{true,true,no,true,1,0}",
+    );
     let h = history(a);
     assert!(overlapping(&h).is_empty(), "overlap:{}", show(&h));
     eprintln!(
