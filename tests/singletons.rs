@@ -546,14 +546,14 @@ async fn first_use_starts_one_instance_and_every_node_agrees() {
               eq_sworm:lookup('Elixir.EqSw', n3) =:= {H3, #{role => plain}}, \
               eq_sworm:lookup('Elixir.EqSw', n2) =:= {N2, undefined}, \
               eq_sworm:whereis_name('Elixir.EqSw', nope), \
-              gen_server:call({via, eq_sworm, {'Elixir.EqSw', n2}}, incr)}",
-            "{true,true,true,undefined,1}",
+              gen_server:call({via, eq_sworm, {'Elixir.EqSw', n2}}, get)}",
+            "{true,true,true,undefined,0}",
         );
     }
     check(
         b,
         "gen_server:call({via, eq_sworm, {'Elixir.EqSw', n2}}, incr)",
-        "2",
+        "1",
     );
     check_ex(
         c,
@@ -946,34 +946,30 @@ async fn a_permanent_singleton_and_a_sworm_name_fail_over_after_kill9() {
     }
     check(&nodes[0], "gen_server:call(Via, incr)", "1");
 
-    // The node that runs it is the victim. Sworm names registered from
-    // there (a host prefers no node, so try until one lands there), and a
-    // plain pid with metadata on a survivor.
+    // The node that runs it is the victim. Sworm names (started on the
+    // caller's node's host first): two registered from the victim, one
+    // from a survivor; and a plain pid with metadata on a survivor.
     let victim_node = fo[1].node().to_owned();
     let victim = nodes
         .iter()
         .position(|n| n.node_name() == victim_node)
         .unwrap_or_else(|| panic!("the instance runs on {victim_node}, no node of ours"));
     let survivors: Vec<usize> = (0..nodes.len()).filter(|&i| i != victim).collect();
-    let v = &nodes[victim];
-    let mut sworm_keys: Vec<(String, String)> = Vec::new(); // (key, node)
-    for i in 1..=6 {
-        let key = format!("sw{i}");
+    let mut sworm_keys: Vec<(String, String)> = Vec::new(); // (key, its node)
+    for (key, from) in [("sw1", victim), ("sw2", victim), ("sw3", survivors[0])] {
         let node = beval(
-            v,
+            &nodes[from],
             &format!(
-                "{{ok, S{i}}} = eq_sworm:register_name(s3, {key}, eq_singletons, start_link, \
-                 [{{counter, {key}, {rec_atom}}}]), atom_to_list(node(S{i}))"
+                "{{ok, S_{key}}} = eq_sworm:register_name(s3, {key}, eq_singletons, start_link, \
+                 [{{counter, {key}, {rec_atom}}}]), atom_to_list(node(S_{key}))"
             ),
         );
-        sworm_keys.push((key, node.trim_matches('"').to_owned()));
-        if i >= 3 && sworm_keys.iter().any(|(_, n)| *n == victim_node) {
-            break;
-        }
+        sworm_keys.push((key.to_owned(), node.trim_matches('"').to_owned()));
     }
-    assert!(
-        sworm_keys.iter().any(|(_, n)| *n == victim_node),
-        "no Sworm name landed on {victim_node}: {sworm_keys:?}"
+    assert_eq!(
+        sworm_keys.iter().filter(|(_, n)| *n == victim_node).count(),
+        2,
+        "not started on the caller's node: {sworm_keys:?}"
     );
     let keeper = survivors[0];
     beval(
