@@ -108,11 +108,20 @@ enum Command {
         #[arg(long)]
         fresh: bool,
         /// The erl_quorum service's session lease, in ms: how long every
-        /// lock and name it serves outlives its last renewal, and (plus 2 s)
-        /// how long a hold outlives the loss of its owner's node. At least
-        /// 5000: owners are told when less than 3 s remain.
+        /// lock and name it serves outlives its last renewal, and (plus
+        /// --release-margin-ms) how long a hold outlives the loss of its
+        /// owner's node. At least 5000: owners are told when less than 3 s
+        /// remain.
         #[arg(long, default_value_t = 10_000)]
         session_lease_ms: u64,
+        /// How long past the session lease the hold of an owner whose node
+        /// was lost is kept, in ms (then it is released, and a supervised
+        /// name restarted elsewhere). The BEAM guard tells such an owner
+        /// 2 s before the lease ends, so tests may use 500; the default of
+        /// 2000 also covers a guard run with a smaller `margin_ms`, owners
+        /// told by message (`on_lost = message`), and late timers.
+        #[arg(long, default_value_t = RELEASE_MARGIN_MS)]
+        release_margin_ms: u64,
     },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
@@ -213,6 +222,28 @@ fn client_name() -> String {
     format!("erl_quorum_cli_{}@127.0.0.1", std::process::id())
 }
 
+/// The default of `--release-margin-ms`.
+///
+/// A serving node releases the hold of an owner whose node it lost (and
+/// restarts a supervised name elsewhere) `session_lease + margin` after
+/// its `DOWN noconnection`. The owner must have been told by then. On the
+/// keepalive path it always is, with no node-side margin at all: the
+/// guard's last answered keepalive was sent (`SentAt`) before the
+/// connection went, its `ValidMs` is at most the session lease, and the
+/// guard tells its owners at `SentAt + ValidMs - margin_ms` (2 s) plus one
+/// tick (200 ms), or at once on `nodedown`; before its first keepalive,
+/// at the first `eq_owned` plus 1 s. So a node-side margin of 500 ms, as
+/// the singleton tests use, leaves 2.3 s to spare.
+///
+/// The default still stays 2 s, because the argument does not hold on
+/// every path: `margin_ms` is the guard's application setting, which an
+/// operator may lower (to 0 the node-side margin is all that is left);
+/// with `on_lost = message` the owner is only sent a message and stops
+/// in its own time; and the guard's timer may run late on a loaded BEAM
+/// (the 2 s also cover clock rates drifting apart over a lease). The
+/// default keeps each of those safe on its own.
+const RELEASE_MARGIN_MS: u64 = 2_000;
+
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve {
@@ -224,6 +255,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             promise_ms,
             fresh,
             session_lease_ms,
+            release_margin_ms,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
@@ -259,6 +291,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 w,
                 session_lease,
                 renew_every: (session_lease / 8).min(defaults.renew_every),
+                margin: Duration::from_millis(release_margin_ms),
                 ..defaults
             };
             service::start(&node, config)?;

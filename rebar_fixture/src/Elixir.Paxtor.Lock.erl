@@ -1,10 +1,22 @@
 %%% 'Elixir.Paxtor.Lock': the via module behind `{:via, Paxtor.Lock, key}` for
-%%% Elixir code; the same as paxtor_lock. whereis_name/1 keeps returning the
-%%% atom undefined, not nil: that is what gen and GenServer expect of a via
-%%% module.
+%%% Elixir code (the same as paxtor_lock), plus the real library's via/1 and
+%%% lock/2. whereis_name/1 returns the atom undefined when nobody holds the
+%%% lock: that is what gen and GenServer expect of a via module (the real
+%%% library returns :unknown, which they would take for a process name).
 -module('Elixir.Paxtor.Lock').
 
+-export([via/1, lock/2]).
 -export([register_name/2, unregister_name/1, whereis_name/1, send/2]).
+
+%% `{:via, Paxtor.Lock, key}`: a name for the holder of the lock Key.
+-spec via(term()) -> {via, 'Elixir.Paxtor.Lock', term()}.
+via(Key) ->
+    {via, ?MODULE, Key}.
+
+%% As Paxtor.lock/2.
+-spec lock(term(), [paxtor:option()]) -> acquired | {held_by, pid()} | no_quorum.
+lock(Key, Opts) ->
+    paxtor:lock(Key, Opts).
 
 -spec register_name(term(), pid()) -> yes | no.
 register_name(Key, Pid) ->

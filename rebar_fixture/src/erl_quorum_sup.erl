@@ -1,5 +1,7 @@
-%%% erl_quorum_sup: the top supervisor of erl_quorum, with a single child,
-%%% the guard rust_quorum.
+%%% erl_quorum_sup: the top supervisor of erl_quorum: the guard rust_quorum,
+%%% the keepers of supervised names started here (erl_quorum_keeper_sup) and
+%%% the host that serving Rust nodes ask to start them (erl_quorum_host),
+%%% in that order: the host announces itself only once keepers can start.
 -module(erl_quorum_sup).
 -behaviour(supervisor).
 
@@ -20,4 +22,16 @@ init([]) ->
               shutdown => 5000,
               type => worker,
               modules => [rust_quorum]},
-    {ok, {SupFlags, [Guard]}}.
+    Keepers = #{id => erl_quorum_keeper_sup,
+                start => {erl_quorum_keeper_sup, start_link, []},
+                restart => permanent,
+                shutdown => infinity,
+                type => supervisor,
+                modules => [erl_quorum_keeper_sup]},
+    Host = #{id => erl_quorum_host,
+             start => {erl_quorum_host, start_link, []},
+             restart => permanent,
+             shutdown => 5000,
+             type => worker,
+             modules => [erl_quorum_host]},
+    {ok, {SupFlags, [Guard, Keepers, Host]}}.

@@ -32,7 +32,11 @@ unregister_name(_Key) ->
 %% A round trip to a Rust node: lock holders are not cached locally.
 -spec whereis_name(term()) -> pid() | undefined.
 whereis_name(Key) ->
-    paxtor:whereis(Key).
+    case rust_quorum:call({whereis_lock, Key}) of
+        Pid when is_pid(Pid) -> Pid;
+        undefined -> undefined;
+        Other -> erlang:error({unexpected_reply, {whereis_lock, Key}, Other})
+    end.
 
 -spec send(term(), term()) -> pid().
 send(Key, Msg) ->

@@ -191,7 +191,10 @@ call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
 %% the caller that is a quorum not reached yet: PROTOCOL.md.
 unsettled({lock, _, _, _}, _Redirect) -> no_quorum;
 unsettled({register_name, _, _}, _Redirect) -> no;
+unsettled({register_name, _, _, _}, _Redirect) -> no;
+unsettled({start_name, _, _, _}, _Redirect) -> no_quorum;
 unsettled({whereis_lock, _}, _Redirect) -> undefined;
+unsettled({whereis_meta, _}, _Redirect) -> undefined;
 unsettled(Request, Redirect) -> erlang:error({unexpected_reply, Request, Redirect}).
 
 %% Exit reasons of gen_server:call meaning the server is not there (or died
@@ -408,10 +411,12 @@ lose_node(Node, #serving{owners = Owners} = Srv, Why, #state{serving = Serving} 
     State#state{serving = maps:remove(Node, Serving)}.
 
 %% Tells one owner it lost Key, the way `on_lost` says. A name also leaves
-%% the local table at once: its holder is no longer to be reached by it.
+%% the local table at once: its holder is no longer to be reached by it; and
+%% its keeper, if any, makes sure it stops (erl_quorum_keeper).
 tell(Owner, Kind, Key) ->
     Reason = case Kind of
                  name -> ets:delete_object(?TABLE, {Key, Owner}),
+                         erl_quorum_keeper:name_lost(Owner, Key),
                          {name_lost, Key};
                  _ -> {lock_lost, Key}
              end,

@@ -9,6 +9,8 @@
 -module(rust_registry).
 
 -export([register_name/2, unregister_name/1, whereis_name/1, send/2]).
+%% Not part of the via contract: a registration that carries metadata.
+-export([register_name/3, whereis_meta/1, cache/2]).
 
 -define(TABLE, rust_registry).
 %% A local holder that is already dead is a name whose release the Rust node
@@ -29,35 +31,53 @@
 %% right after can put it in `{error, {already_started, Pid}}`.
 -spec register_name(term(), pid()) -> yes | no.
 register_name(Name, Pid) when is_pid(Pid) ->
-    register_name(Name, Pid, {?DEAD_HOLDER_RETRIES, ?UNSETTLED_RETRIES}).
+    try_register({register_name, Name, Pid}, Name, Pid,
+             {?DEAD_HOLDER_RETRIES, ?UNSETTLED_RETRIES}).
+
+%% As register_name/2, and the serving node keeps Meta for Name while Pid
+%% holds it (whereis_meta/1 reads it back).
+-spec register_name(term(), pid(), term()) -> yes | no.
+register_name(Name, Pid, Meta) when is_pid(Pid) ->
+    try_register({register_name, Name, Pid, Meta}, Name, Pid,
+             {?DEAD_HOLDER_RETRIES, ?UNSETTLED_RETRIES}).
+
+%% {Pid, Meta} of Name (Meta `undefined` when it was registered without),
+%% or undefined. A round trip: metadata is not cached locally.
+-spec whereis_meta(term()) -> {pid(), term()} | undefined.
+whereis_meta(Name) ->
+    case rust_quorum:call({whereis_meta, Name}) of
+        {Pid, _Meta} = Found when is_pid(Pid) -> Found;
+        undefined -> undefined;
+        Other -> erlang:error({unexpected_reply, {whereis_meta, Name}, Other})
+    end.
 
 %% Retries: {for a dead local holder, for no quorum}.
-register_name(Name, Pid, Retries) ->
-    case rust_quorum:call({register_name, Name, Pid}) of
+try_register(Request, Name, Pid, Retries) ->
+    case rust_quorum:call(Request) of
         yes ->
             %% Before returning: the caller's next whereis must see it.
             cache(Name, Pid),
             yes;
         no ->
-            taken(Name, Pid, Retries);
+            taken(Request, Name, Pid, Retries);
         Other ->
-            erlang:error({unexpected_reply, {register_name, Name, Pid}, Other})
+            erlang:error({unexpected_reply, Request, Other})
     end.
 
 %% The Rust node said no. Trust the table if it names a plausible holder;
 %% otherwise ask the Rust node once who holds the name.
-taken(Name, Pid, Retries) ->
+taken(Request, Name, Pid, Retries) ->
     case whereis_name(Name) of
         Holder when is_pid(Holder), Holder =/= Pid ->
             case dead_local(Holder) of
                 false -> no;
-                true -> ask(Name, Pid, Retries)
+                true -> ask(Request, Name, Pid, Retries)
             end;
         _ ->
-            ask(Name, Pid, Retries)
+            ask(Request, Name, Pid, Retries)
     end.
 
-ask(Name, Pid, Retries) ->
+ask(Request, Name, Pid, Retries) ->
     case rust_quorum:call({whereis_name, Name}) of
         Pid ->
             %% Already ours: a register whose reply was lost when its node
@@ -68,7 +88,7 @@ ask(Name, Pid, Retries) ->
             case {dead_local(Holder), Retries} of
                 {true, {Dead, Unsettled}} when Dead > 0 ->
                     timer:sleep(?DEAD_HOLDER_SLEEP_MS),
-                    register_name(Name, Pid, {Dead - 1, Unsettled});
+                    try_register(Request, Name, Pid, {Dead - 1, Unsettled});
                 _ ->
                     cache(Name, Holder),
                     no
@@ -77,7 +97,7 @@ ask(Name, Pid, Retries) ->
             %% Released between the two calls, or no quorum: try again.
             {Dead, Unsettled} = Retries,
             timer:sleep(?UNSETTLED_SLEEP_MS),
-            register_name(Name, Pid, {Dead, Unsettled - 1});
+            try_register(Request, Name, Pid, {Dead, Unsettled - 1});
         _ ->
             no
     end.
@@ -120,6 +140,7 @@ send(Name, Msg) ->
             Pid
     end.
 
+%% Also for eq_singleton, which learns a holder from start_name's reply.
 cache(Name, Pid) ->
     try ets:insert(?TABLE, {Name, Pid})
     catch error:badarg -> true

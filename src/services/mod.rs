@@ -46,6 +46,7 @@ mod server;
 pub(crate) mod session;
 pub(crate) mod shards;
 pub(crate) mod slots;
+pub(crate) mod supervise;
 
 use crate::node::Node;
 use crate::process::RegisterError;
@@ -72,7 +73,9 @@ pub struct ServicesConfig {
     /// Owners are told this long before the session could lapse (default 3 s).
     pub lost_margin: Duration,
     /// Extra wait beyond the session lease before releasing the hold of an
-    /// owner whose node lost us (default 2 s).
+    /// owner whose node lost us, and restarting a supervised name it held
+    /// elsewhere (default 2 s; `serve --release-margin-ms`, whose doc in
+    /// `main.rs` says why the default stays).
     pub margin: Duration,
     /// Worker processes running quorum rounds in parallel (default 32).
     pub workers: usize,

@@ -132,6 +132,7 @@ impl Registry {
         let request = Request::RegisterName {
             name,
             pid: pid.clone(),
+            meta: None,
         };
         match self.call(request, self.timeout).await? {
             Reply::Yes => Ok(true),

@@ -11,7 +11,7 @@ use super::protocol::{PeerMsg, PeerMsgError, Reply, Request};
 use super::rounds::{Event, Job};
 use super::ServicesConfig;
 use crate::process::{CallReply, Caller, EventServer, Flow, GenServer, Mail, Process};
-use crate::term::{atom, is_atom, tuple, Reference, Term};
+use crate::term::{atom, tuple, Reference, Term};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -99,6 +99,7 @@ impl Server {
                         process.send(&pid, msg.encode());
                     }
                 }
+                Output::Host(host, msg) => process.send(&host, msg.encode()),
             }
         }
     }
@@ -148,8 +149,7 @@ impl GenServer for Server {
             } => {
                 if let Some(id) = self.monitors.remove(&reference) {
                     self.references.remove(&id);
-                    let lost = is_atom(&reason, "noconnection");
-                    self.core.handle_down(id, lost, Instant::now());
+                    self.core.handle_down(id, &reason, Instant::now());
                     self.carry_out(process);
                 }
             }

@@ -115,10 +115,12 @@ fn erlang_build_root() -> PathBuf {
 /// Compiles every `erlang_test/*.erl` (eq_peer and the modules tests load
 /// next to it) and the BEAM side of erl_quorum (`rebar_fixture/src/*.erl`,
 /// plus an `erl_quorum.app` so `application:ensure_all_started(erl_quorum)`
-/// works) for `otp` (once per test process; later calls return the cached
-/// answer) and returns the directory to pass to `-pa`:
-/// `target/erlang_test/otp25` or `otp27`. OTP 27 .beam files don't load on
-/// OTP 25, hence one directory per release.
+/// works, and, when this release's Elixir compiler is installed, its Elixir
+/// modules `rebar_fixture/lib/**/*.ex`: `Sworm`, `ErlQuorum.Server`) for
+/// `otp` (once per test process; later calls return the cached answer) and
+/// returns the directory to pass to `-pa`: `target/erlang_test/otp25` or
+/// `otp27`. OTP 27 .beam files don't load on OTP 25, hence one directory per
+/// release. Erlang nodes need no Elixir: they never load those modules.
 pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
     static V25: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     static V27: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -129,6 +131,84 @@ pub fn eq_peer_ebin(otp: Otp) -> io::Result<PathBuf> {
     cell.get_or_init(|| compile_eq_peer(otp))
         .clone()
         .map_err(io::Error::other)
+}
+
+/// The `.ex` files under `dir` (recursively), sorted; none if `dir` is missing.
+fn ex_sources(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+    };
+    for path in entries.filter_map(|entry| entry.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            found.extend(ex_sources(&path)?);
+        } else if path.extension().is_some_and(|x| x == "ex") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Compiles `sources` (Elixir) into `out_dir` with `otp`'s Elixir compiler
+/// (`elixirc`; `elixir27 +elixirc`, which is what elixirc runs, for OTP 27),
+/// with `out_dir` on the code path for the Erlang modules they call. Ok and
+/// nothing compiled when that compiler is not installed: Erlang nodes do
+/// without these modules.
+fn compile_elixir(otp: Otp, sources: &[PathBuf], out_dir: &Path) -> Result<(), String> {
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = match otp {
+        Otp::V25 => Command::new("elixirc"),
+        Otp::V27 => {
+            let mut cmd = Command::new(otp.elixir());
+            cmd.arg("+elixirc");
+            cmd
+        }
+    };
+    // The current directory must be the repo root: elixir27 only sees it.
+    let result = cmd
+        .current_dir(repo_root())
+        .arg("-pa")
+        .arg(out_dir)
+        .arg("-o")
+        .arg(out_dir)
+        .args(sources)
+        .stdin(Stdio::null())
+        .output();
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "cannot run the Elixir compiler for OTP {}: {e}",
+            otp.release()
+        )),
+        Ok(out) if !out.status.success() => Err(format!(
+            "compiling {} with Elixir (OTP {}) failed ({}):\n{}{}",
+            sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            otp.release(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The `.beam` files in `dir`, by file name.
+fn beam_files(dir: &Path) -> Result<Vec<String>, String> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".beam"))
+        .collect())
 }
 
 /// The `.erl` files of `dir`, sorted.
@@ -210,16 +290,17 @@ fn compile_eq_peer(otp: Otp) -> Result<PathBuf, String> {
         )),
         Ok(_) => {
             let modules: Vec<String> = fixture_sources.iter().filter_map(stem).collect();
-            erl_quorum_app(&fixture_dir.join("erl_quorum.app.src"), &modules)
+            ex_sources(&root.join("rebar_fixture").join("lib"))
+                .and_then(|ex| compile_elixir(otp, &ex, &tmp_dir))
+                .and_then(|()| erl_quorum_app(&fixture_dir.join("erl_quorum.app.src"), &modules))
                 .and_then(|text| {
                     std::fs::write(tmp_dir.join(app), text)
                         .map_err(|e| format!("cannot write {app}: {e}"))
                 })
-                .and_then(|()| {
-                    sources
-                        .iter()
-                        .filter_map(stem)
-                        .map(|stem| format!("{stem}.beam"))
+                .and_then(|()| beam_files(&tmp_dir))
+                .and_then(|beams| {
+                    beams
+                        .into_iter()
                         .chain(std::iter::once(app.to_string()))
                         .try_for_each(|file| {
                             std::fs::rename(tmp_dir.join(&file), out_dir.join(&file)).map_err(|e| {

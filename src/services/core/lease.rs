@@ -54,6 +54,7 @@ impl Core {
             return;
         }
         tracing::error!("erl_quorum: session could not be renewed in time; telling every owner");
+        self.supervise.session_lost();
         self.slots.session_lost();
         self.routing.shards.session_lost();
         let term = (self.lease.namer)();

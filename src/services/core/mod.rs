@@ -15,6 +15,8 @@
 //! - `routing`: requests by shard, shard rounds, grants.
 //! - `lease`: the session, its renewals and repairs.
 //! - `sharing`: names from peers, changes to subscribers and peers.
+//! - `supervising`: supervised names (`start_name`, hosts, keepers),
+//!   carried out for [`crate::services::supervise`].
 //! - `watches`: the monitors, by core-side id.
 //! - `timers`: what is due when.
 
@@ -22,19 +24,25 @@ mod lease;
 mod requests;
 mod routing;
 mod sharing;
+mod supervising;
 mod timers;
 mod watches;
 
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod supervise_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use watches::{MonitorId, MonitorTarget};
 
-use super::protocol::{lost_reason, GuardNotice, NameChange, NamesChanged, Notice, PeerMsg, Reply};
+use super::protocol::{
+    lost_reason, GuardNotice, HostMsg, NameChange, NamesChanged, Notice, PeerMsg, Reply,
+};
 use super::rounds::{Event, Job};
 use super::slots::{Action as SlotAction, Kind, Slots};
+use super::supervise::Supervise;
 use super::ServicesConfig;
 use crate::process::Caller;
 use crate::term::{Pid, Term};
@@ -68,6 +76,8 @@ pub(crate) enum Output {
     },
     Subscribers(Vec<Pid>, NamesChanged),
     Peers(Vec<(Pid, PeerMsg)>),
+    /// To a host of supervised names (`eq_start`).
+    Host(Pid, HostMsg),
 }
 
 /// Who this service is: its node and its process.
@@ -96,6 +106,7 @@ pub(crate) struct Core {
     sharing: Sharing,
     watches: Watches,
     timers: Timers,
+    supervise: Supervise,
     outputs: VecDeque<Output>,
 }
 
@@ -107,12 +118,12 @@ impl Core {
         seed: u64,
         now: Instant,
     ) -> Core {
+        let grace = config.session_lease + config.margin;
         let mut timers = Timers::default();
         timers.at(now, Timer::Tick);
         Core {
             lease: Lease::new(namer, now),
             config,
-            me,
             now,
             rng: StdRng::seed_from_u64(seed),
             slots: Slots::new(),
@@ -120,6 +131,8 @@ impl Core {
             sharing: Sharing::default(),
             watches: Watches::default(),
             timers,
+            supervise: Supervise::new(me.node.clone(), grace),
+            me,
             outputs: VecDeque::new(),
         }
     }
@@ -171,15 +184,21 @@ impl Core {
         self.settle();
     }
 
-    /// A monitor the core asked for fired. `connection_lost`: the reason
-    /// was `noconnection` (the target may still run).
-    pub(crate) fn handle_down(&mut self, id: MonitorId, connection_lost: bool, now: Instant) {
+    /// A monitor the core asked for fired with `reason`; `noconnection`
+    /// means only the connection went (the target may still run).
+    pub(crate) fn handle_down(&mut self, id: MonitorId, reason: &Term, now: Instant) {
         self.now = now;
+        let connection_lost = crate::term::is_atom(reason, "noconnection");
         let Some(watched) = self.watches.down(id) else {
             return;
         };
         match watched {
-            Watched::Owner(pid) => self.slots.owner_down(&pid, connection_lost),
+            Watched::Owner(pid) => {
+                self.owner_went(&pid, reason, connection_lost);
+                self.slots.owner_down(&pid, connection_lost)
+            }
+            Watched::Host(pid) => self.supervise.host_down(&pid, now),
+            Watched::LateChild(pid) => self.supervise.child_gone(&pid, connection_lost, now),
             Watched::Subscriber(pid) => self.sharing.subscriber_gone(&pid),
             Watched::PeerSubscriber(pid) => self.sharing.peer_subscriber_gone(&pid),
             Watched::Peer(node) => {
@@ -208,6 +227,9 @@ impl Core {
                 Timer::ShardRetry(shard) => self.retake_shard(shard),
                 Timer::RepairAgain(master) => self.repair_again(master),
                 Timer::PeerGone(peer) => self.peer_snapshot(peer, None),
+                Timer::StartDeadline(id) => self.supervise.deadline(id),
+                Timer::StartRetry(name) => self.supervise.retry(&name, now),
+                Timer::StartResume(id) => self.supervise.resume(id, now),
             }
             self.settle();
         }
@@ -246,11 +268,20 @@ impl Core {
         let mut own_changes = Vec::new();
         let mut replies = Vec::new();
         loop {
+            // Supervision asks the slots (a keeper's child to register) and
+            // the slots answer it (grants, releases): until both are quiet.
+            self.drain_supervise();
             let actions = self.slots.take_actions();
             if actions.is_empty() {
                 break;
             }
             for action in actions {
+                if let SlotAction::Reply(caller, reply) = &action {
+                    if self.supervise.swallow_reply(caller) {
+                        continue;
+                    }
+                    self.note_keeper_reply(caller, reply);
+                }
                 match action {
                     SlotAction::Reply(caller, reply) if changes_first => {
                         replies.push((caller, reply))
@@ -317,7 +348,12 @@ impl Core {
                 key,
             } => self.notify(notice, owner, kind, key),
             // Our own names live in the slots; the view holds peers'.
-            SlotAction::NameChanged { name, pid } => own_changes.push(NameChange::new(name, pid)),
+            SlotAction::NameChanged { name, pid } => {
+                if pid.is_none() {
+                    self.name_released(&name);
+                }
+                own_changes.push(NameChange::new(name, pid))
+            }
         }
     }
 

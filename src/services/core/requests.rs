@@ -30,10 +30,8 @@ impl Core {
             }
             Request::RegisterName { ref name, .. } => {
                 let name = name.clone();
-                if let Some((caller, Request::RegisterName { name, pid })) =
-                    self.route(caller, request, Kind::Name, &name)
-                {
-                    self.slots.register(caller, name, pid);
+                if let Some((caller, request)) = self.route(caller, request, Kind::Name, &name) {
+                    self.register_here(caller, request);
                 }
                 return;
             }
@@ -52,11 +50,13 @@ impl Core {
                         return;
                     }
                 }
+                self.supervise.unregister(&name);
                 self.slots.unregister(caller, name);
                 return;
             }
             Request::UnregisterNameHere { name } => {
                 self.sharing.set_changes_first();
+                self.supervise.unregister(&name);
                 self.slots.unregister(caller, name);
                 return;
             }
@@ -107,6 +107,13 @@ impl Core {
                 ms: self.valid_ms(),
             },
             Request::Status => Reply::Status(self.status()),
+            request @ Request::StartName { .. } => return self.start_name(caller, request),
+            request @ Request::WhereisMeta { .. } => return self.whereis_meta(caller, request),
+            Request::Host { pid, kind } => return self.supervise.host(caller, pid, kind),
+            Request::Started { id, pid } => return self.supervise.started(caller, id, pid),
+            Request::StartFailed { id, reason } => {
+                return self.supervise.start_failed(caller, id, reason, self.now)
+            }
         };
         self.outputs.push_back(Output::Reply(caller, reply));
     }
@@ -119,6 +126,9 @@ impl Core {
             ("subscribers", self.sharing.subscriber_count() as i64),
             ("session_valid_ms", self.valid_ms() as i64),
             ("epoch", self.lease.session.epoch as i64),
+            ("supervised", self.supervise.supervised() as i64),
+            ("hosts", self.supervise.host_count() as i64),
+            ("pending_starts", self.supervise.pending_count() as i64),
         ];
         counters.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }

@@ -7,7 +7,10 @@
 //!   `eq_owned`) only once every earlier holder is released or was told
 //!   `eq_lost`;
 //! - an owner hears of its grant from its guard before the reply;
-//! - no request of a live owner is left without an answer.
+//! - no request of a live owner is left without an answer;
+//! - supervised names (see `sim_singletons`): never two live instances of
+//!   one singleton, and a permanent one runs again after its host's node
+//!   died.
 //!
 //! `EQ_SIM_SEEDS` / `EQ_SIM_FIRST` choose the seeds; a failing seed prints
 //! the log lines with any of `EQ_SIM_LOG`'s `|`-separated words.
@@ -25,6 +28,9 @@ use crate::term::{atom, int, tuple};
 use rand::RngExt;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+#[path = "sim_singletons.rs"]
+mod singletons;
 
 const MASTERS: [&str; 3] = ["m0@h", "m1@h", "m2@h"];
 const CORES: usize = 3;
@@ -61,10 +67,12 @@ enum Delivery {
         core: usize,
         msg: PeerMsg,
     },
+    /// A monitor fires (`reason` `noconnection`: the node's connection
+    /// went).
     Down {
         core: usize,
         id: MonitorId,
-        lost: bool,
+        reason: Term,
     },
     Job {
         core: usize,
@@ -82,6 +90,8 @@ enum Delivery {
         core: usize,
         until: Instant,
     },
+    /// Hosts, keepers and singleton clients.
+    Sing(singletons::Event),
 }
 
 /// A call a client made and still waits on.
@@ -121,6 +131,7 @@ struct Sim {
     /// How many replies of each kind came (to see a run meant something).
     replies: BTreeMap<String, usize>,
     active: bool,
+    sing: singletons::Singletons,
 }
 
 fn store(now_ms: u64, name: &str) -> Store {
@@ -193,7 +204,9 @@ impl Sim {
             grants: 0,
             replies: BTreeMap::new(),
             active: true,
+            sing: singletons::Singletons::default(),
         };
+        sim.plan_singletons();
         for _ in 0..400 {
             let at = t0 + Duration::from_millis(sim.rng.random_range(0..ACTIVE.as_millis() as u64));
             sim.schedule(at, Delivery::Client);
@@ -303,8 +316,8 @@ impl Sim {
                 self.cores[core].handle_peer_msg(msg, now);
                 self.drain(core);
             }
-            Delivery::Down { core, id, lost } => {
-                self.cores[core].handle_down(id, lost, now);
+            Delivery::Down { core, id, reason } => {
+                self.cores[core].handle_down(id, &reason, now);
                 self.drain(core);
             }
             Delivery::Job { core, job, sent_at } => self.run_job(core, job, sent_at),
@@ -312,7 +325,11 @@ impl Sim {
             Delivery::Restart { master } => {
                 self.masters[master] = store(self.now_ms(), MASTERS[master]);
             }
-            Delivery::Cut { core, until } => self.cut = Some((core, until)),
+            Delivery::Cut { core, until } => {
+                self.cut = Some((core, until));
+                self.sing.cut = Some((self.now, until));
+            }
+            Delivery::Sing(event) => self.singleton_event(event),
         }
     }
 
@@ -339,6 +356,7 @@ impl Sim {
             Request::RegisterName {
                 name: key,
                 pid: owner.clone(),
+                meta: None,
             }
         } else {
             let block = self.rng.random_bool(0.7);
@@ -377,6 +395,12 @@ impl Sim {
     /// gone for the test all the same, and its holds must still be kept
     /// until its guard told it).
     fn exit(&mut self, owner: &Pid, lost: bool) {
+        let reason = atom(if lost { "noconnection" } else { "normal" });
+        self.exit_with(owner, reason);
+    }
+
+    /// `owner` exits with `reason` (`noconnection`: see [`Sim::exit`]).
+    fn exit_with(&mut self, owner: &Pid, reason: Term) {
         self.dead.insert(owner.clone());
         self.calls.retain(|_, (o, _)| o != owner);
         for core in 0..CORES {
@@ -387,7 +411,8 @@ impl Sim {
                 .collect();
             for id in ids {
                 self.monitors[core].remove(&id);
-                self.send(CORES, core, Delivery::Down { core, id, lost });
+                let reason = reason.clone();
+                self.send(CORES, core, Delivery::Down { core, id, reason });
             }
         }
     }
@@ -399,7 +424,8 @@ impl Sim {
             .holders
             .values()
             .map(|(_, o)| o.clone())
-            .filter(|o| !self.dead.contains(o))
+            // (Singletons on the hosts' nodes run on.)
+            .filter(|o| !self.dead.contains(o) && o.node.name == "beam@h")
             .collect();
         for owner in done {
             self.exit(&owner, false);
@@ -418,7 +444,7 @@ impl Sim {
                             Delivery::Down {
                                 core,
                                 id,
-                                lost: false,
+                                reason: atom("noproc"),
                             },
                         );
                     } else {
@@ -439,8 +465,9 @@ impl Sim {
                     self.log.push(format!("{t:?} core {core} {notice:?}"));
                     self.guard(core, notice)
                 }
-                Output::Exit { owner, .. } => panic!("no owner runs on a serving node: {owner:?}"),
+                Output::Exit { owner, reason } => self.exit_signal(owner, reason),
                 Output::Subscribers(..) => {}
+                Output::Host(host, msg) => self.send_to_host(core, host, msg),
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
                         let to = (0..CORES).find(|&i| server_pid(i) == pid).expect("a core");
@@ -474,7 +501,7 @@ impl Sim {
                     );
                 }
                 self.grants += 1;
-                self.holders.insert(hold, (core, notice.owner));
+                self.holders.insert(hold, (core, notice.owner.clone()));
             }
             Notice::Released | Notice::Lost => {
                 if self
@@ -485,6 +512,10 @@ impl Sim {
                     self.holders.remove(&hold);
                 }
             }
+        }
+        if notice.notice == Notice::Lost {
+            // The guard tells the owner at once.
+            self.told_lost(&notice.owner, &notice.key);
         }
     }
 
@@ -538,6 +569,7 @@ impl Sim {
                 Request::RegisterName {
                     name: key,
                     pid: owner,
+                    meta: None,
                 },
                 Reply::Yes,
             ) => {
@@ -553,7 +585,7 @@ impl Sim {
                     self.seed
                 );
             }
-            _ => {}
+            _ => self.singleton_replied(owner, waiting, reply),
         }
     }
 

@@ -7,10 +7,10 @@ use crate::services::protocol::Request;
 use crate::services::shards::Taken;
 use crate::term::{atom, int};
 
-const ME: &str = "s@h";
-const MASTER: &str = "m@h";
+pub(super) const ME: &str = "s@h";
+pub(super) const MASTER: &str = "m@h";
 
-fn config() -> ServicesConfig {
+pub(super) fn config() -> ServicesConfig {
     ServicesConfig {
         masters: vec![MASTER.into()],
         w: 1,
@@ -19,7 +19,7 @@ fn config() -> ServicesConfig {
     }
 }
 
-fn core(t0: Instant) -> Core {
+pub(super) fn core(t0: Instant) -> Core {
     let me = Identity {
         node: ME.into(),
         pid: Pid::new(ME, 1, 0, 1),
@@ -32,25 +32,25 @@ fn core(t0: Instant) -> Core {
     Core::new(config(), me, namer, 7, t0)
 }
 
-fn pid(n: u32) -> Pid {
+pub(super) fn pid(n: u32) -> Pid {
     Pid::new("beam@h", n, 0, 1)
 }
 
-fn caller(n: u32) -> Caller {
+pub(super) fn caller(n: u32) -> Caller {
     Caller {
         pid: pid(n),
         tag: int(i64::from(n)),
     }
 }
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Runs the core's timers from its last time to `until` in 100 ms steps,
 /// answering every renewal and taking every shard at once; returns what
 /// else came out.
-fn run(core: &mut Core, from: Instant, until: Instant) -> Vec<Output> {
+pub(super) fn run(core: &mut Core, from: Instant, until: Instant) -> Vec<Output> {
     let mut out = Vec::new();
     let mut now = from;
     loop {
@@ -64,7 +64,7 @@ fn run(core: &mut Core, from: Instant, until: Instant) -> Vec<Output> {
 }
 
 /// Answers the jobs in the core's outputs (renewals, shard rounds).
-fn answer(core: &mut Core, now: Instant, out: &mut Vec<Output>) {
+pub(super) fn answer(core: &mut Core, now: Instant, out: &mut Vec<Output>) {
     while let Some(output) = core.poll_action() {
         match output {
             Output::Run(Job::Renew { epoch, .. }) => {
@@ -104,7 +104,7 @@ fn answer(core: &mut Core, now: Instant, out: &mut Vec<Output>) {
     }
 }
 
-fn replies(out: &[Output]) -> Vec<(u32, Term)> {
+pub(super) fn replies(out: &[Output]) -> Vec<(u32, Term)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Reply(c, r) => Some((c.pid.id, r.encode())),
@@ -190,6 +190,7 @@ fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
     let register = Request::RegisterName {
         name: atom("n"),
         pid: pid(1),
+        meta: None,
     };
     c.handle_request(caller(1), register, t0);
     let mut out = Vec::new();
@@ -223,6 +224,7 @@ fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
         Request::RegisterName {
             name: atom("m"),
             pid: pid(1),
+            meta: None,
         },
         t0,
     );
@@ -248,7 +250,7 @@ fn an_owner_whose_node_lost_us_keeps_its_hold_for_the_lease_and_margin() {
             _ => None,
         })
         .expect("monitored");
-    c.handle_down(id, true, t0);
+    c.handle_down(id, &atom("noconnection"), t0);
     c.handle_request(caller(2), lock(2, "k"), t0);
     let lease_and_margin = config().session_lease + config().margin;
     let out = run(&mut c, t0, t0 + lease_and_margin - ms(100));
@@ -273,6 +275,7 @@ fn requests_a_shard_round_cannot_serve_in_time_get_no_quorum() {
         Request::RegisterName {
             name: atom("n"),
             pid: pid(2),
+            meta: None,
         },
         t0,
     );

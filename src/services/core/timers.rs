@@ -1,7 +1,7 @@
 //! What is due when: one heap of deadlines instead of a task per timer.
 
 use crate::services::slots::SlotId;
-use crate::term::Pid;
+use crate::term::{Pid, Term};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use tokio::time::Instant;
@@ -21,6 +21,12 @@ pub(super) enum Timer {
     RepairAgain(String),
     /// A lost peer's grace period is over: forget its names.
     PeerGone(String),
+    /// A host's keeper had its time to answer start attempt `id`.
+    StartDeadline(u64),
+    /// A restart that found no host tries again.
+    StartRetry(Term),
+    /// A start attempt given up may be followed now.
+    StartResume(u64),
 }
 
 #[derive(Debug)]

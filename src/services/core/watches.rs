@@ -25,6 +25,10 @@ pub(super) enum Watched {
     PeerSubscriber(Pid),
     /// A peer serving node whose names we follow.
     Peer(String),
+    /// A host of supervised names.
+    Host(Pid),
+    /// A child started too late, told `no` (its keeper kills it).
+    LateChild(Pid),
 }
 
 #[derive(Debug, Default)]

@@ -3,7 +3,8 @@
 //! answers ([`Reply`]), what serving nodes send each other ([`PeerMsg`],
 //! and the peer calls in [`Request`]), and what guards and subscribers are
 //! sent ([`GuardNotice`], [`NamesChanged`]), and what it asks the masters
-//! ([`MasterRequest`], decoded by `quorum::store`). Each has one decoder and one
+//! ([`MasterRequest`], decoded by `quorum::store`), and what it asks a
+//! host of supervised names ([`HostMsg`]). Each has one decoder and one
 //! encoder; `rebar_fixture/PROTOCOL.md` documents the same shapes for the
 //! BEAM side.
 //!
@@ -16,6 +17,9 @@ pub(crate) mod peer;
 mod reply;
 mod request;
 #[cfg(test)]
+mod singleton_tests;
+mod singletons;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use masters::{MasterReply, MasterRequest};
@@ -23,6 +27,7 @@ pub(crate) use notices::{lost_reason, GuardNotice, NamesChanged, Notice};
 pub(crate) use peer::{PeerMsg, PeerMsgError, PEER_VERSIONS};
 pub(crate) use reply::{Reply, ReplyError};
 pub(crate) use request::{BadRequest, Request};
+pub(crate) use singletons::{HostKind, HostMsg, Restart, Start};
 
 use crate::term::{atom, tuple, Pid, Term};
 

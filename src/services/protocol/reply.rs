@@ -42,6 +42,18 @@ pub(crate) enum Reply {
     ForwardFailed(String),
     /// The request was not understood.
     Refused(BadRequest),
+    /// `{started, Pid}`: this `start_name` started Pid, which holds the name.
+    Started(Pid),
+    /// `{already_started, Pid}`: the name is held by Pid with an equal Start.
+    AlreadyStarted(Pid),
+    /// `{conflict, Pid}`: the name is held by Pid, plainly or with another Start.
+    Conflict(Pid),
+    /// `{error, {start_failed, Reason}}`: the start did not give a process.
+    StartFailed(Term),
+    /// `{error, no_host}`: no host of the Start's kind is known.
+    NoHost,
+    /// `{Pid, Meta}` or `undefined`, to `whereis_meta`.
+    WhereisMeta(Option<(Pid, Term)>),
 }
 
 /// A reply that is not what the request it answers can get.
@@ -60,6 +72,8 @@ impl Reply {
         match request {
             Request::RegisterName { .. } => Reply::No,
             Request::WhereisLock { .. } | Request::WhereisName { .. } => Reply::Whereis(None),
+            Request::WhereisMeta { .. } => Reply::WhereisMeta(None),
+            Request::Started { .. } => Reply::No,
             _ => Reply::NoQuorum,
         }
     }
@@ -95,6 +109,16 @@ impl Reply {
                 tuple(vec![atom("forward_failed"), atom(node)]),
             ]),
             Reply::Refused(bad) => bad.encode(),
+            Reply::Started(p) => tuple(vec![atom("started"), pid(p)]),
+            Reply::AlreadyStarted(p) => tuple(vec![atom("already_started"), pid(p)]),
+            Reply::Conflict(p) => tuple(vec![atom("conflict"), pid(p)]),
+            Reply::StartFailed(reason) => tuple(vec![
+                atom("error"),
+                tuple(vec![atom("start_failed"), reason.clone()]),
+            ]),
+            Reply::NoHost => tuple(vec![atom("error"), atom("no_host")]),
+            Reply::WhereisMeta(None) => atom("undefined"),
+            Reply::WhereisMeta(Some((p, meta))) => tuple(vec![pid(p), meta.clone()]),
         }
     }
 
@@ -115,13 +139,34 @@ impl Reply {
                 Some([tag, Term::Pid(p)]) if is_atom(tag, "held_by") => Reply::HeldBy(p.clone()),
                 _ => return Err(fail()),
             },
-            (Request::RegisterName { .. }, t) if is_atom(t, "yes") => Reply::Yes,
-            (Request::RegisterName { .. }, t) if is_atom(t, "no") => Reply::No,
-            (Request::UnregisterName { .. } | Request::UnregisterNameHere { .. }, t)
-                if is_atom(t, "ok") =>
-            {
-                Reply::Ok
+            (Request::RegisterName { .. } | Request::Started { .. }, t) if is_atom(t, "yes") => {
+                Reply::Yes
             }
+            (Request::RegisterName { .. } | Request::Started { .. }, t) if is_atom(t, "no") => {
+                Reply::No
+            }
+            (Request::StartName { .. }, t) if is_atom(t, "no_quorum") => Reply::NoQuorum,
+            (Request::StartName { .. }, t) => match as_tuple(t) {
+                Some([tag, Term::Pid(p)]) => match as_atom(tag) {
+                    Some("started") => Reply::Started(p.clone()),
+                    Some("already_started") => Reply::AlreadyStarted(p.clone()),
+                    Some("conflict") => Reply::Conflict(p.clone()),
+                    _ => return Err(fail()),
+                },
+                _ => return Err(fail()),
+            },
+            (Request::WhereisMeta { .. }, t) if is_atom(t, "undefined") => Reply::WhereisMeta(None),
+            (Request::WhereisMeta { .. }, t) => match as_tuple(t) {
+                Some([Term::Pid(p), meta]) => Reply::WhereisMeta(Some((p.clone(), meta.clone()))),
+                _ => return Err(fail()),
+            },
+            (
+                Request::UnregisterName { .. }
+                | Request::UnregisterNameHere { .. }
+                | Request::Host { .. }
+                | Request::StartFailed { .. },
+                t,
+            ) if is_atom(t, "ok") => Reply::Ok,
             (Request::WhereisLock { .. } | Request::WhereisName { .. }, Term::Pid(p)) => {
                 Reply::Whereis(Some(p.clone()))
             }
@@ -173,9 +218,17 @@ fn decode_common(term: &Term) -> Option<Reply> {
             if is_atom(reason, "key_too_deep") {
                 return Some(Reply::KeyTooDeep);
             }
+            if is_atom(reason, "no_host") {
+                return Some(Reply::NoHost);
+            }
             if let Some([tag, Term::Atom(node)]) = as_tuple(reason) {
                 if is_atom(tag, "forward_failed") {
                     return Some(Reply::ForwardFailed(node.name.clone()));
+                }
+            }
+            if let Some([tag, r]) = as_tuple(reason) {
+                if is_atom(tag, "start_failed") {
+                    return Some(Reply::StartFailed(r.clone()));
                 }
             }
             BadRequest::decode_reason(reason).map(Reply::Refused)

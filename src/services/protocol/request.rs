@@ -1,6 +1,7 @@
 //! The calls the `erl_quorum` process serves (`gen_server:call` requests).
 
 use super::peer::{PEER_VERSION, PEER_VERSIONS};
+use super::singletons::{decode_id, HostKind, Restart, Start, StartOpts};
 use crate::term::{as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 
 /// A call to `{erl_quorum, Node}`. `UnregisterNameHere` and `SubscribePeer`
@@ -11,8 +12,31 @@ pub(crate) enum Request {
     Lock { key: Term, owner: Pid, block: bool },
     /// `{whereis_lock, Key}`.
     WhereisLock { key: Term },
-    /// `{register_name, Name, Pid}`.
-    RegisterName { name: Term, pid: Pid },
+    /// `{register_name, Name, Pid}`, or `{register_name, Name, Pid, Meta}`
+    /// (`meta` kept with the name while `pid` holds it).
+    RegisterName {
+        name: Term,
+        pid: Pid,
+        meta: Option<Term>,
+    },
+    /// `{start_name, Name, Start, Opts}`: `Name` held by a process `start`
+    /// starts on a host, restarted as `restart` says.
+    StartName {
+        name: Term,
+        start: Start,
+        restart: Restart,
+        meta: Term,
+        /// Where to start it first (`undefined`: any host of its kind).
+        host: Option<Pid>,
+    },
+    /// `{whereis_meta, Name}`.
+    WhereisMeta { name: Term },
+    /// `{host, HostPid, Kind}`: `pid` starts children of `kind`.
+    Host { pid: Pid, kind: HostKind },
+    /// `{started, Id, Pid}` from the keeper of start `id`.
+    Started { id: u64, pid: Pid },
+    /// `{start_failed, Id, Reason}` from the keeper of start `id`.
+    StartFailed { id: u64, reason: Term },
     /// `{unregister_name, Name}`.
     UnregisterName { name: Term },
     /// `{unregister_name_here, Name}`: a peer passes on an unregister for a
@@ -86,6 +110,7 @@ fn block_flag(term: &Term) -> Option<bool> {
 impl Request {
     pub(crate) fn decode(term: &Term) -> Result<Request, BadRequest> {
         let unknown = || BadRequest::Unknown(term.clone());
+        let badarg = || BadRequest::Badarg(term.clone());
         if is_atom(term, "keepalive") {
             return Ok(Request::Keepalive);
         }
@@ -108,7 +133,38 @@ impl Request {
             ("register_name", [name, Term::Pid(pid)]) => Request::RegisterName {
                 name: name.clone(),
                 pid: pid.clone(),
+                meta: None,
             },
+            ("register_name", [name, Term::Pid(pid), meta]) => Request::RegisterName {
+                name: name.clone(),
+                pid: pid.clone(),
+                meta: Some(meta.clone()),
+            },
+            ("start_name", [name, start, opts]) => {
+                let start = Start::decode(start).ok_or_else(badarg)?;
+                let opts = StartOpts::decode(opts).ok_or_else(badarg)?;
+                Request::StartName {
+                    name: name.clone(),
+                    start,
+                    restart: opts.restart,
+                    meta: opts.meta,
+                    host: opts.host,
+                }
+            }
+            ("whereis_meta", [name]) => Request::WhereisMeta { name: name.clone() },
+            ("host", [Term::Pid(pid), kind]) => Request::Host {
+                pid: pid.clone(),
+                kind: HostKind::decode(kind).ok_or_else(badarg)?,
+            },
+            ("started", [id, Term::Pid(pid)]) => Request::Started {
+                id: decode_id(id).ok_or_else(badarg)?,
+                pid: pid.clone(),
+            },
+            ("start_failed", [id, reason]) => Request::StartFailed {
+                id: decode_id(id).ok_or_else(badarg)?,
+                reason: reason.clone(),
+            },
+            ("start_name" | "host" | "started", _) => return Err(badarg()),
             ("unregister_name", [name]) => Request::UnregisterName { name: name.clone() },
             ("unregister_name_here", [name]) => Request::UnregisterNameHere { name: name.clone() },
             ("whereis_name", [name]) => Request::WhereisName { name: name.clone() },
@@ -144,8 +200,45 @@ impl Request {
                 atom(if *block { "true" } else { "false" }),
             ]),
             Request::WhereisLock { key } => tuple(vec![atom("whereis_lock"), key.clone()]),
-            Request::RegisterName { name, pid: p } => {
-                tuple(vec![atom("register_name"), name.clone(), pid(p)])
+            Request::RegisterName {
+                name,
+                pid: p,
+                meta: None,
+            } => tuple(vec![atom("register_name"), name.clone(), pid(p)]),
+            Request::RegisterName {
+                name,
+                pid: p,
+                meta: Some(meta),
+            } => tuple(vec![
+                atom("register_name"),
+                name.clone(),
+                pid(p),
+                meta.clone(),
+            ]),
+            Request::StartName {
+                name,
+                start,
+                restart,
+                meta,
+                host,
+            } => {
+                let opts = StartOpts {
+                    restart: *restart,
+                    meta: meta.clone(),
+                    host: host.clone(),
+                };
+                tuple(vec![
+                    atom("start_name"),
+                    name.clone(),
+                    start.encode(),
+                    opts.encode(),
+                ])
+            }
+            Request::WhereisMeta { name } => tuple(vec![atom("whereis_meta"), name.clone()]),
+            Request::Host { pid: p, kind } => tuple(vec![atom("host"), pid(p), kind.encode()]),
+            Request::Started { id, pid: p } => tuple(vec![atom("started"), encode_id(*id), pid(p)]),
+            Request::StartFailed { id, reason } => {
+                tuple(vec![atom("start_failed"), encode_id(*id), reason.clone()])
             }
             Request::UnregisterName { name } => tuple(vec![atom("unregister_name"), name.clone()]),
             Request::UnregisterNameHere { name } => {
@@ -170,6 +263,18 @@ impl Request {
         }
     }
 
+    /// `start_name` with the default options but `restart`.
+    #[allow(dead_code)] // For Rust callers (the registry, the Rust host) and tests.
+    pub(crate) fn start_name(name: Term, start: Start, restart: Restart) -> Request {
+        Request::StartName {
+            name,
+            start,
+            restart,
+            meta: atom("undefined"),
+            host: None,
+        }
+    }
+
     /// A subscription of `server` to a peer's names, in our version.
     pub(crate) fn subscribe_peer(server: Pid) -> Request {
         Request::SubscribePeer {
@@ -184,6 +289,11 @@ impl Request {
             Request::Lock { .. } => "lock",
             Request::WhereisLock { .. } => "whereis_lock",
             Request::RegisterName { .. } => "register_name",
+            Request::StartName { .. } => "start_name",
+            Request::WhereisMeta { .. } => "whereis_meta",
+            Request::Host { .. } => "host",
+            Request::Started { .. } => "started",
+            Request::StartFailed { .. } => "start_failed",
             Request::UnregisterName { .. } => "unregister_name",
             Request::UnregisterNameHere { .. } => "unregister_name_here",
             Request::WhereisName { .. } => "whereis_name",
@@ -193,4 +303,9 @@ impl Request {
             Request::Status => "status",
         }
     }
+}
+
+/// A start id on the wire (ids count up from 0; never near `i64::MAX`).
+pub(crate) fn encode_id(id: u64) -> Term {
+    int(i64::try_from(id).unwrap_or(i64::MAX))
 }

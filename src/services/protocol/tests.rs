@@ -26,6 +26,7 @@ fn requests() -> Vec<Request> {
         Request::RegisterName {
             name: binary(b"n".to_vec()),
             pid: pid(2),
+            meta: None,
         },
         Request::UnregisterName { name: atom("n") },
         Request::UnregisterNameHere { name: atom("n") },
