@@ -41,6 +41,14 @@
 //!   `{name_lost, Name}` within the session lease, the name is then free and
 //!   the server starts again; one that traps exits stops the same way when
 //!   every master is killed.
+//! - `a_cut_off_node_stops_its_singleton_before_it_runs_elsewhere`: the
+//!   node running a `:permanent` singleton and a Sworm name loses every
+//!   master (a cookie they do not have) but stays up and connected to the
+//!   other BEAM nodes and the recorder: its instances stop with
+//!   `{name_lost, Name}` at once, the new ones start on survivors no sooner
+//!   than the lease after the cut and within the lease + 1 s, its keepers
+//!   start nothing more, and the history checker finds no overlap (and
+//!   does in the same history, stretched).
 //! - `history_checker_finds_overlaps`: the checker on known histories.
 //!
 //! Every time compared across nodes is CLOCK_REALTIME in microseconds
@@ -1249,6 +1257,140 @@ async fn a_leased_server_stops_when_its_lease_cannot_be_kept() {
     assert_eq!(life.why, "{name_lost,{leased,1}}");
     eprintln!(
         "a_leased_server_stops_when_its_lease_cannot_be_kept: {:?}",
+        started.elapsed()
+    );
+}
+
+// ---- 5. a node cut off from every master ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_node_stops_its_singleton_before_it_runs_elsewhere() {
+    let started = Instant::now();
+    let cluster = start_masters("s5").await;
+    let m = cluster.master_names();
+    let (nodes, r) = tokio::join!(
+        start_app_nodes("s5_", &[Erlang, Elixir, Erlang], &m),
+        start_beam("r_s5")
+    );
+    beval(&r, "eq_singletons:start_recorder()");
+    let rec_atom = r.node_atom();
+    // A :permanent singleton and a Sworm name, both started on node 0 (its
+    // host first); node 1 calls the singleton through the via tuple.
+    beval(
+        &nodes[0],
+        &format!(
+            "Via = paxtor:name(cut, {}, [{{restart, permanent}}]), 1 = gen_server:call(Via, incr), \
+             {{ok, _}} = eq_sworm:register_name(s5, swc, eq_singletons, start_link, \
+                                                [{{counter, swc, {rec_atom}}}])",
+            counter_spec("cut", &r)
+        ),
+    );
+    check_ex(
+        &nodes[1],
+        "via = Paxtor.name(:cut, {:eq_singletons, {:counter, :cut, rec}}, restart: :permanent); \
+         GenServer.call(via, :incr)",
+        &[("rec", rec_atom.as_str())],
+        "2",
+    );
+    let h = history(&r);
+    for key in ["cut", "swc"] {
+        let l = lives_of(&h, key);
+        assert!(
+            l.len() == 1 && l[0].node() == nodes[0].node_name(),
+            "{key} not on {}:{}",
+            nodes[0].node_name(),
+            show(&h)
+        );
+    }
+
+    // Node 0 loses every master for good (a cookie they do not have), but
+    // stays connected to the other BEAM nodes and the recorder: its
+    // instances live on, and must stop before they run anywhere else.
+    let masters: Vec<String> = m.iter().map(|n| common::atom(n)).collect();
+    let t_cut = now_us();
+    beval(
+        &nodes[0],
+        &format!(
+            "[eq_services_faults:cut(M) || M <- [{}]]",
+            masters.join(",")
+        ),
+    );
+    let bound = Duration::from_millis(FAILOVER_BOUND_MS as u64);
+    let mut moved = Vec::new();
+    for key in ["cut", "swc"] {
+        let l = wait_lives(&r, key, 2, bound + 10 * SECOND);
+        assert_eq!(
+            l.len(),
+            2,
+            "{key} not restarted:{}{}",
+            show(&l),
+            cluster.logs()
+        );
+        let (old, new) = (&l[0], &l[1]);
+        let told_ms = (old.end_us.expect("the cut-off one ended") - t_cut) / 1000;
+        let moved_ms = (new.start_us - t_cut) / 1000;
+        eprintln!(
+            "{key}: the cut-off instance stopped {told_ms} ms after the cut ({}), \
+             the new one started on {} {moved_ms} ms after the cut",
+            old.why,
+            new.node()
+        );
+        assert!(
+            old.why.starts_with("{name_lost,"),
+            "{key}: the cut-off instance ended with {}",
+            old.why
+        );
+        assert_ne!(new.node(), nodes[0].node_name());
+        // The serving node holds a lost owner's name for the lease (and
+        // the margin): the guard on the owner's node must have told it.
+        assert!(
+            moved_ms >= LEASE_MS as i64,
+            "{key}: restarted {moved_ms} ms after the cut, within the lease"
+        );
+        moved.push((key, moved_ms));
+    }
+    // Nothing more: the cut-off keeper's own restart attempts reach no one.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let h = history(&r);
+    for key in ["cut", "swc"] {
+        assert_eq!(lives_of(&h, key).len(), 2, "{key}:{}", show(&h));
+    }
+    let bad = overlapping(&h);
+    assert!(
+        bad.is_empty(),
+        "two instances alive at once: {bad:?}{}",
+        show(&h)
+    );
+    // The same history with the cut-off instances ending later than they
+    // did (past the new ones' start): the checker sees the overlap.
+    let mut stretched = h.clone();
+    for l in stretched
+        .iter_mut()
+        .filter(|l| l.node() == nodes[0].node_name())
+    {
+        l.end_us = l.end_us.map(|e| e + 2 * FAILOVER_BOUND_MS * 1000);
+    }
+    assert_eq!(overlapping(&stretched).len(), 2, "{}", show(&stretched));
+    // The survivors reach the new instance.
+    check(
+        &nodes[2],
+        "gen_server:call(paxtor:lookup(paxtor:name(cut, x, [{restart, permanent}])), incr)",
+        "1",
+    );
+    check_ex(
+        &nodes[1],
+        "GenServer.call({:via, :eq_sworm, {:s5, :swc}}, :incr)",
+        &[],
+        "1",
+    );
+    for (key, ms) in moved {
+        assert!(
+            ms <= FAILOVER_BOUND_MS,
+            "{key}: restarted {ms} ms after the cut, more than the lease + 1 s"
+        );
+    }
+    eprintln!(
+        "a_cut_off_node_stops_its_singleton_before_it_runs_elsewhere: {:?}",
         started.elapsed()
     );
 }
