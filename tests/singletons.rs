@@ -6,7 +6,7 @@
 //! The nodes run `erlang_test/eq_singletons.erl`: a counter gen_server that
 //! reports every start (from its init) and end (terminate, and a monitor)
 //! to a history recorder on a node the test never kills; the history
-//! checker below reads that log.
+//! checker (`singletons_support`) reads that log.
 //!
 //! What each test shows:
 //! - `first_use_starts_one_instance_and_every_node_agrees`: 3 BEAM nodes (one
@@ -59,13 +59,17 @@ mod common;
 mod quorum_support;
 mod rust_node;
 mod services_support;
+mod singletons_support;
 
 use common::BeamNode;
-use erl_quorum::term::{as_atom, as_int, as_tuple, list_elements, parse_term, Term};
+use erl_quorum::term::{as_int, as_tuple, list_elements, parse_term};
 use quorum_support::start_beam;
 use services_support::{
     beval, ex, ex_expr, start_app_nodes, start_cluster_with, term_expr, wait_on, ClusterOpts,
     Lang::Elixir, Lang::Erlang,
+};
+use singletons_support::{
+    binary_text, history, lives, lives_of, overlapping, parse_history, show, wait_lives, Life,
 };
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -119,12 +123,6 @@ fn share(from: &BeamNode, expr: &str, var: &str, nodes: &[&BeamNode]) {
     }
 }
 
-/// `eval` with a timeout of our own (the harness's is 30 s).
-fn beval_timeout(b: &BeamNode, expr: &str, timeout: Duration) -> String {
-    tokio::task::block_in_place(|| b.eval_timeout(expr, timeout))
-        .unwrap_or_else(|e| panic!("{}: `{expr}` failed: {e}", b.node_name()))
-}
-
 /// The counter singleton's child spec, an Elixir shorthand `{Module, Arg}`:
 /// `eq_singletons:child_spec({counter, Key, Rec})`, reporting to the
 /// recorder on `rec`.
@@ -139,137 +137,6 @@ fn ints(printed: &str) -> Vec<i64> {
         .unwrap_or_else(|| panic!("not a list: {printed}"))
         .iter()
         .map(|t| as_int(t).unwrap_or_else(|| panic!("not an integer in {printed}")))
-        .collect()
-}
-
-// ---- the history checker -----------------------------------------------------
-
-/// One line of the recorder's log (`eq_singletons:history/0`).
-#[derive(Clone, Debug)]
-struct Event {
-    t_us: i64,
-    kind: String,
-    key: String,
-    id: String,
-    why: String,
-}
-
-/// One instance's life on the test's time line. `start_us` is when its
-/// init ran (its work starts there); `end_us` when the first monitor on it
-/// fired, never earlier than its real end (`None`: still alive).
-#[derive(Clone, Debug, PartialEq)]
-struct Life {
-    key: String,
-    id: String,
-    start_us: i64,
-    end_us: Option<i64>,
-    /// The exit reason the monitor saw (`noconnection` for a dead node).
-    why: String,
-}
-
-impl Life {
-    /// The node the instance ran on (its id is `Node/Id/Serial`).
-    fn node(&self) -> &str {
-        self.id.split('/').next().unwrap_or("")
-    }
-}
-
-fn binary_text(t: &Term) -> Option<String> {
-    match t {
-        Term::Binary(b) => Some(String::from_utf8_lossy(&b.bytes).into_owned()),
-        _ => None,
-    }
-}
-
-/// Parses the printed `eq_singletons:history()`.
-fn parse_history(printed: &str) -> Vec<Event> {
-    let term = parse_term(printed).unwrap_or_else(|e| panic!("history: {e}"));
-    list_elements(&term)
-        .unwrap_or_else(|| panic!("history is not a list: {printed}"))
-        .iter()
-        .map(|e| match as_tuple(e) {
-            Some([t, kind, key, id, why]) => Event {
-                t_us: as_int(t).expect("time"),
-                kind: as_atom(kind).expect("kind").to_owned(),
-                key: binary_text(key).expect("key"),
-                id: binary_text(id).expect("id"),
-                why: binary_text(why).expect("why"),
-            },
-            _ => panic!("history line {e}"),
-        })
-        .collect()
-}
-
-/// Each `started` with the earliest `down` of the same instance.
-fn lives(events: &[Event]) -> Vec<Life> {
-    events
-        .iter()
-        .filter(|e| e.kind == "started")
-        .map(|s| {
-            // The earliest monitor that fired (the instance's node's, or
-            // the recorder's).
-            let down = events
-                .iter()
-                .filter(|e| e.kind == "down" && e.id == s.id && e.key == s.key)
-                .min_by_key(|e| e.t_us);
-            Life {
-                key: s.key.clone(),
-                id: s.id.clone(),
-                start_us: s.t_us,
-                end_us: down.map(|d| d.t_us),
-                why: down.map(|d| d.why.clone()).unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
-/// Pairs of lives of the same key that overlap: one starts before another
-/// that started earlier has ended. Empty when no two instances of a key
-/// were ever alive at once.
-fn overlapping(lives: &[Life]) -> Vec<(Life, Life)> {
-    let mut sorted: Vec<&Life> = lives.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.start_us.cmp(&b.start_us)));
-    let end = |l: &Life| l.end_us.unwrap_or(i64::MAX);
-    let mut bad = Vec::new();
-    // Per key: the life seen so far that reaches furthest.
-    let mut reach: Option<&Life> = None;
-    for l in sorted {
-        match reach {
-            Some(r) if r.key == l.key => {
-                if l.start_us < end(r) {
-                    bad.push((r.clone(), l.clone()));
-                }
-                if end(l) > end(r) {
-                    reach = Some(l);
-                }
-            }
-            _ => reach = Some(l),
-        }
-    }
-    bad
-}
-
-/// The recorder's history on `rec`, as lives.
-fn history(rec: &BeamNode) -> Vec<Life> {
-    lives(&parse_history(&beval(rec, "eq_singletons:history()")))
-}
-
-/// The lives of `key` (its text as the recorder prints it), by start.
-fn lives_of<'a>(all: &'a [Life], key: &str) -> Vec<&'a Life> {
-    let mut v: Vec<&Life> = all.iter().filter(|l| l.key == key).collect();
-    v.sort_by_key(|l| l.start_us);
-    v
-}
-
-fn show(lives: &[Life]) -> String {
-    lives
-        .iter()
-        .map(|l| {
-            format!(
-                "\n  {} {} start {} end {:?} ({})",
-                l.key, l.id, l.start_us, l.end_us, l.why
-            )
-        })
         .collect()
 }
 
@@ -879,21 +746,6 @@ async fn bad_input_gets_the_documented_error_and_the_registry_stays_consistent()
 }
 
 // ---- 3. failover after kill -9 -------------------------------------------------
-
-/// Waits until the recorder on `rec` has seen `n` starts of `key` (up to
-/// `timeout`); the lives of `key` then, by start.
-fn wait_lives(rec: &BeamNode, key: &str, n: usize, timeout: Duration) -> Vec<Life> {
-    beval_timeout(
-        rec,
-        &format!(
-            "eq_singletons:wait_starts({key}, {n}, {})",
-            timeout.as_millis()
-        ),
-        timeout + 5 * SECOND,
-    );
-    let h = history(rec);
-    lives_of(&h, key).into_iter().cloned().collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_singleton_and_a_sworm_name_fail_over_after_kill9() {
