@@ -26,7 +26,12 @@
 //!   crashes in init; a name taken with another spec, or registered plainly;
 //!   a malformed request: each gets the documented reply, nothing stays
 //!   registered (or the first holder keeps the name), and the name then
-//!   starts normally. The same through the Paxtor via tuple and `eq_sworm`.
+//!   starts normally. The same through the APIs as rebar_fixture documents
+//!   them: a call through a Paxtor via tuple whose start fails exits
+//!   `noproc` and `paxtor:whereis` raises `{start_failed, R}`, a via tuple
+//!   with another spec for a running key resolves to the running process;
+//!   `eq_sworm`/`Sworm` return `{error, {start_failed, R}}` and `{error,
+//!   {already_registered, Pid}}`.
 //! - `a_permanent_singleton_and_a_sworm_name_fail_over_after_kill9`: a
 //!   `:permanent` singleton killed with `exit(P, kill)` is restarted on its
 //!   node; after `kill -9` of that node, it and the Sworm names the node ran
