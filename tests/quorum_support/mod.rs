@@ -35,6 +35,9 @@ pub struct ServeOpts {
     pub max_lease_ms: Option<u64>,
     /// `--session-lease-ms` of the erl_quorum service (None: its default).
     pub session_lease_ms: Option<u64>,
+    /// `--release-margin-ms` of the erl_quorum service: how long past the
+    /// session lease a hold outlives its owner's node (None: its default).
+    pub release_margin_ms: Option<u64>,
 }
 
 /// One `erl_quorum serve` process. Dropping it SIGKILLs and reaps it (also
@@ -164,6 +167,10 @@ impl MasterProcess {
         }
         if let Some(ms) = self.opts.session_lease_ms {
             args.push("--session-lease-ms".to_owned());
+            args.push(ms.to_string());
+        }
+        if let Some(ms) = self.opts.release_margin_ms {
+            args.push("--release-margin-ms".to_owned());
             args.push(ms.to_string());
         }
         args
@@ -297,6 +304,7 @@ impl Cluster {
             fresh: true,
             max_lease_ms,
             session_lease_ms: None,
+            release_margin_ms: None,
         };
         let mut cluster = Cluster {
             masters: Vec::new(),

@@ -14,9 +14,11 @@
 //! ```
 //!
 //! The API:
-//! - [`start_cluster`]: 3 masters, W=2, `--fresh`, an optional session lease.
+//! - [`start_cluster`]: 3 masters, W=2, `--fresh`, an optional session lease;
+//!   [`start_cluster_with`]: also the release margin ([`ClusterOpts`]).
 //! - [`start_app_node`]: an Erlang or Elixir node with `erl_quorum` started
-//!   on a given `rust_nodes` order, subscribed and ready.
+//!   on a given `rust_nodes` order, subscribed and ready;
+//!   [`start_app_nodes`]: several at once, each with another master first.
 //! - [`beval`] / [`beval_result`]: Erlang evals from async tests (re-exported
 //!   from `quorum_support`); [`ex_expr`] / [`ex`]: Elixir code from them.
 //! - [`wait_on`]: `eq_peer:wait_until/2` on a node, from an async test.
@@ -46,6 +48,29 @@ const READY_MS: u64 = 20_000;
 /// 5000). The masters are in `cluster.masters`, in name order; dropping the
 /// cluster kills them.
 pub async fn start_cluster(prefix: &str, session_lease_ms: Option<u64>) -> Cluster {
+    start_cluster_with(
+        prefix,
+        ClusterOpts {
+            session_lease_ms,
+            release_margin_ms: None,
+        },
+    )
+    .await
+}
+
+/// The erl_quorum service's timing flags for [`start_cluster_with`]
+/// (`None`: the binary's default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterOpts {
+    /// `--session-lease-ms`.
+    pub session_lease_ms: Option<u64>,
+    /// `--release-margin-ms`: how long past the session lease a hold
+    /// outlives its owner's node.
+    pub release_margin_ms: Option<u64>,
+}
+
+/// [`start_cluster`] with every timing flag of [`ClusterOpts`].
+pub async fn start_cluster_with(prefix: &str, timing: ClusterOpts) -> Cluster {
     let names: Vec<String> = (0..3)
         .map(|i| node_name(&format!("m{i}_{prefix}")))
         .collect();
@@ -55,7 +80,8 @@ pub async fn start_cluster(prefix: &str, session_lease_ms: Option<u64>) -> Clust
         w: W,
         fresh: true,
         max_lease_ms: None,
-        session_lease_ms,
+        session_lease_ms: timing.session_lease_ms,
+        release_margin_ms: timing.release_margin_ms,
     };
     let (a, b, c) = tokio::join!(
         MasterProcess::start(&names[0], opts.clone()),
@@ -175,4 +201,40 @@ pub fn term_expr(node: &BeamNode, expr: &str) -> String {
         "binary_to_term({})",
         beval(node, &format!("term_to_binary({expr})"))
     )
+}
+
+/// `nodes` rotated left by `k`: the same masters, another one first.
+pub fn rotated(nodes: &[String], k: usize) -> Vec<String> {
+    let mut v = nodes.to_vec();
+    if !v.is_empty() {
+        let n = v.len();
+        v.rotate_left(k % n);
+    }
+    v
+}
+
+/// One [`start_app_node`] per entry of `langs`, started at once, named
+/// `{prefix}{i}_…`; node `i` gets the masters rotated by `i` (so three
+/// nodes are served by three different masters). In `langs`' order.
+pub async fn start_app_nodes(prefix: &str, langs: &[Lang], masters: &[String]) -> Vec<BeamNode> {
+    let starts: Vec<_> = langs
+        .iter()
+        .enumerate()
+        .map(|(i, &lang)| {
+            tokio::spawn(start_app_node(
+                &format!("{prefix}{i}"),
+                lang,
+                &rotated(masters, i),
+            ))
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(starts.len());
+    for s in starts {
+        // A panic in there is the test's failure: keep its message.
+        nodes.push(
+            s.await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        );
+    }
+    nodes
 }
