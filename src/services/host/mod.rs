@@ -23,6 +23,14 @@
 //! by a node that knows no other host cannot move when its host's node
 //! dies.
 //!
+//! The record of a name (its start spec and restart) lives on the serving
+//! node that holds the name's shard; if that node dies together with the
+//! instance, the record goes with it. A host that *declares* the singleton
+//! ([`HostBuilder::keep`], [`Host::keep`]) keeps it running anyway: it
+//! checks every 500 ms to 1 s (and when a serving node goes down) that the
+//! name is held and asks for it if not. Declare a permanent singleton on
+//! every host that provides it; the registry still starts exactly one.
+//!
 //! ```no_run
 //! use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer};
 //! use erl_quorum::services::host::Host;
@@ -50,6 +58,8 @@
 //!         spawn_server(start.node(), None, Counter::default())
 //!             .map_err(|e| binary(e.to_string()))
 //!     })
+//!     // Keep it running even when its serving node dies with it.
+//!     .keep(atom("counter"), "counter", Restart::Permanent)
 //!     .start()?;
 //!
 //! // Anywhere: started on first use, on exactly one node.
