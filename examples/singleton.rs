@@ -86,6 +86,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     // This node can run the counter; so can every other node running this.
+    // Each declares it (`keep`), so it comes back on a survivor even when
+    // the node that served its name dies together with it.
     Host::builder(&node)
         .serving_nodes(masters.clone())
         .provide("counter", |start| {
@@ -93,6 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             spawn_server(start.node(), None, Counter::default())
                 .map_err(|e| binary(e.to_string().into_bytes()))
         })
+        .keep(atom("counter"), "counter", Restart::Permanent)
         .start()?;
     println!("{} serving; calling the counter every 2 s", node.name());
 

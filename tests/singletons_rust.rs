@@ -20,8 +20,9 @@
 //!   aborted; the serving node restarts it on another node once the lost
 //!   node's hold is released. The failover time is printed.
 //! - `a_counter_whose_serving_node_is_aborted_restarts_on_a_survivor`: the
-//!   same when the aborted node also served the name (ignored: the core
-//!   does not do this yet, see the test).
+//!   same when the aborted node also served the name (its record dies with
+//!   it): the hosts that declared the counter (`Host::keep`) start it again
+//!   on a survivor. The failover time is printed.
 //! - `a_killed_counter_restarts_and_a_temporary_one_waits_for_its_next_use`:
 //!   a permanent counter killed restarts (no node lost: at once); a
 //!   temporary one is gone until the next use starts it.
@@ -182,6 +183,8 @@ fn provide_counters(node: &Node, serving: &[String], history: History) -> Host {
 struct RustServer {
     node: Node,
     host: Pid,
+    /// The host's handle (to declare singletons).
+    handle: Host,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -323,13 +326,14 @@ async fn start_servers(prefix: &str, history: &History) -> Vec<RustServer> {
                     ..ServicesConfig::default()
                 };
                 services::start(&on, config).expect("start erl_quorum");
-                provide_counters(&on, &masters, history).pid().clone()
+                provide_counters(&on, &masters, history)
             })
             .await
             .expect("start the services");
         servers.push(RustServer {
             node,
-            host,
+            host: host.pid().clone(),
+            handle: host,
             runtime: Some(runtime),
         });
     }
@@ -494,12 +498,11 @@ async fn a_counter_whose_node_is_aborted_restarts_on_a_survivor() {
     );
 }
 
-/// Fails with the core as it is: the record (start spec, restart) lives
-/// only on the node serving the name, so when that node dies with the
-/// instance, the survivor that takes the name's shard knows of no
-/// singleton to restart (the next use starts it again, as a temporary).
+/// The record (start spec, restart) lives only on the node serving the
+/// name, so when that node dies with the instance, only the hosts that
+/// declared the counter know it is to run: their next check after the lost
+/// node's hold is released starts it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the core keeps a name's record only on its serving node; when that node dies with the instance nobody restarts it"]
 async fn a_counter_whose_serving_node_is_aborted_restarts_on_a_survivor() {
     let history = History::default();
     let mut servers = start_servers("sg_fos", &history).await;
@@ -514,7 +517,32 @@ async fn a_counter_whose_serving_node_is_aborted_restarts_on_a_survivor() {
         .await
         .expect("start");
     assert!(matches!(started, Started::Started(ref p) if p.node.name == servers[0].name()));
-    failover(&mut servers, &history, "sg_fos_counter").await;
+    // Every host declares it (the running one included: its checks find
+    // it held and start nothing).
+    for server in &servers {
+        server
+            .handle
+            .keep(atom("sg_fos_counter"), "counter", Restart::Permanent);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        history.instances().len(),
+        1,
+        "checks of a held name start nothing"
+    );
+    let took = failover(&mut servers, &history, "sg_fos_counter").await;
+    // Released after lease + margin; then at most one check period
+    // (500-1000 ms) and the start.
+    let bound = SESSION_LEASE + MARGIN + Duration::from_millis(1000);
+    println!(
+        "failover of a counter lost with its serving node: {} ms (lease + margin + check period = {} ms)",
+        took.as_millis(),
+        bound.as_millis()
+    );
+    assert!(
+        took < bound + Duration::from_secs(2),
+        "failover took {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,14 @@
 //! by a node that knows no other host cannot move when its host's node
 //! dies.
 //!
+//! The record of a name (its start spec and restart) lives on the serving
+//! node that holds the name's shard; if that node dies together with the
+//! instance, the record goes with it. A host that *declares* the singleton
+//! ([`HostBuilder::keep`], [`Host::keep`]) keeps it running anyway: it
+//! checks every 500 ms to 1 s (and when a serving node goes down) that the
+//! name is held and asks for it if not. Declare a permanent singleton on
+//! every host that provides it; the registry still starts exactly one.
+//!
 //! ```no_run
 //! use erl_quorum::process::{spawn_server, CallReply, Caller, GenServer};
 //! use erl_quorum::services::host::Host;
@@ -50,6 +58,8 @@
 //!         spawn_server(start.node(), None, Counter::default())
 //!             .map_err(|e| binary(e.to_string()))
 //!     })
+//!     // Keep it running even when its serving node dies with it.
+//!     .keep(atom("counter"), "counter", Restart::Permanent)
 //!     .start()?;
 //!
 //! // Anywhere: started on first use, on exactly one node.
@@ -65,6 +75,7 @@
 
 mod announce;
 mod decide;
+mod ensure;
 mod keeper;
 mod server;
 #[cfg(test)]
@@ -74,8 +85,10 @@ use crate::node::Node;
 use crate::process::RegisterError;
 use crate::services::registry::Restart;
 use crate::term::{Pid, Term};
+use ensure::Declared;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// The name a host process is registered under.
 pub const HOST_NAME: &str = "erl_quorum_host";
@@ -159,6 +172,7 @@ impl Services {
 pub struct Host {
     pid: Pid,
     services: Services,
+    events: UnboundedSender<server::Event>,
 }
 
 impl std::fmt::Debug for Host {
@@ -177,6 +191,7 @@ impl Host {
             node: node.clone(),
             services: Services::default(),
             serving: Vec::new(),
+            declared: Vec::new(),
         }
     }
 
@@ -201,6 +216,17 @@ impl Host {
     pub fn services(&self) -> Vec<String> {
         self.services.names()
     }
+
+    /// Declares one more singleton this host keeps running, as
+    /// [`HostBuilder::keep`] does (replacing a declaration of the same name).
+    pub fn keep(&self, name: Term, service: &str, restart: Restart) {
+        let declared = Declared {
+            name,
+            service: service.to_owned(),
+            restart,
+        };
+        let _ = self.events.send(server::Event::Keep(declared));
+    }
 }
 
 /// A [`Host`] being configured.
@@ -208,6 +234,7 @@ pub struct HostBuilder {
     node: Node,
     services: Services,
     serving: Vec<String>,
+    declared: Vec<Declared>,
 }
 
 impl HostBuilder {
@@ -233,6 +260,31 @@ impl HostBuilder {
         self
     }
 
+    /// Declares a singleton this host keeps running: `name`, an instance
+    /// of `service` (which the host should provide), restarted as
+    /// `restart` says (normally [`Restart::Permanent`]).
+    ///
+    /// The serving node that holds a name's shard keeps its record and
+    /// restarts it; if that node dies together with the instance, the
+    /// record goes with it. A declared name survives that: at start, when a
+    /// watched serving node's `erl_quorum` goes down, and every 500 ms to
+    /// 1 s, the host asks a serving node (its own first) whether the name
+    /// is held (`whereis_name`), and if not, asks for it (`start_name`,
+    /// `host =>` this host). `no_quorum`, `no_host` and an unreachable node
+    /// are retried at the next check; at most one check per name is in
+    /// flight. The registry settles concurrent starts, so every host that
+    /// may run the singleton can declare it: exactly one instance runs. A
+    /// name lost with its serving node comes back within `session_lease +
+    /// margin` and one check period.
+    pub fn keep(mut self, name: Term, service: &str, restart: Restart) -> HostBuilder {
+        self.declared.push(Declared {
+            name,
+            service: service.to_owned(),
+            restart,
+        });
+        self
+    }
+
     /// Registers the host process as [`HOST_NAME`] (failing if one runs
     /// there already) and starts announcing it. Starts the node's guard
     /// (`rust_quorum`) too: a child granted its name by another serving node
@@ -242,12 +294,17 @@ impl HostBuilder {
             node,
             services,
             mut serving,
+            declared,
         } = self;
         if serving.is_empty() {
             serving.push(node.name().to_owned());
         }
         crate::services::guard::ensure_started(&node);
-        let pid = server::start(&node, services.clone(), serving)?;
-        Ok(Host { pid, services })
+        let (pid, events) = server::start(&node, services.clone(), serving, declared)?;
+        Ok(Host {
+            pid,
+            services,
+            events,
+        })
     }
 }

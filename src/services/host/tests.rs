@@ -138,7 +138,8 @@ fn only_rust_starts_with_a_utf8_service_name_a_rust_service() {
 
 /// Stands in for a serving node's `erl_quorum`: records every call and
 /// answers `started` with `yes` or `no`, `start_name` with `no_quorum`
-/// (so a keeper keeps asking), anything else with `ok`.
+/// (so a keeper keeps asking), `whereis_name` with `undefined` (nothing is
+/// held), anything else with `ok`.
 struct FakeServing {
     seen: Arc<Mutex<Vec<Term>>>,
     started: Term,
@@ -150,6 +151,7 @@ impl GenServer for FakeServing {
         let reply = match Request::decode(&request) {
             Ok(Request::Started { .. }) => self.started.clone(),
             Ok(Request::StartName { .. }) => atom("no_quorum"),
+            Ok(Request::WhereisName { .. }) => atom("undefined"),
             _ => atom("ok"),
         };
         CallReply::Reply(reply)
@@ -369,4 +371,44 @@ async fn a_kept_child_that_lost_its_name_is_asked_for_again_with_this_host() {
     assert!(asks
         .iter()
         .all(|n| *n == tuple(vec![atom("n"), crate::term::int(5)])));
+}
+
+#[tokio::test]
+async fn a_declared_singleton_not_held_is_asked_for_at_every_check() {
+    let s = setup("yes").await;
+    let name = atom("kept");
+    s.host.keep(name.clone(), "idle", Restart::Permanent);
+    s.seen(
+        "whereis_name",
+        |r| matches!(r, Request::WhereisName { name: n } if *n == name),
+    )
+    .await;
+    let again = s
+        .seen("start_name", |r| matches!(r, Request::StartName { .. }))
+        .await;
+    let Request::StartName {
+        name: asked,
+        start,
+        restart,
+        host,
+        ..
+    } = again
+    else {
+        unreachable!()
+    };
+    assert_eq!(asked, name);
+    assert_eq!(start, Start::rust("idle"));
+    assert_eq!(restart, Restart::Permanent.into());
+    assert_eq!(host.as_ref(), Some(s.host.pid()));
+    // no_quorum is retried at the next check (every 500-1000 ms), one
+    // check at a time: within 2.2 s, two to four requests.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let asks = s
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| matches!(Request::decode(t), Ok(Request::StartName { .. })))
+        .count();
+    assert!((2..=4).contains(&asks), "{asks} start_name requests");
 }
