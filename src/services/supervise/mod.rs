@@ -235,6 +235,19 @@ impl Supervise {
         holder: Option<Pid>,
         now: Instant,
     ) {
+        let Request::StartName { name, .. } = &request else {
+            return;
+        };
+        let Some(key) = name_key(name) else {
+            let refused = crate::services::protocol::BadRequest::Badarg(request.encode());
+            self.actions
+                .push(Action::Reply(caller, Reply::Refused(refused)));
+            return;
+        };
+        if let Some(pending) = self.pending.get_mut(&key) {
+            pending.parked.push((caller, request));
+            return;
+        }
         let Request::StartName {
             name,
             start,
@@ -245,30 +258,6 @@ impl Supervise {
         else {
             return;
         };
-        let Some(key) = name_key(&name) else {
-            let request = Request::StartName {
-                name,
-                start,
-                restart,
-                meta,
-                host,
-            };
-            let refused = crate::services::protocol::BadRequest::Badarg(request.encode());
-            self.actions
-                .push(Action::Reply(caller, Reply::Refused(refused)));
-            return;
-        };
-        if let Some(pending) = self.pending.get_mut(&key) {
-            let request = Request::StartName {
-                name,
-                start,
-                restart,
-                meta,
-                host,
-            };
-            pending.parked.push((caller, request));
-            return;
-        }
         if let Some(holder) = holder {
             let reply = held_reply(self.records.get(&key), &start, holder);
             self.actions.push(Action::Reply(caller, reply));

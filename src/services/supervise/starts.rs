@@ -276,16 +276,22 @@ impl Supervise {
             .map(|p| p.name.clone())
     }
 
+    /// The key of the start in flight whose phase `is` picks (starts in
+    /// flight are few: a scan).
+    fn pending_key(&self, is: impl Fn(&Phase) -> bool) -> Option<Canon> {
+        self.pending
+            .iter()
+            .find(|(_, p)| is(&p.phase))
+            .map(|(k, _)| k.clone())
+    }
+
     /// The slots answered a keeper's registration: `granted` means its
     /// child holds the name now (recorded; callers told), else `holder`
     /// (if any) got there first and the callers are told that.
     pub(crate) fn registered(&mut self, keeper: &Caller, granted: bool, holder: Option<Pid>) {
-        let Some(key) = self
-            .pending
-            .iter()
-            .find(|(_, p)| matches!(&p.phase, Phase::Registering { keeper: k, .. } if k == keeper))
-            .map(|(k, _)| k.clone())
-        else {
+        let Some(key) = self.pending_key(
+            |phase| matches!(phase, Phase::Registering { keeper: k, .. } if k == keeper),
+        ) else {
             return;
         };
         let pending = &self.pending[&key];
@@ -340,10 +346,7 @@ impl Supervise {
     /// after a failed start, once the child surely stopped.
     pub(crate) fn registering_child_down(&mut self, pid: &Pid, reason: Option<Term>, now: Instant) {
         let Some(key) = self
-            .pending
-            .iter()
-            .find(|(_, p)| matches!(&p.phase, Phase::Registering { pid: c, .. } if c == pid))
-            .map(|(k, _)| k.clone())
+            .pending_key(|phase| matches!(phase, Phase::Registering { pid: c, .. } if c == pid))
         else {
             return;
         };
