@@ -359,7 +359,10 @@ fn install(
     );
     let (incoming, outgoing) = conn.split();
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(write, outgoing));
+    let outbox = Arc::new(Outbox::new(
+        super::transport::WriteHalf::Tcp(write),
+        outgoing,
+    ));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();

@@ -15,6 +15,7 @@ mod outbox;
 mod peers;
 mod read_pacing;
 mod socket_read;
+mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
 pub use epmd::EpmdError;

@@ -15,13 +15,13 @@
 //! socket in the order that half wrote them. Its tick clock lives under
 //! the same lock, so the writer task's ticks are ordered with frames too.
 
+use super::transport::WriteHalf;
 use crate::dist::connection::Outgoing;
 use crate::dist::frame::OutFrame;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 /// A frame pushed this soon after the previous direct write is queued for
@@ -47,7 +47,7 @@ struct Pending {
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    socket: OwnedWriteHalf,
+    socket: WriteHalf,
     queue: Mutex<Queue>,
     wake: Notify,
     /// Frames pushed so far (ticks included): the reader's pacing compares
@@ -56,7 +56,7 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(socket: OwnedWriteHalf, conn: Outgoing) -> Self {
+    pub(crate) fn new(socket: WriteHalf, conn: Outgoing) -> Self {
         let queue = Queue {
             conn,
             pending: Pending::default(),
@@ -170,12 +170,8 @@ impl Outbox {
             }
             let mut rest = &buf[..];
             while !rest.is_empty() {
-                self.socket.writable().await?;
-                match self.socket.try_write(rest) {
-                    Ok(n) => rest = &rest[n..],
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
+                let n = self.socket.write(rest).await?;
+                rest = &rest[n..];
             }
             buf.clear();
         }
