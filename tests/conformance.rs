@@ -55,7 +55,9 @@ async fn plain(prefix: &str, dialer: Dialer) {
     let r = common::atom(node.name());
     assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong");
     assert_eq!(
-        b.eval_ok(&format!("gen_server:call({{echo, {r}}}, {{hello, [1,2,3]}})")),
+        b.eval_ok(&format!(
+            "gen_server:call({{echo, {r}}}, {{hello, [1,2,3]}})"
+        )),
         "{hello,[1,2,3]}"
     );
     assert_eq!(
@@ -98,7 +100,11 @@ async fn atom_cache(prefix: &str, dialer: Dialer) {
     let mut p = node.spawn_process();
     let ours = tuple((0..300).map(|i| atom(&format!("rs_atom_{i}"))).collect());
     let answer = p
-        .call(("becho", b.node_name()), ours.clone(), Duration::from_secs(5))
+        .call(
+            ("becho", b.node_name()),
+            ours.clone(),
+            Duration::from_secs(5),
+        )
         .await;
     assert_eq!(answer, Ok(ours));
     node.shutdown();

@@ -72,12 +72,93 @@ pub(crate) fn check_body<'a>(
 /// Decodes a checked body with `erl_dist`: the operation and the shape of
 /// its tuple are all that is left to refuse.
 pub(crate) fn decode_checked(body: CheckedBody<'_>) -> Result<Message, ControlError> {
+    if let Some(message) = spawn_request(body.0)? {
+        return Ok(message);
+    }
     Message::read_from(&mut &body.0[..]).map_err(|e| match e {
         RecvError::UnsupportedOp { op } => {
             ControlError::Malformed(format!("unsupported operation {op}"))
         }
         other => ControlError::Malformed(bounded_text(&other, MAX_ERROR_TEXT)),
     })
+}
+
+/// `SPAWN_REQUEST(_TT)`, decoded here rather than by `erl_dist`, which
+/// wants its argument list as a `LIST_EXT`: the BEAM sends a list of small
+/// integers (`[1, 2]`) as a `STRING_EXT`. `None` for every other operation.
+fn spawn_request(body: &[u8]) -> Result<Option<Message>, ControlError> {
+    use erl_dist::message::{SpawnRequest, SpawnRequestTt};
+    use erl_dist::term::Mfa;
+    let malformed = || ControlError::Malformed("bad SPAWN_REQUEST".into());
+    let mut reader = body;
+    let control = Term::decode(&mut reader).map_err(|_| malformed())?;
+    let Term::Tuple(Tuple { elements }) = control else {
+        return Ok(None);
+    };
+    let op = match elements.first() {
+        Some(Term::FixInteger(FixInteger {
+            value: op @ (29 | 30),
+        })) => *op,
+        _ => return Ok(None),
+    };
+    let args = Term::decode(&mut reader).map_err(|_| malformed())?;
+    let as_list = |t: Term| match t {
+        Term::List(l) => Ok(l),
+        Term::ByteList(b) => Ok(eetf::List::from(
+            b.bytes
+                .iter()
+                .map(|&x| Term::from(FixInteger::from(i32::from(x))))
+                .collect::<Vec<_>>(),
+        )),
+        _ => Err(malformed()),
+    };
+    let mut e = elements.into_iter().skip(1);
+    let mut next = || e.next().ok_or_else(malformed);
+    let req_id = match next()? {
+        Term::Reference(r) => *r,
+        _ => return Err(malformed()),
+    };
+    let from_pid = match next()? {
+        Term::Pid(p) => p,
+        _ => return Err(malformed()),
+    };
+    let group_leader = match next()? {
+        Term::Pid(p) => p,
+        _ => return Err(malformed()),
+    };
+    let mfa = match next()? {
+        Term::Tuple(t) => match <[Term; 3]>::try_from(t.elements) {
+            Ok([Term::Atom(module), Term::Atom(function), Term::FixInteger(arity)]) => Mfa {
+                module,
+                function,
+                arity,
+            },
+            _ => return Err(malformed()),
+        },
+        _ => return Err(malformed()),
+    };
+    let opt_list = as_list(next()?)?;
+    let arg_list = as_list(args)?;
+    Ok(Some(if op == 29 {
+        Message::SpawnRequest(SpawnRequest {
+            req_id,
+            from_pid,
+            group_leader,
+            mfa,
+            opt_list,
+            arg_list,
+        })
+    } else {
+        Message::SpawnRequestTt(SpawnRequestTt {
+            req_id,
+            from_pid,
+            group_leader,
+            mfa,
+            opt_list,
+            arg_list,
+            trace_token: next()?,
+        })
+    }))
 }
 
 /// `value`'s text, cut after about `max` bytes without formatting the rest
@@ -326,6 +407,50 @@ mod tests {
     }
 
     /// Encodes, then decodes both wire forms; they must agree.
+    /// The BEAM sends `spawn_request(N, m, f, [1, 2], [])`'s arguments as a
+    /// `STRING_EXT`; erl_dist alone would refuse the message.
+    #[test]
+    fn spawn_requests_with_string_encoded_arguments_decode() {
+        let reference = eetf::Reference {
+            node: Atom::from("a@h"),
+            id: vec![1, 2, 3],
+            creation: 7,
+        };
+        let control = Term::from(Tuple::from(vec![
+            op(29),
+            reference.clone().into(),
+            pid(1).into(),
+            pid(2).into(),
+            Term::from(Tuple::from(vec![
+                Atom::from("m").into(),
+                Atom::from("f").into(),
+                FixInteger::from(2).into(),
+            ])),
+            Term::from(eetf::List::nil()),
+        ]));
+        let mut body = Vec::new();
+        control.encode(&mut body).unwrap();
+        Term::from(eetf::ByteList::from(vec![1u8, 2]))
+            .encode(&mut body)
+            .unwrap();
+        let Message::SpawnRequest(m) = decode(&body, &Limits::default()).unwrap() else {
+            panic!("not a spawn request");
+        };
+        assert_eq!(m.req_id, reference);
+        assert_eq!(m.mfa.arity.value, 2);
+        assert_eq!(
+            m.arg_list.elements,
+            vec![FixInteger::from(1).into(), FixInteger::from(2).into()]
+        );
+        // A malformed one is refused, not half-read.
+        let mut bad = Vec::new();
+        Term::from(Tuple::from(vec![op(29), Atom::from("x").into()]))
+            .encode(&mut bad)
+            .unwrap();
+        Term::from(eetf::List::nil()).encode(&mut bad).unwrap();
+        assert!(decode(&bad, &Limits::default()).is_err());
+    }
+
     fn roundtrip(message: Message) -> Message {
         let limits = Limits::default();
         let frame = encode(message).unwrap();

@@ -79,7 +79,8 @@ pub const REQUIRED: u64 = EXTENDED_REFERENCES
 
 /// What this node advertises. Not PUBLISHED (we are a hidden node). The
 /// distribution header with atom cache references is read and written;
-/// fragments are not implemented.
+/// fragments are not implemented. `SPAWN`: `SPAWN_REQUEST`s are served by
+/// `process::rpc`.
 pub const ADVERTISED: u64 = REQUIRED
     | DIST_HDR_ATOM_CACHE
     | UNLINK_ID
@@ -91,7 +92,9 @@ pub const ADVERTISED: u64 = REQUIRED
     | SEND_SENDER
     | EXIT_PAYLOAD
     | SMALL_ATOM_TAGS
-    | BIG_SEQTRACE_LABELS;
+    | BIG_SEQTRACE_LABELS
+    // `erpc` and (since OTP 23) `rpc` spawn through SPAWN_REQUEST.
+    | SPAWN;
 
 #[cfg(test)]
 mod tests {
@@ -104,5 +107,6 @@ mod tests {
         assert_ne!(ADVERTISED & DIST_HDR_ATOM_CACHE, 0);
         assert_eq!(MANDATORY_25_DIGEST, 1 << 26);
         assert_eq!(ADVERTISED & REQUIRED, REQUIRED);
+        assert_ne!(ADVERTISED & SPAWN, 0);
     }
 }

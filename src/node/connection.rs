@@ -384,6 +384,7 @@ fn install(
                 id: attempt,
                 outbox: outbox.clone(),
                 close,
+                published: info.flags & flags::PUBLISHED != 0,
             }),
         );
     }

@@ -64,9 +64,23 @@ pub(super) fn dispatch(node: &Arc<NodeInner>, peer: &Atom, message: Message) {
             node.table()
                 .remote_monitor_fired(peer, &m.reference, m.reason)
         }
+        M::SpawnRequest(m) => super::spawn_hook::dispatch(node, peer, m),
+        M::SpawnRequestTt(m) => super::spawn_hook::dispatch(
+            node,
+            peer,
+            erl_dist::message::SpawnRequest {
+                req_id: m.req_id,
+                from_pid: m.from_pid,
+                group_leader: m.group_leader,
+                mfa: m.mfa,
+                opt_list: m.opt_list,
+                arg_list: m.arg_list,
+            },
+        ),
         M::NodeLink(_) | M::GroupLeader(_) | M::Tick => {}
         other => {
-            // We do not advertise SPAWN, so a conforming peer never sends these.
+            // We never spawn on a peer, so a conforming peer never sends a
+            // SPAWN_REPLY; the rest are ops erl_dist knows and we do not use.
             tracing::warn!(peer = %peer.name, message = ?other, "unsupported control message ignored");
         }
     }

@@ -15,10 +15,12 @@ mod outbox;
 mod peers;
 mod read_pacing;
 mod socket_read;
+mod spawn_hook;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
 pub use epmd::EpmdError;
+pub use spawn_hook::{SpawnHandler, SpawnRequest};
 
 use crate::dist::{control, flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};
@@ -26,7 +28,7 @@ use crate::proc_table::table::{ProcessTable, Remote};
 use crate::term::{Atom, Pid, Reference};
 use erl_dist::message::Message;
 use peers::Peers;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -84,6 +86,8 @@ pub(crate) struct NodeInner {
     /// Dropping this stream unregisters the node from EPMD.
     epmd_registration: Mutex<Option<tokio_util::compat::Compat<tokio::net::TcpStream>>>,
     pub listen_port: u16,
+    /// What runs a peer's `SPAWN_REQUEST` (installed by the layer above).
+    spawn_handler: OnceLock<Arc<dyn SpawnHandler>>,
 }
 
 impl Node {
@@ -112,6 +116,7 @@ impl Node {
             epmd_registration: Mutex::new(Some(registration)),
             listen_port,
             config,
+            spawn_handler: OnceLock::new(),
         });
         let node = Node { inner };
         tokio::spawn(connection::accept_loop(node.inner.clone(), listener));
@@ -136,6 +141,7 @@ impl Node {
                 epmd_registration: Mutex::new(None),
                 listen_port: 0,
                 config,
+                spawn_handler: OnceLock::new(),
             }),
         }
     }
@@ -163,6 +169,13 @@ impl Node {
             .map(|(_, pid)| pid)
     }
 
+    /// Whether `pid`, a process of this node, is alive (false for other nodes' pids).
+    pub fn is_process_alive(&self, pid: &Pid) -> bool {
+        self.inner
+            .local_id(pid)
+            .is_some_and(|id| self.inner.table().is_alive(id))
+    }
+
     /// Names registered on this node.
     pub fn registered(&self) -> Vec<String> {
         self.inner.table().registered()
@@ -181,6 +194,21 @@ impl Node {
     /// Nodes we have a working connection to.
     pub fn connected_nodes(&self) -> Vec<String> {
         self.inner.peers.connected()
+    }
+
+    /// Connected nodes as `erlang:nodes/1` sorts them: the published
+    /// (`visible`) ones first, then the hidden ones.
+    pub fn connected_nodes_by_kind(&self) -> (Vec<String>, Vec<String>) {
+        let (mut visible, mut hidden): (Vec<_>, Vec<_>) = self
+            .inner
+            .peers
+            .connected_kinds()
+            .into_iter()
+            .partition(|(_, published)| *published);
+        visible.sort();
+        hidden.sort();
+        let names = |v: Vec<(String, bool)>| v.into_iter().map(|(n, _)| n).collect();
+        (names(visible), names(hidden))
     }
 
     /// Connects to `node` (as `net_kernel:connect_node/1` does) and waits

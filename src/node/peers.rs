@@ -18,6 +18,8 @@ pub(crate) struct ConnHandle {
     pub id: u64,
     pub outbox: Arc<Outbox>,
     pub close: watch::Sender<bool>,
+    /// The peer is a published (not hidden) node: it is in `nodes()`.
+    pub published: bool,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,17 @@ impl Peers {
             .iter()
             .filter(|(_, p)| matches!(p, Peer::Up(_)))
             .map(|(n, _)| n.name.clone())
+            .collect()
+    }
+
+    /// Connected nodes with whether each is published (not hidden).
+    pub(crate) fn connected_kinds(&self) -> Vec<(String, bool)> {
+        self.lock()
+            .iter()
+            .filter_map(|(n, p)| match p {
+                Peer::Up(h) => Some((n.name.clone(), h.published)),
+                _ => None,
+            })
             .collect()
     }
 

@@ -133,6 +133,11 @@ impl ProcessTable {
         self.procs.len()
     }
 
+    /// Whether local process `id` is alive.
+    pub(crate) fn is_alive(&self, id: LocalId) -> bool {
+        self.procs.contains_key(&id)
+    }
+
     pub(crate) fn set_trap_exit(&mut self, id: LocalId, on: bool) {
         if let Some(e) = self.procs.get_mut(&id) {
             e.trap_exit = on;

@@ -12,6 +12,7 @@ mod gen_server_tests;
 mod handle;
 mod net_kernel;
 mod node_methods;
+pub mod rpc;
 mod server_loop;
 mod sys;
 

@@ -8,10 +8,12 @@ use crate::node::{Node, NodeConfig, NodeError};
 
 impl Node {
     /// Registers in EPMD (starting it if needed), listens for BEAM nodes and
-    /// starts the built-in `net_kernel` responder that makes `net_adm:ping/1` work.
+    /// starts the built-in `net_kernel` responder that makes `net_adm:ping/1` work, and
+    /// rpc: `rex` and the `SPAWN_REQUEST` handler that serve `rpc` and `erpc`.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let node = Node::start_driver(config).await?;
         net_kernel::start(&node);
+        super::rpc::start(&node);
         Ok(node)
     }
 

@@ -492,9 +492,11 @@ impl LockerClient {
     /// The value of `key` on master `node`, without a quorum
     /// (`locker:master_dirty_read/1` reads one master the same way).
     pub async fn dirty_read(&mut self, node: &str, key: Term) -> Result<Option<Term>, LockerError> {
-        // A BEAM master answers through rpc (`rex`); a Rust master has no
-        // `rex` but answers `{dirty_read, Key}` itself. Never send that call
-        // to a BEAM locker: the original crashes on unknown calls.
+        // `master_dirty_read`'s way: `locker:dirty_read/1` through `rex`,
+        // which BEAM and Rust masters both run. A node without `rex` gets
+        // `{dirty_read, Key}`, which a Rust locker answers itself. Never
+        // send that call to a BEAM locker: the original crashes on unknown
+        // calls.
         let group_leader = Term::from(self.process.pid().clone());
         let rpc = tuple(vec![
             atom("call"),

@@ -7,6 +7,7 @@
 
 use super::store::{CallOutcome, Config, Store, WaiterId};
 use crate::node::Node;
+use crate::process::rpc::{Call, Exception};
 use crate::process::{
     spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process, RegisterError,
 };
@@ -86,7 +87,33 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
         tick: config.tick,
         next_tick: epoch + config.tick,
     };
-    spawn_server(node, Some("locker"), service)
+    let pid = spawn_server(node, Some("locker"), service)?;
+    register_rpc(node);
+    Ok(pid)
+}
+
+/// The functions locker's own client reaches through `rpc`:
+/// `master_dirty_read/1` is `rpc:call(Master, locker, dirty_read, [Key])`,
+/// and `get_debug_state/0` is how operators look inside. Each is a local
+/// call to this node's `locker`, as the original's are.
+fn register_rpc(node: &Node) {
+    node.rpc_functions()
+        .register("locker", "dirty_read", 1, |c: Call| {
+            let request = tuple(vec![atom("dirty_read"), c.args[0].clone()]);
+            local_call(c.node, request)
+        });
+    node.rpc_functions()
+        .register("locker", "get_debug_state", 0, |c: Call| {
+            local_call(c.node, atom("get_debug_state"))
+        });
+}
+
+async fn local_call(node: Node, request: Term) -> Result<Term, Exception> {
+    let mut process = node.spawn_process();
+    process
+        .call("locker", request, Duration::from_secs(5))
+        .await
+        .map_err(|e| Exception::Exit(crate::term::binary(e.to_string())))
 }
 
 struct Service {

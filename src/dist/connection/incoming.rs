@@ -179,13 +179,11 @@ impl Incoming {
 }
 
 /// The operation name of a message a conforming peer never sends us: we
-/// do not advertise `DFLAG_SPAWN`. They are dropped here, so they are
-/// never logged whole (their argument lists are the peer's to choose).
+/// never send a `SPAWN_REQUEST`, so no `SPAWN_REPLY` can answer one. They
+/// are dropped here, so they are never logged whole.
 fn never_negotiated(message: &ControlMessage) -> Option<&'static str> {
     use ControlMessage as M;
     match message {
-        M::SpawnRequest(_) => Some("SPAWN_REQUEST"),
-        M::SpawnRequestTt(_) => Some("SPAWN_REQUEST_TT"),
         M::SpawnReply(_) => Some("SPAWN_REPLY"),
         M::SpawnReplyTt(_) => Some("SPAWN_REPLY_TT"),
         _ => None,

@@ -396,13 +396,20 @@ fn a_terms_limits_apply_to_each_frame() {
 }
 
 #[test]
-fn spawn_requests_we_never_advertised_are_dropped() {
-    let spawn = ControlMessage::spawn_request(
-        eetf::Reference {
-            node: Atom::from("a@h"),
-            id: vec![1, 2, 3],
-            creation: 7,
-        },
+fn spawn_replies_to_requests_we_never_made_are_dropped_and_requests_pass() {
+    let reference = eetf::Reference {
+        node: Atom::from("a@h"),
+        id: vec![1, 2, 3],
+        creation: 7,
+    };
+    let reply = ControlMessage::spawn_reply(
+        reference.clone(),
+        pid("a@h", 1),
+        FixInteger::from(0),
+        erl_dist::term::PidOrAtom::Atom(Atom::from("ok")),
+    );
+    let request = ControlMessage::spawn_request(
+        reference,
         pid("a@h", 1),
         pid("a@h", 2),
         erl_dist::term::Mfa {
@@ -415,9 +422,9 @@ fn spawn_requests_we_never_advertised_are_dropped() {
     );
     let after = reg_send("a@h", atom("next"));
     for atom_cache in [true, false] {
-        let wire = stream(atom_cache, &[spawn.clone(), after.clone()]);
+        let wire = stream(atom_cache, &[reply.clone(), request.clone(), after.clone()]);
         let mut reader = connection(atom_cache, Instant::now());
         reader.handle_input(&wire, Instant::now());
-        assert_eq!(drain(&mut reader), std::slice::from_ref(&after));
+        assert_eq!(drain(&mut reader), vec![request.clone(), after.clone()]);
     }
 }
