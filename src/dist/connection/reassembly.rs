@@ -129,13 +129,24 @@ impl Reassembly {
                 max: self.max_message,
             });
         }
-        message.terms.extend_from_slice(data);
         if id == 1 {
+            message.terms.extend_from_slice(data);
             return Ok(Some(message));
         }
         if self.open.len() >= self.max_open {
             return Err(FragmentError::TooManyPartial { max: self.max_open });
         }
+        // Room for the whole message as the peer announces it (fragments
+        // the size of this one), so it is not copied as it grows; never
+        // more than the bytes partial messages may still hold.
+        let announced = usize::try_from(id)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(data.len());
+        let room = self.max_held.saturating_sub(self.held);
+        message
+            .terms
+            .reserve_exact(announced.min(self.max_message).min(room));
+        message.terms.extend_from_slice(data);
         let held = data.len() + message.atoms.iter().map(Vec::len).sum::<usize>();
         self.hold(held)?;
         let partial = Partial {
