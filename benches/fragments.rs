@@ -225,12 +225,15 @@ fn big_trips(client: &BeamNode, target: &Target, n: u64) -> (Latency, f64) {
     (latency(&ints), ints[4] as f64 / 1e3 / n as f64)
 }
 
+/// One figure of every round of a peer.
+type Column = fn(&Target) -> Vec<f64>;
+
 fn report(release: &str, beam: &Target, rust: &Target) {
     println!("\n## Fragments: small calls while 50 MiB messages stream (OTP {release})\n");
     println!("Median over the rounds; latency of one gen_server:call from node A, µs.\n");
     println!("| figure | BEAM | Rust | ratio (BEAM/Rust, >1: Rust better) |");
     println!("|---|---:|---:|---:|");
-    let rows: [(&str, fn(&Target) -> Vec<f64>); 8] = [
+    let rows: [(&str, Column); 8] = [
         ("idle p50", |t| t.idle.iter().map(|l| l.p50).collect()),
         ("idle p99", |t| t.idle.iter().map(|l| l.p99).collect()),
         ("idle max", |t| t.idle.iter().map(|l| l.max).collect()),
