@@ -48,8 +48,7 @@ pub(crate) const CACHE_SIZE: usize = 2048;
 /// `max_frame_bytes`.
 pub(crate) const DEFAULT_MAX_OUTPUT: usize = 128 << 20;
 
-const DIST_FRAG_HEADER: u8 = 69;
-const DIST_FRAG_CONT: u8 = 70;
+use crate::dist::frame::{DIST_FRAG_CONT, DIST_FRAG_HEADER, FRAGMENT_PREFIX};
 
 /// The most references one header can hold (its count is one byte).
 const MAX_REFS: usize = 255;
@@ -232,31 +231,88 @@ impl AtomCache {
     ) -> Result<()> {
         let mut table = [0u16; MAX_REFS];
         let (pos, listed) = self.read_header(body, &mut table)?;
-        out.reserve(body.len() - pos + 2);
-        let sink = Expander {
-            input: body,
-            copied: pos,
-            out,
-            out_limit: start.saturating_add(self.max_output),
-            max_output: self.max_output,
-            table: &table[..listed],
-            slots: &self.slots,
+        let limit = Output {
+            limit: start.saturating_add(self.max_output),
+            max: self.max_output,
         };
-        let mut w = Scanner::new(body, pos, limits, sink);
-        let stack = &mut self.stack;
-        // The control message, then the payload if any bytes are left.
-        for _ in 0..2 {
-            w.sink.out.push(VERSION);
-            w.walk(stack)?;
-            w.sink.flush(w.pos);
-            if w.pos == body.len() {
-                return w.sink.check_size(w.pos);
+        walk_terms(
+            body,
+            pos,
+            limits,
+            out,
+            limit,
+            &table[..listed],
+            &self.slots,
+            &mut self.stack,
+        )
+    }
+
+    /// The header of a fragmented message's first fragment (`body` starts
+    /// `131 69 SequenceId FragmentId`), read now, updating the cache: the
+    /// BEAM resolves a fragmented message's references when its first
+    /// fragment arrives, so frames between its fragments may reuse those
+    /// slots. Fills `atoms` with the listed atoms, encoded, and returns
+    /// where the terms start.
+    pub(crate) fn read_fragment_header(
+        &mut self,
+        body: &[u8],
+        atoms: &mut Vec<Vec<u8>>,
+    ) -> Result<usize> {
+        let mut r = Reader {
+            bytes: body,
+            pos: FRAGMENT_PREFIX,
+        };
+        if body.len() < FRAGMENT_PREFIX {
+            return Err(AtomCacheError::Truncated { offset: 0 });
+        }
+        let mut table = [0u16; MAX_REFS];
+        let listed = self.read_refs(&mut r, &mut table)?;
+        atoms.clear();
+        atoms.extend(
+            table[..listed]
+                .iter()
+                .map(|&s| self.slots[usize::from(s)].clone()),
+        );
+        Ok(r.pos)
+    }
+
+    /// Expands a reassembled message: `terms` (control message and
+    /// optional payload without version bytes) whose references name
+    /// `atoms` (from [`AtomCache::read_fragment_header`]), as
+    /// [`AtomCache::expand_checked`] does for one frame.
+    pub(crate) fn expand_resolved<'o>(
+        &mut self,
+        atoms: &[Vec<u8>],
+        terms: &[u8],
+        limits: &Limits,
+        out: &'o mut Vec<u8>,
+    ) -> Result<CheckedBody<'o>> {
+        let start = out.len();
+        let mut table = [0u16; MAX_REFS];
+        for (i, t) in table.iter_mut().enumerate() {
+            *t = i as u16;
+        }
+        let limit = Output {
+            limit: start.saturating_add(self.max_output),
+            max: self.max_output,
+        };
+        let listed = atoms.len().min(MAX_REFS);
+        match walk_terms(
+            terms,
+            0,
+            limits,
+            out,
+            limit,
+            &table[..listed],
+            atoms,
+            &mut self.stack,
+        ) {
+            Ok(()) => Ok(CheckedBody::vouched(&out[start..])),
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
             }
         }
-        Err(AtomCacheError::TrailingBytes {
-            offset: w.pos,
-            count: body.len() - w.pos,
-        })
     }
 
     /// Reads the distribution header, updating the cache; fills `table`
@@ -275,16 +331,24 @@ impl AtomCache {
             DIST_HEADER => {}
             tag => {
                 let why = match tag {
-                    DIST_FRAG_HEADER | DIST_FRAG_CONT => "fragments are not negotiated",
+                    DIST_FRAG_HEADER | DIST_FRAG_CONT => "a fragment is reassembled first",
                     _ => "unknown header",
                 };
                 return Err(AtomCacheError::UnsupportedHeader { tag, why });
             }
         }
+        let count = self.read_refs(&mut r, table)?;
+        Ok((r.pos, count))
+    }
+
+    /// Reads `NumberOfAtomCacheRefs, Flags, AtomCacheRefs` at `r`, updating
+    /// the cache; fills `table` with the slot of each listed reference and
+    /// returns how many there are.
+    fn read_refs(&mut self, r: &mut Reader<'_>, table: &mut [u16; MAX_REFS]) -> Result<usize> {
         let count = usize::from(r.u8()?);
         if count == 0 {
             // No flags and no references follow.
-            return Ok((r.pos, 0));
+            return Ok(0);
         }
         // One nibble per reference, then one more whose low bit is LongAtoms.
         let flags = r.take(count / 2 + 1)?;
@@ -332,8 +396,56 @@ impl AtomCache {
             }
             *entry = slot as u16;
         }
-        Ok((r.pos, count))
+        Ok(count)
     }
+}
+
+/// Where the expanded output must stop growing.
+struct Output {
+    /// `out` may not grow past this length.
+    limit: usize,
+    /// The configured bound, for the error.
+    max: usize,
+}
+
+/// Walks the control message and the optional payload in `body` from
+/// `pos`, copying them to `out` with version bytes and every reference
+/// (an index into `table`, which names entries of `slots`) replaced.
+#[allow(clippy::too_many_arguments)] // the fields of two callers, split for the borrows
+fn walk_terms(
+    body: &[u8],
+    pos: usize,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+    limit: Output,
+    table: &[u16],
+    slots: &[Vec<u8>],
+    stack: &mut Vec<Frame<usize>>,
+) -> Result<()> {
+    out.reserve(body.len().saturating_sub(pos) + 2);
+    let sink = Expander {
+        input: body,
+        copied: pos,
+        out,
+        out_limit: limit.limit,
+        max_output: limit.max,
+        table,
+        slots,
+    };
+    let mut w = Scanner::new(body, pos, limits, sink);
+    // The control message, then the payload if any bytes are left.
+    for _ in 0..2 {
+        w.sink.out.push(VERSION);
+        w.walk(stack)?;
+        w.sink.flush(w.pos);
+        if w.pos == body.len() {
+            return w.sink.check_size(w.pos);
+        }
+    }
+    Err(AtomCacheError::TrailingBytes {
+        offset: w.pos,
+        count: body.len() - w.pos,
+    })
 }
 
 /// The cache slots one frame's header lists, on both sides: a stamp per

@@ -46,7 +46,7 @@ pub const SEND_SENDER: u64 = 0x80000;
 pub const BIG_SEQTRACE_LABELS: u64 = 0x100000;
 /// Exits and monitor downs use the `*_PAYLOAD` control messages (reason after the control tuple).
 pub const EXIT_PAYLOAD: u64 = 0x400000;
-/// Large messages may be split into fragments (not implemented by this node).
+/// Large messages may be split into fragments (`131 69` / `131 70` headers).
 pub const FRAGMENTS: u64 = 0x800000;
 /// The OTP 23 handshake (`N` name message, 64-bit flags, creation exchanged); mandatory since OTP 25.
 pub const HANDSHAKE_23: u64 = 0x1000000;
@@ -79,8 +79,8 @@ pub const REQUIRED: u64 = EXTENDED_REFERENCES
 
 /// What this node advertises. Not PUBLISHED (we are a hidden node). The
 /// distribution header with atom cache references is read and written;
-/// fragments are not implemented. `SPAWN`: `SPAWN_REQUEST`s are served by
-/// `process::rpc`.
+/// fragmented messages are reassembled, and large ones sent in fragments.
+/// `SPAWN`: `SPAWN_REQUEST`s are served by `process::rpc`.
 pub const ADVERTISED: u64 = REQUIRED
     | DIST_HDR_ATOM_CACHE
     | UNLINK_ID
@@ -93,6 +93,7 @@ pub const ADVERTISED: u64 = REQUIRED
     | EXIT_PAYLOAD
     | SMALL_ATOM_TAGS
     | BIG_SEQTRACE_LABELS
+    | FRAGMENTS
     // `erpc` and (since OTP 23) `rpc` spawn through SPAWN_REQUEST.
     | SPAWN;
 
@@ -103,7 +104,8 @@ mod tests {
     #[test]
     fn advertised_is_hidden_and_has_no_unimplemented_features() {
         assert_eq!(ADVERTISED & PUBLISHED, 0);
-        assert_eq!(ADVERTISED & (FRAGMENTS | ATOM_CACHE), 0);
+        assert_eq!(ADVERTISED & ATOM_CACHE, 0);
+        assert_ne!(ADVERTISED & FRAGMENTS, 0);
         assert_ne!(ADVERTISED & DIST_HDR_ATOM_CACHE, 0);
         assert_eq!(MANDATORY_25_DIGEST, 1 << 26);
         assert_eq!(ADVERTISED & REQUIRED, REQUIRED);

@@ -6,7 +6,11 @@
 //! with its 131 version byte), or, once `DIST_HDR_ATOM_CACHE` is negotiated
 //! (the BEAM then sends and accepts nothing else), a distribution header
 //! (`131 68 ...`) followed by the two terms without version bytes.
-//! Fragments are never negotiated.
+//! With `DFLAG_FRAGMENTS` a large message may instead come as fragments:
+//! a first one `131 69 SequenceId:64 FragmentId:64` with the atom cache
+//! header and the start of the terms, then `131 70 SequenceId:64
+//! FragmentId:64` and more bytes ([`Frame::Fragment`]; reassembled by the
+//! connection's receiving half).
 
 use thiserror::Error;
 
@@ -17,6 +21,12 @@ pub(crate) const PASS_THROUGH: u8 = 112;
 pub(crate) const VERSION: u8 = 131;
 /// The tag of a distribution header.
 pub(crate) const DIST_HEADER: u8 = 68;
+/// The tag of the first fragment of a fragmented message.
+pub(crate) const DIST_FRAG_HEADER: u8 = 69;
+/// The tag of every later fragment.
+pub(crate) const DIST_FRAG_CONT: u8 = 70;
+/// `131, tag, SequenceId:64, FragmentId:64`: what starts every fragment.
+pub(crate) const FRAGMENT_PREFIX: usize = 18;
 
 /// One complete frame found in the input.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,13 +37,15 @@ pub(crate) enum Frame<'a> {
     PassThrough(&'a [u8]),
     /// The whole body, starting with the distribution header `131 68`.
     WithHeader(&'a [u8]),
+    /// The whole body of a fragment, starting with `131 69` or `131 70`.
+    Fragment(&'a [u8]),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub(crate) enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
-    #[error("frame starts with {0:?}, expected pass-through (112) or a distribution header (131 68); fragments are not negotiated")]
+    #[error("frame starts with {0:?}, expected pass-through (112), a distribution header (131 68) or a fragment (131 69, 131 70)")]
     UnknownBody(Vec<u8>),
 }
 
@@ -63,16 +75,17 @@ pub(crate) fn parse_frame(
     // whole body is here.
     let start = &input[4..input.len().min(4 + len.min(2))];
     match start {
-        [] | [PASS_THROUGH, ..] | [VERSION] | [VERSION, DIST_HEADER] => {}
+        [] | [PASS_THROUGH, ..] | [VERSION] => {}
+        [VERSION, DIST_HEADER | DIST_FRAG_HEADER | DIST_FRAG_CONT] => {}
         other => return Err(FrameError::UnknownBody(other.to_vec())),
     }
     let Some(body) = input.get(4..4 + len) else {
         return Ok(None);
     };
-    let frame = if body[0] == PASS_THROUGH {
-        Frame::PassThrough(&body[1..])
-    } else {
-        Frame::WithHeader(body)
+    let frame = match body {
+        [PASS_THROUGH, rest @ ..] => Frame::PassThrough(rest),
+        [_, DIST_HEADER, ..] => Frame::WithHeader(body),
+        _ => Frame::Fragment(body),
     };
     Ok(Some((frame, 4 + len)))
 }
@@ -131,6 +144,11 @@ impl OutFrame {
     /// follows the distribution header.
     pub(crate) fn terms(&self) -> &[u8] {
         &self.bytes[HEADER_FORM_PREFIX..]
+    }
+
+    /// The control message alone, without version byte.
+    pub(crate) fn control(&self) -> &[u8] {
+        &self.bytes[HEADER_FORM_PREFIX..HEADER_FORM_PREFIX + self.control_len]
     }
 
     #[cfg(test)] // only the tests use it
@@ -226,9 +244,22 @@ mod tests {
     }
 
     #[test]
-    fn rejects_fragments_and_unknown_bodies_early() {
+    fn rejects_unknown_bodies_early() {
         assert!(parse_frame(&[0, 0, 0, 9, 68], 100).is_err());
-        assert!(parse_frame(&[0, 0, 0, 9, 131, 69], 100).is_err());
-        assert!(parse_frame(&[0, 0, 0, 9, 131, 70], 100).is_err());
+        assert!(parse_frame(&[0, 0, 0, 9, 131, 71], 100).is_err());
+        assert!(parse_frame(&[0, 0, 0, 9, 131, 69], 100).unwrap().is_none());
+    }
+
+    #[test]
+    fn parses_fragments_whole() {
+        let buf = [0, 0, 0, 3, 131, 70, 1, 0, 0, 0, 3, 131, 69, 2];
+        assert_eq!(
+            parse_frame(&buf, 100).unwrap(),
+            Some((Frame::Fragment(&[131, 70, 1]), 7))
+        );
+        assert_eq!(
+            parse_frame(&buf[7..], 100).unwrap(),
+            Some((Frame::Fragment(&[131, 69, 2]), 7))
+        );
     }
 }

@@ -14,6 +14,11 @@
 //! references in a frame's header are only right if frames reach the
 //! socket in the order that half wrote them. Its tick clock lives under
 //! the same lock, so the writer task's ticks are ordered with frames too.
+//!
+//! Large messages (to a peer that takes fragments) are not written whole:
+//! that half keeps them and the writer task asks it for one fragment at a
+//! time, after writing whatever was queued meanwhile. So a tick or a small
+//! reply waits for at most one 64 KiB fragment, not for a 50 MiB message.
 
 use super::transport::WriteHalf;
 use crate::dist::connection::Outgoing;
@@ -78,6 +83,10 @@ impl Outbox {
     pub(crate) fn push_frame(&self, frame: OutFrame) {
         self.pushing(|q, now| {
             let bytes = q.conn.send(frame, now);
+            if bytes.is_empty() {
+                // Kept for fragments: the writer task takes the socket.
+                return !std::mem::replace(&mut q.pending.draining, true);
+            }
             self.send(&mut q.pending, bytes, now)
         });
     }
@@ -154,19 +163,24 @@ impl Outbox {
         self.wake.notified().await;
     }
 
-    /// Writer task: writes everything queued, then hands the socket back to
-    /// direct senders. `buf` is scratch space kept across calls.
+    /// Writer task: writes everything queued, and the fragments of large
+    /// messages one at a time with what was queued meanwhile before each,
+    /// then hands the socket back to direct senders. `buf` is scratch space
+    /// kept across calls.
     pub(crate) async fn drain(&self, buf: &mut Vec<u8>) -> io::Result<()> {
         loop {
             {
                 let mut q = self.lock();
-                let q = &mut q.pending;
-                if q.bytes.is_empty() {
-                    q.draining = false;
+                let q = &mut *q;
+                if !q.pending.bytes.is_empty() {
+                    std::mem::swap(buf, &mut q.pending.bytes);
+                } else if let Some(fragment) = q.conn.next_fragment(Instant::now()) {
+                    buf.extend_from_slice(fragment);
+                } else {
+                    q.pending.draining = false;
                     return Ok(());
                 }
-                std::mem::swap(buf, &mut q.bytes);
-                q.draining = true;
+                q.pending.draining = true;
             }
             let mut rest = &buf[..];
             while !rest.is_empty() {

@@ -1,7 +1,9 @@
 //! The receiving half of a connection: frames out of the byte stream,
-//! distribution headers through the atom cache, control messages decoded
-//! within the term limits, and the peer's silence timed.
+//! fragments reassembled, distribution headers through the atom cache,
+//! control messages decoded within the term limits, and the peer's silence
+//! timed.
 
+use super::reassembly::{Reassembly, MAX_PARTIAL_MESSAGES};
 use super::{ConnectionConfig, ConnectionError};
 use crate::dist::atom_cache::AtomCache;
 use crate::dist::control::{self, ControlMessage};
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 << 10;
 /// Expanded frames keep their scratch space up to this size.
 const EXPANDED_KEEP: usize = 4 * READ_CHUNK;
+/// Partial messages may hold this many times the frame limit together:
+/// a few large messages at once, never an unbounded number.
+const HELD_PER_FRAME_LIMIT: usize = 2;
 
 /// What the peer sends us, from bytes to control messages.
 pub(crate) struct Incoming {
@@ -25,6 +30,8 @@ pub(crate) struct Incoming {
     max_frame: usize,
     limits: Limits,
     atoms: AtomCache,
+    /// Messages whose fragments are still coming.
+    fragments: Reassembly,
     /// Scratch space: a frame with its atom references expanded.
     expanded: Vec<u8>,
     net_ticktime: Duration,
@@ -59,6 +66,12 @@ impl Incoming {
             // A reference can stand for an atom 500 times its size; never
             // expand a frame past twice the frame limit.
             atoms: AtomCache::new().with_max_output(config.max_frame_bytes.saturating_mul(2)),
+            // A reassembled message is held to the frame limit.
+            fragments: Reassembly::new(
+                config.max_frame_bytes,
+                config.max_frame_bytes.saturating_mul(HELD_PER_FRAME_LIMIT),
+                MAX_PARTIAL_MESSAGES,
+            ),
             expanded: Vec::new(),
             net_ticktime: config.net_ticktime,
             last_input: now,
@@ -125,6 +138,25 @@ impl Incoming {
                         .expand_checked(body, &self.limits, &mut self.expanded)
                     {
                         Ok(checked) => control::decode_checked(checked).map_err(Into::into),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Ok(Some((Frame::Fragment(body), used))) => {
+                    self.start += used;
+                    match self.fragments.handle(body, &mut self.atoms) {
+                        Ok(None) => continue,
+                        Ok(Some(whole)) => {
+                            self.expanded.clear();
+                            match self.atoms.expand_resolved(
+                                &whole.atoms,
+                                &whole.terms,
+                                &self.limits,
+                                &mut self.expanded,
+                            ) {
+                                Ok(checked) => control::decode_checked(checked).map_err(Into::into),
+                                Err(e) => Err(e.into()),
+                            }
+                        }
                         Err(e) => Err(e.into()),
                     }
                 }

@@ -44,11 +44,14 @@ use super::frame::FrameError;
 #[cfg(test)]
 use super::frame::OutFrame;
 use super::handshake::PeerInfo;
+pub(crate) use reassembly::FragmentError;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+mod fragmenter;
 mod incoming;
 mod outgoing;
+mod reassembly;
 
 pub(crate) use incoming::Incoming;
 pub(crate) use outgoing::Outgoing;
@@ -71,6 +74,8 @@ pub(crate) enum ConnectionError {
     Frame(#[from] FrameError),
     #[error("bad distribution header: {0}")]
     Header(#[from] AtomCacheError),
+    #[error("bad fragment: {0}")]
+    Fragment(#[from] FragmentError),
     #[error("bad control message: {0}")]
     Control(#[from] ControlError),
     #[error("net_tick_timeout: nothing received for {silent:?}")]
@@ -90,7 +95,8 @@ impl Connection {
     /// A connection to `peer` just after the handshake, at `now`.
     /// `leftover`: bytes read past the handshake (the start of the stream).
     /// `our_flags`: the flags we advertised; the atom cache is used when
-    /// both sides set `DIST_HDR_ATOM_CACHE`.
+    /// both sides set `DIST_HDR_ATOM_CACHE`, and large messages go in
+    /// fragments when both also set `FRAGMENTS`.
     pub(crate) fn new(
         peer: &PeerInfo,
         our_flags: u64,
@@ -98,10 +104,12 @@ impl Connection {
         leftover: Vec<u8>,
         now: Instant,
     ) -> Self {
-        let atom_cache = peer.flags & our_flags & flags::DIST_HDR_ATOM_CACHE != 0;
+        let both = peer.flags & our_flags;
+        let atom_cache = both & flags::DIST_HDR_ATOM_CACHE != 0;
+        let fragments = both & flags::FRAGMENTS != 0;
         Connection {
             incoming: Incoming::new(&peer.name, config, leftover, now),
-            outgoing: Outgoing::new(atom_cache, config.net_ticktime, now),
+            outgoing: Outgoing::new(atom_cache, fragments, config.net_ticktime, now),
         }
     }
 
@@ -130,6 +138,12 @@ impl Connection {
     }
 
     #[cfg(test)] // the in-memory tests drive these; the node uses the halves
+    /// The next fragment; see [`Outgoing::next_fragment`].
+    pub(crate) fn next_fragment(&mut self, now: Instant) -> Option<&[u8]> {
+        self.outgoing.next_fragment(now)
+    }
+
+    #[cfg(test)] // the in-memory tests drive these; the node uses the halves
     /// When to call [`Connection::handle_timeout`] next.
     pub(crate) fn poll_timeout(&self) -> Instant {
         self.incoming
@@ -149,5 +163,7 @@ impl Connection {
     }
 }
 
+#[cfg(test)]
+mod fragment_tests;
 #[cfg(test)]
 mod tests;
