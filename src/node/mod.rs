@@ -15,10 +15,12 @@ mod outbox;
 mod peers;
 mod read_pacing;
 mod socket_read;
+mod tls;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
 pub use epmd::EpmdError;
+pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};
 
 use crate::dist::{control, flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};
