@@ -166,12 +166,13 @@ impl Pki {
         }
     }
 
-    /// The wrong certificate, trusting only the other CA too.
+    /// The wrong certificate (from the other CA), still trusting the good
+    /// CA: whatever refuses a connection is then the other side's check
+    /// of this certificate, never this side's check of the other's.
     pub fn wrong(&self) -> Side<'_> {
         Side {
             cert: Some(&self.wrong_cert),
             key: Some(&self.wrong_key),
-            ca: &self.other_ca,
             ..self.good()
         }
     }
