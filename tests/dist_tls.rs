@@ -19,8 +19,41 @@ use tls_support::{erl_args, Pki, Side};
 
 const COOKIE: &str = rust_node::COOKIE;
 
+/// Every log line of this test binary's Rust nodes (all tests share it).
+static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(bytes).into_owned();
+        LOG.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured warnings that mention `what`.
+fn warnings_about(what: &str) -> Vec<String> {
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains(what))
+        .cloned()
+        .collect()
+}
+
 /// A Rust node with the TLS config of `optfile`.
 async fn rust_tls_node(prefix: &str, optfile: &std::path::Path) -> Node {
+    // Installed before rust_node's own subscriber, whose try_init then
+    // leaves this one in place.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("erl_quorum=info")
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .try_init();
     let tls = tls_support::rust_tls(optfile);
     rust_node::start_with(prefix, |c| c.with_tls(tls)).await
 }
@@ -160,8 +193,14 @@ async fn wrong_certificate_is_refused() {
         "false"
     );
     assert!(!node.connected_nodes().contains(&b.node_name().to_owned()));
-    // ... nor we it (the warning names the node and its address).
+    // ... nor we it, and one warning names it.
     assert!(node.connect(b.node_name()).await.is_err());
+    let warned = warnings_about(b.node_name());
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("cannot connect") && warned[0].contains("TLS handshake with 127.0.0.1:"),
+        "{warned:?}"
+    );
     assert_eq!(
         b.eval_ok(&format!("lists:member({r}, nodes(connected))")),
         "false"

@@ -619,3 +619,34 @@ async fn read_from(
         ReadHalf::Tls(r) => read_tls(r, buf).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_handshake_messages_are_reframed_one_at_a_time() {
+        // Two 4-byte-length messages, then the start of a third.
+        let mut raw = vec![0, 0, 0, 2, b'a', b'b', 0, 0, 0, 1, b'c', 0, 0];
+        let mut buf = Vec::new();
+        assert!(next_tls_message(&mut raw, &mut buf).unwrap());
+        assert_eq!(buf, [0, 2, b'a', b'b']);
+        // What follows stays as it came until the handshake asks for it.
+        assert_eq!(raw, [0, 0, 0, 1, b'c', 0, 0]);
+        buf.clear();
+        assert!(next_tls_message(&mut raw, &mut buf).unwrap());
+        assert_eq!(buf, [0, 1, b'c']);
+        buf.clear();
+        assert!(!next_tls_message(&mut raw, &mut buf).unwrap());
+        assert!(buf.is_empty());
+        assert_eq!(raw, [0, 0]);
+    }
+
+    #[test]
+    fn an_oversized_tls_handshake_message_is_refused_before_its_body() {
+        let mut raw = vec![0, 1, 0, 0];
+        let mut buf = Vec::new();
+        assert!(next_tls_message(&mut raw, &mut buf).is_err());
+        assert!(buf.is_empty());
+    }
+}
