@@ -11,6 +11,7 @@ mod connection;
 mod cpu_pressure;
 mod dispatch;
 pub(crate) mod epmd;
+mod handshake_io;
 mod outbox;
 mod peers;
 mod read_pacing;
