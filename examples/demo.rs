@@ -6,7 +6,14 @@
 //!
 //! ```text
 //! scripts/demo.sh        # builds rebar_fixture with rebar3, then runs this
+//! scripts/demo.sh --tls  # the same with every node on TLS distribution
 //! ```
+//!
+//! With `--tls` it first writes a CA and a node certificate (rcgen) and an
+//! `ssl_dist.conf` into `target/demo_tls/`; the Rust nodes read that file
+//! as `erl_quorum --ssl-dist-optfile` would, and the BEAM nodes start with
+//! `-proto_dist inet_tls -ssl_dist_optfile` on it (mutual authentication,
+//! `verify_peer`, `fail_if_no_peer_cert`).
 //! It needs `erl`, `elixir` and the compiled `rebar_fixture` (its ebin
 //! directory in `EQ_FIXTURE_EBIN`).
 
@@ -16,6 +23,9 @@ use erl_quorum::services::{self, LockReply, Registry, ServicesConfig};
 use erl_quorum::term::{atom, tuple, Term};
 use erl_quorum::{Node, NodeConfig};
 use std::process::Stdio;
+
+#[path = "../tests/tls_support/certs.rs"]
+mod certs;
 use std::time::Duration;
 
 const COOKIE: &str = "erl_quorum_demo";
@@ -87,8 +97,13 @@ Process.sleep(3000)
 async fn start_rust_node(
     name: &str,
     masters: &[String],
+    tls: Option<&erl_quorum::node::TlsConfig>,
 ) -> Result<Node, Box<dyn std::error::Error>> {
-    let node = Node::start(NodeConfig::new(name.to_owned(), COOKIE)).await?;
+    let mut config = NodeConfig::new(name.to_owned(), COOKIE);
+    if let Some(tls) = tls {
+        config = config.with_tls(tls.clone());
+    }
+    let node = Node::start(config).await?;
     // A brand-new cluster: no restart guard to wait out.
     service::start(
         &node,
@@ -129,12 +144,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ebin = std::env::var("EQ_FIXTURE_EBIN")
         .map_err(|_| "set EQ_FIXTURE_EBIN to rebar_fixture's ebin (scripts/demo.sh does)")?;
     let stamp = std::process::id();
+    let optfile = if std::env::args().any(|a| a == "--tls") {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/demo_tls");
+        let pki = certs::generate(&dir)?;
+        let good = pki.good();
+        let file = pki.optfile("ssl_dist.conf", &good, &good)?;
+        println!(
+            "TLS distribution: certificates and {} written",
+            file.display()
+        );
+        Some(file)
+    } else {
+        None
+    };
+    let tls = match &optfile {
+        Some(f) => Some(erl_quorum::node::TlsOptions::from_optfile(f)?.build()?),
+        None => None,
+    };
+    let tls_erl: Vec<String> = match &optfile {
+        Some(f) => vec![
+            "-proto_dist".into(),
+            "inet_tls".into(),
+            "-ssl_dist_optfile".into(),
+            f.display().to_string(),
+        ],
+        None => Vec::new(),
+    };
     let masters: Vec<String> = (1..=3)
         .map(|i| format!("demo_rust{i}_{stamp}@127.0.0.1"))
         .collect();
     let mut nodes = Vec::new();
     for name in &masters {
-        nodes.push(start_rust_node(name, &masters).await?);
+        nodes.push(start_rust_node(name, &masters, tls.as_ref()).await?);
     }
     println!(
         "Rust nodes up: {} (locker masters, W=2)",
@@ -150,35 +191,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rust_nodes = masters.join(",");
     let erlang_name = format!("demo_erlang_{stamp}@127.0.0.1");
     let elixir_name = format!("demo_elixir_{stamp}@127.0.0.1");
-    let mut erlang = spawn_beam(
-        "erl",
-        &[
-            "-noshell",
-            "-name",
-            &erlang_name,
-            "-setcookie",
-            COOKIE,
-            "-pa",
-            &ebin,
-            "-eval",
-            ERLANG_SCRIPT,
-        ],
-        &rust_nodes,
-    )?;
-    let mut elixir = spawn_beam(
-        "elixir",
-        &[
-            "--name",
-            &elixir_name,
-            "--cookie",
-            COOKIE,
-            "-pa",
-            &ebin,
-            "-e",
-            ELIXIR_SCRIPT,
-        ],
-        &rust_nodes,
-    )?;
+    let mut erl_args = vec![
+        "-noshell",
+        "-name",
+        &erlang_name,
+        "-setcookie",
+        COOKIE,
+        "-pa",
+        &ebin,
+    ];
+    erl_args.extend(tls_erl.iter().map(String::as_str));
+    erl_args.extend(["-eval", ERLANG_SCRIPT]);
+    let mut erlang = spawn_beam("erl", &erl_args, &rust_nodes)?;
+    let elixir_erl = tls_erl.join(" ");
+    let mut elixir_args = vec!["--name", &elixir_name, "--cookie", COOKIE, "-pa", &ebin];
+    if !elixir_erl.is_empty() {
+        elixir_args.extend(["--erl", &elixir_erl]);
+    }
+    elixir_args.extend(["-e", ELIXIR_SCRIPT]);
+    let mut elixir = spawn_beam("elixir", &elixir_args, &rust_nodes)?;
     println!("Started Erlang node {erlang_name} and Elixir node {elixir_name}");
 
     // Rust's turns: each turn a fresh process that holds the lock until it ends.

@@ -4,6 +4,7 @@
 mod ops;
 
 use clap::{Args, Parser, Subcommand};
+use erl_quorum::node::TlsOptions;
 use erl_quorum::node::{full_node_name, resolve_cookie};
 use erl_quorum::quorum::service::{self, ServiceConfig};
 use erl_quorum::{Node, NodeConfig};
@@ -48,6 +49,27 @@ struct NodeArgs {
     /// services are each one process.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// TLS distribution, as `erl -proto_dist inet_tls -ssl_dist_optfile
+    /// FILE`: an ssl_dist.conf (`[{server, [...]}, {client, [...]}].`).
+    /// Every connection then runs inside TLS; none in clear.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ERL_QUORUM_SSL_DIST_OPTFILE",
+        conflicts_with = "tls_cert"
+    )]
+    ssl_dist_optfile: Option<std::path::PathBuf>,
+    /// TLS distribution with mutual authentication: this node's certificate
+    /// (PEM), with --tls-key and --tls-ca (both sides verify_peer, and
+    /// fail_if_no_peer_cert on the server side).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// This node's private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The CA certificates a peer's chain must lead to (PEM), with --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl NodeArgs {
@@ -58,10 +80,24 @@ impl NodeArgs {
             (None, None) => default_name.to_owned(),
         };
         let cookie = resolve_cookie(self.cookie.as_deref())?;
-        Ok(NodeConfig::new(name, cookie)
+        let config = NodeConfig::new(name, cookie)
             .with_ticktime(Duration::from_secs(self.net_ticktime.max(1)))
             .with_busy_poll(Duration::from_micros(self.busy_poll_us))
-            .with_coalesce_reads(Duration::from_micros(self.coalesce_us)))
+            .with_coalesce_reads(Duration::from_micros(self.coalesce_us));
+        let tls = match (
+            &self.ssl_dist_optfile,
+            &self.tls_cert,
+            &self.tls_key,
+            &self.tls_ca,
+        ) {
+            (Some(file), ..) => Some(TlsOptions::from_optfile(file)?),
+            (None, Some(cert), Some(key), Some(ca)) => Some(TlsOptions::mutual(cert, key, ca)),
+            _ => None,
+        };
+        Ok(match tls {
+            Some(tls) => config.with_tls(tls.build()?),
+            None => config,
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! How a node is configured: its name, cookie, ticks and input bounds.
+//! How a node is configured: its name, cookie, ticks, input bounds and TLS.
 
 use crate::dist::connection::ConnectionConfig;
 use crate::dist::etf::Limits;
@@ -48,6 +48,10 @@ pub struct NodeConfig {
     /// the OS's timer slack) before reading, so that it reads a batch. It
     /// blocks the reader's worker thread meanwhile. Zero turns it off.
     pub coalesce_reads: Duration,
+    /// TLS distribution (`inet_tls_dist`): when set, every connection,
+    /// accepted or dialed, runs inside TLS and none in clear. Build it with
+    /// [`super::TlsOptions`] (from an `ssl_dist.conf` or certificate files).
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl NodeConfig {
@@ -67,6 +71,7 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(7),
             busy_poll: Duration::from_micros(50),
             coalesce_reads: Duration::from_micros(20),
+            tls: None,
         }
     }
 
@@ -89,6 +94,12 @@ impl NodeConfig {
     /// default, zero turns it off; see the README's Performance).
     pub fn with_busy_poll(mut self, busy_poll: Duration) -> Self {
         self.busy_poll = busy_poll;
+        self
+    }
+
+    /// Runs every distribution connection inside TLS (see [`super::TlsOptions`]).
+    pub fn with_tls(mut self, tls: super::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -1,13 +1,15 @@
 //! Connections: accepting and dialing (driving the sans-IO handshake over
-//! TCP), then the thin tokio driver of the sans-IO `dist::Connection`: a
+//! TCP, or inside TLS when the node has a TLS config), then the thin tokio driver of the sans-IO `dist::Connection`: a
 //! reader task that feeds its receiving half and dispatches what comes
 //! out, and a writer task that drains the outbox (which holds the sending
 //! half) and asks for ticks at the connection's deadlines.
 
+use super::handshake_io::drive;
 use super::outbox::Outbox;
 use super::peers::{ConnHandle, Peer};
 use super::read_pacing::ReadPacing;
-use super::socket_read::read_some;
+use super::socket_read::{read_some, read_tls};
+use super::transport::{ReadHalf, Stream};
 use super::NodeInner;
 use crate::dist::connection::{Connection, Incoming};
 use crate::dist::flags;
@@ -16,8 +18,6 @@ use crate::dist::handshake::{Event, Handshake, HandshakeError, PeerInfo, ServerS
 use crate::term::Atom;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -26,7 +26,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 const WRITE_SCRATCH_MAX: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(super) enum ConnError {
     #[error("handshake: {0}")]
     Handshake(#[from] HandshakeError),
     #[error("i/o: {0}")]
@@ -35,6 +35,17 @@ enum ConnError {
     Closed,
     #[error("{0}")]
     Other(String),
+    #[error("TLS handshake with {addr} failed: {error}")]
+    Tls { addr: String, error: std::io::Error },
+}
+
+/// The peer ended the TLS handshake or the connection during it: the
+/// refusal (bad certificate, none, unknown CA) is then in `error`.
+fn tls_error(addr: impl std::fmt::Display, error: std::io::Error) -> ConnError {
+    ConnError::Tls {
+        addr: addr.to_string(),
+        error,
+    }
 }
 
 // ---- accepting ----------------------------------------------------------
@@ -57,8 +68,27 @@ pub(super) async fn accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
     }
 }
 
-async fn accept_one(node: Arc<NodeInner>, mut stream: TcpStream, addr: std::net::SocketAddr) {
+async fn accept_one(node: Arc<NodeInner>, stream: TcpStream, addr: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let mut stream = match &node.config.tls {
+        None => Stream::Tcp(stream),
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            match timeout(node.config.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(s))),
+                Ok(Err(e)) => {
+                    // One line per refused peer: a wrong or missing
+                    // certificate, or a peer speaking in clear.
+                    tracing::warn!(peer = %addr, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %addr, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     let attempt = node.peers.next_attempt();
     let mut hs = Handshake::server(node.identity(), rand::random());
     let mut claimed: Option<Atom> = None;
@@ -261,94 +291,41 @@ async fn dial(node: Arc<NodeInner>, peer: Atom, attempt: u64) {
 async fn dial_handshake(
     node: &Arc<NodeInner>,
     peer: &Atom,
-) -> Result<(TcpStream, PeerInfo, Vec<u8>), ConnError> {
+) -> Result<(Stream, PeerInfo, Vec<u8>), ConnError> {
     let (name, host) =
         super::config::split_node_name(&peer.name).map_err(|e| ConnError::Other(e.to_string()))?;
     let port = super::epmd::lookup_port(host, node.config.epmd_port, name)
         .await
         .map_err(|e| ConnError::Other(e.to_string()))?;
-    let mut stream = TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream = match &node.config.tls {
+        None => Stream::Tcp(tcp),
+        Some(tls) => {
+            // As inet_tls_dist: the host part of the node name is the
+            // server name its certificate must carry.
+            let name =
+                super::tls::server_name(host).map_err(|e| ConnError::Other(e.to_string()))?;
+            let addr = tcp.peer_addr()?;
+            let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+            let s = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| tls_error(addr, e))?;
+            Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(s)))
+        }
+    };
     let mut hs = Handshake::client(node.identity(), &peer.name, rand::random());
     let mut buf = Vec::new();
     let info = drive(&mut stream, &mut hs, &mut buf, |_, _| Ok(())).await?;
     Ok((stream, info, buf))
 }
 
-/// Runs a handshake to completion: writes its output, feeds it input,
-/// hands events to `on_event`. Leaves unconsumed input in `buf`.
-async fn drive(
-    stream: &mut TcpStream,
-    hs: &mut Handshake,
-    buf: &mut Vec<u8>,
-    mut on_event: impl FnMut(Event, &mut Handshake) -> Result<(), ConnError>,
-) -> Result<PeerInfo, ConnError> {
-    let result = drive_inner(stream, hs, buf, &mut on_event).await;
-    if result.is_err() {
-        // A refusal (`snok`, `snot_allowed`) is queued output: the peer should see it.
-        let out = hs.take_output();
-        if !out.is_empty() {
-            let _ = stream.write_all(&out).await;
-        }
-    }
-    result
-}
-
-async fn drive_inner(
-    stream: &mut TcpStream,
-    hs: &mut Handshake,
-    buf: &mut Vec<u8>,
-    on_event: &mut impl FnMut(Event, &mut Handshake) -> Result<(), ConnError>,
-) -> Result<PeerInfo, ConnError> {
-    let out = hs.take_output();
-    stream.write_all(&out).await?;
-    loop {
-        loop {
-            let (used, event) = hs.receive(buf)?;
-            buf.drain(..used);
-            match event {
-                Some(Event::Established(info)) => {
-                    let out = hs.take_output();
-                    if !out.is_empty() {
-                        stream.write_all(&out).await?;
-                    }
-                    return Ok(info);
-                }
-                Some(event) => {
-                    on_event(event, hs)?;
-                    let out = hs.take_output();
-                    if !out.is_empty() {
-                        stream.write_all(&out).await?;
-                    }
-                }
-                None if used == 0 => break,
-                None => {}
-            }
-        }
-        let out = hs.take_output();
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-        }
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(ConnError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 // ---- connected ----------------------------------------------------------
 
 /// The handshake succeeded: make the connection the peer's entry, flush
 /// what was queued, and start its reader and writer.
-fn install(
-    node: Arc<NodeInner>,
-    info: PeerInfo,
-    attempt: u64,
-    stream: TcpStream,
-    leftover: Vec<u8>,
-) {
+fn install(node: Arc<NodeInner>, info: PeerInfo, attempt: u64, stream: Stream, leftover: Vec<u8>) {
     let peer = Atom::from(info.name.as_str());
     let conn = Connection::new(
         &info,
@@ -359,10 +336,7 @@ fn install(
     );
     let (incoming, outgoing) = conn.split();
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(
-        super::transport::WriteHalf::Tcp(write),
-        outgoing,
-    ));
+    let outbox = Arc::new(Outbox::new(write, outgoing));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
@@ -473,7 +447,7 @@ async fn reader(
     node: Arc<NodeInner>,
     peer: Atom,
     id: u64,
-    read: OwnedReadHalf,
+    mut read: ReadHalf,
     outbox: Arc<Outbox>,
     mut incoming: Incoming,
     mut closed: watch::Receiver<bool>,
@@ -502,7 +476,7 @@ async fn reader(
             }
         }
         tokio::select! {
-            n = read_some(&read, incoming.read_buffer(), &mut pacing, &outbox) => match n {
+            n = read_from(&mut read, incoming.read_buffer(), &mut pacing, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
                 Ok(_) => {
                     let now = std::time::Instant::now();
@@ -521,4 +495,17 @@ async fn reader(
         }
     };
     connection_down(&node, &peer, id, &reason);
+}
+
+/// Reads what the connection's stream holds into `buf`.
+async fn read_from(
+    read: &mut ReadHalf,
+    buf: &mut Vec<u8>,
+    pacing: &mut ReadPacing,
+    outbox: &Outbox,
+) -> std::io::Result<usize> {
+    match read {
+        ReadHalf::Tcp(r) => read_some(r, buf, pacing, outbox).await,
+        ReadHalf::Tls(r) => read_tls(r, buf).await,
+    }
 }

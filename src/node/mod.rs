@@ -11,16 +11,19 @@ mod connection;
 mod cpu_pressure;
 mod dispatch;
 pub(crate) mod epmd;
+mod handshake_io;
 mod outbox;
 mod peers;
 mod read_pacing;
 mod socket_read;
 mod spawn_hook;
+mod tls;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
 pub use epmd::EpmdError;
 pub use spawn_hook::{SpawnHandler, SpawnRequest};
+pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};
 
 use crate::dist::{control, flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};

@@ -1,6 +1,6 @@
 //! Reading a connection's socket: waiting for readiness, polling it for a
 //! moment after a short exchange, or letting a one-way stream gather (see
-//! `read_pacing`).
+//! `read_pacing`). A TLS stream is read plainly (see `read_tls`).
 
 use super::cpu_pressure;
 use super::outbox::Outbox;
@@ -95,4 +95,18 @@ fn spin_read(read: &OwnedReadHalf, buf: &mut Vec<u8>) -> std::io::Result<usize> 
     let n = (&*socket2::SockRef::from(read.as_ref())).read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
     Ok(n)
+}
+
+/// Reads what a TLS stream has decrypted into `buf`, waiting for it.
+/// No polling or batching: the TCP socket under it is rustls's, so its
+/// records are read as they come.
+pub(super) async fn read_tls(
+    read: &mut tokio::io::ReadHalf<super::transport::TlsStream>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    if buf.capacity() == buf.len() {
+        buf.reserve(SHORT_READ);
+    }
+    read.read_buf(buf).await
 }

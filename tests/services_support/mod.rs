@@ -117,6 +117,16 @@ pub fn start_app_node(
     lang: Lang,
     rust_nodes: &[String],
 ) -> impl std::future::Future<Output = BeamNode> + Send + 'static {
+    start_app_node_with(prefix, lang, rust_nodes, Vec::new())
+}
+
+/// [`start_app_node`] with `extra_args` for `erl` (e.g. TLS distribution).
+pub fn start_app_node_with(
+    prefix: &str,
+    lang: Lang,
+    rust_nodes: &[String],
+    extra_args: Vec<String>,
+) -> impl std::future::Future<Output = BeamNode> + Send + 'static {
     let name = common::unique_name(prefix);
     let expr = format!(
         "Sub = eq_services:start_app({nodes}, {READY_MS}), \
@@ -128,9 +138,10 @@ pub fn start_app_node(
         common::ensure_epmd().expect("epmd");
         let cookie = super::quorum_support::COOKIE;
         tokio::task::spawn_blocking(move || {
+            let extra: Vec<&str> = extra_args.iter().map(String::as_str).collect();
             let node = match lang {
-                Lang::Erlang => BeamNode::start(&name, cookie, &[]),
-                Lang::Elixir => BeamNode::start_elixir(&name, cookie, &[]),
+                Lang::Erlang => BeamNode::start(&name, cookie, &extra),
+                Lang::Elixir => BeamNode::start_elixir(&name, cookie, &extra),
             }
             .unwrap_or_else(|e| panic!("start the {lang:?} node: {e}"));
             if let Err(e) = node.eval_timeout(&expr, Duration::from_millis(2 * READY_MS + 5_000)) {
