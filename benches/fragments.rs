@@ -57,6 +57,8 @@ struct Target {
     os_pid: u32,
     idle: Vec<Latency>,
     loaded: Vec<Latency>,
+    /// Calls while 50 MiB messages go one way, to the peer.
+    one_way: Vec<Latency>,
     /// Wall time of one 50 MiB round trip, per round (ms).
     trip_ms: Vec<f64>,
     cpu_ticks: u64,
@@ -71,6 +73,7 @@ impl Target {
             os_pid,
             idle: Vec::new(),
             loaded: Vec::new(),
+            one_way: Vec::new(),
             trip_ms: Vec::new(),
             cpu_ticks: 0,
             trips: 0,
@@ -135,8 +138,10 @@ fn main() {
             }
             target.loaded.push(loaded);
             target.trip_ms.push(trip_ms);
+            let one_way = big_sends(&client, target, big_per_round);
+            target.one_way.push(one_way);
             eprintln!(
-                "round {}: {:>4} idle {idle:.0?} loaded {loaded:.0?} trip {trip_ms:.0} ms",
+                "round {}: {:>4} idle {idle:.0?} loaded {loaded:.0?} trip {trip_ms:.0} ms one-way {one_way:.0?}",
                 round + 1,
                 target.label
             );
@@ -225,6 +230,26 @@ fn big_trips(client: &BeamNode, target: &Target, n: u64) -> (Latency, f64) {
     (latency(&ints), ints[4] as f64 / 1e3 / n as f64)
 }
 
+/// `n` 50 MiB messages to `echo` (which drops a message that is not
+/// `{Pid, X}`), each followed by a call from the same sender (so the
+/// sender waits until the peer has taken it), with calls timed meanwhile
+/// by another process: what a large message *to* the peer costs others.
+fn big_sends(client: &BeamNode, target: &Target, n: u64) -> Latency {
+    let expr = format!(
+        "E~ = {{echo, {node}}}, Self~ = self(), Big~ = rand:bytes(50 bsl 20), \
+         Sender~ = spawn_link(fun() -> \
+             [begin E~ ! Big~, {{s, I}} = gen_server:call(E~, {{s, I}}, 600000) end \
+              || I <- lists:seq(1, {n})], \
+             Self~ ! {{trips_done, 0}} end), \
+         {calls}, \
+         receive {{trips_done, _}} -> ok end, unlink(Sender~), Lat~",
+        node = target.node_atom,
+        calls = call_loop("(receive {trips_done, _} = D -> self() ! D, true after 0 -> false end)"),
+    );
+    let expr = fresh(expr);
+    latency(&parse_ints(&expr, &eval_for(client, &expr, EVAL_TIMEOUT)))
+}
+
 /// One figure of every round of a peer.
 type Column = fn(&Target) -> Vec<f64>;
 
@@ -233,7 +258,7 @@ fn report(release: &str, beam: &Target, rust: &Target) {
     println!("Median over the rounds; latency of one gen_server:call from node A, µs.\n");
     println!("| figure | BEAM | Rust | ratio (BEAM/Rust, >1: Rust better) |");
     println!("|---|---:|---:|---:|");
-    let rows: [(&str, Column); 8] = [
+    let rows: [(&str, Column); 11] = [
         ("idle p50", |t| t.idle.iter().map(|l| l.p50).collect()),
         ("idle p99", |t| t.idle.iter().map(|l| l.p99).collect()),
         ("idle max", |t| t.idle.iter().map(|l| l.max).collect()),
@@ -244,6 +269,9 @@ fn report(release: &str, beam: &Target, rust: &Target) {
             t.loaded.iter().map(|l| l.calls as f64).collect()
         }),
         ("50 MiB round trip (ms)", |t| t.trip_ms.clone()),
+        ("one-way p50", |t| t.one_way.iter().map(|l| l.p50).collect()),
+        ("one-way p99", |t| t.one_way.iter().map(|l| l.p99).collect()),
+        ("one-way max", |t| t.one_way.iter().map(|l| l.max).collect()),
     ];
     for (label, f) in rows {
         let (b, r) = (median(f(beam)), median(f(rust)));
