@@ -15,6 +15,7 @@ mod rust_node;
 use common::BeamNode;
 use erl_quorum::term::{atom, tuple};
 use erl_quorum::Node;
+use rust_node::Dialer;
 use std::time::Duration;
 
 fn beam(prefix: &str) -> BeamNode {
@@ -22,29 +23,13 @@ fn beam(prefix: &str) -> BeamNode {
     BeamNode::start(&common::unique_name(prefix), rust_node::COOKIE, &[]).expect("start erl")
 }
 
-#[derive(Clone, Copy)]
-enum Dialer {
-    Beam,
-    Rust,
-}
-
 /// A Rust node with an `echo` server, a BEAM node, and one connection
-/// between them opened by `dialer`; checks who opened it.
+/// between them opened by `dialer`.
 async fn connected(prefix: &str, dialer: Dialer) -> (Node, BeamNode) {
     let node = rust_node::start(&format!("rs_{prefix}")).await;
     rust_node::start_echo(&node, "echo");
     let b = beam(&format!("b_{prefix}"));
-    let r = common::atom(node.name());
-    match dialer {
-        Dialer::Beam => assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong"),
-        Dialer::Rust => node.connect(b.node_name()).await.expect("connect"),
-    }
-    // Either way the BEAM sees a hidden node, and no second connection
-    // appears later (a second dial would replace it and drop the first).
-    assert_eq!(
-        b.eval_ok(&format!("lists:member({r}, nodes(hidden))")),
-        "true"
-    );
+    rust_node::open_connection(&node, &b, dialer).await;
     (node, b)
 }
 

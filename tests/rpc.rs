@@ -12,17 +12,12 @@ use common::BeamNode;
 use erl_quorum::process::rpc::{Call, Exception, RpcError};
 use erl_quorum::term::{as_int, atom, int, tuple, Term};
 use erl_quorum::Node;
+use rust_node::Dialer;
 use std::time::Duration;
 
 fn beam(prefix: &str) -> BeamNode {
     common::ensure_epmd().expect("epmd");
     BeamNode::start(&common::unique_name(prefix), rust_node::COOKIE, &[]).expect("start erl")
-}
-
-#[derive(Clone, Copy)]
-enum Dialer {
-    Beam,
-    Rust,
 }
 
 /// A Rust node with `calc` functions registered, a BEAM node, and their
@@ -31,11 +26,8 @@ async fn connected(prefix: &str, dialer: Dialer) -> (Node, BeamNode, String) {
     let node = rust_node::start(&format!("rs_{prefix}")).await;
     register_calc(&node);
     let b = beam(&format!("b_{prefix}"));
+    rust_node::open_connection(&node, &b, dialer).await;
     let r = common::atom(node.name());
-    match dialer {
-        Dialer::Beam => assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong"),
-        Dialer::Rust => node.connect(b.node_name()).await.expect("connect"),
-    }
     (node, b, r)
 }
 

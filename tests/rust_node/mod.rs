@@ -88,3 +88,27 @@ pub async fn next_message(process: &mut Process) -> Term {
         other => panic!("expected a message, got {other:?}"),
     }
 }
+
+/// Which node opens the connection between a Rust node and a BEAM node:
+/// the conformance matrix's two directions.
+#[derive(Clone, Copy, Debug)]
+pub enum Dialer {
+    /// The BEAM node pings the Rust node.
+    Beam,
+    /// The Rust node connects first; the BEAM node then uses that connection.
+    Rust,
+}
+
+/// Opens the connection from `dialer`'s side; checks that the BEAM node
+/// then sees the Rust node as a hidden node.
+pub async fn open_connection(node: &Node, b: &super::common::BeamNode, dialer: Dialer) {
+    let r = super::common::atom(node.name());
+    match dialer {
+        Dialer::Beam => assert_eq!(b.eval_ok(&format!("net_adm:ping({r})")), "pong"),
+        Dialer::Rust => node.connect(b.node_name()).await.expect("connect"),
+    }
+    assert_eq!(
+        b.eval_ok(&format!("lists:member({r}, nodes(hidden))")),
+        "true"
+    );
+}
