@@ -212,7 +212,6 @@ impl AtomCache {
         out: &'o mut Vec<u8>,
     ) -> Result<CheckedBody<'o>> {
         let start = out.len();
-        out.reserve(body.len().min(self.max_output));
         match self.expand_inner(body, limits, out, start) {
             // The walk checked contents as it copied (`Expander::CONTENTS`).
             Ok(()) => Ok(CheckedBody::vouched(&out[start..])),
@@ -298,10 +297,6 @@ impl AtomCache {
             max: self.max_output,
         };
         let listed = atoms.len().min(MAX_REFS);
-        // Room for the whole message at once (it is at least as long as
-        // its terms): grown by doubling, a large reassembled message would
-        // be copied several times over.
-        out.reserve(terms.len().min(self.max_output));
         match walk_terms(
             terms,
             0,
