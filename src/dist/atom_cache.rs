@@ -244,6 +244,7 @@ impl AtomCache {
             &table[..listed],
             &self.slots,
             &mut self.stack,
+            Terms::Both,
         )
     }
 
@@ -287,6 +288,31 @@ impl AtomCache {
         limits: &Limits,
         out: &'o mut Vec<u8>,
     ) -> Result<CheckedBody<'o>> {
+        self.expand_resolved_terms(atoms, terms, limits, out, Terms::Both)
+    }
+
+    /// Expands only the control message of a reassembled message (a few
+    /// dozen bytes, naming the sender), leaving its payload unread: what
+    /// the driver needs to keep a sender's order while the payload of a
+    /// large message is decoded elsewhere.
+    pub(crate) fn expand_resolved_control<'o>(
+        &mut self,
+        atoms: &[Vec<u8>],
+        terms: &[u8],
+        limits: &Limits,
+        out: &'o mut Vec<u8>,
+    ) -> Result<CheckedBody<'o>> {
+        self.expand_resolved_terms(atoms, terms, limits, out, Terms::ControlOnly)
+    }
+
+    fn expand_resolved_terms<'o>(
+        &mut self,
+        atoms: &[Vec<u8>],
+        terms: &[u8],
+        limits: &Limits,
+        out: &'o mut Vec<u8>,
+        which: Terms,
+    ) -> Result<CheckedBody<'o>> {
         let start = out.len();
         let mut table = [0u16; MAX_REFS];
         for (i, t) in table.iter_mut().enumerate() {
@@ -306,6 +332,7 @@ impl AtomCache {
             &table[..listed],
             atoms,
             &mut self.stack,
+            which,
         ) {
             Ok(()) => Ok(CheckedBody::vouched(&out[start..])),
             Err(e) => {
@@ -412,6 +439,18 @@ struct Output {
 /// `pos`, copying them to `out` with version bytes and every reference
 /// (an index into `table`, which names entries of `slots`) replaced.
 #[allow(clippy::too_many_arguments)] // the fields of two callers, split for the borrows
+/// Which terms of a message a walk expands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Terms {
+    /// The control message and the payload, and nothing after them.
+    Both,
+    /// The control message only.
+    ControlOnly,
+}
+
+// The walk's inputs and outputs are all distinct borrows; a struct to
+// carry them would only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 fn walk_terms(
     body: &[u8],
     pos: usize,
@@ -421,8 +460,11 @@ fn walk_terms(
     table: &[u16],
     slots: &[Vec<u8>],
     stack: &mut Vec<Frame<usize>>,
+    which: Terms,
 ) -> Result<()> {
-    out.reserve(body.len().saturating_sub(pos) + 2);
+    if which == Terms::Both {
+        out.reserve(body.len().saturating_sub(pos) + 2);
+    }
     let sink = Expander {
         input: body,
         copied: pos,
@@ -438,7 +480,7 @@ fn walk_terms(
         w.sink.out.push(VERSION);
         w.walk(stack)?;
         w.sink.flush(w.pos);
-        if w.pos == body.len() {
+        if w.pos == body.len() || which == Terms::ControlOnly {
             return w.sink.check_size(w.pos);
         }
     }

@@ -83,6 +83,12 @@ pub(crate) fn decode_checked(body: CheckedBody<'_>) -> Result<Message, ControlEr
     })
 }
 
+/// The control message alone (the first term of `body`), as a term.
+pub(crate) fn decode_control_term(body: CheckedBody<'_>) -> Result<Term, ControlError> {
+    Term::decode(&mut &body.0[..])
+        .map_err(|e| ControlError::Malformed(bounded_text(&e, MAX_ERROR_TEXT)))
+}
+
 /// `SPAWN_REQUEST(_TT)`, decoded here rather than by `erl_dist`, which
 /// wants its argument list as a `LIST_EXT`: the BEAM sends a list of small
 /// integers (`[1, 2]`) as a `STRING_EXT`. `None` for every other operation.

@@ -11,7 +11,7 @@ use super::read_pacing::ReadPacing;
 use super::socket_read::{read_some, read_tls};
 use super::transport::{ReadHalf, Stream};
 use super::NodeInner;
-use crate::dist::connection::{Connection, Incoming};
+use crate::dist::connection::{sender_of, Connection, Incoming, Polled, SenderOrder};
 use crate::dist::flags;
 use crate::dist::frame::OutFrame;
 use crate::dist::handshake::{Event, Handshake, HandshakeError, PeerInfo, ServerStatus};
@@ -21,6 +21,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
+
+/// Large messages one connection decodes away from its reader at once
+/// (each up to the frame limit); past it the reader decodes them itself.
+const MAX_LARGE_DECODING: usize = 2;
 
 /// The writer keeps at most this much scratch space between bursts.
 const WRITE_SCRATCH_MAX: usize = 1 << 20;
@@ -462,13 +466,45 @@ async fn reader(
     // which the connection says when asked at the old one.
     let deadline = Instant::from_std(incoming.poll_timeout());
     let mut silence = std::pin::pin!(sleep_until(deadline));
+    // Large messages decoded on blocking threads, and what waits behind
+    // them from the same senders (Erlang's order between two processes).
+    let mut order = SenderOrder::default();
+    let (decoded_tx, mut decoded) = tokio::sync::mpsc::unbounded_channel();
+    let dispatch = |message| super::dispatch::dispatch(&node, &peer, message);
     let reason: String = 'outer: loop {
         // Handle every complete message in the buffer.
         loop {
-            match incoming.poll_message() {
-                Ok(Some(message)) => {
+            match incoming.poll() {
+                Ok(Some(Polled::Message(message))) => {
                     pacing.frame();
-                    super::dispatch::dispatch(&node, &peer, message);
+                    if order.decoding() == 0 {
+                        dispatch(message);
+                    } else {
+                        let sender = sender_of(&message).cloned();
+                        if let Some(message) = order.decoded(sender.as_ref(), message) {
+                            dispatch(message);
+                        }
+                    }
+                }
+                Ok(Some(Polled::Large { sender, message })) => {
+                    pacing.frame();
+                    if order.decoding() >= MAX_LARGE_DECODING {
+                        // Enough memory in flight: decode here, in order.
+                        match message.decode() {
+                            Ok(m) => {
+                                if let Some(m) = order.decoded(Some(&sender), m) {
+                                    dispatch(m);
+                                }
+                            }
+                            Err(e) => break 'outer incoming.fail_large(e).to_string(),
+                        }
+                    } else {
+                        let ticket = order.defer(sender.clone());
+                        let tx = decoded_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let _ = tx.send((sender, ticket, message.decode()));
+                        });
+                    }
                 }
                 Ok(None) => break,
                 // The connection has logged why.
@@ -476,6 +512,14 @@ async fn reader(
             }
         }
         tokio::select! {
+            Some((sender, ticket, result)) = decoded.recv() => match result {
+                Ok(message) => {
+                    for message in order.complete(&sender, ticket, message) {
+                        dispatch(message);
+                    }
+                }
+                Err(e) => break incoming.fail_large(e).to_string(),
+            },
             n = read_from(&mut read, incoming.read_buffer(), &mut pacing, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
                 Ok(_) => {

@@ -398,3 +398,46 @@ fn limits_bound_partial_messages() {
         FragmentError::TooMuchHeld { max: 2 * MAX_FRAME }
     );
 }
+
+/// A reassembled message of `LARGE_MESSAGE_BYTES` or more comes out of
+/// `poll` undecoded, naming its sender, for the driver to decode off the
+/// reader; decoded, it is the message sent. Smaller ones, and a `SEND`
+/// (which names no sender), are decoded in place.
+#[test]
+fn large_reassembled_messages_come_out_for_decoding_elsewhere() {
+    use super::incoming::{Polled, LARGE_MESSAGE_BYTES};
+    let config = ConnectionConfig {
+        max_frame_bytes: 4 * LARGE_MESSAGE_BYTES,
+        ..config()
+    };
+    let conn = |c: &ConnectionConfig| {
+        Connection::new(
+            &peer(true),
+            flags::ADVERTISED,
+            c,
+            Vec::new(),
+            Instant::now(),
+        )
+    };
+    let big = message(3, binary(LARGE_MESSAGE_BYTES + 10, 2));
+    let small = message(4, binary(2 * FRAGMENT_SIZE, 3));
+    let anonymous = ControlMessage::send(pid(1000), binary(LARGE_MESSAGE_BYTES + 10, 4));
+    let mut writer = conn(&config);
+    let mut wire = Vec::new();
+    for m in [&big, &small, &anonymous] {
+        assert!(writer.send(frame(m), Instant::now()).is_empty());
+        wire.extend(fragments(&mut writer).concat());
+    }
+    let mut reader = conn(&config);
+    reader.handle_input(&wire, Instant::now());
+    match reader.incoming.poll().unwrap() {
+        Some(Polled::Large { sender, message }) => {
+            assert_eq!(sender, pid(3));
+            assert_eq!(message.decode().unwrap(), big);
+        }
+        other => panic!("expected the large message, got {other:?}"),
+    }
+    assert!(matches!(reader.incoming.poll().unwrap(), Some(Polled::Message(m)) if m == small));
+    assert!(matches!(reader.incoming.poll().unwrap(), Some(Polled::Message(m)) if m == anonymous));
+    assert!(reader.incoming.poll().unwrap().is_none());
+}

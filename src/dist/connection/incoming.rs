@@ -3,7 +3,7 @@
 //! control messages decoded within the term limits, and the peer's silence
 //! timed.
 
-use super::reassembly::{Reassembly, MAX_PARTIAL_MESSAGES};
+use super::reassembly::{Reassembled, Reassembly, MAX_PARTIAL_MESSAGES};
 use super::{ConnectionConfig, ConnectionError};
 use crate::dist::atom_cache::AtomCache;
 use crate::dist::control::{self, ControlMessage};
@@ -16,9 +16,46 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 << 10;
 /// Expanded frames keep their scratch space up to this size.
 const EXPANDED_KEEP: usize = 4 * READ_CHUNK;
+/// A reassembled message of at least this many bytes is decoded by the
+/// driver away from the reader ([`Polled::Large`]), so the messages behind
+/// it from other senders are not held up by its decoding.
+pub(crate) const LARGE_MESSAGE_BYTES: usize = 1 << 20;
 /// Partial messages may hold this many times the frame limit together:
 /// a few large messages at once, never an unbounded number.
 const HELD_PER_FRAME_LIMIT: usize = 2;
+
+/// What [`Incoming::poll`] found.
+#[derive(Debug)]
+pub(crate) enum Polled {
+    /// A message, decoded.
+    Message(ControlMessage),
+    /// A large reassembled message from `sender`, checked only as far as
+    /// its control message: [`LargeMessage::decode`] does the rest.
+    Large {
+        sender: eetf::Pid,
+        message: LargeMessage,
+    },
+}
+
+/// A large message's bytes and what decoding them needs, for another
+/// thread; its atom cache references were resolved when it arrived.
+#[derive(Debug)]
+pub(crate) struct LargeMessage {
+    whole: Reassembled,
+    limits: Limits,
+    max_output: usize,
+}
+
+impl LargeMessage {
+    /// Checks, expands and decodes the message, as the reader would have.
+    pub(crate) fn decode(self) -> Result<ControlMessage, ConnectionError> {
+        let mut atoms = AtomCache::new().with_max_output(self.max_output);
+        let mut out = Vec::new();
+        let checked =
+            atoms.expand_resolved(&self.whole.atoms, &self.whole.terms, &self.limits, &mut out)?;
+        Ok(control::decode_checked(checked)?)
+    }
+}
 
 /// What the peer sends us, from bytes to control messages.
 pub(crate) struct Incoming {
@@ -113,7 +150,23 @@ impl Incoming {
     /// The next control message, if a whole frame holding one is in (ticks
     /// are taken in passing). `Ok(None)`: more input is needed. An error
     /// closes the connection (logged here, once).
+    #[cfg(test)] // the driver uses `poll`; the in-memory tests this
     pub(crate) fn poll_message(&mut self) -> Result<Option<ControlMessage>, ConnectionError> {
+        match self.poll()? {
+            None => Ok(None),
+            Some(Polled::Message(m)) => Ok(Some(m)),
+            Some(Polled::Large { message, .. }) => match message.decode() {
+                Ok(m) => Ok(Some(m)),
+                Err(e) => Err(self.fail(e)),
+            },
+        }
+    }
+
+    /// Like [`Incoming::poll_message`], but a large reassembled message
+    /// whose sender its control message names comes out undecoded, for
+    /// the driver to decode elsewhere; an error decoding it is then handed
+    /// back through [`Incoming::fail_large`].
+    pub(crate) fn poll(&mut self) -> Result<Option<Polled>, ConnectionError> {
         if self.failed {
             return Err(ConnectionError::Closed);
         }
@@ -145,6 +198,33 @@ impl Incoming {
                     self.start += used;
                     match self.fragments.handle(body, &mut self.atoms) {
                         Ok(None) => continue,
+                        Ok(Some(whole)) if whole.terms.len() >= LARGE_MESSAGE_BYTES => {
+                            match self.sender_of_large(&whole) {
+                                Ok(Some(sender)) => {
+                                    let message = LargeMessage {
+                                        whole,
+                                        limits: self.limits,
+                                        max_output: self.max_frame.saturating_mul(2),
+                                    };
+                                    return Ok(Some(Polled::Large { sender, message }));
+                                }
+                                Ok(None) => {
+                                    self.expanded.clear();
+                                    match self.atoms.expand_resolved(
+                                        &whole.atoms,
+                                        &whole.terms,
+                                        &self.limits,
+                                        &mut self.expanded,
+                                    ) {
+                                        Ok(checked) => {
+                                            control::decode_checked(checked).map_err(Into::into)
+                                        }
+                                        Err(e) => Err(e.into()),
+                                    }
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
                         Ok(Some(whole)) => {
                             self.expanded.clear();
                             match self.atoms.expand_resolved(
@@ -172,7 +252,7 @@ impl Incoming {
                         tracing::warn!(peer = %self.peer, op, "control message for a feature we never advertised; ignored");
                         continue;
                     }
-                    None => Ok(Some(message)),
+                    None => Ok(Some(Polled::Message(message))),
                 },
                 Err(e) => Err(self.fail(e)),
             };
@@ -195,6 +275,40 @@ impl Incoming {
             return Err(self.fail(ConnectionError::TickTimeout { silent }));
         }
         Ok(())
+    }
+
+    /// A large message's decoding failed (see [`Incoming::poll`]): the
+    /// connection fails as if the reader had decoded it.
+    pub(crate) fn fail_large(&mut self, e: ConnectionError) -> ConnectionError {
+        self.fail(e)
+    }
+
+    /// The sender named by a large message's control message (checked
+    /// and expanded alone: a few dozen bytes), or `None` when it names
+    /// none (a `SEND`) or not in second place (a `SPAWN_REQUEST`): such a
+    /// message is decoded here, in order.
+    fn sender_of_large(
+        &mut self,
+        whole: &Reassembled,
+    ) -> Result<Option<eetf::Pid>, ConnectionError> {
+        self.expanded.clear();
+        let checked = self.atoms.expand_resolved_control(
+            &whole.atoms,
+            &whole.terms,
+            &self.limits,
+            &mut self.expanded,
+        )?;
+        let control = control::decode_control_term(checked)?;
+        // The sender's place in every control message that names one
+        // (`{Op, From, ...}`); a `SEND` has the empty atom there. The rule
+        // agrees with `sender_of`, which the driver applies to the rest.
+        Ok(match control {
+            eetf::Term::Tuple(t) => match t.elements.into_iter().nth(1) {
+                Some(eetf::Term::Pid(p)) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        })
     }
 
     /// The error policy: log once, then refuse everything.

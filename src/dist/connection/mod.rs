@@ -52,9 +52,11 @@ mod fragmenter;
 mod incoming;
 mod outgoing;
 mod reassembly;
+mod sender_order;
 
-pub(crate) use incoming::Incoming;
+pub(crate) use incoming::{Incoming, Polled};
 pub(crate) use outgoing::Outgoing;
+pub(crate) use sender_order::{sender_of, SenderOrder};
 
 /// The settings of a connection (the node's, usually).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
