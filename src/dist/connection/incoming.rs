@@ -50,11 +50,28 @@ impl LargeMessage {
     /// Checks, expands and decodes the message, as the reader would have.
     pub(crate) fn decode(self) -> Result<ControlMessage, ConnectionError> {
         let mut atoms = AtomCache::new().with_max_output(self.max_output);
-        let mut out = Vec::new();
-        let checked =
-            atoms.expand_resolved(&self.whole.atoms, &self.whole.terms, &self.limits, &mut out)?;
-        Ok(control::decode_checked(checked)?)
+        decode_reassembled(&mut atoms, &self.whole, &self.limits, &mut Vec::new())
     }
+}
+
+/// A reference can stand for an atom 500 times its size; never expand a
+/// message past twice the frame limit.
+fn expansion_limit(max_frame: usize) -> usize {
+    max_frame.saturating_mul(2)
+}
+
+/// A reassembled message checked, expanded into `out` and decoded. Its
+/// references were resolved when it arrived, so any cache with the
+/// connection's output bound serves.
+fn decode_reassembled(
+    atoms: &mut AtomCache,
+    whole: &Reassembled,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) -> Result<ControlMessage, ConnectionError> {
+    out.clear();
+    let checked = atoms.expand_resolved(&whole.atoms, &whole.terms, limits, out)?;
+    Ok(control::decode_checked(checked)?)
 }
 
 /// What the peer sends us, from bytes to control messages.
@@ -100,9 +117,7 @@ impl Incoming {
             start: 0,
             max_frame: config.max_frame_bytes,
             limits: config.term_limits,
-            // A reference can stand for an atom 500 times its size; never
-            // expand a frame past twice the frame limit.
-            atoms: AtomCache::new().with_max_output(config.max_frame_bytes.saturating_mul(2)),
+            atoms: AtomCache::new().with_max_output(expansion_limit(config.max_frame_bytes)),
             // A reassembled message is held to the frame limit.
             fragments: Reassembly::new(
                 config.max_frame_bytes,
@@ -198,43 +213,30 @@ impl Incoming {
                     self.start += used;
                     match self.fragments.handle(body, &mut self.atoms) {
                         Ok(None) => continue,
-                        Ok(Some(whole)) if whole.terms.len() >= LARGE_MESSAGE_BYTES => {
-                            match self.sender_of_large(&whole) {
+                        Ok(Some(whole)) => {
+                            // A large message that names its sender goes to
+                            // the driver undecoded; the rest is decoded here.
+                            let sender = if whole.terms.len() >= LARGE_MESSAGE_BYTES {
+                                self.sender_of_large(&whole)
+                            } else {
+                                Ok(None)
+                            };
+                            match sender {
                                 Ok(Some(sender)) => {
                                     let message = LargeMessage {
                                         whole,
                                         limits: self.limits,
-                                        max_output: self.max_frame.saturating_mul(2),
+                                        max_output: expansion_limit(self.max_frame),
                                     };
                                     return Ok(Some(Polled::Large { sender, message }));
                                 }
-                                Ok(None) => {
-                                    self.expanded.clear();
-                                    match self.atoms.expand_resolved(
-                                        &whole.atoms,
-                                        &whole.terms,
-                                        &self.limits,
-                                        &mut self.expanded,
-                                    ) {
-                                        Ok(checked) => {
-                                            control::decode_checked(checked).map_err(Into::into)
-                                        }
-                                        Err(e) => Err(e.into()),
-                                    }
-                                }
+                                Ok(None) => decode_reassembled(
+                                    &mut self.atoms,
+                                    &whole,
+                                    &self.limits,
+                                    &mut self.expanded,
+                                ),
                                 Err(e) => Err(e),
-                            }
-                        }
-                        Ok(Some(whole)) => {
-                            self.expanded.clear();
-                            match self.atoms.expand_resolved(
-                                &whole.atoms,
-                                &whole.terms,
-                                &self.limits,
-                                &mut self.expanded,
-                            ) {
-                                Ok(checked) => control::decode_checked(checked).map_err(Into::into),
-                                Err(e) => Err(e.into()),
                             }
                         }
                         Err(e) => Err(e.into()),
