@@ -30,9 +30,9 @@ pub(super) fn register(functions: &Functions) {
         }
     });
     functions.register("erlang", "registered", 0, |c: Call| async move {
-        let mut names: Vec<String> = c.node.registered();
-        names.sort();
-        Ok(list(names.iter().map(|n| atom(n)).collect()))
+        let mut registered = c.node.registered();
+        registered.sort();
+        Ok(names(registered))
     });
     functions.register("erlang", "is_process_alive", 1, |c: Call| async move {
         match &c.args[0] {

@@ -3,7 +3,7 @@
 //! function on a task and ends the process with the result.
 
 use super::functions::{Call, Exception, Functions, Handler};
-use super::plan::{self, Entry, Target};
+use super::plan::{self, Target};
 use crate::node::{Node, SpawnHandler, SpawnRequest};
 use crate::term::{atom, binary, tuple, Atom, Term};
 use erl_dist::term::PidOrAtom;
@@ -57,14 +57,9 @@ impl SpawnHandler for RpcService {
         };
         let options = plan::options(&request.options);
         let args = std::mem::take(&mut request.args);
-        let entry = plan::entry(&request.module.name, &request.function.name, args);
-        let handler = match &entry {
-            Entry::ErpcCall { target: Ok(t), .. } | Entry::ErpcCast { target: Ok(t) } => {
-                self.handler(t)
-            }
-            Entry::Direct(t) => self.handler(t),
-            _ => None,
-        };
+        let (target, report) =
+            plan::entry(&request.module.name, &request.function.name, args).into_run();
+        let handler = target.as_ref().ok().and_then(|t| self.handler(t));
 
         let process = node.spawn_process();
         let pid = process.pid().clone();
@@ -101,30 +96,19 @@ impl SpawnHandler for RpcService {
         let node = node.clone();
         let caller = request.from;
         tokio::spawn(async move {
-            let call = |args| Call {
-                node,
-                pid,
-                caller,
-                args,
-            };
-            let reason = match entry {
-                Entry::ErpcCall { res, target } => {
-                    let result = match target {
-                        Ok(t) => run(handler, &t, call(t.args.clone())).await,
-                        Err(e) => Err(e),
+            let result = match target {
+                Ok(target) => {
+                    let call = |args| Call {
+                        node,
+                        pid,
+                        caller,
+                        args,
                     };
-                    plan::erpc_reason(&res, result)
+                    run(handler, target, call).await
                 }
-                Entry::ErpcCast { target } => {
-                    let result = match target {
-                        Ok(t) => run(handler, &t, call(t.args.clone())).await,
-                        Err(e) => Err(e),
-                    };
-                    plan::exit_reason(result)
-                }
-                Entry::Direct(t) => plan::exit_reason(run(handler, &t, call(t.args.clone())).await),
+                Err(e) => Err(e),
             };
-            process.exit(reason);
+            process.exit(report.reason(result));
             drop(slot);
         });
     }
@@ -135,28 +119,37 @@ impl SpawnHandler for RpcService {
 }
 
 /// Runs one function to its result: `undef` when nobody registered it, an
-/// `error` exception when it panics (the node goes on).
+/// `error` exception when it panics (the node goes on). `call` makes the
+/// function's [`Call`] from the arguments, which move there uncopied.
 pub(super) async fn run(
     handler: Option<Handler>,
-    target: &Target,
-    call: Call,
+    target: Target,
+    call: impl FnOnce(Vec<Term>) -> Call,
 ) -> Result<Term, Exception> {
     let Some(handler) = handler else {
-        return Err(plan::undef(target));
+        return Err(plan::undef(&target));
     };
-    match tokio::spawn(handler(call)).await {
-        Ok(result) => result.map_err(|e| plan::with_stack(e, target)),
+    let Target {
+        module,
+        function,
+        args,
+    } = target;
+    let arity = args.len();
+    match tokio::spawn(handler(call(args))).await {
+        Ok(result) => result.map_err(|e| plan::with_stack(e, &module, &function, arity)),
         Err(e) if e.is_panic() => {
             let text = panic_text(e.into_panic());
             tracing::warn!(
-                module = %target.module,
-                function = %target.function,
+                %module,
+                %function,
                 panic = %text,
                 "rpc function panicked; the caller gets an exception"
             );
             Err(plan::with_stack(
                 Exception::error(tuple(vec![atom("rust_panic"), binary(text)])),
-                target,
+                &module,
+                &function,
+                arity,
             ))
         }
         Err(_) => Err(Exception::Exit(atom("killed"))),

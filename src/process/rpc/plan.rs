@@ -57,6 +57,37 @@ pub(super) enum Entry {
     Direct(Target),
 }
 
+/// How a spawned process reports what its function returned.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Report {
+    /// As `erpc:execute_call/4` exits: `{Res, Class, ...}`.
+    Erpc { res: Term },
+    /// As a plain process exits: `normal` or the failure.
+    ExitReason,
+}
+
+impl Report {
+    /// The exit reason carrying `result`.
+    pub(super) fn reason(self, result: Result<Term, Exception>) -> Term {
+        match self {
+            Report::Erpc { res } => erpc_reason(&res, result),
+            Report::ExitReason => exit_reason(result),
+        }
+    }
+}
+
+impl Entry {
+    /// What to run (or the exception `apply` raises instead), and how its
+    /// result leaves the process.
+    pub(super) fn into_run(self) -> (Result<Target, Exception>, Report) {
+        match self {
+            Entry::ErpcCall { res, target } => (target, Report::Erpc { res }),
+            Entry::ErpcCast { target } => (target, Report::ExitReason),
+            Entry::Direct(target) => (Ok(target), Report::ExitReason),
+        }
+    }
+}
+
 /// What a `SPAWN_REQUEST` for `module:function(args...)` runs.
 pub(super) fn entry(module: &str, function: &str, mut args: Vec<Term>) -> Entry {
     match (module, function, args.len()) {
@@ -117,17 +148,13 @@ pub(super) fn undef(target: &Target) -> Exception {
     }
 }
 
-/// An exception from a registered function, with the function as its
-/// stack when it gave none.
-pub(super) fn with_stack(e: Exception, target: &Target) -> Exception {
+/// An exception from registered function `module:function/arity`, with
+/// the function as its stack when it gave none.
+pub(super) fn with_stack(e: Exception, module: &str, function: &str, arity: usize) -> Exception {
     match e {
         Exception::Error { reason, stack } if stack.is_empty() => Exception::Error {
             reason,
-            stack: vec![frame(
-                &target.module,
-                &target.function,
-                crate::term::int(target.args.len() as i64),
-            )],
+            stack: vec![frame(module, function, crate::term::int(arity as i64))],
         },
         other => other,
     }

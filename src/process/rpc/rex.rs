@@ -66,13 +66,14 @@ impl Rex {
         let caller = process.pid().clone();
         tokio::spawn(async move {
             let worker = node.spawn_process();
-            let call = super::Call {
-                node: node.clone(),
-                pid: worker.pid().clone(),
+            let pid = worker.pid().clone();
+            let call = |args| super::Call {
+                node,
+                pid,
                 caller,
-                args: target.args.clone(),
+                args,
             };
-            let result = run(handler, &target, call).await;
+            let result = run(handler, target, call).await;
             reply(&worker, plan::rpc_reply(result));
             drop(slot);
         });

@@ -138,7 +138,7 @@ fn results_travel_as_each_caller_expects() {
         tuple(vec![atom("undef"), undef_stack])
     );
     // A Rust error without a stack gets the function as its frame.
-    let e = plan::with_stack(Exception::badarg(), &target);
+    let e = plan::with_stack(Exception::badarg(), "m", "f", target.args.len());
     assert_eq!(
         e,
         Exception::Error {
