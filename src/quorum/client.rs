@@ -549,7 +549,7 @@ impl LockerClient {
         request: Term,
         timeout: Duration,
     ) -> Result<Term, LockerError> {
-        // The server forgets the waiter at `timeout`; wait a little longer for its reply.
+        // The server answers `{error, timeout}` at `timeout`; wait a little longer for it.
         match self
             .process
             .call(
@@ -560,6 +560,7 @@ impl LockerClient {
             .await
         {
             Err(CallError::Timeout) => Err(LockerError::Timeout),
+            Ok(reply) if reply == crate::quorum::store::timed_out() => Err(LockerError::Timeout),
             other => Ok(other?),
         }
     }

@@ -5,14 +5,14 @@
 //! server does. It is a [`GenServer`]: the sweep and the push are its
 //! deadline, and `sys:get_state({locker, Node})` shows a summary of it.
 
-use super::store::{CallOutcome, Config, Store, WaiterId};
+use super::store::{self, CallOutcome, Config, Store, WaiterId};
 use crate::node::Node;
 use crate::process::rpc::{Call, Exception};
 use crate::process::{
     spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process, RegisterError,
 };
-use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
-use std::collections::HashMap;
+use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -84,6 +84,7 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
         store,
         epoch,
         waiters: HashMap::new(),
+        watched: HashMap::new(),
         tick: config.tick,
         next_tick: epoch + config.tick,
     };
@@ -116,11 +117,21 @@ async fn local_call(node: Node, request: Term) -> Result<Term, Exception> {
         .map_err(|e| Exception::Exit(crate::term::binary(e.to_string())))
 }
 
+/// A monitored caller and its parked waiters.
+struct Watch {
+    monitor: Reference,
+    waiters: BTreeSet<WaiterId>,
+}
+
 struct Service {
     node: Node,
     store: Store,
     epoch: Instant,
     waiters: HashMap<WaiterId, Caller>,
+    /// The callers with parked waiters, each monitored once: when one
+    /// exits, or its node goes, its waiters are forgotten (they would
+    /// otherwise stay until their key changes, or forever with `infinity`).
+    watched: HashMap<Pid, Watch>,
     /// Sweep and log push period, and when they are next due.
     tick: Duration,
     next_tick: Instant,
@@ -151,7 +162,12 @@ impl GenServer for Service {
                 self.sweep(process)
             }
             Mail::Message(m) if is_atom(&m, "push_trans_log") => self.push_log(process),
-            Mail::Message(m) => tracing::debug!(message = %m, "locker: unexpected message ignored"),
+            Mail::Message(_) => tracing::debug!("locker: unexpected message ignored"),
+            Mail::Down {
+                object: Term::Pid(pid),
+                reference,
+                ..
+            } => self.caller_gone(&pid, &reference),
             _ => {}
         }
         self.catch_up(process);
@@ -184,7 +200,7 @@ impl Service {
 
     /// The sweep and the push, then the next tick a period from now (a
     /// late tick delays the next rather than bunching them).
-    fn periodic(&mut self, process: &Process) {
+    fn periodic(&mut self, process: &mut Process) {
         self.sweep(process);
         self.push_log(process);
         self.next_tick = Instant::now() + self.tick;
@@ -193,7 +209,7 @@ impl Service {
     /// Mail outranks the deadline in the loop, so a locker that is never
     /// idle runs an overdue tick itself: waiters still time out and
     /// replicas still get the log under a steady stream of calls.
-    fn catch_up(&mut self, process: &Process) {
+    fn catch_up(&mut self, process: &mut Process) {
         if Instant::now() >= self.next_tick {
             self.periodic(process);
         }
@@ -201,7 +217,7 @@ impl Service {
 
     /// Replies itself (the loop's reply would come after the waiters this
     /// call wakes; the caller hears first, as in the original).
-    fn call(&mut self, caller: &Caller, request: &Term, process: &Process) {
+    fn call(&mut self, caller: &Caller, request: &Term, process: &mut Process) {
         let now = self.now();
         // Ours, not the original's (which answers these through `rpc`, and
         // this node has no `rex`): `{dirty_read, Key}` -> `{ok, Value}` |
@@ -220,11 +236,55 @@ impl Service {
         let result = self.store.call(now, request);
         match result.outcome {
             CallOutcome::Reply(reply) => caller.reply(process, reply),
-            CallOutcome::Wait(id) => {
-                self.waiters.insert(id, caller.clone());
-            }
+            CallOutcome::Wait(id) => self.park(id, caller, process),
         }
         self.wake(result.wake, process);
+    }
+
+    fn park(&mut self, id: WaiterId, caller: &Caller, process: &mut Process) {
+        self.waiters.insert(id, caller.clone());
+        let watch = self
+            .watched
+            .entry(caller.pid.clone())
+            .or_insert_with(|| Watch {
+                monitor: process.monitor(caller.pid.clone()),
+                waiters: BTreeSet::new(),
+            });
+        watch.waiters.insert(id);
+    }
+
+    /// A waiter answered or timed out: its caller is watched while it has
+    /// others.
+    fn unpark(&mut self, id: WaiterId, process: &mut Process) -> Option<Caller> {
+        let caller = self.waiters.remove(&id)?;
+        if let Some(watch) = self.watched.get_mut(&caller.pid) {
+            watch.waiters.remove(&id);
+            if watch.waiters.is_empty() {
+                let monitor = watch.monitor.clone();
+                self.watched.remove(&caller.pid);
+                process.demonitor(&monitor);
+            }
+        }
+        Some(caller)
+    }
+
+    /// A caller with parked waiters exited or lost its node: nobody is
+    /// left to answer.
+    fn caller_gone(&mut self, pid: &Pid, reference: &Reference) {
+        if self
+            .watched
+            .get(pid)
+            .is_none_or(|w| w.monitor != *reference)
+        {
+            return;
+        }
+        let Some(watch) = self.watched.remove(pid) else {
+            return;
+        };
+        for id in watch.waiters {
+            self.waiters.remove(&id);
+            self.store.cancel_waiter(id);
+        }
     }
 
     /// A proplist for `erl_quorum status` and `sys:get_state/1`.
@@ -252,7 +312,7 @@ impl Service {
         ])
     }
 
-    fn cast(&mut self, cast: &Term, process: &Process) {
+    fn cast(&mut self, cast: &Term, process: &mut Process) {
         let now = self.now();
         match self.store.cast(now, cast) {
             Ok(result) => {
@@ -265,25 +325,27 @@ impl Service {
         }
     }
 
-    fn sweep(&mut self, process: &Process) {
+    fn sweep(&mut self, process: &mut Process) {
         let now = self.now();
         let result = self.store.sweep(now);
-        for id in result.timed_out {
-            self.waiters.remove(&id);
-        }
+        let timed_out = result
+            .timed_out
+            .into_iter()
+            .map(|id| (id, store::timed_out()));
+        self.wake(timed_out.collect(), process);
         self.wake(result.wake, process);
     }
 
-    fn wake(&mut self, wake: Vec<(WaiterId, Term)>, process: &Process) {
+    fn wake(&mut self, wake: Vec<(WaiterId, Term)>, process: &mut Process) {
         for (id, reply) in wake {
-            if let Some(caller) = self.waiters.remove(&id) {
+            if let Some(caller) = self.unpark(id, process) {
                 caller.reply(process, reply);
             }
         }
     }
 
     /// `gen_server:abcast(Replicas, locker, {trans_log, node(), Ops})`.
-    fn push_log(&mut self, process: &Process) {
+    fn push_log(&mut self, process: &mut Process) {
         let ops = self.store.take_log();
         if ops.is_empty() {
             return;

@@ -8,7 +8,7 @@
 //!   [`CallOutcome::Reply`] it replies at once; on [`CallOutcome::Wait`] it
 //!   keeps `From` under the [`WaiterId`] until some later result lists that
 //!   id in `wake` (reply with the term given) or in
-//!   [`SweepResult::timed_out`] (forget it; the caller has timed out);
+//!   [`SweepResult::timed_out`] (reply `{error, timeout}`);
 //! - passes each `{'$gen_cast', Msg}` to [`Store::cast`];
 //! - calls [`Store::sweep`] about every second (locker's `expire_leases` and
 //!   `expire_locks` timers; also on the `expire_leases` info message);
@@ -30,8 +30,8 @@
 //! | `{release, Key, Value, Tag}` | `ok` (logs `{release, Key}`) / `{error, not_owner}` / `{error, not_found}` |
 //! | `{set_nodes, Masters, Replicas}` | `ok` |
 //! | `{set_w, W}` | `ok` |
-//! | `{wait_for, Key, TimeoutMs}` | `{ok, Value}`, now or when Key is written |
-//! | `{wait_for_release, Key, TimeoutMs}` | `{ok, released}`, now or when Key goes |
+//! | `{wait_for, Key, TimeoutMs}` | `{ok, Value}`, now or when Key is written; `{error, timeout}` at the timeout |
+//! | `{wait_for_release, Key, TimeoutMs}` | `{ok, released}`, now or when Key goes; `{error, timeout}` at the timeout |
 //! | `get_debug_state` | `{ok, [{Key, Tag, DeadlineMs}], [{Key, Value, ExpiresAtMs}], undefined, undefined, undefined}` |
 //! | `{erl_quorum_lock, Key, Value, LeaseMs \| {session, S}, Tag}` (ours) | `ok` / `{error, already_locked}` / `{error, not_expected_value}` / `{error, no_session}`: vote and write at once |
 //! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more; `created`: it was not live here (new, lapsed, or this master restarted), and starts now with no entries |
@@ -70,9 +70,16 @@
 //!   `wait_for_release` answers `{ok, released}` at once when Key is absent
 //!   (the original parks it), and is woken by replayed releases too. A failed
 //!   `release` (`not_owner`) does not wake release waiters (the original
-//!   does, while the key is still held). Waiters past their timeout are never
-//!   answered, and are handed back by [`Store::sweep`] (the original forgets
-//!   parked `wait_for` callers only when their key is next written).
+//!   does, while the key is still held). Waiters past their timeout are
+//!   handed back by [`Store::sweep`] and answered `{error, timeout}`, and a
+//!   timeout of 0 is answered so at once (the original never answers them,
+//!   and forgets parked `wait_for` callers only when their key is next
+//!   written, so a caller with a longer call timeout than its wait hung).
+//!   The driver also forgets the waiters of a caller that exits or whose
+//!   node goes (the original keeps them until their key changes).
+//! - A `trans_log` is replayed only when it names another master of the
+//!   last `set_nodes` (the original replays any, including one that claims
+//!   to come from the master itself).
 //! - A `write`, `extend_lease` or `update` whose Tag holds no live promise
 //!   on the key here is refused with `{error, no_promise}` when it would
 //!   change a key someone else may hold (another tag's live promise, or a
@@ -168,11 +175,13 @@ pub(crate) struct CastResult {
 
 /// The result of [`Store::sweep`].
 #[derive(Debug, Clone, PartialEq, Default)]
-#[must_use = "answer `wake` and forget `timed_out`"]
+#[must_use = "answer `wake`, and `timed_out` with `{error, timeout}`"]
 pub(crate) struct SweepResult {
     /// Parked callers to answer now (`wait_for_release` of expired keys).
     pub wake: Vec<(WaiterId, Term)>,
-    /// Parked callers whose own timeout passed: forget them, no reply.
+    /// Parked callers whose own timeout passed: answer `{error, timeout}`
+    /// (a caller whose own call already timed out drops it: OTP 24+ calls
+    /// reply to an alias that is gone by then).
     pub timed_out: Vec<WaiterId>,
 }
 
@@ -184,6 +193,10 @@ pub(crate) enum StoreError {
     UnknownCast(Term),
     #[error("malformed trans_log cast: {0}")]
     MalformedTransLog(Term),
+    /// Only another master's log is replayed: a cast naming this node, a
+    /// replica or a stranger would let whoever sent it write entries.
+    #[error("trans_log cast naming {0}, not another configured master, ignored")]
+    NotFromMaster(String),
 }
 
 /// What this node is in the cluster, by the last `set_nodes`.
@@ -310,6 +323,11 @@ fn error(reason: &str) -> Term {
     tuple(vec![atom("error"), atom(reason)])
 }
 
+/// The reply to a waiter whose own timeout passed: `{error, timeout}`.
+pub(crate) fn timed_out() -> Term {
+    error("timeout")
+}
+
 fn ok_value(value: &Term) -> Term {
     tuple(vec![atom("ok"), value.clone()])
 }
@@ -423,6 +441,15 @@ impl Store {
         }
     }
 
+    /// Whether `from` names a master of the last `set_nodes` other than this
+    /// node: the only senders whose `trans_log` is replayed.
+    fn is_peer_master(&self, from: &Term) -> bool {
+        match from {
+            Term::Atom(a) => a.name != self.self_node && self.masters.contains(&a.name),
+            _ => false,
+        }
+    }
+
     /// The ops logged since the last call, oldest first.
     pub(crate) fn take_log(&mut self) -> Vec<Term> {
         std::mem::take(&mut self.log)
@@ -447,9 +474,8 @@ impl Store {
         }
     }
 
-    /// Forget a parked caller (its call timed out in the driver). Returns
+    /// Forget a parked caller (it exited, or its node is gone). Returns
     /// whether it was still parked.
-    #[cfg(test)]
     pub(crate) fn cancel_waiter(&mut self, id: WaiterId) -> bool {
         self.remove_waiter(id).is_some()
     }
@@ -476,6 +502,14 @@ impl Store {
     /// error for the driver to log; the store is unchanged.
     pub(crate) fn cast(&mut self, now_ms: u64, message: &Term) -> Result<CastResult, StoreError> {
         let ops = match as_tuple(message) {
+            Some([name, from, _]) if is_atom(name, "trans_log") && !self.is_peer_master(from) => {
+                self.stats.bad_casts += 1;
+                let claimed = match from {
+                    Term::Atom(a) => a.name.clone(),
+                    _ => "(not an atom)".to_owned(),
+                };
+                return Err(StoreError::NotFromMaster(claimed));
+            }
             Some([name, _from, ops]) if is_atom(name, "trans_log") => match ops {
                 Term::List(l) => std::borrow::Cow::Borrowed(&l.elements),
                 Term::ByteList(_) => {

@@ -4,8 +4,9 @@
 
 use super::parse::{Arg, Lease, Op, Request};
 use super::{
-    atom, atoms, error, int, is_atom, list, millis_term, ok_value, packed_is, tuple, CallOutcome,
-    Canon, Entry, Packed, Promise, SessionId, Store, Term, WaitKind, Waiter, WaiterId, Wake,
+    atom, atoms, error, int, is_atom, list, millis_term, ok_value, packed_is, timed_out, tuple,
+    CallOutcome, Canon, Entry, Packed, Promise, SessionId, Store, Term, WaitKind, Waiter, WaiterId,
+    Wake,
 };
 
 impl Store {
@@ -518,6 +519,10 @@ impl Store {
     }
 
     fn park(&mut self, now: u64, key: Canon, kind: WaitKind, timeout: Option<u64>) -> CallOutcome {
+        if timeout == Some(0) {
+            // Nothing can happen before a deadline that is already here.
+            return CallOutcome::Reply(timed_out());
+        }
         let id = WaiterId(self.next_waiter);
         self.next_waiter += 1;
         let deadline = timeout.map(|t| now.saturating_add(t));

@@ -118,7 +118,24 @@ fn bad_casts_are_errors_and_change_nothing() {
         match err {
             StoreError::MalformedTransLog(m) => assert!(malformed && m == cast),
             StoreError::UnknownCast(m) => assert!(!malformed && m == cast),
+            StoreError::NotFromMaster(n) => panic!("{n}: m@h is a master"),
         }
     }
     assert_eq!(s.stats(0).bad_casts, 7);
+}
+
+#[test]
+fn only_another_masters_log_is_replayed() {
+    let mut s = fresh();
+    let op = || list(vec![t("write", vec![atom("k"), atom("forged"), int(5000)])]);
+    for from in [atom(NODE), atom("stranger@h"), atom("r@h"), int(1)] {
+        let cast = t("trans_log", vec![from.clone(), op()]);
+        assert!(
+            matches!(s.cast(0, &cast), Err(StoreError::NotFromMaster(_))),
+            "{from} was accepted"
+        );
+        assert_eq!(s.dirty_read(0, &atom("k")), None, "{from}");
+    }
+    let _ = s.cast(0, &t("trans_log", vec![atom("m@h"), op()])).unwrap();
+    assert_eq!(s.dirty_read(0, &atom("k")), Some(atom("forged")));
 }

@@ -62,9 +62,14 @@ fn waiters_time_out_and_are_never_answered_late() {
         s.stats(200).wait_for_waiters + s.stats(200).release_waiters,
         0
     );
-    // A zero timeout parks and times out at the next sweep.
-    let zero = park(&mut s, 300, wait_for(atom("nope"), 0));
-    assert_eq!(s.sweep(300).timed_out, vec![zero]);
+    // A zero timeout is answered at once, parking nothing.
+    let timeout = tuple(vec![atom("error"), atom("timeout")]);
+    assert_eq!(reply(&mut s, 300, wait_for(atom("nope"), 0)), timeout);
+    assert_eq!(reply(&mut s, 300, wait_rel(atom("held"), 0)), timeout);
+    assert_eq!(
+        s.stats(300).wait_for_waiters + s.stats(300).release_waiters,
+        0
+    );
 }
 
 fn park_after_write(s: &mut Store) -> WaiterId {
@@ -117,6 +122,8 @@ fn wait_for_release_answers_now_or_on_release_or_expiry() {
 #[test]
 fn restart_guard_refuses_promises() {
     let mut s = Store::new(config(), 1_000, NODE);
+    let nodes = list(vec![atom("m@h"), atom(NODE)]);
+    let _ = s.call(1_000, &t("set_nodes", vec![nodes, list(vec![])]));
     let limit = 1_000 + 10_000 + 60_000;
     assert!(s.guard_active(limit - 1));
     assert_eq!(s.stats(1_000).guard_remaining_ms, 70_000);
