@@ -46,7 +46,7 @@ struct Phase {
 
 #[test]
 fn partitions_kills_and_pauses_keep_one_holder_and_the_majority_available() {
-    let root = unsafe_is_root();
+    let root = is_root();
     assert!(
         root,
         "tests/partition.rs needs root (network namespaces); CI runs it as root"
@@ -188,7 +188,7 @@ fn partitions_kills_and_pauses_keep_one_holder_and_the_majority_available() {
 }
 
 /// Whether this process runs as root (`id -u`).
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
