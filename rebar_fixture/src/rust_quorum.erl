@@ -91,8 +91,19 @@ start_link() ->
 %% nodes of `rust_nodes` in order from the one that answered last. A node
 %% that is down, or whose erl_quorum process is gone, is skipped, so no call
 %% is lost while any node is up; when every node failed: exit
-%% `{no_rust_node, Nodes}`. Runs in the calling process; waits as long as
-%% the Rust node takes (a blocking lock waits for the lock).
+%% `{no_rust_node, Nodes}`. Runs in the calling process.
+%%
+%% A node that does not answer within `call_timeout_ms` (1.5 s) may be cut
+%% off or paused, which the BEAM notices only after net_ticktime (60 s): it
+%% is asked for a `keepalive`; if that does not come back in time either,
+%% the next node is tried, otherwise (a blocking lock waiting its turn) the
+%% request is sent again. Every request is safe to send twice: a lock is
+%% reentrant (and the node answers an owner's repeated waits together); a
+%% register_name answered `no` after a retry is checked with whereis_name.
+%% A call given up drops its late reply (the reply goes to an alias that
+%% is gone), which the Rust node relies on: it may drop a node that stays
+%% silent after a grant, and the grant must not count then (see
+%% src/services/core/silence.rs).
 -spec call(term()) -> term().
 call(Request) ->
     %% A Rust node treats a term nested deeper than it accepts (128) as a
@@ -158,7 +169,7 @@ call(_Request, [], Nodes, _Failed, _Redirects) ->
     %% many times a second while no node is up).
     exit({no_rust_node, Nodes});
 call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
-    try gen_server:call({?SERVER, Node}, Request, infinity) of
+    try gen_server:call({?SERVER, Node}, Request, call_timeout_ms()) of
         %% Another Rust node grants this key (it holds the key's shard):
         %% ask it, and fall back on the nodes left if it is gone.
         {erl_quorum_redirect, To} = Redirect ->
@@ -171,18 +182,48 @@ call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
             %% A node answering after a redirect holds that key's shard,
             %% not necessarily the others': not worth calling first.
             Redirects =:= ?MAX_REDIRECTS andalso remember(Node),
-            case Failed of
+            case [F || {_, _} = F <- Failed] of
                 [] -> ok;
-                _ -> ?LOG_WARNING("erl_quorum: Rust node(s) ~p unavailable, "
-                                  "now calling ~p", [lists:reverse(Failed), Node])
+                Gone -> ?LOG_WARNING("erl_quorum: Rust node(s) ~p unavailable, "
+                                     "now calling ~p", [lists:reverse(Gone), Node])
             end,
-            Reply
+            retried(Request, Node, Failed, Reply)
     catch
+        exit:{timeout, {gen_server, call, _}} ->
+            case responsive(Node) of
+                %% (`retried`: a marker, not a failed node.)
+                true -> call(Request, [Node | Rest], Nodes, [retried | Failed -- [retried]], Redirects);
+                false -> call(Request, Rest, Nodes, [{Node, timeout} | Failed], Redirects)
+            end;
         exit:{Reason, {gen_server, call, _}} = Exit:Stack ->
             case gone(Reason) of
                 true -> call(Request, Rest, Nodes, [{Node, Reason} | Failed], Redirects);
                 false -> erlang:raise(exit, Exit, Stack)
             end
+    end.
+
+%% Whether Node answers a keepalive within the call timeout: it is there,
+%% and a request it did not answer is waiting its turn there.
+responsive(Node) ->
+    try gen_server:call({?SERVER, Node}, keepalive, call_timeout_ms()) of
+        {ok, _} -> true;
+        _ -> false
+    catch
+        exit:_ -> false
+    end.
+
+%% A register_name sent more than once may have been granted by an earlier
+%% try whose reply was given up: then the name is ours, and `no` means yes.
+retried({register_name, Name, Pid}, Node, [_ | _], no) -> ours(Node, Name, Pid);
+retried({register_name, Name, Pid, _}, Node, [_ | _], no) -> ours(Node, Name, Pid);
+retried(_Request, _Node, _Failed, Reply) -> Reply.
+
+ours(Node, Name, Pid) ->
+    try gen_server:call({?SERVER, Node}, {whereis_name, Name}, call_timeout_ms()) of
+        Pid -> yes;
+        _ -> no
+    catch
+        exit:_ -> no
     end.
 
 %% Redirected too often, or to a node that just failed: the Rust nodes'
@@ -601,6 +642,15 @@ keepalive_ms() ->
 
 margin_ms() ->
     int_env(margin_ms, 2000).
+
+%% Below the 2 s a Rust node lets a node with holds stay silent (its
+%% `SILENCE`): a grant it makes to a caller that went silent comes after
+%% the caller gave the call up.
+call_timeout_ms() ->
+    case int_env(call_timeout_ms, 1500) of
+        0 -> 1500;
+        N -> N
+    end.
 
 on_lost() ->
     case application:get_env(?APP, on_lost, exit) of

@@ -100,6 +100,9 @@ impl Server {
                     }
                 }
                 Output::Host(host, msg) => process.send(&host, msg.encode()),
+                Output::Disconnect(node) => {
+                    process.node().disconnect(&node);
+                }
             }
         }
     }

@@ -422,6 +422,9 @@ impl Slots {
                     return;
                 }
                 let key = slot.key();
+                // The owner's other lock requests for this key (a retry
+                // after a call timeout) are granted with it.
+                let again = slot.queue.take_locks_of(&for_.owner);
                 self.actions.push(Action::Notify {
                     notice: Notice::Owned,
                     owner: for_.owner.clone(),
@@ -436,6 +439,10 @@ impl Slots {
                 }
                 self.actions
                     .push(Action::Reply(for_.caller, for_.ask.reply(true, None)));
+                for w in again {
+                    self.actions.push(Action::Reply(w.caller, Reply::Acquired));
+                    self.watched.remove(&w.owner, id, &mut self.actions);
+                }
                 // The watch entry for this request now stands for the hold.
             }
             Outcome::HeldBy(holder) => {

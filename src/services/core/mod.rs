@@ -24,6 +24,7 @@ mod lease;
 mod requests;
 mod routing;
 mod sharing;
+mod silence;
 mod supervising;
 mod timers;
 mod watches;
@@ -51,6 +52,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use routing::Routing;
 use sharing::Sharing;
+use silence::Silence;
 use std::collections::VecDeque;
 use std::time::Duration;
 use timers::{Timer, Timers};
@@ -78,6 +80,9 @@ pub(crate) enum Output {
     Peers(Vec<(Pid, PeerMsg)>),
     /// To a host of supervised names (`eq_start`).
     Host(Pid, HostMsg),
+    /// Close the connection to this node: it holds keys here and went
+    /// silent (`silence`); its monitors then fire `noconnection`.
+    Disconnect(String),
 }
 
 /// Who this service is: its node and its process.
@@ -107,6 +112,9 @@ pub(crate) struct Core {
     watches: Watches,
     timers: Timers,
     supervise: Supervise,
+    silence: Silence,
+    /// When the last tick ran: a long gap means this node stalled.
+    last_tick: Instant,
     outputs: VecDeque<Output>,
 }
 
@@ -132,6 +140,8 @@ impl Core {
             watches: Watches::default(),
             timers,
             supervise: Supervise::new(me.node.clone(), grace),
+            silence: Silence::default(),
+            last_tick: now,
             me,
             outputs: VecDeque::new(),
         }
@@ -219,6 +229,10 @@ impl Core {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Tick => {
+                    if now > self.last_tick + silence::SILENCE / 2 {
+                        self.silence.stalled(now);
+                    }
+                    self.last_tick = now;
                     self.tick();
                     self.timers.at(now + TICK, Timer::Tick);
                 }
@@ -245,6 +259,10 @@ impl Core {
 
     fn tick(&mut self) {
         self.check_session();
+        for node in self.silence.due(self.now, self.config.lost_margin) {
+            tracing::warn!(%node, "erl_quorum: a node holding keys here went silent; dropping its connection");
+            self.outputs.push_back(Output::Disconnect(node));
+        }
         self.renew_if_due();
         let server = self.me.pid.clone();
         for peer in self.sharing.peers_to_ask(&self.config.peers, &self.me.node) {
@@ -327,9 +345,14 @@ impl Core {
                 self.timers.at(self.now + pause, Timer::SlotRetry(slot));
             }
             SlotAction::ReleaseLater { slot, owner } => {
-                let after = self.config.session_lease + self.config.margin;
-                self.timers
-                    .at(self.now + after, Timer::ReleaseDue(slot, owner));
+                // A node dropped for silence: once its guard surely told the
+                // owner (`silence`); otherwise a whole lease and the margin.
+                let latest = self.now + self.config.session_lease + self.config.margin;
+                let at = self
+                    .silence
+                    .release_at(&owner.node.name)
+                    .map_or(latest, |at| at.min(latest));
+                self.timers.at(at, Timer::ReleaseDue(slot, owner));
             }
             SlotAction::Monitor(pid) => {
                 let id = self.watches.watch(Watched::Owner(pid.clone()));
@@ -360,6 +383,12 @@ impl Core {
     /// Tells the guard on the owner's node; an owner on this node is its
     /// own guard: told with an exit signal on `eq_lost`.
     fn notify(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term) {
+        if owner.node.name != self.me.node {
+            match notice {
+                Notice::Owned => self.silence.granted(&owner.node.name, self.now),
+                Notice::Released | Notice::Lost => self.silence.ended(&owner.node.name),
+            }
+        }
         if owner.node.name == self.me.node {
             if notice == Notice::Lost {
                 let reason = lost_reason(kind, key);

@@ -12,6 +12,12 @@ use tokio::time::Instant;
 impl Core {
     pub(crate) fn handle_request(&mut self, caller: Caller, request: Request, now: Instant) {
         self.now = now;
+        if caller.pid.node.name != self.me.node {
+            // A keepalive's answer promises its validity to that node.
+            let promised = matches!(request, Request::Keepalive)
+                .then(|| now + std::time::Duration::from_millis(self.valid_ms()));
+            self.silence.heard(&caller.pid.node.name, now, promised);
+        }
         self.serve(caller, request);
         self.settle();
     }

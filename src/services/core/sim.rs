@@ -92,6 +92,15 @@ enum Delivery {
     },
     /// Hosts, keepers and singleton clients.
     Sing(singletons::Event),
+    /// The guard on `beam@h` sends every core a `keepalive` (every second;
+    /// a stall of the world can make it late, and the core then drops
+    /// `beam@h`: see `core/silence.rs`).
+    Keepalive,
+}
+
+/// The pid of the guard on `beam@h`: its keepalives' replies go nowhere.
+fn guard_pid() -> Pid {
+    Pid::new("beam@h", 0, 0, 1)
 }
 
 /// A call a client made and still waits on.
@@ -132,6 +141,11 @@ struct Sim {
     replies: BTreeMap<String, usize>,
     active: bool,
     sing: singletons::Singletons,
+    /// How often a core dropped a node for silence.
+    dropped: usize,
+    /// Calls that failed when their node was dropped (late replies to them
+    /// are dropped, as a BEAM drops a reply to a call that ended).
+    failed_calls: HashSet<i64>,
 }
 
 fn store(now_ms: u64, name: &str) -> Store {
@@ -205,8 +219,11 @@ impl Sim {
             replies: BTreeMap::new(),
             active: true,
             sing: singletons::Singletons::default(),
+            dropped: 0,
+            failed_calls: HashSet::new(),
         };
         sim.plan_singletons();
+        sim.schedule(t0, Delivery::Keepalive);
         for _ in 0..400 {
             let at = t0 + Duration::from_millis(sim.rng.random_range(0..ACTIVE.as_millis() as u64));
             sim.schedule(at, Delivery::Client);
@@ -330,6 +347,37 @@ impl Sim {
                 self.sing.cut = Some((self.now, until));
             }
             Delivery::Sing(event) => self.singleton_event(event),
+            Delivery::Keepalive => {
+                // From every node with a guard: beam@h and the live hosts'.
+                let mut guards = vec![guard_pid()];
+                guards.extend(self.live_host_guards());
+                for pid in guards {
+                    for core in 0..CORES {
+                        // beam@h's are lost as often as the masters'
+                        // messages: two in a row and a core drops it.
+                        if pid == guard_pid() && self.rng.random_bool(self.loss) {
+                            continue;
+                        }
+                        let caller = Caller {
+                            pid: pid.clone(),
+                            tag: int(0),
+                        };
+                        let request = Request::Keepalive;
+                        self.send(
+                            CORES,
+                            core,
+                            Delivery::Request {
+                                core,
+                                caller,
+                                request,
+                            },
+                        );
+                    }
+                }
+                if self.now < self.t0 + ACTIVE + QUIET {
+                    self.schedule(self.now + Duration::from_secs(1), Delivery::Keepalive);
+                }
+            }
         }
     }
 
@@ -468,12 +516,62 @@ impl Sim {
                 Output::Exit { owner, reason } => self.exit_signal(owner, reason),
                 Output::Subscribers(..) => {}
                 Output::Host(host, msg) => self.send_to_host(core, host, msg),
+                Output::Disconnect(node) => self.disconnected(core, &node),
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
                         let to = (0..CORES).find(|&i| server_pid(i) == pid).expect("a core");
                         self.send(core, to, Delivery::Peer { core: to, msg });
                     }
                 }
+            }
+        }
+    }
+
+    /// `core` closed its connection to `node` (silent too long): that
+    /// node's processes lose their calls there, and their monitors fire
+    /// `noconnection`. Modelled as those processes gone for the test (the
+    /// guard tells them; they make no more calls): their holds must still
+    /// be kept until the core is sure the guard told them.
+    fn disconnected(&mut self, core: usize, node: &str) {
+        let t = self.now - self.t0;
+        self.log.push(format!("{t:?} core {core} drops {node}"));
+        self.dropped += 1;
+        let owners: Vec<Pid> = self
+            .owners
+            .iter()
+            .filter(|o| o.node.name == node && !self.dead.contains(*o))
+            .cloned()
+            .collect();
+        let monitored: Vec<Pid> = self.monitors[core]
+            .values()
+            .filter(|p| p.node.name == node)
+            .cloned()
+            .collect();
+        // Every call in flight from that node fails (in the real world
+        // with `noconnection`; the caller may try again).
+        let failed: Vec<i64> = self
+            .calls
+            .iter()
+            .filter(|(_, (o, _))| o.node.name == node)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in failed {
+            self.calls.remove(&tag);
+            self.failed_calls.insert(tag);
+        }
+        if node != "beam@h" {
+            self.host_dropped(node);
+            return;
+        }
+        for owner in owners.into_iter().chain(monitored) {
+            if !self.dead.contains(&owner) {
+                self.exit_with(&owner, atom("noconnection"));
+            }
+        }
+        for i in 0..self.owners.len() {
+            if self.dead.contains(&self.owners[i]) {
+                self.next_pid += 1;
+                self.owners[i] = Pid::new("beam@h", self.next_pid, 0, 1);
             }
         }
     }
@@ -523,6 +621,9 @@ impl Sim {
         let t = self.now - self.t0;
         self.log
             .push(format!("{t:?} core {core} replies {reply:?} to {caller:?}"));
+        if caller.pid.id == 0 {
+            return; // a keepalive's answer
+        }
         if let Some(peer) = (0..CORES).find(|&i| server_pid(i) == caller.pid) {
             // A peer subscription's answer.
             let names = match reply {
@@ -550,7 +651,7 @@ impl Sim {
         }
         let Some((owner, waiting)) = self.calls.remove(&tag) else {
             assert!(
-                self.dead.contains(&caller.pid),
+                self.dead.contains(&caller.pid) || self.failed_calls.contains(&tag),
                 "a reply to no call: {reply:?}"
             );
             return;
@@ -839,7 +940,16 @@ fn many_seeds_never_two_holders_and_every_live_request_answered() {
             *totals.entry(kind).or_default() += n;
         }
         *totals.entry("grants".into()).or_default() += sim.grants;
+        *totals.entry("dropped".into()).or_default() += sim.dropped;
     }
+    eprintln!("sim totals: {totals:?}");
+    // Nodes dropped for silence (lost keepalives) and their holds released
+    // early, with the checks above holding.
+    let dropped = totals.get("dropped").copied().unwrap_or(0);
+    assert!(
+        dropped >= seeds as usize / 4,
+        "only {dropped} drops: {totals:?}"
+    );
     // The runs exercised what they should: grants, redirects, contention.
     for kind in [
         "grants", "Acquired", "Redirect", "HeldBy", "Yes", "No", "NoQuorum",

@@ -393,6 +393,31 @@ impl Sim {
     }
 
     /// `eq_lost` reached the guard of `owner`: it is told at once.
+    /// The guards of the live hosts' nodes (pid 0 there).
+    pub(super) fn live_host_guards(&self) -> Vec<Pid> {
+        (0..HOST_NODES)
+            .filter(|&n| self.sing.hosts[n].is_some())
+            .map(|n| Pid::new(host_node(n).as_str(), 0, 0, 1))
+            .collect()
+    }
+
+    /// `core` dropped `node`, a host's node, for silence: every call and
+    /// monitor across that connection fails. Modelled as the node dying
+    /// and coming back (what its processes see is the same: `noconnection`
+    /// everywhere, their holds released once told, a host announcing
+    /// itself again).
+    pub(super) fn host_dropped(&mut self, node: &str) {
+        let Some(n) = (0..HOST_NODES).find(|&n| host_node(n) == node) else {
+            return;
+        };
+        if self.sing.hosts[n].is_none() {
+            return; // already down
+        }
+        self.singleton_event(Event::Kill { node: n });
+        let at = self.now + Duration::from_secs(2);
+        self.schedule(at, Delivery::Sing(Event::Revive { node: n }));
+    }
+
     pub(super) fn told_lost(&mut self, owner: &Pid, key: &Term) {
         self.sing.losses.push(self.now);
         if self.sing.children.contains_key(owner) {

@@ -299,3 +299,85 @@ fn requests_a_shard_round_cannot_serve_in_time_get_no_quorum() {
     got.sort_by_key(|(n, _)| *n);
     assert_eq!(got, vec![(1, atom("no_quorum")), (2, atom("no"))]);
 }
+
+fn far_pid(n: u32) -> Pid {
+    Pid::new("far@h", n, 0, 1)
+}
+
+/// The monitor the core set on `owner`, from `out`.
+fn monitor_of(out: &[Output], owner: &Pid) -> Option<MonitorId> {
+    out.iter().find_map(|o| match o {
+        Output::Monitor(id, MonitorTarget::Process(p)) if p == owner => Some(*id),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_grant_to_a_silent_waiter_blocks_the_key_only_until_its_guard_must_have_told_it() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    run(&mut c, t0, t0);
+    // 1 (on beam@h) holds k; 2 (on far@h) waits for it; far@h then goes
+    // silent (a partition): no keepalive, no request, no nodedown.
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    let one = monitor_of(&out, &pid(1)).expect("1 monitored");
+    let far = Caller {
+        pid: far_pid(2),
+        tag: int(2),
+    };
+    let far_lock = Request::Lock {
+        key: atom("k"),
+        owner: far_pid(2),
+        block: true,
+    };
+    c.handle_request(far, far_lock, t0);
+    let mut out = Vec::new();
+    answer(&mut c, t0, &mut out);
+    let two = monitor_of(&out, &far_pid(2)).expect("2 monitored");
+    // 1's guard keeps beam@h alive; 1 exits 10 s later (a jump in time):
+    // granted to 2, whose node says nothing from then on.
+    let t1 = t0 + ms(10_000);
+    for s in 1..=10 {
+        let at = t0 + ms(1000 * s);
+        c.handle_request(caller(50), Request::Keepalive, at);
+        run(&mut c, at, at);
+    }
+    c.handle_down(one, &atom("normal"), t1);
+    let out = run(&mut c, t1, t1);
+    assert_eq!(replies(&out), vec![(2, atom("acquired"))]);
+    // 3 (on beam@h, alive) waits; its node keeps speaking.
+    c.handle_request(caller(3), lock(3, "k"), t1);
+    let mut dropped = None;
+    let mut now = t1;
+    while now < t1 + ms(3000) && dropped.is_none() {
+        now += ms(100);
+        c.handle_request(caller(51), Request::Keepalive, now);
+        let out = run(&mut c, now, now);
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::Disconnect(n) if n == "beam@h")));
+        if out
+            .iter()
+            .any(|o| matches!(o, Output::Disconnect(n) if n == "far@h"))
+        {
+            dropped = Some(now);
+        }
+    }
+    // Dropped once silent for the bound after the grant, not at nodedown.
+    let dropped = dropped.expect("far@h dropped");
+    assert_eq!(dropped, t1 + silence::SILENCE);
+    // The driver closed the connection; the DOWN comes a little later
+    // (the message announcing it is lost with the connection).
+    let down_at = dropped + ms(30);
+    c.handle_down(two, &atom("noconnection"), down_at);
+    // Released once 2's guard must have told it: lost_margin after the
+    // drop, well before a whole lease and margin.
+    let release = dropped + config().lost_margin;
+    let out = run(&mut c, down_at, release - ms(100));
+    assert!(replies(&out).is_empty(), "{out:?}");
+    let out = run(&mut c, release, release + ms(100));
+    assert_eq!(replies(&out), vec![(3, atom("acquired"))]);
+    assert!(release < t1 + config().session_lease + config().margin);
+}

@@ -70,6 +70,23 @@ impl Queue {
         front
     }
 
+    /// Takes out every lock request of `owner` (a caller that gave up on
+    /// its call and asked again waits twice): answered with the grant, so
+    /// none is granted again after the owner released the key.
+    pub(super) fn take_locks_of(&mut self, owner: &Pid) -> Vec<Waiting> {
+        let Some(queue) = self.0.as_mut() else {
+            return Vec::new();
+        };
+        let (mine, rest): (VecDeque<Waiting>, VecDeque<Waiting>) = std::mem::take(&mut **queue)
+            .into_iter()
+            .partition(|w| &w.owner == owner && matches!(w.ask, Ask::Lock { .. }));
+        **queue = rest;
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        mine.into()
+    }
+
     pub(super) fn retain(&mut self, keep: impl FnMut(&Waiting) -> bool) {
         if let Some(queue) = self.0.as_mut() {
             queue.retain(keep);

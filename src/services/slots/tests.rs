@@ -229,3 +229,42 @@ fn sizes() {
         Packed::new(&tuple(vec![atom("name"), crate::term::int(123)]))
     );
 }
+
+#[test]
+fn a_retried_wait_is_granted_with_the_first_and_never_again() {
+    let mut s = Slots::new();
+    s.lock(caller(1), atom("k"), pid(1), true);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire");
+    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.take_actions();
+    // 2 waits, gives up on its call (timeout) and asks again, behind 3.
+    s.lock(caller(2), atom("k"), pid(2), true);
+    s.lock(caller(3), atom("k"), pid(3), true);
+    let retry = Caller {
+        pid: pid(2),
+        tag: crate::term::int(99),
+    };
+    s.lock(retry, atom("k"), pid(2), true);
+    s.take_actions();
+    s.owner_down(&pid(1), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire for 2");
+    s.op_done(slot, op, 0, Outcome::Acquired);
+    let tags: Vec<Term> = s
+        .take_actions()
+        .iter()
+        .filter_map(|x| match x {
+            Action::Reply(c, _) => Some(c.tag.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, vec![crate::term::int(2), crate::term::int(99)]);
+    // 2 releases: 3 is next, and 2 is not granted the key again unasked.
+    s.owner_down(&pid(2), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire for 3");
+    s.op_done(slot, op, 0, Outcome::Acquired);
+    assert_eq!(replies(&s.take_actions()), vec![(3, atom("acquired"))]);
+}
