@@ -615,6 +615,102 @@ mod tests {
         assert_eq!(bounded_text(&"abc", 5), "abc");
     }
 
+    /// `{1 => 2, 1 => 3}` without its version byte.
+    const DUPLICATE_KEYS: [u8; 13] = [116, 0, 0, 0, 2, 97, 1, 97, 2, 97, 1, 97, 3];
+
+    #[test]
+    fn duplicate_map_keys_are_refused_in_the_control_message_and_the_payload() {
+        let refused = |body: &[u8]| {
+            matches!(
+                decode(body, &Limits::default()),
+                Err(ControlError::Term(TermError::DuplicateMapKeys))
+            )
+        };
+        // SEND with the map as its payload.
+        let mut body = Vec::new();
+        etf::encode_term(
+            &Tuple::from(vec![op(2), empty_atom(), pid(2).into()]).into(),
+            &mut body,
+        )
+        .unwrap();
+        let mut send = body.clone();
+        send.push(131);
+        send.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(refused(&send));
+        // EXIT with the map as its reason, inside the control tuple.
+        let mut exit = Vec::new();
+        etf::encode_term(
+            &Tuple::from(vec![op(3), pid(1).into(), pid(2).into()]).into(),
+            &mut exit,
+        )
+        .unwrap();
+        assert_eq!(exit[1..3], [104, 3]);
+        exit[2] = 4;
+        exit.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(refused(&exit));
+        // The same map with distinct keys passes, both ways.
+        let mut fine = send.clone();
+        *fine.last_mut().unwrap() = 3;
+        let n = fine.len();
+        fine[n - 3] = 4; // keys 1 and 4
+        assert!(decode(&fine, &Limits::default()).is_ok());
+        // Through the atom cache (the path of header, fragmented and large
+        // messages): the same check, since all of them end in decode_checked.
+        let frame = encode(Message::exit(pid(1), pid(2), Atom::from("x").into()))
+            .unwrap()
+            .into_header_form();
+        let Some((Frame::WithHeader(header_body), _)) = parse_frame(&frame, 1 << 20).unwrap()
+        else {
+            panic!("not a header frame")
+        };
+        let mut expanded = Vec::new();
+        AtomCache::new()
+            .expand(header_body, &Limits::default(), &mut expanded)
+            .unwrap();
+        // Replace the reason 'x' (the last term) with the map.
+        let x = expanded
+            .iter()
+            .rposition(|&b| b == 119 || b == 100)
+            .unwrap();
+        expanded.truncate(x);
+        expanded.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(matches!(
+            decode_checked(CheckedBody::vouched(&expanded)),
+            Err(ControlError::Term(TermError::DuplicateMapKeys))
+        ));
+    }
+
+    #[test]
+    fn unlink_ids_must_be_integers_of_64_bits() {
+        let unlink = |id: Term| {
+            let mut body = Vec::new();
+            etf::encode_term(
+                &Tuple::from(vec![op(35), id, pid(1).into(), pid(2).into()]).into(),
+                &mut body,
+            )
+            .unwrap();
+            decode(&body, &Limits::default())
+        };
+        let big = |shift: usize, minus_one: bool| {
+            let mut value = eetf::BigInteger::from(1i64).value;
+            value <<= shift;
+            if minus_one {
+                value -= 1;
+            }
+            Term::from(eetf::BigInteger { value })
+        };
+        assert!(unlink(FixInteger::from(7).into()).is_ok());
+        assert!(unlink(big(64, true)).is_ok());
+        for bad in [
+            big(64, false),
+            big(200, false),
+            FixInteger::from(-1).into(),
+            Atom::from("x").into(),
+        ] {
+            assert!(matches!(unlink(bad), Err(ControlError::Malformed(_))));
+        }
+    }
+
     #[test]
     fn rejects_trailing_garbage_and_bad_shapes() {
         let out = encode(Message::link(pid(1), pid(2)))
