@@ -278,7 +278,7 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
     let mut s = raw_connect(&node, &peer);
     let link = encode(&tuple(vec![op(1), pid_on(&third, 5), to.clone()]));
     s.write_all(&pass_through(&[&link])).unwrap();
-    closed_by_node(s, "a LINK from a third node's pid");
+    let linker = s;
 
     let peer = hostile_name("hostile_monitor");
     let mut s = raw_connect(&node, &peer);
@@ -289,7 +289,7 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
         reference_on(&third),
     ]));
     s.write_all(&pass_through(&[&monitor])).unwrap();
-    closed_by_node(s, "a MONITOR_P from a third node's pid");
+    let monitorer = s;
 
     // An EXIT from the peer's own pid is still accepted: only the sender's
     // node is checked.
@@ -307,7 +307,7 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
     target.exit(atom("boom"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        node.connected_nodes().iter().any(|n| *n == peer),
+        node.connected_nodes().contains(&peer),
         "a valid EXIT dropped the peer"
     );
     let text = log.text();
@@ -316,7 +316,9 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
         .filter(|l| l.contains(&third) && !l.contains("disconnecting"))
         .collect();
     assert!(dialed.is_empty(), "the third node was dialed: {dialed:?}");
-    assert!(!node.connected_nodes().iter().any(|n| *n == third));
+    assert!(!node.connected_nodes().contains(&third));
+    closed_by_node(linker, "a LINK from a third node's pid");
+    closed_by_node(monitorer, "a MONITOR_P from a third node's pid");
     drop(s);
 }
 
