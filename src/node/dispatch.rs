@@ -68,7 +68,7 @@ pub(super) fn dispatch(node: &Arc<NodeInner>, peer: &Atom, message: Message) {
         M::Unlink(m) => unlink(node, &m.from_pid, &m.to_pid),
         M::UnlinkId(m) => {
             unlink(node, &m.from_pid, &m.to_pid);
-            node.send_remote(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
+            node.send_if_connected(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
         }
         M::UnlinkIdAck(_) => {}
         M::Exit(m) => exit(node, m.to_pid, m.from_pid, m.reason, ExitKind::Link),
