@@ -1,8 +1,8 @@
 //! What the node does with each control message a peer sends.
 //!
 //! Signals are checked as the BEAM checks them (erts `dist.c`): the sender
-//! of a link, unlink, exit, monitor, demonitor, group leader, spawn request
-//! or `SEND_SENDER` must be a process of the peer that sent it, or the
+//! of a link, unlink, exit, monitor, demonitor, spawn request or
+//! `SEND_SENDER` must be a process of the peer that sent it, or the
 //! message is invalid and the connection is dropped. Otherwise a peer could
 //! tie links and monitors to a third node's pids, which outlive its
 //! connection and, on an exit, make us dial a node only it named.
@@ -146,7 +146,9 @@ fn refused(node: &Arc<NodeInner>, peer: &Atom, op: &'static str, what: &'static 
 }
 
 /// The operation and sender of a signal whose sender is not a process of
-/// `peer` (the node at the other end of the connection it came on).
+/// `peer` (the node at the other end of the connection it came on). Not
+/// `GROUP_LEADER`: its "sender" is the new group leader, which may live on
+/// any node (and we ignore the message).
 fn foreign_sender<'m>(peer: &Atom, message: &'m Message) -> Option<(&'static str, &'m Pid)> {
     use Message as M;
     let sender = match message {
@@ -172,7 +174,6 @@ fn foreign_sender<'m>(peer: &Atom, message: &'m Message) -> Option<(&'static str
             PidOrAtom::Pid(p) => p,
             PidOrAtom::Atom(_) => return None,
         },
-        M::GroupLeader(m) => &m.from_pid,
         M::SendSender(m) => &m.from_pid,
         M::SendSenderTt(m) => &m.from_pid,
         M::SpawnRequest(m) => &m.from_pid,
@@ -250,4 +251,69 @@ fn exit(node: &Arc<NodeInner>, to: Pid, from: Pid, reason: Term, kind: ExitKind)
     let mut out = Vec::new();
     node.table().exit_signal(id, from, reason, kind, &mut out);
     node.send_remotes(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_must_come_from_the_peers_own_processes() {
+        let peer = Atom::from("peer@h");
+        let own = Pid::new("peer@h", 1, 0, 1);
+        let third = Pid::new("third@12q.0.0.1", 1, 0, 1);
+        let ours = Pid::new("us@h", 2, 0, 1);
+        let reference = eetf::Reference {
+            node: Atom::from("peer@h"),
+            id: vec![1, 2, 3],
+            creation: 1,
+        };
+        let forged = |from: &Pid| {
+            [
+                Message::link(from.clone(), ours.clone()),
+                Message::monitor_p(
+                    from.clone(),
+                    PidOrAtom::Pid(ours.clone()),
+                    reference.clone(),
+                ),
+                Message::demonitor_p(
+                    from.clone(),
+                    PidOrAtom::Pid(ours.clone()),
+                    reference.clone(),
+                ),
+                Message::exit(from.clone(), ours.clone(), Term::from(Atom::from("x"))),
+                Message::exit2(from.clone(), ours.clone(), Term::from(Atom::from("x"))),
+                Message::unlink_id(
+                    Term::from(eetf::FixInteger::from(1)),
+                    from.clone(),
+                    ours.clone(),
+                ),
+                Message::payload_exit(from.clone(), ours.clone(), Term::from(Atom::from("x"))),
+            ]
+            .into_iter()
+            .filter_map(|m| foreign_sender(&peer, &m).map(|(op, _)| op))
+            .collect::<Vec<_>>()
+        };
+        assert!(forged(&own).is_empty());
+        assert_eq!(
+            forged(&third),
+            [
+                "LINK",
+                "MONITOR_P",
+                "DEMONITOR_P",
+                "EXIT",
+                "EXIT2",
+                "UNLINK_ID",
+                "PAYLOAD_EXIT"
+            ]
+        );
+        // SEND names no sender; GROUP_LEADER's may live anywhere.
+        let send = Message::send(ours.clone(), Term::from(Atom::from("x")));
+        assert!(foreign_sender(&peer, &send).is_none());
+        let gl = Message::GroupLeader(erl_dist::message::GroupLeader {
+            from_pid: third.clone(),
+            to_pid: ours.clone(),
+        });
+        assert!(foreign_sender(&peer, &gl).is_none());
+    }
 }
