@@ -10,7 +10,7 @@ mod rust_node;
 use common::BeamNode;
 use erl_quorum::dist::flags;
 use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
-use erl_quorum::term::{atom, binary, int, list, tuple, Pid, Reference, Term};
+use erl_quorum::term::{as_tuple, atom, binary, int, list, tuple, Pid, Reference, Term};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -156,9 +156,10 @@ fn pass_through(terms: &[&[u8]]) -> Vec<u8> {
     frame
 }
 
-/// The same terms as fragments of `chunk` bytes each (no atom cache refs).
+/// The same terms as fragments of `chunk` bytes each (no atom cache refs;
+/// after a distribution header, terms come without their 131).
 fn fragments(terms: &[&[u8]], chunk: usize, sequence: u64) -> Vec<u8> {
-    let body: Vec<u8> = terms.concat();
+    let body: Vec<u8> = terms.iter().flat_map(|t| &t[1..]).copied().collect();
     let parts: Vec<&[u8]> = body.chunks(chunk).collect();
     let mut out = Vec::new();
     for (i, part) in parts.iter().enumerate() {
@@ -327,48 +328,69 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
 /// small or large (a large one is decoded off the reader).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_map_keys_are_refused_on_every_path() {
-    let _log = LogWindow::open();
+    let log = LogWindow::open();
     let node = rust_node::start("rs_dupkeys").await;
-    let target = node.spawn_process();
+    let mut target = node.spawn_process();
     let to = Term::from(target.pid().clone());
-    let map = duplicate_key_map();
-    for (case, frames) in [
-        ("pass-through payload", 0),
-        ("pass-through control", 1),
-        ("fragmented payload", 2),
-        ("large fragmented payload", 3),
-    ] {
+    let duplicate = duplicate_key_map();
+    // The same map with distinct keys: {1 => a, 2 => b}.
+    let mut distinct = duplicate.clone();
+    distinct[13] = 2;
+    let message = |case: usize, peer: &str, map: &[u8]| match case {
+        0 => {
+            let control = encode(&tuple(vec![op(2), atom(""), to.clone()]));
+            pass_through(&[&control, map])
+        }
+        1 => {
+            // EXIT2 {8, From, To, Reason} with the map as the reason.
+            let mut control = encode(&tuple(vec![op(8), pid_on(peer, 1), to.clone()]));
+            assert_eq!(control[1..3], [104, 3]);
+            control[2] = 4;
+            control.extend_from_slice(&map[1..]);
+            pass_through(&[&control])
+        }
+        2 => {
+            let control = encode(&tuple(vec![op(22), pid_on(peer, 1), to.clone()]));
+            fragments(&[&control, map], 7, 1)
+        }
+        _ => {
+            // {Blob, Map}: over the 1 MiB of a large message.
+            let control = encode(&tuple(vec![op(22), pid_on(peer, 1), to.clone()]));
+            let blob = encode(&binary(vec![1u8; 1_200_000]));
+            let mut payload = vec![131, 104, 2];
+            payload.extend_from_slice(&blob[1..]);
+            payload.extend_from_slice(&map[1..]);
+            fragments(&[&control, &payload], 300_000, 2)
+        }
+    };
+    for (case, what) in [
+        "pass-through payload",
+        "pass-through control",
+        "fragmented payload",
+        "large fragmented payload",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // With distinct keys the message arrives (so the frames are right):
+        // not for EXIT2, which would kill the target.
+        if case != 1 {
+            let peer = hostile_name("fine_map");
+            let mut s = raw_connect(&node, &peer);
+            s.write_all(&message(case, &peer, &distinct)).unwrap();
+            let got = match target.recv_timeout(Duration::from_secs(10)).await {
+                Ok(Some(erl_quorum::process::Mail::Message(t))) => t,
+                other => panic!("{what}: {other:?}; log:\n{}", log.text()),
+            };
+            let map_arrived = matches!(&got, Term::Map(m) if m.map.len() == 2)
+                || matches!(as_tuple(&got), Some([_, Term::Map(m)]) if m.map.len() == 2);
+            assert!(map_arrived, "{what}: the map did not arrive");
+            assert!(node.connected_nodes().contains(&peer), "{what}");
+        }
         let peer = hostile_name("hostile_dup");
         let mut s = raw_connect(&node, &peer);
-        let bytes = match frames {
-            0 => {
-                let control = encode(&tuple(vec![op(2), atom(""), to.clone()]));
-                pass_through(&[&control, &map])
-            }
-            1 => {
-                // EXIT2 {8, From, To, Reason} with the map as the reason.
-                let mut control = encode(&tuple(vec![op(8), pid_on(&peer, 1), to.clone()]));
-                assert_eq!(control[1..3], [104, 3]);
-                control[2] = 4;
-                control.extend_from_slice(&map[1..]);
-                pass_through(&[&control])
-            }
-            2 => {
-                let control = encode(&tuple(vec![op(22), pid_on(&peer, 1), to.clone()]));
-                fragments(&[&control, &map], 7, 1)
-            }
-            _ => {
-                // {Blob, Map}: over the 1 MiB of a large message.
-                let control = encode(&tuple(vec![op(22), pid_on(&peer, 1), to.clone()]));
-                let blob = encode(&binary(vec![1u8; 1_200_000]));
-                let mut payload = vec![131, 104, 2];
-                payload.extend_from_slice(&blob[1..]);
-                payload.extend_from_slice(&map[1..]);
-                fragments(&[&control, &payload], 300_000, 2)
-            }
-        };
-        s.write_all(&bytes).unwrap();
-        closed_by_node(s, case);
+        s.write_all(&message(case, &peer, &duplicate)).unwrap();
+        closed_by_node(s, what);
     }
 }
 
@@ -401,6 +423,8 @@ async fn unlink_id_beyond_64_bits_is_refused_and_not_echoed() {
 /// A real BEAM node links, unlinks and monitors as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_beam_node_still_links_monitors_and_unlinks() {
+    // Every test here installs the capturing subscriber first.
+    let _log = LogWindow::open();
     common::ensure_epmd().expect("epmd");
     let node = rust_node::start("rs_beam_sig").await;
     let b =
