@@ -72,15 +72,92 @@ pub(crate) fn check_body<'a>(
 /// Decodes a checked body with `erl_dist`: the operation and the shape of
 /// its tuple are all that is left to refuse.
 pub(crate) fn decode_checked(body: CheckedBody<'_>) -> Result<Message, ControlError> {
-    if let Some(message) = spawn_request(body.0)? {
-        return Ok(message);
-    }
-    Message::read_from(&mut &body.0[..]).map_err(|e| match e {
-        RecvError::UnsupportedOp { op } => {
-            ControlError::Malformed(format!("unsupported operation {op}"))
+    let message = match spawn_request(body.0)? {
+        Some(message) => message,
+        None => Message::read_from(&mut &body.0[..]).map_err(|e| match e {
+            RecvError::UnsupportedOp { op } => {
+                ControlError::Malformed(format!("unsupported operation {op}"))
+            }
+            other => ControlError::Malformed(bounded_text(&other, MAX_ERROR_TEXT)),
+        })?,
+    };
+    refuse_what_the_beam_refuses(&message, body)?;
+    Ok(message)
+}
+
+/// What `erl_dist` accepts and the BEAM treats as an invalid message (which
+/// drops the connection): an `UNLINK_ID(_ACK)` id that is not an integer of
+/// 64 bits, and a map with duplicate keys anywhere in the message. Every
+/// decoding path (plain, atom cache, fragments, large messages) ends here.
+fn refuse_what_the_beam_refuses(
+    message: &Message,
+    body: CheckedBody<'_>,
+) -> Result<(), ControlError> {
+    if let Message::UnlinkId(erl_dist::message::UnlinkId { id, .. })
+    | Message::UnlinkIdAck(erl_dist::message::UnlinkIdAck { id, .. }) = message
+    {
+        if !fits_u64(id) {
+            return Err(ControlError::Malformed(
+                "UNLINK_ID id is not an integer of 64 bits".into(),
+            ));
         }
-        other => ControlError::Malformed(bounded_text(&other, MAX_ERROR_TEXT)),
-    })
+    }
+    // eetf merged duplicate keys: fewer entries than the wire's pairs. The
+    // bytes are rescanned only when the message holds a map at all.
+    let entries: usize = with_terms(message, etf::map_entries);
+    if entries > 0 && etf::declared_map_pairs(body.0)? != entries {
+        return Err(TermError::DuplicateMapKeys.into());
+    }
+    Ok(())
+}
+
+/// An integer in 0..2^64, as `UNLINK_ID` ids are (erts' `term_to_Uint64`).
+fn fits_u64(id: &Term) -> bool {
+    match id {
+        Term::FixInteger(i) => i.value >= 0,
+        Term::BigInteger(b) => u64::try_from(&b.value).is_ok(),
+        _ => false,
+    }
+}
+
+/// The sum of `f` over the terms of `message` that can hold a map (pids,
+/// references and atoms cannot).
+fn with_terms(message: &Message, f: impl Fn(&Term) -> usize) -> usize {
+    use Message as M;
+    let list = |l: &eetf::List| l.elements.iter().map(&f).sum::<usize>();
+    match message {
+        M::Send(m) => f(&m.message),
+        M::SendTt(m) => f(&m.message) + f(&m.trace_token),
+        M::SendSender(m) => f(&m.message),
+        M::SendSenderTt(m) => f(&m.message) + f(&m.trace_token),
+        M::RegSend(m) => f(&m.message),
+        M::RegSendTt(m) => f(&m.message) + f(&m.trace_token),
+        M::AliasSend(m) => f(&m.message),
+        M::AliasSendTt(m) => f(&m.message) + f(&m.trace_token),
+        M::Exit(m) => f(&m.reason),
+        M::ExitTt(m) => f(&m.reason) + f(&m.trace_token),
+        M::Exit2(m) => f(&m.reason),
+        M::Exit2Tt(m) => f(&m.reason) + f(&m.trace_token),
+        M::PayloadExit(m) => f(&m.reason),
+        M::PayloadExitTt(m) => f(&m.reason) + f(&m.trace_token),
+        M::PayloadExit2(m) => f(&m.reason),
+        M::PayloadExit2Tt(m) => f(&m.reason) + f(&m.trace_token),
+        M::MonitorPExit(m) => f(&m.reason),
+        M::PayloadMonitorPExit(m) => f(&m.reason),
+        M::SpawnRequest(m) => list(&m.opt_list) + list(&m.arg_list),
+        M::SpawnRequestTt(m) => list(&m.opt_list) + list(&m.arg_list) + f(&m.trace_token),
+        M::SpawnReplyTt(m) => f(&m.trace_token),
+        M::UnlinkId(m) => f(&m.id),
+        M::UnlinkIdAck(m) => f(&m.id),
+        M::Link(_)
+        | M::Unlink(_)
+        | M::NodeLink(_)
+        | M::GroupLeader(_)
+        | M::MonitorP(_)
+        | M::DemonitorP(_)
+        | M::SpawnReply(_)
+        | M::Tick => 0,
+    }
 }
 
 /// The control message alone (the first term of `body`), as a term.
@@ -536,6 +613,102 @@ mod tests {
         assert!(text.ends_with("..."));
         assert_eq!(bounded_text(&"é".repeat(10), 5), "éé...");
         assert_eq!(bounded_text(&"abc", 5), "abc");
+    }
+
+    /// `{1 => 2, 1 => 3}` without its version byte.
+    const DUPLICATE_KEYS: [u8; 13] = [116, 0, 0, 0, 2, 97, 1, 97, 2, 97, 1, 97, 3];
+
+    #[test]
+    fn duplicate_map_keys_are_refused_in_the_control_message_and_the_payload() {
+        let refused = |body: &[u8]| {
+            matches!(
+                decode(body, &Limits::default()),
+                Err(ControlError::Term(TermError::DuplicateMapKeys))
+            )
+        };
+        // SEND with the map as its payload.
+        let mut body = Vec::new();
+        etf::encode_term(
+            &Tuple::from(vec![op(2), empty_atom(), pid(2).into()]).into(),
+            &mut body,
+        )
+        .unwrap();
+        let mut send = body.clone();
+        send.push(131);
+        send.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(refused(&send));
+        // EXIT with the map as its reason, inside the control tuple.
+        let mut exit = Vec::new();
+        etf::encode_term(
+            &Tuple::from(vec![op(3), pid(1).into(), pid(2).into()]).into(),
+            &mut exit,
+        )
+        .unwrap();
+        assert_eq!(exit[1..3], [104, 3]);
+        exit[2] = 4;
+        exit.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(refused(&exit));
+        // The same map with distinct keys passes, both ways.
+        let mut fine = send.clone();
+        *fine.last_mut().unwrap() = 3;
+        let n = fine.len();
+        fine[n - 3] = 4; // keys 1 and 4
+        assert!(decode(&fine, &Limits::default()).is_ok());
+        // Through the atom cache (the path of header, fragmented and large
+        // messages): the same check, since all of them end in decode_checked.
+        let frame = encode(Message::exit(pid(1), pid(2), Atom::from("x").into()))
+            .unwrap()
+            .into_header_form();
+        let Some((Frame::WithHeader(header_body), _)) = parse_frame(&frame, 1 << 20).unwrap()
+        else {
+            panic!("not a header frame")
+        };
+        let mut expanded = Vec::new();
+        AtomCache::new()
+            .expand(header_body, &Limits::default(), &mut expanded)
+            .unwrap();
+        // Replace the reason 'x' (the last term) with the map.
+        let x = expanded
+            .iter()
+            .rposition(|&b| b == 119 || b == 100)
+            .unwrap();
+        expanded.truncate(x);
+        expanded.extend_from_slice(&DUPLICATE_KEYS);
+        assert!(matches!(
+            decode_checked(CheckedBody::vouched(&expanded)),
+            Err(ControlError::Term(TermError::DuplicateMapKeys))
+        ));
+    }
+
+    #[test]
+    fn unlink_ids_must_be_integers_of_64_bits() {
+        let unlink = |id: Term| {
+            let mut body = Vec::new();
+            etf::encode_term(
+                &Tuple::from(vec![op(35), id, pid(1).into(), pid(2).into()]).into(),
+                &mut body,
+            )
+            .unwrap();
+            decode(&body, &Limits::default())
+        };
+        let big = |shift: usize, minus_one: bool| {
+            let mut value = eetf::BigInteger::from(1i64).value;
+            value <<= shift;
+            if minus_one {
+                value -= 1;
+            }
+            Term::from(eetf::BigInteger { value })
+        };
+        assert!(unlink(FixInteger::from(7).into()).is_ok());
+        assert!(unlink(big(64, true)).is_ok());
+        for bad in [
+            big(64, false),
+            big(200, false),
+            FixInteger::from(-1).into(),
+            Atom::from("x").into(),
+        ] {
+            assert!(matches!(unlink(bad), Err(ControlError::Malformed(_))));
+        }
     }
 
     #[test]

@@ -287,7 +287,25 @@ impl NodeInner {
     /// Sends control messages produced while the table was locked.
     pub(crate) fn send_remotes(self: &Arc<Self>, remotes: Vec<Remote>) {
         for r in remotes {
-            self.send_remote(&r.node, r.message);
+            if r.needs_existing_connection() {
+                self.send_if_connected(&r.node, r.message);
+            } else {
+                self.send_remote(&r.node, r.message);
+            }
+        }
+    }
+
+    /// Encodes `message` and queues it for `node` if its connection is up;
+    /// else drops it (see `Remote::needs_existing_connection`).
+    fn send_if_connected(self: &Arc<Self>, node: &Atom, message: Message) {
+        let Some(outbox) = self.peers.outbox_if_up(node) else {
+            return;
+        };
+        match control::encode(message) {
+            Ok(frame) => outbox.push_frame(frame),
+            Err(e) => {
+                tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped")
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The table of peer nodes: connections being set up (with the frames
 //! queued for them) and connections that are up.
 
+use super::dispatch::refusals::{Refusals, Verdict};
 use super::outbox::Outbox;
 use crate::dist::frame::OutFrame;
 use crate::term::Atom;
@@ -8,7 +9,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 use tokio::sync::watch;
+
+/// Past this many peers with refusals on record, the records of peers no
+/// longer in the table are dropped (so names that come and go cannot grow
+/// the map).
+const REFUSALS_PRUNE_AT: usize = 64;
 
 /// The sending side of a live connection.
 #[derive(Debug)]
@@ -43,6 +50,9 @@ pub(crate) enum State {
 pub(crate) struct Peers {
     map: Mutex<HashMap<Atom, Peer>>,
     next_attempt: AtomicU64,
+    /// What each peer sent that we refused, for rate-limited logging and
+    /// for dropping a peer that keeps at it.
+    refusals: Mutex<HashMap<Atom, Refusals>>,
 }
 
 impl Peers {
@@ -84,6 +94,34 @@ impl Peers {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `peer` sent something we refused at `now`: whether to log it, keep
+    /// quiet, or drop the connection (its record is then forgotten, so a
+    /// new connection starts afresh).
+    pub(crate) fn refuse(&self, peer: &Atom, now: Instant) -> Verdict {
+        let mut map = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(peer) && map.len() >= REFUSALS_PRUNE_AT {
+            // Lock order: refusals, then the table (never the reverse).
+            let table = self.lock();
+            map.retain(|name, _| table.contains_key(name));
+        }
+        let verdict = map
+            .entry(peer.clone())
+            .or_insert_with(|| Refusals::new(now))
+            .refuse(now);
+        if verdict == Verdict::Drop {
+            map.remove(peer);
+        }
+        verdict
+    }
+
+    /// `node`'s outbox if its connection is up (never starts one).
+    pub(crate) fn outbox_if_up(&self, node: &Atom) -> Option<Arc<Outbox>> {
+        match self.lock().get(node) {
+            Some(Peer::Up(h)) => Some(h.outbox.clone()),
+            _ => None,
+        }
     }
 
     pub(crate) fn all_names(&self) -> Vec<Atom> {

@@ -67,7 +67,9 @@ impl Node {
             FixInteger::from(flags),
             result,
         );
-        self.inner.send_remote(&request.peer, reply);
+        // Only on the connection the request came by: never dial a peer
+        // that has gone (it named itself; see `dispatch`).
+        self.inner.send_if_connected(&request.peer, reply);
     }
 }
 

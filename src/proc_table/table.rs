@@ -23,6 +23,30 @@ pub(crate) struct Remote {
     pub message: Message,
 }
 
+impl Remote {
+    /// Whether the message only makes sense on the connection that is up
+    /// now, so it must be dropped rather than open one: a link's exit, a
+    /// monitor's DOWN or a demonitor concern a relation that a connection
+    /// made and that its loss ends (an entry left behind by a race with
+    /// that loss must not make us dial a node the peer named). A local
+    /// process's own LINK or MONITOR_P, by contrast, connects as the BEAM
+    /// does.
+    pub(crate) fn needs_existing_connection(&self) -> bool {
+        use Message as M;
+        matches!(
+            self.message,
+            M::Exit(_)
+                | M::ExitTt(_)
+                | M::PayloadExit(_)
+                | M::PayloadExitTt(_)
+                | M::MonitorPExit(_)
+                | M::PayloadMonitorPExit(_)
+                | M::DemonitorP(_)
+                | M::UnlinkIdAck(_)
+        )
+    }
+}
+
 /// Who watches a process through a monitor.
 #[derive(Debug, Clone)]
 struct Watcher {

@@ -493,3 +493,40 @@ fn a_lost_connection_breaks_links_fires_monitors_and_node_monitors_once() {
         })]
     );
 }
+
+/// Notifications about relations a connection made go only on a connection
+/// that is up; a local process's own LINK or MONITOR_P may open one.
+#[test]
+fn only_a_local_processs_own_requests_may_open_a_connection() {
+    let a = Pid::new("a@h", 1, 0, 1);
+    let b = Pid::new("b@h", 2, 0, 1);
+    let reference = eetf::Reference {
+        node: Atom::from("a@h"),
+        id: vec![1, 2, 3],
+        creation: 1,
+    };
+    let remote = |message| Remote {
+        node: Atom::from("b@h"),
+        message,
+    };
+    for message in [
+        Message::exit(a.clone(), b.clone(), atom("boom")),
+        Message::monitor_p_exit(
+            PidOrAtom::Pid(a.clone()),
+            b.clone(),
+            reference.clone(),
+            atom("boom"),
+        ),
+        Message::demonitor_p(a.clone(), PidOrAtom::Pid(b.clone()), reference.clone()),
+        Message::unlink_id_ack(Term::from(eetf::FixInteger::from(1)), a.clone(), b.clone()),
+    ] {
+        assert!(remote(message).needs_existing_connection());
+    }
+    for message in [
+        Message::link(a.clone(), b.clone()),
+        Message::monitor_p(a.clone(), PidOrAtom::Pid(b.clone()), reference),
+        Message::exit2(a, b, atom("kill")),
+    ] {
+        assert!(!remote(message).needs_existing_connection());
+    }
+}

@@ -58,7 +58,7 @@ impl From<(&str, &str)> for Dest {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ProcessError {
     /// The process was killed by an exit signal (or has already exited).
-    #[error("process exited with reason {0:?}")]
+    #[error("process exited with reason {}", crate::term::Brief(.0))]
     Exited(Term),
 }
 
@@ -76,7 +76,7 @@ pub enum CallError {
     #[error("no connection to the server's node")]
     NoConnection,
     /// The server exited before replying, with this reason.
-    #[error("the server exited with reason {0:?}")]
+    #[error("the server exited with reason {}", crate::term::Brief(.0))]
     Exit(Term),
     /// The calling process itself was killed while waiting.
     #[error(transparent)]

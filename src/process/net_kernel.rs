@@ -17,7 +17,7 @@ impl GenServer for NetKernel {
         match as_tuple(&request) {
             Some([kind, _node]) if is_atom(kind, "is_auth") => CallReply::Reply(atom("yes")),
             _ => {
-                tracing::debug!(?request, "unsupported net_kernel call");
+                tracing::debug!(request = %crate::term::Brief(&request), "unsupported net_kernel call");
                 CallReply::Reply(tuple(vec![atom("error"), atom("not_supported")]))
             }
         }

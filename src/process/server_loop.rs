@@ -83,7 +83,7 @@ fn classify(mail: Mail) -> Incoming {
                 if let Some(caller) = Caller::from_term(from) {
                     return Incoming::Call(caller, request.clone());
                 }
-                tracing::warn!(from = ?from, "$gen_call with a malformed From; treated as info");
+                tracing::warn!(from = %crate::term::Brief(from), "$gen_call with a malformed From; treated as info");
             }
             [kind, message] if is_atom(kind, "$gen_cast") => {
                 return Incoming::Cast(message.clone())

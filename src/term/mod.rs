@@ -7,12 +7,14 @@
 //! the crate, `Canon` is a term's canonical bytes, equal exactly when
 //! Erlang's `=:=` holds, for keys, values and tags in tables.)
 
+mod brief;
 pub(crate) mod canon;
 #[cfg(test)]
 mod canon_tests;
 mod packed;
 mod parse;
 
+pub use brief::Brief;
 pub(crate) use canon::Canon;
 pub use eetf::{Atom, Binary, FixInteger, ImproperList, List, Map, Pid, Reference, Term, Tuple};
 pub use packed::Packed;

@@ -247,15 +247,10 @@ impl Incoming {
             if self.expanded.capacity() > EXPANDED_KEEP {
                 self.expanded = Vec::new();
             }
+            // A message we never asked for (a SPAWN_REPLY) goes on too: the
+            // node's dispatch refuses it within the peer's refusal budget.
             return match decoded {
-                Ok(message) => match never_negotiated(&message) {
-                    Some(op) => {
-                        // Bounded: the operation, not the message.
-                        tracing::warn!(peer = %self.peer, op, "control message for a feature we never advertised; ignored");
-                        continue;
-                    }
-                    None => Ok(Some(Polled::Message(message))),
-                },
+                Ok(message) => Ok(Some(Polled::Message(message))),
                 Err(e) => Err(self.fail(e)),
             };
         }
@@ -323,17 +318,5 @@ impl Incoming {
             _ => tracing::warn!(peer = %self.peer, error = %e, "bad input; disconnecting"),
         }
         e
-    }
-}
-
-/// The operation name of a message a conforming peer never sends us: we
-/// never send a `SPAWN_REQUEST`, so no `SPAWN_REPLY` can answer one. They
-/// are dropped here, so they are never logged whole.
-fn never_negotiated(message: &ControlMessage) -> Option<&'static str> {
-    use ControlMessage as M;
-    match message {
-        M::SpawnReply(_) => Some("SPAWN_REPLY"),
-        M::SpawnReplyTt(_) => Some("SPAWN_REPLY_TT"),
-        _ => None,
     }
 }

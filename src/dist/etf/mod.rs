@@ -140,19 +140,41 @@ pub(crate) fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize)
     }
     // eetf's HashMap silently keeps the last of duplicate keys; the BEAM
     // refuses such maps, so we do too: fewer entries than pairs sent.
-    if map_pairs > 0 {
-        let mut entries = 0;
-        walk(&term, |t, _| {
-            if let Term::Map(m) = t {
-                entries += m.map.len();
-            }
-            Ok(())
-        })?;
-        if entries != map_pairs {
-            return Err(TermError::DuplicateMapKeys);
-        }
+    if map_pairs > 0 && map_entries(&term) != map_pairs {
+        return Err(TermError::DuplicateMapKeys);
     }
     Ok((term, len))
+}
+
+/// How many key-value pairs the maps of `bytes` declare: the terms there
+/// one after another, each with its version byte, as a check accepted them
+/// (rescanned without limits: they were applied the first time).
+pub(crate) fn declared_map_pairs(bytes: &[u8]) -> Result<usize, TermError> {
+    const ANY: Limits = Limits {
+        max_depth: usize::MAX,
+        max_terms: usize::MAX,
+    };
+    let (mut rest, mut pairs) = (bytes, 0);
+    while !rest.is_empty() {
+        let (len, found) = scan(rest, &ANY)?;
+        pairs += found;
+        rest = &rest[len..];
+    }
+    Ok(pairs)
+}
+
+/// How many entries the maps inside `term` hold (without recursion). Fewer
+/// than the pairs declared on the wire means duplicate keys, which eetf's
+/// `HashMap` silently merges and the BEAM refuses.
+pub(crate) fn map_entries(term: &Term) -> usize {
+    let mut entries = 0;
+    let _ = walk(term, |t, _| {
+        if let Term::Map(m) = t {
+            entries += m.map.len();
+        }
+        Ok(())
+    });
+    entries
 }
 
 /// Appends the external format (version byte 131 first) of `term` to `out`,
