@@ -12,7 +12,16 @@ pub(super) struct Arg<'a> {
     pub canon: Canon,
 }
 
+/// Deepest nesting of a key, value or tag the locker keeps: replies wrap
+/// them in a few levels (`get_debug_state` lists them all), which must stay
+/// within the distribution's 128, or one held key would make those replies
+/// unsendable for every caller.
+pub(crate) const MAX_ARG_DEPTH: usize = 32;
+
 fn arg(term: &Term) -> Option<Arg<'_>> {
+    if crate::dist::etf::peek::depth_at_most(term, MAX_ARG_DEPTH) > MAX_ARG_DEPTH {
+        return None;
+    }
     Canon::of(term).ok().map(|canon| Arg { term, canon })
 }
 

@@ -1,0 +1,95 @@
+//! Every request gets an answer, whatever its depth (issue 15, hole 3):
+//! real BEAM nodes running the `erl_quorum` application against three
+//! `erl_quorum serve` masters (which serve `locker` and `erl_quorum`).
+//!
+//! - A locker call whose reply would nest too deep to send is answered
+//!   `{error, {reply_unencodable, {too_deep, 128}}}`, not left to time out.
+//! - A name nested too deep is refused at `register_name`, so it can never
+//!   make the `{subscribe, Pid}` reply unsendable for every client.
+//! - A BEAM client sending a call 200 levels deep (the BEAM accepts it)
+//!   keeps its connection and gets `{error, {too_deep, 128}}`.
+
+mod common;
+mod quorum_support;
+mod rust_node;
+mod services_support;
+
+use services_support::{beval, start_app_node, start_cluster, Lang::Erlang};
+
+/// An Erlang expression binding `Var` to `levels` nested 1-tuples.
+fn nested(var: &str, levels: usize) -> String {
+    format!("{var} = lists:foldl(fun(_, T) -> {{T}} end, x, lists:seq(1, {levels}))")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_requests_are_answered_and_deep_names_refused() {
+    let cluster = start_cluster("dt", None).await;
+    let m = cluster.master_names();
+    let a = start_app_node("a_dt", Erlang, &m).await;
+    let b = start_app_node("b_dt", Erlang, &m).await;
+    beval(&a, &format!("M = '{}'", m[0]));
+    beval(&b, &format!("M = '{}'", m[0]));
+
+    // 1. The locker's `{error, {unknown_request, Deep127}}` cannot be sent
+    // (129 levels with its wrapping): an error reply comes instead.
+    beval(&a, &nested("D127", 127));
+    assert_eq!(
+        beval(&a, "catch gen_server:call({locker, M}, D127, 5000)"),
+        "{error,{reply_unencodable,{too_deep,128}}}"
+    );
+
+    // 2. A name 126 deep is refused at registration, as a bad argument...
+    beval(&a, &nested("D126", 126));
+    let refused = beval(
+        &a,
+        "case catch rust_registry:register_name(D126, self()) of \
+           {'EXIT', {{badarg, Why}, _}} -> Why; Other -> {unexpected, Other} end",
+    );
+    assert_eq!(refused, "{too_deep,32}");
+    assert_eq!(
+        beval(&a, "catch gen_server:call({erl_quorum, M}, {lock, D126, self(), false}, 5000)"),
+        "{error,{badarg,{too_deep,32}}}"
+    );
+    // ... so every client's subscription still gets its names.
+    for node in [&a, &b] {
+        let reply = beval(
+            node,
+            "case catch gen_server:call({erl_quorum, M}, {subscribe, self()}, 5000) of \
+               {ok, L} when is_list(L) -> ok; Other -> Other end",
+        );
+        assert_eq!(reply, "ok");
+    }
+    // Names within the bound still register.
+    beval(&a, &nested("D20", 20));
+    assert_eq!(
+        beval(
+            &a,
+            "element(1, eq_services:holder(fun() -> rust_registry:register_name(D20, self()) end))"
+        ),
+        "yes"
+    );
+
+    // 3. A call 200 deep: the BEAM sends it, our node drops that message
+    // alone and answers the caller; the connection stays.
+    beval(&b, &nested("D200", 200));
+    beval(&b, "true = monitor_node(M, true)");
+    assert_eq!(
+        beval(&b, "catch gen_server:call({erl_quorum, M}, D200, 5000)"),
+        "{error,{too_deep,128}}"
+    );
+    // A plain send of it, then a normal call on the same connection.
+    beval(&b, "{erl_quorum, M} ! D200");
+    assert_eq!(
+        beval(
+            &b,
+            "case catch gen_server:call({erl_quorum, M}, {subscribe, self()}, 5000) of \
+               {ok, L} when is_list(L) -> ok; Other -> Other end"
+        ),
+        "ok"
+    );
+    assert_eq!(
+        beval(&b, "receive {nodedown, M} -> nodedown after 200 -> connected end"),
+        "connected"
+    );
+    drop((a, b, cluster));
+}
