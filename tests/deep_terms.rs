@@ -21,15 +21,21 @@ fn nested(var: &str, levels: usize) -> String {
     format!("{var} = lists:foldl(fun(_, T) -> {{T}} end, x, lists:seq(1, {levels}))")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deep_requests_are_answered_and_deep_names_refused() {
-    let cluster = start_cluster("dt", None).await;
+/// Three masters and two BEAM app nodes, each with `M` bound to the
+/// first master.
+async fn setup(prefix: &str) -> (quorum_support::Cluster, common::BeamNode, common::BeamNode) {
+    let cluster = start_cluster(prefix, None).await;
     let m = cluster.master_names();
-    let a = start_app_node("a_dt", Erlang, &m).await;
-    let b = start_app_node("b_dt", Erlang, &m).await;
+    let a = start_app_node(&format!("a_{prefix}"), Erlang, &m).await;
+    let b = start_app_node(&format!("b_{prefix}"), Erlang, &m).await;
     beval(&a, &format!("M = '{}'", m[0]));
     beval(&b, &format!("M = '{}'", m[0]));
+    (cluster, a, b)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locker_reply_too_deep_to_send_becomes_an_error_reply() {
+    let (cluster, a, b) = setup("dt1").await;
     // 1. The locker's `{error, {unknown_request, Deep127}}` cannot be sent
     // (129 levels with its wrapping): an error reply comes instead.
     beval(&a, &nested("D127", 127));
@@ -38,6 +44,12 @@ async fn deep_requests_are_answered_and_deep_names_refused() {
         "{error,{reply_unencodable,{too_deep,128}}}"
     );
 
+    drop((a, b, cluster));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_names_are_refused_and_subscribe_keeps_working() {
+    let (cluster, a, b) = setup("dt2").await;
     // 2. A name 126 deep, registered by a direct call (rust_quorum:call/1
     // refuses requests over 120 levels itself), following redirects to the
     // shard's node: refused as a bad argument, not echoed...
@@ -53,7 +65,10 @@ async fn deep_requests_are_answered_and_deep_names_refused() {
     );
     assert_eq!(beval(&a, "Reg(M, 3)"), "{error,{badarg,{too_deep,32}}}");
     assert_eq!(
-        beval(&a, "catch gen_server:call({erl_quorum, M}, {lock, D126, self(), false}, 5000)"),
+        beval(
+            &a,
+            "catch gen_server:call({erl_quorum, M}, {lock, D126, self(), false}, 5000)"
+        ),
         "{error,{badarg,{too_deep,32}}}"
     );
     // rust_registry raises badarg for a name over the bound.
@@ -83,6 +98,20 @@ async fn deep_requests_are_answered_and_deep_names_refused() {
         "yes"
     );
 
+    drop((a, b, cluster));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beam_call_200_deep_is_answered_and_keeps_the_connection() {
+    let (cluster, a, b) = setup("dt3").await;
+    beval(&a, &nested("D20", 20));
+    assert_eq!(
+        beval(
+            &a,
+            "element(1, eq_services:holder(fun() -> rust_registry:register_name(D20, self()) end))"
+        ),
+        "yes"
+    );
     // 3. A call 200 deep: the BEAM sends it, our node drops that message
     // alone and answers the caller; the connection stays.
     beval(&b, &nested("D200", 200));
@@ -102,7 +131,10 @@ async fn deep_requests_are_answered_and_deep_names_refused() {
         "ok"
     );
     assert_eq!(
-        beval(&b, "receive {nodedown, M} -> nodedown after 200 -> connected end"),
+        beval(
+            &b,
+            "receive {nodedown, M} -> nodedown after 200 -> connected end"
+        ),
         "connected"
     );
     drop((a, b, cluster));

@@ -460,7 +460,9 @@ fn too_deep_message(
         return Err(refused);
     }
     let from = peek::gen_call_from(&bytes[control_len..], limits);
-    let answer = from.as_ref().and_then(|from| too_deep_reply(from, peer, limits));
+    let answer = from
+        .as_ref()
+        .and_then(|from| too_deep_reply(from, peer, limits));
     // Bounded: the operation and whether it is answered, not the term.
     tracing::warn!(
         peer,

@@ -392,7 +392,11 @@ fn a_message_nesting_too_deep_is_dropped_alone() {
         wire.extend(stream(atom_cache, std::slice::from_ref(&after)));
         let mut c = connection(atom_cache, Instant::now());
         c.handle_input(&wire, Instant::now());
-        assert_eq!(drain(&mut c), vec![after.clone()], "atom cache {atom_cache}");
+        assert_eq!(
+            drain(&mut c),
+            vec![after.clone()],
+            "atom cache {atom_cache}"
+        );
     }
 }
 

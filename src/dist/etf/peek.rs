@@ -131,6 +131,9 @@ mod tests {
         super::super::encode_term(&cast, &mut bytes).unwrap();
         assert_eq!(gen_call_from(&bytes, &limits), None);
         assert_eq!(gen_call_from(&[], &limits), None);
-        assert_eq!(gen_call_from(&[VERSION, SMALL_TUPLE_EXT, 3, 119, 200], &limits), None);
+        assert_eq!(
+            gen_call_from(&[VERSION, SMALL_TUPLE_EXT, 3, 119, 200], &limits),
+            None
+        );
     }
 }

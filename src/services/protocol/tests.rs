@@ -427,20 +427,19 @@ fn keys_names_and_meta_over_the_bounds_are_refused_without_echo() {
     use super::request::{MAX_NAME_BYTES, MAX_NAME_DEPTH};
     let nested = |levels: usize| (0..levels).fold(atom("n"), |t, _| tuple(vec![t]));
     let me = Term::from(pid(1));
-    let too_deep = BadRequest::Badarg(tuple(vec![
-        atom("too_deep"),
-        int(MAX_NAME_DEPTH as i64),
-    ]));
-    let too_large = BadRequest::Badarg(tuple(vec![
-        atom("too_large"),
-        int(MAX_NAME_BYTES as i64),
-    ]));
+    let too_deep = BadRequest::Badarg(tuple(vec![atom("too_deep"), int(MAX_NAME_DEPTH as i64)]));
+    let too_large = BadRequest::Badarg(tuple(vec![atom("too_large"), int(MAX_NAME_BYTES as i64)]));
     let big = binary(vec![7; MAX_NAME_BYTES]);
     for (bad, why) in [(nested(MAX_NAME_DEPTH + 1), &too_deep), (big, &too_large)] {
         for request in [
             tuple(vec![atom("lock"), bad.clone(), me.clone(), atom("true")]),
             tuple(vec![atom("register_name"), bad.clone(), me.clone()]),
-            tuple(vec![atom("register_name"), atom("n"), me.clone(), bad.clone()]),
+            tuple(vec![
+                atom("register_name"),
+                atom("n"),
+                me.clone(),
+                bad.clone(),
+            ]),
         ] {
             let refused = Request::decode(&request).unwrap_err();
             assert_eq!(&refused, why);
