@@ -12,11 +12,13 @@ pub(super) struct Arg<'a> {
     pub canon: Canon,
 }
 
-/// Deepest nesting of a key, value or tag the locker keeps: replies wrap
-/// them in a few levels (`get_debug_state` lists them all), which must stay
-/// within the distribution's 128, or one held key would make those replies
-/// unsendable for every caller.
-pub(crate) const MAX_ARG_DEPTH: usize = 32;
+/// Deepest nesting of a key, value or tag the locker keeps (as deep as
+/// `rust_quorum:call/1` sends). Replies and replication wrap them in at
+/// most 4 levels (`get_debug_state` lists every key in `{Tag, {ok, [{Key,
+/// ...}]}}`, a `trans_log` op sits in `{'$gen_cast', {trans_log, N,
+/// [Op]}}`), which must stay within the distribution's 128, or one held
+/// key would make those messages unsendable for every caller.
+pub(crate) const MAX_ARG_DEPTH: usize = 120;
 
 fn arg(term: &Term) -> Option<Arg<'_>> {
     if crate::dist::etf::peek::depth_at_most(term, MAX_ARG_DEPTH) > MAX_ARG_DEPTH {
