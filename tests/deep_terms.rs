@@ -4,8 +4,9 @@
 //!
 //! - A locker call whose reply would nest too deep to send is answered
 //!   `{error, {reply_unencodable, {too_deep, 128}}}`, not left to time out.
-//! - A name nested too deep is refused at `register_name`, so it can never
-//!   make the `{subscribe, Pid}` reply unsendable for every client.
+//! - A name nested too deep (or too large) is refused at `register_name`,
+//!   so it can never make the `{subscribe, Pid}` reply unsendable for every
+//!   client.
 //! - A BEAM client sending a call 200 levels deep (the BEAM accepts it)
 //!   keeps its connection and gets `{error, {too_deep, 128}}`.
 
@@ -63,22 +64,23 @@ async fn deep_names_are_refused_and_subscribe_keeps_working() {
                                    {erl_quorum_redirect, To} -> R(To, K - 1); \
                                    Other -> Other end end",
     );
-    assert_eq!(beval(&a, "Reg(M, 3)"), "{error,{badarg,{too_deep,32}}}");
+    assert_eq!(beval(&a, "Reg(M, 3)"), "{error,{badarg,{too_deep,120}}}");
     assert_eq!(
         beval(
             &a,
             "catch gen_server:call({erl_quorum, M}, {lock, D126, self(), false}, 5000)"
         ),
-        "{error,{badarg,{too_deep,32}}}"
+        "{error,{badarg,{too_deep,120}}}"
     );
-    // rust_registry raises badarg for a name over the bound.
-    beval(&a, &nested("D40", 40));
+    // rust_registry raises badarg for a name over the size bound (its
+    // depth is checked by rust_quorum:call/1 before it is sent).
+    beval(&a, "Big = binary:copy(<<\"n\">>, 5 * 1024 * 1024)");
     let refused = beval(
         &a,
-        "case catch rust_registry:register_name(D40, self()) of \
+        "case catch rust_registry:register_name(Big, self()) of \
            {'EXIT', {{badarg, Why}, _}} -> Why; Other -> {unexpected, Other} end",
     );
-    assert_eq!(refused, "{too_deep,32}");
+    assert_eq!(refused, "{too_large,4194304}");
     // ... so every client's subscription still gets its names.
     for node in [&a, &b] {
         let reply = beval(

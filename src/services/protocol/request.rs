@@ -99,12 +99,13 @@ impl BadRequest {
     }
 }
 
-/// Deepest nesting of a lock key, a name or its metadata: far below the
-/// distribution's 128, so every reply and notice that wraps one in a few
-/// tuples and lists can still be sent.
-pub(crate) const MAX_NAME_DEPTH: usize = 32;
+/// Deepest nesting of a lock key, a name or its metadata: what
+/// `rust_quorum:call/1` sends at most. Every reply and message that carries
+/// one wraps it in at most 4 levels (a `subscribe` reply is `{Tag, {ok,
+/// [{Name, Pid}]}}`), so all of them stay within the distribution's 128.
+pub(crate) const MAX_NAME_DEPTH: usize = 120;
 /// Largest encoded size of a lock key, a name or its metadata.
-pub(crate) const MAX_NAME_BYTES: usize = 64 << 10;
+pub(crate) const MAX_NAME_BYTES: usize = 4 << 20;
 
 /// `Ok` if `term` is within [`MAX_NAME_DEPTH`] and [`MAX_NAME_BYTES`] (and
 /// can be sent at all); otherwise `{badarg, {too_deep, Max}}`,
