@@ -60,6 +60,10 @@ try_register(Request, Name, Pid, Retries) ->
             yes;
         no ->
             taken(Request, Name, Pid, Retries);
+        {error, {badarg, Why}} ->
+            %% A name or metadata over the serving node's bounds (too deep or
+            %% too large: see PROTOCOL.md): refused, as a bad argument.
+            erlang:error({badarg, Why});
         Other ->
             erlang:error({unexpected_reply, Request, Other})
     end.

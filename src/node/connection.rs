@@ -486,6 +486,7 @@ async fn reader(
                         }
                     }
                 }
+                Ok(Some(Polled::Answer(message))) => node.send_remote(&peer, message),
                 Ok(Some(Polled::Large { sender, message })) => {
                     pacing.frame();
                     if order.decoding() >= MAX_LARGE_DECODING {

@@ -37,8 +37,20 @@ impl Caller {
 
     /// Sends `{Tag, Reply}` the way `gen:reply/2` does: to the alias when the
     /// tag carries one, otherwise to the caller's pid.
+    ///
+    /// A reply a remote caller could never receive (nested deeper than the
+    /// distribution's term limit, an atom over 255 characters, a NaN...)
+    /// is replaced by `{error, {reply_unencodable, Why}}` (see
+    /// [`unencodable_reply`]), so the caller is answered instead of waiting
+    /// for its timeout. Local callers get any term.
     pub fn reply(&self, process: &Process, reply: Term) {
-        let message = tuple(vec![self.tag.clone(), reply]);
+        let mut message = tuple(vec![self.tag.clone(), reply]);
+        if !process.node.inner.is_local(&self.pid.node) {
+            if let Err(e) = crate::dist::etf::peek::check_encodable(&message) {
+                tracing::warn!(caller = ?self.pid, error = %e, "reply cannot be sent; replying with an error");
+                message = tuple(vec![self.tag.clone(), unencodable_reply(&e)]);
+            }
+        }
         match &self.tag {
             Term::ImproperList(l) if l.elements.len() == 1 && is_atom(&l.elements[0], "alias") => {
                 match &*l.last {
@@ -49,6 +61,25 @@ impl Caller {
             _ => process.send(&self.pid, message),
         }
     }
+}
+
+/// `{error, {reply_unencodable, Why}}`: what a remote caller gets instead
+/// of a reply that cannot be sent. `Why` is `{too_deep, MaxDepth}` for a
+/// reply nested deeper than the distribution's term limit, otherwise a
+/// short binary saying what the reply holds that cannot be encoded.
+pub(crate) fn unencodable_reply(e: &crate::dist::etf::TermError) -> Term {
+    let why = if crate::dist::etf::peek::is_too_deep(e) {
+        tuple(vec![
+            atom("too_deep"),
+            crate::term::int(crate::dist::etf::peek::MAX_DEPTH as i64),
+        ])
+    } else {
+        Term::from(eetf::Binary::from(e.to_string().into_bytes()))
+    };
+    tuple(vec![
+        atom("error"),
+        tuple(vec![atom("reply_unencodable"), why]),
+    ])
 }
 
 /// What `handle_call` wants done.

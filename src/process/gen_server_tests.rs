@@ -281,3 +281,28 @@ async fn events_rank_after_mail_and_a_closed_channel_leaves_mail() {
         vec!["cast 'a'", "info 'b'", "call 'c'", "event 1", "event 2", "call 'd'"]
     );
 }
+
+#[test]
+fn unencodable_replies_become_error_replies() {
+    use super::gen_server::unencodable_reply;
+    use crate::dist::etf::{peek, TermError};
+    let deep = (0..peek::MAX_DEPTH + 1).fold(atom("x"), |t, _| tuple(vec![t]));
+    let e = peek::check_encodable(&deep).unwrap_err();
+    let reply = unencodable_reply(&e);
+    assert_eq!(
+        reply,
+        tuple(vec![
+            atom("error"),
+            tuple(vec![
+                atom("reply_unencodable"),
+                tuple(vec![atom("too_deep"), int(peek::MAX_DEPTH as i64)]),
+            ]),
+        ])
+    );
+    assert!(peek::check_encodable(&reply).is_ok());
+    let other = unencodable_reply(&TermError::Unencodable("float is NaN or infinite".into()));
+    assert!(matches!(
+        crate::term::as_tuple(&other),
+        Some([_, t]) if matches!(crate::term::as_tuple(t), Some([_, Term::Binary(_)]))
+    ));
+}

@@ -6,8 +6,9 @@
 use super::reassembly::{Reassembled, Reassembly, MAX_PARTIAL_MESSAGES};
 use super::{ConnectionConfig, ConnectionError};
 use crate::dist::atom_cache::AtomCache;
-use crate::dist::control::{self, ControlMessage};
-use crate::dist::etf::Limits;
+use crate::dist::atom_cache::AtomCacheError;
+use crate::dist::control::{self, ControlError, ControlMessage};
+use crate::dist::etf::{self, peek, Limits, TermError};
 use crate::dist::frame::{self, Frame};
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,22 @@ pub(crate) const LARGE_MESSAGE_BYTES: usize = 1 << 20;
 /// a few large messages at once, never an unbounded number.
 const HELD_PER_FRAME_LIMIT: usize = 2;
 
+/// How deep a message's payload may nest before the connection is dropped.
+/// Payloads deeper than [`Limits::max_depth`] and up to this are checked by
+/// the scanner alone (no recursion, O(depth) memory) and dropped, message
+/// by message: the BEAM sends terms of any depth, and one such message must
+/// not cost the peer its whole connection.
+pub(crate) const DEEP_PAYLOAD_DEPTH: usize = 1 << 16;
+
 /// What [`Incoming::poll`] found.
 #[derive(Debug)]
 pub(crate) enum Polled {
     /// A message, decoded.
     Message(ControlMessage),
+    /// A message for the peer, to send back: the error reply to a
+    /// `'$gen_call'` whose request nested too deep to decode and was
+    /// dropped (see [`too_deep_reply`]).
+    Answer(ControlMessage),
     /// A large reassembled message from `sender`, checked only as far as
     /// its control message: [`LargeMessage::decode`] does the rest.
     Large {
@@ -167,13 +179,17 @@ impl Incoming {
     /// closes the connection (logged here, once).
     #[cfg(test)] // the driver uses `poll`; the in-memory tests this
     pub(crate) fn poll_message(&mut self) -> Result<Option<ControlMessage>, ConnectionError> {
-        match self.poll()? {
-            None => Ok(None),
-            Some(Polled::Message(m)) => Ok(Some(m)),
-            Some(Polled::Large { message, .. }) => match message.decode() {
-                Ok(m) => Ok(Some(m)),
-                Err(e) => Err(self.fail(e)),
-            },
+        loop {
+            return match self.poll()? {
+                None => Ok(None),
+                Some(Polled::Message(m)) => Ok(Some(m)),
+                // Answers to the peer are the driver's; tests see `poll`.
+                Some(Polled::Answer(_)) => continue,
+                Some(Polled::Large { message, .. }) => match message.decode() {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e) => Err(self.fail(e)),
+                },
+            };
         }
     }
 
@@ -195,7 +211,16 @@ impl Incoming {
                 }
                 Ok(Some((Frame::PassThrough(body), used))) => {
                     self.start += used;
-                    control::decode(body, &self.limits).map_err(ConnectionError::from)
+                    match control::decode(body, &self.limits).map_err(ConnectionError::from) {
+                        Err(e) if is_too_deep(&e) => {
+                            let deep = deep_limits(&self.limits);
+                            match control::check_body(body, &deep) {
+                                Ok(_) => too_deep_message(body, &self.limits, &self.peer, e),
+                                Err(_) => Err(e),
+                            }
+                        }
+                        other => other.map(Decoded::Message),
+                    }
                 }
                 Ok(Some((Frame::WithHeader(body), used))) => {
                     self.start += used;
@@ -205,8 +230,25 @@ impl Incoming {
                         .atoms
                         .expand_checked(body, &self.limits, &mut self.expanded)
                     {
-                        Ok(checked) => control::decode_checked(checked).map_err(Into::into),
-                        Err(e) => Err(e.into()),
+                        Ok(checked) => control::decode_checked(checked)
+                            .map(Decoded::Message)
+                            .map_err(Into::into),
+                        Err(e) => match ConnectionError::from(e) {
+                            e if is_too_deep(&e) => {
+                                self.expanded.clear();
+                                let deep = deep_limits(&self.limits);
+                                match self.atoms.expand_checked(body, &deep, &mut self.expanded) {
+                                    Ok(_) => too_deep_message(
+                                        &self.expanded,
+                                        &self.limits,
+                                        &self.peer,
+                                        e,
+                                    ),
+                                    Err(_) => Err(e),
+                                }
+                            }
+                            e => Err(e),
+                        },
                     }
                 }
                 Ok(Some((Frame::Fragment(body), used))) => {
@@ -230,12 +272,32 @@ impl Incoming {
                                     };
                                     return Ok(Some(Polled::Large { sender, message }));
                                 }
-                                Ok(None) => decode_reassembled(
+                                Ok(None) => match decode_reassembled(
                                     &mut self.atoms,
                                     &whole,
                                     &self.limits,
                                     &mut self.expanded,
-                                ),
+                                ) {
+                                    Err(e) if is_too_deep(&e) => {
+                                        self.expanded.clear();
+                                        let deep = deep_limits(&self.limits);
+                                        match self.atoms.expand_resolved(
+                                            &whole.atoms,
+                                            &whole.terms,
+                                            &deep,
+                                            &mut self.expanded,
+                                        ) {
+                                            Ok(_) => too_deep_message(
+                                                &self.expanded,
+                                                &self.limits,
+                                                &self.peer,
+                                                e,
+                                            ),
+                                            Err(_) => Err(e),
+                                        }
+                                    }
+                                    other => other.map(Decoded::Message),
+                                },
                                 Err(e) => Err(e),
                             }
                         }
@@ -250,7 +312,9 @@ impl Incoming {
             // A message we never asked for (a SPAWN_REPLY) goes on too: the
             // node's dispatch refuses it within the peer's refusal budget.
             return match decoded {
-                Ok(message) => Ok(Some(Polled::Message(message))),
+                Ok(Decoded::Dropped(None)) => continue,
+                Ok(Decoded::Dropped(Some(answer))) => Ok(Some(Polled::Answer(answer))),
+                Ok(Decoded::Message(message)) => Ok(Some(Polled::Message(message))),
                 Err(e) => Err(self.fail(e)),
             };
         }
@@ -319,4 +383,102 @@ impl Incoming {
         }
         e
     }
+}
+
+/// What one frame came to on the reader.
+enum Decoded {
+    Message(ControlMessage),
+    /// A message dropped for its payload's depth, and the answer to send
+    /// its caller if it was a call.
+    Dropped(Option<ControlMessage>),
+}
+
+/// The connection's limits with [`DEEP_PAYLOAD_DEPTH`].
+fn deep_limits(limits: &Limits) -> Limits {
+    Limits {
+        max_depth: DEEP_PAYLOAD_DEPTH.max(limits.max_depth),
+        ..*limits
+    }
+}
+
+/// Whether `e` refused a term only for its depth.
+fn is_too_deep(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::Header(AtomCacheError::TooDeep { .. })
+            | ConnectionError::Control(ControlError::Term(TermError::TooDeep { .. }))
+    )
+}
+
+/// The operations whose payload is a message to a process (`SEND`,
+/// `REG_SEND`, `SEND_SENDER`, `ALIAS_SEND` and their `_TT` forms): those
+/// alone may be dropped. Any other payload (an exit reason, a spawn's
+/// arguments) too deep still fails the connection, since dropping it would
+/// lose a signal.
+const MESSAGE_OPS: [i32; 8] = [2, 6, 12, 16, 22, 23, 33, 34];
+
+/// A message checked with [`deep_limits`] (`bytes`: control message and
+/// payload, expanded, each with its version byte) that `limits` refused
+/// for depth: if its control message is within `limits` and it carries a
+/// message to a process, it is dropped, and a `'$gen_call'` from a process
+/// of the peer is answered with [`too_deep_reply`]. Otherwise `refused`,
+/// the error that fails the connection.
+fn too_deep_message(
+    bytes: &[u8],
+    limits: &Limits,
+    peer: &str,
+    refused: ConnectionError,
+) -> Result<Decoded, ConnectionError> {
+    let Ok((control, control_len)) = etf::decode_term(bytes, limits) else {
+        return Err(refused);
+    };
+    let op = match &control {
+        eetf::Term::Tuple(t) => match t.elements.first() {
+            Some(eetf::Term::FixInteger(i)) => i.value,
+            _ => return Err(refused),
+        },
+        _ => return Err(refused),
+    };
+    if !MESSAGE_OPS.contains(&op) || control_len == bytes.len() {
+        return Err(refused);
+    }
+    let from = peek::gen_call_from(&bytes[control_len..], limits);
+    let answer = from
+        .as_ref()
+        .and_then(|from| too_deep_reply(from, peer, limits));
+    // Bounded: the operation and whether it is answered, not the term.
+    tracing::warn!(
+        peer,
+        op,
+        answered = answer.is_some(),
+        max_depth = limits.max_depth,
+        "message nests deeper than the term limit; dropped"
+    );
+    Ok(Decoded::Dropped(answer))
+}
+
+/// `{Tag, {error, {too_deep, MaxDepth}}}` sent to the caller of a
+/// `'$gen_call'` with `From` = `{Pid, Tag}` (to the pid, which an alias
+/// tag's `receive` matches as well), only if Pid is a process of `peer`:
+/// nothing is ever sent to a node the peer names.
+pub(crate) fn too_deep_reply(
+    from: &eetf::Term,
+    peer: &str,
+    limits: &Limits,
+) -> Option<ControlMessage> {
+    use crate::term::{atom, int, tuple};
+    let [eetf::Term::Pid(pid), tag] = crate::term::as_tuple(from)? else {
+        return None;
+    };
+    if pid.node.name != peer {
+        return None;
+    }
+    let error = tuple(vec![
+        atom("error"),
+        tuple(vec![atom("too_deep"), int(limits.max_depth as i64)]),
+    ]);
+    Some(ControlMessage::send(
+        pid.clone(),
+        tuple(vec![tag.clone(), error]),
+    ))
 }

@@ -363,35 +363,93 @@ fn bad_bodies_and_headers_close_the_connection() {
     }
 }
 
+/// A frame of `message` (whose payload must end in the atom `y`) with that
+/// `y` replaced by `levels` nested 1-tuples around `x`, built by hand: our
+/// encoder refuses what we could not decode.
+fn deep_frame(atom_cache: bool, message: ControlMessage, levels: usize) -> Vec<u8> {
+    let mut payload = [104, 1].repeat(levels);
+    payload.extend_from_slice(&[119, 1, b'x']);
+    let frame = control::encode(message).unwrap();
+    let mut body = if atom_cache {
+        let mut body = vec![131, 68, 0];
+        body.extend_from_slice(frame.terms());
+        body
+    } else {
+        frame.into_pass_through()[4..].to_vec()
+    };
+    body.truncate(body.len() - 3);
+    body.extend_from_slice(&payload);
+    let mut wire = (body.len() as u32).to_be_bytes().to_vec();
+    wire.extend(body);
+    wire
+}
+
 #[test]
-fn a_terms_limits_apply_to_each_frame() {
-    // A payload nesting deeper than the limit, in both body forms.
+fn a_message_nesting_too_deep_is_dropped_alone() {
+    let after = reg_send("a@h", atom("next"));
     for atom_cache in [true, false] {
-        // Built by hand: our encoder refuses what we could not decode.
-        let mut payload = [104, 1].repeat(200);
-        payload.extend_from_slice(&[119, 1, b'x']);
-        let frame = if atom_cache {
-            let mut body = vec![131, 68, 0];
-            body.extend_from_slice(control::encode(reg_send("a@h", atom("y"))).unwrap().terms());
-            // Replace the payload `y` (3 bytes at the end) by the deep term.
-            body.truncate(body.len() - 3);
-            body.extend_from_slice(&payload);
-            body
-        } else {
-            let mut body = control::encode(reg_send("a@h", atom("y")))
-                .unwrap()
-                .into_pass_through()[4..]
-                .to_vec();
-            body.truncate(body.len() - 3);
-            body.extend_from_slice(&payload);
-            body
-        };
-        let mut wire = (frame.len() as u32).to_be_bytes().to_vec();
-        wire.extend(frame);
+        let mut wire = deep_frame(atom_cache, reg_send("a@h", atom("y")), 200);
+        wire.extend(stream(atom_cache, std::slice::from_ref(&after)));
+        let mut c = connection(atom_cache, Instant::now());
+        c.handle_input(&wire, Instant::now());
+        assert_eq!(
+            drain(&mut c),
+            vec![after.clone()],
+            "atom cache {atom_cache}"
+        );
+    }
+}
+
+#[test]
+fn a_call_nesting_too_deep_is_answered_with_an_error() {
+    let caller = pid("peer@host", 5);
+    let tag = atom("tag");
+    let from = Term::from(Tuple::from(vec![caller.clone().into(), tag.clone()]));
+    let call = |from: Term| {
+        let request = Tuple::from(vec![atom("$gen_call"), from, atom("y")]);
+        reg_send("peer@host", Term::from(request))
+    };
+    let limit = Limits::default().max_depth as i64;
+    let error = crate::term::tuple(vec![
+        atom("error"),
+        crate::term::tuple(vec![atom("too_deep"), crate::term::int(limit)]),
+    ]);
+    let expected = ControlMessage::send(caller, crate::term::tuple(vec![tag.clone(), error]));
+    for atom_cache in [true, false] {
+        // The deep request sits in the last element: `y` is at the end.
+        let wire = deep_frame(atom_cache, call(from.clone()), 200);
+        let mut c = connection(atom_cache, Instant::now());
+        c.handle_input(&wire, Instant::now());
+        match c.incoming.poll().unwrap() {
+            Some(Polled::Answer(m)) => assert_eq!(m, expected),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+        assert!(c.incoming.poll().unwrap().is_none());
+        // A caller on a third node is never answered (nor dialled).
+        let stranger = Term::from(Tuple::from(vec![pid("third@h", 1).into(), tag.clone()]));
+        let wire = deep_frame(atom_cache, call(stranger), 200);
+        let mut c = connection(atom_cache, Instant::now());
+        c.handle_input(&wire, Instant::now());
+        assert!(c.incoming.poll().unwrap().is_none());
+    }
+}
+
+#[test]
+fn a_terms_limits_still_apply_past_the_deep_payload_bound() {
+    for atom_cache in [true, false] {
+        // Deeper than DEEP_PAYLOAD_DEPTH: the connection goes, as before.
+        let levels = super::incoming::DEEP_PAYLOAD_DEPTH + 1;
+        let wire = deep_frame(atom_cache, reg_send("a@h", atom("y")), levels);
         let mut c = connection(atom_cache, Instant::now());
         c.handle_input(&wire, Instant::now());
         let e = c.poll_message().unwrap_err();
         assert!(e.to_string().contains("deeper"), "{e}");
+        // A deep payload that is not a message (an exit reason) too.
+        let exit = ControlMessage::payload_exit(pid("peer@host", 1), pid("me@h", 2), atom("y"));
+        let wire = deep_frame(atom_cache, exit, 200);
+        let mut c = connection(atom_cache, Instant::now());
+        c.handle_input(&wire, Instant::now());
+        assert!(c.poll_message().is_err());
     }
 }
 

@@ -875,5 +875,6 @@ fn fix_map_keys(m: &mut Map) -> Result<(), TermError> {
     Ok(())
 }
 
+pub(crate) mod peek;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,18 @@ pub(super) struct Arg<'a> {
     pub canon: Canon,
 }
 
+/// Deepest nesting of a key, value or tag the locker keeps (as deep as
+/// `rust_quorum:call/1` sends). Replies and replication wrap them in at
+/// most 4 levels (`get_debug_state` lists every key in `{Tag, {ok, [{Key,
+/// ...}]}}`, a `trans_log` op sits in `{'$gen_cast', {trans_log, N,
+/// [Op]}}`), which must stay within the distribution's 128, or one held
+/// key would make those messages unsendable for every caller.
+pub(crate) const MAX_ARG_DEPTH: usize = 120;
+
 fn arg(term: &Term) -> Option<Arg<'_>> {
+    if crate::dist::etf::peek::depth_at_most(term, MAX_ARG_DEPTH) > MAX_ARG_DEPTH {
+        return None;
+    }
     Canon::of(term).ok().map(|canon| Arg { term, canon })
 }
 

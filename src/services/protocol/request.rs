@@ -99,6 +99,34 @@ impl BadRequest {
     }
 }
 
+/// Deepest nesting of a lock key, a name or its metadata: what
+/// `rust_quorum:call/1` sends at most. Every reply and message that carries
+/// one wraps it in at most 4 levels (a `subscribe` reply is `{Tag, {ok,
+/// [{Name, Pid}]}}`), so all of them stay within the distribution's 128.
+pub(crate) const MAX_NAME_DEPTH: usize = 120;
+/// Largest encoded size of a lock key, a name or its metadata.
+pub(crate) const MAX_NAME_BYTES: usize = 4 << 20;
+
+/// `Ok` if `term` is within [`MAX_NAME_DEPTH`] and [`MAX_NAME_BYTES`] (and
+/// can be sent at all); otherwise `{badarg, {too_deep, Max}}`,
+/// `{badarg, {too_large, MaxBytes}}` or `{badarg, unencodable}`: the term
+/// itself is not echoed, since it may be what cannot be sent.
+pub(crate) fn check_bounded(term: &Term) -> Result<(), BadRequest> {
+    use crate::dist::etf::{encode_term, peek};
+    let bad = |why: Term| Err(BadRequest::Badarg(why));
+    if peek::depth_at_most(term, MAX_NAME_DEPTH) > MAX_NAME_DEPTH {
+        return bad(tuple(vec![atom("too_deep"), int(MAX_NAME_DEPTH as i64)]));
+    }
+    let mut bytes = Vec::new();
+    if encode_term(term, &mut bytes).is_err() {
+        return bad(atom("unencodable"));
+    }
+    if bytes.len() > MAX_NAME_BYTES {
+        return bad(tuple(vec![atom("too_large"), int(MAX_NAME_BYTES as i64)]));
+    }
+    Ok(())
+}
+
 fn block_flag(term: &Term) -> Option<bool> {
     match term {
         t if is_atom(t, "true") => Some(true),
@@ -187,7 +215,27 @@ impl Request {
             }
             _ => return Err(unknown()),
         };
+        request.check_bounds()?;
         Ok(request)
+    }
+
+    /// Refuses a key, name or metadata over [`MAX_NAME_DEPTH`] or
+    /// [`MAX_NAME_BYTES`] before it is held: names are listed in replies
+    /// to every subscriber, so one that could not be sent would silence
+    /// them all.
+    fn check_bounds(&self) -> Result<(), BadRequest> {
+        let held: &[&Term] = match self {
+            Request::Lock { key, .. } => &[key],
+            Request::RegisterName {
+                name,
+                meta: Some(meta),
+                ..
+            } => &[name, meta],
+            Request::RegisterName { name, .. } => &[name],
+            Request::StartName { name, meta, .. } => &[name, meta],
+            _ => &[],
+        };
+        held.iter().try_for_each(|t| check_bounded(t))
     }
 
     pub(crate) fn encode(&self) -> Term {

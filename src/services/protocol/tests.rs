@@ -421,3 +421,38 @@ fn the_masters_understand_our_requests_and_we_their_answers() {
     let odd = tuple(vec![atom("error"), atom("already_locked")]);
     assert_eq!(MasterReply::decode(&odd), MasterReply::Other(odd.clone()));
 }
+
+#[test]
+fn keys_names_and_meta_over_the_bounds_are_refused_without_echo() {
+    use super::request::{MAX_NAME_BYTES, MAX_NAME_DEPTH};
+    let nested = |levels: usize| (0..levels).fold(atom("n"), |t, _| tuple(vec![t]));
+    let me = Term::from(pid(1));
+    let too_deep = BadRequest::Badarg(tuple(vec![atom("too_deep"), int(MAX_NAME_DEPTH as i64)]));
+    let too_large = BadRequest::Badarg(tuple(vec![atom("too_large"), int(MAX_NAME_BYTES as i64)]));
+    let big = binary(vec![7; MAX_NAME_BYTES]);
+    for (bad, why) in [(nested(MAX_NAME_DEPTH + 1), &too_deep), (big, &too_large)] {
+        for request in [
+            tuple(vec![atom("lock"), bad.clone(), me.clone(), atom("true")]),
+            tuple(vec![atom("register_name"), bad.clone(), me.clone()]),
+            tuple(vec![
+                atom("register_name"),
+                atom("n"),
+                me.clone(),
+                bad.clone(),
+            ]),
+        ] {
+            let refused = Request::decode(&request).unwrap_err();
+            assert_eq!(&refused, why);
+            // What the caller gets is small whatever the request held.
+            let mut bytes = Vec::new();
+            crate::dist::etf::encode_term(&refused.encode(), &mut bytes).unwrap();
+            assert!(bytes.len() < 64, "{}", bytes.len());
+        }
+    }
+    // At the bounds: accepted. Lookups are not bounded (they hold nothing).
+    let deepest = nested(MAX_NAME_DEPTH);
+    let reg = tuple(vec![atom("register_name"), deepest.clone(), me.clone()]);
+    assert!(Request::decode(&reg).is_ok());
+    let whereis = tuple(vec![atom("whereis_name"), nested(100)]);
+    assert!(Request::decode(&whereis).is_ok());
+}
