@@ -65,7 +65,10 @@ async fn waiters_of_callers_that_are_gone_are_forgotten() {
     loop {
         let w = waiters(&node).await;
         if w == 0 {
-            eprintln!("2000 waiters forgotten {:?} after their node stopped", started.elapsed());
+            eprintln!(
+                "2000 waiters forgotten {:?} after their node stopped",
+                started.elapsed()
+            );
             break;
         }
         assert!(

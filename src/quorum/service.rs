@@ -11,6 +11,7 @@ use crate::process::rpc::{Call, Exception};
 use crate::process::{
     spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process, RegisterError,
 };
+use crate::term::Brief;
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -175,7 +176,7 @@ impl GenServer for Service {
     }
 
     fn terminate(&mut self, reason: &Term) {
-        tracing::warn!(%reason, "locker service stopped");
+        tracing::warn!(reason = %Brief(reason), "locker service stopped");
     }
 
     /// A summary, not the tables (`get_debug_state` lists those).

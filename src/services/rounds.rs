@@ -11,6 +11,7 @@ use super::shards::{shard_key, Taken};
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
 use crate::quorum::client::round;
+use crate::term::Brief;
 use crate::term::{Pid, Term};
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,7 +228,7 @@ impl Worker {
                         )
                         .await;
                     if !matches!(reply.as_ref().map(MasterReply::decode), Ok(MasterReply::Ok)) {
-                        tracing::warn!(%master, ?reply, "erl_quorum: repair refused");
+                        tracing::warn!(%master, reply = ?reply.as_ref().map(Brief), "erl_quorum: repair refused");
                         ok = false;
                         break;
                     }

@@ -11,6 +11,7 @@ use super::protocol::{PeerMsg, PeerMsgError, Reply, Request};
 use super::rounds::{Event, Job};
 use super::ServicesConfig;
 use crate::process::{CallReply, Caller, EventServer, Flow, GenServer, Mail, Process};
+use crate::term::Brief;
 use crate::term::{atom, tuple, Reference, Term};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
@@ -162,7 +163,7 @@ impl GenServer for Server {
     }
 
     fn terminate(&mut self, reason: &Term) {
-        tracing::warn!(%reason, "erl_quorum service stopped");
+        tracing::warn!(reason = %Brief(reason), "erl_quorum service stopped");
     }
 
     /// What `sys:get_state/1` shows: the `status` counters.

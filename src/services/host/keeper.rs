@@ -8,6 +8,7 @@ use crate::node::Node;
 use crate::process::{CallError, Mail, Process};
 use crate::services::protocol::{Request, Start};
 use crate::services::registry::{Registry, Restart, StartError, StartOptions, StartSpec, Started};
+use crate::term::Brief;
 use crate::term::{atom, binary, tuple, Pid, Term};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -72,7 +73,7 @@ impl Keepers {
             )
             .await;
         if !keeps_child(answer.as_ref().ok()) {
-            tracing::info!(name = ?order.name, ?answer, "erl_quorum_host: start not taken; killing the child");
+            tracing::info!(name = %Brief(&order.name), answer = ?answer.as_ref().map(Brief), "erl_quorum_host: start not taken; killing the child");
             process.exit_signal(&child, atom("kill"));
             return;
         }
@@ -116,7 +117,7 @@ impl Keepers {
     }
 
     async fn report_failed(&self, process: &mut Process, order: &Order, reason: Term) {
-        tracing::info!(name = ?order.name, ?reason, "erl_quorum_host: start failed");
+        tracing::info!(name = %Brief(&order.name), reason = %Brief(&reason), "erl_quorum_host: start failed");
         let request = Request::StartFailed {
             id: order.id,
             reason,
@@ -155,7 +156,7 @@ impl Keepers {
                     break;
                 }
             }
-            tracing::info!(name = ?order.name, ?reply, "erl_quorum_host: name asked for again");
+            tracing::info!(name = %Brief(&order.name), ?reply, "erl_quorum_host: name asked for again");
             match run.after(&reply, Instant::now()) {
                 Some(next) => wait = next,
                 None => return,

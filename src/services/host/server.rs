@@ -17,6 +17,7 @@ use crate::process::{
 };
 use crate::services::protocol::{HostKind, HostMsg, Request};
 use crate::services::registry::{Registry, StartOptions, StartSpec};
+use crate::term::Brief;
 use crate::term::{atom, binary, list, tuple, Pid, Reference, Term};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ impl HostServer {
                 .await;
             let ok = matches!(&reply, Ok(t) if crate::term::is_atom(t, "ok"));
             if !ok {
-                tracing::debug!(%node, ?reply, "erl_quorum_host: announcement not taken; retrying");
+                tracing::debug!(%node, reply = ?reply.as_ref().map(Brief), "erl_quorum_host: announcement not taken; retrying");
             }
             let _ = answers.send(Event::Answered { node, ok });
         });
@@ -149,7 +150,7 @@ impl HostServer {
                 if start_next_node(&reply) {
                     continue;
                 }
-                tracing::info!(?name, %node, ?reply, "erl_quorum_host: a declared singleton was not held; asked for it");
+                tracing::info!(name = %Brief(&name), %node, ?reply, "erl_quorum_host: a declared singleton was not held; asked for it");
                 break;
             }
             let _ = events.send(Event::Checked(index));

@@ -3,6 +3,7 @@
 //! parked on a start are told when it ends.
 
 use super::*;
+use crate::term::Brief;
 
 /// What a start in flight is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +206,7 @@ impl Supervise {
         }
         if let Some(Phase::Starting { .. }) = phase {
             let name = &self.pending[&key].name;
-            tracing::info!(%name, %reason, "erl_quorum: a supervised name failed to start");
+            tracing::info!(name = %Brief(name), reason = %Brief(&reason), "erl_quorum: a supervised name failed to start");
             self.next_host(key, reason, now);
         }
     }
