@@ -5,7 +5,7 @@
 //! half) and asks for ticks at the connection's deadlines.
 
 use super::handshake_io::drive;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxLimits, Pushed};
 use super::peers::{ConnHandle, Peer};
 use super::read_pacing::ReadPacing;
 use super::socket_read::{read_some, read_tls};
@@ -236,21 +236,22 @@ pub(super) fn ensure_connecting(node: &Arc<NodeInner>, peer: &Atom) {
 }
 
 /// Queues one encoded frame for `peer`, dialing first when needed. As in
-/// Erlang, a message to a node that cannot be reached is dropped.
-pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
+/// Erlang, a message to a node that cannot be reached is dropped. `Some`
+/// when the connection is past its busy limit: a sender that can wait
+/// awaits [`Busy::wait`].
+pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) -> Option<Busy> {
     let attempt = {
         let mut peers = node.peers.lock();
         match peers.get_mut(peer) {
             Some(Peer::Up(h)) => {
                 // Write outside the table's lock: other peers' senders go on.
-                let outbox = h.outbox.clone();
+                let (outbox, id) = (h.outbox.clone(), h.id);
                 drop(peers);
-                outbox.push_frame(frame);
-                return;
+                return pushed(node, peer, id, outbox, frame);
             }
             Some(Peer::Connecting { queue, .. }) => {
                 queue.push(frame);
-                return;
+                return None;
             }
             None => {
                 let attempt = node.peers.next_attempt();
@@ -266,6 +267,73 @@ pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
         }
     };
     tokio::spawn(dial(node.clone(), peer.clone(), attempt));
+    None
+}
+
+/// Pushes `frame` to connection `id`'s outbox; past the hard limit, drops
+/// the connection with one line (the outbox refuses anything after).
+fn pushed(
+    node: &Arc<NodeInner>,
+    peer: &Atom,
+    id: u64,
+    outbox: Arc<Outbox>,
+    frame: OutFrame,
+) -> Option<Busy> {
+    match outbox.push_frame(frame) {
+        Pushed::Sent | Pushed::Closed => None,
+        Pushed::Busy => Some(Busy(outbox)),
+        Pushed::Overflow { queued } => {
+            tracing::warn!(
+                peer = %peer.name,
+                queued,
+                max_queued = node.config.max_queued_bytes,
+                "peer does not read what we send: outgoing queue over its limit; connection dropped"
+            );
+            connection_down(node, peer, id, "outgoing queue over its limit");
+            None
+        }
+    }
+}
+
+/// A connection past its busy limit, for a sender that can wait.
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Outbox>);
+
+impl Busy {
+    /// Waits until the connection's queue drains below its busy limit (or
+    /// the connection closes), as the BEAM suspends a sender.
+    pub(crate) async fn wait(&self) {
+        self.0.until_not_busy().await;
+    }
+}
+
+impl NodeInner {
+    /// [`NodeInner::send_remote`] for a sender that can wait: `Some` when
+    /// the connection is past its busy limit (see [`Busy::wait`]).
+    pub(crate) fn send_remote_paced(
+        self: &Arc<Self>,
+        node: &Atom,
+        message: erl_dist::message::Message,
+    ) -> Option<Busy> {
+        match crate::dist::control::encode(message) {
+            Ok(frame) => send_frame(self, node, frame),
+            Err(e) => {
+                tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped");
+                None
+            }
+        }
+    }
+}
+
+impl super::Node {
+    /// Bytes queued for `node` and not yet written to its socket (large
+    /// messages kept for fragments included); `None` when not connected.
+    pub fn queued_bytes(&self, node: &str) -> Option<usize> {
+        match self.inner.peers.lock().get(&Atom::from(node)) {
+            Some(Peer::Up(h)) => Some(h.outbox.queued()),
+            _ => None,
+        }
+    }
 }
 
 async fn dial(node: Arc<NodeInner>, peer: Atom, attempt: u64) {
@@ -340,14 +408,21 @@ fn install(node: Arc<NodeInner>, info: PeerInfo, attempt: u64, stream: Stream, l
     );
     let (incoming, outgoing) = conn.split();
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(write, outgoing));
+    let limits = OutboxLimits {
+        busy: node.config.busy_limit_bytes,
+        max: node.config.max_queued_bytes,
+    };
+    let outbox = Arc::new(Outbox::new(write, outgoing, limits));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
+                // Before the writer starts: at most the hard limit is kept,
+                // the rest dropped with the connection (nothing sent yet
+                // can make the peer read).
                 for frame in queue.drain(..) {
-                    outbox.push_frame(frame);
+                    let _ = outbox.push_frame(frame);
                 }
             }
             _ => {

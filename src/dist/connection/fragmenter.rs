@@ -49,6 +49,9 @@ struct Stream {
 pub(crate) struct Fragmenter {
     streams: VecDeque<Stream>,
     next_seq: u64,
+    /// Bytes of terms held: what is left of the messages in fragments and
+    /// the frames waiting behind them (the outbox's bound counts them).
+    held: usize,
 }
 
 /// What [`Fragmenter::push`] did with a frame.
@@ -74,14 +77,21 @@ impl Fragmenter {
                 .iter_mut()
                 .find(|s| s.sender.as_ref() == Some(p))
         }) {
+            self.held += frame.terms().len();
             s.behind.push_back(frame);
             return Route::Queued;
         }
         if !large {
             return Route::Now(frame);
         }
+        self.held += frame.terms().len();
         self.start(frame, sender, VecDeque::new());
         Route::Queued
+    }
+
+    /// Bytes of terms held for later fragments or behind them.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     fn start(&mut self, frame: OutFrame, sender: Option<Pid>, behind: VecDeque<OutFrame>) {
@@ -129,6 +139,7 @@ impl Fragmenter {
             out.push(0);
         }
         out.extend_from_slice(chunk);
+        self.held -= chunk.len();
         s.sent = end;
         s.next_id -= 1;
         if s.next_id > 0 {
@@ -144,6 +155,7 @@ impl Fragmenter {
                 self.start(frame, sender, behind);
                 break;
             }
+            self.held -= frame.terms().len();
             released.push(frame);
         }
         true
