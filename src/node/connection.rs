@@ -411,6 +411,7 @@ fn install(node: Arc<NodeInner>, info: PeerInfo, attempt: u64, stream: Stream, l
     let limits = OutboxLimits {
         busy: node.config.busy_limit_bytes,
         max: node.config.max_queued_bytes,
+        stall: node.config.net_ticktime.max(Duration::from_secs(1)),
     };
     let outbox = Arc::new(Outbox::new(write, outgoing, limits));
     let (close, closed) = watch::channel(false);
@@ -502,6 +503,10 @@ async fn writer(
                     break "connection closed";
                 }
                 if let Err(e) = outbox.drain(&mut scratch).await {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        tracing::warn!(peer = %peer.name, queued = outbox.queued(), "{}; connection dropped", super::outbox::STALLED);
+                        break "peer does not read";
+                    }
                     tracing::debug!(peer = %peer.name, error = %e, "write failed");
                     break "write failed";
                 }

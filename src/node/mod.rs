@@ -20,8 +20,8 @@ mod spawn_hook;
 mod tls;
 mod transport;
 
-pub(crate) use connection::Busy;
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
+pub(crate) use connection::Busy;
 pub use epmd::EpmdError;
 pub use spawn_hook::{SpawnHandler, SpawnRequest};
 pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};

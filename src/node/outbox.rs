@@ -42,6 +42,9 @@ use tokio::sync::Notify;
 /// the writer task instead: by then more frames are likely on their way.
 const BURST_WINDOW: Duration = Duration::from_micros(50);
 
+/// The error of a write that made no progress for [`OutboxLimits::stall`].
+pub(crate) const STALLED: &str = "peer does not read: no write progress for net_ticktime";
+
 #[derive(Debug)]
 struct Queue {
     /// The connection's sending half: wire forms and ticks.
@@ -90,6 +93,11 @@ pub(crate) struct OutboxLimits {
     pub busy: usize,
     /// A push that finds this many bytes queued closes the connection.
     pub max: usize,
+    /// A write that makes no progress this long (the peer has not read for
+    /// a whole `net_ticktime`) fails: a live peer always reads, and
+    /// senders waiting on a peer that sends ticks but never reads would
+    /// otherwise wait forever.
+    pub stall: std::time::Duration,
 }
 
 /// What became of a pushed frame.
@@ -280,7 +288,9 @@ impl Outbox {
             }
             let mut rest = &buf[..];
             while !rest.is_empty() {
-                let n = self.socket.write(rest).await?;
+                let n = tokio::time::timeout(self.limits.stall, self.socket.write(rest))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, STALLED))??;
                 rest = &rest[n..];
             }
             buf.clear();

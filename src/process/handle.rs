@@ -143,7 +143,8 @@ impl Process {
                 }
                 None if inner.is_local(&pid.node) => {} // an old incarnation's pid
                 None => {
-                    let busy = inner.send_remote_paced(&pid.node.clone(), Message::send(pid, message));
+                    let busy =
+                        inner.send_remote_paced(&pid.node.clone(), Message::send(pid, message));
                     self.note_busy(busy);
                 }
             },
