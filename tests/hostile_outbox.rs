@@ -264,3 +264,110 @@ async fn a_sender_to_a_busy_peer_is_slowed_and_resumes() {
     drop(sender);
     node.shutdown();
 }
+
+/// A frame with a distribution header listing one atom cache reference to
+/// slot 0, new (with `text`) or not; `terms` follow (control message and
+/// payload, without version bytes).
+fn header_frame(text: Option<&str>, terms: &[u8]) -> Vec<u8> {
+    // One reference: its nibble (8 = new entry, segment 0), then the
+    // LongAtoms bit in the nibble after it: 2-byte lengths.
+    let mut body = vec![131, 68, 1, if text.is_some() { 0x18 } else { 0x10 }, 0];
+    if let Some(text) = text {
+        body.extend((text.len() as u16).to_be_bytes());
+        body.extend(text.as_bytes());
+    }
+    body.extend(terms);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+/// (b) The atom-cache amplification: a peer defines one atom of 255
+/// four-byte characters (1020 bytes) and then sends messages whose payload
+/// is a list of 2-byte references to it, to a process that never reads its
+/// mail. The node must not hold hundreds of times what the peer sent: the
+/// expansion budget (16 MiB + 16 x bytes received) stops it and the
+/// connection is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atom_cache_references_cannot_amplify_memory() {
+    let node = rust_node::start("rs_amplify").await;
+    let sink = node.spawn_process();
+    sink.register("sink").unwrap();
+    let mut marker = node.spawn_process();
+    marker.register("marker").unwrap();
+    let peer = "evil_atoms@127.0.0.1";
+    let mut s = raw_connect(&node, peer);
+    let from = pid_of(peer, 1);
+    let control = |to: &str| {
+        let c = encode(&tuple(vec![
+            int(6),
+            Term::Pid(from.clone()),
+            atom(""),
+            atom(to),
+        ]));
+        c[1..].to_vec()
+    };
+    const REFS: usize = 8000;
+    const FRAMES: usize = 120;
+    let mut payload = vec![108];
+    payload.extend((REFS as u32).to_be_bytes());
+    payload.extend(std::iter::repeat_n([82u8, 0], REFS).flatten());
+    payload.push(106);
+    let long = "\u{1F600}".repeat(255);
+    let mut attack = header_frame(Some(&long), &[control("sink"), payload.clone()].concat());
+    for _ in 1..FRAMES {
+        attack.extend(header_frame(
+            None,
+            &[control("sink"), payload.clone()].concat(),
+        ));
+    }
+    // Then a small message: it arrives only if the connection survived.
+    let mut done = control("marker");
+    done.extend(&encode(&atom("done"))[1..]);
+    attack.extend(header_frame(None, &done));
+    let sent = attack.len();
+    let before = resident_bytes();
+    let writer = std::thread::spawn(move || {
+        let _ = s.write_all(&attack);
+        s
+    });
+    // Until the marker arrives or the connection is dropped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let arrived = loop {
+        if marker
+            .recv_timeout(Duration::from_millis(20))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break true;
+        }
+        if !node.connected_nodes().iter().any(|n| n == peer) || Instant::now() > deadline {
+            break false;
+        }
+    };
+    // What the sink's mail holds now (the process is alive and never reads).
+    let held = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "sent {sent} bytes; resident grew by {held} bytes ({}x); marker arrived: {arrived}",
+        held / sent
+    );
+    // Expansion bounded by 16 MiB + 16 x 1.9 MB of ETF, plus what the
+    // decoded terms cost over their ETF (a Term per element): well under
+    // 200 MB, where the unbounded node held about 1 GB.
+    assert!(held < 200 << 20, "held {held} bytes after {sent} sent");
+    assert!(
+        !arrived,
+        "a connection that amplified {sent} bytes was kept"
+    );
+    drop(writer.join());
+    drop(sink);
+    node.shutdown();
+}
