@@ -281,7 +281,7 @@ fn pushed(
 ) -> Option<Busy> {
     match outbox.push_frame(frame) {
         Pushed::Sent | Pushed::Closed => None,
-        Pushed::Busy => Some(Busy(outbox)),
+        Pushed::Busy => Some(Busy(Arc::downgrade(&outbox))),
         Pushed::Overflow { queued } => {
             tracing::warn!(
                 peer = %peer.name,
@@ -295,15 +295,18 @@ fn pushed(
     }
 }
 
-/// A connection past its busy limit, for a sender that can wait.
+/// A connection past its busy limit, for a sender that can wait. Weak: a
+/// process that never waits must not keep a dropped connection's socket.
 #[derive(Debug)]
-pub(crate) struct Busy(Arc<Outbox>);
+pub(crate) struct Busy(std::sync::Weak<Outbox>);
 
 impl Busy {
     /// Waits until the connection's queue drains below its busy limit (or
     /// the connection closes), as the BEAM suspends a sender.
     pub(crate) async fn wait(&self) {
-        self.0.until_not_busy().await;
+        if let Some(outbox) = self.0.upgrade() {
+            outbox.until_not_busy().await;
+        }
     }
 }
 
