@@ -55,8 +55,8 @@ pub struct NodeConfig {
     /// Bytes queued for one peer (not yet written to its socket, large
     /// messages waiting for their fragments included) past which the
     /// connection is busy, as the BEAM's `+zdbbl` (1 MiB by default): a
-    /// Rust process that sent to it waits, at its next receive, until the
-    /// queue drains below this (as the BEAM suspends the sender).
+    /// Rust process that sends to it then waits, at its next receive, until
+    /// the queue drains below this (as the BEAM suspends the sender).
     pub busy_limit_bytes: usize,
     /// Bytes queued for one peer past which the connection is dropped (a
     /// peer that does not read while senders that cannot wait go on):

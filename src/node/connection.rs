@@ -237,7 +237,7 @@ pub(super) fn ensure_connecting(node: &Arc<NodeInner>, peer: &Atom) {
 
 /// Queues one encoded frame for `peer`, dialing first when needed. As in
 /// Erlang, a message to a node that cannot be reached is dropped. `Some`
-/// when the connection is past its busy limit: a sender that can wait
+/// when the frame found the connection past its busy limit: a sender that can wait
 /// awaits [`Busy::wait`].
 pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) -> Option<Busy> {
     let attempt = {

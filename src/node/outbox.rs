@@ -22,9 +22,13 @@
 //!
 //! Bounded, as the BEAM bounds a connection's buffer (`+zdbbl`): every
 //! byte not yet written counts (the queue, the batch being written, and
-//! the large messages kept for fragments). Past the busy limit a push says
-//! [`Pushed::Busy`] and a sender that can wait awaits
-//! [`Outbox::until_not_busy`]; a push that finds the queue at the hard
+//! the large messages kept for fragments). A push that finds the queue
+//! past the busy limit is still taken but says [`Pushed::Busy`], and a
+//! sender that can wait then awaits [`Outbox::until_not_busy`] (as the
+//! BEAM suspends a process that sends to a busy connection; one that
+//! found the queue below the limit goes on, so a server that has just
+//! sent a 50 MiB reply still answers the next call at once, and that
+//! small reply goes out between the large one's fragments); a push that finds the queue at the hard
 //! limit closes the connection instead ([`Pushed::Overflow`]): the peer
 //! does not read while senders that cannot wait go on, and the queue must
 //! not grow without end.
@@ -104,10 +108,10 @@ pub(crate) struct OutboxLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(crate) enum Pushed {
-    /// Written or queued; the queue is below the busy limit.
+    /// Written or queued; the queue was below the busy limit.
     Sent,
-    /// Queued; the queue is past the busy limit: a sender that can wait
-    /// awaits [`Outbox::until_not_busy`].
+    /// Queued; the queue was already past the busy limit: a sender that
+    /// can wait awaits [`Outbox::until_not_busy`].
     Busy,
     /// Dropped, and the outbox closed: `queued` bytes were waiting already,
     /// at least the hard limit. The caller takes the connection down.
@@ -192,7 +196,7 @@ impl Outbox {
         if wake {
             self.wake.notify_one();
         }
-        if queued > self.limits.busy {
+        if before > self.limits.busy {
             Pushed::Busy
         } else {
             Pushed::Sent

@@ -129,7 +129,7 @@ impl Process {
 
     /// Sends `message`, as `!` does: never fails, never blocks; a message to
     /// a dead process or an unreachable node is dropped. When the message
-    /// leaves the connection to its node past its busy limit
+    /// finds the connection to its node past its busy limit
     /// ([`crate::NodeConfig::busy_limit_bytes`]), this process's next
     /// receive (or [`Process::send_paced`]) first waits until that queue
     /// drains: a peer that does not read slows its senders (as the BEAM
