@@ -173,6 +173,7 @@ async fn a_peer_that_never_reads_is_bounded_then_dropped() {
         move || s.write_all(&calls)
     });
     let largest = largest_queued(&node, peer, Duration::from_secs(3)).await;
+    eprintln!("calls never read: at most {largest} bytes queued");
     // The bystander is served while the echo server waits on the peer.
     assert_eq!(b.eval_ok(&check), "true");
     assert!(
@@ -235,6 +236,7 @@ async fn a_sender_to_a_busy_peer_is_slowed_and_resumes() {
     });
     let largest = largest_queued(&node, peer, Duration::from_secs(2)).await;
     let so_far = sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("paced sender: {so_far} of {COUNT} sent in 2 s, at most {largest} bytes queued");
     assert!(so_far < COUNT, "the sender was never slowed");
     assert!(
         largest <= BUSY + 2 * SIZE,

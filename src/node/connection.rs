@@ -422,11 +422,14 @@ fn install(node: Arc<NodeInner>, info: PeerInfo, attempt: u64, stream: Stream, l
         let mut peers = node.peers.lock();
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
-                // Before the writer starts: at most the hard limit is kept,
-                // the rest dropped with the connection (nothing sent yet
-                // can make the peer read).
+                // What was sent while connecting, under the same bound: past
+                // the hard limit the outbox closes and the writer takes the
+                // new connection down.
                 for frame in queue.drain(..) {
-                    let _ = outbox.push_frame(frame);
+                    if let Pushed::Overflow { queued } = outbox.push_frame(frame) {
+                        tracing::warn!(peer = %peer.name, queued, max_queued = node.config.max_queued_bytes, "sent more than the outgoing limit while connecting; connection dropped");
+                        break;
+                    }
                 }
             }
             _ => {
