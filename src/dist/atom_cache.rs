@@ -38,6 +38,7 @@ use super::etf::{
     Frame, Limits, Scanner, TermError, ATOM_UTF8_EXT, DIST_HEADER, MAX_ATOM_CHARS,
     SMALL_ATOM_UTF8_EXT, VERSION,
 };
+use budget::ExpansionBudget;
 use thiserror::Error;
 use walk::Expander;
 
@@ -92,6 +93,8 @@ pub(crate) enum AtomCacheError {
     TooManyTerms { offset: usize, max_terms: usize },
     #[error("frame expands to more than {max} bytes (at byte {offset})")]
     TooLarge { offset: usize, max: usize },
+    #[error("frame expands to more than {max} bytes (at byte {offset}): atom cache references may add at most {} times what the peer sent, plus {} MiB", budget::PER_BYTE, budget::BURST >> 20)]
+    OverBudget { offset: usize, max: usize },
     #[error("{count} trailing bytes after the control message and payload (from byte {offset})")]
     TrailingBytes { offset: usize, count: usize },
 }
@@ -137,6 +140,8 @@ pub(crate) struct AtomCache {
     /// Open containers of the term being walked (kept for its capacity).
     stack: Vec<Frame<usize>>,
     max_output: usize,
+    /// What expansion may add to the bytes received, over the connection's life.
+    budget: ExpansionBudget,
 }
 
 impl Default for AtomCache {
@@ -163,6 +168,7 @@ impl AtomCache {
             seen: FrameMarks::new(),
             stack: Vec::new(),
             max_output: DEFAULT_MAX_OUTPUT,
+            budget: ExpansionBudget::default(),
         }
     }
 
@@ -231,11 +237,8 @@ impl AtomCache {
     ) -> Result<()> {
         let mut table = [0u16; MAX_REFS];
         let (pos, listed) = self.read_header(body, &mut table)?;
-        let limit = Output {
-            limit: start.saturating_add(self.max_output),
-            max: self.max_output,
-        };
-        walk_terms(
+        let limit = self.output_limit(start, body.len());
+        let walked = walk_terms(
             body,
             pos,
             limits,
@@ -245,7 +248,33 @@ impl AtomCache {
             &self.slots,
             &mut self.stack,
             Terms::Both,
-        )
+        );
+        self.spent(walked, out.len() - start)
+    }
+
+    /// Where the output of a frame of `input` bytes, appended from
+    /// `start`, must stop: the configured bound or the budget, the lower.
+    fn output_limit(&mut self, start: usize, input: usize) -> Output {
+        let max = self.max_output.min(self.budget.earn(input));
+        Output {
+            limit: start.saturating_add(max),
+            max,
+        }
+    }
+
+    /// Spends `output` bytes of the budget; a frame stopped by the budget
+    /// rather than the configured bound says so.
+    fn spent(&mut self, walked: Result<()>, output: usize) -> Result<()> {
+        match walked {
+            Ok(()) => {
+                self.budget.spend(output);
+                Ok(())
+            }
+            Err(AtomCacheError::TooLarge { offset, max }) if max < self.max_output => {
+                Err(AtomCacheError::OverBudget { offset, max })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The header of a fragmented message's first fragment (`body` starts
@@ -318,12 +347,9 @@ impl AtomCache {
         for (i, t) in table.iter_mut().enumerate() {
             *t = i as u16;
         }
-        let limit = Output {
-            limit: start.saturating_add(self.max_output),
-            max: self.max_output,
-        };
+        let limit = self.output_limit(start, terms.len());
         let listed = atoms.len().min(MAX_REFS);
-        match walk_terms(
+        let walked = walk_terms(
             terms,
             0,
             limits,
@@ -333,7 +359,8 @@ impl AtomCache {
             atoms,
             &mut self.stack,
             which,
-        ) {
+        );
+        match self.spent(walked, out.len() - start) {
             Ok(()) => Ok(CheckedBody::vouched(&out[start..])),
             Err(e) => {
                 out.truncate(start);
@@ -551,6 +578,7 @@ impl<'a> Reader<'a> {
     }
 }
 
+mod budget;
 mod walk;
 mod writer;
 

@@ -52,6 +52,17 @@ pub struct NodeConfig {
     /// accepted or dialed, runs inside TLS and none in clear. Build it with
     /// [`super::TlsOptions`] (from an `ssl_dist.conf` or certificate files).
     pub tls: Option<super::TlsConfig>,
+    /// Bytes queued for one peer (not yet written to its socket, large
+    /// messages waiting for their fragments included) past which the
+    /// connection is busy, as the BEAM's `+zdbbl` (1 MiB by default): a
+    /// Rust process that sends to it then waits, at its next receive, until
+    /// the queue drains below this (as the BEAM suspends the sender).
+    pub busy_limit_bytes: usize,
+    /// Bytes queued for one peer past which the connection is dropped (a
+    /// peer that does not read while senders that cannot wait go on):
+    /// 64 MiB by default. A frame pushed below it is accepted whole, so
+    /// the queue holds at most this plus one message.
+    pub max_queued_bytes: usize,
 }
 
 impl NodeConfig {
@@ -72,6 +83,8 @@ impl NodeConfig {
             busy_poll: Duration::from_micros(50),
             coalesce_reads: Duration::from_micros(20),
             tls: None,
+            busy_limit_bytes: 1 << 20,
+            max_queued_bytes: 64 << 20,
         }
     }
 
@@ -100,6 +113,15 @@ impl NodeConfig {
     /// Runs every distribution connection inside TLS (see [`super::TlsOptions`]).
     pub fn with_tls(mut self, tls: super::TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the busy limit and the hard limit of each connection's queue of
+    /// outgoing bytes (see [`NodeConfig::busy_limit_bytes`] and
+    /// [`NodeConfig::max_queued_bytes`]).
+    pub fn with_outgoing_limits(mut self, busy: usize, max: usize) -> Self {
+        self.busy_limit_bytes = busy;
+        self.max_queued_bytes = max.max(busy);
         self
     }
 

@@ -5,7 +5,7 @@
 //! half) and asks for ticks at the connection's deadlines.
 
 use super::handshake_io::drive;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxLimits, Pushed};
 use super::peers::{ConnHandle, Peer};
 use super::read_pacing::ReadPacing;
 use super::socket_read::{read_some, read_tls};
@@ -236,21 +236,22 @@ pub(super) fn ensure_connecting(node: &Arc<NodeInner>, peer: &Atom) {
 }
 
 /// Queues one encoded frame for `peer`, dialing first when needed. As in
-/// Erlang, a message to a node that cannot be reached is dropped.
-pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
+/// Erlang, a message to a node that cannot be reached is dropped. `Some`
+/// when the frame found the connection past its busy limit: a sender that can wait
+/// awaits [`Busy::wait`].
+pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) -> Option<Busy> {
     let attempt = {
         let mut peers = node.peers.lock();
         match peers.get_mut(peer) {
             Some(Peer::Up(h)) => {
                 // Write outside the table's lock: other peers' senders go on.
-                let outbox = h.outbox.clone();
+                let (outbox, id) = (h.outbox.clone(), h.id);
                 drop(peers);
-                outbox.push_frame(frame);
-                return;
+                return pushed(node, peer, id, outbox, frame);
             }
             Some(Peer::Connecting { queue, .. }) => {
                 queue.push(frame);
-                return;
+                return None;
             }
             None => {
                 let attempt = node.peers.next_attempt();
@@ -266,6 +267,76 @@ pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
         }
     };
     tokio::spawn(dial(node.clone(), peer.clone(), attempt));
+    None
+}
+
+/// Pushes `frame` to connection `id`'s outbox; past the hard limit, drops
+/// the connection with one line (the outbox refuses anything after).
+fn pushed(
+    node: &Arc<NodeInner>,
+    peer: &Atom,
+    id: u64,
+    outbox: Arc<Outbox>,
+    frame: OutFrame,
+) -> Option<Busy> {
+    match outbox.push_frame(frame) {
+        Pushed::Sent | Pushed::Closed => None,
+        Pushed::Busy => Some(Busy(Arc::downgrade(&outbox))),
+        Pushed::Overflow { queued } => {
+            tracing::warn!(
+                peer = %peer.name,
+                queued,
+                max_queued = node.config.max_queued_bytes,
+                "peer does not read what we send: outgoing queue over its limit; connection dropped"
+            );
+            connection_down(node, peer, id, "outgoing queue over its limit");
+            None
+        }
+    }
+}
+
+/// A connection past its busy limit, for a sender that can wait. Weak: a
+/// process that never waits must not keep a dropped connection's socket.
+#[derive(Debug)]
+pub(crate) struct Busy(std::sync::Weak<Outbox>);
+
+impl Busy {
+    /// Waits until the connection's queue drains below its busy limit (or
+    /// the connection closes), as the BEAM suspends a sender.
+    pub(crate) async fn wait(&self) {
+        if let Some(outbox) = self.0.upgrade() {
+            outbox.until_not_busy().await;
+        }
+    }
+}
+
+impl NodeInner {
+    /// [`NodeInner::send_remote`] for a sender that can wait: `Some` when
+    /// the connection is past its busy limit (see [`Busy::wait`]).
+    pub(crate) fn send_remote_paced(
+        self: &Arc<Self>,
+        node: &Atom,
+        message: erl_dist::message::Message,
+    ) -> Option<Busy> {
+        match crate::dist::control::encode(message) {
+            Ok(frame) => send_frame(self, node, frame),
+            Err(e) => {
+                tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped");
+                None
+            }
+        }
+    }
+}
+
+impl super::Node {
+    /// Bytes queued for `node` and not yet written to its socket (large
+    /// messages kept for fragments included); `None` when not connected.
+    pub fn queued_bytes(&self, node: &str) -> Option<usize> {
+        match self.inner.peers.lock().get(&Atom::from(node)) {
+            Some(Peer::Up(h)) => Some(h.outbox.queued()),
+            _ => None,
+        }
+    }
 }
 
 async fn dial(node: Arc<NodeInner>, peer: Atom, attempt: u64) {
@@ -340,14 +411,25 @@ fn install(node: Arc<NodeInner>, info: PeerInfo, attempt: u64, stream: Stream, l
     );
     let (incoming, outgoing) = conn.split();
     let (read, write) = stream.into_split();
-    let outbox = Arc::new(Outbox::new(write, outgoing));
+    let limits = OutboxLimits {
+        busy: node.config.busy_limit_bytes,
+        max: node.config.max_queued_bytes,
+        stall: node.config.net_ticktime.max(Duration::from_secs(1)),
+    };
+    let outbox = Arc::new(Outbox::new(write, outgoing, limits));
     let (close, closed) = watch::channel(false);
     {
         let mut peers = node.peers.lock();
         match peers.get_mut(&peer) {
             Some(Peer::Connecting { attempt: a, queue }) if *a == attempt => {
+                // What was sent while connecting, under the same bound: past
+                // the hard limit the outbox closes and the writer takes the
+                // new connection down.
                 for frame in queue.drain(..) {
-                    outbox.push_frame(frame);
+                    if let Pushed::Overflow { queued } = outbox.push_frame(frame) {
+                        tracing::warn!(peer = %peer.name, queued, max_queued = node.config.max_queued_bytes, "sent more than the outgoing limit while connecting; connection dropped");
+                        break;
+                    }
                 }
             }
             _ => {
@@ -427,6 +509,10 @@ async fn writer(
                     break "connection closed";
                 }
                 if let Err(e) = outbox.drain(&mut scratch).await {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        tracing::warn!(peer = %peer.name, queued = outbox.queued(), "{}; connection dropped", super::outbox::STALLED);
+                        break "peer does not read";
+                    }
                     tracing::debug!(peer = %peer.name, error = %e, "write failed");
                     break "write failed";
                 }

@@ -21,11 +21,12 @@ mod tls;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
+pub(crate) use connection::Busy;
 pub use epmd::EpmdError;
 pub use spawn_hook::{SpawnHandler, SpawnRequest};
 pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};
 
-use crate::dist::{control, flags, handshake::LocalIdentity};
+use crate::dist::{flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};
 use crate::proc_table::table::{ProcessTable, Remote};
 use crate::term::{Atom, Pid, Reference};
@@ -309,14 +310,11 @@ impl NodeInner {
         }
     }
 
-    /// Encodes `message` and queues it for `node`, connecting first if needed.
+    /// Encodes `message` and queues it for `node`, connecting first if
+    /// needed; for a sender that cannot wait (past the connection's busy
+    /// limit the frame is still queued, up to its hard limit).
     pub(crate) fn send_remote(self: &Arc<Self>, node: &Atom, message: Message) {
-        match control::encode(message) {
-            Ok(frame) => connection::send_frame(self, node, frame),
-            Err(e) => {
-                tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped")
-            }
-        }
+        let _ = self.send_remote_paced(node, message);
     }
 
     /// Everything tied to `node` fails with `noconnection`.

@@ -19,12 +19,25 @@
 //! that half keeps them and the writer task asks it for one fragment at a
 //! time, after writing whatever was queued meanwhile. So a tick or a small
 //! reply waits for at most one 64 KiB fragment, not for a 50 MiB message.
+//!
+//! Bounded, as the BEAM bounds a connection's buffer (`+zdbbl`): every
+//! byte not yet written counts (the queue, the batch being written, and
+//! the large messages kept for fragments). A push that finds the queue
+//! past the busy limit is still taken but says [`Pushed::Busy`], and a
+//! sender that can wait then awaits [`Outbox::until_not_busy`] (as the
+//! BEAM suspends a process that sends to a busy connection; one that
+//! found the queue below the limit goes on, so a server that has just
+//! sent a 50 MiB reply still answers the next call at once, and that
+//! small reply goes out between the large one's fragments); a push that finds the queue at the hard
+//! limit closes the connection instead ([`Pushed::Overflow`]): the peer
+//! does not read while senders that cannot wait go on, and the queue must
+//! not grow without end.
 
 use super::transport::WriteHalf;
 use crate::dist::connection::Outgoing;
 use crate::dist::frame::OutFrame;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -32,6 +45,9 @@ use tokio::sync::Notify;
 /// A frame pushed this soon after the previous direct write is queued for
 /// the writer task instead: by then more frames are likely on their way.
 const BURST_WINDOW: Duration = Duration::from_micros(50);
+
+/// The error of a write that made no progress for [`OutboxLimits::stall`].
+pub(crate) const STALLED: &str = "peer does not read: no write progress for net_ticktime";
 
 #[derive(Debug)]
 struct Queue {
@@ -41,10 +57,19 @@ struct Queue {
     closed: bool,
 }
 
+impl Queue {
+    /// Bytes not yet written: queued, being written, kept for fragments.
+    fn queued(&self) -> usize {
+        self.pending.bytes.len() + self.pending.in_flight + self.conn.held()
+    }
+}
+
 /// Bytes waiting for the writer task, and who owns the socket.
 #[derive(Debug, Default)]
 struct Pending {
     bytes: Vec<u8>,
+    /// Bytes the writer task took from `bytes` and is writing.
+    in_flight: usize,
     /// The writer task owns the socket until it finds the queue empty.
     draining: bool,
     last_direct: Option<Instant>,
@@ -58,10 +83,45 @@ pub(crate) struct Outbox {
     /// Frames pushed so far (ticks included): the reader's pacing compares
     /// it across a read to tell whether we answered.
     pushed: AtomicU64,
+    /// The queue's [`Queue::queued`] as of its last change.
+    queued: AtomicUsize,
+    /// Wakes senders waiting for the queue to drain below `busy_limit`.
+    drained: Notify,
+    limits: OutboxLimits,
+}
+
+/// A connection's bounds on bytes not yet written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutboxLimits {
+    /// Past it, senders that can wait do.
+    pub busy: usize,
+    /// A push that finds this many bytes queued closes the connection.
+    pub max: usize,
+    /// A write that makes no progress this long (the peer has not read for
+    /// a whole `net_ticktime`) fails: a live peer always reads, and
+    /// senders waiting on a peer that sends ticks but never reads would
+    /// otherwise wait forever.
+    pub stall: std::time::Duration,
+}
+
+/// What became of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Pushed {
+    /// Written or queued; the queue was below the busy limit.
+    Sent,
+    /// Queued; the queue was already past the busy limit: a sender that
+    /// can wait awaits [`Outbox::until_not_busy`].
+    Busy,
+    /// Dropped, and the outbox closed: `queued` bytes were waiting already,
+    /// at least the hard limit. The caller takes the connection down.
+    Overflow { queued: usize },
+    /// Dropped: the connection is closing.
+    Closed,
 }
 
 impl Outbox {
-    pub(crate) fn new(socket: WriteHalf, conn: Outgoing) -> Self {
+    pub(crate) fn new(socket: WriteHalf, conn: Outgoing, limits: OutboxLimits) -> Self {
         let queue = Queue {
             conn,
             pending: Pending::default(),
@@ -72,6 +132,9 @@ impl Outbox {
             queue: Mutex::new(queue),
             wake: Notify::new(),
             pushed: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            drained: Notify::new(),
+            limits,
         }
     }
 
@@ -80,7 +143,7 @@ impl Outbox {
     }
 
     /// Sends one frame in the form the connection negotiated, never blocking.
-    pub(crate) fn push_frame(&self, frame: OutFrame) {
+    pub(crate) fn push_frame(&self, frame: OutFrame) -> Pushed {
         self.pushing(|q, now| {
             let bytes = q.conn.send(frame, now);
             if bytes.is_empty() {
@@ -88,7 +151,7 @@ impl Outbox {
                 return !std::mem::replace(&mut q.pending.draining, true);
             }
             self.send(&mut q.pending, bytes, now)
-        });
+        })
     }
 
     /// Writer task: sends a tick if the connection has been quiet long
@@ -108,20 +171,54 @@ impl Outbox {
         q.conn.poll_timeout()
     }
 
-    /// Counts a push and runs `send` on the open queue; wakes the writer
-    /// task, outside the lock, when `send` says so.
-    fn pushing(&self, send: impl FnOnce(&mut Queue, Instant) -> bool) {
+    /// Counts a push and runs `send` on the open queue below the hard
+    /// limit; wakes the writer task, outside the lock, when `send` says so.
+    fn pushing(&self, send: impl FnOnce(&mut Queue, Instant) -> bool) -> Pushed {
         self.pushed.fetch_add(1, Ordering::Relaxed);
         // Read the clock before taking the lock, to hold it shorter.
         let now = Instant::now();
         let mut q = self.lock();
         if q.closed {
-            return;
+            return Pushed::Closed;
+        }
+        let before = q.queued();
+        if before >= self.limits.max {
+            q.closed = true;
+            drop(q);
+            self.wake.notify_one();
+            self.drained.notify_waiters();
+            return Pushed::Overflow { queued: before };
         }
         let wake = send(&mut q, now);
+        let queued = q.queued();
+        self.queued.store(queued, Ordering::Relaxed);
         drop(q);
         if wake {
             self.wake.notify_one();
+        }
+        if before > self.limits.busy {
+            Pushed::Busy
+        } else {
+            Pushed::Sent
+        }
+    }
+
+    /// Bytes not yet written to the socket (large messages kept for
+    /// fragments included), as of the last push or write.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the queue is at or below the busy limit, or closed.
+    pub(crate) async fn until_not_busy(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queued() <= self.limits.busy || self.is_closed() {
+                return;
+            }
+            drained.await;
         }
     }
 
@@ -172,19 +269,32 @@ impl Outbox {
             {
                 let mut q = self.lock();
                 let q = &mut *q;
-                if !q.pending.bytes.is_empty() {
+                q.pending.in_flight = 0;
+                let done = if !q.pending.bytes.is_empty() {
                     std::mem::swap(buf, &mut q.pending.bytes);
+                    false
                 } else if let Some(fragment) = q.conn.next_fragment(Instant::now()) {
                     buf.extend_from_slice(fragment);
+                    false
                 } else {
-                    q.pending.draining = false;
+                    true
+                };
+                q.pending.in_flight = buf.len();
+                q.pending.draining = !done;
+                let queued = q.queued();
+                self.queued.store(queued, Ordering::Relaxed);
+                if queued <= self.limits.busy {
+                    self.drained.notify_waiters();
+                }
+                if done {
                     return Ok(());
                 }
-                q.pending.draining = true;
             }
             let mut rest = &buf[..];
             while !rest.is_empty() {
-                let n = self.socket.write(rest).await?;
+                let n = tokio::time::timeout(self.limits.stall, self.socket.write(rest))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, STALLED))??;
                 rest = &rest[n..];
             }
             buf.clear();
@@ -195,6 +305,7 @@ impl Outbox {
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
+        self.drained.notify_waiters();
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -1,7 +1,7 @@
 //! The handle a Rust process uses: send, receive, names, links, monitors,
 //! aliases and calls.
 
-use crate::node::Node;
+use crate::node::{Busy, Node};
 use crate::proc_table::ids::{key_of, LocalId};
 use crate::proc_table::mailbox::{Mail, Signal};
 use crate::proc_table::table::{ExitKind, RegisterError, Remote};
@@ -93,6 +93,9 @@ pub struct Process {
     /// Mail skipped by a selective receive, oldest first.
     pub(super) saved: VecDeque<Mail>,
     exited: Option<Term>,
+    /// A connection this process sent to past its busy limit: its next
+    /// receive waits for it to drain first (as the BEAM suspends a sender).
+    busy: std::sync::Mutex<Option<Busy>>,
 }
 
 impl std::fmt::Debug for Process {
@@ -110,6 +113,7 @@ impl Process {
             rx,
             saved: VecDeque::new(),
             exited: None,
+            busy: std::sync::Mutex::new(None),
         }
     }
 
@@ -124,7 +128,12 @@ impl Process {
     }
 
     /// Sends `message`, as `!` does: never fails, never blocks; a message to
-    /// a dead process or an unreachable node is dropped.
+    /// a dead process or an unreachable node is dropped. When the message
+    /// finds the connection to its node past its busy limit
+    /// ([`crate::NodeConfig::busy_limit_bytes`]), this process's next
+    /// receive (or [`Process::send_paced`]) first waits until that queue
+    /// drains: a peer that does not read slows its senders (as the BEAM
+    /// suspends them) instead of filling memory.
     pub fn send(&self, to: impl Into<Dest>, message: Term) {
         let inner = &self.node.inner;
         match to.into() {
@@ -133,7 +142,11 @@ impl Process {
                     inner.table().deliver(id, Mail::Message(message));
                 }
                 None if inner.is_local(&pid.node) => {} // an old incarnation's pid
-                None => inner.send_remote(&pid.node.clone(), Message::send(pid, message)),
+                None => {
+                    let busy =
+                        inner.send_remote_paced(&pid.node.clone(), Message::send(pid, message));
+                    self.note_busy(busy);
+                }
             },
             Dest::Name(name) => {
                 inner
@@ -147,11 +160,69 @@ impl Process {
                         .table()
                         .deliver_to_name(&Atom::from(name), Mail::Message(message));
                 } else {
-                    inner.send_remote(
+                    let busy = inner.send_remote_paced(
                         &node,
                         Message::reg_send(self.pid.clone(), Atom::from(name), message),
                     );
+                    self.note_busy(busy);
                 }
+            }
+        }
+    }
+
+    /// [`Process::send`], then waits until the connection the message left
+    /// on (if any) is below its busy limit: for a sender of many messages
+    /// to a peer that may read slowly.
+    pub async fn send_paced(&mut self, to: impl Into<Dest>, message: Term) {
+        self.send(to, message);
+        if let Some(busy) = self.take_busy() {
+            busy.wait().await;
+        }
+    }
+
+    fn note_busy(&self, busy: Option<Busy>) {
+        if busy.is_some() {
+            *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = busy;
+        }
+    }
+
+    fn take_busy(&mut self) -> Option<Busy> {
+        self.busy
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Waits for a connection this process sent to past its busy limit to
+    /// drain, keeping mail that arrives meanwhile; `Ok(false)` when
+    /// `deadline` passes first.
+    async fn wait_not_busy(&mut self, deadline: Option<Instant>) -> Result<bool, ProcessError> {
+        let Some(busy) = self.take_busy() else {
+            return Ok(true);
+        };
+        let drained = busy.wait();
+        tokio::pin!(drained);
+        loop {
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut drained => return Ok(true),
+                signal = self.rx.recv() => match signal {
+                    Some(Signal::Mail(mail)) => self.saved.push_back(mail),
+                    Some(Signal::Killed(reason)) => {
+                        self.exited = Some(reason.clone());
+                        return Err(ProcessError::Exited(reason));
+                    }
+                    None => {
+                        let reason = self.exited.get_or_insert_with(|| atom("noproc")).clone();
+                        return Err(ProcessError::Exited(reason));
+                    }
+                },
+                _ = expired => return Ok(false),
             }
         }
     }
@@ -164,10 +235,11 @@ impl Process {
                 .table()
                 .deliver_to_alias(alias, Mail::Message(message));
         } else {
-            inner.send_remote(
+            let busy = inner.send_remote_paced(
                 &alias.node.clone(),
                 Message::alias_send(self.pid.clone(), alias.clone(), message),
             );
+            self.note_busy(busy);
         }
     }
 
@@ -194,6 +266,9 @@ impl Process {
     ) -> Result<Option<Mail>, ProcessError> {
         if let Some(reason) = &self.exited {
             return Err(ProcessError::Exited(reason.clone()));
+        }
+        if !self.wait_not_busy(deadline).await? {
+            return Ok(None);
         }
         if let Some(pos) = self.saved.iter().position(&mut matches) {
             return Ok(self.saved.remove(pos));

@@ -49,6 +49,9 @@ struct Stream {
 pub(crate) struct Fragmenter {
     streams: VecDeque<Stream>,
     next_seq: u64,
+    /// Bytes of terms held: what is left of the messages in fragments and
+    /// the frames waiting behind them (the outbox's bound counts them).
+    held: usize,
 }
 
 /// What [`Fragmenter::push`] did with a frame.
@@ -74,14 +77,21 @@ impl Fragmenter {
                 .iter_mut()
                 .find(|s| s.sender.as_ref() == Some(p))
         }) {
+            self.held += frame.terms().len();
             s.behind.push_back(frame);
             return Route::Queued;
         }
         if !large {
             return Route::Now(frame);
         }
+        self.held += frame.terms().len();
         self.start(frame, sender, VecDeque::new());
         Route::Queued
+    }
+
+    /// Bytes of terms held for later fragments or behind them.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     fn start(&mut self, frame: OutFrame, sender: Option<Pid>, behind: VecDeque<OutFrame>) {
@@ -129,6 +139,7 @@ impl Fragmenter {
             out.push(0);
         }
         out.extend_from_slice(chunk);
+        self.held -= chunk.len();
         s.sent = end;
         s.next_id -= 1;
         if s.next_id > 0 {
@@ -144,6 +155,7 @@ impl Fragmenter {
                 self.start(frame, sender, behind);
                 break;
             }
+            self.held -= frame.terms().len();
             released.push(frame);
         }
         true
@@ -164,5 +176,44 @@ fn sender(frame: &OutFrame) -> Option<Pid> {
             _ => None,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use erl_dist::message::Message;
+
+    fn frame(from: u32, len: usize) -> OutFrame {
+        let pid = |id| Pid::new("a@h", id, 0, 7);
+        let payload = Term::from(eetf::Binary {
+            bytes: vec![1; len],
+        });
+        crate::dist::control::encode(Message::send_sender(pid(from), pid(1000), payload)).unwrap()
+    }
+
+    /// The outbox bounds a connection by what the fragmenter holds too:
+    /// every byte kept is counted until its fragment is written.
+    #[test]
+    fn held_counts_what_waits_for_fragments_until_written() {
+        let mut f = Fragmenter::default();
+        let (big_a, big_b, small_a) = (
+            frame(1, 3 * FRAGMENT_SIZE),
+            frame(2, FRAGMENT_SIZE + 1),
+            frame(1, 10),
+        );
+        let total = big_a.terms().len() + big_b.terms().len() + small_a.terms().len();
+        assert!(matches!(f.push(big_a), Route::Queued));
+        assert!(matches!(f.push(big_b), Route::Queued));
+        assert!(matches!(f.push(small_a), Route::Queued));
+        assert_eq!(f.held(), total);
+        let (mut out, mut released) = (Vec::new(), Vec::new());
+        let mut last = f.held();
+        while f.next_fragment(&mut out, &mut released) {
+            assert!(f.held() < last);
+            last = f.held();
+        }
+        assert_eq!(f.held(), 0);
+        assert_eq!(released.len(), 1);
     }
 }

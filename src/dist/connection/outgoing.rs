@@ -103,6 +103,12 @@ impl Outgoing {
         Some(&self.scratch)
     }
 
+    /// Bytes kept for later ([`Outgoing::next_fragment`]): large messages
+    /// not yet fragmented and the frames waiting behind them.
+    pub(crate) fn held(&self) -> usize {
+        self.fragments.as_ref().map_or(0, Fragmenter::held)
+    }
+
     /// When a tick is due unless something is written first.
     pub(crate) fn poll_timeout(&self) -> Instant {
         self.last_write + self.tick_interval
