@@ -270,6 +270,16 @@ pub(crate) fn send_frame(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) ->
     None
 }
 
+/// Queues `frame` for `peer` only if its connection is up; else drops it
+/// (never dials: see `Remote::needs_existing_connection`).
+pub(crate) fn send_frame_if_up(node: &Arc<NodeInner>, peer: &Atom, frame: OutFrame) {
+    let (outbox, id) = match node.peers.lock().get(peer) {
+        Some(Peer::Up(h)) => (h.outbox.clone(), h.id),
+        _ => return,
+    };
+    let _ = pushed(node, peer, id, outbox, frame);
+}
+
 /// Pushes `frame` to connection `id`'s outbox; past the hard limit, drops
 /// the connection with one line (the outbox refuses anything after).
 fn pushed(

@@ -299,11 +299,8 @@ impl NodeInner {
     /// Encodes `message` and queues it for `node` if its connection is up;
     /// else drops it (see `Remote::needs_existing_connection`).
     fn send_if_connected(self: &Arc<Self>, node: &Atom, message: Message) {
-        let Some(outbox) = self.peers.outbox_if_up(node) else {
-            return;
-        };
-        match control::encode(message) {
-            Ok(frame) => outbox.push_frame(frame),
+        match crate::dist::control::encode(message) {
+            Ok(frame) => connection::send_frame_if_up(self, node, frame),
             Err(e) => {
                 tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped")
             }

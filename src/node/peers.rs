@@ -116,14 +116,6 @@ impl Peers {
         verdict
     }
 
-    /// `node`'s outbox if its connection is up (never starts one).
-    pub(crate) fn outbox_if_up(&self, node: &Atom) -> Option<Arc<Outbox>> {
-        match self.lock().get(node) {
-            Some(Peer::Up(h)) => Some(h.outbox.clone()),
-            _ => None,
-        }
-    }
-
     pub(crate) fn all_names(&self) -> Vec<Atom> {
         self.lock().keys().cloned().collect()
     }
