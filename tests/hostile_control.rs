@@ -466,3 +466,60 @@ async fn a_beam_node_still_links_monitors_and_unlinks() {
     // The BEAM's connection is still up.
     assert!(node.connected_nodes().iter().any(|n| n == b.node_name()));
 }
+
+/// A connection the node judges gone while the peer may come back (a
+/// silent client of the services) is reset, not closed: what is still
+/// unsent or unacknowledged is discarded, never delivered after a heal. A
+/// plain disconnect still closes: the peer reads everything, then the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_connection_discards_what_is_in_flight_and_a_disconnect_closes() {
+    let node = rust_node::start("rs_reset").await;
+    // The peer reads nothing until the node has given up on it, so the
+    // node's socket holds unsent bytes (the peer's window is full).
+    let ends = |mut stream: TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut chunk = [0u8; 65536];
+        let mut read = 0usize;
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return ("closed", read),
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return ("reset", read)
+                }
+                Err(e) => panic!("read after {read} bytes: {e}"),
+            }
+        }
+    };
+    let process = node.spawn_process();
+    let payload = binary(vec![7u8; 1 << 20]);
+    let mut outcomes = Vec::new();
+    for reset in [true, false] {
+        let peer = hostile_name(if reset { "reset_me" } else { "close_me" });
+        let stream = raw_connect(&node, &peer);
+        let Term::Pid(to) = pid_on(&peer, 1) else {
+            unreachable!()
+        };
+        for _ in 0..16 {
+            process.send(to.clone(), payload.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if reset {
+            assert!(node.reset_connection(&peer));
+        } else {
+            assert!(node.disconnect(&peer));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        outcomes.push(
+            tokio::task::spawn_blocking(move || ends(stream))
+                .await
+                .unwrap(),
+        );
+    }
+    eprintln!("reset, then disconnect: {outcomes:?}");
+    assert_eq!(outcomes[0].0, "reset", "{outcomes:?}");
+    assert_eq!(outcomes[1].0, "closed", "{outcomes:?}");
+    node.shutdown();
+}

@@ -499,6 +499,20 @@ pub(super) fn close_peer(node: &Arc<NodeInner>, peer: &Atom, reason: &str) -> bo
     true
 }
 
+/// [`close_peer`] with a TCP reset: nothing queued or in flight reaches the
+/// peer afterwards.
+pub(super) fn reset_peer(node: &Arc<NodeInner>, peer: &Atom, reason: &str) -> bool {
+    let id = match node.peers.lock().get(peer) {
+        Some(Peer::Up(h)) => {
+            h.outbox.reset_on_close();
+            h.id
+        }
+        _ => return false,
+    };
+    connection_down(node, peer, id, reason);
+    true
+}
+
 /// Drains what direct sends could not write, and ticks when idle.
 async fn writer(
     node: Arc<NodeInner>,
@@ -518,7 +532,13 @@ async fn writer(
                 if outbox.is_closed() {
                     break "connection closed";
                 }
-                if let Err(e) = outbox.drain(&mut scratch).await {
+                // A connection taken down meanwhile stops writing at once
+                // (and a reset one sends its reset now, not after the rest).
+                let drained = tokio::select! {
+                    r = outbox.drain(&mut scratch) => r,
+                    _ = closed.changed() => break "connection closed",
+                };
+                if let Err(e) = drained {
                     if e.kind() == std::io::ErrorKind::TimedOut {
                         tracing::warn!(peer = %peer.name, queued = outbox.queued(), "{}; connection dropped", super::outbox::STALLED);
                         break "peer does not read";

@@ -248,6 +248,15 @@ impl Node {
         connection::close_peer(&self.inner, &Atom::from(node), "disconnect requested")
     }
 
+    /// Like [`Node::disconnect`], but the connection is reset (TCP
+    /// `SO_LINGER` 0) rather than closed: what was queued or still in
+    /// flight is discarded, so nothing sent before reaches `node` if the
+    /// network between us comes back. For a peer judged gone while it may
+    /// still be reachable later (a silent client of the services).
+    pub fn reset_connection(&self, node: &str) -> bool {
+        connection::reset_peer(&self.inner, &Atom::from(node), "connection reset")
+    }
+
     /// Stops listening, closes every connection and leaves EPMD.
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);

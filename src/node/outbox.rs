@@ -138,6 +138,11 @@ impl Outbox {
         }
     }
 
+    /// The socket's close will be a reset (see `WriteHalf::reset_on_close`).
+    pub(crate) fn reset_on_close(&self) {
+        self.socket.reset_on_close();
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }

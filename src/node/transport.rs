@@ -110,6 +110,17 @@ impl std::fmt::Debug for WriteHalf {
 }
 
 impl WriteHalf {
+    /// Makes the close that follows a reset (`SO_LINGER` 0): whatever is
+    /// still unsent or unacknowledged is discarded instead of retransmitted,
+    /// so none of it reaches the peer after a partition heals. TLS streams
+    /// are split by tokio and their socket is out of reach: they close
+    /// normally.
+    pub(crate) fn reset_on_close(&self) {
+        if let WriteHalf::Tcp(w) = self {
+            let _ = w.as_ref().set_zero_linger();
+        }
+    }
+
     /// Writes what the socket takes now, without waiting. `WouldBlock`
     /// means the writer task must write it (the socket is full, or the
     /// stream cannot be written from the caller's thread).

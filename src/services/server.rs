@@ -102,7 +102,9 @@ impl Server {
                 }
                 Output::Host(host, msg) => process.send(&host, msg.encode()),
                 Output::Disconnect(node) => {
-                    process.node().disconnect(&node);
+                    // Reset, not closed: a grant still in flight must not
+                    // reach the node's guard after a heal.
+                    process.node().reset_connection(&node);
                 }
             }
         }
