@@ -561,6 +561,10 @@ async fn writer(
     connection_down(&node, &peer, id, reason);
 }
 
+/// Why a reader stopped when the connection has logged the error itself:
+/// the error, which may quote the peer's input, is logged once.
+const LOGGED: &str = "refused the peer's input (logged above)";
+
 /// Feeds what the socket holds to the connection's receiving half and
 /// dispatches the messages that come out.
 async fn reader(
@@ -613,7 +617,10 @@ async fn reader(
                                     dispatch(m);
                                 }
                             }
-                            Err(e) => break 'outer incoming.fail_large(e).to_string(),
+                            Err(e) => {
+                                let _ = incoming.fail_large(e);
+                                break 'outer LOGGED.into();
+                            }
                         }
                     } else {
                         let ticket = order.defer(sender.clone());
@@ -625,7 +632,7 @@ async fn reader(
                 }
                 Ok(None) => break,
                 // The connection has logged why.
-                Err(e) => break 'outer e.to_string(),
+                Err(_) => break 'outer LOGGED.into(),
             }
         }
         tokio::select! {
@@ -635,7 +642,10 @@ async fn reader(
                         dispatch(message);
                     }
                 }
-                Err(e) => break incoming.fail_large(e).to_string(),
+                Err(e) => {
+                    let _ = incoming.fail_large(e);
+                    break LOGGED.into();
+                }
             },
             n = read_from(&mut read, incoming.read_buffer(), &mut pacing, &outbox) => match n {
                 Ok(0) => break "peer closed the connection".into(),
@@ -647,8 +657,8 @@ async fn reader(
                 Err(e) => break format!("read failed: {e}"),
             },
             _ = &mut silence => {
-                if let Err(e) = incoming.handle_timeout(std::time::Instant::now()) {
-                    break e.to_string();
+                if incoming.handle_timeout(std::time::Instant::now()).is_err() {
+                    break LOGGED.into();
                 }
                 silence.as_mut().reset(Instant::from_std(incoming.poll_timeout()));
             }
