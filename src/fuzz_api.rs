@@ -1,0 +1,769 @@
+//! Entry points into every decoder fed by the network, for the fuzz targets
+//! in `fuzz/` (feature `fuzzing`) and for the unit test that replays
+//! `fuzz/regressions/<target>/*` (so every crash the fuzzer found stays a
+//! test without the fuzzer installed).
+//!
+//! Each function takes arbitrary bytes and must return normally whatever
+//! they are: a panic (including an `assert!` of an invariant below, an
+//! arithmetic overflow, an out-of-bounds index) is a bug the fuzzer reports.
+//! Inputs that need several messages (the handshake, a connection's stream)
+//! are cut into chunks by the input's first byte, so the fuzzer also tries
+//! every way a stream can be split across reads.
+
+use crate::dist::atom_cache::AtomCache;
+use crate::dist::connection::{Connection, ConnectionConfig, Polled};
+use crate::dist::control;
+use crate::dist::etf::{self, Limits};
+use crate::dist::flags;
+use crate::dist::frame::{self, Frame};
+use crate::dist::handshake::{Event, Handshake, LocalIdentity, PeerInfo, ServerStatus};
+use crate::quorum::store::Store;
+use crate::quorum::StoreConfig;
+use crate::services::protocol::{
+    GuardNotice, HostMsg, MasterReply, NameChange, PeerMsg, Reply, Request,
+};
+use eetf::Term;
+use std::time::{Duration, Instant};
+
+/// The largest frame the fuzz targets accept: small, so that a length field
+/// the fuzzer flips is refused or waited for rather than buffered at 128 MiB.
+const MAX_FRAME: usize = 1 << 16;
+
+/// The target names, one per entry point: `fuzz/fuzz_targets/<name>.rs`,
+/// `fuzz/corpus/<name>/`, `fuzz/regressions/<name>/`.
+pub const TARGETS: &[&str] = &[
+    "frame",
+    "handshake",
+    "atom_cache",
+    "term",
+    "control",
+    "incoming",
+    "services",
+    "locker",
+];
+
+/// Runs the entry point called `target` (one of [`TARGETS`]) on `data`.
+/// Returns false for an unknown name.
+pub fn run(target: &str, data: &[u8]) -> bool {
+    match target {
+        "frame" => frame(data),
+        "handshake" => handshake(data),
+        "atom_cache" => atom_cache(data),
+        "term" => term(data),
+        "control" => control(data),
+        "incoming" => incoming(data),
+        "services" => services(data),
+        "locker" => locker(data),
+        _ => return false,
+    }
+    true
+}
+
+/// The frame parser (`dist/frame.rs`): frames read one after another from
+/// `data`, as the connection's reader does, until more input is needed or
+/// an error.
+pub fn frame(data: &[u8]) {
+    let mut rest = data;
+    while let Ok(Some((frame, used))) = frame::parse_frame(rest, MAX_FRAME) {
+        assert!(used >= 4 && used <= rest.len(), "frame used {used} bytes");
+        let body_len = match frame {
+            Frame::Tick => 0,
+            Frame::PassThrough(b) => b.len() + 1,
+            Frame::WithHeader(b) | Frame::Fragment(b) => b.len(),
+        };
+        assert_eq!(used, 4 + body_len);
+        rest = &rest[used..];
+    }
+}
+
+/// The handshake state machine (`dist/handshake`) with the input as what the
+/// peer sends. The first byte picks our role (bit 0: client or server) and
+/// the status we answer a name with (bits 1-3); the second the size of the
+/// chunks the rest arrives in.
+pub fn handshake(data: &[u8]) {
+    let [mode, chunk, input @ ..] = data else {
+        return;
+    };
+    let local = LocalIdentity {
+        name: "fuzz@127.0.0.1".into(),
+        flags: flags::ADVERTISED,
+        creation: 7,
+        cookie: "cookie".into(),
+    };
+    let mut hs = if mode & 1 == 0 {
+        Handshake::client(local, "peer@127.0.0.1", 0x0102_0304)
+    } else {
+        Handshake::server(local, 0x0506_0708)
+    };
+    let status = match (mode >> 1) & 7 {
+        0 => ServerStatus::Ok,
+        1 => ServerStatus::OkSimultaneous,
+        2 => ServerStatus::Nok,
+        3 => ServerStatus::NotAllowed,
+        _ => ServerStatus::Alive,
+    };
+    let mut inbox = Vec::new();
+    for piece in input.chunks(usize::from(*chunk).max(1)) {
+        inbox.extend_from_slice(piece);
+        // Driven as the node drives it: receive while it makes progress.
+        loop {
+            match hs.receive(&inbox) {
+                Ok((used, event)) => {
+                    assert!(used <= inbox.len(), "used {used} of {}", inbox.len());
+                    inbox.drain(..used);
+                    let _ = hs.take_output();
+                    match event {
+                        Some(Event::NameReceived { .. }) => {
+                            let _ = hs.set_status(status);
+                        }
+                        Some(Event::Established(_)) => return,
+                        Some(_) => {}
+                        None if used == 0 => break,
+                        None => {}
+                    }
+                }
+                Err(_) => return,
+            }
+            if hs.is_done() || hs.is_failed() {
+                return;
+            }
+        }
+    }
+}
+
+/// The atom-cache header reader and expander (`dist/atom_cache.rs`): `data`
+/// is a series of frame bodies, each prefixed by a 2-byte length, read by
+/// one cache (so later headers see the slots earlier ones set). A body that
+/// starts `131 68` is expanded and its output decoded as a control message
+/// (the expansion vouches that the decoder accepts it); one that starts
+/// `131 69` has its fragment header read.
+pub fn atom_cache(data: &[u8]) {
+    let mut cache = AtomCache::new().with_max_output(1 << 20);
+    let limits = Limits::default();
+    let mut out = Vec::new();
+    let mut atoms = Vec::new();
+    for body in length_prefixed(data) {
+        match body {
+            [etf::VERSION, etf::DIST_HEADER, ..] => {
+                out.clear();
+                if let Ok(checked) = cache.expand_checked(body, &limits, &mut out) {
+                    let _ = control::decode_checked(checked);
+                }
+            }
+            [etf::VERSION, frame::DIST_FRAG_HEADER, ..] => {
+                if let Ok(pos) = cache.read_fragment_header(body, &mut atoms) {
+                    assert!(pos <= body.len());
+                    out.clear();
+                    if let Ok(checked) =
+                        cache.expand_resolved(&atoms, &body[pos..], &limits, &mut out)
+                    {
+                        let _ = control::decode_checked(checked);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The term scanner and decoder (`dist/etf`): `check_term` and
+/// `decode_term` agree on what they accept and its length, and a decoded
+/// term that encodes decodes back to itself.
+pub fn term(data: &[u8]) {
+    let limits = Limits::default();
+    let checked = etf::check_term(data, &limits);
+    let Ok((term, len)) = etf::decode_term(data, &limits) else {
+        return;
+    };
+    match checked {
+        Ok(checked_len) => assert_eq!(checked_len, len, "check_term and decode_term disagree"),
+        Err(e) => panic!("decode_term accepted what check_term refused: {e}"),
+    }
+    let mut bytes = Vec::new();
+    if etf::encode_term(&term, &mut bytes).is_ok() {
+        match etf::decode_term(&bytes, &limits) {
+            Ok((again, used)) => {
+                assert_eq!(used, bytes.len());
+                assert!(
+                    again == term,
+                    "decode(encode(t)) != t: {term} became {again}"
+                );
+            }
+            Err(e) => panic!("our own encoding of {term} is refused: {e}"),
+        }
+    }
+}
+
+/// Control messages (`dist/control.rs`): a pass-through body decoded; a
+/// message that decodes and encodes again decodes to the same message.
+pub fn control(data: &[u8]) {
+    let limits = Limits::default();
+    let Ok(message) = control::decode(data, &limits) else {
+        return;
+    };
+    let Ok(mut out) = control::encode(message.clone()) else {
+        return;
+    };
+    out.finish();
+    let bytes = out.into_pass_through();
+    // Length prefix and the pass-through byte 112.
+    match control::decode(&bytes[5..], &limits) {
+        Ok(again) => assert!(again == message, "{message:?} became {again:?}"),
+        Err(e) => panic!("our own encoding of {message:?} is refused: {e}"),
+    }
+}
+
+/// The connection's reader (`dist/connection/incoming.rs`): frames, ticks,
+/// the atom cache and fragments reassembled, on a stream cut into chunks of
+/// the size the first byte gives. Both the atom cache and fragments are
+/// negotiated; the reader is polled until it needs input after each chunk,
+/// and large messages are decoded as the driver decodes them.
+pub fn incoming(data: &[u8]) {
+    let [chunk, stream @ ..] = data else {
+        return;
+    };
+    let config = ConnectionConfig {
+        net_ticktime: Duration::from_secs(60),
+        max_frame_bytes: MAX_FRAME,
+        term_limits: Limits::default(),
+    };
+    let peer = PeerInfo {
+        name: "peer@127.0.0.1".into(),
+        flags: flags::ADVERTISED,
+        creation: 1,
+    };
+    let now = Instant::now();
+    let conn = Connection::new(&peer, flags::ADVERTISED, &config, Vec::new(), now);
+    let (mut incoming, _outgoing) = conn.split();
+    for piece in stream.chunks(usize::from(*chunk).max(1)) {
+        incoming.read_buffer().extend_from_slice(piece);
+        incoming.handle_read(now);
+        loop {
+            match incoming.poll() {
+                Ok(None) => break,
+                Ok(Some(Polled::Message(_))) => {}
+                Ok(Some(Polled::Large { message, .. })) => {
+                    if let Err(e) = message.decode() {
+                        let _ = incoming.fail_large(e);
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The services protocol decoders (`services/protocol`): the first byte
+/// picks the decoder, the rest is a term. A request that decodes, encoded
+/// again, decodes to itself; so does a peer message.
+pub fn services(data: &[u8]) {
+    let [which, rest @ ..] = data else {
+        return;
+    };
+    let Ok((term, _)) = etf::decode_term(rest, &Limits::default()) else {
+        return;
+    };
+    match which % 8 {
+        0 => {
+            if let Ok(request) = Request::decode(&term) {
+                let again = Request::decode(&request.encode());
+                assert!(
+                    again.as_ref() == Ok(&request),
+                    "{request:?} became {again:?}"
+                );
+            }
+        }
+        1 => {
+            if let Ok(message) = PeerMsg::decode(&term) {
+                let again = PeerMsg::decode(&message.encode());
+                assert!(
+                    again.as_ref() == Ok(&message),
+                    "{message:?} became {again:?}"
+                );
+            }
+        }
+        2 => {
+            let _ = HostMsg::decode(&term);
+        }
+        3 => {
+            let _ = GuardNotice::decode(&term);
+            let _ = NameChange::decode(&term);
+        }
+        4 => {
+            let _ = MasterReply::decode(&term);
+        }
+        _ => {
+            // A reply to a request: the term is `{Request, Reply}`.
+            if let Term::Tuple(t) = &term {
+                if let [request, reply] = &t.elements[..] {
+                    if let Ok(request) = Request::decode(request) {
+                        let _ = Reply::decode(&request, reply);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The locker store's request decoder (`quorum/store/parse.rs`) and what
+/// the store does with what it accepts: `data` is a series of terms, each
+/// after a byte that picks a call (even) or a cast (odd) and advances the
+/// clock by its value in milliseconds times 100. Ends with a sweep far in the
+/// future, which must leave no waiter behind.
+pub fn locker(data: &[u8]) {
+    let limits = Limits::default();
+    let mut store = Store::new(StoreConfig::default(), 0, "rust@127.0.0.1");
+    store.mark_caught_up();
+    let mut now = 0u64;
+    let mut rest = data;
+    while let [op, more @ ..] = rest {
+        let Ok((term, used)) = etf::decode_term(more, &limits) else {
+            break;
+        };
+        rest = &more[used..];
+        now += u64::from(*op) * 100;
+        if op & 1 == 0 {
+            let _ = store.call(now, &term);
+        } else {
+            let _ = store.cast(now, &term);
+        }
+        let _ = store.sweep(now);
+    }
+    let _ = store.sweep(now + (1 << 40));
+    let _ = store.stats(now + (1 << 40));
+}
+
+/// Bodies of a stream where each is preceded by its length in 2 bytes.
+fn length_prefixed(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let [a, b, rest @ ..] = data else {
+            return None;
+        };
+        let len = usize::from(u16::from_be_bytes([*a, *b])).min(rest.len());
+        let (body, tail) = rest.split_at(len);
+        data = tail;
+        Some(body)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Every crash the fuzzer found, kept in `fuzz/regressions/<target>/`,
+    /// and every seed in `fuzz/corpus/<target>/`, run through its entry
+    /// point: none may panic.
+    #[test]
+    fn fuzz_regressions_and_seeds_do_not_panic() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut ran = 0;
+        for dir in ["regressions", "corpus"] {
+            for target in TARGETS {
+                let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+                    continue;
+                };
+                for entry in entries {
+                    let path = entry.unwrap().path();
+                    let data = std::fs::read(&path).unwrap();
+                    let outcome = std::panic::catch_unwind(|| run(target, &data));
+                    assert!(outcome.is_ok(), "{target} panics on {}", path.display());
+                    ran += 1;
+                }
+            }
+        }
+        assert!(ran > 0, "no inputs found under {}", root.display());
+    }
+}
+
+/// Seeds for `fuzz/corpus/`, built with the node's own encoders (real
+/// frames, headers, fragments and handshakes, as a BEAM peer sends them):
+/// `cargo test --features fuzzing --lib fuzz_api::seeds -- --ignored`.
+#[cfg(test)]
+mod seeds {
+    use super::*;
+    use crate::dist::control::ControlMessage;
+    use crate::dist::handshake::HandshakeError;
+    use crate::term::parse_term;
+    use eetf::{Atom, Pid, Reference};
+    use std::path::Path;
+
+    fn pid(id: u32) -> Pid {
+        Pid::new("peer@127.0.0.1", id, 0, 1)
+    }
+
+    fn reference(n: u32) -> Reference {
+        Reference::from(("peer@127.0.0.1", vec![n, 7, 9]))
+    }
+
+    fn terms() -> Vec<Term> {
+        let literals = [
+            "ok",
+            "{ok, 1, -2, 3.5, \"abc\", <<\"bin\">>, <<1,2,3>>}",
+            "[a, b | c]",
+            "[1, [2, [3, []]], {}, 'Quoted atom']",
+            "123456789012345678901234567890",
+            "{lock, key, [x], 5000}",
+        ];
+        let mut out: Vec<Term> = literals.iter().map(|s| parse_term(s).unwrap()).collect();
+        out.push(Term::from(pid(5)));
+        out.push(Term::from(reference(3)));
+        let mut map = std::collections::HashMap::new();
+        map.insert(crate::term::atom("k"), crate::term::int(1));
+        map.insert(crate::term::int(2), Term::from(pid(6)));
+        out.push(Term::from(eetf::Map::from(map)));
+        out
+    }
+
+    fn messages() -> Vec<ControlMessage> {
+        let t = terms();
+        vec![
+            ControlMessage::send_sender(pid(1), pid(1000), t[1].clone()),
+            ControlMessage::reg_send(pid(2), Atom::from("locker"), t[5].clone()),
+            ControlMessage::send(pid(1000), t[3].clone()),
+            ControlMessage::link(pid(3), pid(1000)),
+            ControlMessage::exit(pid(3), pid(1000), t[0].clone()),
+            ControlMessage::unlink_id(crate::term::int(9), pid(3), pid(1000)),
+            ControlMessage::alias_send(pid(4), reference(1), t[2].clone()),
+            ControlMessage::send_sender(pid(1), pid(1000), t[8].clone()),
+        ]
+    }
+
+    fn write(target: &str, name: &str, data: &[u8]) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+
+    /// `112 Control [Payload]` bodies of `messages()`.
+    fn pass_through_bodies() -> Vec<Vec<u8>> {
+        messages()
+            .into_iter()
+            .map(|m| {
+                let mut f = control::encode(m).unwrap();
+                f.finish();
+                f.into_pass_through()[5..].to_vec()
+            })
+            .collect()
+    }
+
+    /// The frames an outgoing half with the atom cache writes for `messages()`.
+    fn cached_frames() -> Vec<u8> {
+        let peer = PeerInfo {
+            name: "peer@127.0.0.1".into(),
+            flags: flags::ADVERTISED,
+            creation: 1,
+        };
+        let config = ConnectionConfig {
+            net_ticktime: Duration::from_secs(60),
+            max_frame_bytes: MAX_FRAME,
+            term_limits: Limits::default(),
+        };
+        let now = Instant::now();
+        let (_, mut out) =
+            Connection::new(&peer, flags::ADVERTISED, &config, Vec::new(), now).split();
+        let mut stream = Vec::new();
+        for m in messages().into_iter().chain(messages()) {
+            stream.extend_from_slice(out.send(control::encode(m).unwrap(), now));
+        }
+        stream
+    }
+
+    /// A message in three fragments, sequence `seq`, with a header that
+    /// defines cache slot 5 as `text`.
+    fn fragments(seq: u64) -> Vec<u8> {
+        let m = ControlMessage::send_sender(pid(1), pid(1000), terms()[1].clone());
+        let f = control::encode(m).unwrap();
+        let terms = f.terms().to_vec();
+        let size = terms.len().div_ceil(3);
+        let mut stream = Vec::new();
+        for (i, chunk) in terms.chunks(size).enumerate() {
+            let first = i == 0;
+            let mut body = vec![131, if first { 69 } else { 70 }];
+            body.extend_from_slice(&seq.to_be_bytes());
+            body.extend_from_slice(&(3 - i as u64).to_be_bytes());
+            if first {
+                body.extend_from_slice(&[1, 0x08, 5, 3]);
+                body.extend_from_slice(b"abc");
+            }
+            body.extend_from_slice(chunk);
+            stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            stream.extend_from_slice(&body);
+        }
+        stream
+    }
+
+    /// What each side of a complete handshake receives, as `mode`+chunk
+    /// inputs for the `handshake` target.
+    fn handshakes() -> Vec<(String, Vec<u8>)> {
+        let ident = |name: &str| LocalIdentity {
+            name: name.into(),
+            flags: flags::ADVERTISED,
+            creation: 3,
+            cookie: "cookie".into(),
+        };
+        let mut client = Handshake::client(ident("peer@127.0.0.1"), "fuzz@127.0.0.1", 0x0102_0304);
+        let mut server = Handshake::server(ident("fuzz@127.0.0.1"), 0x0506_0708);
+        let (mut to_server, mut to_client) = (client.take_output(), Vec::new());
+        let (mut got_server, mut got_client) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            got_server.extend_from_slice(&to_server);
+            got_client.extend_from_slice(&to_client);
+            let step =
+                |hs: &mut Handshake, inbox: &mut Vec<u8>| -> Result<Vec<u8>, HandshakeError> {
+                    loop {
+                        let (used, event) = hs.receive(inbox)?;
+                        inbox.drain(..used);
+                        if let Some(Event::NameReceived { .. }) = event {
+                            hs.set_status(ServerStatus::Ok)?;
+                        }
+                        if used == 0 && event.is_none() {
+                            break;
+                        }
+                    }
+                    Ok(hs.take_output())
+                };
+            let next_client = step(&mut client, &mut to_client).unwrap();
+            let next_server = step(&mut server, &mut to_server).unwrap();
+            to_server = next_client;
+            to_client = next_server;
+        }
+        assert!(client.is_done() && server.is_done());
+        let mut out = Vec::new();
+        for (chunk, name) in [(255u8, "whole"), (3, "chunks3")] {
+            // As the server (mode bit 0 = 1) we receive the client's bytes.
+            let mut s = vec![1, chunk];
+            s.extend_from_slice(&got_server);
+            out.push((format!("server_{name}"), s));
+            let mut c = vec![0, chunk];
+            c.extend_from_slice(&got_client);
+            out.push((format!("client_{name}"), c));
+        }
+        out
+    }
+
+    #[test]
+    #[ignore = "writes fuzz/corpus; run by hand"]
+    fn write_seeds() {
+        // term: each term alone.
+        for (i, t) in terms().iter().enumerate() {
+            let mut b = Vec::new();
+            etf::encode_term(t, &mut b).unwrap();
+            write("term", &format!("term{i}"), &b);
+        }
+        // control: pass-through bodies.
+        for (i, b) in pass_through_bodies().iter().enumerate() {
+            write("control", &format!("msg{i}"), b);
+        }
+        // frame and incoming: whole streams (incoming: a chunk byte first).
+        let mut pass = Vec::new();
+        for b in pass_through_bodies() {
+            pass.extend_from_slice(&(b.len() as u32 + 1).to_be_bytes());
+            pass.push(112);
+            pass.extend_from_slice(&b);
+            pass.extend_from_slice(&frame::TICK);
+        }
+        let cached = cached_frames();
+        let mut frag = fragments(1);
+        frag.extend_from_slice(&cached);
+        frag.extend_from_slice(&fragments(2));
+        for (name, stream) in [("pass", &pass), ("cached", &cached), ("fragments", &frag)] {
+            write("frame", name, stream);
+            for chunk in [255u8, 7] {
+                let mut s = vec![chunk];
+                s.extend_from_slice(stream);
+                write("incoming", &format!("{name}_{chunk}"), &s);
+            }
+        }
+        // atom_cache: the bodies of the cached frames and of a first
+        // fragment, each after a 2-byte length.
+        let mut bodies = Vec::new();
+        for stream in [&cached, &fragments(3)] {
+            let mut rest = &stream[..];
+            while rest.len() >= 4 {
+                let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                let body = &rest[4..4 + len];
+                if body.starts_with(&[131, 68]) || body.starts_with(&[131, 69]) {
+                    bodies.extend_from_slice(&(len as u16).to_be_bytes());
+                    bodies.extend_from_slice(body);
+                }
+                rest = &rest[4 + len..];
+            }
+        }
+        write("atom_cache", "frames", &bodies);
+        // handshake.
+        for (name, input) in handshakes() {
+            write("handshake", &name, &input);
+        }
+        // services: requests (decoder 0) and peer/host messages.
+        let p = Term::from(pid(9));
+        let services = [
+            (
+                0u8,
+                crate::term::tuple(vec![
+                    crate::term::atom("lock"),
+                    crate::term::atom("k"),
+                    p.clone(),
+                    crate::term::atom("true"),
+                ]),
+            ),
+            (
+                0,
+                crate::term::tuple(vec![
+                    crate::term::atom("register_name"),
+                    crate::term::atom("n"),
+                    p.clone(),
+                ]),
+            ),
+            (
+                0,
+                crate::term::tuple(vec![
+                    crate::term::atom("whereis_name"),
+                    crate::term::atom("n"),
+                ]),
+            ),
+            (
+                0,
+                crate::term::tuple(vec![
+                    crate::term::atom("subscribe_peer"),
+                    p.clone(),
+                    crate::term::int(2),
+                ]),
+            ),
+            (
+                0,
+                crate::term::tuple(vec![
+                    crate::term::atom("started"),
+                    crate::term::int(4),
+                    p.clone(),
+                ]),
+            ),
+            (0, crate::term::atom("keepalive")),
+            (
+                1,
+                crate::term::tuple(vec![
+                    crate::term::atom("rust_registry"),
+                    crate::term::atom("peer@127.0.0.1"),
+                    crate::term::list(vec![]),
+                ]),
+            ),
+            (
+                2,
+                crate::term::tuple(vec![
+                    crate::term::atom("start"),
+                    crate::term::int(1),
+                    crate::term::atom("svc"),
+                ]),
+            ),
+            (
+                4,
+                crate::term::tuple(vec![crate::term::atom("ok"), p.clone()]),
+            ),
+        ];
+        for (i, (which, t)) in services.iter().enumerate() {
+            let mut b = vec![*which];
+            etf::encode_term(t, &mut b).unwrap();
+            write("services", &format!("msg{i}"), &b);
+        }
+        for (i, r) in [
+            Request::WhereisName {
+                name: crate::term::atom("n"),
+            },
+            Request::Subscribe { subscriber: pid(2) },
+            Request::Status,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut b = vec![0];
+            etf::encode_term(&r.encode(), &mut b).unwrap();
+            write("services", &format!("req{i}"), &b);
+        }
+        // locker: a call sequence (even op bytes) and a trans_log cast (odd).
+        let tag = Term::from(reference(1));
+        let key = crate::term::atom("k");
+        let v = crate::term::atom("v");
+        let calls = [
+            (
+                0u8,
+                crate::term::tuple(vec![
+                    crate::term::atom("get_write_lock"),
+                    key.clone(),
+                    crate::term::atom("not_found"),
+                    tag.clone(),
+                ]),
+            ),
+            (
+                2,
+                crate::term::tuple(vec![
+                    crate::term::atom("write"),
+                    tag.clone(),
+                    key.clone(),
+                    v.clone(),
+                    crate::term::int(2000),
+                ]),
+            ),
+            (
+                2,
+                crate::term::tuple(vec![
+                    crate::term::atom("wait_for_release"),
+                    key.clone(),
+                    crate::term::int(500),
+                ]),
+            ),
+            (
+                4,
+                crate::term::tuple(vec![
+                    crate::term::atom("extend_lease"),
+                    tag.clone(),
+                    key.clone(),
+                    v.clone(),
+                    crate::term::int(3000),
+                ]),
+            ),
+            (
+                6,
+                crate::term::tuple(vec![
+                    crate::term::atom("release"),
+                    key.clone(),
+                    v.clone(),
+                    tag.clone(),
+                ]),
+            ),
+            (
+                1,
+                crate::term::tuple(vec![
+                    crate::term::atom("trans_log"),
+                    crate::term::atom("m@h"),
+                    crate::term::list(vec![
+                        crate::term::tuple(vec![
+                            crate::term::atom("write"),
+                            key.clone(),
+                            v.clone(),
+                            crate::term::int(100),
+                        ]),
+                        crate::term::tuple(vec![crate::term::atom("release"), key.clone()]),
+                    ]),
+                ]),
+            ),
+            (
+                8,
+                crate::term::tuple(vec![
+                    crate::term::atom("wait_for"),
+                    key.clone(),
+                    crate::term::int(0),
+                ]),
+            ),
+            (0, crate::term::atom("summary")),
+        ];
+        let mut seq = Vec::new();
+        for (op, t) in &calls {
+            seq.push(*op);
+            etf::encode_term(t, &mut seq).unwrap();
+        }
+        write("locker", "sequence", &seq);
+    }
+}
