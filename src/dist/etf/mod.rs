@@ -12,8 +12,9 @@
 //! bytes, STRING_EXT lengths truncated to u16, the same bit shift), which
 //! [`encode_term`] works around.
 
+use crate::term::canon::Canon;
 use eetf::{Atom, Binary, ByteList, ImproperList, InternalFun, List, Map, Pid, Port, Term};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Bounds applied to untrusted external-format terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,12 +140,22 @@ pub(crate) fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize)
         });
     }
     // eetf's HashMap silently keeps the last of duplicate keys; the BEAM
-    // refuses such maps, so we do too: fewer entries than pairs sent.
+    // refuses such maps, so we do too: fewer entries than pairs sent. Keys
+    // eetf tells apart can still be equal in Erlang (`[3]` as a LIST_EXT and
+    // as a STRING_EXT; found by fuzzing): compare their canonical forms.
     if map_pairs > 0 {
         let mut entries = 0;
+        let mut keys = HashSet::new();
         walk(&term, |t, _| {
             if let Term::Map(m) = t {
                 entries += m.map.len();
+                keys.clear();
+                for k in m.map.keys() {
+                    let Ok(canon) = Canon::of(k) else { continue };
+                    if !keys.insert(canon) {
+                        return Err(TermError::DuplicateMapKeys);
+                    }
+                }
             }
             Ok(())
         })?;
