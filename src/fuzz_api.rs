@@ -545,50 +545,58 @@ mod seeds {
     /// What each side of a complete handshake receives, as `mode`+chunk
     /// inputs for the `handshake` target.
     fn handshakes() -> Vec<(String, Vec<u8>)> {
+        // As the server we are fuzz@ and receive what peer@ (the client)
+        // sends; as the client we are fuzz@ and receive what peer@ sends.
+        let (_, to_us_as_server) = handshake_between("peer@127.0.0.1", "fuzz@127.0.0.1");
+        let (to_us_as_client, _) = handshake_between("fuzz@127.0.0.1", "peer@127.0.0.1");
+        let mut out = Vec::new();
+        for (chunk, name) in [(255u8, "whole"), (3, "chunks3")] {
+            let mut s = vec![1, chunk];
+            s.extend_from_slice(&to_us_as_server);
+            out.push((format!("server_{name}"), s));
+            let mut c = vec![0, chunk];
+            c.extend_from_slice(&to_us_as_client);
+            out.push((format!("client_{name}"), c));
+        }
+        out
+    }
+
+    /// A complete handshake in memory, with the challenges the `handshake`
+    /// target uses: what the client received, what the server received.
+    fn handshake_between(client_name: &str, server_name: &str) -> (Vec<u8>, Vec<u8>) {
         let ident = |name: &str| LocalIdentity {
             name: name.into(),
             flags: flags::ADVERTISED,
             creation: 3,
             cookie: "cookie".into(),
         };
-        let mut client = Handshake::client(ident("peer@127.0.0.1"), "fuzz@127.0.0.1", 0x0102_0304);
-        let mut server = Handshake::server(ident("fuzz@127.0.0.1"), 0x0506_0708);
+        let mut client = Handshake::client(ident(client_name), server_name, 0x0102_0304);
+        let mut server = Handshake::server(ident(server_name), 0x0506_0708);
         let (mut to_server, mut to_client) = (client.take_output(), Vec::new());
         let (mut got_server, mut got_client) = (Vec::new(), Vec::new());
+        let step = |hs: &mut Handshake, inbox: &mut Vec<u8>| -> Result<Vec<u8>, HandshakeError> {
+            loop {
+                let (used, event) = hs.receive(inbox)?;
+                inbox.drain(..used);
+                if let Some(Event::NameReceived { .. }) = event {
+                    hs.set_status(ServerStatus::Ok)?;
+                }
+                if used == 0 && event.is_none() {
+                    break;
+                }
+            }
+            Ok(hs.take_output())
+        };
         for _ in 0..10 {
             got_server.extend_from_slice(&to_server);
             got_client.extend_from_slice(&to_client);
-            let step =
-                |hs: &mut Handshake, inbox: &mut Vec<u8>| -> Result<Vec<u8>, HandshakeError> {
-                    loop {
-                        let (used, event) = hs.receive(inbox)?;
-                        inbox.drain(..used);
-                        if let Some(Event::NameReceived { .. }) = event {
-                            hs.set_status(ServerStatus::Ok)?;
-                        }
-                        if used == 0 && event.is_none() {
-                            break;
-                        }
-                    }
-                    Ok(hs.take_output())
-                };
             let next_client = step(&mut client, &mut to_client).unwrap();
             let next_server = step(&mut server, &mut to_server).unwrap();
             to_server = next_client;
             to_client = next_server;
         }
         assert!(client.is_done() && server.is_done());
-        let mut out = Vec::new();
-        for (chunk, name) in [(255u8, "whole"), (3, "chunks3")] {
-            // As the server (mode bit 0 = 1) we receive the client's bytes.
-            let mut s = vec![1, chunk];
-            s.extend_from_slice(&got_server);
-            out.push((format!("server_{name}"), s));
-            let mut c = vec![0, chunk];
-            c.extend_from_slice(&got_client);
-            out.push((format!("client_{name}"), c));
-        }
-        out
+        (got_client, got_server)
     }
 
     #[test]
