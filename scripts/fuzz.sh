@@ -41,6 +41,13 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
   TARGETS=(frame handshake atom_cache term control incoming services locker)
 fi
 
+# The fuzzer itself (libfuzzer-sys, from crates.io) is fetched and built by
+# cargo; its build script needs a C++ compiler.
+if ! command -v c++ >/dev/null 2>&1; then
+  echo "fuzz: installing g++ (libFuzzer is C++)"
+  apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+fi
+
 OUT=${FUZZ_OUT:-/tmp/eq-fuzz}
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 # Stable rustc flags: SanitizerCoverage with the counters, PC table and
