@@ -53,6 +53,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod dist;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_api; // entry points for fuzz/
 pub mod node;
 
 pub(crate) mod proc_table;

@@ -12,8 +12,9 @@
 //! bytes, STRING_EXT lengths truncated to u16, the same bit shift), which
 //! [`encode_term`] works around.
 
+use crate::term::canon::Canon;
 use eetf::{Atom, Binary, ByteList, ImproperList, InternalFun, List, Map, Pid, Port, Term};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Bounds applied to untrusted external-format terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +140,10 @@ pub(crate) fn decode_term(bytes: &[u8], limits: &Limits) -> Result<(Term, usize)
         });
     }
     // eetf's HashMap silently keeps the last of duplicate keys; the BEAM
-    // refuses such maps, so we do too: fewer entries than pairs sent.
+    // refuses such maps, so we do too: fewer entries than pairs sent. Keys
+    // eetf tells apart can still be equal in Erlang (`[3]` as a LIST_EXT and
+    // as a STRING_EXT; found by fuzzing): `map_entries` counts keys by their
+    // canonical forms, on every decode path.
     if map_pairs > 0 && map_entries(&term) != map_pairs {
         return Err(TermError::DuplicateMapKeys);
     }
@@ -163,14 +167,23 @@ pub(crate) fn declared_map_pairs(bytes: &[u8]) -> Result<usize, TermError> {
     Ok(pairs)
 }
 
-/// How many entries the maps inside `term` hold (without recursion). Fewer
-/// than the pairs declared on the wire means duplicate keys, which eetf's
-/// `HashMap` silently merges and the BEAM refuses.
+/// How many distinct keys (by Erlang's `=:=`) the maps inside `term` hold,
+/// without recursion. Fewer than the pairs declared on the wire means
+/// duplicate keys, which eetf's `HashMap` merges (or keeps apart when only
+/// Erlang finds them equal) and the BEAM refuses.
 pub(crate) fn map_entries(term: &Term) -> usize {
     let mut entries = 0;
+    let mut keys = HashSet::new();
     let _ = walk(term, |t, _| {
         if let Term::Map(m) = t {
-            entries += m.map.len();
+            keys.clear();
+            // Keys equal in Erlang count once. A key without a canonical
+            // form (checked terms have one) counts as distinct.
+            entries += m
+                .map
+                .keys()
+                .filter(|k| Canon::of(k).map_or(true, |c| keys.insert(c)))
+                .count();
         }
         Ok(())
     });
