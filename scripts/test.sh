@@ -14,6 +14,8 @@
 #   pass 2: EQ_OTP=27 cargo test --test '*' the integration tests again (tests/*.rs:
 #           the only tests that start BEAM nodes, through tests/common; unit and
 #           doc tests don't look at EQ_OTP, so running them twice proves nothing)
+#   pass 3: scripts/fuzz.sh -t 10           every fuzz target for 10 s (EQ_FUZZ_SECS;
+#           0 skips it); longer runs: scripts/fuzz.sh --long HOURS
 # To run one test against OTP 27 by hand:
 #   EQ_OTP=27 cargo test --test harness_smoke sname_node_starts
 #
@@ -146,6 +148,11 @@ else
     run_pass "OTP 27 (integration tests)" env EQ_OTP=27 cargo test --no-fail-fast --test '*' -- "${CARGO_ARGS[@]}"
   else
     skip_otp27
+  fi
+  # A short coverage-guided run of every network decoder (libFuzzer on
+  # stable); a crash fails the run. EQ_FUZZ_SECS=0 skips it.
+  if [ "${EQ_FUZZ_SECS:-10}" != 0 ]; then
+    run_pass "fuzz (${EQ_FUZZ_SECS:-10} s per target)" bash scripts/fuzz.sh -t "${EQ_FUZZ_SECS:-10}"
   fi
 fi
 
