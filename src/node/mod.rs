@@ -15,14 +15,15 @@ mod handshake_io;
 mod outbox;
 mod peers;
 mod read_pacing;
+mod sending;
 mod socket_read;
 mod spawn_hook;
 mod tls;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
-pub(crate) use connection::Busy;
 pub use epmd::EpmdError;
+pub(crate) use sending::Busy;
 pub use spawn_hook::{SpawnHandler, SpawnRequest};
 pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};
 
@@ -309,7 +310,7 @@ impl NodeInner {
     /// else drops it (see `Remote::needs_existing_connection`).
     fn send_if_connected(self: &Arc<Self>, node: &Atom, message: Message) {
         match crate::dist::control::encode(message) {
-            Ok(frame) => connection::send_frame_if_up(self, node, frame),
+            Ok(frame) => sending::send_frame_if_up(self, node, frame),
             Err(e) => {
                 tracing::warn!(peer = %node.name, error = %e, "cannot encode a message; dropped")
             }
