@@ -5,8 +5,6 @@ mod common;
 mod rust_node;
 
 use common::BeamNode;
-use erl_quorum::dist::flags;
-use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
 use erl_quorum::term::{atom, tuple};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -123,66 +121,6 @@ async fn ticks_keep_a_link_up_and_a_stopped_peer_is_dropped() {
     node.shutdown();
 }
 
-/// Completes a real handshake with `node` as `peer_name`, returning the socket.
-fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
-    raw_connect_with(node, peer_name, rust_node::COOKIE).expect("handshake")
-}
-
-fn raw_connect_with(
-    node: &erl_quorum::Node,
-    peer_name: &str,
-    cookie: &str,
-) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let identity = LocalIdentity {
-        name: peer_name.to_owned(),
-        flags: flags::ADVERTISED,
-        creation: 1,
-        cookie: cookie.to_owned(),
-    };
-    let mut hs = Handshake::client(identity, node.name(), 42);
-    let mut buf = Vec::new();
-    loop {
-        stream
-            .write_all(&hs.take_output())
-            .map_err(|e| e.to_string())?;
-        let (used, event) = hs.receive(&buf).map_err(|e| e.to_string())?;
-        buf.drain(..used);
-        match event {
-            Some(Event::Established(_)) => {
-                stream
-                    .write_all(&hs.take_output())
-                    .map_err(|e| e.to_string())?;
-                return Ok(stream);
-            }
-            Some(_) => continue,
-            None if used > 0 => continue,
-            None => {
-                let mut chunk = [0u8; 512];
-                let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Err("closed during handshake".into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        }
-    }
-}
-
-/// Waits until `node` lists `peer` as connected: it installs a connection
-/// just after sending the final handshake ack, so a raw client may be a
-/// moment ahead of it.
-fn wait_connected(node: &erl_quorum::Node, peer: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !node.connected_nodes().iter().any(|n| n == peer) {
-        assert!(Instant::now() < deadline, "{peer} never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Reads until the peer closes; panics if it is still open after 10 s.
 fn assert_closed_by_peer(mut stream: TcpStream, what: &str) {
     let mut chunk = [0u8; 4096];
@@ -216,22 +154,22 @@ async fn hostile_peers_lose_only_their_own_connection() {
     let node2 = node.clone();
     let hostile = tokio::task::spawn_blocking(move || {
         // Garbage after a good handshake.
-        let mut s = raw_connect(&node2, "evil1@127.0.0.1");
+        let mut s = rust_node::raw_connect(&node2, "evil1@127.0.0.1");
         s.write_all(&[0, 0, 0, 5, 112, 1, 2, 3, 4]).unwrap();
         assert_closed_by_peer(s, "garbage frame");
         // An oversized frame: the length alone is enough to refuse it.
-        let mut s = raw_connect(&node2, "evil2@127.0.0.1");
+        let mut s = rust_node::raw_connect(&node2, "evil2@127.0.0.1");
         s.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
         assert_closed_by_peer(s, "oversized frame");
         // A term nested far too deep, and a list claiming 4 G elements.
-        let mut s = raw_connect(&node2, "evil3@127.0.0.1");
+        let mut s = rust_node::raw_connect(&node2, "evil3@127.0.0.1");
         let mut body = vec![112, 131];
         body.extend(std::iter::repeat_n([104u8, 1], 100_000).flatten());
         body.push(106);
         s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
         s.write_all(&body).unwrap();
         assert_closed_by_peer(s, "deep term");
-        let mut s = raw_connect(&node2, "evil4@127.0.0.1");
+        let mut s = rust_node::raw_connect(&node2, "evil4@127.0.0.1");
         s.write_all(&[0, 0, 0, 8, 112, 131, 108, 255, 255, 255, 255, 106])
             .unwrap();
         assert_closed_by_peer(s, "huge list count");
@@ -264,16 +202,16 @@ async fn a_restarted_peer_replaces_its_stale_connection_only_with_the_cookie() {
     let node2 = node.clone();
     let name2 = name.clone();
     tokio::task::spawn_blocking(move || {
-        let first = raw_connect(&node2, &name2);
-        wait_connected(&node2, &name2);
+        let first = rust_node::raw_connect(&node2, &name2);
+        rust_node::wait_connected(&node2, &name2);
         // Someone claiming the same name without the cookie changes nothing.
-        assert!(raw_connect_with(&node2, &name2, "wrong").is_err());
+        assert!(rust_node::raw_connect_with(&node2, &name2, "wrong").is_err());
         assert!(node2.connected_nodes().contains(&name2));
         // The same name with the cookie (a restarted node): `alive`, then the
         // old connection is dropped and the new one kept.
-        let second = raw_connect(&node2, &name2);
+        let second = rust_node::raw_connect(&node2, &name2);
         assert_closed_by_peer(first, "stale connection");
-        wait_connected(&node2, &name2);
+        rust_node::wait_connected(&node2, &name2);
         drop(second);
     })
     .await

@@ -8,8 +8,6 @@ mod common;
 mod rust_node;
 
 use common::BeamNode;
-use erl_quorum::dist::flags;
-use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
 use erl_quorum::term::{as_tuple, atom, binary, int, list, tuple, Pid, Reference, Term};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -74,50 +72,6 @@ impl LogWindow {
 }
 
 // ---- a raw peer ---------------------------------------------------------
-
-/// Completes a real handshake with `node` as `peer_name`, returning the socket.
-fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let identity = LocalIdentity {
-        name: peer_name.to_owned(),
-        flags: flags::ADVERTISED,
-        creation: 1,
-        cookie: rust_node::COOKIE.to_owned(),
-    };
-    let mut hs = Handshake::client(identity, node.name(), 42);
-    let mut buf = Vec::new();
-    loop {
-        stream.write_all(&hs.take_output()).unwrap();
-        let (used, event) = hs.receive(&buf).expect("handshake");
-        buf.drain(..used);
-        match event {
-            Some(Event::Established(_)) => {
-                stream.write_all(&hs.take_output()).unwrap();
-                wait_connected(node, peer_name);
-                return stream;
-            }
-            Some(_) => continue,
-            None if used > 0 => continue,
-            None => {
-                let mut chunk = [0u8; 512];
-                let n = stream.read(&mut chunk).unwrap();
-                assert!(n > 0, "closed during handshake");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        }
-    }
-}
-
-fn wait_connected(node: &erl_quorum::Node, peer: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !node.connected_nodes().iter().any(|n| n == peer) {
-        assert!(Instant::now() < deadline, "{peer} never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Reads until the node closes the connection (panics if it is still open
 /// after 10 s); returns what it sent.
@@ -213,7 +167,7 @@ async fn refused_messages_are_logged_briefly_and_a_flooding_peer_is_dropped() {
     let log = LogWindow::open();
     let node = rust_node::start("rs_flood").await;
     let peer = hostile_name("hostile_flood");
-    let mut s = raw_connect(&node, &peer);
+    let mut s = rust_node::raw_connect(&node, &peer);
     let local = node.spawn_process();
 
     // A million arguments to a function nobody registered.
@@ -276,13 +230,13 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
     let to = Term::from(target.pid().clone());
 
     let peer = hostile_name("hostile_link");
-    let mut s = raw_connect(&node, &peer);
+    let mut s = rust_node::raw_connect(&node, &peer);
     let link = encode(&tuple(vec![op(1), pid_on(&third, 5), to.clone()]));
     s.write_all(&pass_through(&[&link])).unwrap();
     let linker = s;
 
     let peer = hostile_name("hostile_monitor");
-    let mut s = raw_connect(&node, &peer);
+    let mut s = rust_node::raw_connect(&node, &peer);
     let monitor = encode(&tuple(vec![
         op(19),
         pid_on(&third, 6),
@@ -295,7 +249,7 @@ async fn signals_forged_for_a_third_node_drop_the_peer_and_dial_nobody() {
     // An EXIT from the peer's own pid is still accepted: only the sender's
     // node is checked.
     let peer = hostile_name("hostile_exit");
-    let mut s = raw_connect(&node, &peer);
+    let mut s = rust_node::raw_connect(&node, &peer);
     let other = node.spawn_process();
     let exit = encode(&tuple(vec![
         op(3),
@@ -376,7 +330,7 @@ async fn duplicate_map_keys_are_refused_on_every_path() {
         // not for EXIT2, which would kill the target.
         if case != 1 {
             let peer = hostile_name("fine_map");
-            let mut s = raw_connect(&node, &peer);
+            let mut s = rust_node::raw_connect(&node, &peer);
             s.write_all(&message(case, &peer, &distinct)).unwrap();
             let got = match target.recv_timeout(Duration::from_secs(10)).await {
                 Ok(Some(erl_quorum::process::Mail::Message(t))) => t,
@@ -388,7 +342,7 @@ async fn duplicate_map_keys_are_refused_on_every_path() {
             assert!(node.connected_nodes().contains(&peer), "{what}");
         }
         let peer = hostile_name("hostile_dup");
-        let mut s = raw_connect(&node, &peer);
+        let mut s = rust_node::raw_connect(&node, &peer);
         s.write_all(&message(case, &peer, &duplicate)).unwrap();
         closed_by_node(s, what);
     }
@@ -402,7 +356,7 @@ async fn unlink_id_beyond_64_bits_is_refused_and_not_echoed() {
     let node = rust_node::start("rs_unlinkid").await;
     let target = node.spawn_process();
     let peer = hostile_name("hostile_unlink");
-    let mut s = raw_connect(&node, &peer);
+    let mut s = rust_node::raw_connect(&node, &peer);
     let mut id = eetf::BigInteger::from(1i64).value;
     id <<= 70usize;
     let unlink = encode(&tuple(vec![
@@ -498,7 +452,7 @@ async fn a_reset_connection_discards_what_is_in_flight_and_a_disconnect_closes()
     let mut outcomes = Vec::new();
     for reset in [true, false] {
         let peer = hostile_name(if reset { "reset_me" } else { "close_me" });
-        let stream = raw_connect(&node, &peer);
+        let stream = rust_node::raw_connect(&node, &peer);
         let Term::Pid(to) = pid_on(&peer, 1) else {
             unreachable!()
         };

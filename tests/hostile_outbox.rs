@@ -10,12 +10,9 @@ mod common;
 mod rust_node;
 
 use common::BeamNode;
-use erl_quorum::dist::flags;
-use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
 use erl_quorum::process::Mail;
 use erl_quorum::term::{atom, binary, int, tuple, Atom, Pid, Term};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const BUSY: usize = 64 << 10;
@@ -23,47 +20,6 @@ const MAX: usize = 1 << 20;
 
 async fn node(prefix: &str) -> erl_quorum::Node {
     rust_node::start_with(prefix, |c| c.with_outgoing_limits(BUSY, MAX)).await
-}
-
-/// Completes a handshake with `node` as `peer_name`; returns the socket.
-fn raw_connect(node: &erl_quorum::Node, peer_name: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let identity = LocalIdentity {
-        name: peer_name.to_owned(),
-        flags: flags::ADVERTISED,
-        creation: 1,
-        cookie: rust_node::COOKIE.to_owned(),
-    };
-    let mut hs = Handshake::client(identity, node.name(), 42);
-    let mut buf = Vec::new();
-    loop {
-        stream.write_all(&hs.take_output()).unwrap();
-        let (used, event) = hs.receive(&buf).expect("handshake");
-        buf.drain(..used);
-        match event {
-            Some(Event::Established(_)) => {
-                stream.write_all(&hs.take_output()).unwrap();
-                break;
-            }
-            Some(_) => continue,
-            None if used > 0 => continue,
-            None => {
-                let mut chunk = [0u8; 512];
-                let n = stream.read(&mut chunk).unwrap();
-                assert!(n > 0, "closed during the handshake");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !node.connected_nodes().iter().any(|n| n == peer_name) {
-        assert!(Instant::now() < deadline, "{peer_name} never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    stream
 }
 
 fn pid_of(peer: &str, id: u32) -> Pid {
@@ -155,7 +111,7 @@ async fn a_peer_that_never_reads_is_bounded_then_dropped() {
     assert_eq!(b.eval_ok(&check), "true");
 
     let peer = "evil_noread@127.0.0.1";
-    let mut s = raw_connect(&node, peer);
+    let mut s = rust_node::raw_connect(&node, peer);
     let from = pid_of(peer, 1);
     const REPLY: usize = 128 << 10;
     // 200 calls of 128 KiB: 25 MiB of replies, never read.
@@ -218,7 +174,7 @@ async fn a_peer_that_never_reads_is_bounded_then_dropped() {
 async fn a_sender_to_a_busy_peer_is_slowed_and_resumes() {
     let node = node("rs_slowed").await;
     let peer = "evil_slow@127.0.0.1";
-    let s = raw_connect(&node, peer);
+    let s = rust_node::raw_connect(&node, peer);
     const COUNT: usize = 200;
     const SIZE: usize = 128 << 10;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -305,7 +261,7 @@ async fn atom_cache_references_cannot_amplify_memory() {
     let mut marker = node.spawn_process();
     marker.register("marker").unwrap();
     let peer = "evil_atoms@127.0.0.1";
-    let mut s = raw_connect(&node, peer);
+    let mut s = rust_node::raw_connect(&node, peer);
     let from = pid_of(peer, 1);
     let control = |to: &str| {
         let c = encode(&tuple(vec![

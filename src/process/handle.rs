@@ -213,14 +213,8 @@ impl Process {
                 _ = &mut drained => return Ok(true),
                 signal = self.rx.recv() => match signal {
                     Some(Signal::Mail(mail)) => self.saved.push_back(mail),
-                    Some(Signal::Killed(reason)) => {
-                        self.exited = Some(reason.clone());
-                        return Err(ProcessError::Exited(reason));
-                    }
-                    None => {
-                        let reason = self.exited.get_or_insert_with(|| atom("noproc")).clone();
-                        return Err(ProcessError::Exited(reason));
-                    }
+                    Some(Signal::Killed(reason)) => return Err(self.ended(Some(reason))),
+                    None => return Err(self.ended(None)),
                 },
                 _ = expired => return Ok(false),
             }
@@ -241,6 +235,16 @@ impl Process {
             );
             self.note_busy(busy);
         }
+    }
+
+    /// This process ended: killed with `reason`, or (`None`) its mailbox
+    /// closed, with the reason it was killed with if known, else `noproc`.
+    fn ended(&mut self, reason: Option<Term>) -> ProcessError {
+        let reason = match reason {
+            Some(r) => self.exited.insert(r).clone(),
+            None => self.exited.get_or_insert_with(|| atom("noproc")).clone(),
+        };
+        ProcessError::Exited(reason)
     }
 
     /// The next mail, waiting as long as it takes.
@@ -284,14 +288,8 @@ impl Process {
             match signal {
                 Some(Signal::Mail(mail)) if matches(&mail) => return Ok(Some(mail)),
                 Some(Signal::Mail(mail)) => self.saved.push_back(mail),
-                Some(Signal::Killed(reason)) => {
-                    self.exited = Some(reason.clone());
-                    return Err(ProcessError::Exited(reason));
-                }
-                None => {
-                    let reason = self.exited.get_or_insert_with(|| atom("noproc")).clone();
-                    return Err(ProcessError::Exited(reason));
-                }
+                Some(Signal::Killed(reason)) => return Err(self.ended(Some(reason))),
+                None => return Err(self.ended(None)),
             }
         }
     }

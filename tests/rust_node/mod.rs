@@ -112,3 +112,74 @@ pub async fn open_connection(node: &Node, b: &super::common::BeamNode, dialer: D
         "true"
     );
 }
+
+// ---- raw peers --------------------------------------------------------------
+
+/// Completes a real handshake with `node` as `peer_name` (the test cookie)
+/// and waits until `node` lists it; returns the socket, for a peer that
+/// then sends raw frames (a hostile peer a BEAM node cannot play).
+pub fn raw_connect(node: &Node, peer_name: &str) -> std::net::TcpStream {
+    let stream = raw_connect_with(node, peer_name, COOKIE).expect("handshake");
+    wait_connected(node, peer_name);
+    stream
+}
+
+/// The handshake of [`raw_connect`] with any cookie, without waiting.
+pub fn raw_connect_with(
+    node: &Node,
+    peer_name: &str,
+    cookie: &str,
+) -> Result<std::net::TcpStream, String> {
+    use erl_quorum::dist::flags;
+    use erl_quorum::dist::handshake::{Event, Handshake, LocalIdentity};
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", node.port())).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let identity = LocalIdentity {
+        name: peer_name.to_owned(),
+        flags: flags::ADVERTISED,
+        creation: 1,
+        cookie: cookie.to_owned(),
+    };
+    let mut hs = Handshake::client(identity, node.name(), 42);
+    let mut buf = Vec::new();
+    loop {
+        stream
+            .write_all(&hs.take_output())
+            .map_err(|e| e.to_string())?;
+        let (used, event) = hs.receive(&buf).map_err(|e| e.to_string())?;
+        buf.drain(..used);
+        match event {
+            Some(Event::Established(_)) => {
+                stream
+                    .write_all(&hs.take_output())
+                    .map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Some(_) => continue,
+            None if used > 0 => continue,
+            None => {
+                let mut chunk = [0u8; 512];
+                let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed during handshake".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Waits until `node` lists `peer` as connected: it installs a connection
+/// just after sending the final handshake ack, so a raw client may be a
+/// moment ahead of it.
+pub fn wait_connected(node: &Node, peer: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !node.connected_nodes().iter().any(|n| n == peer) {
+        assert!(std::time::Instant::now() < deadline, "{peer} never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
