@@ -11,6 +11,7 @@
 
 use super::etf::{self, Limits, TermError};
 use super::frame::OutFrame;
+use crate::term::brief::bounded_text;
 use eetf::{Atom, FixInteger, Term, Tuple};
 use erl_dist::message::{Message, RecvError};
 use thiserror::Error;
@@ -242,38 +243,6 @@ fn spawn_request(body: &[u8]) -> Result<Option<Message>, ControlError> {
             trace_token: next()?,
         })
     }))
-}
-
-/// `value`'s text, cut after about `max` bytes without formatting the rest
-/// (a term of millions of nodes would otherwise be printed in full first).
-fn bounded_text(value: &impl std::fmt::Display, max: usize) -> String {
-    struct Bounded {
-        text: String,
-        max: usize,
-    }
-    impl std::fmt::Write for Bounded {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let room = self.max - self.text.len();
-            if s.len() <= room {
-                self.text.push_str(s);
-                return Ok(());
-            }
-            let mut cut = room;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            self.text.push_str(&s[..cut]);
-            Err(std::fmt::Error)
-        }
-    }
-    let mut out = Bounded {
-        text: String::new(),
-        max,
-    };
-    if std::fmt::write(&mut out, format_args!("{value}")).is_err() {
-        out.text.push_str("...");
-    }
-    out.text
 }
 
 /// Encodes one frame, in distribution-header form (see [`OutFrame`]).

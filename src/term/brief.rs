@@ -23,9 +23,7 @@ pub struct Brief<'a>(pub &'a Term);
 
 impl fmt::Display for Brief<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Capped {
-            text: String::new(),
-        };
+        let mut out = Capped::new(MAX_BYTES);
         if render(self.0, 0, &mut out).is_err() {
             out.text.push_str("...");
         }
@@ -39,15 +37,27 @@ impl fmt::Debug for Brief<'_> {
     }
 }
 
-/// A string that refuses to grow past [`MAX_BYTES`] (cut on a character
+/// `value`'s text, cut after `max` bytes (on a character boundary, then
+/// `...`) without formatting the rest: a term of millions of nodes is never
+/// printed in full first.
+pub(crate) fn bounded_text(value: &impl fmt::Display, max: usize) -> String {
+    let mut out = Capped::new(max);
+    if write!(out, "{value}").is_err() {
+        out.text.push_str("...");
+    }
+    out.text
+}
+
+/// A string that refuses to grow past `max` bytes (cut on a character
 /// boundary), which stops the rendering early.
 struct Capped {
     text: String,
+    max: usize,
 }
 
 impl Write for Capped {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = MAX_BYTES - self.text.len();
+        let room = self.max - self.text.len();
         if s.len() <= room {
             self.text.push_str(s);
             return Ok(());
@@ -112,6 +122,13 @@ fn render(term: &Term, depth: usize, out: &mut Capped) -> fmt::Result {
 }
 
 impl Capped {
+    fn new(max: usize) -> Capped {
+        Capped {
+            text: String::new(),
+            max,
+        }
+    }
+
     /// The first few id words of a reference.
     fn few(id: &[u32]) -> &[u32] {
         &id[..id.len().min(MAX_ELEMENTS)]

@@ -7,7 +7,7 @@
 //! the crate, `Canon` is a term's canonical bytes, equal exactly when
 //! Erlang's `=:=` holds, for keys, values and tags in tables.)
 
-mod brief;
+pub(crate) mod brief;
 pub(crate) mod canon;
 #[cfg(test)]
 mod canon_tests;
