@@ -427,6 +427,8 @@ async fn a_beam_node_still_links_monitors_and_unlinks() {
 /// plain disconnect still closes: the peer reads everything, then the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_connection_discards_what_is_in_flight_and_a_disconnect_closes() {
+    // The log sink must be installed before any node starts (see `sink`).
+    let _log = LogWindow::open();
     let node = rust_node::start("rs_reset").await;
     // The peer reads nothing until the node has given up on it, so the
     // node's socket holds unsent bytes (the peer's window is full).
