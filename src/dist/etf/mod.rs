@@ -76,6 +76,10 @@ pub(crate) enum TermError {
     Encode(#[from] eetf::EncodeError),
     #[error("term cannot be sent to an Erlang node: {0}")]
     Unencodable(String),
+    /// Refused by the encoder for its depth alone (a variant of its own, so
+    /// a reply can say `{too_deep, N}` without reading the text).
+    #[error("term cannot be sent to an Erlang node: term nests deeper than {max_depth} levels")]
+    UnencodableDepth { max_depth: usize },
 }
 
 pub(crate) const VERSION: u8 = 131;
@@ -757,7 +761,9 @@ fn validate_for_encode(t: &Term, level: usize) -> Result<bool, TermError> {
     // Whatever we send must be decodable by us, and eetf's encoder recurses.
     let depth = |levels: usize| {
         if level + levels > DEFAULT_MAX_DEPTH {
-            return unencodable(format!("term nests deeper than {DEFAULT_MAX_DEPTH} levels"));
+            return Err(TermError::UnencodableDepth {
+                max_depth: DEFAULT_MAX_DEPTH,
+            });
         }
         Ok(())
     };

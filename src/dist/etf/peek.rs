@@ -22,12 +22,10 @@ pub(crate) fn check_encodable(term: &Term) -> Result<(), TermError> {
 
 /// Whether `e` (from [`check_encodable`]) refused the term for its depth.
 pub(crate) fn is_too_deep(e: &TermError) -> bool {
-    match e {
-        TermError::TooDeep { .. } => true,
-        // The encoder's own words (see `validate_for_encode`).
-        TermError::Unencodable(why) => why.starts_with("term nests deeper than"),
-        _ => false,
-    }
+    matches!(
+        e,
+        TermError::TooDeep { .. } | TermError::UnencodableDepth { .. }
+    )
 }
 
 /// How many containers nest in `term` (an atom is 0, `{a}` is 1), counted
