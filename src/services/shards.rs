@@ -141,6 +141,13 @@ impl Shards {
         matches!(self.shards[index as usize], State::Foreign { .. })
     }
 
+    /// Whether another node held shard `index` when last asked, recently
+    /// enough that requests are redirected to it without asking again.
+    pub(crate) fn foreign_fresh(&self, index: u32, now: Instant) -> bool {
+        matches!(&self.shards[index as usize],
+            State::Foreign { seen, .. } if now.duration_since(*seen) < FOREIGN_TTL)
+    }
+
     /// The shards this node holds under `epoch`.
     pub(crate) fn held_shards(&self, epoch: u64) -> Vec<u32> {
         (0..SHARDS).filter(|&i| self.held(i, epoch)).collect()

@@ -78,7 +78,7 @@ impl Core {
     }
 
     /// Starts a round for `shard`, once the session allows a grant.
-    fn take_shard(&mut self, shard: u32) {
+    pub(super) fn take_shard(&mut self, shard: u32) {
         if !self.may_grant() {
             let at = self.now + Duration::from_millis(100);
             self.timers.at(at, Timer::ShardRetry(shard));
@@ -96,7 +96,7 @@ impl Core {
     /// A grant must come with at least `lost_margin` of session left (the
     /// guard assumes so until its first keepalive), plus a round's worth
     /// (well under 0.5 s) for a shard taken now.
-    fn may_grant(&self) -> bool {
+    pub(super) fn may_grant(&self) -> bool {
         let needed = self.config.lost_margin + Duration::from_millis(500);
         self.lease.session.grants_allowed() && self.valid_ms() > needed.as_millis() as u64
     }

@@ -120,6 +120,9 @@ pub(super) struct Singletons {
     pub(super) cut: Option<(Instant, Instant)>,
     /// When a serving node gave its session up (its `eq_lost` notices).
     losses: Vec<Instant>,
+    /// When a keeper of each singleton was made slower than the start
+    /// deadline (its start is then abandoned and retried 30 s later).
+    slow_starts: [Vec<Instant>; NAMES],
     kills: usize,
     starts: usize,
     /// Children of the known limit, started while another instance ran.
@@ -220,6 +223,7 @@ impl Sim {
                 } = msg;
                 let keeper = self.fresh_pid(node);
                 let epoch = self.epoch_of(from);
+                let index = index_of(&name);
                 self.sing.keepers.insert(
                     keeper.clone(),
                     Keeper {
@@ -236,6 +240,9 @@ impl Sim {
                 );
                 // Mostly quick; sometimes past the 30 s deadline.
                 let ms = if self.rng.random_bool(0.03) {
+                    if let Some(i) = index {
+                        self.sing.slow_starts[i].push(self.now);
+                    }
                     self.rng.random_range(29_000..32_000)
                 } else {
                     self.rng.random_range(1..40)
@@ -517,6 +524,10 @@ impl Sim {
                 || self
                     .sing
                     .losses
+                    .iter()
+                    .any(|&t| t > window.0 && t < window.1)
+                // A start that waits out the deadline comes back later.
+                || self.sing.slow_starts[i]
                     .iter()
                     .any(|&t| t > window.0 && t < window.1);
             if double_fault {

@@ -115,6 +115,52 @@ impl Harness {
         }
     }
 
+    /// [`Harness::advance`] with the masters out of reach: every renewal
+    /// and shard round fails.
+    fn advance_cut_off(&mut self, by: Duration) {
+        use crate::services::rounds::{Event, Job};
+        use crate::services::shards::Taken;
+        let until = self.now + by;
+        loop {
+            self.c.handle_timeout(self.now);
+            while let Some(output) = self.c.poll_action() {
+                let now = self.now;
+                match output {
+                    Output::Run(Job::Renew { epoch, .. }) => {
+                        let event = Event::Renewed {
+                            epoch,
+                            sent_at: now,
+                            renewed: vec![],
+                            created: vec![],
+                        };
+                        self.c.handle_round_result(event, now)
+                    }
+                    Output::Run(Job::TakeShard { shard, epoch, .. }) => {
+                        let event = Event::ShardTaken {
+                            shard,
+                            epoch,
+                            taken: Taken::NoQuorum,
+                            ok_at: vec![],
+                        };
+                        self.c.handle_round_result(event, now)
+                    }
+                    Output::Host(host, HostMsg::Start { id, name, .. }) => {
+                        self.starts.push((host, id, name))
+                    }
+                    Output::Monitor(id, MonitorTarget::Process(p)) => {
+                        self.monitors.insert(p, id);
+                    }
+                    Output::Reply(..) => self.replies.extend(replies(&[output])),
+                    _ => {}
+                }
+            }
+            if self.now >= until {
+                return;
+            }
+            self.now = (self.now + ms(100)).min(until);
+        }
+    }
+
     fn down(&mut self, pid: &Pid, reason: Term) {
         let id = self.monitors.remove(pid).expect("monitored");
         self.c.handle_down(id, &reason, self.now);
@@ -249,6 +295,36 @@ fn a_keeper_too_late_is_told_no_and_the_caller_gets_timeout() {
     h.started(&keeper("b1@h", 2), &c);
     assert_eq!(h.reply_to(2), vec![started(&c)]);
     assert_eq!(h.c.status().last(), Some(&("pending_starts".into(), 0)));
+}
+
+/// A start is never ordered while this node could not grant the name: its
+/// child would run unregistered while the session may lapse, beside the one
+/// the next holder of the shard starts (found by the simulation, seed 316).
+#[test]
+fn no_eq_start_goes_out_while_the_session_cannot_grant() {
+    let mut h = Harness::new();
+    h.announce(&host("b1@h"), HostKind::Beam);
+    let c = running(&mut h, "s", Restart::Permanent, "b1@h", 1);
+    h.down(&c, atom("crash"));
+    assert_eq!(h.starts.len(), 2, "restarted at once");
+    // The masters go out of reach before the keeper answers: the session
+    // is given up and the attempt abandoned.
+    h.advance_cut_off(config().session_lease);
+    let late = child("b1@h", 2);
+    h.started(&keeper("b1@h", 2), &late);
+    assert_eq!(h.reply_to(202), vec![atom("no")]);
+    // Its keeper kills it; the next attempt would go out now, with no
+    // session able to grant the name.
+    h.down(&late, atom("killed"));
+    h.advance_cut_off(ms(3_000));
+    assert_eq!(h.starts.len(), 2, "no eq_start without a session");
+    // Once the masters answer again, the restart goes out.
+    h.advance(ms(3_000));
+    assert_eq!(h.starts.len(), 3);
+    let c3 = child("b1@h", 3);
+    h.started(&keeper("b1@h", 3), &c3);
+    assert_eq!(h.reply_to(203), vec![atom("yes")]);
+    assert_eq!(h.whereis("s"), Some(c3));
 }
 
 #[test]

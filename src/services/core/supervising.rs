@@ -6,12 +6,54 @@ use super::timers::Timer;
 use super::watches::{MonitorTarget, Watched};
 use super::{Core, Output};
 use crate::process::Caller;
+use crate::services::protocol::HostMsg;
 use crate::services::protocol::{Reply, Request};
-use crate::services::slots::Kind;
+use crate::services::slots::{shard_of_key, Kind};
 use crate::services::supervise::Action;
 use crate::term::{Pid, Term};
+use std::time::Duration;
+
+/// How soon a restart held back (see [`Core::may_start`]) is tried
+/// again: soon while this node may take the shard, slowly while another
+/// node holds it (each try sends for the shard).
+const HELD_BACK_RETRY: Duration = Duration::from_millis(100);
+const HELD_BACK_FOREIGN_RETRY: Duration = Duration::from_secs(1);
 
 impl Core {
+    /// Whether an `eq_start` for `name` may go out now: only while this
+    /// node could grant the name at once (its shard held under the current
+    /// session, with the margin every grant needs). A child started
+    /// otherwise would run unregistered while this node's session may be
+    /// lapsing, and the node that takes the shard next would start another
+    /// one. When the session could grant, the shard is sent for, unless
+    /// another node was just seen holding it (then requests for it are
+    /// redirected there; the view goes stale and is asked again).
+    fn may_start(&mut self, name: &Term) -> bool {
+        let Some(shard) = shard_of_key(Kind::Name, name) else {
+            return true;
+        };
+        let epoch = self.lease.session.epoch;
+        if !self.may_grant() {
+            return false;
+        }
+        if self.routing.shards.held(shard, epoch) {
+            return true;
+        }
+        if !self.routing.shards.foreign_fresh(shard, self.now)
+            && self.routing.shards.want(shard, epoch, self.now)
+        {
+            self.take_shard(shard);
+        }
+        false
+    }
+
+    fn held_back_retry(&self, name: &Term) -> Duration {
+        match shard_of_key(Kind::Name, name) {
+            Some(shard) if self.routing.shards.foreign(shard) => HELD_BACK_FOREIGN_RETRY,
+            _ => HELD_BACK_RETRY,
+        }
+    }
+
     /// `{start_name, ...}`, routed by the name's shard like a registration.
     pub(super) fn start_name(&mut self, caller: Caller, request: Request) {
         let Request::StartName { ref name, .. } = request else {
@@ -67,6 +109,14 @@ impl Core {
                         self.outputs.push_back(Output::Reply(caller, reply))
                     }
                     Action::Serve(caller, request) => self.serve(caller, request),
+                    Action::ToHost(host, HostMsg::Start { id, name, .. })
+                        if !self.may_start(&name) =>
+                    {
+                        if let Some(name) = self.supervise.hold_back(id, host) {
+                            let at = self.now + self.held_back_retry(&name);
+                            self.timers.at(at, Timer::StartRetry(name));
+                        }
+                    }
                     Action::ToHost(host, msg) => self.outputs.push_back(Output::Host(host, msg)),
                     Action::Register { keeper, name, pid } => {
                         self.slots.register(keeper, name, pid)

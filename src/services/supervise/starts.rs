@@ -21,6 +21,10 @@ pub(super) enum Phase {
     Abandoned { host: Pid },
     /// A late child was told `no`: the next attempt waits for its end.
     Draining { child: Pid },
+    /// The serving node could not order the start yet (see
+    /// [`Supervise::hold_back`]); tried again at the next
+    /// [`Action::RetryAt`], with the same host first.
+    HeldBack,
 }
 
 /// A start in flight for one name.
@@ -239,12 +243,34 @@ impl Supervise {
         }
     }
 
-    /// A restart that found no host tries again.
+    /// Takes back attempt `id`, whose `eq_start` to `host` the serving
+    /// node did not send: it could not grant the name now. A restart keeps
+    /// its host first and is tried again at the returned name's
+    /// [`Action::RetryAt`] (scheduled by the caller; nothing was started, so
+    /// nothing counts as a restart). A caller's start ends: its callers get
+    /// `no_quorum` and ask again (and are redirected if the shard moved).
+    pub(crate) fn hold_back(&mut self, id: u64, host: Pid) -> Option<Term> {
+        let key = self.by_id.remove(&id)?;
+        let pending = self.pending.get_mut(&key)?;
+        if !pending.is_restart {
+            self.end(key, |_| Reply::NoQuorum);
+            return None;
+        }
+        pending.to_try.push_front(host);
+        pending.phase = Phase::HeldBack;
+        Some(pending.name.clone())
+    }
+
+    /// A restart that found no host, or a start held back, tries again.
     pub(crate) fn retry(&mut self, name: &Term, now: Instant) {
         let Some(key) = name_key(name) else { return };
         let Some(pending) = self.pending.get_mut(&key) else {
             return;
         };
+        if pending.phase == Phase::HeldBack {
+            self.next_host(key, atom("no_host"), now);
+            return;
+        }
         if pending.phase != Phase::Waiting {
             return;
         }
