@@ -1,0 +1,257 @@
+//! eq_cluster (gen_cluster's membership behaviour on process groups) with
+//! real BEAM nodes: three Erlang nodes and an Elixir one, members joining
+//! through different kinds of seed, every member's callbacks checked (the
+//! lists they were handed, in one consistent sequence), then a member that
+//! exits and a node killed with SIGKILL reported to the others through
+//! `handle_leave`.
+//!
+//! The group module here is whatever `?PG` in eq_cluster.erl names (OTP
+//! `pg` until eq_pg is merged): every node runs its default scope, started
+//! by the test. The sample callback module is `erlang_test/eq_cluster_test.erl`;
+//! the Elixir member's module is defined on its node by the test.
+
+mod common;
+
+use common::BeamNode;
+use std::time::Duration;
+
+/// How long a membership change may take to reach every member here: one
+/// message hop, or the distribution noticing a closed connection; generous
+/// for a loaded 2-core machine.
+const PROPAGATION: Duration = Duration::from_secs(10);
+
+fn node(prefix: &str) -> BeamNode {
+    BeamNode::start(&common::unique_name(prefix), common::DEFAULT_COOKIE, &[]).expect("start erl")
+}
+
+/// Starts the default scope of the group module eq_cluster uses, unlinked
+/// from the evaluator.
+fn start_scope(n: &BeamNode, scope: &str) {
+    n.eval_ok(&format!("{{ok, _}} = eq_cluster_test:start_scope({scope})"));
+}
+
+/// The group module (`pg` or `eq_pg`): its name is its default scope's.
+fn group_module(n: &BeamNode) -> String {
+    n.eval_ok("eq_cluster:group_module()")
+}
+
+#[track_caller]
+fn wait_on(n: &BeamNode, cond: &str) {
+    let expr = format!(
+        "ok = eq_peer:wait_until(fun() -> {cond} end, {})",
+        PROPAGATION.as_millis()
+    );
+    if let Err(e) = n.eval_timeout(&expr, PROPAGATION + Duration::from_secs(5)) {
+        panic!("{}: `{cond}` did not become true: {e}", n.node_name());
+    }
+}
+
+/// The Elixir callback module: the same log as eq_cluster_test, kept in
+/// Elixir.
+const EX_MEMBER: &str = "defmodule EqClusterEx do \
+  @behaviour :eq_cluster; \
+  def init(_args), do: {:ok, []}; \
+  def handle_node_joined(me, pids, log), do: {:ok, [{:joined, me, pids} | log]}; \
+  def handle_join(pid, pids, log), do: {:ok, [{:join, pid, pids} | log]}; \
+  def handle_leave(pid, pids, info, log), do: {:ok, [{:leave, pid, pids, info} | log]}; \
+  def handle_call(:eq_log, _from, log), do: {:reply, Enum.reverse(log), log}; \
+  def handle_cast(_msg, log), do: {:noreply, log} \
+end";
+
+#[test]
+fn members_join_through_any_seed_and_see_leaves() {
+    let a = node("cla");
+    let mut b = node("clb");
+    let c = node("clc");
+    let e = BeamNode::start_elixir(&common::unique_name("cle"), common::DEFAULT_COOKIE, &[])
+        .expect("start elixir");
+    for n in [&a, &b, &c, &e] {
+        start_scope(n, &group_module(n));
+    }
+    let (na, nb, nc, ne) = (a.node_atom(), b.node_atom(), c.node_atom(), e.node_atom());
+
+    // A starts the cluster alone.
+    a.eval_ok("{ok, _} = eq_cluster_test:start(m_a, [])");
+    // B joins through A's member, named {Name, Node}.
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(m_b, [{{seed, {{m_a, {na}}}}}])"
+    ));
+    // C joins through B's node, then through C's own member by local name.
+    c.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(m_c, [{{seed, {nb}}}])"
+    ));
+    c.eval_ok("{ok, _} = eq_cluster_test:start(m_c2, [{seed, m_c}])");
+    // The Elixir member joins through B's member's pid.
+    e.eval_ok(&format!(
+        "_ = 'Elixir.Code':eval_string(<<\"{EX_MEMBER}\">>), \
+         true = erlang:function_exported('Elixir.EqClusterEx', handle_join, 3)"
+    ));
+    e.eval_ok(&format!(
+        "P = rpc:call({nb}, erlang, whereis, [m_b]), true = is_pid(P), \
+         {{ok, _}} = eq_cluster:start({{local, m_e}}, 'Elixir.EqClusterEx', [{{seed, P}}], [])"
+    ));
+
+    let refs = [
+        ("m_a", &na),
+        ("m_b", &nb),
+        ("m_c", &nc),
+        ("m_c2", &nc),
+        ("m_e", &ne),
+    ];
+    let list: Vec<String> = refs.iter().map(|(l, n)| format!("{{{l}, {n}}}")).collect();
+    let all = list.join(", ");
+    // Every member sees all five; then the labels (pids as A sees them).
+    for r in &list {
+        wait_on(
+            &a,
+            &format!("length(rpc:call(element(2, {r}), eq_cluster, members, [{r}])) =:= 5"),
+        );
+    }
+    a.eval_ok(&format!("Labels = eq_cluster_test:labels([{all}])"));
+    let log = |r: &str| format!("eq_cluster_test:log({r}, Labels)");
+
+    // The joiner's first callback: handle_node_joined with every member its
+    // seed knew (joins were sequential, so exactly those before it).
+    let firsts = [
+        "{joined,m_a,[m_a]}",
+        "{joined,m_b,[m_a,m_b]}",
+        "{joined,m_c,[m_a,m_b,m_c]}",
+        "{joined,m_c2,[m_a,m_b,m_c,m_c2]}",
+        "{joined,m_e,[m_a,m_b,m_c,m_c2,m_e]}",
+    ];
+    let labels = ["m_a", "m_b", "m_c", "m_c2", "m_e"];
+    for (i, r) in list.iter().enumerate() {
+        assert_eq!(a.eval_ok(&format!("hd({})", log(r))), firsts[i], "{r}");
+        assert_eq!(
+            a.eval_ok(&format!("eq_cluster_test:check({})", log(r))),
+            "ok",
+            "{r}: {}",
+            a.eval_ok(&log(r))
+        );
+        // Then handle_join once for each later member, and nothing else.
+        let later = format!("[{}]", labels[i + 1..].join(","));
+        assert_eq!(
+            a.eval_ok(&format!(
+                "lists:sort([element(1, E) =:= join andalso element(2, E) || E <- tl({})])",
+                log(r)
+            )),
+            later,
+            "{r}"
+        );
+        assert_eq!(
+            a.eval_ok(&format!("eq_cluster_test:members({r}, Labels)")),
+            "[m_a,m_b,m_c,m_c2,m_e]"
+        );
+    }
+    // gen_cluster's plist shape: the cluster is named after the module.
+    assert_eq!(
+        a.eval_ok(&format!(
+            "{{ok, [{{eq_cluster_test, Ps}}]}} = eq_cluster:plist({{m_e, {ne}}}), \
+             lists:sort([maps:get(P, Labels) || P <- Ps])"
+        )),
+        "[m_a,m_b,m_c,m_c2,m_e]"
+    );
+
+    // A member exits: handle_leave with its exit reason on the four others.
+    c.eval_ok("exit(whereis(m_c2), boom)");
+    let four = ["m_a", "m_b", "m_c", "m_e"];
+    for (l, n) in refs.iter().filter(|(l, _)| *l != "m_c2") {
+        let r = format!("{{{l}, {n}}}");
+        wait_on(
+            &a,
+            &format!("eq_cluster_test:members({r}, Labels) =:= [{}]", four.join(",")),
+        );
+        assert_eq!(
+            a.eval_ok(&format!("lists:last({})", log(&r))),
+            "{leave,m_c2,[m_a,m_b,m_c,m_e],boom}",
+            "{r}"
+        );
+    }
+
+    // B's node is killed: handle_leave(m_b, _, noconnection) on the others.
+    b.kill9();
+    for (l, n) in [("m_a", &na), ("m_c", &nc), ("m_e", &ne)] {
+        let r = format!("{{{l}, {n}}}");
+        wait_on(
+            &a,
+            &format!("eq_cluster_test:members({r}, Labels) =:= [m_a,m_c,m_e]"),
+        );
+        let events = a.eval_ok(&log(&r));
+        assert_eq!(
+            a.eval_ok(&format!("lists:last({})", log(&r))),
+            "{leave,m_b,[m_a,m_c,m_e],noconnection}",
+            "{r}: {events}"
+        );
+        assert_eq!(
+            a.eval_ok(&format!("eq_cluster_test:check({})", log(&r))),
+            "ok",
+            "{r}: {events}"
+        );
+        // Each departure reported exactly once.
+        assert_eq!(
+            a.eval_ok(&format!(
+                "lists:sort([element(2, E) || E <- {}, element(1, E) =:= leave])",
+                log(&r)
+            )),
+            "[m_b,m_c2]",
+            "{r}: {events}"
+        );
+    }
+}
+
+#[test]
+fn seeds_clusters_and_scopes() {
+    let a = node("clsa");
+    let b = node("clsb");
+    let pg = group_module(&a);
+    for n in [&a, &b] {
+        start_scope(n, &pg);
+        start_scope(n, "other");
+    }
+    let (na, nb) = (a.node_atom(), b.node_atom());
+    // A seed that answers nothing: the start fails, no silent lone cluster.
+    assert_eq!(
+        b.eval_ok(&format!(
+            "eq_cluster_test:start(m_x, [{{seed, {{nobody, {na}}}}}, {{join_timeout, 500}}])"
+        )),
+        format!("{{error,{{no_seed,[{{nobody,{na}}}]}}}}")
+    );
+    // Two clusters in one scope, and a cluster in a scope of its own: each
+    // sees only its members, whatever the seed.
+    a.eval_ok("{ok, _} = eq_cluster_test:start(r1, [{cluster, red}])");
+    a.eval_ok("{ok, _} = eq_cluster_test:start(g1, [{cluster, green}])");
+    a.eval_ok("{ok, _} = eq_cluster_test:start(o1, [{cluster, red}, {scope, other}])");
+    // Through a member: its cluster and scope, whatever the joiner's options.
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(r2, [{{seed, {{r1, {na}}}}}, {{cluster, green}}])"
+    ));
+    // Through a node: the joiner's own cluster and scope.
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(g2, [{{seed, {na}}}, {{cluster, green}}])"
+    ));
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(o2, [{{seed, {na}}}, {{cluster, red}}, {{scope, other}}])"
+    ));
+    a.eval_ok(&format!(
+        "Labels = eq_cluster_test:labels([{{r1, {na}}}, {{g1, {na}}}, {{o1, {na}}}, \
+         {{r2, {nb}}}, {{g2, {nb}}}, {{o2, {nb}}}])"
+    ));
+    for (r, want) in [
+        ("r1", "[r1,r2]"),
+        ("g1", "[g1,g2]"),
+        ("o1", "[o1,o2]"),
+    ] {
+        wait_on(
+            &a,
+            &format!("eq_cluster_test:members({r}, Labels) =:= {want}"),
+        );
+    }
+    assert_eq!(
+        b.eval_ok("{eq_cluster:cluster(r2), eq_cluster:cluster(o2)}"),
+        format!("{{{{red,{pg}}},{{red,other}}}}")
+    );
+    assert_eq!(
+        a.eval_ok(&format!("hd(eq_cluster_test:log({{g2, {nb}}}, Labels))")),
+        "{joined,g2,[g1,g2]}"
+    );
+}
