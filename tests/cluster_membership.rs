@@ -255,3 +255,65 @@ fn seeds_clusters_and_scopes() {
         "{joined,g2,[g1,g2]}"
     );
 }
+
+/// The member list follows the group exactly: a pid joined twice (by hand,
+/// pg allows it) stays a member until it has left twice, and then leaves
+/// with `left` (it is alive); a connection cut gives `noconnection` on both
+/// sides, and the group's re-sync when the nodes reconnect gives a
+/// handle_join again.
+#[test]
+fn group_bookkeeping_and_reconnection() {
+    let a = node("clra");
+    let b = node("clrb");
+    let pg = group_module(&a);
+    for n in [&a, &b] {
+        start_scope(n, &pg);
+    }
+    let (na, nb) = (a.node_atom(), b.node_atom());
+    a.eval_ok("{ok, _} = eq_cluster_test:start(m_a, [])");
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(m_b, [{{seed, {{m_a, {na}}}}}])"
+    ));
+    let labels = format!("Labels = eq_cluster_test:labels([{{m_a, {na}}}, {{m_b, {nb}}}])");
+    a.eval_ok(&labels);
+    b.eval_ok(&labels);
+    wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a,m_b]");
+    let group = format!("{pg}, {{'$eq_cluster', eq_cluster_test}}");
+
+    // A second join of m_b, then one leave: still a member, no callback.
+    b.eval_ok(&format!("ok = {pg}:join({group}, whereis(m_b))"));
+    b.eval_ok(&format!("ok = {pg}:leave({group}, whereis(m_b))"));
+    // The last leave: m_a is told, with `left` (m_b is alive).
+    b.eval_ok(&format!("ok = {pg}:leave({group}, whereis(m_b))"));
+    wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a]");
+    // Back in by hand: a join again.
+    b.eval_ok(&format!("ok = {pg}:join({group}, whereis(m_b))"));
+    wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a,m_b]");
+    assert_eq!(
+        a.eval_ok("tl(eq_cluster_test:log(m_a, Labels))"),
+        "[{join,m_b,[m_a,m_b]},{leave,m_b,[m_a],left},{join,m_b,[m_a,m_b]}]"
+    );
+
+    // Cut the connection: each side sees the other leave (noconnection),
+    // then, reconnected, join again.
+    a.eval_ok(&format!("true = erlang:disconnect_node({nb})"));
+    wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a]");
+    wait_on(&b, "eq_cluster_test:members(m_b, Labels) =:= [m_b]");
+    a.eval_ok(&format!("true = net_kernel:connect_node({nb})"));
+    wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a,m_b]");
+    wait_on(&b, "eq_cluster_test:members(m_b, Labels) =:= [m_a,m_b]");
+    assert_eq!(
+        a.eval_ok("lists:nthtail(4, eq_cluster_test:log(m_a, Labels))"),
+        "[{leave,m_b,[m_a],noconnection},{join,m_b,[m_a,m_b]}]"
+    );
+    assert_eq!(
+        b.eval_ok("eq_cluster_test:log(m_b, Labels)"),
+        "[{joined,m_b,[m_a,m_b]},{leave,m_a,[m_b],noconnection},{join,m_a,[m_a,m_b]}]"
+    );
+    for (n, r) in [(&a, "m_a"), (&b, "m_b")] {
+        assert_eq!(
+            n.eval_ok(&format!("eq_cluster_test:check(eq_cluster_test:log({r}, Labels))")),
+            "ok"
+        );
+    }
+}

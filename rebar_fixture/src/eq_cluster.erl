@@ -454,6 +454,10 @@ changes(Fun, [P | Ps], St) ->
         {stop, Reason, St1} -> {stop, Reason, St1}
     end.
 
+%% Our own pid is a member from handle_node_joined on, whatever is done to
+%% the group by hand (see left/2).
+joined(P, St) when P =:= self() ->
+    {ok, St};
 joined(P, #st{members = Ms} = St) ->
     case maps:is_key(P, Ms) of
         true -> {ok, add(P, St)};
