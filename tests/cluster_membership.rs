@@ -216,6 +216,20 @@ fn seeds_clusters_and_scopes() {
         )),
         format!("{{error,{{no_seed,[{{nobody,{na}}}]}}}}")
     );
+    // No scope of that name on this node.
+    assert_eq!(
+        b.eval_ok("eq_cluster_test:start(m_x, [{scope, nope}])"),
+        "{error,{no_scope,nope}}"
+    );
+    // Seeds that are the process's own node count only when nothing else
+    // answers (gen_cluster users give every node the same list).
+    assert_eq!(
+        b.eval_ok(&format!(
+            "{{ok, P}} = eq_cluster_test:start(m_y, [{{seed, [node(), {{nobody, {na}}}]}}, \
+             {{cluster, solo}}, {{join_timeout, 500}}]), eq_cluster:members(P) =:= [P]"
+        )),
+        "true"
+    );
     // Two clusters in one scope, and a cluster in a scope of its own: each
     // sees only its members, whatever the seed.
     a.eval_ok("{ok, _} = eq_cluster_test:start(r1, [{cluster, red}])");

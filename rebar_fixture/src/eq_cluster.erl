@@ -259,10 +259,14 @@ init_join(Mod, Args, MState, Extra) ->
     case ask_seeds(Seeds, Own, Timeout) of
         {ok, {Cluster, Scope}, Known} ->
             St0 = #st{mod = Mod, mstate = MState, cluster = Cluster, scope = Scope},
-            St = join_group(St0, Known, Timeout),
-            case callback(handle_node_joined, [self(), member_list(St)], St) of
-                {ok, St1} -> list_to_tuple([ok, St1 | Extra]);
-                {stop, Reason, _} -> {stop, Reason}
+            case join_group(St0, Known, Timeout) of
+                {ok, St} ->
+                    case callback(handle_node_joined, [self(), member_list(St)], St) of
+                        {ok, St1} -> list_to_tuple([ok, St1 | Extra]);
+                        {stop, Reason, _} -> {stop, Reason}
+                    end;
+                {error, Reason} ->
+                    {stop, Reason}
             end;
         {error, Reason} ->
             {stop, Reason}
@@ -297,30 +301,47 @@ ask_seeds(Seeds, Own, Timeout) ->
         none -> {error, {no_seed, Seeds}}
     end.
 
-first_answer([], _Own, _Timeout) ->
-    none;
-first_answer([Seed | Rest], Own, Timeout) ->
+%% Seeds that are this process or this node (gen_cluster users hand every
+%% node the same seed list) are skipped; if nothing else answers, they count
+%% as an answer: the process starts the cluster (or joins what its node's
+%% group already holds).
+first_answer(Seeds, Own, Timeout) ->
+    first_answer(Seeds, Own, Timeout, none).
+
+first_answer([], Own, _Timeout, SawSelf) ->
+    case SawSelf of
+        self -> {ok, Own, []};
+        none -> none
+    end;
+first_answer([Seed | Rest], Own, Timeout, SawSelf) ->
     case ask_seed(Seed, Own, Timeout) of
         {ok, _, _} = Found -> Found;
-        error -> first_answer(Rest, Own, Timeout)
+        self -> first_answer(Rest, Own, Timeout, self);
+        error -> first_answer(Rest, Own, Timeout, SawSelf)
     end.
 
 %% A node seed: connect, then read its group members (erpc). Anything
 %% else names a member: ask it.
-ask_seed(Node, {Cluster, Scope} = Own, _Timeout) when is_atom(Node), Node =:= node() ->
-    {ok, Own, safe_members(Scope, ?GROUP(Cluster))};
+ask_seed(Node, _Own, _Timeout) when Node =:= node() ->
+    self;
 ask_seed(Node, {Cluster, Scope} = Own, Timeout) when is_atom(Node) ->
-    case is_node_name(Node) andalso net_kernel:connect_node(Node) of
+    case is_node_name(Node) of
         true ->
-            Known = try erpc:call(Node, ?PG, get_members, [Scope, ?GROUP(Cluster)], Timeout)
-                    catch _:_ -> []
-                    end,
-            {ok, Own, pids(Known)};
+            case net_kernel:connect_node(Node) of
+                true ->
+                    Group = ?GROUP(Cluster),
+                    Known = try erpc:call(Node, ?PG, get_members, [Scope, Group], Timeout)
+                            catch _:_ -> []
+                            end,
+                    {ok, Own, pids(Known)};
+                _ ->
+                    error
+            end;
         false ->
             ask_member(Node, Own, Timeout)
     end;
 ask_seed(Self, _Own, _Timeout) when Self =:= self() ->
-    error;
+    self;
 ask_seed(Seed, Own, Timeout) ->
     ask_member(Seed, Own, Timeout).
 
@@ -333,6 +354,7 @@ ask_member(Seed, _Own, Timeout) ->
         _ ->
             error
     catch
+        exit:{calling_self, _} -> self;
         _:_ -> error
     end.
 
@@ -342,23 +364,24 @@ is_node_name(Atom) ->
 pids(List) when is_list(List) -> [P || P <- List, is_pid(P)];
 pids(_) -> [].
 
-safe_members(Scope, Group) ->
-    try ?PG:get_members(Scope, Group) catch _:_ -> [] end.
-
 %% Monitor the group, join it, and wait (up to Timeout) until the local
 %% group server knows every member the seed knew that is still alive.
 join_group(#st{scope = Scope, cluster = Cluster} = St0, Known, Timeout) ->
     Group = ?GROUP(Cluster),
     ScopeRef = erlang:monitor(process, Scope),
-    {Watcher, Ref, Pids} = start_watcher(Scope, Group),
-    ok = ?PG:join(Scope, Group, self()),
-    St = lists:foldl(fun add/2, St0#st{ref = Ref, scope_ref = ScopeRef,
-                                       watcher = Watcher}, Pids),
-    Awaited = maps:from_list([{P, erlang:monitor(process, P)}
-                              || P <- lists:usort(Known), P =/= self(),
-                                 not maps:is_key(P, St#st.members)]),
-    Deadline = erlang:monotonic_time(millisecond) + Timeout,
-    await_known(wait_self(St, Deadline), Awaited, Group, Deadline).
+    case start_watcher(Scope, Group) of
+        {ok, Watcher, Ref, Pids} ->
+            ok = ?PG:join(Scope, Group, self()),
+            St = lists:foldl(fun add/2, St0#st{ref = Ref, scope_ref = ScopeRef,
+                                               watcher = Watcher}, Pids),
+            Awaited = maps:from_list([{P, erlang:monitor(process, P)}
+                                      || P <- lists:usort(Known), P =/= self(),
+                                         not maps:is_key(P, St#st.members)]),
+            Deadline = erlang:monotonic_time(millisecond) + Timeout,
+            {ok, await_known(wait_self(St, Deadline), Awaited, Group, Deadline)};
+        {error, _} = Error ->
+            Error
+    end.
 
 %% The group monitor is held by a watcher process that relays the group's
 %% messages to the member unchanged (so in order): OTP pg before 26.2 crashes
@@ -369,14 +392,20 @@ start_watcher(Scope, Group) ->
     Member = self(),
     Watcher = spawn_link(fun() -> watch(Member, Scope, Group) end),
     receive
-        {Watcher, Ref, Pids} -> {Watcher, Ref, Pids}
+        {Watcher, {error, _} = Error} -> Error;
+        {Watcher, {Ref, Pids}} -> {ok, Watcher, Ref, Pids}
     end.
 
+%% {error, {no_scope, Scope}} when the scope is not running here.
 watch(Member, Scope, Group) ->
     MRef = erlang:monitor(process, Member),
-    {Ref, Pids} = ?PG:monitor(Scope, Group),
-    Member ! {self(), Ref, Pids},
-    relay(Member, MRef).
+    try ?PG:monitor(Scope, Group) of
+        {Ref, Pids} ->
+            Member ! {self(), {Ref, Pids}},
+            relay(Member, MRef)
+    catch
+        _:_ -> Member ! {self(), {error, {no_scope, Scope}}}
+    end.
 
 relay(Member, MRef) ->
     receive
