@@ -25,31 +25,45 @@
 %%% Membership of cluster C is the process group {'$eq_cluster', C} in a
 %%% scope of the ?PG module, whose API and messages are OTP pg's (join/3,
 %%% monitor/2 -> {Ref, Pids}, then {Ref, join | leave, Group, Pids}). The
-%%% callbacks are driven by this member's own monitor of the group, i.e. by
-%%% the group server of its node, plus one process monitor per member (for
-%%% the exit reason).
+%%% callbacks are driven by the member's node's view of the group: a group
+%%% monitor (held by a linked watcher process that relays its messages
+%%% unchanged: OTP pg before 26.2 crashes its scope when one process both
+%%% monitors a group and is a member, erlang/otp#7625), plus one process
+%%% monitor per member, for the exit reason.
 %%%
-%%% Ordering and delivery (what a member can rely on):
+%%% Delivery and order (what a member can rely on):
 %%%  * One sequence per member: handle_node_joined first, then one
-%%%    handle_join or handle_leave per change of the group as this member's
-%%%    node sees it, each with the list after that change. A pid is reported
-%%%    joining once and leaving once; it can be reported again only after a
-%%%    leave, which happens when its node was cut off (`noconnection`) and
-%%%    came back (pg re-syncs it: a new handle_join).
-%%%  * Order: changes made on one node reach every member in the order that
-%%%    node made them. Changes made on different nodes can reach different
-%%%    members in different orders (pg has no total order); with eq_pg the
-%%%    order is the one its Rust hub serves. Once changes stop and the nodes
-%%%    are connected, every member holds the same list.
+%%%    handle_join or handle_leave per change, each with the list after that
+%%%    change (the previous list plus or minus exactly that pid).
+%%%  * Every change once: a pid is reported joining once and leaving once
+%%%    per stay in the group, its join always before its leave. It comes back
+%%%    only after a leave: its node was cut off (`noconnection`) and
+%%%    reconnected (pg re-syncs: a new handle_join), or it was taken out of
+%%%    the group and put back by hand (pg:leave/join). A pid already dead
+%%%    when its join arrives is reported joining, then leaving with `noproc`.
+%%%  * No total order: a member applies changes in the order it learns them,
+%%%    so two members can see changes made on different nodes in different
+%%%    orders, and even two changes of one node (a join relayed by the group
+%%%    servers and a departure its own monitor reports first). Once changes
+%%%    stop and the nodes are connected, every member holds the same list:
+%%%    the group's.
 %%%  * The joiner's first list holds every member its seed knew when asked
-%%%    (unless it left meanwhile), waiting for its own node's group server to
-%%%    learn of them for at most join_timeout (default 5000 ms); a member not
-%%%    learnt by then is reported later through handle_join.
-%%%  * A member that exits is reported as soon as its DOWN (or the group's
-%%%    leave) arrives: one message hop. A member whose node is lost is
-%%%    reported when the distribution notices: at once when the connection
-%%%    closes (the node crashed, kill -9), within net_ticktime (default
-%%%    60 s) when the network goes silent.
+%%%    (unless it left meanwhile): it waits for its own node's group server
+%%%    to learn of them, for at most join_timeout (default 5000 ms); a member
+%%%    not learnt by then is reported later through handle_join.
+%%%  * How fast: a member that exits is reported when its DOWN arrives (one
+%%%    message hop; the group's leave, a few hops, is the fallback). A member
+%%%    whose node is lost is reported when the distribution notices: at once
+%%%    when the connection closes (the node crashed, kill -9), within
+%%%    net_ticktime (default 60 s) when the network goes silent. Members that
+%%%    joined through another node reach this member after that node's group
+%%%    server has synced with this node's (on connection, a few hops).
+%%%  * Bounds: each member holds a map of the members and one monitor each;
+%%%    each change costs every member a sorted list (n log n) and a
+%%%    callback, so a cluster of n members does O(n^2) work per wave of n
+%%%    joins. No cap beyond the group's own: meant for tens to hundreds of
+%%%    members, not for tens of thousands. start_link takes at most
+%%%    join_timeout per seed asked plus join_timeout of waiting.
 %%%
 %%% Start: start_link(Mod, Args, Opts) / start_link(Name, Mod, Args, Opts),
 %%% as gen_cluster (and gen_server). Args is handed to Mod:init/1 as is;
@@ -57,22 +71,29 @@
 %%%   {seed, Seed | [Seed]}  Seed: a member's pid, a registered name, a
 %%%       {Name, Node} pair, {global, Name}, {via, Mod, Name}, or a node (an
 %%%       atom holding '@'). A member seed tells the joiner the cluster's name
-%%%       and scope and its members; a node seed is only connected to (the
-%%%       cluster and scope are then the joiner's own), its group members
-%%%       read with erpc. Seeds are tried in order; the first that answers is
-%%%       used. No seed: the process starts (or joins, if the group has
-%%%       members already on connected nodes) the cluster alone.
+%%%       and scope (they win over the joiner's own options) and its members;
+%%%       a node seed is connected to, its group members read with erpc, and
+%%%       the cluster and scope are the joiner's own. Seeds are tried in
+%%%       order; the first that answers is used. Seeds that are the process
+%%%       itself or its node are skipped, and count as an answer only when no
+%%%       other seed answers (gen_cluster users give every node one list).
+%%%       No seed: the process starts the cluster alone (or joins what its
+%%%       node's group already holds).
 %%%   {cluster, Name}  the cluster (default: Mod, as gen_cluster's rally
 %%%       point name).
 %%%   {scope, Scope}  the group scope (default ?PG, the default scope of
 %%%       pg and of eq_pg); it must run on every node with members.
 %%%   {join_timeout, Ms}  default 5000.
-%%% Seeds given but none answering: start fails with {no_seed, Seeds}
-%%% (gen_cluster starts a cluster of its own instead: a silent split).
+%%% Start errors: {no_seed, Seeds} when seeds are given and none answers
+%%% (gen_cluster starts a cluster of its own instead: a silent split),
+%%% {no_scope, Scope}, or init/1's and handle_node_joined/3's stops.
 %%%
 %%% Members leave by exiting; there is no leave call (none in gen_cluster
 %%% either), and terminate/2 must not leave the group by hand, or the others
-%%% would see `left` instead of the exit reason.
+%%% would see `left` instead of the exit reason. Not provided from
+%%% gen_cluster: its global "rally point" (leader/1; use the election
+%%% behaviour), add_child/3, enter_loop, and its seed sources outside the
+%%% code (-gen_cluster_known, GEN_CLUSTER_SEED_CONFIG).
 -module(eq_cluster).
 -behaviour(gen_server).
 
@@ -91,7 +112,6 @@
 -define(PG, pg).
 -define(GROUP(C), {'$eq_cluster', C}).
 -define(JOIN_TIMEOUT_MS, 5000).
--define(SEED_TIMEOUT_MS, 5000).
 
 -callback init(Args :: term()) ->
     {ok, State :: term()} | {ok, State :: term(), timeout() | hibernate | {continue, term()}}
