@@ -159,7 +159,10 @@ fn members_join_through_any_seed_and_see_leaves() {
         let r = format!("{{{l}, {n}}}");
         wait_on(
             &a,
-            &format!("eq_cluster_test:members({r}, Labels) =:= [{}]", four.join(",")),
+            &format!(
+                "eq_cluster_test:members({r}, Labels) =:= [{}]",
+                four.join(",")
+            ),
         );
         assert_eq!(
             a.eval_ok(&format!("lists:last({})", log(&r))),
@@ -250,11 +253,7 @@ fn seeds_clusters_and_scopes() {
         "Labels = eq_cluster_test:labels([{{r1, {na}}}, {{g1, {na}}}, {{o1, {na}}}, \
          {{r2, {nb}}}, {{g2, {nb}}}, {{o2, {nb}}}])"
     ));
-    for (r, want) in [
-        ("r1", "[r1,r2]"),
-        ("g1", "[g1,g2]"),
-        ("o1", "[o1,o2]"),
-    ] {
+    for (r, want) in [("r1", "[r1,r2]"), ("g1", "[g1,g2]"), ("o1", "[o1,o2]")] {
         wait_on(
             &a,
             &format!("eq_cluster_test:members({r}, Labels) =:= {want}"),
@@ -326,7 +325,9 @@ fn group_bookkeeping_and_reconnection() {
     );
     for (n, r) in [(&a, "m_a"), (&b, "m_b")] {
         assert_eq!(
-            n.eval_ok(&format!("eq_cluster_test:check(eq_cluster_test:log({r}, Labels))")),
+            n.eval_ok(&format!(
+                "eq_cluster_test:check(eq_cluster_test:log({r}, Labels))"
+            )),
             "ok"
         );
     }
