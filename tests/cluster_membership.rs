@@ -46,16 +46,15 @@ fn wait_on(n: &BeamNode, cond: &str) {
     }
 }
 
-/// The Elixir callback module: the same log as eq_cluster_test, kept in
-/// Elixir.
+/// The Elixir callback module (`use EqCluster`, rebar_fixture/lib): the
+/// same log as eq_cluster_test, kept in Elixir.
 const EX_MEMBER: &str = "defmodule EqClusterEx do \
-  @behaviour :eq_cluster; \
+  use EqCluster; \
   def init(_args), do: {:ok, []}; \
   def handle_node_joined(me, pids, log), do: {:ok, [{:joined, me, pids} | log]}; \
   def handle_join(pid, pids, log), do: {:ok, [{:join, pid, pids} | log]}; \
   def handle_leave(pid, pids, info, log), do: {:ok, [{:leave, pid, pids, info} | log]}; \
-  def handle_call(:eq_log, _from, log), do: {:reply, Enum.reverse(log), log}; \
-  def handle_cast(_msg, log), do: {:noreply, log} \
+  def handle_call(:eq_log, _from, log), do: {:reply, Enum.reverse(log), log} \
 end";
 
 #[test]
@@ -88,7 +87,7 @@ fn members_join_through_any_seed_and_see_leaves() {
     ));
     e.eval_ok(&format!(
         "P = rpc:call({nb}, erlang, whereis, [m_b]), true = is_pid(P), \
-         {{ok, _}} = eq_cluster:start({{local, m_e}}, 'Elixir.EqClusterEx', [{{seed, P}}], [])"
+         {{ok, _}} = 'Elixir.EqCluster':start('Elixir.EqClusterEx', [{{seed, P}}], [{{name, m_e}}])"
     ));
 
     let refs = [
