@@ -241,6 +241,10 @@ fn seeds_clusters_and_scopes() {
     b.eval_ok(&format!(
         "{{ok, _}} = eq_cluster_test:start(r2, [{{seed, {{r1, {na}}}}}, {{cluster, green}}])"
     ));
+    // Options in a map work too.
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(r3, #{{seed => {{r1, {na}}}}})"
+    ));
     // Through a node: the joiner's own cluster and scope.
     b.eval_ok(&format!(
         "{{ok, _}} = eq_cluster_test:start(g2, [{{seed, {na}}}, {{cluster, green}}])"
@@ -250,9 +254,9 @@ fn seeds_clusters_and_scopes() {
     ));
     a.eval_ok(&format!(
         "Labels = eq_cluster_test:labels([{{r1, {na}}}, {{g1, {na}}}, {{o1, {na}}}, \
-         {{r2, {nb}}}, {{g2, {nb}}}, {{o2, {nb}}}])"
+         {{r2, {nb}}}, {{r3, {nb}}}, {{g2, {nb}}}, {{o2, {nb}}}])"
     ));
-    for (r, want) in [("r1", "[r1,r2]"), ("g1", "[g1,g2]"), ("o1", "[o1,o2]")] {
+    for (r, want) in [("r1", "[r1,r2,r3]"), ("g1", "[g1,g2]"), ("o1", "[o1,o2]")] {
         wait_on(
             &a,
             &format!("eq_cluster_test:members({r}, Labels) =:= {want}"),

@@ -67,7 +67,7 @@
 %%%
 %%% Start: start_link(Mod, Args, Opts) / start_link(Name, Mod, Args, Opts),
 %%% as gen_cluster (and gen_server). Args is handed to Mod:init/1 as is;
-%%% when it is a proplist, eq_cluster also reads from it:
+%%% when it is a proplist (or a map), eq_cluster also reads from it:
 %%%   {seed, Seed | [Seed]}  Seed: a member's pid, a registered name, a
 %%%       {Name, Node} pair, {global, Name}, {via, Mod, Name}, or a node (an
 %%%       atom holding '@'). A member seed tells the joiner the cluster's name
@@ -297,6 +297,8 @@ option(Args, Key, Default) when is_list(Args) ->
         {Key, Value} -> Value;
         false -> Default
     end;
+option(Args, Key, Default) when is_map(Args) ->
+    maps:get(Key, Args, Default);
 option(_Args, _Key, Default) ->
     Default.
 
