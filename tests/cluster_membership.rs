@@ -11,8 +11,11 @@
 //! the Elixir member's module is defined on its node by the test.
 
 mod common;
+mod rust_node;
 
 use common::BeamNode;
+use erl_quorum::services::membership::{ClusterWatch, LeaveInfo, MembershipEvent};
+use erl_quorum::term::{atom, Pid};
 use std::time::Duration;
 
 /// How long a membership change may take to reach every member here: one
@@ -334,4 +337,101 @@ fn group_bookkeeping_and_reconnection() {
             "ok"
         );
     }
+}
+
+/// `{Id, Serial}` of the pid registered as `name` on `n`, to compare with a
+/// Rust `Pid` (no variables: an eval's bindings persist).
+fn pid_numbers(n: &BeamNode, name: &str) -> (u32, u32) {
+    let v = n.eval_ok(&format!(
+        "list_to_tuple([list_to_integer(X) || \
+         X <- tl(string:lexemes(pid_to_list(whereis({name})), \"<.>\"))])"
+    ));
+    let (i, s) = v
+        .trim_matches(|c| c == '{' || c == '}')
+        .split_once(',')
+        .expect("{I,S}");
+    (i.parse().expect("id"), s.parse().expect("serial"))
+}
+
+fn is_pid_of(pid: &Pid, n: &BeamNode, name: &str) -> bool {
+    pid.node.name == n.node_name() && (pid.id, pid.serial) == pid_numbers(n, name)
+}
+
+async fn next_event(w: &mut ClusterWatch) -> MembershipEvent {
+    tokio::time::timeout(PROPAGATION, w.next())
+        .await
+        .expect("a membership change in time")
+        .expect("the watch goes on")
+}
+
+/// A Rust process watches a cluster of BEAM members through the pg scope of
+/// one node: the members at once, then a join, an exit (with its reason)
+/// and a killed node, as eq_cluster's callbacks see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_process_watches_the_cluster() {
+    let a = node("clwa");
+    let mut b = node("clwb");
+    let pg = group_module(&a);
+    for n in [&a, &b] {
+        start_scope(n, &pg);
+    }
+    let na = a.node_atom();
+    a.eval_ok("{ok, _} = eq_cluster_test:start(m_a, [])");
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(m_b, [{{seed, {{m_a, {na}}}}}])"
+    ));
+    wait_on(&a, "length(eq_cluster:members(m_a)) =:= 2");
+
+    let rust = rust_node::start("clwr").await;
+    let mut w = ClusterWatch::pg(
+        rust.spawn_process(),
+        &pg,
+        a.node_name(),
+        atom("eq_cluster_test"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("watch");
+    let members = w.members();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(members.iter().any(|p| is_pid_of(p, &a, "m_a")));
+    assert!(members.iter().any(|p| is_pid_of(p, &b, "m_b")));
+
+    b.eval_ok(&format!(
+        "{{ok, _}} = eq_cluster_test:start(m_c, [{{seed, {{m_a, {na}}}}}])"
+    ));
+    match next_event(&mut w).await {
+        MembershipEvent::Joined { pid, members } => {
+            assert!(is_pid_of(&pid, &b, "m_c"), "{pid:?}");
+            assert_eq!(members.len(), 3);
+            assert!(members.contains(&pid));
+        }
+        other => panic!("expected m_c joining, got {other:?}"),
+    }
+    let m_c = pid_numbers(&b, "m_c");
+
+    b.eval_ok("exit(whereis(m_c), boom)");
+    match next_event(&mut w).await {
+        MembershipEvent::Left { pid, members, info } => {
+            assert_eq!((pid.id, pid.serial), m_c);
+            assert_eq!(members.len(), 2);
+            assert_eq!(info, LeaveInfo::Exit(atom("boom")));
+        }
+        other => panic!("expected m_c leaving, got {other:?}"),
+    }
+
+    let m_b = pid_numbers(&b, "m_b");
+    b.kill9();
+    match next_event(&mut w).await {
+        MembershipEvent::Left { pid, members, info } => {
+            assert_eq!((pid.id, pid.serial), m_b);
+            assert!(members.len() == 1 && is_pid_of(&members[0], &a, "m_a"));
+            // Its own monitor's reason, whether pg's leave for the lost
+            // node came first or not.
+            assert_eq!(info, LeaveInfo::Exit(atom("noconnection")));
+        }
+        other => panic!("expected m_b leaving, got {other:?}"),
+    }
+    assert_eq!(w.members().len(), 1);
+    rust.shutdown();
 }

@@ -13,8 +13,8 @@
 %%%       on every member, for each member that leaves. Info is the exit
 %%%       reason from this member's own monitor of LeavingPid (`noconnection`
 %%%       when its node was lost), or `left` when the group reported the
-%%%       departure before that monitor fired (the pid left the group while
-%%%       alive, or its DOWN was still on its way).
+%%%       departure and no DOWN followed within 100 ms (the pid left the
+%%%       group while alive).
 %%%   seed_nodes(State) -> Seed | [Seed]                          (optional)
 %%%       more seeds, asked after init/1 (gen_cluster asks before init/1,
 %%%       with an undefined state).
@@ -52,7 +52,10 @@
 %%%    to learn of them, for at most join_timeout (default 5000 ms); a member
 %%%    not learnt by then is reported later through handle_join.
 %%%  * How fast: a member that exits is reported when its DOWN arrives (one
-%%%    message hop; the group's leave, a few hops, is the fallback). A member
+%%%    message hop). When the group's leave comes first, the member waits
+%%%    up to 100 ms for the DOWN (for the reason), blocking its later
+%%%    changes that long; a pid that left the group alive costs that wait
+%%%    (once per leave message, however many pids it names). A member
 %%%    whose node is lost is reported when the distribution notices: at once
 %%%    when the connection closes (the node crashed, kill -9), within
 %%%    net_ticktime (default 60 s) when the network goes silent. Members that
@@ -112,6 +115,8 @@
 -define(PG, pg).
 -define(GROUP(C), {'$eq_cluster', C}).
 -define(JOIN_TIMEOUT_MS, 5000).
+%% How long a group leave waits for the leaver's DOWN (for its reason).
+-define(DOWN_GRACE_MS, 100).
 
 -callback init(Args :: term()) ->
     {ok, State :: term()} | {ok, State :: term(), timeout() | hibernate | {continue, term()}}
@@ -232,7 +237,8 @@ handle_cast(Msg, #st{mod = Mod, mstate = S} = St) ->
 handle_info({Ref, join, _Group, Pids}, #st{ref = Ref} = St) ->
     changes(fun joined/2, Pids, St);
 handle_info({Ref, leave, _Group, Pids}, #st{ref = Ref} = St) ->
-    changes(fun left/2, Pids, St);
+    Deadline = erlang:monotonic_time(millisecond) + ?DOWN_GRACE_MS,
+    changes(fun(P, S) -> left(P, Deadline, S) end, Pids, St);
 handle_info({'DOWN', ScopeRef, process, _, Why}, #st{scope_ref = ScopeRef} = St) ->
     {stop, {scope_down, Why}, St};
 handle_info({'EXIT', Watcher, Why}, #st{watcher = Watcher} = St) ->
@@ -515,14 +521,19 @@ joined(P, #st{members = Ms} = St) ->
         false -> callback(handle_join, [P, member_list(add(P, St))], add(P, St))
     end.
 
-%% The group says P left: if that was its last join and its DOWN is already
-%% here, the DOWN's reason is the Info; otherwise `left`.
-left(P, #st{members = Ms} = St) ->
+%% The group says P left. If that was its last join, its DOWN, when it
+%% died, is usually here already (one hop against the group's several);
+%% when it is not, wait for it until Deadline (one grace per leave message,
+%% whatever its length): a lost connection, for one, reaches the group
+%% server and our monitor in either order. The DOWN's reason is the Info;
+%% none by then: `left`.
+left(P, Deadline, #st{members = Ms} = St) ->
     case Ms of
         #{P := {self, _}} ->
             {ok, St};   % someone made us leave by hand: we stay in our view
         #{P := {MRef, 1}} ->
-            Info = receive {'DOWN', MRef, process, P, Why} -> Why after 0 -> left end,
+            Wait = max(0, Deadline - erlang:monotonic_time(millisecond)),
+            Info = receive {'DOWN', MRef, process, P, Why} -> Why after Wait -> left end,
             erlang:demonitor(MRef, [flush]),
             leave_callback_(P, Info, St#st{members = maps:remove(P, Ms)});
         #{P := _} ->
