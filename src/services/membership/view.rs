@@ -16,7 +16,10 @@
 //!   own monitor (`LeaveInfo::Exit(reason)`, `noconnection` when the node
 //!   was lost) or the group's last leave (`LeaveInfo::Left`). The other is
 //!   then ignored, so a pid the group still lists but that is known dead is
-//!   not served, and a late leave cannot remove a pid twice.
+//!   not served, and a late leave cannot remove a pid twice. (A driver that
+//!   wants the reason waits a little for the DOWN before dropping the
+//!   monitor the leave's `Demonitor` names: `ClusterWatch` and eq_cluster
+//!   wait up to 100 ms per leave message.)
 //! - The watcher's own pid (`me`, for a member) is a member from the start
 //!   and never leaves by a group event.
 //! - A re-snapshot (the group monitor taken again, e.g. after the group
@@ -37,8 +40,8 @@ pub enum LeaveInfo<R> {
     /// The watcher's own monitor fired with this reason (`noconnection`
     /// when the member's node was lost).
     Exit(R),
-    /// The group reported the departure first: the pid left while alive,
-    /// or its DOWN was still on its way.
+    /// The group reported the departure and no DOWN came (in the driver's
+    /// grace): the pid left the group while alive.
     Left,
 }
 

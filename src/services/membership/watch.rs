@@ -13,6 +13,25 @@
 //! Bounded: at most `max_members` members (the rest counted, see
 //! [`ClusterWatch::overflowed`]); every other message the process receives
 //! is dropped, so the mailbox cannot grow behind the watch.
+//!
+//! ```rust,no_run
+//! use erl_quorum::services::membership::{ClusterWatch, MembershipEvent};
+//! use erl_quorum::term::atom;
+//! use std::time::Duration;
+//! # async fn example(node: erl_quorum::Node) -> Result<(), Box<dyn std::error::Error>> {
+//! // Cluster `my_member` (eq_cluster names it after the module by default)
+//! // in the pg scope `pg` of a BEAM node.
+//! let mut watch = ClusterWatch::pg(node.spawn_process(), "pg", "a@127.0.0.1",
+//!                                  atom("my_member"), Duration::from_secs(5)).await?;
+//! println!("members: {:?}", watch.members());
+//! loop {
+//!     match watch.next().await? {
+//!         MembershipEvent::Joined { pid, members } => println!("{pid:?} joined: {}", members.len()),
+//!         MembershipEvent::Left { pid, info, .. } => println!("{pid:?} left: {info:?}"),
+//!     }
+//! }
+//! # }
+//! ```
 
 use super::view::{Action, LeaveInfo, View};
 use crate::process::{CallError, Mail, Process, ProcessError};
