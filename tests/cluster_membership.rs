@@ -1,9 +1,16 @@
 //! eq_cluster (gen_cluster's membership behaviour on process groups) with
-//! real BEAM nodes: three Erlang nodes and an Elixir one, members joining
-//! through different kinds of seed, every member's callbacks checked (the
-//! lists they were handed, in one consistent sequence), then a member that
-//! exits and a node killed with SIGKILL reported to the others through
-//! `handle_leave`.
+//! real nodes:
+//!
+//! - three Erlang nodes and an Elixir one (`use EqCluster`), members joining
+//!   through every kind of seed, every member's callbacks checked (the lists
+//!   they were handed, in one consistent sequence), then a member that exits
+//!   and a node killed with SIGKILL reported to the others through
+//!   `handle_leave` with the exit reason and `noconnection`;
+//! - seeds that answer nothing, missing scopes, clusters and scopes kept
+//!   apart, options from a map;
+//! - pg's join counting, a hand-made leave (`left`), and a cut connection
+//!   (leave with `noconnection`, then a join again on reconnection);
+//! - a Rust process watching the cluster (`services::membership::ClusterWatch`).
 //!
 //! The group module here is whatever `?PG` in eq_cluster.erl names (OTP
 //! `pg` until eq_pg is merged): every node runs its default scope, started
