@@ -40,6 +40,7 @@
 pub(crate) mod core;
 pub(crate) mod guard;
 pub mod host;
+pub mod membership;
 pub(crate) mod names;
 pub(crate) mod protocol;
 pub(crate) mod registry;
