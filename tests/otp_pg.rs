@@ -90,7 +90,8 @@ fn first_event_after(b: &BeamNode, verb: &str, node: &str, since: i64) -> i64 {
         "lists:min([T || {{T, {verb}, Ns}} <- eq_otp_pg:events(), lists:member({}, Ns), T >= {since}] ++ [never])",
         common::atom(node)
     ));
-    t.parse().unwrap_or_else(|_| panic!("no {verb} of {node} seen by pg:monitor: {t}"))
+    t.parse()
+        .unwrap_or_else(|_| panic!("no {verb} of {node} seen by pg:monitor: {t}"))
 }
 
 /// Rust members seen by `pg:get_members/2`, `pg:monitor/2` and a send from
@@ -101,7 +102,9 @@ async fn rust_and_beam_members_meet_in_a_native_scope() {
     let b = beam("pg_b");
     start_scope(&b);
     b.eval_ok(&format!("Bs = eq_otp_pg:spawn_members({SCOPE}, g, 2), ok"));
-    b.eval_ok(&format!("{{_, _}} = eq_otp_pg:watch({SCOPE}, g), ok"));
+    b.eval_ok(&format!(
+        "{{_, _}} = eq_otp_pg:watch({SCOPE}, g), Pg = whereis({SCOPE}), ok"
+    ));
     let node = rust_node::start("pg_r").await;
     let me = node.name().to_owned();
     node.connect(b.node_name()).await.unwrap();
@@ -119,10 +122,16 @@ async fn rust_and_beam_members_meet_in_a_native_scope() {
     wait_beam_count(&b, "g", &me, 2, VISIBLE_WITHIN);
     wait_beam_count(&b, "h", &me, 1, VISIBLE_WITHIN);
     let seen = first_event_after(&b, "join", &me, t_join);
-    eprintln!("FIGURE join visible to pg:monitor on the BEAM node after {} us", seen - t_join);
+    eprintln!(
+        "FIGURE join visible to pg:monitor on the BEAM node after {} us",
+        seen - t_join
+    );
     // They are the real processes: a BEAM send reaches them.
     assert_eq!(
-        b.eval_ok(&format!("eq_otp_pg:greet({SCOPE}, g, {{{}, hi}})", common::atom(&me))),
+        b.eval_ok(&format!(
+            "eq_otp_pg:greet({SCOPE}, g, {{{}, hi}})",
+            common::atom(&me)
+        )),
         "2"
     );
     for p in [&mut p1, &mut p2] {
@@ -161,6 +170,11 @@ async fn rust_and_beam_members_meet_in_a_native_scope() {
     drop(p2);
     wait_beam_count(&b, "g", &me, 0, VISIBLE_WITHIN);
     assert_eq!(scope.peers().len(), 1);
+    assert_eq!(
+        b.eval_ok(&format!("whereis({SCOPE}) =:= Pg")),
+        "true",
+        "pg never crashed"
+    );
 }
 
 /// The Rust node going away: pg's own monitor of our scope process fires
@@ -179,6 +193,21 @@ async fn the_rust_node_going_away_takes_its_members_along() {
         scope.join(int(i as i64), p.pid()).unwrap();
     }
     wait_beam_count(&b, "g", &me, 3, Duration::from_secs(5));
+    let pg = b.eval_ok(&format!("whereis({SCOPE})"));
+
+    // The connection drops: pg forgets us; the scope dials back (a
+    // configured node) and discovers it again.
+    assert!(node.disconnect(b.node_name()));
+    let gone = wait_beam_count(&b, "g", &me, 0, VISIBLE_WITHIN);
+    eprintln!("FIGURE connection closed: Rust members gone from pg after {gone:?} (polled)");
+    let back = wait_beam_count(&b, "g", &me, 3, Duration::from_secs(5));
+    eprintln!("FIGURE then back in pg after {back:?} (polled)");
+    assert_eq!(
+        b.eval_ok(&format!("whereis({SCOPE})")),
+        pg,
+        "pg never crashed"
+    );
+
     let start = std::time::Instant::now();
     node.shutdown();
     let gone = wait_beam_count(&b, "g", &me, 0, VISIBLE_WITHIN);
@@ -216,7 +245,9 @@ async fn restarted_beam_nodes_and_scopes_are_discovered_again() {
     wait_beam_count(&b, "g", &me, 1, Duration::from_secs(5));
 
     // The scope process alone restarts; the connection stays.
-    b.eval_ok(&format!("exit(whereis({SCOPE}), kill), timer:sleep(50), eq_otp_pg:start_scope({SCOPE}), ok"));
+    b.eval_ok(&format!(
+        "exit(whereis({SCOPE}), kill), timer:sleep(50), eq_otp_pg:start_scope({SCOPE}), ok"
+    ));
     wait_rust_count(&scope, &g, &bname, 0, VISIBLE_WITHIN).await;
     let again = wait_beam_count(&b, "g", &me, 1, Duration::from_secs(5));
     eprintln!("FIGURE BEAM scope restarted: Rust member back in pg after {again:?} (polled)");
@@ -250,7 +281,10 @@ async fn a_node_that_connects_is_discovered() {
     scope.join(atom("g"), p.pid()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(beam_count(&b, "g", &me), 0, "not connected yet");
-    assert_eq!(b.eval_ok(&format!("net_adm:ping({})", common::atom(&me))), "pong");
+    assert_eq!(
+        b.eval_ok(&format!("net_adm:ping({})", common::atom(&me))),
+        "pong"
+    );
     wait_beam_count(&b, "g", &me, 1, VISIBLE_WITHIN);
 }
 
@@ -310,21 +344,65 @@ async fn a_hostile_peer_neither_crashes_nor_bloats_the_scope() {
     let messages = vec![
         tuple(vec![atom("discover"), peer.clone().into()]),
         // Accepted: 2000 groups of one pid each.
-        sync(&peer, (0..2000).map(|i| tuple(vec![int(i), list(vec![mine(i as u32)])])).collect()),
+        sync(
+            &peer,
+            (0..2000)
+                .map(|i| tuple(vec![int(i), list(vec![mine(i as u32)])]))
+                .collect(),
+        ),
         // Refused whole: more groups than any sync may list.
-        sync(&peer, (0..10_001).map(|i| tuple(vec![int(-i), list(vec![])])).collect()),
+        sync(
+            &peer,
+            (0..10_001)
+                .map(|i| tuple(vec![int(-i), list(vec![])]))
+                .collect(),
+        ),
         // Malformed, or naming pids of other nodes, or a huge group term.
-        tuple(vec![atom("join"), peer.clone().into(), atom("x"), list(vec![atom("notapid")])]),
-        tuple(vec![atom("join"), peer.clone().into(), atom("x"), other.clone().into()]),
-        tuple(vec![atom("join"), peer.clone().into(), binary(vec![7u8; 5000]), mine(1)]),
-        tuple(vec![atom("leave"), peer.clone().into(), mine(1), list(vec![atom("never_joined")])]),
-        tuple(vec![atom("leave"), peer.clone().into(), mine(1), atom("notalist")]),
+        tuple(vec![
+            atom("join"),
+            peer.clone().into(),
+            atom("x"),
+            list(vec![atom("notapid")]),
+        ]),
+        tuple(vec![
+            atom("join"),
+            peer.clone().into(),
+            atom("x"),
+            other.clone().into(),
+        ]),
+        tuple(vec![
+            atom("join"),
+            peer.clone().into(),
+            binary(vec![7u8; 5000]),
+            mine(1),
+        ]),
+        tuple(vec![
+            atom("leave"),
+            peer.clone().into(),
+            mine(1),
+            list(vec![atom("never_joined")]),
+        ]),
+        tuple(vec![
+            atom("leave"),
+            peer.clone().into(),
+            mine(1),
+            atom("notalist"),
+        ]),
         tuple(vec![atom("discover"), atom("notapid")]),
-        tuple(vec![atom("$gen_call"), tuple(vec![peer.clone().into(), atom("tag")]), atom("x")]),
+        tuple(vec![
+            atom("$gen_call"),
+            tuple(vec![peer.clone().into(), atom("tag")]),
+            atom("x"),
+        ]),
         tuple(vec![atom("discover"), far.clone().into()]),
         binary(vec![0u8; 100_000]),
         // A join from a pid that never discovered: ignored.
-        tuple(vec![atom("join"), other.clone().into(), atom("y"), other.clone().into()]),
+        tuple(vec![
+            atom("join"),
+            other.clone().into(),
+            atom("y"),
+            other.clone().into(),
+        ]),
     ];
     for m in &messages {
         s.write_all(&reg_send(&peer, SCOPE, m)).unwrap();
@@ -334,31 +412,47 @@ async fn a_hostile_peer_neither_crashes_nor_bloats_the_scope() {
     })
     .await;
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(scope.which_groups().len(), 2000, "only the accepted sync's groups");
+    assert_eq!(
+        scope.which_groups().len(),
+        2000,
+        "only the accepted sync's groups"
+    );
     assert!(scope.get_members(&atom("x")).is_empty());
     assert!(scope.get_members(&atom("y")).is_empty());
     assert_eq!(scope.peers(), vec![peer.clone()]);
     assert!(node.is_process_alive(scope.pid()));
     assert!(
-        !node.connected_nodes().iter().any(|n| n.starts_with("far_away") || n.starts_with("elsewhere")),
+        !node
+            .connected_nodes()
+            .iter()
+            .any(|n| n.starts_with("far_away") || n.starts_with("elsewhere")),
         "the scope dialled a node only the peer named"
     );
     // The hostile peer leaves: everything it announced goes.
     drop(s);
-    rust_node::wait_until("the peer forgotten", VISIBLE_WITHIN, || scope.which_groups().is_empty()).await;
+    rust_node::wait_until("the peer forgotten", VISIBLE_WITHIN, || {
+        scope.which_groups().is_empty()
+    })
+    .await;
 
     // A real BEAM node is served as before.
     let b = beam("pg_hostile_b");
     start_scope(&b);
     let p = node.spawn_process();
     scope.join(atom("g"), p.pid()).unwrap();
-    assert_eq!(b.eval_ok(&format!("net_adm:ping({})", common::atom(node.name()))), "pong");
+    assert_eq!(
+        b.eval_ok(&format!("net_adm:ping({})", common::atom(node.name()))),
+        "pong"
+    );
     let me = node.name().to_owned();
     // follow_connections is off: this node is not discovered...
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(beam_count(&b, "g", &me), 0);
     // ...until it discovers us: pg answers a discover from anyone.
-    b.eval_ok(&format!("{{{SCOPE}, {}}} ! {{discover, whereis({SCOPE})}}, ok", common::atom(&me)));
+    b.eval_ok(&format!(
+        "{{{SCOPE}, {}}} ! {{discover, whereis({SCOPE})}}, ok",
+        common::atom(&me)
+    ));
     wait_beam_count(&b, "g", &me, 1, VISIBLE_WITHIN);
     drop(p);
     let _ = Node::clone(&node);

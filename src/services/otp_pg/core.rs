@@ -278,8 +278,11 @@ impl Core {
 
     /// Every group with a member, here or at a peer.
     pub(crate) fn which_groups(&self) -> Vec<Term> {
-        let mut all: BTreeMap<&Canon, &Term> =
-            self.local_groups.iter().map(|(c, g)| (c, &g.term)).collect();
+        let mut all: BTreeMap<&Canon, &Term> = self
+            .local_groups
+            .iter()
+            .map(|(c, g)| (c, &g.term))
+            .collect();
         for peer in self.peers.values() {
             for (c, g) in &peer.groups {
                 all.entry(c).or_insert(&g.term);
@@ -303,7 +306,10 @@ impl Core {
     pub(crate) fn on_message(&mut self, message: PgMessage) {
         let peer = message.peer().clone();
         if peer.node.name == self.node {
-            tracing::warn!(kind = message.kind(), "pg scope: a message naming a pid of this node as its peer; ignored");
+            tracing::warn!(
+                kind = message.kind(),
+                "pg scope: a message naming a pid of this node as its peer; ignored"
+            );
             return;
         }
         match message {
@@ -411,7 +417,10 @@ impl Core {
             return false;
         }
         if self.peers.len() >= MAX_PEERS {
-            tracing::warn!(max = MAX_PEERS, "pg scope: too many peers; a new one ignored");
+            tracing::warn!(
+                max = MAX_PEERS,
+                "pg scope: too many peers; a new one ignored"
+            );
             return false;
         }
         self.peers.insert(

@@ -55,8 +55,8 @@ impl ModelPg {
                     peer: self.me.clone(),
                     groups: self.sync_groups(),
                 });
-                if !self.remote.contains_key(&peer) {
-                    self.remote.insert(peer, HashMap::new());
+                if let std::collections::hash_map::Entry::Vacant(e) = self.remote.entry(peer) {
+                    e.insert(HashMap::new());
                     out.push(PgMessage::Discover {
                         peer: self.me.clone(),
                     });
@@ -300,7 +300,10 @@ impl Sim {
             10 => {
                 let i = self.rand(n as u64) as usize;
                 let g = self.group();
-                let p = pid(&self.beams[i].me.node.name.clone(), 1000 + self.rand(3) as u32);
+                let p = pid(
+                    &self.beams[i].me.node.name.clone(),
+                    1000 + self.rand(3) as u32,
+                );
                 if self.up[i] {
                     let out = self.beams[i].join(g, p);
                     self.to_rust[i].extend(out);
@@ -355,11 +358,20 @@ impl Sim {
                 );
             }
             let expected = sorted(expected);
-            assert_eq!(sorted(self.core.get_members(&g)), expected, "rust view of {g}");
+            assert_eq!(
+                sorted(self.core.get_members(&g)),
+                expected,
+                "rust view of {g}"
+            );
             // A BEAM node sees its own and ours (BEAM-to-BEAM is not modelled).
             for b in &self.beams {
                 let mut own: Vec<Pid> = self.core.get_local_members(&g);
-                own.extend(b.local.iter().filter(|(x, _)| *x == g).map(|(_, p)| p.clone()));
+                own.extend(
+                    b.local
+                        .iter()
+                        .filter(|(x, _)| *x == g)
+                        .map(|(_, p)| p.clone()),
+                );
                 assert_eq!(b.members(&g), sorted(own), "{} view of {g}", b.me.node.name);
             }
         }
@@ -492,7 +504,9 @@ fn hostile_peers_are_bounded() {
     });
     assert_eq!(s.core.which_groups(), vec![atom("ok")]);
     // Joins past the member bound are refused.
-    let many: Vec<Pid> = (0..MAX_PEER_MEMBERS as u32).map(|i| pid("b0@h", i)).collect();
+    let many: Vec<Pid> = (0..MAX_PEER_MEMBERS as u32)
+        .map(|i| pid("b0@h", i))
+        .collect();
     s.core.on_message(PgMessage::Join {
         peer: peer.clone(),
         group: atom("y"),
@@ -518,7 +532,8 @@ fn hostile_peers_are_bounded() {
     assert_eq!(s.core.which_groups(), vec![atom("ok")]);
     // Peers past MAX_PEERS are refused.
     let nodes: Vec<String> = (0..=MAX_PEERS).map(|i| format!("n{i}@h")).collect();
-    s.core.connections(nodes.iter().cloned().chain(["b0@h".to_owned()]), s.now);
+    s.core
+        .connections(nodes.iter().cloned().chain(["b0@h".to_owned()]), s.now);
     for n in &nodes {
         s.core.on_message(PgMessage::Discover { peer: pid(n, 1) });
     }
@@ -533,10 +548,7 @@ fn only_this_node_s_processes_join() {
         Err(OtpPgError::NotLocal)
     );
     let big = crate::term::binary(vec![0u8; MAX_GROUP_BYTES + 1]);
-    assert_eq!(
-        core.join(big, pid(RUST, 2)),
-        Err(OtpPgError::GroupTooLarge)
-    );
+    assert_eq!(core.join(big, pid(RUST, 2)), Err(OtpPgError::GroupTooLarge));
     // Following connections: a node that connects is discovered at once.
     core.connections(["b@h".to_owned()], t0());
     core.tick(t0() + Duration::from_millis(1));

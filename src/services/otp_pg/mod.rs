@@ -14,10 +14,11 @@ mod core;
 mod driver;
 mod wire;
 
-pub use self::core::{
-    OtpPgError, FIRST_RETRY, MAX_GROUP_BYTES, MAX_PEERS, MAX_PEER_GROUPS, MAX_PEER_MEMBERS, MAX_RETRY,
-};
 use self::core::Core;
+pub use self::core::{
+    OtpPgError, FIRST_RETRY, MAX_GROUP_BYTES, MAX_PEERS, MAX_PEER_GROUPS, MAX_PEER_MEMBERS,
+    MAX_RETRY,
+};
 use crate::node::Node;
 use crate::process::RegisterError;
 use crate::term::{Pid, Term};
@@ -71,14 +72,20 @@ pub struct OtpPgScope {
 
 impl std::fmt::Debug for OtpPgScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtpPgScope").field("pid", &self.pid).finish()
+        f.debug_struct("OtpPgScope")
+            .field("pid", &self.pid)
+            .finish()
     }
 }
 
 impl OtpPgScope {
     /// Starts scope `scope` on `node`, discovering `beam_nodes` and every
     /// node `node` connects to.
-    pub fn start(node: &Node, scope: &str, beam_nodes: &[&str]) -> Result<OtpPgScope, RegisterError> {
+    pub fn start(
+        node: &Node,
+        scope: &str,
+        beam_nodes: &[&str],
+    ) -> Result<OtpPgScope, RegisterError> {
         OtpPgScope::start_with(node, OtpPgConfig::new(scope, beam_nodes))
     }
 
@@ -103,8 +110,15 @@ impl OtpPgScope {
         &self.pid
     }
 
-    fn apply<T>(&self, f: impl FnOnce(&mut Core) -> Result<T, OtpPgError>) -> Result<T, OtpPgError> {
-        if self.shared.stopped.load(std::sync::atomic::Ordering::Acquire) {
+    fn apply<T>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<T, OtpPgError>,
+    ) -> Result<T, OtpPgError> {
+        if self
+            .shared
+            .stopped
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return Err(OtpPgError::Stopped);
         }
         let out = f(&mut self.shared.core());

@@ -312,18 +312,29 @@ mod tests {
             PgMessage::decode(&sync(atom("x"))),
             Err(WireError::Malformed("sync"))
         );
-        let many = list((0..=MAX_SYNC_GROUPS as i64).map(|i| tuple(vec![int(i), list(vec![])])).collect());
+        let many = list(
+            (0..=MAX_SYNC_GROUPS as i64)
+                .map(|i| tuple(vec![int(i), list(vec![])]))
+                .collect(),
+        );
         assert!(matches!(
             PgMessage::decode(&sync(many)),
             Err(WireError::TooLarge { what: "sync", .. })
         ));
-        let pids: Vec<Term> = (0..=MAX_MESSAGE_PIDS as u32).map(|i| pid(i).into()).collect();
+        let pids: Vec<Term> = (0..=MAX_MESSAGE_PIDS as u32)
+            .map(|i| pid(i).into())
+            .collect();
         let join = tuple(vec![atom("join"), pid(1).into(), atom("g"), list(pids)]);
         assert!(matches!(
             PgMessage::decode(&join),
             Err(WireError::TooLarge { what: "join", .. })
         ));
-        let bad_member = tuple(vec![atom("join"), pid(1).into(), atom("g"), list(vec![atom("x")])]);
+        let bad_member = tuple(vec![
+            atom("join"),
+            pid(1).into(),
+            atom("g"),
+            list(vec![atom("x")]),
+        ]);
         assert_eq!(
             PgMessage::decode(&bad_member),
             Err(WireError::Malformed("join"))
