@@ -388,6 +388,9 @@ impl Core {
         let Some(p) = self.peers.get_mut(peer) else {
             return; // not (or no longer) a peer: pg ignores it too
         };
+        if pids.is_empty() {
+            return; // no member: no group either
+        }
         let canon = canon_of(&group);
         let foreign = pids.iter().any(|pid| pid.node != peer.node);
         let new_group = canon.as_ref().is_some_and(|c| !p.groups.contains_key(c));

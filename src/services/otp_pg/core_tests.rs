@@ -528,6 +528,11 @@ fn hostile_peers_are_bounded() {
     s.core.on_message(PgMessage::Discover {
         peer: pid("far@h", 1),
     });
+    s.core.on_message(PgMessage::Join {
+        peer: peer.clone(),
+        group: atom("empty"),
+        pids: vec![],
+    });
     assert!(s.core.take_actions().is_empty());
     assert_eq!(s.core.which_groups(), vec![atom("ok")]);
     // Peers past MAX_PEERS are refused.
