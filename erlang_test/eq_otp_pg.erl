@@ -9,6 +9,8 @@
 
 -export([start_scope/1, spawn_members/3, watch/2, events/0,
          greet/3, remote_members/3, now_us/0]).
+%% For benches/otp_pg.rs.
+-export([wait_event/4, timed_join/2, time_get_members/3, time_join_leave/3]).
 
 %% Starts Scope unlinked (the eval process that calls this is short-lived).
 start_scope(Scope) ->
@@ -68,3 +70,54 @@ remote_members(Scope, Group, Node) ->
 
 now_us() ->
     os:system_time(microsecond).
+
+%% The arrival time of the first Verb event of a pid of Node at or after
+%% SinceUs, waiting up to TimeoutMs; timeout if none.
+wait_event(Verb, Node, SinceUs, TimeoutMs) ->
+    Deadline = erlang:monotonic_time(millisecond) + TimeoutMs,
+    wait_event_loop(Verb, Node, SinceUs, Deadline).
+
+wait_event_loop(Verb, Node, SinceUs, Deadline) ->
+    case [T || {T, V, Ns} <- events(), V =:= Verb, T >= SinceUs, lists:member(Node, Ns)] of
+        [T | _] -> T;
+        [] ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> timeout;
+                false -> timer:sleep(1), wait_event_loop(Verb, Node, SinceUs, Deadline)
+            end
+    end.
+
+%% A process that takes the time, joins Group, and exits 20 ms later;
+%% returns the time taken just before its pg:join.
+timed_join(Scope, Group) ->
+    Parent = self(),
+    spawn(fun() ->
+                  T0 = now_us(),
+                  ok = pg:join(Scope, Group, self()),
+                  Parent ! {t0, T0},
+                  timer:sleep(20)
+          end),
+    receive {t0, T0} -> T0 after 5000 -> timeout end.
+
+%% Microseconds for N calls of pg:get_members(Scope, Group).
+time_get_members(Scope, Group, N) ->
+    {Us, _} = timer:tc(fun() -> get_members_loop(Scope, Group, N) end),
+    Us.
+
+get_members_loop(_, _, 0) -> ok;
+get_members_loop(Scope, Group, N) ->
+    _ = pg:get_members(Scope, Group),
+    get_members_loop(Scope, Group, N - 1).
+
+%% Microseconds for N pg:join + pg:leave pairs of one process.
+time_join_leave(Scope, Group, N) ->
+    P = spawn(fun() -> receive stop -> ok end end),
+    {Us, _} = timer:tc(fun() -> join_leave_loop(Scope, Group, P, N) end),
+    P ! stop,
+    Us.
+
+join_leave_loop(_, _, _, 0) -> ok;
+join_leave_loop(Scope, Group, P, N) ->
+    ok = pg:join(Scope, Group, P),
+    ok = pg:leave(Scope, Group, P),
+    join_leave_loop(Scope, Group, P, N - 1).

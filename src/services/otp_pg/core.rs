@@ -24,6 +24,7 @@
 use super::wire::PgMessage;
 use crate::term::{Canon, Pid, Term};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -107,7 +108,13 @@ pub(crate) struct Core {
     peers: HashMap<Pid, Peer>,
     retries: HashMap<String, Retry>,
     outbox: Vec<Action>,
+    /// `get_members` answers, shared until the next change (which clears
+    /// them all: changes are rare next to reads).
+    cache: HashMap<Canon, Arc<[Pid]>>,
 }
+
+/// Most groups whose members are cached at once.
+const MAX_CACHED: usize = 4096;
 
 fn canon_of(group: &Term) -> Option<Canon> {
     Canon::of(group)
@@ -159,6 +166,7 @@ impl Core {
             peers: HashMap::new(),
             retries,
             outbox: Vec::new(),
+            cache: HashMap::new(),
         }
     }
 
@@ -170,6 +178,7 @@ impl Core {
 
     /// `pg:join(Scope, Group, Pid)`.
     pub(crate) fn join(&mut self, group: Term, pid: Pid) -> Result<(), OtpPgError> {
+        self.cache.clear();
         if pid.node.name != self.node {
             return Err(OtpPgError::NotLocal);
         }
@@ -197,6 +206,7 @@ impl Core {
 
     /// `pg:leave(Scope, Group, Pid)`: `Ok(false)` is pg's `not_joined`.
     pub(crate) fn leave(&mut self, group: Term, pid: &Pid) -> Result<bool, OtpPgError> {
+        self.cache.clear();
         if pid.node.name != self.node {
             return Err(OtpPgError::NotLocal);
         }
@@ -250,17 +260,27 @@ impl Core {
     // ---- reads -----------------------------------------------------------
 
     /// Every member of `group`: this node's and the peers'.
-    pub(crate) fn get_members(&self, group: &Term) -> Vec<Pid> {
+    pub(crate) fn get_members(&mut self, group: &Term) -> Arc<[Pid]> {
         let Some(canon) = canon_of(group) else {
-            return Vec::new();
+            return Arc::from([]);
         };
+        if let Some(members) = self.cache.get(&canon) {
+            return members.clone();
+        }
         let mut out = self.get_local_members_canon(&canon);
         for peer in self.peers.values() {
             if let Some(g) = peer.groups.get(&canon) {
                 out.extend(g.pids.iter().cloned());
             }
         }
-        out
+        let members: Arc<[Pid]> = out.into();
+        if !members.is_empty() {
+            if self.cache.len() >= MAX_CACHED {
+                self.cache.clear();
+            }
+            self.cache.insert(canon, members.clone());
+        }
+        members
     }
 
     pub(crate) fn get_local_members(&self, group: &Term) -> Vec<Pid> {
@@ -304,6 +324,7 @@ impl Core {
 
     /// A message from a peer scope process.
     pub(crate) fn on_message(&mut self, message: PgMessage) {
+        self.cache.clear();
         let peer = message.peer().clone();
         if peer.node.name == self.node {
             tracing::warn!(
@@ -443,6 +464,7 @@ impl Core {
     /// group), or a peer scope process or its node is gone (its members
     /// are forgotten, and its node discovered again).
     pub(crate) fn down(&mut self, pid: &Pid, now: Instant) {
+        self.cache.clear();
         if let Some(groups) = self.local.remove(pid) {
             let mut terms = Vec::with_capacity(groups.len());
             for canon in &groups {

@@ -140,7 +140,8 @@ impl OtpPgScope {
 
     /// `pg:get_members(Scope, Group)`: this node's members and every
     /// peer's, as their syncs, joins and leaves announced them.
-    pub fn get_members(&self, group: &Term) -> Vec<Pid> {
+    /// The answer is shared until the group changes (no copy per read).
+    pub fn get_members(&self, group: &Term) -> Arc<[Pid]> {
         self.shared.core().get_members(group)
     }
 
