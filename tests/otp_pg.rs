@@ -286,6 +286,26 @@ async fn a_node_that_connects_is_discovered() {
         "pong"
     );
     wait_beam_count(&b, "g", &me, 1, VISIBLE_WITHIN);
+
+    // A stray exit signal does not end the scope.
+    let stray = node.spawn_process();
+    stray.exit_signal(scope.pid(), atom("boom"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(node.is_process_alive(scope.pid()));
+    assert_eq!(beam_count(&b, "g", &me), 1);
+    // Stopping it ends its process: pg drops what it announced, and the
+    // Rust side knows nothing any more.
+    scope.stop();
+    wait_beam_count(&b, "g", &me, 0, VISIBLE_WITHIN);
+    rust_node::wait_until("the scope's table emptied", VISIBLE_WITHIN, || {
+        scope.which_groups().is_empty()
+    })
+    .await;
+    assert!(node.whereis(SCOPE).is_none());
+    assert_eq!(
+        scope.join(atom("g"), p.pid()),
+        Err(erl_quorum::services::OtpPgError::Stopped)
+    );
 }
 
 // ---- a hostile peer ---------------------------------------------------------

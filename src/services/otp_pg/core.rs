@@ -524,6 +524,17 @@ impl Core {
         self.peers.keys().any(|p| p.node.name == node)
     }
 
+    /// The scope process has ended: nothing is known any more (as a BEAM
+    /// scope's table goes with its process).
+    pub(crate) fn stopped(&mut self) {
+        self.local.clear();
+        self.local_groups.clear();
+        self.peers.clear();
+        self.retries.clear();
+        self.outbox.clear();
+        self.cache.clear();
+    }
+
     /// When [`Core::tick`] has work.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.retries.values().map(|r| r.at).min()

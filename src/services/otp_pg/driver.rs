@@ -19,10 +19,13 @@ pub(crate) const CONNECTIONS_EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) async fn run(mut process: Process, scope: String, shared: Arc<Shared>) {
     let node = process.node().clone();
+    // A stray exit signal must not end the scope (`kill` still does).
+    process.trap_exit(true);
     let mut monitors: HashMap<Pid, Reference> = HashMap::new();
     let mut connections = tokio::time::interval(CONNECTIONS_EVERY);
     loop {
         if shared.stopped.load(Ordering::Acquire) {
+            shared.core().stopped();
             return; // dropping the process: peers' monitors fire
         }
         let deadline = shared.core().deadline();
@@ -44,6 +47,7 @@ pub(crate) async fn run(mut process: Process, scope: String, shared: Arc<Shared>
                 Ok(_) => {}
                 Err(_) => {
                     shared.stopped.store(true, Ordering::Release);
+                    shared.core().stopped();
                     return;
                 }
             },
