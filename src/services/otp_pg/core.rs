@@ -21,6 +21,7 @@
 //! answer to every `discover`), after it on the same connection, and the
 //! driver executes actions strictly in the order the core queued them.
 
+use super::members::{bounded_groups, canon_of, remove_one, Group};
 use super::wire::PgMessage;
 use crate::term::{Canon, Pid, Term};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -72,12 +73,6 @@ pub(crate) enum Action {
     Demonitor(Pid),
 }
 
-#[derive(Debug, Clone)]
-struct Group {
-    term: Term,
-    pids: Vec<Pid>,
-}
-
 #[derive(Debug)]
 struct Peer {
     /// A `sync` went to it: `join` and `leave` may follow.
@@ -115,23 +110,6 @@ pub(crate) struct Core {
 
 /// Most groups whose members are cached at once.
 const MAX_CACHED: usize = 4096;
-
-fn canon_of(group: &Term) -> Option<Canon> {
-    Canon::of(group)
-        .ok()
-        .filter(|c| c.as_bytes().len() <= MAX_GROUP_BYTES)
-}
-
-/// Drops one occurrence of `pid`; true when it was there.
-fn remove_one(pids: &mut Vec<Pid>, pid: &Pid) -> bool {
-    match pids.iter().position(|p| p == pid) {
-        Some(i) => {
-            pids.swap_remove(i);
-            true
-        }
-        None => false,
-    }
-}
 
 impl Core {
     /// A scope process `me` on `node`, following the `configured` nodes
@@ -565,44 +543,6 @@ impl Core {
             });
         }
     }
-}
-
-/// A peer's sync as we keep it: entries naming pids of other nodes or
-/// group terms too large dropped, and the whole cut to the per-peer bounds.
-/// Returns the groups, their membership count and how many entries were
-/// dropped. Repeated groups: the last wins (`maps:from_list/1`).
-fn bounded_groups(
-    peer: &Pid,
-    groups: Vec<(Term, Vec<Pid>)>,
-) -> (HashMap<Canon, Group>, usize, usize) {
-    let mut kept: HashMap<Canon, Group> = HashMap::new();
-    let mut dropped = 0;
-    for (term, pids) in groups {
-        let canon = canon_of(&term);
-        match canon {
-            Some(c) if !pids.is_empty() && pids.iter().all(|p| p.node == peer.node) => {
-                if kept.len() >= MAX_PEER_GROUPS && !kept.contains_key(&c) {
-                    dropped += 1;
-                    continue;
-                }
-                kept.insert(c, Group { term, pids });
-            }
-            _ if pids.is_empty() => {}
-            _ => dropped += 1,
-        }
-    }
-    let mut members = 0;
-    kept.retain(|_, g| {
-        members += g.pids.len();
-        if members > MAX_PEER_MEMBERS {
-            members -= g.pids.len();
-            dropped += 1;
-            false
-        } else {
-            true
-        }
-    });
-    (kept, members, dropped)
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@
 //! node that plays a `pg` scope process toward the BEAM ones (the wire is
 //! `rebar_fixture/PROTOCOL.md`, "Native OTP pg scopes").
 //!
-//! Modules: `wire` (pg's messages, one decoder and encoder), `core` (the
-//! scope, sans-IO), `driver` (the process that runs it).
+//! Modules: `wire` (pg's messages, one decoder and encoder), `members`
+//! (member lists and their bounds), `core` (the scope, sans-IO), `driver`
+//! (the process that runs it).
 
 mod core;
 mod driver;
+mod members;
 mod wire;
 
 use self::core::Core;
