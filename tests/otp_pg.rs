@@ -477,3 +477,32 @@ async fn a_hostile_peer_neither_crashes_nor_bloats_the_scope() {
     drop(p);
     let _ = Node::clone(&node);
 }
+
+/// OTP's default scope (`pg`, started by `-kernel start_pg true`): BEAM code
+/// calling `pg:get_members/1` sees the Rust member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_scope_works_too() {
+    let b = BeamNode::start(
+        &common::unique_name("pg_default_b"),
+        rust_node::COOKIE,
+        &["-kernel", "start_pg", "true"],
+    )
+    .expect("start erl");
+    b.eval_ok("ok = pg:join(g, spawn(fun() -> receive stop -> ok end end))");
+    let node = rust_node::start("pg_default_r").await;
+    let scope = OtpPgScope::start(&node, "pg", &[b.node_name()]).unwrap();
+    let p = node.spawn_process();
+    scope.join(atom("g"), p.pid()).unwrap();
+    let me = common::atom(node.name());
+    rust_node::wait_until(
+        "the Rust member in pg:get_members/1",
+        VISIBLE_WITHIN,
+        || {
+            b.eval_ok(&format!(
+                "[node(P) || P <- pg:get_members(g), node(P) =:= {me}]"
+            )) == format!("[{me}]")
+        },
+    )
+    .await;
+    wait_rust_count(&scope, &atom("g"), b.node_name(), 1, VISIBLE_WITHIN).await;
+}
