@@ -165,7 +165,13 @@ async fn rust_and_beam_members_meet_in_a_native_scope() {
     // BEAM members that exit leave the Rust view; a BEAM join shows up.
     b.eval_ok("[exit(P, kill) || P <- Bs], ok");
     wait_rust_count(&scope, &g, b.node_name(), 0, VISIBLE_WITHIN).await;
+    let mut changes = scope.changes();
+    changes.borrow_and_update();
     b.eval_ok(&format!("Cs = eq_otp_pg:spawn_members({SCOPE}, g, 3), ok"));
+    tokio::time::timeout(VISIBLE_WITHIN, changes.changed())
+        .await
+        .expect("a BEAM join wakes the Rust watcher")
+        .unwrap();
     wait_rust_count(&scope, &g, b.node_name(), 3, VISIBLE_WITHIN).await;
     drop(p2);
     wait_beam_count(&b, "g", &me, 0, VISIBLE_WITHIN);

@@ -106,6 +106,7 @@ pub(crate) struct Core {
     /// `get_members` answers, shared until the next change (which clears
     /// them all: changes are rare next to reads).
     cache: HashMap<Canon, Arc<[Pid]>>,
+    generation: u64,
 }
 
 /// Most groups whose members are cached at once.
@@ -145,6 +146,7 @@ impl Core {
             retries,
             outbox: Vec::new(),
             cache: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -156,7 +158,6 @@ impl Core {
 
     /// `pg:join(Scope, Group, Pid)`.
     pub(crate) fn join(&mut self, group: Term, pid: Pid) -> Result<(), OtpPgError> {
-        self.cache.clear();
         if pid.node.name != self.node {
             return Err(OtpPgError::NotLocal);
         }
@@ -179,12 +180,12 @@ impl Core {
             group,
             pids: vec![pid],
         });
+        self.changed();
         Ok(())
     }
 
     /// `pg:leave(Scope, Group, Pid)`: `Ok(false)` is pg's `not_joined`.
     pub(crate) fn leave(&mut self, group: Term, pid: &Pid) -> Result<bool, OtpPgError> {
-        self.cache.clear();
         if pid.node.name != self.node {
             return Err(OtpPgError::NotLocal);
         }
@@ -206,6 +207,7 @@ impl Core {
             pids: vec![pid.clone()],
             groups: vec![group],
         });
+        self.changed();
         Ok(true)
     }
 
@@ -302,7 +304,6 @@ impl Core {
 
     /// A message from a peer scope process.
     pub(crate) fn on_message(&mut self, message: PgMessage) {
-        self.cache.clear();
         let peer = message.peer().clone();
         if peer.node.name == self.node {
             tracing::warn!(
@@ -357,12 +358,14 @@ impl Core {
                     p.groups = kept;
                     p.members = members;
                 }
+                self.changed();
             }
             PgMessage::Join { group, pids, .. } => self.peer_join(&peer, group, pids),
             PgMessage::Leave { pids, groups, .. } => {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                let mut removed = false;
                 for group in groups {
                     let Some(canon) = canon_of(&group) else {
                         continue;
@@ -373,11 +376,15 @@ impl Core {
                     for pid in &pids {
                         if remove_one(&mut g.pids, pid) {
                             p.members -= 1;
+                            removed = true;
                         }
                     }
                     if g.pids.is_empty() {
                         p.groups.remove(&canon);
                     }
+                }
+                if removed {
+                    self.changed();
                 }
             }
         }
@@ -408,6 +415,7 @@ impl Core {
             })
             .pids
             .extend(pids);
+        self.changed();
     }
 
     /// Takes `peer` on (monitored), unless over the bounds or on a node we
@@ -442,8 +450,8 @@ impl Core {
     /// group), or a peer scope process or its node is gone (its members
     /// are forgotten, and its node discovered again).
     pub(crate) fn down(&mut self, pid: &Pid, now: Instant) {
-        self.cache.clear();
         if let Some(groups) = self.local.remove(pid) {
+            self.changed();
             let mut terms = Vec::with_capacity(groups.len());
             for canon in &groups {
                 if let Some(g) = self.local_groups.get(canon) {
@@ -457,6 +465,7 @@ impl Core {
                 groups: terms,
             });
         } else if self.peers.remove(pid).is_some() {
+            self.changed();
             let node = pid.node.name.clone();
             if self.follows(&node) && !self.has_peer_on(&node) {
                 self.retries.insert(
@@ -510,7 +519,18 @@ impl Core {
         self.peers.clear();
         self.retries.clear();
         self.outbox.clear();
+        self.changed();
+    }
+
+    /// The membership changed: cached answers go, watchers are told.
+    fn changed(&mut self) {
         self.cache.clear();
+        self.generation += 1;
+    }
+
+    /// How many membership changes so far (what [`Core::changed`] counts).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// When [`Core::tick`] has work.

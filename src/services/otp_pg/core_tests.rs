@@ -562,3 +562,38 @@ fn only_this_node_s_processes_join() {
         [Action::Send { to: Target::Scope(n), .. }] if n == "b@h"
     ));
 }
+
+#[test]
+fn the_generation_counts_changes_and_only_changes() {
+    let mut s = Sim::new(1, 7);
+    s.settle();
+    let g0 = s.core.generation();
+    // Ignored: a stranger's join, a leave of nothing, a leave not joined.
+    s.core.on_message(PgMessage::Join {
+        peer: pid("stranger@h", 1),
+        group: atom("z"),
+        pids: vec![pid("stranger@h", 2)],
+    });
+    s.core.on_message(PgMessage::Leave {
+        peer: s.beams[0].me.clone(),
+        pids: vec![pid("b0@h", 9)],
+        groups: vec![atom("z")],
+    });
+    assert!(!s.core.leave(atom("z"), &pid(RUST, 5)).unwrap());
+    assert_eq!(s.core.generation(), g0);
+    // Changes: a local join, a peer's join, a member's exit.
+    s.core.join(atom("a"), pid(RUST, 5)).unwrap();
+    assert_eq!(s.core.generation(), g0 + 1);
+    let out = s.beams[0].join(atom("a"), pid("b0@h", 9));
+    s.to_rust[0].extend(out);
+    s.deliver_to_rust(0);
+    assert_eq!(s.core.generation(), g0 + 2);
+    // The cached answer went with the change.
+    assert_eq!(s.core.get_members(&atom("a")).len(), 2);
+    s.core.down(&pid(RUST, 5), s.now);
+    assert_eq!(s.core.generation(), g0 + 3);
+    assert_eq!(
+        s.core.get_members(&atom("a")).to_vec(),
+        vec![pid("b0@h", 9)]
+    );
+}

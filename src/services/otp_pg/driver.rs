@@ -25,7 +25,12 @@ pub(crate) async fn run(mut process: Process, scope: String, shared: Arc<Shared>
     let mut connections = tokio::time::interval(CONNECTIONS_EVERY);
     loop {
         if shared.stopped.load(Ordering::Acquire) {
-            shared.core().stopped();
+            let generation = {
+                let mut core = shared.core();
+                core.stopped();
+                core.generation()
+            };
+            shared.publish(generation);
             return; // dropping the process: peers' monitors fire
         }
         let deadline = shared.core().deadline();
@@ -47,7 +52,12 @@ pub(crate) async fn run(mut process: Process, scope: String, shared: Arc<Shared>
                 Ok(_) => {}
                 Err(_) => {
                     shared.stopped.store(true, Ordering::Release);
-                    shared.core().stopped();
+                    let generation = {
+                        let mut core = shared.core();
+                        core.stopped();
+                        core.generation()
+                    };
+                    shared.publish(generation);
                     return;
                 }
             },
@@ -61,7 +71,11 @@ pub(crate) async fn run(mut process: Process, scope: String, shared: Arc<Shared>
                 core.tick(Instant::now());
             }
         }
-        let actions = shared.core().take_actions();
+        let (actions, generation) = {
+            let mut core = shared.core();
+            (core.take_actions(), core.generation())
+        };
+        shared.publish(generation);
         for action in actions {
             execute(&mut process, &scope, &mut monitors, action);
         }

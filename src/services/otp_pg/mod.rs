@@ -55,11 +55,22 @@ pub(crate) struct Shared {
     /// Wakes the driver: the API queued actions, or stop was asked.
     wake: Notify,
     stopped: std::sync::atomic::AtomicBool,
+    /// The core's generation, for [`OtpPgScope::changes`].
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
     fn core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells watchers when the membership changed since they last looked.
+    fn publish(&self, generation: u64) {
+        self.changes.send_if_modified(|seen| {
+            let new = *seen != generation;
+            *seen = generation;
+            new
+        });
     }
 }
 
@@ -102,6 +113,7 @@ impl OtpPgScope {
             core: Mutex::new(core),
             wake: Notify::new(),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            changes: tokio::sync::watch::channel(0).0,
         });
         tokio::spawn(driver::run(process, config.scope, shared.clone()));
         Ok(OtpPgScope { shared, pid })
@@ -123,7 +135,11 @@ impl OtpPgScope {
         {
             return Err(OtpPgError::Stopped);
         }
-        let out = f(&mut self.shared.core());
+        let (out, generation) = {
+            let mut core = self.shared.core();
+            (f(&mut core), core.generation())
+        };
+        self.shared.publish(generation);
         self.shared.wake.notify_one();
         out
     }
@@ -165,6 +181,13 @@ impl OtpPgScope {
     /// The peer scope processes (one per BEAM node running the scope).
     pub fn peers(&self) -> Vec<Pid> {
         self.shared.core().peers()
+    }
+
+    /// Wakes (`changed().await`) after any change to the members this
+    /// scope knows, here or at a peer; then read them again. A receiver
+    /// that lags sees one wake for many changes (nothing queues up).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// Stops the scope process (as dropping the handle does).
