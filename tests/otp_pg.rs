@@ -512,3 +512,28 @@ async fn the_default_scope_works_too() {
     .await;
     wait_rust_count(&scope, &atom("g"), b.node_name(), 1, VISIBLE_WITHIN).await;
 }
+
+/// Two Rust nodes in one scope (no BEAM node): the same protocol between
+/// two Rust scopes, one of them configured to follow the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rust_scopes_meet() {
+    let a = rust_node::start("pg_rr_a").await;
+    let b = rust_node::start("pg_rr_b").await;
+    let sa = OtpPgScope::start(&a, SCOPE, &[b.name()]).unwrap();
+    let sb = OtpPgScope::start(&b, SCOPE, &[]).unwrap();
+    let pa = a.spawn_process();
+    let pb = b.spawn_process();
+    sa.join(atom("g"), pa.pid()).unwrap();
+    sb.join(atom("g"), pb.pid()).unwrap();
+    for s in [&sa, &sb] {
+        rust_node::wait_until("both members on both sides", VISIBLE_WITHIN, || {
+            s.get_members(&atom("g")).len() == 2
+        })
+        .await;
+    }
+    drop(pa);
+    rust_node::wait_until("a's member gone at b", VISIBLE_WITHIN, || {
+        sb.get_members(&atom("g")).to_vec() == vec![pb.pid().clone()]
+    })
+    .await;
+}
