@@ -42,6 +42,7 @@ pub(crate) mod guard;
 pub mod host;
 pub mod membership;
 pub(crate) mod names;
+pub mod otp_pg;
 pub(crate) mod protocol;
 pub(crate) mod registry;
 pub(crate) mod rounds;
@@ -57,6 +58,7 @@ use crate::term::Pid;
 use std::time::Duration;
 
 pub use host::Host;
+pub use otp_pg::{OtpPgConfig, OtpPgError, OtpPgScope};
 pub use registry::{
     scoped_name, LockReply, Registry, RegistryError, Restart, Singleton, StartError, StartOptions,
     StartSpec, Started,
