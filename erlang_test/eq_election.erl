@@ -56,9 +56,13 @@ elected(S, Info, undefined) ->
 elected(S, Info, _Joiner) ->
     {reply, {sync_from, self(), eq_leader:token(Info)}, S}.
 
-surrendered(#{leading := true} = S, undefined, Info) ->
+surrendered(#{leading := true} = S, Sync, Info) ->
+    %% Our term ended: told at once (Sync undefined) or by the next
+    %% leader's sync (we were frozen or cut off past the term).
     log(S, surrendered, Info, eq_leader:term_end_us(Info)),
-    {ok, S#{leading := false, sync := lost}};
+    surrendered(S#{leading := false, sync := lost}, Sync, Info);
+surrendered(S, undefined, _Info) ->
+    {ok, S};
 surrendered(#{syncs := N} = S, Sync, _Info) ->
     {ok, S#{leading := false, sync := Sync, syncs := N + 1}}.
 

@@ -296,23 +296,28 @@ after_elected(Sync, To, St) ->
 %% The term ended (the guard's deadline passed, or it told us): surrender
 %% at once, queue again, and look for the next leader.
 lost(#st{leader = Self, mod = Mod, mstate = MS} = St0) when Self =:= self() ->
-    St1 = St0#st{leader = undefined, valid_until = undefined,
-                 term_end_us = min(erlang:system_time(microsecond), end_or_now(St0))},
-    St2 = maps:fold(fun(_, M, A) -> erlang:demonitor(M, [flush]), A end, St1, St1#st.mons),
-    St3 = St2#st{mons = #{}},
-    St4 = case Mod:surrendered(MS, undefined, St3) of
-              {ok, MS1} -> St3#st{mstate = MS1};
-              {stop, Why, MS1} -> exit_now(Why, St3#st{mstate = MS1})
+    St1 = end_term(St0),
+    St2 = case Mod:surrendered(MS, undefined, St1) of
+              {ok, MS1} -> St1#st{mstate = MS1};
+              {stop, Why, MS1} -> exit_now(Why, St1#st{mstate = MS1})
           end,
-    St5 = St4#st{locker = case St4#st.locker of
-                              undefined -> start_locker(St4);
-                              L -> L
-                          end},
-    start_finder(St5);
+    start_finder(St2);
 lost(St) ->
     %% Not leading: a late signal for a term already given up. The locker
     %% may still hold a grant we have not heard of yet; it stays queued.
     St.
+
+%% Stops leading (no callback): the term's end is noted, the members are
+%% no longer monitored, and the candidate queues again.
+end_term(St0) ->
+    St1 = St0#st{leader = undefined, valid_until = undefined,
+                 term_end_us = min(erlang:system_time(microsecond), end_or_now(St0))},
+    maps:foreach(fun(_, M) -> erlang:demonitor(M, [flush]) end, St1#st.mons),
+    St2 = St1#st{mons = #{}},
+    St2#st{locker = case St2#st.locker of
+                        undefined -> start_locker(St2);
+                        L -> L
+                    end}.
 
 end_or_now(#st{term_end_us = undefined}) -> erlang:system_time(microsecond);
 end_or_now(#st{term_end_us = E}) -> E.
@@ -448,10 +453,25 @@ wire_in({join, _, Pid, Role}, St0) ->
             %% Not the leader (any more): the joiner will look again.
             {noreply, add_member(Pid, Role, St1)}
     end;
+wire_in({sync, _, L, T, Sync, C, W}, #st{leader = Self} = St0) when L =/= self(), Self =:= self() ->
+    %% Another leader's sync while we lead: a stale one (an earlier term's,
+    %% delayed) while our term is valid and its token no newer; otherwise
+    %% our term is over (we were frozen or cut off past it).
+    St1 = refresh_validity(St0),
+    Newer = is_integer(T) andalso is_integer(St1#st.token) andalso T > St1#st.token,
+    case leading(St1) andalso not Newer of
+        true -> {noreply, St1};
+        false -> synced(L, T, Sync, C, W, end_term(St1))
+    end;
 wire_in({sync, _, L, T, Sync, C, W}, St0) when L =/= self() ->
     case newer_or_same(L, T, St0) of
         false -> {noreply, St0};
-        true ->
+        true -> synced(L, T, Sync, C, W, St0)
+    end;
+wire_in(Msg, St) ->
+    wire_in_rest(Msg, St).
+
+synced(L, T, Sync, C, W, St0) ->
             St1 = follow(L, T, St0),
             St2 = St1#st{candidates = union(C, [self() || St1#st.role =:= candidate]),
                          workers = union(W, [self() || St1#st.role =:= worker])},
@@ -459,20 +479,20 @@ wire_in({sync, _, L, T, Sync, C, W}, St0) when L =/= self() ->
             case Mod:surrendered(MS, Sync, St2) of
                 {ok, MS1} -> {noreply, drain_pending(St2#st{mstate = MS1})};
                 {stop, Why, MS1} -> {stop, Why, St2#st{mstate = MS1}}
-            end
-    end;
-wire_in({members, _, L, _T, C, W}, #st{leader = L} = St) when L =/= self() ->
+            end.
+
+wire_in_rest({members, _, L, _T, C, W}, #st{leader = L} = St) when L =/= self() ->
     {noreply, St#st{candidates = C, workers = W}};
-wire_in({from_leader, _, L, _T, Msg}, #st{leader = L, mod = Mod, mstate = MS} = St) when L =/= self() ->
+wire_in_rest({from_leader, _, L, _T, Msg}, #st{leader = L, mod = Mod, mstate = MS} = St) when L =/= self() ->
     case Mod:from_leader(Msg, MS, St) of
         {ok, MS1} -> {noreply, St#st{mstate = MS1}};
         {stop, Why, MS1} -> {stop, Why, St#st{mstate = MS1}}
     end;
-wire_in({leader_call, _, From, Req}, St) ->
+wire_in_rest({leader_call, _, From, Req}, St) ->
     {noreply, leader_call_in(Req, From, St)};
-wire_in({leader_cast, _, Msg}, St) ->
+wire_in_rest({leader_cast, _, Msg}, St) ->
     {noreply, leader_cast_in(Msg, St)};
-wire_in(_, St) ->
+wire_in_rest(_, St) ->
     %% A member message from someone who is not our leader (a former one).
     {noreply, St}.
 
