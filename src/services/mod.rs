@@ -39,6 +39,7 @@
 
 pub(crate) mod core;
 pub(crate) mod guard;
+pub mod election;
 pub mod host;
 pub(crate) mod names;
 pub(crate) mod protocol;
