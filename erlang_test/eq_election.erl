@@ -17,7 +17,7 @@
 -behaviour(eq_leader).
 
 -export([start/3, start/4, state/1, view/1, start_recorder/0, history/0,
-         leader_calls/3, plain_server/0, plain_calls/3, leader_name/1, settled/1]).
+         leader_calls/3, plain_server/0, plain_calls/3, leader_name/1, settled/1, get/2]).
 -export([init/1, elected/3, surrendered/3, handle_DOWN/3, handle_leader_call/4,
          handle_leader_cast/3, from_leader/3, handle_call/4, handle_cast/3,
          handle_info/3, terminate/2, code_change/4]).
@@ -127,8 +127,17 @@ start_recorder() ->
 recorder(Log) ->
     receive
         {log, E} -> recorder([E | Log]);
-        {history, From, Ref} -> From ! {Ref, lists:reverse(Log)}, recorder(Log)
+        {history, From, Ref} -> From ! {Ref, lists:reverse(Log)}, recorder(Log);
+        %% A value handed over between nodes (the Rust member's pid).
+        {put, K, V} -> put(K, V), recorder(Log);
+        {get, From, Ref, K} -> From ! {Ref, get(K)}, recorder(Log)
     end.
+
+%% A value put on the recorder (on node RecNode) by `{put, K, V}`.
+get(RecNode, K) ->
+    Ref = make_ref(),
+    {?REC, RecNode} ! {get, self(), Ref, K},
+    receive {Ref, V} -> V after 5000 -> erlang:error(recorder_timeout) end.
 
 %% The log, oldest first, on the recorder's node.
 history() ->

@@ -28,11 +28,15 @@ mod services_support;
 
 use common::BeamNode;
 use election_support::{check, parse_history, show, Record};
+use erl_quorum::services::election::{Callbacks, Elected, Election, Info, LeaderReply, Role};
+use erl_quorum::term::{as_atom, as_tuple, atom, int, tuple, Pid, Term};
+use erl_quorum::Node;
 use quorum_support::start_beam;
 use services_support::{
     beval, ex, start_app_nodes, start_cluster_with, wait_on, ClusterOpts, Lang::Elixir,
     Lang::Erlang,
 };
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LEASE_MS: u64 = 5_000;
@@ -73,10 +77,7 @@ fn wait_elected(r: &BeamNode, after_us: i64, timeout: Duration) -> Option<Record
     let until = Instant::now() + timeout;
     loop {
         let h = history(r);
-        if let Some(e) = h
-            .iter()
-            .find(|e| e.event == "elected" && e.t_us > after_us)
-        {
+        if let Some(e) = h.iter().find(|e| e.event == "elected" && e.t_us > after_us) {
             return Some(e.clone());
         }
         if Instant::now() > until {
@@ -110,9 +111,118 @@ fn leading_count(nodes: &[BeamNode], members: &[(usize, &str)]) -> usize {
     members
         .iter()
         .filter(|(i, name)| {
-            beval(&nodes[*i], &format!("maps:get(leading, eq_election:state({name}))")) == "true"
+            beval(
+                &nodes[*i],
+                &format!("maps:get(leading, eq_election:state({name}))"),
+            ) == "true"
         })
         .count()
+}
+
+/// The Rust candidate's callbacks: eq_election's, in Rust (the same
+/// history records, the same sync and answers).
+struct RustMember {
+    sender: erl_quorum::process::Process,
+    rec: String,
+    node: String,
+    leading: bool,
+    got: Arc<Mutex<Vec<Term>>>,
+}
+
+impl RustMember {
+    fn log(&self, info: &Info, event: &str) {
+        let token = info.token.map_or(atom("undefined"), |t| int(t as i64));
+        let record = tuple(vec![
+            int(now_us()),
+            atom(&self.node),
+            Term::from(info.me.clone()),
+            atom(event),
+            token,
+        ]);
+        self.sender.send(
+            ("eq_elect_rec", self.rec.as_str()),
+            tuple(vec![atom("log"), record]),
+        );
+    }
+
+    fn sync(info: &Info) -> Term {
+        let token = info.token.map_or(atom("undefined"), |t| int(t as i64));
+        tuple(vec![atom("sync_from"), Term::from(info.me.clone()), token])
+    }
+}
+
+impl Callbacks for RustMember {
+    fn elected(&mut self, info: &Info, joiner: Option<&Pid>) -> Elected {
+        match joiner {
+            None => {
+                self.log(info, "elected");
+                self.leading = true;
+                Elected::All(Self::sync(info))
+            }
+            Some(_) => Elected::Reply(Self::sync(info)),
+        }
+    }
+    fn surrendered(&mut self, _sync: Option<&Term>, info: &Info) {
+        if self.leading {
+            self.log(info, "surrendered");
+            self.leading = false;
+        }
+    }
+    fn handle_leader_call(&mut self, request: &Term, info: &Info) -> LeaderReply {
+        let (reply, broadcast) = match as_tuple(request) {
+            Some([what, x]) if as_atom(what) == Some("echo") => {
+                self.log(info, "acted");
+                (tuple(vec![Term::from(info.me.clone()), x.clone()]), None)
+            }
+            Some([what, m]) if as_atom(what) == Some("bcast") => {
+                self.log(info, "acted");
+                (atom("ok"), Some(m.clone()))
+            }
+            _ => (atom("pong"), None),
+        };
+        LeaderReply { reply, broadcast }
+    }
+    fn handle_leader_cast(&mut self, msg: &Term, info: &Info) -> Option<Term> {
+        self.log(info, "acted");
+        match as_tuple(msg) {
+            Some([what, m]) if as_atom(what) == Some("bcast") => Some(m.clone()),
+            _ => None,
+        }
+    }
+    fn from_leader(&mut self, msg: &Term, _info: &Info) {
+        self.got.lock().expect("got").push(msg.clone());
+    }
+    fn handle_down(&mut self, _member: &Pid, _info: &Info) -> Option<Term> {
+        None
+    }
+}
+
+/// A Rust candidate of group `eq_election` on `node`, logging to the
+/// recorder on `rec`; its pid is put on the recorder as `rust`.
+fn start_rust_member(
+    node: &Node,
+    rec: &BeamNode,
+    masters: &[String],
+) -> (Election, Arc<Mutex<Vec<Term>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let cb = RustMember {
+        sender: node.spawn_process(),
+        rec: rec.node_name().to_owned(),
+        node: node.name().to_owned(),
+        leading: false,
+        got: got.clone(),
+    };
+    let e = Election::start(
+        node,
+        atom("eq_election"),
+        Role::Candidate,
+        masters.to_vec(),
+        cb,
+    );
+    let put = tuple(vec![atom("put"), atom("rust"), Term::from(e.pid().clone())]);
+    node.spawn_process()
+        .send(("eq_elect_rec", rec.node_name()), put);
+    (e, got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +250,18 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
         &[("rec", rec.as_str())],
     );
     assert_eq!(started, "true");
-    beval(&nodes[1], &format!("is_pid(eq_election:start(w1, {rec}, worker))"));
-    let members: Vec<(usize, &str)> =
-        vec![(0, "c1"), (0, "c2"), (1, "c3"), (1, "c4"), (2, "c5"), (1, "w1")];
+    beval(
+        &nodes[1],
+        &format!("is_pid(eq_election:start(w1, {rec}, worker))"),
+    );
+    let members: Vec<(usize, &str)> = vec![
+        (0, "c1"),
+        (0, "c2"),
+        (1, "c3"),
+        (1, "c4"),
+        (2, "c5"),
+        (1, "w1"),
+    ];
     let leader = wait_settled(&nodes, &members, 20 * SECOND);
     assert_eq!(leading_count(&nodes, &members), 1, "leader {leader}");
     eprintln!("elected: {leader}");
@@ -195,7 +314,10 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
     }
 
     // A candidate joining later: synced through elected(State, Info, Pid).
-    beval(&nodes[2], &format!("is_pid(eq_election:start(c6, {rec}, candidate))"));
+    beval(
+        &nodes[2],
+        &format!("is_pid(eq_election:start(c6, {rec}, candidate))"),
+    );
     let mut all = members.clone();
     all.push((2, "c6"));
     assert_eq!(wait_settled(&nodes, &all, 10 * SECOND), leader);
@@ -212,6 +334,50 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
         );
     }
     assert_eq!(leading_count(&nodes, &all), 1);
+
+    // A Rust candidate joins the group: synced by the BEAM leader; a
+    // leader_call through it, and through it from BEAM code; broadcasts
+    // reach it.
+    let rust = rust_node::start("el1_rust").await;
+    let (member, rust_got) = start_rust_member(&rust, &r, &m);
+    let rec_q = r.node_atom();
+    beval(
+        &nodes[1],
+        &format!("Rust = eq_election:get({rec_q}, rust), is_pid(Rust)"),
+    );
+    wait_on(
+        &nodes[1],
+        "eq_leader:leader(Rust) =:= eq_leader:leader(c3) andalso length(eq_leader:candidates(c3)) =:= 7",
+        10 * SECOND,
+    );
+    let reply = member
+        .leader_call(tuple(vec![atom("echo"), int(11)]), 5 * SECOND)
+        .await
+        .expect("leader_call through the Rust member");
+    let info = member.info().await.expect("info");
+    assert_eq!(
+        reply,
+        tuple(vec![
+            Term::from(info.leader.clone().expect("a leader")),
+            int(11)
+        ])
+    );
+    assert_eq!(info.candidates.len(), 7, "{info:?}");
+    check_eq(
+        &nodes[1],
+        "{L11, 12} = eq_leader:leader_call(Rust, {echo, 12}), L11 =:= eq_leader:leader(c3)",
+        "true",
+    );
+    check_eq(
+        &nodes[1],
+        "eq_leader:leader_call(c3, {bcast, to_rust})",
+        "ok",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rust_got.lock().expect("got").contains(&atom("to_rust")),
+        "the Rust member got no broadcast"
+    );
 
     // kill -9 of the leader's node.
     let victim = nodes
@@ -234,16 +400,13 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
         "failover took {failover_ms} ms"
     );
     assert_ne!(next.node, victim_name);
-    let survivors: Vec<(usize, &str)> = all
-        .iter()
-        .filter(|(i, _)| *i != victim)
-        .cloned()
-        .collect();
+    let survivors: Vec<(usize, &str)> = all.iter().filter(|(i, _)| *i != victim).cloned().collect();
     let new_leader = wait_settled(&nodes, &survivors, 10 * SECOND);
     assert_ne!(new_leader, leader);
     assert_eq!(leading_count(&nodes, &survivors), 1);
     // The dead are gone from the lists; leader_call reaches the new leader.
-    let alive_cands = survivors.iter().filter(|(_, n)| n.starts_with('c')).count();
+    // (+1: the Rust candidate.)
+    let alive_cands = survivors.iter().filter(|(_, n)| n.starts_with('c')).count() + 1;
     for (i, name) in &survivors {
         let n = &nodes[*i];
         wait_on(
@@ -258,11 +421,49 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
         );
     }
 
+    // The BEAM candidates left stop: the Rust candidate leads, and a BEAM
+    // worker joining now is synced by it and calls it.
+    let t_stop_beam = now_us();
+    for (i, name) in &survivors {
+        if name.starts_with('c') {
+            beval(&nodes[*i], &format!("exit(whereis({name}), kill)"));
+        }
+    }
+    let me = member.pid().clone();
+    let until = Instant::now() + 10 * SECOND;
+    while member.info().await.expect("info").leader.as_ref() != Some(&me) {
+        assert!(Instant::now() < until, "the Rust candidate did not lead");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (wi, _) = survivors[0];
+    beval(
+        &nodes[wi],
+        &format!("is_pid(eq_election:start(w9, {rec}, worker))"),
+    );
+    wait_on(
+        &nodes[wi],
+        "case maps:get(sync, eq_election:state(w9)) of {sync_from, L9, _} -> node(L9) =/= node(); _ -> false end",
+        10 * SECOND,
+    );
+    check_eq(
+        &nodes[wi],
+        &format!(
+            "{{L99, 99}} = eq_leader:leader_call(w9, {{echo, 99}}), node(L99) =:= '{}'",
+            rust.name()
+        ),
+        "true",
+    );
+
     let h = history(&r);
-    let terms = check(&h, &[(victim_name.clone(), t_kill)])
-        .unwrap_or_else(|e| panic!("{e}{}", show(&h)));
-    assert_eq!(terms.len(), 2, "{}", show(&h));
+    let killed = [
+        (victim_name.clone(), t_kill),
+        (next.node.clone(), t_stop_beam),
+    ];
+    let terms = check(&h, &killed).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
+    assert_eq!(terms.len(), 3, "{}", show(&h));
+    assert_eq!(terms[2].node, rust.name(), "{}", show(&h));
     eprintln!("terms: {terms:?}");
+    drop(member);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +477,10 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
     beval(&r, "eq_election:start_recorder()");
     let rec = r.node_atom();
     for n in &nodes {
-        beval(n, &format!("is_pid(eq_election:start(c, {rec}, candidate))"));
+        beval(
+            n,
+            &format!("is_pid(eq_election:start(c, {rec}, candidate))"),
+        );
     }
     let members: Vec<(usize, &str)> = (0..nodes.len()).map(|i| (i, "c")).collect();
     let leader = wait_settled(&nodes, &members, 20 * SECOND);
@@ -307,11 +511,18 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
     nodes[victim].sigcont();
     let next = next.unwrap_or_else(|| panic!("no new leader while frozen{}", cluster.logs()));
     let elected_ms = (next.t_us - t_stop) / 1000;
-    eprintln!("SIGSTOP of the leader's node: {} elected {elected_ms} ms later", next.node);
+    eprintln!(
+        "SIGSTOP of the leader's node: {} elected {elected_ms} ms later",
+        next.node
+    );
     assert_ne!(next.node, nodes[victim].node_name());
 
     // The late call is answered by the new leader, not the frozen one.
-    wait_on(&nodes[other], "persistent_term:get(late) =/= none", 20 * SECOND);
+    wait_on(
+        &nodes[other],
+        "persistent_term:get(late) =/= none",
+        20 * SECOND,
+    );
     check_eq(
         &nodes[other],
         &format!(
@@ -327,7 +538,11 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
     let surrendered = h
         .iter()
         .find(|e| e.event == "surrendered" && e.node == nodes[victim].node_name());
-    assert!(surrendered.is_some(), "the frozen leader did not surrender:{}", show(&h));
+    assert!(
+        surrendered.is_some(),
+        "the frozen leader did not surrender:{}",
+        show(&h)
+    );
     let terms = check(&h, &[]).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
     eprintln!("terms: {terms:?}");
 }

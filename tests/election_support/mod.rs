@@ -112,7 +112,9 @@ pub fn check(records: &[Record], killed: &[(String, i64)]) -> Result<Vec<Term_>,
             t.pid == r.pid && t.start_us <= r.t_us && r.t_us <= t.end_us.unwrap_or(i64::MAX)
         });
         if !inside {
-            return Err(format!("a leader action outside its term: {r:?} (terms {ts:?})"));
+            return Err(format!(
+                "a leader action outside its term: {r:?} (terms {ts:?})"
+            ));
         }
     }
     if ts.iter().all(|t| t.token.is_some()) {

@@ -340,7 +340,13 @@ impl Member {
         false
     }
 
-    fn leader_call(&mut self, caller: Caller, request: Term, now: Instant, cb: &mut impl Callbacks) {
+    fn leader_call(
+        &mut self,
+        caller: Caller,
+        request: Term,
+        now: Instant,
+        cb: &mut impl Callbacks,
+    ) {
         if self.check_leading(now, cb) {
             let r = cb.handle_leader_call(&request, &self.info);
             self.out.push(Action::Reply(caller, r.reply));
@@ -369,7 +375,8 @@ impl Member {
                     .push(Action::Send(l.clone(), Msg::LeaderCall { from, request }));
             }
             (Some(l), Pending::Cast(msg)) if *l != self.info.me => {
-                self.out.push(Action::Send(l.clone(), Msg::LeaderCast { msg }));
+                self.out
+                    .push(Action::Send(l.clone(), Msg::LeaderCast { msg }));
             }
             (_, p) => {
                 // A local caller waits here until a leader answers: the

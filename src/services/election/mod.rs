@@ -4,6 +4,7 @@
 //! - `wire`: the member messages, one encoder and decoder
 //!   (`rebar_fixture/PROTOCOL.md`, "Leader election").
 //! - `core`: one member, sans-IO ([`Member`], [`Callbacks`]).
+//! - `driver`: [`Election`], the tokio driver of one Rust member.
 
 pub mod core;
 pub mod wire;
@@ -13,3 +14,6 @@ mod tests;
 
 pub use self::core::{Callbacks, Caller, Elected, Info, LeaderReply, Member};
 pub use wire::{Msg, Role, Token};
+
+mod driver;
+pub use driver::{Election, ElectionError};

@@ -1,7 +1,7 @@
 //! The member core, deterministic: hand-delivered messages (some lost,
 //! some reordered), jumps in time, a leader whose validity lapses.
 
-use super::core::{Action, Caller, Callbacks, Elected, Info, Input, LeaderReply, Member, REFRESH};
+use super::core::{Action, Callbacks, Caller, Elected, Info, Input, LeaderReply, Member, REFRESH};
 use super::wire::{Msg, Role};
 use crate::term::{atom, int, tuple, Pid, Term};
 use std::time::Duration;
@@ -56,7 +56,13 @@ struct M {
 
 fn member(n: u32, role: Role) -> (M, Vec<Action>) {
     let (m, out) = Member::new(atom("g"), pid(n), role);
-    (M { m, cb: Cb::default() }, out)
+    (
+        M {
+            m,
+            cb: Cb::default(),
+        },
+        out,
+    )
 }
 
 impl M {
@@ -184,7 +190,8 @@ fn a_leader_past_its_deadline_surrenders_without_acting() {
     assert_eq!(a.cb.surrendered, vec![None, Some(atom("s2"))]);
     let s = sends(&out);
     assert!(
-        s.iter().any(|(to, m)| *to == pid(2) && matches!(m, Msg::LeaderCall { .. })),
+        s.iter()
+            .any(|(to, m)| *to == pid(2) && matches!(m, Msg::LeaderCall { .. })),
         "{out:?}"
     );
 }
@@ -212,14 +219,12 @@ fn a_guard_that_knows_no_deadline_or_says_lost_ends_the_term() {
 fn stale_and_reordered_syncs_are_ignored() {
     let t0 = Instant::now();
     let (mut a, _) = member(1, Role::Candidate);
-    let sync = |leader: u32, token: u64| {
-        Msg::Sync {
-            leader: pid(leader),
-            token: Some(token),
-            sync: int(token as i64),
-            candidates: vec![pid(1), pid(leader)],
-            workers: vec![],
-        }
+    let sync = |leader: u32, token: u64| Msg::Sync {
+        leader: pid(leader),
+        token: Some(token),
+        sync: int(token as i64),
+        candidates: vec![pid(1), pid(leader)],
+        workers: vec![],
     };
     a.input(Input::Wire(sync(3, 5)), t0);
     // Term 4's sync, delayed, arrives after term 5's.

@@ -285,14 +285,32 @@ mod tests {
         for junk in [
             atom("x"),
             tuple(vec![atom(TAG), atom("join")]),
-            tuple(vec![atom(TAG), tuple(vec![atom("join"), g.clone(), int(1), atom("worker")])]),
             tuple(vec![
                 atom(TAG),
-                tuple(vec![atom("sync"), g.clone(), Term::from(pid(1)), int(-1), atom("s"), list(vec![]), list(vec![])]),
+                tuple(vec![atom("join"), g.clone(), int(1), atom("worker")]),
             ]),
             tuple(vec![
                 atom(TAG),
-                tuple(vec![atom("members"), g.clone(), Term::from(pid(1)), atom("undefined"), list(vec![int(1)]), list(vec![])]),
+                tuple(vec![
+                    atom("sync"),
+                    g.clone(),
+                    Term::from(pid(1)),
+                    int(-1),
+                    atom("s"),
+                    list(vec![]),
+                    list(vec![]),
+                ]),
+            ]),
+            tuple(vec![
+                atom(TAG),
+                tuple(vec![
+                    atom("members"),
+                    g.clone(),
+                    Term::from(pid(1)),
+                    atom("undefined"),
+                    list(vec![int(1)]),
+                    list(vec![]),
+                ]),
             ]),
         ] {
             assert_eq!(Msg::decode(&junk), None, "{junk}");
