@@ -382,7 +382,7 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
     // kill -9 of the leader's node.
     let victim = nodes
         .iter()
-        .position(|n| leader.contains(&n.node_name()))
+        .position(|n| leader.contains(n.node_name()))
         .unwrap_or_else(|| panic!("leader {leader} on no node of ours"));
     let victim_name = nodes[victim].node_name().to_owned();
     let t_kill = now_us();
@@ -486,7 +486,7 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
     let leader = wait_settled(&nodes, &members, 20 * SECOND);
     let victim = nodes
         .iter()
-        .position(|n| leader.contains(&n.node_name()))
+        .position(|n| leader.contains(n.node_name()))
         .expect("leader node");
     let other = (victim + 1) % nodes.len();
     let victim_atom = nodes[victim].node_atom();

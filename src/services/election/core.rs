@@ -72,6 +72,7 @@ pub trait Callbacks {
     /// A leader cast; returns what to broadcast, if anything.
     fn handle_leader_cast(&mut self, msg: &Term, info: &Info) -> Option<Term>;
     /// A broadcast of the leader this member follows.
+    #[allow(clippy::wrong_self_convention)] // locks_leader's name
     fn from_leader(&mut self, msg: &Term, info: &Info);
     /// A member the leader knew is gone. Returns what to broadcast.
     fn handle_down(&mut self, member: &Pid, info: &Info) -> Option<Term>;
