@@ -341,9 +341,16 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
     let rust = rust_node::start("el1_rust").await;
     let (member, rust_got) = start_rust_member(&rust, &r, &m);
     let rec_q = r.node_atom();
-    beval(
+    // (The pid travels Rust node -> recorder, the get another way.)
+    wait_on(
+        &nodes[1],
+        &format!("is_pid(eq_election:get({rec_q}, rust))"),
+        5 * SECOND,
+    );
+    check_eq(
         &nodes[1],
         &format!("Rust = eq_election:get({rec_q}, rust), is_pid(Rust)"),
+        "true",
     );
     wait_on(
         &nodes[1],
