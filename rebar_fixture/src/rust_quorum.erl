@@ -239,6 +239,7 @@ ours(Node, Name, Pid) ->
 %% its node's session lapses, so until then nobody can grant the key). To
 %% the caller that is a quorum not reached yet: PROTOCOL.md.
 unsettled({lock, _, _, _}, _Redirect) -> no_quorum;
+unsettled({lock, _, _, _, _}, _Redirect) -> no_quorum;
 unsettled({register_name, _, _}, _Redirect) -> no;
 unsettled({register_name, _, _, _}, _Redirect) -> no;
 unsettled({start_name, _, _, _}, _Redirect) -> no_quorum;

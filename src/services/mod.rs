@@ -61,6 +61,7 @@ pub use registry::{
     scoped_name, LockReply, Registry, RegistryError, Restart, Singleton, StartError, StartOptions,
     StartSpec, Started,
 };
+pub use registry::{Fenced, FencingToken};
 
 /// How the `erl_quorum` service runs.
 #[derive(Debug, Clone)]
