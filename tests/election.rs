@@ -469,6 +469,9 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
     let terms = check(&h, &killed).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
     assert_eq!(terms.len(), 3, "{}", show(&h));
     assert_eq!(terms[2].node, rust.name(), "{}", show(&h));
+    // The serving nodes give fencing tokens: every term has one (and
+    // `check` saw them grow).
+    assert!(terms.iter().all(|t| t.token.is_some()), "{terms:?}");
     eprintln!("terms: {terms:?}");
     drop(member);
 }
@@ -551,6 +554,7 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
         show(&h)
     );
     let terms = check(&h, &[]).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
+    assert!(terms.iter().all(|t| t.token.is_some()), "{terms:?}");
     eprintln!("terms: {terms:?}");
 }
 

@@ -50,7 +50,7 @@ enum Command {
 }
 
 enum Helper {
-    Locked,
+    Locked(Option<u64>),
     Found(Option<Pid>),
     Validity(Option<Instant>),
 }
@@ -184,7 +184,7 @@ async fn run<C: Callbacks>(
                 Err(_) => break,
             },
             Some(h) = helpers.recv() => Some(match h {
-                Helper::Locked => Input::Locked(None),
+                Helper::Locked(token) => Input::Locked(token),
                 Helper::Found(p) => Input::Found(p),
                 Helper::Validity(v) => Input::Validity(v),
             }),
@@ -353,17 +353,24 @@ impl Driver {
         let key = self.key.clone();
         let tx = self.helpers.clone();
         self.tasks.push(tokio::spawn(async move {
+            // With the grant's fencing token: the term's token.
             let request = Request::Lock {
                 key,
                 owner,
                 block: true,
+                fencing: true,
             };
             let mut i = 0usize;
             loop {
                 let server = servers[i % servers.len().max(1)].clone();
                 match call_routed(&mut p, &server, &request, Duration::from_secs(86_400)).await {
+                    Ok(Reply::Fenced(token)) => {
+                        let _ = tx.send(Helper::Locked(Some(token)));
+                        return;
+                    }
+                    // A serving node without tokens.
                     Ok(Reply::Acquired) => {
-                        let _ = tx.send(Helper::Locked);
+                        let _ = tx.send(Helper::Locked(None));
                         return;
                     }
                     Ok(_) => {}
