@@ -430,12 +430,32 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
 
     // The BEAM candidates left stop: the Rust candidate leads, and a BEAM
     // worker joining now is synced by it and calls it.
-    let t_stop_beam = now_us();
+    // The followers first (so the lock passes once, leader to Rust), then
+    // the leader, timed when its monitor fired (its term's end).
+    let mut leader_at = None;
     for (i, name) in &survivors {
         if name.starts_with('c') {
-            beval(&nodes[*i], &format!("exit(whereis({name}), kill)"));
+            let leads = beval(
+                &nodes[*i],
+                &format!("maps:get(leading, eq_election:state({name}))"),
+            );
+            if leads == "true" {
+                leader_at = Some((*i, *name));
+            } else {
+                beval(&nodes[*i], &format!("exit(whereis({name}), kill)"));
+            }
         }
     }
+    let (li, lname) = leader_at.expect("a BEAM leader among the survivors");
+    let t_stop_beam: i64 = beval(
+        &nodes[li],
+        &format!(
+            "P = whereis({lname}), M = monitor(process, P), exit(P, kill), \
+             receive {{'DOWN', M, _, _, _}} -> erlang:system_time(microsecond) end"
+        ),
+    )
+    .parse()
+    .expect("a time");
     let me = member.pid().clone();
     let until = Instant::now() + 10 * SECOND;
     while member.info().await.expect("info").leader.as_ref() != Some(&me) {
@@ -464,7 +484,7 @@ async fn five_candidates_elect_one_leader_and_fail_over_after_kill9() {
     let h = history(&r);
     let killed = [
         (victim_name.clone(), t_kill),
-        (next.node.clone(), t_stop_beam),
+        (nodes[li].node_name().to_owned(), t_stop_beam),
     ];
     let terms = check(&h, &killed).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
     assert_eq!(terms.len(), 3, "{}", show(&h));
