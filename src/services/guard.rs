@@ -318,4 +318,27 @@ mod tests {
         g.released("a@h", pid(1), Kind::Lock, &atom("k"));
         assert!(g.due(t0 + Duration::from_secs(60)).0.is_empty());
     }
+
+    #[test]
+    fn valid_until_is_the_granting_nodes_deadline_while_it_is_ahead() {
+        let mut g = Guards::default();
+        let t0 = Instant::now();
+        g.owned("a@h", pid(1), Kind::Lock, atom("k"), t0);
+        let first = t0 + FIRST_VALID - MARGIN;
+        assert_eq!(g.valid_until(&pid(1), &atom("k"), t0), Some(first));
+        assert_eq!(g.valid_until(&pid(2), &atom("k"), t0), None);
+        assert_eq!(g.valid_until(&pid(1), &atom("other"), t0), None);
+        // A keepalive moves it; past it, nothing is valid.
+        g.valid("a@h", t0, Duration::from_secs(5));
+        assert_eq!(
+            g.valid_until(&pid(1), &atom("k"), t0),
+            Some(t0 + Duration::from_secs(5) - MARGIN)
+        );
+        assert_eq!(
+            g.valid_until(&pid(1), &atom("k"), t0 + Duration::from_secs(4)),
+            None
+        );
+        g.released("a@h", pid(1), Kind::Lock, &atom("k"));
+        assert_eq!(g.valid_until(&pid(1), &atom("k"), t0), None);
+    }
 }
