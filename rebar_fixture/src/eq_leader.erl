@@ -173,7 +173,7 @@ init({Mod, Arg, Opts}) ->
                       role = Role},
             St1 = add_member(self(), Role, St0),
             St2 = case Role of
-                      candidate -> St1#st{locker = start_locker(St1)};
+                      candidate -> St1#st{locker = start_locker(St1, 0)};
                       worker -> St1
                   end,
             {ok, start_finder(St2)};
@@ -575,9 +575,15 @@ start_finder(#st{leader = undefined, joining = undefined, finder = undefined,
 start_finder(St) ->
     St.
 
-start_locker(#st{key = Key}) ->
+%% After a term (or a grant the guard did not confirm) the locker waits
+%% 100-300 ms first: a hold the serving node still counts as ours would
+%% be granted again at once (locks are reentrant), and the loop must not
+%% spin while the guard and the serving node disagree.
+start_locker(St) -> start_locker(St, 100 + rand:uniform(200)).
+
+start_locker(#st{key = Key}, DelayMs) ->
     Self = self(),
-    spawn_link(fun() -> locker(Key, Self) end).
+    spawn_link(fun() -> timer:sleep(DelayMs), locker(Key, Self) end).
 
 %% Queues Candidate for Key until granted, then tells it and ends. Runs
 %% as long as it waits: a grant whose reply nobody read would leave the

@@ -148,6 +148,7 @@ struct Driver {
     monitors: HashMap<Pid, Reference>,
     local_calls: HashMap<u64, oneshot::Sender<Term>>,
     next_call: u64,
+    lockers_started: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -173,6 +174,7 @@ async fn run<C: Callbacks>(
         monitors: HashMap::new(),
         local_calls: HashMap::new(),
         next_call: 0,
+        lockers_started: 0,
         tasks: Vec::new(),
     };
     d.act(first, &member);
@@ -307,7 +309,19 @@ impl Driver {
                         self.process.demonitor(&r);
                     }
                 }
-                Action::StartLocker => self.start_locker(member.info().me.clone()),
+                Action::StartLocker => {
+                    // After the first, a pause: a hold the serving node still
+                    // counts as ours is granted again at once (reentrant),
+                    // and the loop must not spin while it and the guard
+                    // disagree.
+                    let pause = if self.lockers_started == 0 {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_millis(100 + rand_ms(200))
+                    };
+                    self.lockers_started += 1;
+                    self.start_locker(member.info().me.clone(), pause)
+                }
                 Action::Find => self.start_finder(),
                 Action::QueryValidity => self.query_validity(member.info().me.clone()),
             }
@@ -347,7 +361,7 @@ impl Driver {
         }
     }
 
-    fn start_locker(&mut self, owner: Pid) {
+    fn start_locker(&mut self, owner: Pid, pause: Duration) {
         let mut p = self.node.spawn_process();
         let servers = self.servers.clone();
         let key = self.key.clone();
@@ -360,6 +374,7 @@ impl Driver {
                 block: true,
                 fencing: true,
             };
+            tokio::time::sleep(pause).await;
             let mut i = 0usize;
             loop {
                 let server = servers[i % servers.len().max(1)].clone();
