@@ -583,30 +583,4 @@ start_locker(St) -> start_locker(St, 100 + rand:uniform(200)).
 
 start_locker(#st{key = Key}, DelayMs) ->
     Self = self(),
-    spawn_link(fun() -> timer:sleep(DelayMs), locker(Key, Self) end).
-
-%% Queues Candidate for Key until granted, then tells it and ends. Runs
-%% as long as it waits: a grant whose reply nobody read would leave the
-%% candidate leading without knowing.
-locker(Key, Candidate) ->
-    Reply = try rust_quorum:call({lock, Key, Candidate, true, [fencing]})
-            catch exit:{no_rust_node, _} -> no_quorum;
-                  error:{unexpected_reply, _, _} -> no_quorum
-            end,
-    case Reply of
-        {acquired, Token} when is_integer(Token) -> Candidate ! {'$eq_leader_locked', self(), Token};
-        acquired -> Candidate ! {'$eq_leader_locked', self(), undefined};
-        {error, {unknown_request, _}} -> locker_plain(Key, Candidate);
-        {error, {badarg, _}} -> locker_plain(Key, Candidate);
-        _ -> timer:sleep(50 + rand:uniform(150)), locker(Key, Candidate)
-    end.
-
-%% Serving nodes without fencing tokens: the plain lock.
-locker_plain(Key, Candidate) ->
-    Reply = try rust_quorum:call({lock, Key, Candidate, true})
-            catch exit:{no_rust_node, _} -> no_quorum
-            end,
-    case Reply of
-        acquired -> Candidate ! {'$eq_leader_locked', self(), undefined};
-        _ -> timer:sleep(50 + rand:uniform(150)), locker_plain(Key, Candidate)
-    end.
+    spawn_link(fun() -> timer:sleep(DelayMs), eq_leader_locker:run(Key, Self) end).

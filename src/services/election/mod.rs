@@ -3,9 +3,11 @@
 //!
 //! - `wire`: the member messages, one encoder and decoder
 //!   (`rebar_fixture/PROTOCOL.md`, "Leader election").
+//! - `callbacks`: what a Rust member implements ([`Callbacks`]).
 //! - `core`: one member, sans-IO ([`Member`], [`Callbacks`]).
 //! - `driver`: [`Election`], the tokio driver of one Rust member.
 
+pub mod callbacks;
 pub mod core;
 pub mod wire;
 
