@@ -10,9 +10,14 @@
 //!   leader, every other member surrendered with its sync; leader_call
 //!   (from Erlang and Elixir), leader_cast, broadcast/from_leader,
 //!   candidates/workers; a candidate joining later gets the sync through
-//!   `elected(State, Info, Pid)`; `kill -9` of the leader's node elects a
-//!   new leader within the lease + 1 s (measured); the history shows never
-//!   two leaders and growing tokens (when the serving nodes give tokens).
+//!   `elected(State, Info, Pid)`; a Rust candidate (`services::election::
+//!   Election` on a Rust node in this process) joins, is synced, calls the
+//!   BEAM leader, is called from BEAM code and gets broadcasts; `kill -9` of
+//!   the leader's node elects a new leader within the lease + 1 s
+//!   (measured); when the BEAM candidates stop, the Rust candidate leads
+//!   and a BEAM worker joining then is synced by it and calls it; the
+//!   history shows never two leaders, and fencing tokens on every term that
+//!   only grow.
 //! - `a_leader_frozen_past_its_lease_surrenders`: SIGSTOP of the leader's
 //!   node for longer than the lease: another leader is elected meanwhile;
 //!   on SIGCONT the frozen leader surrenders without acting on the
