@@ -14,7 +14,8 @@ via(Key) ->
     {via, ?MODULE, Key}.
 
 %% As Paxtor.lock/2.
--spec lock(term(), [paxtor:option()]) -> acquired | {held_by, pid()} | no_quorum.
+-spec lock(term(), [paxtor:option()]) ->
+          acquired | {acquired, paxtor:token()} | {held_by, pid()} | no_quorum.
 lock(Key, Opts) ->
     paxtor:lock(Key, Opts).
 

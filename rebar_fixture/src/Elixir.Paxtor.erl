@@ -14,8 +14,10 @@
 lock(Key) ->
     paxtor:lock(Key).
 
-%% Opts is a keyword list: block: boolean, no_quorum: :retry | :fail | :return.
--spec lock(term(), [paxtor:option()]) -> acquired | {held_by, pid()} | no_quorum.
+%% Opts is a keyword list: block: boolean, no_quorum: :retry | :fail | :return,
+%% fencing: boolean (true: {:acquired, token} instead of :acquired; see paxtor).
+-spec lock(term(), [paxtor:option()]) ->
+          acquired | {acquired, paxtor:token()} | {held_by, pid()} | no_quorum.
 lock(Key, Opts) ->
     paxtor:lock(Key, Opts).
 

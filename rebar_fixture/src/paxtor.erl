@@ -11,6 +11,13 @@
 %%% lock cannot be kept, the owner gets the exit signal `{lock_lost, Key}`
 %%% (or that message, with on_lost = message) before anyone else can take
 %%% the lock: see rust_quorum.
+%%%
+%%% Fencing: lock(Key, [fencing]) returns {acquired, Token} instead of
+%%% acquired. Token, a positive integer, only grows per key: every later
+%%% holder of Key gets a larger one (across serving nodes and their
+%%% restarts; see the README for the clock assumption), and a holder that
+%%% locks again gets its own token back. A resource guarded by the lock
+%%% keeps the largest token it saw and refuses smaller ones.
 -module(paxtor).
 
 -export([lock/1, lock/2, whereis/1]).
@@ -19,10 +26,12 @@
 -export([resolve/1, lookup_via/1]).
 
 -type option() :: {block, boolean()} | block
-                | {no_quorum, retry | fail | return}.
+                | {no_quorum, retry | fail | return}
+                | {fencing, boolean()} | fencing.
+-type token() :: pos_integer().
 -type name_option() :: {restart, temporary | permanent | lock}.
 -type via() :: {via, module(), term()}.
--export_type([option/0, name_option/0, via/0]).
+-export_type([option/0, name_option/0, via/0, token/0]).
 
 %% Blocks until the caller holds Key; retries forever without a quorum.
 -spec lock(term()) -> acquired.
@@ -33,24 +42,33 @@ lock(Key) ->
 %%   block (default true): false returns {held_by, Pid} instead of waiting;
 %%   no_quorum (default retry): when the Rust nodes cannot reach a quorum,
 %%     or none of them answers: retry after 50 to 200 ms, forever; fail
-%%     (erlang:error(no_quorum)); or return (the atom no_quorum).
+%%     (erlang:error(no_quorum)); or return (the atom no_quorum);
+%%   fencing (default false): true returns {acquired, Token} instead of
+%%     acquired (see the module doc).
 %% The first occurrence of an option wins, as in proplists and Keyword.
--spec lock(term(), [option()]) -> acquired | {held_by, pid()} | no_quorum.
+-spec lock(term(), [option()]) ->
+          acquired | {acquired, token()} | {held_by, pid()} | no_quorum.
 lock(Key, Opts) ->
-    {Block, NoQuorum} = options(Opts),
-    lock(Key, Block, NoQuorum).
+    {Block, NoQuorum, Fencing} = options(Opts),
+    lock(Key, Block, NoQuorum, Fencing).
 
-lock(Key, Block, NoQuorum) ->
-    case request({lock, Key, self(), Block}) of
-        acquired ->
+lock(Key, Block, NoQuorum, Fencing) ->
+    Request = case Fencing of
+                  true -> {lock, Key, self(), Block, [fencing]};
+                  false -> {lock, Key, self(), Block}
+              end,
+    case request(Request) of
+        acquired when not Fencing ->
             acquired;
+        {acquired, Token} = Acquired when Fencing, is_integer(Token), Token > 0 ->
+            Acquired;
         {held_by, Pid} = Held when is_pid(Pid) ->
             Held;
         no_quorum when NoQuorum =:= retry ->
             %% Jittered, so the callers that lost the quorum together do not
             %% all come back at the same instant.
             timer:sleep(50 + rand:uniform(151) - 1),
-            lock(Key, Block, NoQuorum);
+            lock(Key, Block, NoQuorum, Fencing);
         no_quorum when NoQuorum =:= fail ->
             erlang:error(no_quorum);
         no_quorum ->
@@ -194,16 +212,20 @@ request(Request) ->
     end.
 
 options(Opts) when is_list(Opts) ->
-    lists:foldr(fun option/2, {true, retry}, Opts);
+    lists:foldr(fun option/2, {true, retry, false}, Opts);
 options(Opts) ->
     erlang:error({badarg, Opts}).
 
-option({block, Block}, {_, NoQuorum}) when is_boolean(Block) ->
-    {Block, NoQuorum};
-option(block, {_, NoQuorum}) ->
-    {true, NoQuorum};
-option({no_quorum, NoQuorum}, {Block, _})
+option({block, Block}, {_, NoQuorum, Fencing}) when is_boolean(Block) ->
+    {Block, NoQuorum, Fencing};
+option(block, {_, NoQuorum, Fencing}) ->
+    {true, NoQuorum, Fencing};
+option({no_quorum, NoQuorum}, {Block, _, Fencing})
   when NoQuorum =:= retry; NoQuorum =:= fail; NoQuorum =:= return ->
-    {Block, NoQuorum};
+    {Block, NoQuorum, Fencing};
+option({fencing, Fencing}, {Block, NoQuorum, _}) when is_boolean(Fencing) ->
+    {Block, NoQuorum, Fencing};
+option(fencing, {Block, NoQuorum, _}) ->
+    {Block, NoQuorum, true};
 option(Opt, _) ->
     erlang:error({badarg, Opt}).

@@ -24,7 +24,7 @@
 -behaviour(gen_server).
 
 %% Client API.
--export([start_link/0, call/1, nodes/0, current_node/0, status/0]).
+-export([start_link/0, call/1, nodes/0, current_node/0, status/0, valid_until/3]).
 %% gen_server callbacks.
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2,
          handle_info/2, terminate/2]).
@@ -161,6 +161,14 @@ current_node() ->
 status() ->
     gen_server:call(?MODULE, status).
 
+%% Until when (monotonic ms) the guard holds Owner's Kind Key valid: the
+%% deadline of the serving node that granted it, past which the owner is
+%% told it lost it; `undefined` when the guard knows no such hold or its
+%% deadline passed. eq_leader checks it before each leader action.
+-spec valid_until(pid(), lock | name, term()) -> integer() | undefined.
+valid_until(Owner, Kind, Key) ->
+    gen_server:call(?MODULE, {valid_until, Owner, Kind, Key}).
+
 call(Request, Order, Nodes, Failed) ->
     call(Request, Order, Nodes, Failed, ?MAX_REDIRECTS).
 
@@ -231,6 +239,7 @@ ours(Node, Name, Pid) ->
 %% its node's session lapses, so until then nobody can grant the key). To
 %% the caller that is a quorum not reached yet: PROTOCOL.md.
 unsettled({lock, _, _, _}, _Redirect) -> no_quorum;
+unsettled({lock, _, _, _, _}, _Redirect) -> no_quorum;
 unsettled({register_name, _, _}, _Redirect) -> no;
 unsettled({register_name, _, _, _}, _Redirect) -> no;
 unsettled({start_name, _, _, _}, _Redirect) -> no_quorum;
@@ -286,6 +295,11 @@ handle_call(status, _From, State) ->
     Owners = maps:map(fun(_, #serving{owners = O}) -> maps:keys(O) end,
                       State#state.serving),
     {reply, #{subscribed => Subscribed, owners => Owners}, State};
+handle_call({valid_until, Owner, Kind, Key}, _From, #state{serving = Serving} = State) ->
+    Now = now_ms(),
+    Found = [D || #serving{owners = O, deadline = D} <- maps:values(Serving),
+                  maps:is_key({Owner, Kind, Key}, O), D > Now],
+    {reply, case Found of [D | _] -> D; [] -> undefined end, State};
 handle_call(Request, _From, State) ->
     {reply, {error, {unknown_request, Request}}, State}.
 

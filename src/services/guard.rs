@@ -20,8 +20,9 @@
 use super::protocol::{lost_reason as reason, GuardNotice, Notice, Reply, Request};
 use super::slots::Kind;
 use crate::node::Node;
+use crate::process::Caller;
 use crate::process::{Mail, Process};
-use crate::term::Canon;
+use crate::term::{as_atom, as_tuple, atom, int, Canon};
 use crate::term::{Pid, Term};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -53,6 +54,18 @@ pub(crate) struct Guards {
 }
 
 impl Guards {
+    /// Until when `owner`'s hold of lock `key` is safe: the deadline of the
+    /// node that granted it, if it is ahead (the election asks this before
+    /// a leader acts: `services::election`).
+    pub(crate) fn valid_until(&self, owner: &Pid, key: &Term, now: Instant) -> Option<Instant> {
+        let hold = (owner.clone(), Kind::Lock, Canon::of(key).ok()?);
+        self.nodes
+            .values()
+            .filter(|g| g.deadline > now && g.owners.contains_key(&hold))
+            .map(|g| g.deadline)
+            .max()
+    }
+
     /// `eq_owned`; `true` when `node` is newly guarded (watch it, and send a
     /// keepalive at once).
     pub(crate) fn owned(
@@ -214,8 +227,27 @@ fn keepalive(
     });
 }
 
-/// A [`GuardNotice`]; anything else is ignored.
+/// A [`GuardNotice`], or the election's `{valid_until, Owner, Key}` call
+/// (answered with the milliseconds left, or `undefined`); anything else is
+/// ignored.
 fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pid, Term)> {
+    if let Some([tag, from, request]) = as_tuple(message) {
+        if as_atom(tag) == Some("$gen_call") {
+            if let (Some(caller), Some([what, Term::Pid(owner), key])) =
+                (Caller::from_term(from), as_tuple(request))
+            {
+                if as_atom(what) == Some("valid_until") {
+                    let now = Instant::now();
+                    let left = match guards.valid_until(owner, key, now) {
+                        Some(d) => int(i64::try_from((d - now).as_millis()).unwrap_or(i64::MAX)),
+                        None => atom("undefined"),
+                    };
+                    caller.reply(process, left);
+                }
+            }
+            return Vec::new();
+        }
+    }
     let Ok(GuardNotice {
         notice,
         node,
@@ -285,5 +317,28 @@ mod tests {
         g.owned("a@h", pid(1), Kind::Lock, atom("k"), t0);
         g.released("a@h", pid(1), Kind::Lock, &atom("k"));
         assert!(g.due(t0 + Duration::from_secs(60)).0.is_empty());
+    }
+
+    #[test]
+    fn valid_until_is_the_granting_nodes_deadline_while_it_is_ahead() {
+        let mut g = Guards::default();
+        let t0 = Instant::now();
+        g.owned("a@h", pid(1), Kind::Lock, atom("k"), t0);
+        let first = t0 + FIRST_VALID - MARGIN;
+        assert_eq!(g.valid_until(&pid(1), &atom("k"), t0), Some(first));
+        assert_eq!(g.valid_until(&pid(2), &atom("k"), t0), None);
+        assert_eq!(g.valid_until(&pid(1), &atom("other"), t0), None);
+        // A keepalive moves it; past it, nothing is valid.
+        g.valid("a@h", t0, Duration::from_secs(5));
+        assert_eq!(
+            g.valid_until(&pid(1), &atom("k"), t0),
+            Some(t0 + Duration::from_secs(5) - MARGIN)
+        );
+        assert_eq!(
+            g.valid_until(&pid(1), &atom("k"), t0 + Duration::from_secs(4)),
+            None
+        );
+        g.released("a@h", pid(1), Kind::Lock, &atom("k"));
+        assert_eq!(g.valid_until(&pid(1), &atom("k"), t0), None);
     }
 }

@@ -38,6 +38,7 @@
 //! until the shards are written back there.
 
 pub(crate) mod core;
+pub mod election;
 pub(crate) mod guard;
 pub mod host;
 pub mod membership;
@@ -63,6 +64,7 @@ pub use registry::{
     scoped_name, LockReply, Registry, RegistryError, Restart, Singleton, StartError, StartOptions,
     StartSpec, Started,
 };
+pub use registry::{Fenced, FencingToken};
 
 /// How the `erl_quorum` service runs.
 #[derive(Debug, Clone)]

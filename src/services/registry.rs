@@ -46,6 +46,39 @@ pub enum LockReply {
     NoQuorum,
 }
 
+/// A lock's fencing token: it only grows per key, across grants, serving
+/// nodes and their restarts (see the README, "Fencing tokens", for the
+/// clock assumption). A resource guarded by the lock remembers the largest
+/// token it saw and refuses a request with a smaller one: a holder that
+/// lost the lock without knowing yet is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(pub u64);
+
+impl FencingToken {
+    /// The token as a number (as BEAM code sees it).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The answer to [`Registry::lock_fenced`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fenced {
+    /// The lock is ours (`{acquired, Token}`), held until the process
+    /// exits, under this token (the same one when it already was).
+    Acquired(FencingToken),
+    /// Another process holds it (non-blocking request only).
+    HeldBy(Pid),
+    /// No quorum of masters could be reached; try again later.
+    NoQuorum,
+}
+
 /// A client of one serving node's `erl_quorum` service, bound to a process.
 pub struct Registry {
     process: Process,
@@ -118,19 +151,45 @@ impl Registry {
     /// `paxtor:lock(Key, [{block, Block}])` for this client's process: it
     /// holds the lock until it exits (reentrant).
     pub async fn lock(&mut self, key: Term, block: bool) -> Result<LockReply, RegistryError> {
-        let owner = self.process.pid().clone();
-        let request = Request::Lock { key, owner, block };
-        let timeout = if block {
-            Duration::from_secs(86_400)
-        } else {
-            self.timeout
-        };
-        match self.call(request, timeout).await? {
+        match self.lock_request(key, block, false).await? {
             Reply::Acquired => Ok(LockReply::Acquired),
             Reply::NoQuorum => Ok(LockReply::NoQuorum),
             Reply::HeldBy(pid) => Ok(LockReply::HeldBy(pid)),
             other => Err(RegistryError::Reply(other.encode())),
         }
+    }
+
+    /// [`Registry::lock`] answered with the grant's fencing token
+    /// (`paxtor:lock(Key, [fencing])`): the same token again while this
+    /// process holds the key, a larger one for every later holder.
+    pub async fn lock_fenced(&mut self, key: Term, block: bool) -> Result<Fenced, RegistryError> {
+        match self.lock_request(key, block, true).await? {
+            Reply::Fenced(token) => Ok(Fenced::Acquired(FencingToken(token))),
+            Reply::NoQuorum => Ok(Fenced::NoQuorum),
+            Reply::HeldBy(pid) => Ok(Fenced::HeldBy(pid)),
+            other => Err(RegistryError::Reply(other.encode())),
+        }
+    }
+
+    async fn lock_request(
+        &mut self,
+        key: Term,
+        block: bool,
+        fencing: bool,
+    ) -> Result<Reply, RegistryError> {
+        let owner = self.process.pid().clone();
+        let request = Request::Lock {
+            key,
+            owner,
+            block,
+            fencing,
+        };
+        let timeout = if block {
+            Duration::from_secs(86_400)
+        } else {
+            self.timeout
+        };
+        self.call(request, timeout).await
     }
 
     /// `register_name(Name, Pid)`: `true` for `yes`.

@@ -78,6 +78,9 @@ pub(crate) enum Event {
         epoch: u64,
         taken: Taken,
         ok_at: Vec<String>,
+        /// The wall clock (ms since the Unix epoch) when the round ended:
+        /// the base of the shard's fencing tokens (`core::fencing`).
+        wall_ms: u64,
     },
     /// Which masters renewed the session (it lived there), and which
     /// started it afresh (new to them: any entries they had are gone).
@@ -373,6 +376,7 @@ impl Worker {
             epoch,
             taken,
             ok_at: tally.ok_at,
+            wall_ms: wall_ms(),
         });
     }
 
@@ -430,4 +434,11 @@ enum AskError {
     Call(#[from] CallError),
     #[error(transparent)]
     Reply(#[from] super::protocol::ReplyError),
+}
+
+/// The wall clock in ms since the Unix epoch (0 if set before it).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

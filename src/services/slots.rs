@@ -37,9 +37,11 @@ enum State {
         for_: Box<Waiting>,
     },
     /// (The pid is shared by every slot of one owner: a million names of
-    /// one process hold one pid.)
+    /// one process hold one pid.) `token`: the grant's fencing token (in
+    /// what `Acquiring` needs anyway: the state does not grow).
     Held {
         owner: Arc<Pid>,
+        token: u64,
     },
     /// The owner's node lost us; released after the guard's deadline.
     Orphaned {
@@ -62,7 +64,15 @@ impl State {
     /// the owner's node lost us).
     fn owner(&self) -> Option<&Arc<Pid>> {
         match self {
-            State::Held { owner } | State::Orphaned { owner } => Some(owner),
+            State::Held { owner, .. } | State::Orphaned { owner } => Some(owner),
+            _ => None,
+        }
+    }
+
+    /// The fencing token of the hold, when this node grants the key.
+    fn token(&self) -> Option<u64> {
+        match self {
+            State::Held { token, .. } => Some(*token),
             _ => None,
         }
     }
@@ -213,9 +223,17 @@ impl Slots {
         self.find(kind, key).is_some()
     }
 
-    /// `{lock, Key, Owner, Block}`.
-    pub(crate) fn lock(&mut self, caller: Caller, key: Term, owner: Pid, block: bool) {
-        self.request(Kind::Lock, key, caller, owner, Ask::Lock { block });
+    /// `{lock, Key, Owner, Block}` (`fencing`: with `[fencing]`, answered
+    /// `{acquired, Token}`).
+    pub(crate) fn lock(
+        &mut self,
+        caller: Caller,
+        key: Term,
+        owner: Pid,
+        block: bool,
+        fencing: bool,
+    ) {
+        self.request(Kind::Lock, key, caller, owner, Ask::Lock { block, fencing });
     }
 
     /// `{register_name, Name, Pid}`.
@@ -233,7 +251,7 @@ impl Slots {
         };
         let slot = self.slot_mut(id).expect("indexed");
         match &slot.state {
-            State::Held { owner } => {
+            State::Held { owner, .. } => {
                 let owner = owner.clone();
                 self.release(id, &owner, true);
                 self.watched.remove(&owner, id, &mut self.actions);
@@ -269,12 +287,15 @@ impl Slots {
             None => self.insert(ikey, kind, &key),
         };
         let slot = self.slot_mut(id).expect("indexed");
-        if matches!(ask, Ask::Lock { .. })
-            && matches!(&slot.state, State::Held { owner: o } if **o == owner)
-        {
+        let reentrant = match (&ask, &slot.state) {
+            (Ask::Lock { .. }, State::Held { owner: o, token }) if **o == owner => Some(*token),
+            _ => None,
+        };
+        if let Some(token) = reentrant {
             // Reentrant: at once, ahead of any waiters (they wait for this
-            // very owner, so queueing it behind them would deadlock).
-            self.actions.push(Action::Reply(caller, Reply::Acquired));
+            // very owner, so queueing it behind them would deadlock), under
+            // the token it holds.
+            self.actions.push(Action::Reply(caller, ask.granted(token)));
             return;
         }
         slot.queue.push_back(Waiting {
@@ -293,13 +314,14 @@ impl Slots {
                 return;
             };
             let holder: Option<Pid> = match &slot.state {
-                State::Held { owner } | State::Orphaned { owner } => Some((**owner).clone()),
+                State::Held { owner, .. } | State::Orphaned { owner } => Some((**owner).clone()),
                 State::Elsewhere { holder, .. } => holder.as_deref().cloned(),
                 _ => None,
             };
             match &slot.state {
                 State::Held { .. } | State::Elsewhere { .. } | State::Orphaned { .. } => {
                     let ours = matches!(slot.state, State::Held { .. });
+                    let token = slot.state.token().unwrap_or(0);
                     // Still held until released (its owner may yet run):
                     // what can be answered now is, the rest waits.
                     let orphaned = matches!(slot.state, State::Orphaned { .. });
@@ -312,14 +334,16 @@ impl Slots {
                     };
                     let answer = match &front.ask {
                         Ask::Lock { .. } if ours && Some(&front.owner) == holder.as_ref() => {
-                            Some(Reply::Acquired)
+                            Some(front.ask.granted(token))
                         }
-                        Ask::Lock { block: false } => Some(front.ask.reply(false, holder.as_ref())),
+                        Ask::Lock { block: false, .. } => {
+                            Some(front.ask.reply(false, holder.as_ref()))
+                        }
                         Ask::Register => Some(Reply::No),
                         Ask::Unregister if orphaned => None,
                         Ask::Unregister if !ours => Some(Reply::Ok),
                         Ask::Unregister => None,
-                        Ask::Lock { block: true } => None,
+                        Ask::Lock { block: true, .. } => None,
                     };
                     match answer {
                         Some(reply) => {
@@ -391,7 +415,7 @@ impl Slots {
         };
         match std::mem::replace(&mut slot.state, State::Free) {
             State::Acquiring { op: mine, for_ } if mine == op => {
-                let outcome = if outcome == Outcome::Acquired && epoch != self.epoch {
+                let outcome = if matches!(outcome, Outcome::Acquired(_)) && epoch != self.epoch {
                     // Taken under a session that has since been given up.
                     Outcome::Busy
                 } else {
@@ -412,9 +436,12 @@ impl Slots {
         let shared = self.watched.shared_pid(&for_.owner);
         let slot = self.slot_mut(id).expect("present");
         match outcome {
-            Outcome::Acquired => {
+            Outcome::Acquired(token) => {
                 let kind = slot.kind;
-                slot.state = State::Held { owner: shared };
+                slot.state = State::Held {
+                    owner: shared,
+                    token,
+                };
                 if !owner_alive {
                     // Died while we were taking it: give it back. Its
                     // watch entry is already gone.
@@ -438,9 +465,10 @@ impl Slots {
                     });
                 }
                 self.actions
-                    .push(Action::Reply(for_.caller, for_.ask.reply(true, None)));
+                    .push(Action::Reply(for_.caller, for_.ask.granted(token)));
                 for w in again {
-                    self.actions.push(Action::Reply(w.caller, Reply::Acquired));
+                    self.actions
+                        .push(Action::Reply(w.caller, w.ask.granted(token)));
                     self.watched.remove(&w.owner, id, &mut self.actions);
                 }
                 // The watch entry for this request now stands for the hold.
@@ -527,7 +555,7 @@ impl Slots {
             };
             slot.queue.retain(|w| &w.owner != pid);
             match &slot.state {
-                State::Held { owner } if **owner == *pid => {
+                State::Held { owner, .. } if **owner == *pid => {
                     if connection_lost {
                         slot.state = State::Orphaned {
                             owner: owner.clone(),

@@ -13,6 +13,7 @@
 //!
 //! - `requests`: what each call does.
 //! - `routing`: requests by shard, shard rounds, grants.
+//! - `fencing`: the grants' fencing tokens.
 //! - `lease`: the session, its renewals and repairs.
 //! - `sharing`: names from peers, changes to subscribers and peers.
 //! - `supervising`: supervised names (`start_name`, hosts, keepers),
@@ -20,6 +21,7 @@
 //! - `watches`: the monitors, by core-side id.
 //! - `timers`: what is due when.
 
+mod fencing;
 mod lease;
 mod requests;
 mod routing;
@@ -176,7 +178,8 @@ impl Core {
                 epoch,
                 taken,
                 ok_at,
-            } => self.shard_taken(shard, epoch, taken, ok_at),
+                wall_ms,
+            } => self.shard_taken(shard, epoch, taken, ok_at, wall_ms),
             Event::Renewed {
                 epoch,
                 sent_at,

@@ -27,10 +27,17 @@ impl Core {
         let reply = match request {
             Request::Lock { ref key, .. } => {
                 let key = key.clone();
-                if let Some((caller, Request::Lock { key, owner, block })) =
-                    self.route(caller, request, Kind::Lock, &key)
+                if let Some((
+                    caller,
+                    Request::Lock {
+                        key,
+                        owner,
+                        block,
+                        fencing,
+                    },
+                )) = self.route(caller, request, Kind::Lock, &key)
                 {
-                    self.slots.lock(caller, key, owner, block);
+                    self.slots.lock(caller, key, owner, block, fencing);
                 }
                 return;
             }

@@ -2,6 +2,7 @@
 //! or parks, the shard rounds behind them, and grants from a held shard
 //! (see [`crate::services::shards`]).
 
+use super::fencing::Fences;
 use super::timers::Timer;
 use super::{Core, Output};
 use crate::process::Caller;
@@ -21,6 +22,8 @@ pub(super) struct Routing {
     /// round ends, not on a timer (after a lost session that can take a
     /// lease, and every waiting key would otherwise poll).
     shard_waiters: HashMap<SlotId, u32>,
+    /// Each shard's next fencing token.
+    fences: Fences,
 }
 
 impl Routing {
@@ -101,7 +104,16 @@ impl Core {
         self.lease.session.grants_allowed() && self.valid_ms() > needed.as_millis() as u64
     }
 
-    pub(super) fn shard_taken(&mut self, shard: u32, epoch: u64, taken: Taken, ok_at: Vec<String>) {
+    /// A shard round ended; `wall_ms`: the wall clock then (the base of
+    /// the shard's fencing tokens, see `fencing`).
+    pub(super) fn shard_taken(
+        &mut self,
+        shard: u32,
+        epoch: u64,
+        taken: Taken,
+        ok_at: Vec<String>,
+        wall_ms: u64,
+    ) {
         let current = self.lease.session.epoch;
         let resolved = self
             .routing
@@ -109,6 +121,7 @@ impl Core {
             .taken(shard, epoch, current, taken, self.now);
         match resolved {
             Resolved::Serve(parked) => {
+                self.routing.fences.taken(shard, wall_ms);
                 // Held now (so a repair from here on writes it). A master
                 // that did not say yes may lack the shard: it stops counting
                 // before the first grant from it, until repaired.
@@ -192,7 +205,7 @@ impl Core {
         let current = self.lease.session.epoch;
         if epoch == current && self.routing.shards.held(shard, epoch) {
             return if self.may_grant() {
-                Outcome::Acquired
+                Outcome::Acquired(self.routing.fences.grant(shard))
             } else {
                 Outcome::Busy
             };

@@ -41,6 +41,11 @@ const ACTIVE: Duration = Duration::from_secs(40);
 /// of the active part, so a start ordered then from a slow keeper is
 /// answered before the end.
 const QUIET: Duration = Duration::from_secs(45);
+/// The wall clock when a run starts (ms since the Unix epoch).
+const WALL_T0_MS: i64 = 1_700_000_000_000;
+/// Each core's wall clock is off by up to this (so two differ by less than
+/// 2 × this, under `lost_margin`: the assumption of `core::fencing`).
+const MAX_SKEW_MS: i64 = 1_400;
 
 /// The index of the core serving as `node`.
 fn core_index(node: &str) -> usize {
@@ -149,6 +154,14 @@ struct Sim {
     /// Calls that failed when their node was dropped (late replies to them
     /// are dropped, as a BEAM drops a reply to a call that ended).
     failed_calls: HashSet<i64>,
+    /// The fencing draws (their own RNG: the other draws, and so each
+    /// seed's run, stay what they were before fencing).
+    fence_rng: StdRng,
+    /// Per core: how far its wall clock is off.
+    skew_ms: Vec<i64>,
+    /// Lock key -> the owner and token of its last fenced grant: tokens
+    /// only grow per key (a holder asking again gets its own token back).
+    tokens: BTreeMap<String, (Pid, u64)>,
 }
 
 fn store(now_ms: u64, name: &str) -> Store {
@@ -224,7 +237,13 @@ impl Sim {
             sing: singletons::Singletons::default(),
             dropped: 0,
             failed_calls: HashSet::new(),
+            fence_rng: StdRng::seed_from_u64(seed ^ 0xfe4c),
+            skew_ms: Vec::new(),
+            tokens: BTreeMap::new(),
         };
+        sim.skew_ms = (0..CORES)
+            .map(|_| sim.fence_rng.random_range(-MAX_SKEW_MS..=MAX_SKEW_MS))
+            .collect();
         sim.plan_singletons();
         sim.schedule(t0, Delivery::Keepalive);
         for _ in 0..400 {
@@ -270,6 +289,13 @@ impl Sim {
 
     fn now_ms(&self) -> u64 {
         self.now.duration_since(self.t0).as_millis() as u64
+    }
+
+    /// `core`'s wall clock in ms: the simulated time, off by the core's
+    /// skew (within the assumption of `core::fencing`).
+    fn wall_ms(&self, core: usize) -> u64 {
+        let wall = WALL_T0_MS + self.now_ms() as i64 + self.skew_ms[core];
+        wall.max(0) as u64
     }
 
     fn run(&mut self) {
@@ -415,6 +441,7 @@ impl Sim {
                 key,
                 owner: owner.clone(),
                 block,
+                fencing: self.fence_rng.random_bool(0.5),
             }
         };
         let core = self.rng.random_range(0..CORES);
@@ -668,7 +695,7 @@ impl Sim {
                 };
                 self.call(to, owner, waiting);
             }
-            (Request::Lock { key, owner, .. }, Reply::Acquired)
+            (Request::Lock { key, owner, .. }, Reply::Acquired | Reply::Fenced(_))
             | (
                 Request::RegisterName {
                     name: key,
@@ -682,6 +709,9 @@ impl Sim {
                     _ => Kind::Name,
                 };
                 let hold = (kind, format!("{key}"));
+                if let Reply::Fenced(token) = reply {
+                    self.fenced(&hold.1, owner, token);
+                }
                 assert_eq!(
                     self.holders.get(&hold),
                     Some(&(core, owner.clone())),
@@ -691,6 +721,23 @@ impl Sim {
             }
             _ => self.singleton_replied(owner, waiting, reply),
         }
+    }
+
+    /// A fenced grant of lock `key` to `owner` under `token`: larger than
+    /// every token of the key before, or the very token `owner` holds.
+    fn fenced(&mut self, key: &str, owner: &Pid, token: u64) {
+        if let Some((last_owner, last)) = self.tokens.get(key) {
+            let again = last_owner == owner && *last == token;
+            if !(again || token > *last) {
+                self.dump_log();
+                panic!(
+                    "seed {}: lock {key} granted to {owner:?} under token {token}, \
+                     not above {last} of {last_owner:?}",
+                    self.seed
+                );
+            }
+        }
+        self.tokens.insert(key.to_owned(), (owner.clone(), token));
     }
 
     /// Sends `request` to master `m`: `None` when the request or the
@@ -772,6 +819,7 @@ impl Sim {
                         epoch,
                         taken,
                         ok_at,
+                        wall_ms: self.wall_ms(core),
                     },
                     delay,
                 )

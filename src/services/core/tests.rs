@@ -7,6 +7,9 @@ use crate::services::protocol::Request;
 use crate::services::shards::Taken;
 use crate::term::{atom, int};
 
+/// The wall clock the test's shard rounds end at (ms since the epoch).
+const WALL_MS: u64 = 1_700_000_000_000;
+
 pub(super) const ME: &str = "s@h";
 pub(super) const MASTER: &str = "m@h";
 
@@ -82,6 +85,7 @@ pub(super) fn answer(core: &mut Core, now: Instant, out: &mut Vec<Output>) {
                     epoch,
                     taken: Taken::Held,
                     ok_at: vec![MASTER.into()],
+                    wall_ms: WALL_MS,
                 };
                 core.handle_round_result(event, now);
             }
@@ -118,6 +122,7 @@ fn lock(n: u32, key: &str) -> Request {
         key: atom(key),
         owner: pid(n),
         block: true,
+        fencing: false,
     }
 }
 
@@ -291,6 +296,7 @@ fn requests_a_shard_round_cannot_serve_in_time_get_no_quorum() {
             epoch,
             taken: Taken::NoQuorum,
             ok_at: vec![],
+            wall_ms: WALL_MS,
         };
         c.handle_round_result(event, t0);
     }
@@ -331,6 +337,7 @@ fn a_grant_to_a_silent_waiter_blocks_the_key_only_until_its_guard_must_have_told
         key: atom("k"),
         owner: far_pid(2),
         block: true,
+        fencing: false,
     };
     c.handle_request(far, far_lock, t0);
     let mut out = Vec::new();

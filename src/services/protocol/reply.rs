@@ -8,6 +8,10 @@ use crate::term::{as_atom, as_int, as_tuple, atom, int, is_atom, list, tuple, Pi
 pub(crate) enum Reply {
     /// `acquired`: the owner holds the lock (also when it already did).
     Acquired,
+    /// `{acquired, Token}`, to a lock that asked for its fencing token:
+    /// held, under this token (the same on a reentrant call); see
+    /// [`crate::services::fencing`].
+    Fenced(u64),
     /// `{held_by, Pid}` (only to a lock that does not block).
     HeldBy(Pid),
     /// `no_quorum`.
@@ -82,6 +86,7 @@ impl Reply {
         let pid = |p: &Pid| Term::from(p.clone());
         match self {
             Reply::Acquired => atom("acquired"),
+            Reply::Fenced(token) => tuple(vec![atom("acquired"), encode_token(*token)]),
             Reply::HeldBy(p) => tuple(vec![atom("held_by"), pid(p)]),
             Reply::NoQuorum => atom("no_quorum"),
             Reply::Yes => atom("yes"),
@@ -137,6 +142,9 @@ impl Reply {
             (Request::Lock { .. }, t) if is_atom(t, "no_quorum") => Reply::NoQuorum,
             (Request::Lock { .. }, t) => match as_tuple(t) {
                 Some([tag, Term::Pid(p)]) if is_atom(tag, "held_by") => Reply::HeldBy(p.clone()),
+                Some([tag, token]) if is_atom(tag, "acquired") => {
+                    Reply::Fenced(decode_token(token).ok_or_else(fail)?)
+                }
                 _ => return Err(fail()),
             },
             (Request::RegisterName { .. } | Request::Started { .. }, t) if is_atom(t, "yes") => {
@@ -206,6 +214,18 @@ impl Reply {
         };
         Ok(reply)
     }
+}
+
+/// A fencing token on the wire: a positive integer (tokens stay below
+/// 2^62, see [`crate::services::fencing`], so always a small enough one).
+fn encode_token(token: u64) -> Term {
+    int(i64::try_from(token).unwrap_or(i64::MAX))
+}
+
+fn decode_token(term: &Term) -> Option<u64> {
+    as_int(term)
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)
 }
 
 /// The replies any request can get: a redirect, the error forms.

@@ -8,8 +8,15 @@ use crate::term::{as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 /// come only from other serving nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Request {
-    /// `{lock, Key, Owner, Block}`.
-    Lock { key: Term, owner: Pid, block: bool },
+    /// `{lock, Key, Owner, Block}`, or `{lock, Key, Owner, Block, Opts}`
+    /// (`fencing`: `fencing` or `{fencing, true}` in `Opts` asks for the
+    /// grant's fencing token, answered `{acquired, Token}`).
+    Lock {
+        key: Term,
+        owner: Pid,
+        block: bool,
+        fencing: bool,
+    },
     /// `{whereis_lock, Key}`.
     WhereisLock { key: Term },
     /// `{register_name, Name, Pid}`, or `{register_name, Name, Pid, Meta}`
@@ -135,6 +142,38 @@ fn block_flag(term: &Term) -> Option<bool> {
     }
 }
 
+/// Longest lock option list read: options are a handful of atoms, and a
+/// longer list is refused rather than walked.
+const MAX_LOCK_OPTS: usize = 16;
+
+/// Whether lock options `opts` (a proper list) ask for a fencing token:
+/// `fencing` or `{fencing, true}` (`{fencing, false}` does not; the first
+/// occurrence wins, as in proplists). Other options are ignored, so a
+/// later option reaches an older node harmlessly. `None`: not a list, a
+/// longer one than [`MAX_LOCK_OPTS`], or `{fencing, X}` with X no boolean.
+fn lock_fencing(opts: &Term) -> Option<bool> {
+    let items: &[Term] = match opts {
+        Term::List(l) => &l.elements,
+        // A string: small integers, none of them an option.
+        Term::ByteList(b) => return (b.bytes.len() <= MAX_LOCK_OPTS).then_some(false),
+        _ => return None,
+    };
+    if items.len() > MAX_LOCK_OPTS {
+        return None;
+    }
+    for item in items {
+        if is_atom(item, "fencing") {
+            return Some(true);
+        }
+        if let Some([tag, flag]) = as_tuple(item) {
+            if is_atom(tag, "fencing") {
+                return block_flag(flag);
+            }
+        }
+    }
+    Some(false)
+}
+
 impl Request {
     pub(crate) fn decode(term: &Term) -> Result<Request, BadRequest> {
         let unknown = || BadRequest::Unknown(term.clone());
@@ -155,7 +194,14 @@ impl Request {
             ("lock", [key, Term::Pid(owner), block]) => Request::Lock {
                 key: key.clone(),
                 owner: owner.clone(),
-                block: block_flag(block).ok_or_else(|| BadRequest::Badarg(term.clone()))?,
+                block: block_flag(block).ok_or_else(badarg)?,
+                fencing: false,
+            },
+            ("lock", [key, Term::Pid(owner), block, opts]) => Request::Lock {
+                key: key.clone(),
+                owner: owner.clone(),
+                block: block_flag(block).ok_or_else(badarg)?,
+                fencing: lock_fencing(opts).ok_or_else(badarg)?,
             },
             ("whereis_lock", [key]) => Request::WhereisLock { key: key.clone() },
             ("register_name", [name, Term::Pid(pid)]) => Request::RegisterName {
@@ -241,12 +287,23 @@ impl Request {
     pub(crate) fn encode(&self) -> Term {
         let pid = |p: &Pid| Term::from(p.clone());
         match self {
-            Request::Lock { key, owner, block } => tuple(vec![
-                atom("lock"),
-                key.clone(),
-                pid(owner),
-                atom(if *block { "true" } else { "false" }),
-            ]),
+            Request::Lock {
+                key,
+                owner,
+                block,
+                fencing,
+            } => {
+                let mut parts = vec![
+                    atom("lock"),
+                    key.clone(),
+                    pid(owner),
+                    atom(if *block { "true" } else { "false" }),
+                ];
+                if *fencing {
+                    parts.push(list(vec![atom("fencing")]));
+                }
+                tuple(parts)
+            }
             Request::WhereisLock { key } => tuple(vec![atom("whereis_lock"), key.clone()]),
             Request::RegisterName {
                 name,

@@ -16,11 +16,13 @@ fn requests() -> Vec<Request> {
             key: atom("k"),
             owner: pid(1),
             block: true,
+            fencing: false,
         },
         Request::Lock {
             key: tuple(vec![atom("k"), int(2)]),
             owner: pid(1),
             block: false,
+            fencing: false,
         },
         Request::WhereisLock { key: atom("k") },
         Request::RegisterName {
@@ -55,6 +57,7 @@ fn the_wire_shapes_stay_those_of_protocol_md() {
         key: atom("k"),
         owner: pid(1),
         block: true,
+        fencing: false,
     };
     assert_eq!(
         lock.encode(),
@@ -90,6 +93,7 @@ fn malformed_requests_are_refused_with_their_otp_error() {
             atom("k"),
             me.clone(),
             atom("true"),
+            list(vec![]),
             atom("x"),
         ]),
         tuple(vec![atom("lock"), atom("k"), atom("notapid"), atom("true")]),
@@ -138,6 +142,85 @@ fn malformed_requests_are_refused_with_their_otp_error() {
             tuple(vec![atom("error"), tuple(vec![atom("badarg"), request])])
         );
     }
+    // Lock options: a list, at most 16 long; `{fencing, X}` a boolean.
+    let too_many = list((0..17).map(|_| atom("x")).collect());
+    let bad_opts = [
+        atom("fencing"),
+        tuple(vec![atom("fencing"), atom("true")]),
+        list(vec![tuple(vec![atom("fencing"), atom("yes")])]),
+        too_many,
+    ];
+    for opts in bad_opts {
+        let request = tuple(vec![
+            atom("lock"),
+            atom("k"),
+            me.clone(),
+            atom("true"),
+            opts,
+        ]);
+        assert_eq!(
+            Request::decode(&request).unwrap_err().encode(),
+            tuple(vec![atom("error"), tuple(vec![atom("badarg"), request])])
+        );
+    }
+}
+
+#[test]
+fn a_lock_asks_for_its_fencing_token_with_an_option() {
+    let me = Term::from(pid(1));
+    let lock5 = |opts: Term| {
+        tuple(vec![
+            atom("lock"),
+            atom("k"),
+            me.clone(),
+            atom("false"),
+            opts,
+        ])
+    };
+    let fencing = |term: &Term| match Request::decode(term) {
+        Ok(Request::Lock { fencing, block, .. }) => {
+            assert!(!block);
+            fencing
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(fencing(&lock5(list(vec![atom("fencing")]))));
+    let on = tuple(vec![atom("fencing"), atom("true")]);
+    let off = tuple(vec![atom("fencing"), atom("false")]);
+    assert!(fencing(&lock5(list(vec![
+        atom("later_option"),
+        on.clone()
+    ]))));
+    // The first occurrence wins; unknown options are ignored.
+    assert!(!fencing(&lock5(list(vec![off.clone(), on.clone()]))));
+    assert!(!fencing(&lock5(list(vec![]))));
+    assert!(!fencing(&lock5(list(vec![atom("later_option")]))));
+    assert!(!fencing(&lock5(Term::from(eetf::ByteList::from(vec![
+        1u8, 2
+    ])))));
+    // Encoded as the 5-tuple only when asked; both decode back.
+    let asked = Request::Lock {
+        key: atom("k"),
+        owner: pid(1),
+        block: false,
+        fencing: true,
+    };
+    assert_eq!(asked.encode(), lock5(list(vec![atom("fencing")])));
+    assert_eq!(Request::decode(&asked.encode()), Ok(asked.clone()));
+    // `{acquired, Token}`, a positive integer, only to a lock.
+    let reply = Reply::Fenced(1 << 61);
+    assert_eq!(reply.encode(), tuple(vec![atom("acquired"), int(1 << 61)]));
+    assert_eq!(Reply::decode(&asked, &reply.encode()), Ok(reply));
+    assert_eq!(
+        Reply::decode(&asked, &atom("acquired")),
+        Ok(Reply::Acquired)
+    );
+    for bad in [int(0), int(-3), atom("x")] {
+        let term = tuple(vec![atom("acquired"), bad]);
+        assert!(Reply::decode(&asked, &term).is_err());
+    }
+    let name = Request::WhereisName { name: atom("k") };
+    assert!(Reply::decode(&name, &Reply::Fenced(5).encode()).is_err());
 }
 
 #[test]

@@ -8,14 +8,19 @@ use std::collections::VecDeque;
 /// What a waiting request wants.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Ask {
-    Lock { block: bool },
+    /// `fencing`: answered `{acquired, Token}` when granted.
+    Lock {
+        block: bool,
+        fencing: bool,
+    },
     Register,
     Unregister,
 }
 
 impl Ask {
     /// The answer once the slot settled it: `granted`, or refused while
-    /// `holder` holds the key (`None`: nobody known, no quorum).
+    /// `holder` holds the key (`None`: nobody known, no quorum). A lock
+    /// granted is answered by [`Ask::granted`], with the hold's token.
     pub(super) fn reply(&self, granted: bool, holder: Option<&Pid>) -> Reply {
         match (self, granted) {
             (Ask::Lock { .. }, true) => Reply::Acquired,
@@ -26,6 +31,14 @@ impl Ask {
             (Ask::Register, true) => Reply::Yes,
             (Ask::Register, false) => Reply::No,
             (Ask::Unregister, _) => Reply::Ok,
+        }
+    }
+
+    /// The answer to a granted request, held under fencing `token`.
+    pub(super) fn granted(&self, token: u64) -> Reply {
+        match self {
+            Ask::Lock { fencing: true, .. } => Reply::Fenced(token),
+            _ => self.reply(true, None),
         }
     }
 }

@@ -46,16 +46,16 @@ fn release_op(actions: &[Action]) -> Option<(SlotId, OpId)> {
 #[test]
 fn waiters_are_served_in_arrival_order_and_reentrant() {
     let mut s = Slots::new();
-    s.lock(caller(1), atom("k"), pid(1), true);
+    s.lock(caller(1), atom("k"), pid(1), true, false);
     let a = s.take_actions();
     let (slot, op, shard) = acquire_op(&a).expect("acquire");
     assert_eq!(Some(shard), shard_of_key(Kind::Lock, &atom("k")));
     // Two more arrive while the first is being taken, one non-blocking.
-    s.lock(caller(2), atom("k"), pid(2), true);
-    s.lock(caller(3), atom("k"), pid(3), false);
-    s.lock(caller(4), atom("k"), pid(4), true);
+    s.lock(caller(2), atom("k"), pid(2), true, false);
+    s.lock(caller(3), atom("k"), pid(3), false, false);
+    s.lock(caller(4), atom("k"), pid(4), true, false);
     assert!(replies(&s.take_actions()).is_empty());
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     let a = s.take_actions();
     assert_eq!(replies(&a), vec![(1, atom("acquired"))]);
     // The guard hears of the owner before the owner does.
@@ -71,7 +71,7 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     let reply = a.iter().position(|x| matches!(x, Action::Reply(..)));
     assert!(notify < reply);
     // Reentrant for the holder, at once.
-    s.lock(caller(1), atom("k"), pid(1), true);
+    s.lock(caller(1), atom("k"), pid(1), true, false);
     assert_eq!(replies(&s.take_actions()), vec![(1, atom("acquired"))]);
     // The holder exits: released, then 2 gets it (3 was non-blocking, but
     // queued behind 2: answered when 2 holds it).
@@ -79,21 +79,21 @@ fn waiters_are_served_in_arrival_order_and_reentrant() {
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("next acquire");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     let held_by_2 = tuple(vec![atom("held_by"), Term::from(pid(2))]);
     assert_eq!(
         replies(&s.take_actions()),
         vec![(2, atom("acquired")), (3, held_by_2)]
     );
     // 4 waits for 2; a waiter that dies leaves the queue.
-    s.lock(caller(5), atom("k"), pid(5), true);
+    s.lock(caller(5), atom("k"), pid(5), true, false);
     s.owner_down(&pid(4), false);
     s.owner_down(&pid(2), false);
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, shard) = acquire_op(&s.take_actions()).expect("acquire for 5");
     assert_eq!(Some(shard), shard_of_key(Kind::Lock, &atom("k")));
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(5, atom("acquired"))]);
 }
 
@@ -102,7 +102,7 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
     let mut s = Slots::new();
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(1, atom("yes"))]);
     s.owner_down(&pid(1), true);
     let a = s.take_actions();
@@ -124,20 +124,20 @@ fn a_lost_connection_keeps_the_hold_until_release_due() {
     assert_eq!(replies(&s.take_actions()), vec![(3, atom("ok"))]);
     s.register(caller(2), atom("n"), pid(2));
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("taken again");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("yes"))]);
 }
 
 #[test]
 fn held_elsewhere_answers_held_by_or_waits_for_release() {
     let mut s = Slots::new();
-    s.lock(caller(1), atom("k"), pid(1), false);
+    s.lock(caller(1), atom("k"), pid(1), false, false);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::HeldBy(Some(pid(9))));
     let held = tuple(vec![atom("held_by"), Term::from(pid(9))]);
     assert_eq!(replies(&s.take_actions()), vec![(1, held)]);
     assert!(s.is_empty(), "nothing left to remember");
-    s.lock(caller(2), atom("k"), pid(2), true);
+    s.lock(caller(2), atom("k"), pid(2), true, false);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
     s.op_done(slot, op, 0, Outcome::HeldBy(Some(pid(9))));
     let a = s.take_actions();
@@ -148,18 +148,18 @@ fn held_elsewhere_answers_held_by_or_waits_for_release() {
     };
     s.op_done(slot, *op, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("tries again");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("acquired"))]);
 }
 
 #[test]
 fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
     let mut s = Slots::new();
-    s.lock(caller(1), atom("a"), pid(1), true);
+    s.lock(caller(1), atom("a"), pid(1), true, false);
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     s.take_actions();
-    s.lock(caller(2), atom("b"), pid(2), true);
+    s.lock(caller(2), atom("b"), pid(2), true, false);
     let (slot_b, op_b, _) = acquire_op(&s.take_actions()).unwrap();
     s.session_lost();
     let a = s.take_actions();
@@ -167,7 +167,7 @@ fn a_lost_session_tells_every_owner_and_stale_grants_do_not_count() {
         |x| matches!(x, Action::Notify { notice: Notice::Lost, owner, .. } if *owner == pid(1))
     ));
     // The grant of the old session arrives late: not a hold; tried again.
-    s.op_done(slot_b, op_b, 0, Outcome::Acquired);
+    s.op_done(slot_b, op_b, 0, Outcome::Acquired(1));
     let a = s.take_actions();
     assert!(replies(&a).is_empty());
     assert!(a.iter().any(|x| matches!(x, Action::RetryLater { .. })));
@@ -187,7 +187,7 @@ fn names_unregister_and_refuse_taken_names() {
     let mut s = Slots::new();
     s.register(caller(1), atom("n"), pid(1));
     let (slot, op, _) = acquire_op(&s.take_actions()).unwrap();
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     s.take_actions();
     s.register(caller(2), atom("n"), pid(2));
     assert_eq!(replies(&s.take_actions()), vec![(2, atom("no"))]);
@@ -200,7 +200,7 @@ fn names_unregister_and_refuse_taken_names() {
     let (rslot, rop) = release_op(&a).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("then 5 tries");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(5, atom("yes"))]);
     s.unregister(caller(4), atom("never"));
     assert_eq!(replies(&s.take_actions()), vec![(4, atom("ok"))]);
@@ -233,24 +233,24 @@ fn sizes() {
 #[test]
 fn a_retried_wait_is_granted_with_the_first_and_never_again() {
     let mut s = Slots::new();
-    s.lock(caller(1), atom("k"), pid(1), true);
+    s.lock(caller(1), atom("k"), pid(1), true, false);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     s.take_actions();
     // 2 waits, gives up on its call (timeout) and asks again, behind 3.
-    s.lock(caller(2), atom("k"), pid(2), true);
-    s.lock(caller(3), atom("k"), pid(3), true);
+    s.lock(caller(2), atom("k"), pid(2), true, false);
+    s.lock(caller(3), atom("k"), pid(3), true, false);
     let retry = Caller {
         pid: pid(2),
         tag: crate::term::int(99),
     };
-    s.lock(retry, atom("k"), pid(2), true);
+    s.lock(retry, atom("k"), pid(2), true, false);
     s.take_actions();
     s.owner_down(&pid(1), false);
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire for 2");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     let tags: Vec<Term> = s
         .take_actions()
         .iter()
@@ -265,6 +265,61 @@ fn a_retried_wait_is_granted_with_the_first_and_never_again() {
     let (rslot, rop) = release_op(&s.take_actions()).expect("release");
     s.op_done(rslot, rop, 0, Outcome::Released);
     let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire for 3");
-    s.op_done(slot, op, 0, Outcome::Acquired);
+    s.op_done(slot, op, 0, Outcome::Acquired(1));
     assert_eq!(replies(&s.take_actions()), vec![(3, atom("acquired"))]);
+}
+
+#[test]
+fn a_fenced_lock_is_answered_with_its_grants_token_and_again_when_reentrant() {
+    let fenced = |token: i64| tuple(vec![atom("acquired"), crate::term::int(token)]);
+    let mut s = Slots::new();
+    s.lock(caller(1), atom("k"), pid(1), true, true);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("acquire");
+    s.op_done(slot, op, 0, Outcome::Acquired(41));
+    assert_eq!(replies(&s.take_actions()), vec![(1, fenced(41))]);
+    // Reentrant: the same token (and plain `acquired` without the option).
+    s.lock(caller(1), atom("k"), pid(1), false, true);
+    s.lock(caller(1), atom("k"), pid(1), false, false);
+    assert_eq!(
+        replies(&s.take_actions()),
+        vec![(1, fenced(41)), (1, atom("acquired"))]
+    );
+    // Waiters: 2 fenced, 3 plain; 2 asks twice (a retried call): both
+    // answered with 2's grant.
+    s.lock(caller(2), atom("k"), pid(2), true, true);
+    s.lock(caller(3), atom("k"), pid(3), true, false);
+    let retry = Caller {
+        pid: pid(2),
+        tag: atom("again"),
+    };
+    s.lock(retry, atom("k"), pid(2), true, true);
+    assert!(replies(&s.take_actions()).is_empty());
+    s.owner_down(&pid(1), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("for 2");
+    s.op_done(slot, op, 0, Outcome::Acquired(42));
+    assert_eq!(
+        replies(&s.take_actions()),
+        vec![(2, fenced(42)), (2, fenced(42))]
+    );
+    s.owner_down(&pid(2), false);
+    let (rslot, rop) = release_op(&s.take_actions()).expect("release");
+    s.op_done(rslot, rop, 0, Outcome::Released);
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("for 3");
+    s.op_done(slot, op, 0, Outcome::Acquired(43));
+    assert_eq!(replies(&s.take_actions()), vec![(3, atom("acquired"))]);
+    // A name granted under a token is answered `yes` as ever.
+    s.register(caller(4), atom("n"), pid(4));
+    let (slot, op, _) = acquire_op(&s.take_actions()).expect("name");
+    s.op_done(slot, op, 0, Outcome::Acquired(44));
+    assert_eq!(replies(&s.take_actions()), vec![(4, atom("yes"))]);
+}
+
+#[test]
+fn a_slot_holding_a_token_is_no_larger() {
+    // A serving node may hold a million slots: the token lives in the
+    // `Held` state, beside the owner, in room `Acquiring` takes anyway.
+    assert!(std::mem::size_of::<State>() <= 24);
+    assert!(std::mem::size_of::<Option<Slot>>() <= 56);
 }

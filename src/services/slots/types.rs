@@ -38,8 +38,8 @@ pub(crate) struct SlotId {
 /// How a quorum operation ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
-    /// W masters took the key for the owner.
-    Acquired,
+    /// Granted, under this fencing token (see `core::fencing`).
+    Acquired(u64),
     /// Someone else holds it on the quorum (the holder when known).
     /// Since shards no round reports it (a key in another node's shard is
     /// redirected before it reaches the slots); the slots' `Elsewhere`
