@@ -141,6 +141,7 @@ impl Harness {
                             epoch,
                             taken: Taken::NoQuorum,
                             ok_at: vec![],
+                            wall_ms: super::tests::WALL_MS,
                         };
                         self.c.handle_round_result(event, now)
                     }

@@ -8,7 +8,7 @@ use crate::services::shards::Taken;
 use crate::term::{atom, int};
 
 /// The wall clock the test's shard rounds end at (ms since the epoch).
-const WALL_MS: u64 = 1_700_000_000_000;
+pub(super) const WALL_MS: u64 = 1_700_000_000_000;
 
 pub(super) const ME: &str = "s@h";
 pub(super) const MASTER: &str = "m@h";
