@@ -205,6 +205,8 @@ handle_info({'$eq_leader', _} = Wire, St) ->
     end;
 handle_info({'$eq_leader_locked', Locker, Token}, #st{locker = Locker} = St) ->
     {noreply, won(Token, St#st{locker = undefined})};
+handle_info({'$eq_leader_refused', Locker, Why}, #st{locker = Locker} = St) ->
+    {stop, {lock_refused, Why}, St#st{locker = undefined}};
 handle_info({'$eq_leader_found', Finder, Pid}, #st{finder = Finder} = St) ->
     {noreply, found(Pid, St#st{finder = undefined})};
 handle_info(refresh, St) ->

@@ -16,18 +16,8 @@ run(Key, Candidate) ->
             end,
     case Reply of
         {acquired, Token} when is_integer(Token) -> Candidate ! {'$eq_leader_locked', self(), Token};
-        acquired -> Candidate ! {'$eq_leader_locked', self(), undefined};
-        {error, {unknown_request, _}} -> locker_plain(Key, Candidate);
-        {error, {badarg, _}} -> locker_plain(Key, Candidate);
+        %% Refused for good (a group no serving node can hold: too deep or
+        %% too large): the candidate stops with the reason.
+        {error, Why} -> Candidate ! {'$eq_leader_refused', self(), Why};
         _ -> timer:sleep(50 + rand:uniform(150)), run(Key, Candidate)
-    end.
-
-%% Serving nodes without fencing tokens: the plain lock.
-locker_plain(Key, Candidate) ->
-    Reply = try rust_quorum:call({lock, Key, Candidate, true})
-            catch exit:{no_rust_node, _} -> no_quorum
-            end,
-    case Reply of
-        acquired -> Candidate ! {'$eq_leader_locked', self(), undefined};
-        _ -> timer:sleep(50 + rand:uniform(150)), locker_plain(Key, Candidate)
     end.
