@@ -61,9 +61,9 @@ async fn tokens_grow_across_holders_nodes_and_a_killed_serving_node() {
     assert_eq!(
         beval(
             &a,
-            "try paxtor:lock(K, [{fencing, maybe}]) catch error:{badarg, B} -> B end"
+            "try paxtor:lock(K, [{fencing, sometimes}]) catch error:{badarg, B} -> B end"
         ),
-        "{fencing,maybe}"
+        "{fencing,sometimes}"
     );
 
     // From an Elixir node served through another master: a non-blocking
