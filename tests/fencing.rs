@@ -136,7 +136,10 @@ async fn tokens_grow_across_holders_nodes_and_a_killed_serving_node() {
     let t3 = token(&a, "element(2, R3)");
     assert!(t3 > t2, "after the failover: {t3} is not above {t2}");
     assert_eq!(
-        beval(&a, "eq_services:run_in(H3, fun() -> paxtor:lock(K, [fencing]) end)"),
+        beval(
+            &a,
+            "eq_services:run_in(H3, fun() -> paxtor:lock(K, [fencing]) end)"
+        ),
         format!("{{acquired,{t3}}}")
     );
 
