@@ -353,11 +353,12 @@ impl Sim {
         self.now.duration_since(self.t0).as_millis() as u64
     }
 
-    /// `core`'s wall clock in ms: the simulated time, off by the core's
-    /// skew (within the assumption of `core::fencing`).
-    fn wall_ms(&self, core: usize) -> u64 {
-        let wall = WALL_T0_MS + self.now_ms() as i64 + self.skew_ms[core];
-        wall.max(0) as u64
+    /// `core`'s wall clock in ms at `at` (the job's start, as `rounds.rs`
+    /// stamps it): the simulated time, off by the core's skew (within the
+    /// assumption of `core::fencing`).
+    fn wall_ms_at(&self, core: usize, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.t0).as_millis() as i64;
+        (WALL_T0_MS + since + self.skew_ms[core]).max(0) as u64
     }
 
     fn run(&mut self) {
@@ -988,7 +989,7 @@ impl Sim {
                         epoch,
                         taken,
                         ok_at,
-                        wall_ms: self.wall_ms(core),
+                        wall_ms: self.wall_ms_at(core, self.now),
                     },
                     delay,
                 )
