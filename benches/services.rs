@@ -38,6 +38,10 @@
 //!   register the names of the memory figures. The `global` echo server runs
 //!   on g2, so both calls cross one network hop.
 //!
+//! One pair is not against `global`: `paxtor:lock(K, [fencing])` against
+//! `paxtor:lock(K)` (both fresh process + fresh key), to show what the
+//! fencing token costs (`EQ_SBENCH_ONLY=fencing` measures only that pair).
+//!
 //! Cases are measured in pairs (erl_quorum and its `global` counterpart)
 //! back to back within a round, the order flipping every round; each figure
 //! is the median over the rounds, and each ratio the median of the rounds'
@@ -148,9 +152,13 @@ pub enum Case {
     ViaCall1,
     GlobalCallN,
     ViaCallN,
+    /// `paxtor:lock(Key)` again, measured beside the fenced lock (the
+    /// pair's first case stands where `global` stands elsewhere).
+    PlainLatency,
+    FencedLatency,
 }
 
-const CASES: usize = 16;
+const CASES: usize = 18;
 
 impl Case {
     /// The pairs to measure, `(global, ours)`: all of them, or those
@@ -180,6 +188,7 @@ impl Case {
             (GlobalWhereis, RustWhereis),
             (GlobalCall1, ViaCall1),
             (GlobalCallN, ViaCallN),
+            (PlainLatency, FencedLatency),
         ]
     }
 
@@ -202,6 +211,8 @@ impl Case {
             ViaCall1 => "via call 1",
             GlobalCallN => "global call N",
             ViaCallN => "via call N",
+            PlainLatency => "paxtor lock, no fencing",
+            FencedLatency => "paxtor lock, fencing",
         }
     }
 
@@ -228,6 +239,8 @@ impl Case {
             ViaCall1 => format!("{b}:calls({via}, 1, {ms})"),
             GlobalCallN => format!("{b}:calls({global}, {n}, {ms})"),
             ViaCallN => format!("{b}:calls({via}, {n}, {ms})"),
+            PlainLatency => format!("{b}:lock_latency(paxtor, 1, {ms})"),
+            FencedLatency => format!("{b}:lock_latency(paxtor_fenced, 1, {ms})"),
         }
     }
 }

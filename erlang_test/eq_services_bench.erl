@@ -79,6 +79,7 @@ handle_cast(_Msg, State) -> {noreply, State}.
 
 %% A fresh process per lock, on a fresh key; the sample is the lock call
 %% alone. `paxtor`: paxtor:lock(Key), then exit (which releases it);
+%% `paxtor_fenced`: the same with paxtor:lock(Key, [fencing]);
 %% `{global, Nodes}`: global:set_lock({Key, self()}, Nodes), then
 %% global:del_lock and exit. The looper waits for the owner's report, not
 %% for the release.
@@ -114,6 +115,10 @@ owner(Impl, Key, Mode) ->
                   case Impl of
                       paxtor ->
                           acquired = paxtor:lock(Key),
+                          Parent ! {locked, self(), now_native() - T0};
+                      paxtor_fenced ->
+                          {acquired, Token} = paxtor:lock(Key, [fencing]),
+                          true = is_integer(Token),
                           Parent ! {locked, self(), now_native() - T0};
                       {global, Nodes} ->
                           Id = {Key, self()},

@@ -816,7 +816,8 @@ async fn bad_input_never_stops_the_service() {
 
     // Malformed calls (`'maybe'` quoted: a keyword on OTP 27): each answered
     // {error, {unknown_request, R}}, or
-    // {error, {badarg, R}} for a lock whose Block is not a boolean.
+    // {error, {badarg, R}} for a lock whose Block is not a boolean, or
+    // whose options (the 5th element) are not a list.
     let wrong = beval(
         b,
         "Me = self(), \
@@ -828,6 +829,7 @@ async fn bad_input_never_stops_the_service() {
            {keepalive}, {keepalive, 1}, status_x, lock, [], [lock, k, Me, true], <<\"lock\">>, 42, 1.5, Me, {}, \
            \"lock\", #{lock => k}, {\"lock\", k, Me, true}, {<<\"lock\">>, k, Me, true}], \
          Expected = fun({lock, _, P, _} = R) when is_pid(P) -> {error, {badarg, R}}; \
+                       ({lock, _, P, _, _} = R) when is_pid(P) -> {error, {badarg, R}}; \
                        (R) -> {error, {unknown_request, R}} end, \
          [{R, X} || R <- Reqs, X <- [catch gen_server:call({erl_quorum, S}, R, 5000)], X =/= Expected(R)]",
     );

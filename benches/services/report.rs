@@ -206,6 +206,27 @@ fn rows(n: usize) -> Vec<Row> {
             ViaCallN,
             ops,
         ),
+        // Not against `global`: the same lock with and without its token.
+        row(
+            "6. paxtor:lock(K, [fencing]) (`global` column: paxtor:lock(K)), fresh process + key: mean",
+            Unit::Us,
+            "µs/lock",
+            Lower,
+            None,
+            PlainLatency,
+            FencedLatency,
+            mean_us,
+        ),
+        row(
+            "6. paxtor:lock with fencing (`global` column: without): p50",
+            Unit::Us,
+            "µs/lock",
+            Lower,
+            None,
+            PlainLatency,
+            FencedLatency,
+            p50_us,
+        ),
     ]
 }
 

@@ -78,7 +78,7 @@ pub(crate) enum Event {
         epoch: u64,
         taken: Taken,
         ok_at: Vec<String>,
-        /// The wall clock (ms since the Unix epoch) when the round ended:
+        /// The wall clock (ms since the Unix epoch) when the round started:
         /// the base of the shard's fencing tokens (`core::fencing`).
         wall_ms: u64,
     },
@@ -361,6 +361,8 @@ impl Worker {
     /// masters that took it are released (the release follows the lock on
     /// each connection).
     async fn take_shard(&mut self, shard: u32, value: Term, epoch: u64, session: Term) {
+        // Before the round: see `core::fencing` for why the start.
+        let started_ms = wall_ms();
         let qkey = shard_key(shard);
         let tag = Term::from(self.process.node().make_ref());
         let request = MasterRequest::LockShard {
@@ -376,7 +378,7 @@ impl Worker {
             epoch,
             taken,
             ok_at: tally.ok_at,
-            wall_ms: wall_ms(),
+            wall_ms: started_ms,
         });
     }
 

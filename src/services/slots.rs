@@ -14,6 +14,7 @@
 //! [`Slots::owner_down`] and [`Slots::session_lost`]).
 
 mod queue;
+mod state;
 mod types;
 mod watches;
 
@@ -23,60 +24,10 @@ use crate::process::Caller;
 use crate::term::Canon;
 use crate::term::{Packed, Pid, Term};
 use queue::{Ask, Queue, Waiting};
+use state::State;
 use std::collections::HashMap;
-use std::sync::Arc;
 pub(crate) use types::{Action, Kind, OpId, Outcome, SlotId};
 use watches::Watches;
-
-#[derive(Debug)]
-enum State {
-    Free,
-    /// (Boxed, like `Elsewhere`'s pid, to keep every other state small.)
-    Acquiring {
-        op: OpId,
-        for_: Box<Waiting>,
-    },
-    /// (The pid is shared by every slot of one owner: a million names of
-    /// one process hold one pid.) `token`: the grant's fencing token (in
-    /// what `Acquiring` needs anyway: the state does not grow).
-    Held {
-        owner: Arc<Pid>,
-        token: u64,
-    },
-    /// The owner's node lost us; released after the guard's deadline.
-    Orphaned {
-        owner: Arc<Pid>,
-    },
-    Releasing {
-        op: OpId,
-    },
-    /// Held on the quorum by someone this node does not serve.
-    Elsewhere {
-        holder: Option<Box<Pid>>,
-        watch: Option<OpId>,
-    },
-    /// Refused for now; [`Slots::retry`] comes next.
-    Backoff,
-}
-
-impl State {
-    /// The owner, when this node holds the key for one (also while only
-    /// the owner's node lost us).
-    fn owner(&self) -> Option<&Arc<Pid>> {
-        match self {
-            State::Held { owner, .. } | State::Orphaned { owner } => Some(owner),
-            _ => None,
-        }
-    }
-
-    /// The fencing token of the hold, when this node grants the key.
-    fn token(&self) -> Option<u64> {
-        match self {
-            State::Held { token, .. } => Some(*token),
-            _ => None,
-        }
-    }
-}
 
 /// Kept small: a serving node may hold a million of these.
 #[derive(Debug)]

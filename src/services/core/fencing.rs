@@ -7,19 +7,24 @@
 //! [`crate::services::shards`]), so tokens are counted per shard: each
 //! grant takes the shard's next number. When this node takes a shard, the
 //! count jumps to at least `wall_ms << GRANT_BITS`, `wall_ms` being the
-//! wall clock when the shard round ended (stamped by the driver on
+//! wall clock when the shard round started (stamped by the driver on
 //! `Event::ShardTaken`: the core itself reads no clock). A token is thus
 //! `base << 20 | n` with `base` the ms of the take and `n` the grants since,
 //! a full `n` carrying into `base + 1`; and the count never goes back while
 //! the node runs (a clock stepped back changes nothing until restart).
 //!
 //! Why a later holder's tokens are larger: a shard changes hands only after
-//! the old holder's session lapsed on the masters. The old holder took the
-//! shard only with more than `lost_margin` + 0.5 s of its session left
-//! (`may_grant`, and a round is well under 0.5 s), so the new holder's take
-//! ends, in real time, at least `lost_margin` (3 s by default; normally
-//! about a session lease, as renewals run every second) after the old
-//! holder's. Its base is then larger provided
+//! the old holder's session lapsed on the masters, and the old holder
+//! granted nothing after that (every grant needs more than `lost_margin`
+//! of the session left, by this node's conservative count). It started its
+//! take round only with more than `lost_margin` + 0.5 s of the session
+//! left (`may_grant`), so the masters accept the new holder's round, in
+//! real time, more than `lost_margin` + 0.5 s after the old holder's round
+//! started (3.5 s by default; normally about a session lease, as renewals
+//! run every second), and the new round started at most a one-way delay
+//! before that acceptance. (Stamped at the round's start, not its end: a
+//! slow round, up to the 2 s call timeout, would eat into the gap.) The
+//! new base is then larger provided
 //!
 //! - **the serving nodes' wall clocks differ by less than that gap** (the
 //!   assumption: less than `lost_margin`, 3 s by default; NTP keeps them

@@ -104,8 +104,8 @@ impl Core {
         self.lease.session.grants_allowed() && self.valid_ms() > needed.as_millis() as u64
     }
 
-    /// A shard round ended; `wall_ms`: the wall clock then (the base of
-    /// the shard's fencing tokens, see `fencing`).
+    /// A shard round ended; `wall_ms`: the wall clock when it started (the
+    /// base of the shard's fencing tokens, see `fencing`).
     pub(super) fn shard_taken(
         &mut self,
         shard: u32,

@@ -10,7 +10,7 @@ pub(crate) enum Reply {
     Acquired,
     /// `{acquired, Token}`, to a lock that asked for its fencing token:
     /// held, under this token (the same on a reentrant call); see
-    /// [`crate::services::fencing`].
+    /// `services::core::fencing`.
     Fenced(u64),
     /// `{held_by, Pid}` (only to a lock that does not block).
     HeldBy(Pid),
@@ -217,7 +217,7 @@ impl Reply {
 }
 
 /// A fencing token on the wire: a positive integer (tokens stay below
-/// 2^62, see [`crate::services::fencing`], so always a small enough one).
+/// 2^62, see `services::core::fencing`, so always a small enough one).
 fn encode_token(token: u64) -> Term {
     int(i64::try_from(token).unwrap_or(i64::MAX))
 }
