@@ -39,6 +39,7 @@
 
 pub(crate) mod core;
 pub(crate) mod guard;
+pub mod groups;
 pub mod host;
 pub(crate) mod names;
 pub(crate) mod protocol;
@@ -55,6 +56,7 @@ use crate::process::RegisterError;
 use crate::term::Pid;
 use std::time::Duration;
 
+pub use groups::Groups;
 pub use host::Host;
 pub use registry::{
     scoped_name, LockReply, Registry, RegistryError, Restart, Singleton, StartError, StartOptions,
@@ -114,6 +116,7 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
         config.peers = config.masters.clone();
     }
     guard::ensure_started(node);
+    groups::start(node, &config.peers)?;
     let process = node.spawn_process();
     process.register("erl_quorum")?;
     let pid = process.pid().clone();
