@@ -17,7 +17,7 @@
 
 use super::table::{ScopeTable, Table};
 use super::wire::{Group, GroupMsg, Op};
-use crate::term::{Canon, Pid};
+use crate::term::Pid;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -599,7 +599,7 @@ impl HubCore {
 
     /// Members of a group in the merged view.
     #[cfg(test)]
-    pub(crate) fn members(&self, scope: &str, key: &Canon) -> &[Pid] {
+    pub(crate) fn members(&self, scope: &str, key: &crate::term::Canon) -> &[Pid] {
         self.view.members(scope, key)
     }
 }
