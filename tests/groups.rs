@@ -164,7 +164,10 @@ fn now_us() -> u128 {
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -216,12 +219,18 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
     }
 
     // A BEAM member, seen by the other BEAM nodes and by every Rust node.
-    beval(&a, "P = eq_groups:member(), ok = eq_pg:join(g_beam, P), ok = eq_pg:join(g_beam, P)");
+    beval(
+        &a,
+        "P = eq_groups:member(), ok = eq_pg:join(g_beam, P), ok = eq_pg:join(g_beam, P)",
+    );
     for node in [&b, &c] {
         bind(node, "P", &a, "P");
         wait_on(node, "eq_pg:get_members(g_beam) =:= [P, P]", WAIT);
         assert_eq!(beval(node, "eq_pg:get_local_members(g_beam)"), "[]");
-        assert_eq!(beval(node, "lists:member(g_beam, eq_pg:which_groups())"), "true");
+        assert_eq!(
+            beval(node, "lists:member(g_beam, eq_pg:which_groups())"),
+            "true"
+        );
     }
     let p_beam = beval(&a, "pid_to_list(P)");
     for s in &servers {
@@ -242,17 +251,26 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         wait_on(node, "eq_pg:get_members(g_rust) =:= [R]", WAIT);
     }
     assert_eq!(
-        beval(&a, "receive {MRef, join, g_rust, [R]} -> ok after 5000 -> timeout end"),
+        beval(
+            &a,
+            "receive {MRef, join, g_rust, [R]} -> ok after 5000 -> timeout end"
+        ),
         "ok"
     );
     for s in &servers {
-        until("a Rust member seen from Rust", || members_of(s, "g_rust") == vec![r.pid().clone()]).await;
+        until("a Rust member seen from Rust", || {
+            members_of(s, "g_rust") == vec![r.pid().clone()]
+        })
+        .await;
     }
     assert_eq!(
         servers[1].groups.local_members(SCOPE, &atom("g_rust")),
         vec![r.pid().clone()]
     );
-    assert!(servers[0].groups.local_members(SCOPE, &atom("g_rust")).is_empty());
+    assert!(servers[0]
+        .groups
+        .local_members(SCOPE, &atom("g_rust"))
+        .is_empty());
     assert!(servers[1]
         .groups
         .which_local_groups(SCOPE)
@@ -264,7 +282,10 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         .monitor(SCOPE, &atom("g_mon"))
         .expect("monitor");
     assert!(now.is_empty());
-    beval(&b, "Q = eq_groups:member(), ok = eq_pg:join(g_mon, Q), ok = eq_pg:leave(g_mon, Q)");
+    beval(
+        &b,
+        "Q = eq_groups:member(), ok = eq_pg:join(g_mon, Q), ok = eq_pg:leave(g_mon, Q)",
+    );
     let q = beval(&b, "pid_to_list(Q)");
     for want in ["join", "leave"] {
         let event = tokio::time::timeout(WAIT, mon.next())
@@ -294,7 +315,10 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         wait_on(node, "eq_pg:get_members(g_rust) =:= []", WAIT);
     }
     assert_eq!(
-        beval(&a, "receive {MRef, leave, g_rust, [R]} -> ok after 5000 -> timeout end"),
+        beval(
+            &a,
+            "receive {MRef, leave, g_rust, [R]} -> ok after 5000 -> timeout end"
+        ),
         "ok"
     );
 
@@ -302,8 +326,14 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
     services_support::ex(&c, "Sworm.join(:sw, :grp, self())", &[]);
     bind(&a, "S", &c, "self()");
     wait_on(&a, "eq_sworm:members(sw, grp) =:= [S]", WAIT);
-    assert_eq!(services_support::ex(&c, "Sworm.leave(:sw, :grp, self())", &[]), "ok");
-    assert_eq!(services_support::ex(&c, "Sworm.leave(:sw, :grp, self())", &[]), "not_joined");
+    assert_eq!(
+        services_support::ex(&c, "Sworm.leave(:sw, :grp, self())", &[]),
+        "ok"
+    );
+    assert_eq!(
+        services_support::ex(&c, "Sworm.leave(:sw, :grp, self())", &[]),
+        "not_joined"
+    );
     wait_on(&a, "eq_sworm:members(sw, grp) =:= []", WAIT);
 
     // Exits: a BEAM member and a Rust member leave every table in the bound.
@@ -325,7 +355,10 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
     let ms = gone_after(&c, "g_exit", "[Y]", t0);
     println!("a Rust member's exit: gone from a BEAM node after {ms:.1} ms");
     assert!(ms < BOUND.as_secs_f64() * 1000.0, "{ms} ms");
-    until("a Rust member's exit seen from Rust", || members_of(&servers[2], "g_exit").is_empty()).await;
+    until("a Rust member's exit seen from Rust", || {
+        members_of(&servers[2], "g_exit").is_empty()
+    })
+    .await;
     drop(r);
 }
 
@@ -364,23 +397,35 @@ async fn members_of_a_lost_node_leave_within_the_bound_and_a_lost_hub_changes_no
         );
     }
     for s in &servers {
-        until("every member seen from Rust", || members_of(s, "g").len() == 14).await;
+        until("every member seen from Rust", || {
+            members_of(s, "g").len() == 14
+        })
+        .await;
     }
 
     let survivors_see_none = |var: &str, survivors: &[&BeamNode]| {
         for node in survivors {
             for group in ["g", "other"] {
-                let cond = format!("[P || P <- eq_pg:get_members({group}), lists:member(P, {var})]");
-                assert_eq!(beval(node, &cond), "[]", "{} still serves {var}", node.node_name());
+                let cond =
+                    format!("[P || P <- eq_pg:get_members({group}), lists:member(P, {var})]");
+                assert_eq!(
+                    beval(node, &cond),
+                    "[]",
+                    "{} still serves {var}",
+                    node.node_name()
+                );
             }
         }
     };
 
     // init:stop of d.
-    let t0: u128 = beval(&d, "T0 = erlang:system_time(microsecond), spawn(init, stop, []), T0")
-        .trim()
-        .parse()
-        .expect("T0");
+    let t0: u128 = beval(
+        &d,
+        "T0 = erlang:system_time(microsecond), spawn(init, stop, []), T0",
+    )
+    .trim()
+    .parse()
+    .expect("T0");
     let ms = gone_after(&b, "g", "Pd", t0);
     println!("init:stop: a node's members gone after {ms:.1} ms");
     assert!(ms < BOUND.as_secs_f64() * 1000.0, "{ms} ms");
@@ -453,7 +498,14 @@ async fn members_of_a_lost_node_leave_within_the_bound_and_a_lost_hub_changes_no
     wait_on(&b, "eq_pg:get_members(g_new) =:= [N]", WAIT);
     let r2 = servers[2].member("g_new").await;
     beval(&b, &format!("R2 = {}, ok", pid_expr(r2.pid())));
-    wait_on(&b, "lists:sort(eq_pg:get_members(g_new)) =:= lists:sort([N, R2])", WAIT);
-    until("the new members seen from Rust", || members_of(&servers[0], "g_new").len() == 2).await;
+    wait_on(
+        &b,
+        "lists:sort(eq_pg:get_members(g_new)) =:= lists:sort([N, R2])",
+        WAIT,
+    );
+    until("the new members seen from Rust", || {
+        members_of(&servers[0], "g_new").len() == 2
+    })
+    .await;
     drop((r0, r1, r2, d, e));
 }

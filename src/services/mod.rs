@@ -38,8 +38,8 @@
 //! until the shards are written back there.
 
 pub(crate) mod core;
-pub(crate) mod guard;
 pub mod groups;
+pub(crate) mod guard;
 pub mod host;
 pub(crate) mod names;
 pub(crate) mod protocol;

@@ -165,7 +165,11 @@ impl Groups {
 
     /// The members of `group` now, and every later change of it, in order
     /// (as `pg:monitor/2`).
-    pub fn monitor(&self, scope: &str, group: &Term) -> Result<(Vec<Pid>, GroupMonitor), GroupsError> {
+    pub fn monitor(
+        &self,
+        scope: &str,
+        group: &Term,
+    ) -> Result<(Vec<Pid>, GroupMonitor), GroupsError> {
         let group = Group::new(group.clone()).ok_or(GroupsError::GroupTooLarge)?;
         let (members, rx) = self.shared.watch(scope, Some(group.key.clone()), |table| {
             table.members(scope, &group.key).to_vec()

@@ -138,7 +138,13 @@ pub(crate) struct HubCore {
 impl HubCore {
     /// The hub `me` on `node`, pushing its members to the hubs of `peers`
     /// (this node's name is skipped), first at `now`.
-    pub(crate) fn new(me: Pid, node: &str, peers: &[String], limits: Limits, now: Instant) -> HubCore {
+    pub(crate) fn new(
+        me: Pid,
+        node: &str,
+        peers: &[String],
+        limits: Limits,
+        now: Instant,
+    ) -> HubCore {
         let peers = peers
             .iter()
             .filter(|p| p.as_str() != node)
@@ -189,12 +195,6 @@ impl HubCore {
         }
     }
 
-    /// The merged view (what the local table holds).
-    #[cfg(test)]
-    pub(crate) fn view(&self) -> &Table {
-        &self.view
-    }
-
     fn watch(&mut self, watch: Watch, target: Dest) -> MonitorId {
         self.next_id += 1;
         let id = self.next_id;
@@ -226,7 +226,8 @@ impl HubCore {
             let scopes: Vec<String> = self.own.scopes().map(|(s, _)| s.clone()).collect();
             for scope in scopes {
                 let sync = self.own_sync(&scope);
-                self.outbox.push_back(Action::Send(Dest::Hub(node.clone()), sync));
+                self.outbox
+                    .push_back(Action::Send(Dest::Hub(node.clone()), sync));
             }
         }
     }
@@ -236,7 +237,11 @@ impl HubCore {
             scope: scope.to_owned(),
             from: self.me.clone(),
             seq: self.own_seq.get(scope).copied().unwrap_or(0),
-            groups: self.own.scope(scope).map(ScopeTable::snapshot).unwrap_or_default(),
+            groups: self
+                .own
+                .scope(scope)
+                .map(ScopeTable::snapshot)
+                .unwrap_or_default(),
         }
     }
 
@@ -320,7 +325,11 @@ impl HubCore {
         }
         let next = ScopeTable::from_groups(groups);
         let key = (from.clone(), scope.clone());
-        let old = self.streams.remove(&key).map(|s| s.members).unwrap_or_default();
+        let old = self
+            .streams
+            .remove(&key)
+            .map(|s| s.members)
+            .unwrap_or_default();
         let added = next.member_count().saturating_sub(old.member_count());
         let new_groups = next.group_count().saturating_sub(old.group_count());
         if let Some(bound) = self.over(&scope, new_groups, added) {
@@ -343,7 +352,15 @@ impl HubCore {
         self.streams.insert(key, stream);
     }
 
-    fn on_delta(&mut self, op: Op, scope: String, from: Pid, seq: u64, group: Group, pids: Vec<Pid>) {
+    fn on_delta(
+        &mut self,
+        op: Op,
+        scope: String,
+        from: Pid,
+        seq: u64,
+        group: Group,
+        pids: Vec<Pid>,
+    ) {
         if from == self.me {
             return;
         }
@@ -415,7 +432,10 @@ impl HubCore {
                 tracing::warn!("eq_groups: too many subscribers, subscribe ignored");
                 return;
             }
-            let id = self.watch(Watch::Subscriber(subscriber.clone()), Dest::Pid(subscriber.clone()));
+            let id = self.watch(
+                Watch::Subscriber(subscriber.clone()),
+                Dest::Pid(subscriber.clone()),
+            );
             self.subscriber_monitors.insert(subscriber.clone(), id);
         }
         self.subscribers
@@ -424,11 +444,16 @@ impl HubCore {
             .insert(subscriber.clone());
         let snapshot = GroupMsg::Snapshot {
             seq: self.seqs.get(&scope).copied().unwrap_or(0),
-            groups: self.view.scope(&scope).map(ScopeTable::snapshot).unwrap_or_default(),
+            groups: self
+                .view
+                .scope(&scope)
+                .map(ScopeTable::snapshot)
+                .unwrap_or_default(),
             scope,
             hub: self.me.clone(),
         };
-        self.outbox.push_back(Action::Send(Dest::Pid(subscriber), snapshot));
+        self.outbox
+            .push_back(Action::Send(Dest::Pid(subscriber), snapshot));
     }
 
     pub(crate) fn handle_down(&mut self, id: MonitorId, now: Instant) {
@@ -438,8 +463,12 @@ impl HubCore {
         match watch {
             Watch::Authority(pid) => {
                 self.authorities.remove(&pid);
-                let keys: Vec<(Pid, String)> =
-                    self.streams.keys().filter(|(p, _)| *p == pid).cloned().collect();
+                let keys: Vec<(Pid, String)> = self
+                    .streams
+                    .keys()
+                    .filter(|(p, _)| *p == pid)
+                    .cloned()
+                    .collect();
                 for key in keys {
                     if let Some(stream) = self.streams.remove(&key) {
                         self.drop_members(&key.1, &stream.members);
@@ -489,7 +518,8 @@ impl HubCore {
                     group: group.clone(),
                     pids: pids.clone(),
                 };
-                self.outbox.push_back(Action::Send(Dest::Pid(sub.clone()), msg));
+                self.outbox
+                    .push_back(Action::Send(Dest::Pid(sub.clone()), msg));
             }
         }
         self.outbox.push_back(Action::Changed {
@@ -516,7 +546,12 @@ impl HubCore {
     }
 
     /// Rust processes of this node join `group` of `scope` (each once more).
-    pub(crate) fn local_join(&mut self, scope: &str, group: Group, pids: &[Pid]) -> Result<(), JoinRefused> {
+    pub(crate) fn local_join(
+        &mut self,
+        scope: &str,
+        group: Group,
+        pids: &[Pid],
+    ) -> Result<(), JoinRefused> {
         if let Some(p) = pids.iter().find(|p| p.node.name != self.node) {
             return Err(JoinRefused::NotLocal(p.clone()));
         }

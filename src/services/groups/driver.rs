@@ -54,7 +54,9 @@ impl HubServer {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send(Dest::Pid(pid), msg) => process.send(&pid, msg.encode()),
-                Action::Send(Dest::Hub(node), msg) => process.send((HUB, node.as_str()), msg.encode()),
+                Action::Send(Dest::Hub(node), msg) => {
+                    process.send((HUB, node.as_str()), msg.encode())
+                }
                 Action::Monitor(id, target) => {
                     let reference = match target {
                         Dest::Pid(pid) => process.monitor(&pid),

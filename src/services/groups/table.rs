@@ -26,10 +26,13 @@ impl ScopeTable {
         if pids.is_empty() {
             return;
         }
-        let entry = self.groups.entry(group.key.clone()).or_insert_with(|| Entry {
-            group: group.term.clone(),
-            pids: Vec::new(),
-        });
+        let entry = self
+            .groups
+            .entry(group.key.clone())
+            .or_insert_with(|| Entry {
+                group: group.term.clone(),
+                pids: Vec::new(),
+            });
         let mut joined = pids.to_vec();
         joined.append(&mut entry.pids);
         entry.pids = joined;
@@ -93,7 +96,10 @@ impl ScopeTable {
     /// The changes that turn `self` into `next`: leaves then joins, each
     /// `(group, pids)`, as multisets (a pid joined twice in `next` and once
     /// here is one join).
-    pub(crate) fn diff(&self, next: &ScopeTable) -> (Vec<(Group, Vec<Pid>)>, Vec<(Group, Vec<Pid>)>) {
+    pub(crate) fn diff(
+        &self,
+        next: &ScopeTable,
+    ) -> (Vec<(Group, Vec<Pid>)>, Vec<(Group, Vec<Pid>)>) {
         let mut leaves = Vec::new();
         let mut joins = Vec::new();
         for (key, old) in &self.groups {
