@@ -3,7 +3,8 @@
 %% members to join, and timing loops.
 -module(eq_groups).
 
--export([contract/2, member/0, members/1, wait_gone/3, bench_reads/3, bench_join_leave/3]).
+-export([contract/2, member/0, members/1, wait_gone/3, bench_reads/3, bench_join_leave/3,
+         start_watcher/3, propagation/4]).
 
 %% A process that waits until killed.
 member() ->
@@ -150,3 +151,41 @@ cycles(Mod, Scope, Group, P, Deadline, N) ->
         true -> cycles(Mod, Scope, Group, P, Deadline, N + 1);
         false -> N + 1
     end.
+
+%% A process on this node that monitors Group of Scope with Mod (pg or
+%% eq_pg) and answers every join it is told of with {seen, Pids, SystemUs}
+%% to ReplyTo.
+start_watcher(Mod, {Scope, Group}, ReplyTo) ->
+    Self = self(),
+    W = spawn(fun() ->
+                      {Ref, _} = Mod:monitor(Scope, Group),
+                      Self ! {watching, self()},
+                      watch(Ref, ReplyTo)
+              end),
+    receive {watching, W} -> W after 5000 -> exit(no_watcher) end.
+
+watch(Ref, ReplyTo) ->
+    receive
+        {Ref, join, _Group, Pids} ->
+            ReplyTo ! {seen, Pids, erlang:system_time(microsecond)},
+            watch(Ref, ReplyTo);
+        {Ref, leave, _, _} ->
+            watch(Ref, ReplyTo);
+        stop ->
+            ok
+    end.
+
+%% N joins of a fresh member on this node, each waited for until the
+%% watcher on another node (started with this process as ReplyTo) saw it:
+%% the microseconds from each join's start to its sight there.
+propagation(Mod, {Scope, Group}, N, _Watcher) ->
+    P = member(),
+    Times = [begin
+                 T0 = erlang:system_time(microsecond),
+                 ok = Mod:join(Scope, Group, P),
+                 T1 = receive {seen, [P], T} -> T after 5000 -> exit(not_seen) end,
+                 ok = Mod:leave(Scope, Group, P),
+                 T1 - T0
+             end || _ <- lists:seq(1, N)],
+    exit(P, kill),
+    Times.

@@ -305,7 +305,9 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
     let pid = r.pid().clone();
     let (l1, l2) = servers[1]
         .run(|_| async move {
-            let l1 = g.leave(SCOPE, atom("g_rust"), &[pid.clone()]).await;
+            let l1 = g
+                .leave(SCOPE, atom("g_rust"), std::slice::from_ref(&pid))
+                .await;
             let l2 = g.leave(SCOPE, atom("g_rust"), &[pid]).await;
             (l1, l2)
         })

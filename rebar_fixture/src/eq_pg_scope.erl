@@ -56,13 +56,16 @@ init([Scope]) ->
 %%% Calls: as pg's
 %%%===================================================================
 
-handle_call({join_local, Group, PidOrPids}, _From, #state{local = Local} = State) ->
+%% The caller is answered once the table holds the change, before the hubs
+%% are told: the order of changes is this process's either way.
+handle_call({join_local, Group, PidOrPids}, From, #state{local = Local} = State) ->
     Pids = as_list(PidOrPids),
     NewLocal = join_local(Pids, Group, Local),
     join_update_ets(State, Group, Pids, true),
-    {reply, ok, push(join, Group, Pids, State#state{local = NewLocal})};
+    gen_server:reply(From, ok),
+    {noreply, push(join, Group, Pids, State#state{local = NewLocal})};
 
-handle_call({leave_local, Group, PidOrPids}, _From, #state{local = Local} = State) ->
+handle_call({leave_local, Group, PidOrPids}, From, #state{local = Local} = State) ->
     Pids = as_list(PidOrPids),
     case leave_local(Pids, Group, Local) of
         Local ->
@@ -72,7 +75,8 @@ handle_call({leave_local, Group, PidOrPids}, _From, #state{local = Local} = Stat
             %% monitors are told the pids named.
             Joined = [P || P <- Pids, joined(P, Group, Local)],
             leave_update_ets(State, Group, Pids, true),
-            {reply, ok, push(leave, Group, Joined, State#state{local = NewLocal})}
+            gen_server:reply(From, ok),
+            {noreply, push(leave, Group, Joined, State#state{local = NewLocal})}
     end;
 
 handle_call(monitor, {Pid, _Tag}, #state{scope = Scope, scope_monitors = ScopeMon} = State) ->

@@ -18,7 +18,7 @@
 use super::table::{ScopeTable, Table};
 use super::wire::{Group, GroupMsg, Op};
 use crate::term::Pid;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -118,8 +118,6 @@ pub(crate) struct HubCore {
     node: String,
     limits: Limits,
     view: Table,
-    /// The last update number sent to the subscribers of each scope.
-    seqs: HashMap<String, u64>,
     streams: HashMap<(Pid, String), Stream>,
     authorities: HashMap<Pid, MonitorId>,
     own: Table,
@@ -127,7 +125,11 @@ pub(crate) struct HubCore {
     /// Local members: their monitor and every (scope, group) joined, once
     /// per join.
     locals: HashMap<Pid, (MonitorId, Vec<(String, Group)>)>,
-    subscribers: HashMap<String, HashSet<Pid>>,
+    /// Per scope, each subscriber and the number of the last update sent
+    /// to it. Numbered per subscriber: a change of members of the
+    /// subscriber's own node only is not sent to it (its scope server
+    /// knew first), which saves one message per local join or leave.
+    subscribers: HashMap<String, HashMap<Pid, u64>>,
     subscriber_monitors: HashMap<Pid, MonitorId>,
     peers: HashMap<String, Peer>,
     watches: HashMap<MonitorId, Watch>,
@@ -161,7 +163,6 @@ impl HubCore {
             node: node.to_owned(),
             limits,
             view: Table::default(),
-            seqs: HashMap::new(),
             streams: HashMap::new(),
             authorities: HashMap::new(),
             own: Table::default(),
@@ -441,14 +442,19 @@ impl HubCore {
         self.subscribers
             .entry(scope.clone())
             .or_default()
-            .insert(subscriber.clone());
+            .insert(subscriber.clone(), 0);
+        let mut groups = self
+            .view
+            .scope(&scope)
+            .map(ScopeTable::snapshot)
+            .unwrap_or_default();
+        for (_, pids) in &mut groups {
+            pids.retain(|p| p.node != subscriber.node);
+        }
+        groups.retain(|(_, pids)| !pids.is_empty());
         let snapshot = GroupMsg::Snapshot {
-            seq: self.seqs.get(&scope).copied().unwrap_or(0),
-            groups: self
-                .view
-                .scope(&scope)
-                .map(ScopeTable::snapshot)
-                .unwrap_or_default(),
+            seq: 0,
+            groups,
             scope,
             hub: self.me.clone(),
         };
@@ -505,18 +511,24 @@ impl HubCore {
     }
 
     fn publish(&mut self, scope: &str, op: Op, group: &Group, pids: Vec<Pid>) {
-        let seq = self.seqs.entry(scope.to_owned()).or_insert(0);
-        *seq += 1;
-        let seq = *seq;
-        if let Some(subs) = self.subscribers.get(scope) {
-            for sub in subs {
+        if let Some(subs) = self.subscribers.get_mut(scope) {
+            for (sub, seq) in subs.iter_mut() {
+                let theirs: Vec<Pid> = pids
+                    .iter()
+                    .filter(|p| p.node != sub.node)
+                    .cloned()
+                    .collect();
+                if theirs.is_empty() {
+                    continue;
+                }
+                *seq += 1;
                 let msg = GroupMsg::Update {
                     scope: scope.to_owned(),
                     hub: self.me.clone(),
-                    seq,
+                    seq: *seq,
                     op,
                     group: group.clone(),
-                    pids: pids.clone(),
+                    pids: theirs,
                 };
                 self.outbox
                     .push_back(Action::Send(Dest::Pid(sub.clone()), msg));

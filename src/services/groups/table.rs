@@ -13,6 +13,9 @@ pub(crate) struct Entry {
     pub pids: Vec<Pid>,
 }
 
+/// Groups with pids: a sync's or a snapshot's content, or changes.
+pub(crate) type GroupPids = Vec<(Group, Vec<Pid>)>;
+
 /// The groups of one scope.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ScopeTable {
@@ -96,10 +99,7 @@ impl ScopeTable {
     /// The changes that turn `self` into `next`: leaves then joins, each
     /// `(group, pids)`, as multisets (a pid joined twice in `next` and once
     /// here is one join).
-    pub(crate) fn diff(
-        &self,
-        next: &ScopeTable,
-    ) -> (Vec<(Group, Vec<Pid>)>, Vec<(Group, Vec<Pid>)>) {
+    pub(crate) fn diff(&self, next: &ScopeTable) -> (GroupPids, GroupPids) {
         let mut leaves = Vec::new();
         let mut joins = Vec::new();
         for (key, old) in &self.groups {
