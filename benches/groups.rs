@@ -24,6 +24,7 @@
 //!   masters: `pg` tells g2 directly, eq_pg tells every hub, which tells g2);
 //! - propagation: from the start of a `join` on g1 until a monitor on g2
 //!   is told of it (median and 90th percentile of 50).
+//!
 //! And once: `Groups::members` from Rust, per second.
 
 #[path = "../tests/common/mod.rs"]

@@ -57,6 +57,8 @@ pub(crate) struct Limits {
     pub members: usize,
     pub authorities: usize,
     pub subscribers: usize,
+    /// Peer hubs (configured ones and those that announced themselves).
+    pub peers: usize,
 }
 
 impl Default for Limits {
@@ -67,6 +69,7 @@ impl Default for Limits {
             members: 1_000_000,
             authorities: 10_000,
             subscribers: 10_000,
+            peers: 256,
         }
     }
 }
@@ -224,6 +227,11 @@ impl HubCore {
                 peer.monitor = Some(id);
                 peer.retry_at = None;
             }
+            let hello = GroupMsg::Peer {
+                hub: self.me.clone(),
+            };
+            self.outbox
+                .push_back(Action::Send(Dest::Hub(node.clone()), hello));
             let scopes: Vec<String> = self.own.scopes().map(|(s, _)| s.clone()).collect();
             for scope in scopes {
                 let sync = self.own_sync(&scope);
@@ -246,7 +254,7 @@ impl HubCore {
         }
     }
 
-    pub(crate) fn handle_msg(&mut self, msg: GroupMsg, _now: Instant) {
+    pub(crate) fn handle_msg(&mut self, msg: GroupMsg, now: Instant) {
         match msg {
             GroupMsg::Sync {
                 scope,
@@ -270,8 +278,33 @@ impl HubCore {
                 tracing::warn!(%scope, ?hub, %reason, "eq_groups: a peer hub refused our members");
             }
             GroupMsg::Subscribe { scope, subscriber } => self.on_subscribe(scope, subscriber),
+            GroupMsg::Peer { hub } => self.on_peer(&hub, now),
             GroupMsg::Snapshot { .. } | GroupMsg::Update { .. } => {
                 tracing::debug!("eq_groups: subscriber message sent to a hub, ignored");
+            }
+        }
+    }
+
+    /// A hub announced itself: push our members to it too (at once if it
+    /// is new or we were waiting to try it again).
+    fn on_peer(&mut self, hub: &Pid, now: Instant) {
+        let node = hub.node.name.clone();
+        if node == self.node {
+            return;
+        }
+        let full = self.peers.len() >= self.limits.peers;
+        match self.peers.get_mut(&node) {
+            Some(peer) if peer.monitor.is_none() => peer.retry_at = Some(now),
+            Some(_) => {}
+            None if full => {
+                tracing::warn!(%node, "eq_groups: too many peer hubs, announcement ignored");
+            }
+            None => {
+                let peer = Peer {
+                    monitor: None,
+                    retry_at: Some(now),
+                };
+                self.peers.insert(node, peer);
             }
         }
     }

@@ -489,3 +489,45 @@ fn bad_messages_are_errors_not_panics() {
         Err(GroupMsgError::Malformed)
     );
 }
+
+#[test]
+fn a_hub_that_announces_itself_gets_our_members_too() {
+    let (mut core, now) = hub(
+        &[],
+        Limits {
+            peers: 1,
+            ..Limits::default()
+        },
+    );
+    core.local_join(S, group("g"), &[pid(ME, 50)])
+        .expect("join");
+    drain(&mut core);
+    assert_eq!(core.poll_timeout(), None);
+    core.handle_msg(
+        GroupMsg::Peer {
+            hub: pid("hub@b", 1),
+        },
+        now,
+    );
+    // Our own announcement comes back: ignored; a peer past the bound too.
+    core.handle_msg(GroupMsg::Peer { hub: pid(ME, 1) }, now);
+    core.handle_msg(
+        GroupMsg::Peer {
+            hub: pid("hub@c", 1),
+        },
+        now,
+    );
+    assert_eq!(core.poll_timeout(), Some(now));
+    core.handle_timeout(now);
+    let actions = drain(&mut core);
+    monitor_of(&actions, &Dest::Hub("hub@b".into()));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Send(Dest::Hub(n), GroupMsg::Peer { .. }) if n == "hub@b")));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Send(Dest::Hub(n), GroupMsg::Sync { .. }) if n == "hub@b")));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Send(Dest::Hub(n), _) if n == "hub@c")));
+}

@@ -9,6 +9,9 @@
 //!   know, and `refused` when the stream passes a bound;
 //! - a subscriber (a BEAM scope server) asks a hub for a scope's members:
 //!   `subscribe`, answered by a `snapshot` then numbered `update`s;
+//! - a hub tells every hub it pushes to that it exists (`peer`), so that
+//!   hubs push their Rust members both ways even when only one of them
+//!   lists the other;
 //! - nothing else: the hubs learn deaths from monitors, not messages.
 //!
 //! Decoding never panics and checks the bounds that keep one message small
@@ -93,6 +96,9 @@ pub(crate) enum GroupMsg {
         hub: Pid,
         reason: String,
     },
+    /// `{eq_groups, peer, Hub}`: a hub telling another it exists, so that
+    /// the other pushes its own members back even when not configured to.
+    Peer { hub: Pid },
     /// `{eq_groups, subscribe, Scope, Subscriber}`.
     Subscribe { scope: String, subscriber: Pid },
     /// `{eq_groups, snapshot, Scope, Hub, Seq, [{Group, [Pid]}]}`: every
@@ -236,6 +242,7 @@ impl GroupMsg {
                 hub: pid(hub)?,
                 reason: as_atom(reason).ok_or(GroupMsgError::Malformed)?.to_owned(),
             },
+            ("peer", [hub]) => GroupMsg::Peer { hub: pid(hub)? },
             ("subscribe", [s, sub]) => GroupMsg::Subscribe {
                 scope: scope(s)?,
                 subscriber: pid(sub)?,
@@ -302,6 +309,11 @@ impl GroupMsg {
             GroupMsg::Refused { scope, hub, reason } => {
                 let mut t = head("refused");
                 t.extend([atom(scope), Term::from(hub.clone()), atom(reason)]);
+                t
+            }
+            GroupMsg::Peer { hub } => {
+                let mut t = head("peer");
+                t.push(Term::from(hub.clone()));
                 t
             }
             GroupMsg::Subscribe { scope, subscriber } => {
