@@ -13,8 +13,8 @@
 //!   Elixir node; a BEAM member is seen by the other BEAM nodes and by
 //!   every Rust node, a Rust member by every BEAM node (and a BEAM
 //!   `eq_pg:monitor/2` gets its join); a Rust monitor gets a BEAM member's
-//!   join and leave; Elixir `Sworm.join` is read by Erlang's
-//!   `eq_sworm:members`; a member that exits (BEAM or Rust) leaves every
+//!   join and leave; Elixir `Sworm.join` and a `use Sworm` module's
+//!   `join/1` are read by Erlang's `eq_sworm:members`; a member that exits (BEAM or Rust) leaves every
 //!   other node's table within the bound.
 //! - `members_of_a_lost_node_leave_within_the_bound_and_a_lost_hub_changes_nothing`:
 //!   a node stopped with `init:stop`, one sent SIGTERM and one killed with
@@ -337,6 +337,30 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         "not_joined"
     );
     wait_on(&a, "eq_sworm:members(sw, grp) =:= []", WAIT);
+    // And through a `use Sworm` module.
+    services_support::ex(
+        &c,
+        "defmodule GroupsSworm do use Sworm end; GroupsSworm.join(:workers)",
+        &[],
+    );
+    assert_eq!(
+        services_support::ex(&c, "GroupsSworm.members(:workers) == [self()]", &[]),
+        "true"
+    );
+    wait_on(
+        &a,
+        "eq_sworm:members('Elixir.GroupsSworm', workers) =:= [S]",
+        WAIT,
+    );
+    assert_eq!(
+        services_support::ex(&c, "GroupsSworm.leave(:workers)", &[]),
+        "ok"
+    );
+    wait_on(
+        &a,
+        "eq_sworm:members('Elixir.GroupsSworm', workers) =:= []",
+        WAIT,
+    );
 
     // Exits: a BEAM member and a Rust member leave every table in the bound.
     beval(&a, "X = eq_groups:member(), ok = eq_pg:join(g_exit, X)");
