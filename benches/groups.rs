@@ -87,6 +87,8 @@ struct Figures {
     /// Per round: µs per join+leave, CPU µs per join+leave.
     cycle: [Vec<f64>; 2],
     cycle_cpu: [Vec<f64>; 2],
+    /// The part of `cycle_cpu` spent by the Rust nodes.
+    cycle_rust_cpu: [Vec<f64>; 2],
     /// Every sample: µs from join to sight on g2.
     propagation: [Vec<f64>; 2],
 }
@@ -188,6 +190,9 @@ fn main() {
     }
     let mut ours = masters.os_pids();
     ours.extend([g1.os_pid(), g2.os_pid(), std::process::id()]);
+    // The Rust nodes alone: the masters and this process.
+    let mut rust_pids = masters.os_pids();
+    rust_pids.push(std::process::id());
 
     let mods = ["pg", "eq_pg"];
     let mut f = Figures::default();
@@ -207,13 +212,16 @@ fn main() {
         for &i in &order {
             let m = mods[i];
             let group = format!("{{bench, cycle, {round}}}");
+            let rust0 = ticks(&rust_pids);
             let (n, us, cpu) = measure(
                 &g1,
                 &ours,
                 &format!("eq_groups:bench_join_leave({m}, {{{m}, {group}}}, {ms})"),
             );
+            let rust_cpu = (ticks(&rust_pids) - rust0) as f64 / CLOCK_TICKS_PER_S * 1e6;
             f.cycle[i].push(us / n);
             f.cycle_cpu[i].push(cpu / n);
+            f.cycle_rust_cpu[i].push(rust_cpu / n);
         }
         for &i in &order {
             let m = mods[i];
@@ -300,6 +308,11 @@ fn main() {
         "µs",
         Better::Lower,
         &f.cycle_cpu,
+    );
+    println!(
+        "join + leave, CPU of the Rust nodes alone: pg {:.3} µs, eq_pg {:.3} µs",
+        median(f.cycle_rust_cpu[0].clone()),
+        median(f.cycle_rust_cpu[1].clone())
     );
     for (i, m) in mods.iter().enumerate() {
         let v = f.propagation[i].clone();

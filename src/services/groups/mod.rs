@@ -21,7 +21,8 @@
 //!   readers read the hub's local table ([`Groups`]).
 //!
 //! Modules: `wire` (every message, one encoder and decoder), `table`
-//! (pg-shaped members), `core` (the hub, sans-IO), `driver` (the process),
+//! (pg-shaped members), `core` (the hub, sans-IO; `core::local`: its own
+//! Rust members and peer hubs), `driver` (the process),
 //! `shared` (the local table for Rust readers and monitors), `api`
 //! ([`Groups`]).
 
