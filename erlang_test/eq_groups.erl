@@ -99,7 +99,7 @@ norm(X, Seen) ->
 
 %% Milliseconds (from StartUs, erlang:system_time(microsecond) on any node
 %% of this host) until none of Pids is a member of Group in the eq_pg scope
-%% Scope here; polled every millisecond.
+%% Scope here; polled every millisecond; {still_members, Pids} after 10 s.
 wait_gone(Scope, Group, {Pids, StartUs}) ->
     wait_gone(Scope, Group, Pids, StartUs).
 
@@ -107,7 +107,11 @@ wait_gone(Scope, Group, Pids, StartUs) ->
     Members = eq_pg:get_members(Scope, Group),
     case [P || P <- Pids, lists:member(P, Members)] of
         [] -> (erlang:system_time(microsecond) - StartUs) / 1000;
-        _ -> timer:sleep(1), wait_gone(Scope, Group, Pids, StartUs)
+        Left ->
+            case erlang:system_time(microsecond) - StartUs > 10000000 of
+                true -> {still_members, Left};
+                false -> timer:sleep(1), wait_gone(Scope, Group, Pids, StartUs)
+            end
     end.
 
 %% {Calls, Micros, CpuMicros}: Mod:get_members(Scope, Group) in a loop for

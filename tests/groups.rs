@@ -197,7 +197,9 @@ fn gone_after(node: &BeamNode, group: &str, pids: &str, t0_us: u128) -> f64 {
         node,
         &format!("eq_groups:wait_gone(eq_pg, {group}, {{{pids}, {t0_us}}})"),
     );
-    ms.trim().parse().expect("a time in ms")
+    ms.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: {group} still holds them: {ms}", node.node_name()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
