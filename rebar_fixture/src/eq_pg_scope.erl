@@ -38,7 +38,11 @@
     %% Hubs pushed to: Node => monitor of {eq_groups, Node}.
     hubs = #{} :: #{node() => reference()},
     %% The subscription: none | {subscribing, Node} | {subscribed, Node, HubPid, Seq}.
-    sub = none :: none | {subscribing, node()} | {subscribed, node(), pid(), non_neg_integer()}
+    sub = none :: none | {subscribing, node()} | {subscribed, node(), pid(), non_neg_integer()},
+    %% The linked process that sends our syncs and deltas to the hubs, in
+    %% the order given: a join or leave is answered without waiting for
+    %% the remote sends (one per hub).
+    pusher :: pid() | undefined
 }).
 
 start_link(Scope) when is_atom(Scope) ->
@@ -49,8 +53,9 @@ start(Scope) when is_atom(Scope) ->
 
 init([Scope]) ->
     Scope = ets:new(Scope, [set, protected, named_table, {read_concurrency, true}]),
+    Pusher = spawn_link(fun pusher/0),
     self() ! connect,
-    {ok, #state{scope = Scope}}.
+    {ok, #state{scope = Scope, pusher = Pusher}}.
 
 %%%===================================================================
 %%% Calls: as pg's
@@ -127,7 +132,7 @@ handle_info(connect, State) ->
     {noreply, subscribe(connect(State))};
 
 handle_info({?HUB, resync, Scope, Hub}, #state{scope = Scope} = State) when is_pid(Hub) ->
-    erlang:send(Hub, sync_msg(State), [noconnect]),
+    send_out([Hub], sync_msg(State), State),
     {noreply, State};
 
 handle_info({?HUB, refused, Scope, Hub, Reason}, #state{scope = Scope} = State) ->
@@ -138,7 +143,7 @@ handle_info({?HUB, refused, Scope, Hub, Reason}, #state{scope = Scope} = State) 
     {noreply, State};
 
 handle_info({resync_hub, Hub}, State) ->
-    erlang:send(Hub, sync_msg(State), [noconnect]),
+    send_out([Hub], sync_msg(State), State),
     {noreply, State};
 
 handle_info({?HUB, snapshot, Scope, Hub, Seq, Groups},
@@ -196,20 +201,20 @@ handle_info({'DOWN', MRef, process, _Object, _Info}, #state{hubs = Hubs, sub = S
 handle_info(_Info, State) ->
     {noreply, State}.
 
-terminate(_Reason, #state{scope = Scope}) ->
+%% The pusher goes too (a `normal` stop does not take a linked process):
+%% what it still holds no longer matters, the hubs drop our members when
+%% we go.
+terminate(_Reason, #state{scope = Scope, pusher = Pusher}) ->
+    unlink(Pusher),
+    exit(Pusher, kill),
     true = ets:delete(Scope).
 
 %% Monitors and syncs every configured hub not yet connected. A hub that is
 %% not there answers with a DOWN, and is tried again on the next `connect`.
 connect(#state{hubs = Hubs} = State) ->
     New = [N || N <- rust_quorum:nodes(), not maps:is_key(N, Hubs)],
-    Sync = sync_msg(State),
-    Added = maps:from_list(
-              [begin
-                   MRef = erlang:monitor(process, {?HUB, N}),
-                   erlang:send({?HUB, N}, Sync, [noconnect]),
-                   {N, MRef}
-               end || N <- New]),
+    Added = maps:from_list([{N, erlang:monitor(process, {?HUB, N})} || N <- New]),
+    New =/= [] andalso send_out([{?HUB, N} || N <- New], sync_msg(State), State),
     State#state{hubs = maps:merge(Hubs, Added)}.
 
 %% Subscribes to a hub if not subscribed: the one rust_quorum calls first
@@ -239,8 +244,22 @@ push(_Op, _Group, [], State) ->
 push(Op, Group, Pids, #state{scope = Scope, seq = Seq0, hubs = Hubs} = State) ->
     Seq = Seq0 + 1,
     Msg = {?HUB, Op, Scope, self(), Seq, Group, Pids},
-    _ = [erlang:send({?HUB, N}, Msg, [noconnect]) || N <- maps:keys(Hubs)],
+    send_out([{?HUB, N} || N <- maps:keys(Hubs)], Msg, State),
     State#state{seq = Seq}.
+
+send_out(Dests, Msg, #state{pusher = Pusher}) ->
+    Pusher ! {push, Dests, Msg},
+    ok.
+
+%% Sends what it is given, in order. (A hub's busy connection suspends this
+%% process, not the scope server; the queue here then grows until it
+%% drains.)
+pusher() ->
+    receive
+        {push, Dests, Msg} ->
+            _ = [erlang:send(D, Msg, [noconnect]) || D <- Dests],
+            pusher()
+    end.
 
 %%%===================================================================
 %%% Remote members
