@@ -18,7 +18,8 @@
 //! Per round (`EQ_BENCH_ROUNDS`, 5), each pair back to back, the order
 //! flipping every round; figures are medians over the rounds, ratios the
 //! median of the rounds' ratios, > 1 meaning eq_pg is better:
-//! - `get_members` on g1, calls per second (and CPU per call);
+//! - `get_members` on g1, calls per second (and CPU per call), and of a
+//!   group with no member;
 //! - `join` + `leave` of one member on g1, one after the other, latency of
 //!   the pair and the CPU all our processes spent per pair (g1, g2, the
 //!   masters: `pg` tells g2 directly, eq_pg tells every hub, which tells g2);
@@ -84,6 +85,8 @@ struct Figures {
     /// Per round: calls/s, CPU µs per call.
     reads: [Vec<f64>; 2],
     read_cpu: [Vec<f64>; 2],
+    /// Per round: calls/s of get_members of a group with no member.
+    reads_empty: [Vec<f64>; 2],
     /// Per round: µs per join+leave, CPU µs per join+leave.
     cycle: [Vec<f64>; 2],
     cycle_cpu: [Vec<f64>; 2],
@@ -211,6 +214,12 @@ fn main() {
         }
         for &i in &order {
             let m = mods[i];
+            let expr = format!("eq_groups:bench_reads({m}, {{{m}, {{bench, nobody}}}}, {ms})");
+            let (n, us, _) = measure(&g1, &ours, &expr);
+            f.reads_empty[i].push(n / us * 1e6);
+        }
+        for &i in &order {
+            let m = mods[i];
             let group = format!("{{bench, cycle, {round}}}");
             let rust0 = ticks(&rust_pids);
             let (n, us, cpu) = measure(
@@ -295,6 +304,12 @@ fn main() {
         "M calls/s",
         Better::Higher,
         &scaled(&f.reads, 1e-6),
+    );
+    row(
+        "get_members of a group with no member",
+        "M calls/s",
+        Better::Higher,
+        &scaled(&f.reads_empty, 1e-6),
     );
     row(
         "get_members, CPU per call",

@@ -92,12 +92,7 @@ get_members(Group) ->
 
 -spec get_members(Scope :: atom(), Group :: group()) -> [pid()].
 get_members(Scope, Group) ->
-    try
-        ets:lookup_element(Scope, Group, 2)
-    catch
-        error:badarg ->
-            []
-    end.
+    lookup(Scope, Group, 2).
 
 -spec get_local_members(Group :: group()) -> [pid()].
 get_local_members(Group) ->
@@ -105,12 +100,7 @@ get_local_members(Group) ->
 
 -spec get_local_members(Scope :: atom(), Group :: group()) -> [pid()].
 get_local_members(Scope, Group) ->
-    try
-        ets:lookup_element(Scope, Group, 3)
-    catch
-        error:badarg ->
-            []
-    end.
+    lookup(Scope, Group, 3).
 
 -spec which_groups() -> [Group :: group()].
 which_groups() ->
@@ -131,6 +121,27 @@ which_local_groups(Scope) when is_atom(Scope) ->
 %%%===================================================================
 %%% Internals
 %%%===================================================================
+
+%% Element Pos of Group's row, [] when there is none (or no such scope).
+%% On OTP 26+ a missing group costs no exception (lookup_element/4), which
+%% pg pays on every read of an empty group.
+-if(?OTP_RELEASE >= 26).
+lookup(Scope, Group, Pos) ->
+    try
+        ets:lookup_element(Scope, Group, Pos, [])
+    catch
+        error:badarg ->
+            []
+    end.
+-else.
+lookup(Scope, Group, Pos) ->
+    try
+        ets:lookup_element(Scope, Group, Pos)
+    catch
+        error:badarg ->
+            []
+    end.
+-endif.
 
 ensure_local(Pid) when is_pid(Pid), node(Pid) =:= node() ->
     ok;
