@@ -28,6 +28,9 @@
 
 -define(DEFAULT_SCOPE, ?MODULE).
 
+%% Reads cost what pg's do: no extra call.
+-compile({inline, [lookup/3]}).
+
 -type group() :: any().
 -export_type([group/0]).
 
