@@ -86,6 +86,22 @@ defmodule Sworm do
   @spec registered(term()) :: [{term(), pid()}]
   def registered(sworm), do: :eq_sworm.registered(sworm)
 
+  @doc """
+  `pid` (a process of this node, default `self()`) joins `group` of
+  `sworm`: `:ok`. As in `:pg`, joins count: a pid joined twice is a member
+  twice until it leaves twice. It leaves every group when it exits.
+  """
+  @spec join(term(), term(), pid()) :: :ok
+  def join(sworm, group, pid \\ self()), do: :eq_sworm.join(sworm, group, pid)
+
+  @doc "`pid` leaves `group` of `sworm` (one join): `:ok` or `:not_joined`."
+  @spec leave(term(), term(), pid()) :: :ok | :not_joined
+  def leave(sworm, group, pid \\ self()), do: :eq_sworm.leave(sworm, group, pid)
+
+  @doc "The members of `group` of `sworm` on every node, BEAM and Rust (a local read)."
+  @spec members(term(), term()) :: [pid()]
+  def members(sworm, group), do: :eq_sworm.members(sworm, group)
+
   defp nil_for_undefined(:undefined), do: nil
   defp nil_for_undefined(other), do: other
 
@@ -112,6 +128,9 @@ defmodule Sworm do
       def whereis_name(name), do: Sworm.whereis_name(__MODULE__, name)
       def lookup(name), do: Sworm.lookup(__MODULE__, name)
       def registered(), do: Sworm.registered(__MODULE__)
+      def join(group, pid \\ self()), do: Sworm.join(__MODULE__, group, pid)
+      def leave(group, pid \\ self()), do: Sworm.leave(__MODULE__, group, pid)
+      def members(group), do: Sworm.members(__MODULE__, group)
     end
   end
 end

@@ -18,6 +18,8 @@
 -export([register_name/5, register_name/6, register_name/3, register_name/4,
          whereis_or_register_name/5, whereis_or_register_name/6, unregister_name/2, whereis_name/2,
          lookup/2, registered/1]).
+%% Groups (in the default eq_pg scope, as {'$eq_sworm', Scope, Group}).
+-export([join/3, leave/3, members/2]).
 %% Via callbacks, on {Scope, Name}.
 -export([register_name/2, unregister_name/1, whereis_name/1, send/2]).
 
@@ -106,6 +108,28 @@ lookup(Scope, Name) ->
 -spec registered(term()) -> [{term(), pid()}].
 registered(Scope) ->
     eq_singleton:registered(Scope).
+
+%%%===================================================================
+%%% Groups: Sworm's join/leave/members, on eq_pg (any term as Scope; no
+%%% setup: a group of Scope is the group {'$eq_sworm', Scope, Group} of the
+%%% default eq_pg scope, so scopes never collide)
+%%%===================================================================
+
+%% Pid (a process of this node) joins Group of Scope: ok. Joins count, as
+%% in pg: a pid joined twice is a member twice until it leaves twice.
+-spec join(term(), term(), pid()) -> ok.
+join(Scope, Group, Pid) ->
+    eq_pg:join(eq_pg, {'$eq_sworm', Scope, Group}, Pid).
+
+%% Pid leaves Group of Scope (one join): ok | not_joined.
+-spec leave(term(), term(), pid()) -> ok | not_joined.
+leave(Scope, Group, Pid) ->
+    eq_pg:leave(eq_pg, {'$eq_sworm', Scope, Group}, Pid).
+
+%% The members of Group of Scope on every node, BEAM and Rust (a local read).
+-spec members(term(), term()) -> [pid()].
+members(Scope, Group) ->
+    eq_pg:get_members(eq_pg, {'$eq_sworm', Scope, Group}).
 
 %%%===================================================================
 %%% Via callbacks: {via, eq_sworm, {Scope, Name}}

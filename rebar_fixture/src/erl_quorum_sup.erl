@@ -34,4 +34,12 @@ init([]) ->
              shutdown => 5000,
              type => worker,
              modules => [erl_quorum_host]},
-    {ok, {SupFlags, [Guard, Keepers, Host]}}.
+    %% The default eq_pg scope (process groups), last: it reads the Rust
+    %% nodes from rust_quorum's configuration.
+    Groups = #{id => eq_pg,
+               start => {eq_pg, start_link, []},
+               restart => permanent,
+               shutdown => 5000,
+               type => worker,
+               modules => [eq_pg, eq_pg_scope]},
+    {ok, {SupFlags, [Guard, Keepers, Host, Groups]}}.

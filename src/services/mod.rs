@@ -39,6 +39,7 @@
 
 pub(crate) mod core;
 pub mod election;
+pub mod groups;
 pub(crate) mod guard;
 pub mod host;
 pub mod membership;
@@ -58,6 +59,7 @@ use crate::process::RegisterError;
 use crate::term::Pid;
 use std::time::Duration;
 
+pub use groups::Groups;
 pub use host::Host;
 pub use otp_pg::{OtpPgConfig, OtpPgError, OtpPgScope};
 pub use registry::{
@@ -119,6 +121,7 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
         config.peers = config.masters.clone();
     }
     guard::ensure_started(node);
+    groups::start(node, &config.peers)?;
     let process = node.spawn_process();
     process.register("erl_quorum")?;
     let pid = process.pid().clone();
