@@ -62,7 +62,8 @@ impl Default for Fences {
 
 impl Fences {
     /// This node took `shard`; `wall_ms`: the wall clock (ms since the
-    /// Unix epoch) when the round ended.
+    /// Unix epoch) when the round started (stamped by the driver: a slow
+    /// round must not eat into the gap the module comment relies on).
     pub(super) fn taken(&mut self, shard: u32, wall_ms: u64) {
         if let Some(next) = self.next.get_mut(shard as usize) {
             let base = wall_ms.min(MAX_WALL_MS) << GRANT_BITS;
