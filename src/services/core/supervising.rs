@@ -47,6 +47,12 @@ impl Core {
         false
     }
 
+    /// Whether another node was just seen holding `name`'s shard.
+    fn shard_elsewhere(&self, name: &Term) -> bool {
+        shard_of_key(Kind::Name, name)
+            .is_some_and(|shard| self.routing.shards.foreign_fresh(shard, self.now))
+    }
+
     fn held_back_retry(&self, name: &Term) -> Duration {
         match shard_of_key(Kind::Name, name) {
             Some(shard) if self.routing.shards.foreign(shard) => HELD_BACK_FOREIGN_RETRY,
@@ -112,12 +118,18 @@ impl Core {
                     Action::ToHost(host, HostMsg::Start { id, name, .. })
                         if !self.may_start(&name) =>
                     {
-                        if let Some(name) = self.supervise.hold_back(id, host) {
+                        let elsewhere = self.shard_elsewhere(&name);
+                        let now = self.now;
+                        if let Some(name) = self.supervise.hold_back(id, host, elsewhere, now) {
                             let at = self.now + self.held_back_retry(&name);
                             self.timers.at(at, Timer::StartRetry(name));
                         }
                     }
-                    Action::ToHost(host, msg) => self.outputs.push_back(Output::Host(host, msg)),
+                    Action::ToHost(host, msg) => {
+                        let HostMsg::Start { id, .. } = &msg;
+                        self.supervise.went_out(*id);
+                        self.outputs.push_back(Output::Host(host, msg))
+                    }
                     Action::Register { keeper, name, pid } => {
                         self.slots.register(keeper, name, pid)
                     }

@@ -286,6 +286,7 @@ impl Supervise {
             intensity: Intensity::default(),
             is_restart: false,
             attempted: false,
+            held_since: None,
         };
         self.pending.insert(key.clone(), pending);
         self.next_host(key, atom("no_host"), now);

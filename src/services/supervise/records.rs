@@ -79,6 +79,7 @@ impl Supervise {
             intensity: record.intensity,
             is_restart: true,
             attempted: false,
+            held_since: None,
         };
         self.pending.insert(key.clone(), pending);
         self.next_host(key, atom("no_host"), now);

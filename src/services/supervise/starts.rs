@@ -52,7 +52,14 @@ pub(super) struct Pending {
     /// Whether this round sent any `eq_start` (a round that found no host
     /// at all does not count as a restart: nothing was started).
     pub(super) attempted: bool,
+    /// Since when its start has been held back (see
+    /// [`Supervise::hold_back`]); cleared once an `eq_start` went out.
+    pub(super) held_since: Option<Instant>,
 }
+
+/// How long a caller's start may be held back before its callers are told
+/// `no_quorum` (a restart has no caller: it waits as long as it takes).
+const HELD_BACK_MAX: Duration = Duration::from_secs(5);
 
 impl Supervise {
     /// Attempt `id`, given up, may be followed now (see [`Phase::Abandoned`]).
@@ -244,21 +251,39 @@ impl Supervise {
     }
 
     /// Takes back attempt `id`, whose `eq_start` to `host` the serving
-    /// node did not send: it could not grant the name now. A restart keeps
-    /// its host first and is tried again at the returned name's
-    /// [`Action::RetryAt`] (scheduled by the caller; nothing was started, so
-    /// nothing counts as a restart). A caller's start ends: its callers get
-    /// `no_quorum` and ask again (and are redirected if the shard moved).
-    pub(crate) fn hold_back(&mut self, id: u64, host: Pid) -> Option<Term> {
+    /// node did not send: it could not grant the name now. The host comes
+    /// first again at the next [`Supervise::retry`] (at the returned name's
+    /// [`Action::RetryAt`], which the caller schedules; nothing was started,
+    /// so nothing counts as a restart). When another node holds the name's
+    /// shard (`elsewhere`), or the start has been held back for
+    /// [`HELD_BACK_MAX`], a caller's start ends instead: its callers get
+    /// `no_quorum` and ask again (and are redirected). A restart keeps
+    /// waiting (nobody else knows its record).
+    pub(crate) fn hold_back(
+        &mut self,
+        id: u64,
+        host: Pid,
+        elsewhere: bool,
+        now: Instant,
+    ) -> Option<Term> {
         let key = self.by_id.remove(&id)?;
         let pending = self.pending.get_mut(&key)?;
-        if !pending.is_restart {
+        let since = *pending.held_since.get_or_insert(now);
+        let too_long = now.duration_since(since) >= HELD_BACK_MAX;
+        if (elsewhere || too_long) && !pending.is_restart {
             self.end(key, |_| Reply::NoQuorum);
             return None;
         }
         pending.to_try.push_front(host);
         pending.phase = Phase::HeldBack;
         Some(pending.name.clone())
+    }
+
+    /// Attempt `id`'s `eq_start` went out: it is no longer held back.
+    pub(crate) fn went_out(&mut self, id: u64) {
+        if let Some(pending) = self.by_id.get(&id).and_then(|k| self.pending.get_mut(k)) {
+            pending.held_since = None;
+        }
     }
 
     /// A restart that found no host, or a start held back, tries again.
