@@ -110,9 +110,9 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2,
          handle_continue/2, terminate/2, code_change/3]).
 
-%% The group module: OTP pg on this branch; the lead switches it to eq_pg.
-%% This is the only place that names it.
--define(PG, pg).
+%% The group module (eq_pg; OTP pg's API and messages). This is the only
+%% place that names it.
+-define(PG, eq_pg).
 -define(GROUP(C), {'$eq_cluster', C}).
 -define(JOIN_TIMEOUT_MS, 5000).
 %% How long a group leave waits for the leaver's DOWN (for its reason).
@@ -151,9 +151,12 @@
     scope_ref :: reference(),
     %% The process holding the group monitor (see start_watcher/2).
     watcher :: pid(),
-    %% Member pid => {MonitorRef | self, Joins}: pg lets a pid join a group
-    %% several times; it stays a member until as many leaves.
-    members = #{} :: #{pid() => {reference() | self, pos_integer()}}
+    %% Member pid => {MonitorRef | self | {down, Info}, Joins}: a pid may
+    %% join a group several times; it stays in the group until as many
+    %% leaves. {down, Info}: reported left through our monitor while the
+    %% group still lists it (not a member for the callbacks; with Info
+    %% `noconnection` it comes back when its node reconnects, see nodeup/2).
+    members = #{} :: #{pid() => {reference() | self | {down, term()}, pos_integer()}}
 }).
 
 %%% ---------------------------------------------------------------------------
@@ -243,10 +246,12 @@ handle_info({'DOWN', ScopeRef, process, _, Why}, #st{scope_ref = ScopeRef} = St)
     {stop, {scope_down, Why}, St};
 handle_info({'EXIT', Watcher, Why}, #st{watcher = Watcher} = St) ->
     {stop, {watcher_down, Why}, St};
+handle_info({Watcher, nodeup, Node}, #st{watcher = Watcher} = St) ->
+    nodeup(Node, St);
 handle_info({'DOWN', MRef, process, Pid, Info} = Msg, #st{members = Ms} = St) ->
     case Ms of
-        #{Pid := {MRef, _}} ->
-            leave_callback(Pid, Info, St#st{members = maps:remove(Pid, Ms)});
+        #{Pid := {MRef, N}} ->
+            leave_callback(Pid, Info, St#st{members = Ms#{Pid := {{down, Info}, N}}});
         _ ->
             user_info(Msg, St)
     end;
@@ -412,10 +417,13 @@ join_group(#st{scope = Scope, cluster = Cluster} = St0, Known, Timeout) ->
     end.
 
 %% The group monitor is held by a watcher process that relays the group's
-%% messages to the member unchanged (so in order): OTP pg before 26.2 crashes
-%% the whole scope when a process that monitors a group and is a member of
-%% one exits (erlang/otp#7625), and OTP 25 is supported. Linked: the member
-%% goes with it; it exits when the member does.
+%% messages to the member unchanged (so in order), and `{Watcher, nodeup,
+%% Node}` for every node that connects (net_kernel:monitor_nodes/1 taken
+%% here, so the callback module's own node messages are untouched). A
+%% separate process keeps group monitors and member monitors apart (OTP pg
+%% before 26.2 crashed its scope when one process held both,
+%% erlang/otp#7625). Linked: the member goes with it; it exits when the
+%% member does.
 start_watcher(Scope, Group) ->
     Member = self(),
     Watcher = spawn_link(fun() -> watch(Member, Scope, Group) end),
@@ -429,6 +437,7 @@ watch(Member, Scope, Group) ->
     MRef = erlang:monitor(process, Member),
     try ?PG:monitor(Scope, Group) of
         {Ref, Pids} ->
+            ok = net_kernel:monitor_nodes(true),
             Member ! {self(), {Ref, Pids}},
             relay(Member, MRef)
     catch
@@ -438,6 +447,8 @@ watch(Member, Scope, Group) ->
 relay(Member, MRef) ->
     receive
         {'DOWN', MRef, process, Member, _} -> ok;
+        {nodeup, Node} -> Member ! {self(), nodeup, Node}, relay(Member, MRef);
+        {nodedown, _} -> relay(Member, MRef);
         Msg -> Member ! Msg, relay(Member, MRef)
     end.
 
@@ -494,8 +505,8 @@ remove(P, #st{members = Ms} = St) ->
         _ -> St
     end.
 
-unmonitor(self) -> true;
-unmonitor(MRef) -> erlang:demonitor(MRef, [flush]).
+unmonitor(MRef) when is_reference(MRef) -> erlang:demonitor(MRef, [flush]);
+unmonitor(_SelfOrDown) -> true.
 
 %%% ---------------------------------------------------------------------------
 %%% Changes once in
@@ -517,7 +528,7 @@ joined(P, St) when P =:= self() ->
     {ok, St};
 joined(P, #st{members = Ms} = St) ->
     case maps:is_key(P, Ms) of
-        true -> {ok, add(P, St)};
+        true -> {ok, add(P, St)};   % one more join (or of a pid reported left)
         false -> callback(handle_join, [P, member_list(add(P, St))], add(P, St))
     end.
 
@@ -531,6 +542,8 @@ left(P, Deadline, #st{members = Ms} = St) ->
     case Ms of
         #{P := {self, _}} ->
             {ok, St};   % someone made us leave by hand: we stay in our view
+        #{P := {{down, _}, _}} ->
+            {ok, remove(P, St)};   % reported already, through its DOWN
         #{P := {MRef, 1}} ->
             Wait = max(0, Deadline - erlang:monotonic_time(millisecond)),
             Info = receive {'DOWN', MRef, process, P, Why} -> Why after Wait -> left end,
@@ -552,7 +565,26 @@ leave_callback_(P, Info, St) ->
     callback(handle_leave, [P, member_list(St), Info], St).
 
 member_list(#st{members = Ms}) ->
-    lists:sort(maps:keys(Ms)).
+    lists:sort([P || {P, {M, _}} <- maps:to_list(Ms), not is_tuple(M)]).
+
+%% Node is connected (again). Members of it that our monitor reported
+%% gone with `noconnection` while the group kept them (eq_pg's members come
+%% from the Rust hubs, which still reached that node: a cut between two
+%% BEAM nodes only) are members again: a handle_join each, sorted. A pid
+%% whose node really went is dropped by the group's leave meanwhile.
+nodeup(Node, #st{members = Ms} = St) ->
+    Back = lists:sort([P || {P, {{down, noconnection}, _}} <- maps:to_list(Ms),
+                             node(P) =:= Node]),
+    changes(fun rejoined/2, Back, St).
+
+rejoined(P, #st{members = Ms} = St) ->
+    case Ms of
+        #{P := {{down, noconnection}, N}} ->
+            St1 = St#st{members = Ms#{P := {erlang:monitor(process, P), N}}},
+            callback(handle_join, [P, member_list(St1)], St1);
+        _ ->
+            {ok, St}
+    end.
 
 %% Calls Mod:Fun(Args ++ [MState]); {ok, St} | {stop, Reason, St}.
 callback(handle_node_joined = Fun, Args, #st{mod = Mod} = St) ->
