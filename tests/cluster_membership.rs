@@ -55,7 +55,11 @@ struct Env {
 
 async fn start_env(prefix: &str, langs: &[Lang], extra: &[String]) -> (Env, Vec<BeamNode>) {
     let cluster = start_cluster(prefix, None).await;
-    let masters: Vec<String> = cluster.masters.iter().map(|m| m.name().to_owned()).collect();
+    let masters: Vec<String> = cluster
+        .masters
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
     let nodes = start_app_nodes_with(prefix, langs, &masters, extra).await;
     (Env { _cluster: cluster }, nodes)
 }
@@ -307,17 +311,21 @@ fn members_join_through_any_seed_and_see_leaves() {
             "{r}: {events}"
         );
     }
-    println!("kill -9 of a member's node -> handle_leave: {}", after.join(", "));
+    println!(
+        "kill -9 of a member's node -> handle_leave: {}",
+        after.join(", ")
+    );
 }
 
 #[test]
 fn seeds_clusters_and_scopes() {
     let (_rt, _env, nodes) = sync_env("cls", &[Lang::Erlang, Lang::Erlang]);
-    let (a, b) = (&nodes[0], &nodes[1]);
-    let pg = group_module(a);
+    let mut nodes = nodes.into_iter();
+    let (a, b) = (nodes.next().expect("a"), nodes.next().expect("b"));
+    let pg = group_module(&a);
     assert_eq!(pg, SCOPE);
     // A second eq_pg scope, under a holder that outlives the evaluator.
-    for n in [a, b] {
+    for n in [&a, &b] {
         n.eval_ok("{ok, _} = eq_cluster_test:start_scope(other)");
     }
     let (na, nb) = (a.node_atom(), b.node_atom());
@@ -390,8 +398,9 @@ fn seeds_clusters_and_scopes() {
 #[test]
 fn group_bookkeeping_and_reconnection() {
     let (_rt, _env, nodes) = sync_env("clr", &[Lang::Erlang, Lang::Erlang]);
-    let (a, b) = (&nodes[0], &nodes[1]);
-    let pg = group_module(a);
+    let mut nodes = nodes.into_iter();
+    let (a, b) = (nodes.next().expect("a"), nodes.next().expect("b"));
+    let pg = group_module(&a);
     let (na, nb) = (a.node_atom(), b.node_atom());
     a.eval_ok("{ok, _} = eq_cluster_test:start(m_a, [])");
     b.eval_ok(&format!(
@@ -530,7 +539,11 @@ async fn rust_hub(prefix: &str, masters: &[String]) -> (Node, Groups) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_members_and_watchers() {
     let cluster = start_cluster("clw", None).await;
-    let masters: Vec<String> = cluster.masters.iter().map(|m| m.name().to_owned()).collect();
+    let masters: Vec<String> = cluster
+        .masters
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
     let (rust, groups) = rust_hub("clwr", &masters).await;
     let nodes = start_app_nodes_with(
         "clw",
@@ -556,9 +569,10 @@ async fn rust_members_and_watchers() {
     .await;
 
     // Two watchers: this node's hub, and node A's eq_pg scope server.
-    let mut hub_watch = ClusterWatch::watch(rust.spawn_process(), &groups, SCOPE, cluster_name.clone())
-        .await
-        .expect("watch through the hub");
+    let mut hub_watch =
+        ClusterWatch::watch(rust.spawn_process(), &groups, SCOPE, cluster_name.clone())
+            .await
+            .expect("watch through the hub");
     let mut pg_watch = ClusterWatch::pg(
         rust.spawn_process(),
         SCOPE,
@@ -606,7 +620,10 @@ async fn rust_members_and_watchers() {
     );
     for (n, r) in [(&a, "m_a"), (&b, "m_b")] {
         ev(n, &labels);
-        wait_on(n, &format!("eq_cluster_test:members({r}, Labels) =:= [m_a,m_b,rust]"));
+        wait_on(
+            n,
+            &format!("eq_cluster_test:members({r}, Labels) =:= [m_a,m_b,rust]"),
+        );
         assert_eq!(
             ev(n, &format!("lists:last(eq_cluster_test:log({r}, Labels))")),
             "{join,rust,[m_a,m_b,rust]}"
@@ -622,7 +639,10 @@ async fn rust_members_and_watchers() {
         ),
     );
     assert_eq!(
-        ev(&b, "hd(eq_cluster_test:log(m_c, Labels#{whereis(m_c) => m_c}))"),
+        ev(
+            &b,
+            "hd(eq_cluster_test:log(m_c, Labels#{whereis(m_c) => m_c}))"
+        ),
         "{joined,m_c,[m_a,m_b,m_c,rust]}"
     );
     let m_c = pid_numbers(&b, "m_c");
@@ -631,7 +651,12 @@ async fn rust_members_and_watchers() {
         expect_joined(next_event(w).await, is_m_c, 4, who);
     }
     let event = tokio::time::timeout(PROPAGATION, member_events.recv()).await;
-    expect_joined(event.expect("in time").expect("an event"), is_m_c, 4, "member");
+    expect_joined(
+        event.expect("in time").expect("an event"),
+        is_m_c,
+        4,
+        "member",
+    );
 
     // It exits: every watcher and the Rust member see its reason.
     ev(&b, "exit(whereis(m_c), boom)");
@@ -639,7 +664,13 @@ async fn rust_members_and_watchers() {
         expect_left(next_event(w).await, is_m_c, 3, "boom", who);
     }
     let event = tokio::time::timeout(PROPAGATION, member_events.recv()).await;
-    expect_left(event.expect("in time").expect("an event"), is_m_c, 3, "boom", "member");
+    expect_left(
+        event.expect("in time").expect("an event"),
+        is_m_c,
+        3,
+        "boom",
+        "member",
+    );
 
     // The Rust member exits: the BEAM members get handle_leave (normal).
     stop.send(()).expect("the member runs");
@@ -648,7 +679,10 @@ async fn rust_members_and_watchers() {
         expect_left(next_event(w).await, is_rp, 2, "normal", who);
     }
     for (n, r) in [(&a, "m_a"), (&b, "m_b")] {
-        wait_on(n, &format!("eq_cluster_test:members({r}, Labels) =:= [m_a,m_b]"));
+        wait_on(
+            n,
+            &format!("eq_cluster_test:members({r}, Labels) =:= [m_a,m_b]"),
+        );
         assert_eq!(
             ev(n, &format!("lists:last(eq_cluster_test:log({r}, Labels))")),
             "{leave,rust,[m_a,m_b],normal}"
@@ -665,7 +699,10 @@ async fn rust_members_and_watchers() {
     let mut figures = Vec::new();
     for (w, who) in [(&mut hub_watch, "hub"), (&mut pg_watch, "pg")] {
         expect_left(next_event(w).await, is_m_b, 1, "noconnection", who);
-        figures.push(format!("Rust watcher ({who}) {:.1} ms", t0.elapsed().as_secs_f64() * 1e3));
+        figures.push(format!(
+            "Rust watcher ({who}) {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        ));
         assert!(w.members().len() == 1 && is_pid_of(&w.members()[0], &a, "m_a"));
     }
     wait_on(&a, "eq_cluster_test:members(m_a, Labels) =:= [m_a]");
@@ -677,7 +714,10 @@ async fn rust_members_and_watchers() {
         "m_a {} ms",
         ev(&a, &format!("eq_cluster_test:left_after(m_a, MB, {t0_us})"))
     ));
-    println!("kill -9 of a member's node -> leave: {}", figures.join(", "));
+    println!(
+        "kill -9 of a member's node -> leave: {}",
+        figures.join(", ")
+    );
     drop(cluster);
     rust.shutdown();
 }

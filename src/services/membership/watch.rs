@@ -182,7 +182,8 @@ impl ClusterWatch {
             Some([r @ Term::Reference(_), pids]) => (r.clone(), pids_of(pids)),
             _ => return Err(WatchError::BadAnswer(Brief(&answer).to_string())),
         };
-        let mut watch = Self::from_monitor(process, reference.clone(), snapshot, DEFAULT_MAX_MEMBERS).await;
+        let mut watch =
+            Self::from_monitor(process, reference.clone(), snapshot, DEFAULT_MAX_MEMBERS).await;
         watch.source = Source::Mailbox {
             reference,
             scope_monitor: Some(scope_monitor),
@@ -203,7 +204,14 @@ impl ClusterWatch {
     ) -> Result<ClusterWatch, WatchError> {
         let group = tuple(vec![atom("$eq_cluster"), cluster]);
         let (snapshot, monitor) = groups.monitor(scope, &group)?;
-        Ok(Self::start(process, None, Source::Hub(monitor), snapshot, DEFAULT_MAX_MEMBERS).await)
+        Ok(Self::start(
+            process,
+            None,
+            Source::Hub(monitor),
+            snapshot,
+            DEFAULT_MAX_MEMBERS,
+        )
+        .await)
     }
 
     /// Makes `process` (of the hub's node) a member of cluster `cluster` in
@@ -231,9 +239,14 @@ impl ClusterWatch {
             cluster,
             scope: scope.to_owned(),
         };
-        let mut watch =
-            Self::start(process, Some(me), Source::Hub(monitor), snapshot, DEFAULT_MAX_MEMBERS)
-                .await;
+        let mut watch = Self::start(
+            process,
+            Some(me),
+            Source::Hub(monitor),
+            snapshot,
+            DEFAULT_MAX_MEMBERS,
+        )
+        .await;
         watch.member = Some(member);
         Ok(watch)
     }
