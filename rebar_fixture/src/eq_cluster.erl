@@ -23,13 +23,13 @@
 %%% included, JoiningPid included, LeavingPid excluded.
 %%%
 %%% Membership of cluster C is the process group {'$eq_cluster', C} in a
-%%% scope of the ?PG module, whose API and messages are OTP pg's (join/3,
-%%% monitor/2 -> {Ref, Pids}, then {Ref, join | leave, Group, Pids}). The
-%%% callbacks are driven by the member's node's view of the group: a group
-%%% monitor (held by a linked watcher process that relays its messages
-%%% unchanged: OTP pg before 26.2 crashes its scope when one process both
-%%% monitors a group and is a member, erlang/otp#7625), plus one process
-%%% monitor per member, for the exit reason.
+%%% scope of eq_pg (?PG), whose API and messages are OTP pg's (join/3,
+%%% monitor/2 -> {Ref, Pids}, then {Ref, join | leave, Group, Pids}); its
+%%% members come from the Rust hubs, so Rust processes are members too
+%%% (services::membership::ClusterWatch::join). The callbacks are driven by
+%%% the member's node's view of the group: a group monitor (held by a
+%%% linked watcher process that relays its messages unchanged, and the
+%%% node-ups), plus one process monitor per member, for the exit reason.
 %%%
 %%% Delivery and order (what a member can rely on):
 %%%  * One sequence per member: handle_node_joined first, then one
@@ -37,9 +37,11 @@
 %%%    change (the previous list plus or minus exactly that pid).
 %%%  * Every change once: a pid is reported joining once and leaving once
 %%%    per stay in the group, its join always before its leave. It comes back
-%%%    only after a leave: its node was cut off (`noconnection`) and
-%%%    reconnected (pg re-syncs: a new handle_join), or it was taken out of
-%%%    the group and put back by hand (pg:leave/join). A pid already dead
+%%%    only after a leave: its node was cut off from this one (`noconnection`
+%%%    from our monitor) while the group kept it (the Rust hubs still
+%%%    reached it) and reconnected (a new handle_join on the nodeup), or it
+%%%    was taken out of the group and put back by hand (eq_pg:leave/join).
+%%%    A pid already dead
 %%%    when its join arrives is reported joining, then leaving with `noproc`.
 %%%  * No total order: a member applies changes in the order it learns them,
 %%%    so two members can see changes made on different nodes in different
@@ -58,9 +60,9 @@
 %%%    (once per leave message, however many pids it names). A member
 %%%    whose node is lost is reported when the distribution notices: at once
 %%%    when the connection closes (the node crashed, kill -9), within
-%%%    net_ticktime (default 60 s) when the network goes silent. Members that
-%%%    joined through another node reach this member after that node's group
-%%%    server has synced with this node's (on connection, a few hops).
+%%%    net_ticktime (default 60 s) when the network goes silent (or sooner,
+%%%    when the hubs drop its members first). Members of another node reach
+%%%    this member through a Rust hub (two hops).
 %%%  * Bounds: each member holds a map of the members and one monitor each;
 %%%    each change costs every member a sorted list (n log n) and a
 %%%    callback, so a cluster of n members does O(n^2) work per wave of n
