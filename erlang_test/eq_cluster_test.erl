@@ -12,7 +12,7 @@
 %% harness compiles erlang_test/ before rebar_fixture/, so erlc would warn
 %% that the behaviour is undefined.)
 
--export([start/2, start_scope/1, labels/1, log/2, check/1, members/2]).
+-export([start/2, start_scope/1, labels/1, log/2, check/1, members/2, left_after/3]).
 -export([init/1, handle_node_joined/3, handle_join/3, handle_leave/4,
          handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -42,11 +42,16 @@ handle_node_joined(Self, Pids, Log) ->
 handle_join(Pid, Pids, Log) ->
     {ok, [{join, Pid, Pids} | Log]}.
 
+%% Also notes when (system time, us) each leave was reported, for the
+%% test's figures (the call {left_at, Pid}).
 handle_leave(Pid, Pids, Info, Log) ->
+    put({left_at, Pid}, erlang:system_time(microsecond)),
     {ok, [{leave, Pid, Pids, Info} | Log]}.
 
 handle_call(eq_log, _From, Log) ->
-    {reply, lists:reverse(Log), Log}.
+    {reply, lists:reverse(Log), Log};
+handle_call({left_at, Pid}, _From, Log) ->
+    {reply, get({left_at, Pid}), Log}.
 
 handle_cast(_Msg, Log) ->
     {noreply, Log}.
@@ -69,6 +74,14 @@ log(Ref, Labels) ->
          {join, P, Ps} -> {join, L(P), Ls(Ps)};
          {leave, P, Ps, Info} -> {leave, L(P), Ls(Ps), Info}
      end || E <- eq_cluster:call(Ref, eq_log)].
+
+%% Milliseconds (float) from T0Us (system time, us) until member Ref was
+%% told Pid left; undefined if it was not.
+left_after(Ref, Pid, T0Us) ->
+    case eq_cluster:call(Ref, {left_at, Pid}) of
+        T when is_integer(T) -> (T - T0Us) / 1000;
+        undefined -> undefined
+    end.
 
 %% The member list of Ref as labels.
 members(Ref, Labels) ->

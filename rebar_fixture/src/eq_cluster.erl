@@ -23,13 +23,13 @@
 %%% included, JoiningPid included, LeavingPid excluded.
 %%%
 %%% Membership of cluster C is the process group {'$eq_cluster', C} in a
-%%% scope of the ?PG module, whose API and messages are OTP pg's (join/3,
-%%% monitor/2 -> {Ref, Pids}, then {Ref, join | leave, Group, Pids}). The
-%%% callbacks are driven by the member's node's view of the group: a group
-%%% monitor (held by a linked watcher process that relays its messages
-%%% unchanged: OTP pg before 26.2 crashes its scope when one process both
-%%% monitors a group and is a member, erlang/otp#7625), plus one process
-%%% monitor per member, for the exit reason.
+%%% scope of eq_pg (?PG), whose API and messages are OTP pg's (join/3,
+%%% monitor/2 -> {Ref, Pids}, then {Ref, join | leave, Group, Pids}); its
+%%% members come from the Rust hubs, so Rust processes are members too
+%%% (services::membership::ClusterWatch::join). The callbacks are driven by
+%%% the member's node's view of the group: a group monitor (held by a
+%%% linked watcher process that relays its messages unchanged, and the
+%%% node-ups), plus one process monitor per member, for the exit reason.
 %%%
 %%% Delivery and order (what a member can rely on):
 %%%  * One sequence per member: handle_node_joined first, then one
@@ -37,9 +37,11 @@
 %%%    change (the previous list plus or minus exactly that pid).
 %%%  * Every change once: a pid is reported joining once and leaving once
 %%%    per stay in the group, its join always before its leave. It comes back
-%%%    only after a leave: its node was cut off (`noconnection`) and
-%%%    reconnected (pg re-syncs: a new handle_join), or it was taken out of
-%%%    the group and put back by hand (pg:leave/join). A pid already dead
+%%%    only after a leave: its node was cut off from this one (`noconnection`
+%%%    from our monitor) while the group kept it (the Rust hubs still
+%%%    reached it) and reconnected (a new handle_join on the nodeup), or it
+%%%    was taken out of the group and put back by hand (eq_pg:leave/join).
+%%%    A pid already dead
 %%%    when its join arrives is reported joining, then leaving with `noproc`.
 %%%  * No total order: a member applies changes in the order it learns them,
 %%%    so two members can see changes made on different nodes in different
@@ -58,9 +60,9 @@
 %%%    (once per leave message, however many pids it names). A member
 %%%    whose node is lost is reported when the distribution notices: at once
 %%%    when the connection closes (the node crashed, kill -9), within
-%%%    net_ticktime (default 60 s) when the network goes silent. Members that
-%%%    joined through another node reach this member after that node's group
-%%%    server has synced with this node's (on connection, a few hops).
+%%%    net_ticktime (default 60 s) when the network goes silent (or sooner,
+%%%    when the hubs drop its members first). Members of another node reach
+%%%    this member through a Rust hub (two hops).
 %%%  * Bounds: each member holds a map of the members and one monitor each;
 %%%    each change costs every member a sorted list (n log n) and a
 %%%    callback, so a cluster of n members does O(n^2) work per wave of n
@@ -110,9 +112,9 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2,
          handle_continue/2, terminate/2, code_change/3]).
 
-%% The group module: OTP pg on this branch; the lead switches it to eq_pg.
-%% This is the only place that names it.
--define(PG, pg).
+%% The group module (eq_pg; OTP pg's API and messages). This is the only
+%% place that names it.
+-define(PG, eq_pg).
 -define(GROUP(C), {'$eq_cluster', C}).
 -define(JOIN_TIMEOUT_MS, 5000).
 %% How long a group leave waits for the leaver's DOWN (for its reason).
@@ -151,9 +153,12 @@
     scope_ref :: reference(),
     %% The process holding the group monitor (see start_watcher/2).
     watcher :: pid(),
-    %% Member pid => {MonitorRef | self, Joins}: pg lets a pid join a group
-    %% several times; it stays a member until as many leaves.
-    members = #{} :: #{pid() => {reference() | self, pos_integer()}}
+    %% Member pid => {MonitorRef | self | {down, Info}, Joins}: a pid may
+    %% join a group several times; it stays in the group until as many
+    %% leaves. {down, Info}: reported left through our monitor while the
+    %% group still lists it (not a member for the callbacks; with Info
+    %% `noconnection` it comes back when its node reconnects, see nodeup/2).
+    members = #{} :: #{pid() => {reference() | self | {down, term()}, pos_integer()}}
 }).
 
 %%% ---------------------------------------------------------------------------
@@ -243,10 +248,12 @@ handle_info({'DOWN', ScopeRef, process, _, Why}, #st{scope_ref = ScopeRef} = St)
     {stop, {scope_down, Why}, St};
 handle_info({'EXIT', Watcher, Why}, #st{watcher = Watcher} = St) ->
     {stop, {watcher_down, Why}, St};
+handle_info({Watcher, nodeup, Node}, #st{watcher = Watcher} = St) ->
+    nodeup(Node, St);
 handle_info({'DOWN', MRef, process, Pid, Info} = Msg, #st{members = Ms} = St) ->
     case Ms of
-        #{Pid := {MRef, _}} ->
-            leave_callback(Pid, Info, St#st{members = maps:remove(Pid, Ms)});
+        #{Pid := {MRef, N}} ->
+            leave_callback(Pid, Info, St#st{members = Ms#{Pid := {{down, Info}, N}}});
         _ ->
             user_info(Msg, St)
     end;
@@ -412,10 +419,13 @@ join_group(#st{scope = Scope, cluster = Cluster} = St0, Known, Timeout) ->
     end.
 
 %% The group monitor is held by a watcher process that relays the group's
-%% messages to the member unchanged (so in order): OTP pg before 26.2 crashes
-%% the whole scope when a process that monitors a group and is a member of
-%% one exits (erlang/otp#7625), and OTP 25 is supported. Linked: the member
-%% goes with it; it exits when the member does.
+%% messages to the member unchanged (so in order), and `{Watcher, nodeup,
+%% Node}` for every node that connects (net_kernel:monitor_nodes/1 taken
+%% here, so the callback module's own node messages are untouched). A
+%% separate process keeps group monitors and member monitors apart (OTP pg
+%% before 26.2 crashed its scope when one process held both,
+%% erlang/otp#7625). Linked: the member goes with it; it exits when the
+%% member does.
 start_watcher(Scope, Group) ->
     Member = self(),
     Watcher = spawn_link(fun() -> watch(Member, Scope, Group) end),
@@ -429,6 +439,7 @@ watch(Member, Scope, Group) ->
     MRef = erlang:monitor(process, Member),
     try ?PG:monitor(Scope, Group) of
         {Ref, Pids} ->
+            ok = net_kernel:monitor_nodes(true),
             Member ! {self(), {Ref, Pids}},
             relay(Member, MRef)
     catch
@@ -438,6 +449,8 @@ watch(Member, Scope, Group) ->
 relay(Member, MRef) ->
     receive
         {'DOWN', MRef, process, Member, _} -> ok;
+        {nodeup, Node} -> Member ! {self(), nodeup, Node}, relay(Member, MRef);
+        {nodedown, _} -> relay(Member, MRef);
         Msg -> Member ! Msg, relay(Member, MRef)
     end.
 
@@ -494,8 +507,8 @@ remove(P, #st{members = Ms} = St) ->
         _ -> St
     end.
 
-unmonitor(self) -> true;
-unmonitor(MRef) -> erlang:demonitor(MRef, [flush]).
+unmonitor(MRef) when is_reference(MRef) -> erlang:demonitor(MRef, [flush]);
+unmonitor(_SelfOrDown) -> true.
 
 %%% ---------------------------------------------------------------------------
 %%% Changes once in
@@ -517,7 +530,7 @@ joined(P, St) when P =:= self() ->
     {ok, St};
 joined(P, #st{members = Ms} = St) ->
     case maps:is_key(P, Ms) of
-        true -> {ok, add(P, St)};
+        true -> {ok, add(P, St)};   % one more join (or of a pid reported left)
         false -> callback(handle_join, [P, member_list(add(P, St))], add(P, St))
     end.
 
@@ -531,6 +544,8 @@ left(P, Deadline, #st{members = Ms} = St) ->
     case Ms of
         #{P := {self, _}} ->
             {ok, St};   % someone made us leave by hand: we stay in our view
+        #{P := {{down, _}, _}} ->
+            {ok, remove(P, St)};   % reported already, through its DOWN
         #{P := {MRef, 1}} ->
             Wait = max(0, Deadline - erlang:monotonic_time(millisecond)),
             Info = receive {'DOWN', MRef, process, P, Why} -> Why after Wait -> left end,
@@ -552,7 +567,26 @@ leave_callback_(P, Info, St) ->
     callback(handle_leave, [P, member_list(St), Info], St).
 
 member_list(#st{members = Ms}) ->
-    lists:sort(maps:keys(Ms)).
+    lists:sort([P || {P, {M, _}} <- maps:to_list(Ms), not is_tuple(M)]).
+
+%% Node is connected (again). Members of it that our monitor reported
+%% gone with `noconnection` while the group kept them (eq_pg's members come
+%% from the Rust hubs, which still reached that node: a cut between two
+%% BEAM nodes only) are members again: a handle_join each, sorted. A pid
+%% whose node really went is dropped by the group's leave meanwhile.
+nodeup(Node, #st{members = Ms} = St) ->
+    Back = lists:sort([P || {P, {{down, noconnection}, _}} <- maps:to_list(Ms),
+                             node(P) =:= Node]),
+    changes(fun rejoined/2, Back, St).
+
+rejoined(P, #st{members = Ms} = St) ->
+    case Ms of
+        #{P := {{down, noconnection}, N}} ->
+            St1 = St#st{members = Ms#{P := {erlang:monitor(process, P), N}}},
+            callback(handle_join, [P, member_list(St1)], St1);
+        _ ->
+            {ok, St}
+    end.
 
 %% Calls Mod:Fun(Args ++ [MState]); {ok, St} | {stop, Reason, St}.
 callback(handle_node_joined = Fun, Args, #st{mod = Mod} = St) ->

@@ -1,7 +1,8 @@
 //! Membership of gen_cluster-style clusters (`rebar_fixture/src/eq_cluster.erl`)
 //! for the Rust side: the sans-IO [`View`] of one cluster (what a member's
-//! callbacks see) and [`ClusterWatch`], its driver over a process's mailbox
-//! and any group monitor that speaks OTP pg's messages.
+//! callbacks see) and [`ClusterWatch`], its driver: a Rust watcher or a Rust
+//! member of a cluster through this node's groups hub, or a watcher of a
+//! BEAM node's `eq_pg` (or `pg`) scope.
 
 mod view;
 mod watch;
