@@ -517,8 +517,25 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
             &format!("is_pid(eq_election:start(c, {rec}, candidate))"),
         );
     }
+    // Review E1: members of a module without a catch-all handle_info/3
+    // (group eq_strict) must survive winning and finding: eq_leader's
+    // helpers' {'EXIT', _, normal} must not reach the callback module.
+    for n in &nodes[..2] {
+        beval(n, "is_pid(eq_election_strict:start(s))");
+    }
     let members: Vec<(usize, &str)> = (0..nodes.len()).map(|i| (i, "c")).collect();
     let leader = wait_settled(&nodes, &members, 20 * SECOND);
+    for n in &nodes[..2] {
+        wait_on(n, "is_pid(catch eq_leader:leader(s))", 20 * SECOND);
+    }
+    tokio::time::sleep(SECOND).await;
+    for n in &nodes[..2] {
+        check_eq(
+            n,
+            "{is_pid(whereis(s)), catch eq_leader:leader_call(s, ping, 5000)}",
+            "{true,pong}",
+        );
+    }
     let victim = nodes
         .iter()
         .position(|n| leader.contains(n.node_name()))
