@@ -223,7 +223,8 @@ fn start_rust_member(
         Role::Candidate,
         masters.to_vec(),
         cb,
-    );
+    )
+    .expect("serving nodes given");
     let put = tuple(vec![atom("put"), atom("rust"), Term::from(e.pid().clone())]);
     node.spawn_process()
         .send(("eq_elect_rec", rec.node_name()), put);
