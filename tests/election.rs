@@ -636,6 +636,14 @@ fn history_checker_finds_overlaps() {
     let mut same_token = good.clone();
     same_token[3].token = Some(1);
     assert!(check(&same_token, &[]).is_err());
+    // One pid's next term after a reentrant re-grant keeps its token.
+    let mut regrant = good.clone();
+    regrant[3].pid = "p1".into();
+    regrant[3].node = "a".into();
+    regrant[4].pid = "p1".into();
+    regrant[3].token = Some(1);
+    regrant[4].token = Some(1);
+    assert!(check(&regrant, &[]).is_ok());
     // No tokens (serving nodes without fencing): only the order is checked.
     let untokened: Vec<Record> = good
         .iter()
