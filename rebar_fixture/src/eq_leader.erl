@@ -83,6 +83,8 @@
     mons = #{} :: #{pid() => reference()},
     locker :: pid() | undefined,
     finder :: pid() | undefined,
+    %% The tag of the running refresh timer chain (one per term).
+    refresh :: reference() | undefined,
     find_ms = ?FIND_MIN_MS :: pos_integer(),
     %% A holder we joined and wait for: {Pid, Mref, TRef}.
     joining :: {pid(), reference(), reference()} | undefined,
@@ -204,13 +206,19 @@ handle_info({'$eq_leader', _} = Wire, St) ->
         _ -> {noreply, St}
     end;
 handle_info({'$eq_leader_locked', Locker, Token}, #st{locker = Locker} = St) ->
+    reap(Locker),
     {noreply, won(Token, St#st{locker = undefined})};
 handle_info({'$eq_leader_refused', Locker, Why}, #st{locker = Locker} = St) ->
+    reap(Locker),
     {stop, {lock_refused, Why}, St#st{locker = undefined}};
 handle_info({'$eq_leader_found', Finder, Pid}, #st{finder = Finder} = St) ->
+    reap(Finder),
     {noreply, found(Pid, St#st{finder = undefined})};
-handle_info(refresh, St) ->
-    {noreply, refresh(St)};
+handle_info({refresh, TRef}, #st{refresh = TRef} = St) ->
+    {noreply, refresh(St#st{refresh = undefined})};
+handle_info({refresh, _}, St) ->
+    %% A chain from an earlier term (the timer was cancelled too late).
+    {noreply, St};
 handle_info({join_timeout, TRef}, #st{joining = {_, Mref, TRef}} = St) ->
     erlang:demonitor(Mref, [flush]),
     {noreply, start_finder(St#st{joining = undefined})};
@@ -237,6 +245,12 @@ handle_info({'DOWN', Mref, process, Pid, _} = Down, #st{mons = Mons} = St) ->
     end;
 handle_info(Msg, St) ->
     user_info(Msg, St).
+
+%% A helper sent its result and is about to exit normal: its 'EXIT' must
+%% not reach the user's handle_info/3 (trap_exit is on).
+reap(Helper) ->
+    unlink(Helper),
+    receive {'EXIT', Helper, _} -> ok after 0 -> ok end.
 
 user_info(Msg, #st{mod = Mod, mstate = MS} = St) ->
     {noreply, St#st{mstate = ok_state(Mod:handle_info(Msg, MS, St))}}.
@@ -276,11 +290,11 @@ won(Token, #st{mod = Mod, mstate = MS} = St0) ->
     St3 = refresh_validity(St2),
     case leading(St3) of
         false ->
-            %% Granted, but the guard already gave up on the hold.
-            lost(St3);
+            %% Granted, but the guard already gave up on the hold: no
+            %% term started (elected/3 was not called), so no surrendered/3.
+            start_finder(end_term(St3));
         true ->
-            erlang:send_after(?REFRESH_MS, self(), refresh),
-            St4 = St3#st{term_end_us = system_us(St3#st.valid_until)},
+            St4 = arm_refresh(St3#st{term_end_us = system_us(St3#st.valid_until)}),
             %% Members the old leader knew get the new one's sync.
             St5 = lists:foldl(fun(P, A) -> monitor_member(P, A) end, St4,
                               (St4#st.candidates ++ St4#st.workers) -- [self()]),
@@ -315,7 +329,7 @@ end_term(St0) ->
     St1 = St0#st{leader = undefined, valid_until = undefined,
                  term_end_us = min(erlang:system_time(microsecond), end_or_now(St0))},
     maps:foreach(fun(_, M) -> erlang:demonitor(M, [flush]) end, St1#st.mons),
-    St2 = St1#st{mons = #{}},
+    St2 = cancel_refresh(St1#st{mons = #{}}),
     St2#st{locker = case St2#st.locker of
                         undefined -> start_locker(St2);
                         L -> L
@@ -350,13 +364,22 @@ refresh(#st{leader = L} = St) when L =:= self() ->
     St1 = refresh_validity(St),
     case leading(St1) of
         true ->
-            erlang:send_after(?REFRESH_MS, self(), refresh),
-            St1#st{term_end_us = system_us(St1#st.valid_until)};
+            arm_refresh(St1#st{term_end_us = system_us(St1#st.valid_until)});
         false ->
             lost(St1)
     end;
 refresh(St) ->
     St.
+
+%% One refresh chain per term: the timer's ref tags its message, and
+%% end_term/1 cancels it, so a quick re-grant doesn't start a second chain.
+arm_refresh(St0) ->
+    St = cancel_refresh(St0),
+    TRef = make_ref(),
+    erlang:send_after(?REFRESH_MS, self(), {refresh, TRef}),
+    St#st{refresh = TRef}.
+
+cancel_refresh(St) -> St#st{refresh = undefined}.
 
 refresh_validity(#st{key = Key} = St) ->
     V = try rust_quorum:valid_until(self(), lock, Key)

@@ -25,6 +25,9 @@ const FIND_MAX: Duration = Duration::from_millis(1000);
 const JOIN_WAIT: Duration = Duration::from_millis(2000);
 /// Calls and casts kept while no leader is known (the oldest are dropped).
 pub const MAX_PENDING: usize = 1000;
+/// Candidates plus workers a member keeps: joins past it are ignored, and
+/// a sync or member list longer than it is refused (peer input).
+pub const MAX_MEMBERS: usize = 10_000;
 
 /// Who waits for a leader call's answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +43,9 @@ pub enum Caller {
 pub enum Input {
     /// The lock is this member's (its locker was answered).
     Locked(Token),
-    /// The guard's answer: the hold's deadline, or None (it knows none).
-    Validity(Option<Instant>),
+    /// The guard's answer to `QueryValidity(n)`: the hold's deadline, or
+    /// None (it knows none). Answers to an earlier term's query are ignored.
+    Validity(u64, Option<Instant>),
     /// The guard's `{lock_lost, Key}`.
     Lost,
     /// A member message of this group.
@@ -80,8 +84,8 @@ pub enum Action {
     StartLocker,
     /// Ask the serving nodes who holds the lock; answer with `Found`.
     Find,
-    /// Ask the guard for the hold's deadline; answer with `Validity`.
-    QueryValidity,
+    /// Ask the guard for the hold's deadline; answer with `Validity(n, ..)`.
+    QueryValidity(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +109,9 @@ pub struct Member {
     find_backoff: Duration,
     joining: Option<(Pid, Instant)>,
     next_refresh: Option<Instant>,
+    /// The number of this term's validity queries (bumped when a term is
+    /// won or ends): a late answer must not confirm a later term.
+    query: u64,
     pending: VecDeque<Pending>,
     out: Vec<Action>,
 }
@@ -131,6 +138,7 @@ impl Member {
             find_backoff: FIND_MIN,
             joining: None,
             next_refresh: None,
+            query: 0,
             pending: VecDeque::new(),
             out: Vec::new(),
         };
@@ -169,8 +177,8 @@ impl Member {
     pub fn handle(&mut self, input: Input, now: Instant, cb: &mut impl Callbacks) -> Vec<Action> {
         match input {
             Input::Locked(token) => self.won(token, now, cb),
-            Input::Validity(v) => {
-                if self.is_me_leader() {
+            Input::Validity(n, v) => {
+                if self.is_me_leader() && n == self.query {
                     self.valid_until = v;
                     if self.leading(now) {
                         self.term_end = v;
@@ -210,7 +218,7 @@ impl Member {
             }
             if self.next_refresh.is_some_and(|t| now >= t) {
                 self.next_refresh = Some(now + REFRESH);
-                self.out.push(Action::QueryValidity);
+                self.out.push(Action::QueryValidity(self.query));
             }
         }
         if let Some((pid, until)) = self.joining.clone() {
@@ -237,7 +245,8 @@ impl Member {
         self.info.token = token;
         self.valid_until = None;
         self.next_refresh = None;
-        self.out.push(Action::QueryValidity);
+        self.query += 1;
+        self.out.push(Action::QueryValidity(self.query));
     }
 
     fn start_term(&mut self, now: Instant, cb: &mut impl Callbacks) {
@@ -268,6 +277,7 @@ impl Member {
         self.term_end = Some(self.term_end.map_or(now, |e| e.min(now)));
         self.valid_until = None;
         self.next_refresh = None;
+        self.query += 1;
         for p in std::mem::take(&mut self.monitored) {
             self.out.push(Action::Demonitor(p));
         }
@@ -419,14 +429,21 @@ impl Member {
             .collect()
     }
 
-    fn add_member(&mut self, pid: Pid, role: Role) {
+    /// False when the group is full (`MAX_MEMBERS`) and `pid` is new.
+    fn add_member(&mut self, pid: Pid, role: Role) -> bool {
+        let full = self.info.candidates.len() + self.info.workers.len() >= MAX_MEMBERS;
         let list = match role {
             Role::Candidate => &mut self.info.candidates,
             Role::Worker => &mut self.info.workers,
         };
-        if !list.contains(&pid) {
-            list.push(pid);
+        if list.contains(&pid) {
+            return true;
         }
+        if full {
+            return false;
+        }
+        list.push(pid);
+        true
     }
 
     fn monitor(&mut self, pid: Pid) {
@@ -444,7 +461,10 @@ impl Member {
     fn wire(&mut self, msg: Msg, now: Instant, cb: &mut impl Callbacks) {
         match msg {
             Msg::Join { member, role } => {
-                self.add_member(member.clone(), role);
+                if !self.add_member(member.clone(), role) {
+                    tracing::warn!(member = ?member, "election: group full, join ignored");
+                    return;
+                }
                 if self.check_leading(now, cb) {
                     self.monitor(member.clone());
                     match cb.elected(&self.info, Some(&member)) {
@@ -462,7 +482,7 @@ impl Member {
                 sync,
                 candidates,
                 workers,
-            } if leader != self.info.me => {
+            } if leader != self.info.me && candidates.len() + workers.len() < MAX_MEMBERS => {
                 if self.is_me_leader() {
                     let newer = matches!((token, self.info.token), (Some(t), Some(c)) if t > c);
                     if self.leading(now) && !newer {
@@ -487,7 +507,10 @@ impl Member {
                 candidates,
                 workers,
                 ..
-            } if Some(&leader) == self.info.leader.as_ref() && leader != self.info.me => {
+            } if Some(&leader) == self.info.leader.as_ref()
+                && leader != self.info.me
+                && candidates.len() + workers.len() <= MAX_MEMBERS =>
+            {
                 self.info.candidates = candidates;
                 self.info.workers = workers;
             }

@@ -37,13 +37,17 @@ pub enum ElectionError {
     /// The call to the leader failed.
     #[error("the leader call failed: {0}")]
     Call(#[from] CallError),
+    /// `Election::start` was given no serving node to ask for the lock.
+    #[error("no serving nodes given")]
+    NoServers,
     /// The leader answered outside the protocol.
     #[error("unexpected answer: {0}")]
     Reply(Term),
 }
 
 enum Command {
-    LeaderCall(Term, oneshot::Sender<Term>),
+    /// The request, where the answer goes, and the caller's deadline.
+    LeaderCall(Term, oneshot::Sender<Term>, Instant),
     LeaderCast(Term),
     Broadcast(Term),
     Info(oneshot::Sender<Info>),
@@ -52,7 +56,7 @@ enum Command {
 enum Helper {
     Locked(Option<u64>),
     Found(Option<Pid>),
-    Validity(Option<Instant>),
+    Validity(u64, Option<Instant>),
 }
 
 /// A Rust member of an election group (a candidate or a worker), running
@@ -67,25 +71,29 @@ impl Election {
     /// Starts a member of `group` on `node`, asking the serving nodes
     /// `servers` (in order; the next on failure) for the group's lock.
     /// Its holds are guarded by this node's guard, so the serving nodes
-    /// must be other nodes than `node`.
+    /// must be other nodes than `node`; `ElectionError::NoServers` when
+    /// `servers` is empty.
     pub fn start<C: Callbacks + Send + 'static>(
         node: &Node,
         group: Term,
         role: Role,
         servers: Vec<String>,
         callbacks: C,
-    ) -> Election {
+    ) -> Result<Election, ElectionError> {
+        if servers.is_empty() {
+            return Err(ElectionError::NoServers);
+        }
         super::super::guard::ensure_started(node);
         let process = node.spawn_process();
         process.trap_exit(true);
         let pid = process.pid().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(process, group, role, servers, callbacks, rx));
-        Election {
+        Ok(Election {
             pid,
             commands: tx,
             task,
-        }
+        })
     }
 
     /// The member's pid (BEAM code can call it with `eq_leader`'s API).
@@ -100,8 +108,9 @@ impl Election {
         timeout: Duration,
     ) -> Result<Term, ElectionError> {
         let (tx, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
         self.commands
-            .send(Command::LeaderCall(request, tx))
+            .send(Command::LeaderCall(request, tx, deadline))
             .map_err(|_| ElectionError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
@@ -146,7 +155,9 @@ struct Driver {
     servers: Vec<String>,
     helpers: mpsc::UnboundedSender<Helper>,
     monitors: HashMap<Pid, Reference>,
-    local_calls: HashMap<u64, oneshot::Sender<Term>>,
+    /// Local leader calls not yet forwarded, with the caller's deadline:
+    /// dropped once it passes or the caller gave up (pending overflow too).
+    local_calls: HashMap<u64, (oneshot::Sender<Term>, Instant)>,
     next_call: u64,
     lockers_started: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -188,14 +199,14 @@ async fn run<C: Callbacks>(
             Some(h) = helpers.recv() => Some(match h {
                 Helper::Locked(token) => Input::Locked(token),
                 Helper::Found(p) => Input::Found(p),
-                Helper::Validity(v) => Input::Validity(v),
+                Helper::Validity(n, v) => Input::Validity(n, v),
             }),
             c = commands.recv() => match c {
                 None => break,
-                Some(Command::LeaderCall(request, reply)) => {
+                Some(Command::LeaderCall(request, reply, deadline)) => {
                     let id = d.next_call;
                     d.next_call += 1;
-                    d.local_calls.insert(id, reply);
+                    d.local_calls.insert(id, (reply, deadline));
                     Some(Input::LeaderCall { caller: Caller::Local(id), request })
                 }
                 Some(Command::LeaderCast(msg)) => Some(Input::LeaderCast(msg)),
@@ -205,7 +216,11 @@ async fn run<C: Callbacks>(
                     None
                 }
             },
-            _ = ticker.tick() => Some(Input::Tick),
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                d.local_calls.retain(|_, (tx, until)| !tx.is_closed() && *until > now);
+                Some(Input::Tick)
+            }
         };
         if let Some(input) = input {
             let out = member.handle(input, Instant::now(), &mut cb);
@@ -289,7 +304,7 @@ impl Driver {
             match a {
                 Action::Send(to, msg) => self.process.send(&to, msg.encode(&self.group)),
                 Action::Reply(Caller::Local(id), reply) => {
-                    if let Some(tx) = self.local_calls.remove(&id) {
+                    if let Some((tx, _)) = self.local_calls.remove(&id) {
                         let _ = tx.send(reply);
                     }
                 }
@@ -323,7 +338,7 @@ impl Driver {
                     self.start_locker(member.info().me.clone(), pause)
                 }
                 Action::Find => self.start_finder(),
-                Action::QueryValidity => self.query_validity(member.info().me.clone()),
+                Action::QueryValidity(n) => self.query_validity(n, member.info().me.clone()),
             }
         }
     }
@@ -340,14 +355,23 @@ impl Driver {
                     .process
                     .send(&leader, Msg::LeaderCast { msg }.encode(&self.group)),
                 Some(id) => {
-                    let Some(tx) = self.local_calls.remove(&id) else {
-                        continue;
+                    let Some((tx, until)) = self.local_calls.remove(&id) else {
+                        continue; // the caller gave up
                     };
+                    // No longer than the caller waits.
+                    let timeout = until.saturating_duration_since(Instant::now());
+                    if timeout.is_zero() {
+                        continue;
+                    }
                     let mut caller = self.node.spawn_process();
                     let leader = leader.clone();
                     let req = tuple(vec![atom("$eq_leader_call"), msg]);
                     self.tasks.push(tokio::spawn(async move {
-                        let r = caller.call(&leader, req, Duration::from_secs(3600)).await;
+                        let mut tx = tx;
+                        let r = tokio::select! {
+                            r = caller.call(&leader, req, timeout) => r,
+                            _ = tx.closed() => return,
+                        };
                         if let Ok(reply) = r {
                             if let Some([t, v]) = as_tuple(&reply) {
                                 if as_atom(t) == Some("$eq_leader_reply") {
@@ -377,7 +401,7 @@ impl Driver {
             tokio::time::sleep(pause).await;
             let mut i = 0usize;
             loop {
-                let server = servers[i % servers.len().max(1)].clone();
+                let server = servers[i % servers.len()].clone();
                 match call_routed(&mut p, &server, &request, Duration::from_secs(86_400)).await {
                     Ok(Reply::Fenced(token)) => {
                         let _ = tx.send(Helper::Locked(Some(token)));
@@ -417,7 +441,7 @@ impl Driver {
         }));
     }
 
-    fn query_validity(&mut self, owner: Pid) {
+    fn query_validity(&mut self, n: u64, owner: Pid) {
         let mut p = self.node.spawn_process();
         let guard = self.node.name().to_owned();
         let req = tuple(vec![
@@ -437,7 +461,7 @@ impl Driver {
                     .map(|ms| sent + Duration::from_millis(ms)),
                 Err(_) => None,
             };
-            let _ = tx.send(Helper::Validity(v));
+            let _ = tx.send(Helper::Validity(n, v));
         }));
     }
 }

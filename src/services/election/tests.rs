@@ -83,9 +83,16 @@ fn sends(out: &[Action]) -> Vec<(Pid, Msg)> {
 /// Makes `leader` lead (granted, then its deadline) at `now`.
 fn elect(l: &mut M, token: u64, now: Instant, valid: Duration) -> Vec<Action> {
     let out = l.input(Input::Locked(Some(token)), now);
-    assert!(out.contains(&Action::QueryValidity));
+    let n = query_of(&out).expect("a validity query");
     assert!(!l.m.leading(now), "acts before it knows its deadline");
-    l.input(Input::Validity(Some(now + valid)), now)
+    l.input(Input::Validity(n, Some(now + valid)), now)
+}
+
+fn query_of(out: &[Action]) -> Option<u64> {
+    out.iter().find_map(|a| match a {
+        Action::QueryValidity(n) => Some(*n),
+        _ => None,
+    })
 }
 
 /// `follower` finds `leader` and joins it; the leader's sync comes back.
@@ -156,7 +163,7 @@ fn a_leader_past_its_deadline_surrenders_without_acting() {
     elect(&mut a, 1, t0, Duration::from_secs(3));
     // Refreshes are asked for while leading.
     let out = a.input(Input::Tick, t0 + REFRESH);
-    assert!(out.contains(&Action::QueryValidity));
+    assert!(query_of(&out).is_some());
     // Frozen: the next input comes 10 s later, a call first.
     let later = t0 + Duration::from_secs(10);
     let from = super::wire::From {
@@ -200,8 +207,8 @@ fn a_leader_past_its_deadline_surrenders_without_acting() {
 fn a_guard_that_knows_no_deadline_or_says_lost_ends_the_term() {
     let t0 = Instant::now();
     let (mut a, _) = member(1, Role::Candidate);
-    a.input(Input::Locked(None), t0);
-    a.input(Input::Validity(None), t0);
+    let n = query_of(&a.input(Input::Locked(None), t0)).unwrap();
+    a.input(Input::Validity(n, None), t0);
     assert_eq!(a.cb.elected.len(), 0, "elected without a deadline");
     assert!(a.cb.surrendered.is_empty(), "no term to surrender");
     assert!(!a.m.leading(t0));
@@ -211,8 +218,74 @@ fn a_guard_that_knows_no_deadline_or_says_lost_ends_the_term() {
     assert_eq!(b.cb.surrendered, vec![None]);
     assert!(out.contains(&Action::StartLocker));
     // A late refresh answer does not bring the term back.
-    b.input(Input::Validity(Some(t0 + Duration::from_secs(9))), t0);
+    b.input(Input::Validity(1, Some(t0 + Duration::from_secs(9))), t0);
     assert!(!b.m.leading(t0));
+}
+
+/// Review S1: the answer to the first term's query, delayed past the
+/// term's loss and a new grant, must not confirm the new term.
+#[test]
+fn a_late_validity_answer_does_not_confirm_a_later_term() {
+    let t0 = Instant::now();
+    let (mut a, _) = member(1, Role::Candidate);
+    elect(&mut a, 1, t0, Duration::from_secs(3));
+    let out = a.input(Input::Tick, t0 + REFRESH);
+    let first = query_of(&out).expect("a refresh");
+    a.input(Input::Lost, t0 + REFRESH);
+    assert_eq!(a.cb.surrendered, vec![None]);
+    let t1 = t0 + Duration::from_millis(400);
+    let out = a.input(Input::Locked(Some(1)), t1);
+    let second = query_of(&out).expect("the new term's query");
+    assert_ne!(first, second);
+    // The first query's answer (the old hold's deadline) arrives now.
+    a.input(
+        Input::Validity(first, Some(t0 + Duration::from_secs(3))),
+        t1,
+    );
+    assert!(!a.m.leading(t1), "a stale answer confirmed the term");
+    assert_eq!(a.cb.elected.len(), 1);
+    // The new term's own answer does.
+    a.input(
+        Input::Validity(second, Some(t1 + Duration::from_secs(3))),
+        t1,
+    );
+    assert!(a.m.leading(t1));
+    assert_eq!(a.cb.elected.len(), 2);
+}
+
+/// Review P5: joins past MAX_MEMBERS are ignored (no sync, no monitor),
+/// and a sync listing more members than that is refused.
+#[test]
+fn member_lists_from_peers_are_bounded() {
+    use super::core::MAX_MEMBERS;
+    let t0 = Instant::now();
+    // A follower (a leader would sync each joiner: n^2 messages here).
+    let (mut a, _) = member(1, Role::Worker);
+    for n in 2..=MAX_MEMBERS as u32 + 5 {
+        a.input(
+            Input::Wire(Msg::Join {
+                member: pid(n),
+                role: Role::Worker,
+            }),
+            t0,
+        );
+    }
+    let info = a.m.info();
+    assert_eq!(info.candidates.len() + info.workers.len(), MAX_MEMBERS);
+    let (mut b, _) = member(2, Role::Worker);
+    let big: Vec<Pid> = (10..10 + MAX_MEMBERS as u32).map(pid).collect();
+    b.input(
+        Input::Wire(Msg::Sync {
+            leader: pid(3),
+            token: Some(1),
+            sync: int(0),
+            candidates: big,
+            workers: vec![],
+        }),
+        t0,
+    );
+    assert!(b.cb.surrendered.is_empty(), "an oversized sync was taken");
+    assert_eq!(b.m.info().candidates.len() + b.m.info().workers.len(), 1);
 }
 
 #[test]

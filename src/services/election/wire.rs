@@ -113,8 +113,13 @@ fn pids(v: &[Pid]) -> Term {
     list(v.iter().cloned().map(Term::from).collect())
 }
 
+/// At most `MAX_MEMBERS` pids: a longer list refuses the message.
 fn pids_of(t: &Term) -> Option<Vec<Pid>> {
-    list_elements(t)?
+    let elems = list_elements(t)?;
+    if elems.len() > super::core::MAX_MEMBERS {
+        return None;
+    }
+    elems
         .into_iter()
         .map(|p| match p {
             Term::Pid(p) => Some(p),
