@@ -387,6 +387,31 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         members_of(&servers[2], "g_exit").is_empty()
     })
     .await;
+
+    // Malformed hub data (review14 P9) never crashes the scope: its
+    // local members stay and it subscribes again.
+    let sub = "[Sub] = [E || E <- tuple_to_list(sys:get_state(eq_pg)), \
+               is_tuple(E), tuple_size(E) =:= 4, element(1, E) =:= subscribed]";
+    beval(
+        &a,
+        &format!(
+            "Z = eq_groups:member(), ok = eq_pg:join(g_p9, Z), S0 = whereis(eq_pg), \
+             {sub}, {{subscribed, _, H, Sq}} = Sub, \
+             eq_pg ! {{eq_groups, update, eq_pg, H, Sq + 1, bogus, g_p9, [H]}}, \
+             eq_pg ! {{eq_groups, update, eq_pg, H, Sq + 1, join, g_p9, [H | x]}}, \
+             eq_pg ! {{eq_groups, snapshot, eq_pg, H, 0, [{{g_p9, [1]}} | x]}}, \
+             eq_pg ! {{eq_groups, refused, eq_pg, not_a_pid, x}}, ok"
+        ),
+    );
+    wait_on(
+        &a,
+        &format!(
+            "whereis(eq_pg) =:= S0 andalso eq_pg:get_local_members(g_p9) =:= [Z] \
+             andalso [] =/= [E || E <- tuple_to_list(sys:get_state(eq_pg)), \
+             is_tuple(E), tuple_size(E) =:= 4, element(1, E) =:= subscribed]"
+        ),
+        WAIT,
+    );
     drop(r);
 }
 

@@ -483,7 +483,7 @@ impl HubCore {
                 ?subscriber,
                 "eq_groups: a subscriber has too many scopes, subscribe refused"
             );
-            self.refuse_subscriber(scope, subscriber, "scopes");
+            self.refuse_subscriber(scope, subscriber, "subscriber_scopes");
             return;
         }
         self.subscribers
