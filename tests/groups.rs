@@ -390,26 +390,24 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
 
     // Malformed hub data (review14 P9) never crashes the scope: its
     // local members stay and it subscribes again.
-    let sub = "[Sub] = [E || E <- tuple_to_list(sys:get_state(eq_pg)), \
-               is_tuple(E), tuple_size(E) =:= 4, element(1, E) =:= subscribed]";
+    let sub = "[P9Sub] = [P9E || P9E <- tuple_to_list(sys:get_state(eq_pg)), \
+               is_tuple(P9E), tuple_size(P9E) =:= 4, element(1, P9E) =:= subscribed]";
     beval(
         &a,
         &format!(
-            "Z = eq_groups:member(), ok = eq_pg:join(g_p9, Z), S0 = whereis(eq_pg), \
-             {sub}, {{subscribed, _, H, Sq}} = Sub, \
-             eq_pg ! {{eq_groups, update, eq_pg, H, Sq + 1, bogus, g_p9, [H]}}, \
-             eq_pg ! {{eq_groups, update, eq_pg, H, Sq + 1, join, g_p9, [H | x]}}, \
-             eq_pg ! {{eq_groups, snapshot, eq_pg, H, 0, [{{g_p9, [1]}} | x]}}, \
+            "P9Z = eq_groups:member(), ok = eq_pg:join(g_p9, P9Z), P9S0 = whereis(eq_pg), \
+             {sub}, {{subscribed, _, P9H, P9Sq}} = P9Sub, \
+             eq_pg ! {{eq_groups, update, eq_pg, P9H, P9Sq + 1, bogus, g_p9, [P9H]}}, \
+             eq_pg ! {{eq_groups, update, eq_pg, P9H, P9Sq + 1, join, g_p9, [P9H | x]}}, \
+             eq_pg ! {{eq_groups, snapshot, eq_pg, P9H, 0, [{{g_p9, [1]}} | x]}}, \
              eq_pg ! {{eq_groups, refused, eq_pg, not_a_pid, x}}, ok"
         ),
     );
     wait_on(
         &a,
-        &format!(
-            "whereis(eq_pg) =:= S0 andalso eq_pg:get_local_members(g_p9) =:= [Z] \
-             andalso [] =/= [E || E <- tuple_to_list(sys:get_state(eq_pg)), \
-             is_tuple(E), tuple_size(E) =:= 4, element(1, E) =:= subscribed]"
-        ),
+        "whereis(eq_pg) =:= P9S0 andalso eq_pg:get_local_members(g_p9) =:= [P9Z] \
+         andalso [] =/= [P9E || P9E <- tuple_to_list(sys:get_state(eq_pg)), \
+         is_tuple(P9E), tuple_size(P9E) =:= 4, element(1, P9E) =:= subscribed]",
         WAIT,
     );
     drop(r);
