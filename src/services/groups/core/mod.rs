@@ -15,7 +15,10 @@
 //! Every change of the merged view goes, numbered per scope, to the
 //! scope's subscribers and, as [`Action::Changed`], to the local table.
 
+mod bounds;
 mod local;
+
+use bounds::{backoff, own_pids};
 
 use super::table::{ScopeTable, Table};
 use super::wire::{Group, GroupMsg, Op};
@@ -124,37 +127,6 @@ pub(crate) struct Status {
     pub subscribers: usize,
     pub peers_up: usize,
     pub own_members: usize,
-}
-
-/// The wait before the try after `failures` failed ones.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    RETRY.saturating_mul(1u32 << failures.min(8)).min(RETRY_MAX)
-}
-
-/// The groups of a sync without the pids of nodes other than the
-/// authority's: it is monitored, not them, so they could outlive their node.
-fn own_pids(from: &Pid, groups: &[(Group, Vec<Pid>)]) -> Vec<(Group, Vec<Pid>)> {
-    let mut dropped = 0;
-    let kept = groups
-        .iter()
-        .map(|(g, pids)| {
-            let mine: Vec<Pid> = pids
-                .iter()
-                .filter(|p| p.node == from.node)
-                .cloned()
-                .collect();
-            dropped += pids.len() - mine.len();
-            (g.clone(), mine)
-        })
-        .collect();
-    if dropped > 0 {
-        tracing::warn!(
-            ?from,
-            dropped,
-            "eq_groups: pids of another node in a sync, dropped"
-        );
-    }
-    kept
 }
 
 pub(crate) struct HubCore {
@@ -559,33 +531,6 @@ impl HubCore {
                 }
             }
         }
-    }
-
-    /// Whether `from` already has as many streams as the hub has scopes:
-    /// empty syncs and deltas on new scope names must not grow `streams`.
-    fn stream_full(&self, from: &Pid) -> bool {
-        let n = self.streams.keys().filter(|(p, _)| p == from).count();
-        n >= self.limits.scopes
-    }
-
-    /// The number of scopes `sub` is subscribed to.
-    fn subscribed_scopes(&self, sub: &Pid) -> usize {
-        self.subscribers
-            .values()
-            .filter(|s| s.contains_key(sub))
-            .count()
-    }
-
-    /// Tells a subscriber it was not subscribed (so it tries another hub
-    /// or later), rather than leaving it waiting for a snapshot.
-    fn refuse_subscriber(&mut self, scope: String, subscriber: Pid, reason: &str) {
-        let msg = GroupMsg::Refused {
-            scope,
-            hub: self.me.clone(),
-            reason: reason.to_owned(),
-        };
-        self.outbox
-            .push_back(Action::Send(Dest::Pid(subscriber), msg));
     }
 
     fn drop_members(&mut self, scope: &str, members: &ScopeTable) {
