@@ -387,6 +387,29 @@ async fn eq_pg_answers_as_pg_and_members_cross_beam_and_rust() {
         members_of(&servers[2], "g_exit").is_empty()
     })
     .await;
+
+    // Malformed hub data (review14 P9) never crashes the scope: its
+    // local members stay and it subscribes again.
+    let sub = "[P9Sub] = [P9E || P9E <- tuple_to_list(sys:get_state(eq_pg)), \
+               is_tuple(P9E), tuple_size(P9E) =:= 4, element(1, P9E) =:= subscribed]";
+    beval(
+        &a,
+        &format!(
+            "P9Z = eq_groups:member(), ok = eq_pg:join(g_p9, P9Z), P9S0 = whereis(eq_pg), \
+             {sub}, {{subscribed, _, P9H, P9Sq}} = P9Sub, \
+             eq_pg ! {{eq_groups, update, eq_pg, P9H, P9Sq + 1, bogus, g_p9, [P9H]}}, \
+             eq_pg ! {{eq_groups, update, eq_pg, P9H, P9Sq + 1, join, g_p9, [P9H | x]}}, \
+             eq_pg ! {{eq_groups, snapshot, eq_pg, P9H, 0, [{{g_p9, [1]}} | x]}}, \
+             eq_pg ! {{eq_groups, refused, eq_pg, not_a_pid, x}}, ok"
+        ),
+    );
+    wait_on(
+        &a,
+        "whereis(eq_pg) =:= P9S0 andalso eq_pg:get_local_members(g_p9) =:= [P9Z] \
+         andalso [] =/= [P9E || P9E <- tuple_to_list(sys:get_state(eq_pg)), \
+         is_tuple(P9E), tuple_size(P9E) =:= 4, element(1, P9E) =:= subscribed]",
+        WAIT,
+    );
     drop(r);
 }
 

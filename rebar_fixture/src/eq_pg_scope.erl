@@ -135,7 +135,16 @@ handle_info({?HUB, resync, Scope, Hub}, #state{scope = Scope} = State) when is_p
     send_out([Hub], sync_msg(State), State),
     {noreply, State};
 
-handle_info({?HUB, refused, Scope, Hub, Reason}, #state{scope = Scope} = State) ->
+handle_info({?HUB, refused, Scope, Hub, Reason},
+            #state{scope = Scope, sub = {subscribing, Node}} = State)
+  when is_pid(Hub), node(Hub) =:= Node,
+       (Reason =:= subscribers orelse Reason =:= subscriber_scopes) ->
+    %% The hub is full of subscribers: subscribe again on a later
+    %% `connect` tick rather than wait for a snapshot that never comes.
+    ?LOG_WARNING("eq_pg ~p: the groups hub on ~p refused our subscription: ~p", [Scope, Node, Reason]),
+    {noreply, State#state{sub = none}};
+
+handle_info({?HUB, refused, Scope, Hub, Reason}, #state{scope = Scope} = State) when is_pid(Hub) ->
     %% The hub dropped our members (a bound): tell the operator, and push
     %% them again later (some may have left by then).
     ?LOG_WARNING("eq_pg ~p: the groups hub on ~p refused our members: ~p", [Scope, node(Hub), Reason]),
@@ -147,14 +156,28 @@ handle_info({resync_hub, Hub}, State) ->
     {noreply, State};
 
 handle_info({?HUB, snapshot, Scope, Hub, Seq, Groups},
-            #state{scope = Scope, sub = {subscribing, Node}} = State) when node(Hub) =:= Node ->
-    Remote = remote_of(Groups),
-    State1 = apply_snapshot(Remote, State),
-    {noreply, State1#state{sub = {subscribed, Node, Hub, Seq}}};
+            #state{scope = Scope, sub = {subscribing, Node}} = State)
+  when is_pid(Hub), node(Hub) =:= Node, is_integer(Seq) ->
+    case valid_groups(Groups) of
+        true ->
+            Remote = remote_of(Groups),
+            State1 = apply_snapshot(Remote, State),
+            {noreply, State1#state{sub = {subscribed, Node, Hub, Seq}}};
+        false ->
+            %% Never crash on hub data (the table holds our local members):
+            %% drop it and subscribe again on the next `connect` tick.
+            ?LOG_WARNING("eq_pg ~p: malformed snapshot from the groups hub on ~p, ignored", [Scope, Node]),
+            {noreply, State#state{sub = none}}
+    end;
 
 handle_info({?HUB, update, Scope, Hub, Seq, Op, Group, Pids},
             #state{scope = Scope, sub = {subscribed, Node, Hub, Last}} = State) ->
+    Valid = (Op =:= join orelse Op =:= leave) andalso is_integer(Seq) andalso valid_pids(Pids),
     if
+        not Valid ->
+            ?LOG_WARNING("eq_pg ~p: malformed update from the groups hub on ~p, resubscribing", [Scope, Node]),
+            Hub ! {?HUB, subscribe, Scope, self()},
+            {noreply, State#state{sub = {subscribing, Node}}};
         Seq =:= Last + 1 ->
             State1 = apply_update(Op, Group, [P || P <- Pids, node(P) =/= node()], State),
             {noreply, State1#state{sub = {subscribed, Node, Hub, Seq}}};
@@ -264,6 +287,17 @@ pusher() ->
 %%%===================================================================
 %%% Remote members
 %%%===================================================================
+
+%% Hub data is checked before use: a proper list of {Group, [pid()]}.
+valid_groups(Groups) ->
+    try lists:all(fun({_, Pids}) -> valid_pids(Pids); (_) -> false end, Groups)
+    catch error:_ -> false
+    end.
+
+valid_pids(Pids) ->
+    try lists:all(fun erlang:is_pid/1, Pids)
+    catch error:_ -> false
+    end.
 
 remote_of(Groups) ->
     lists:foldl(fun({Group, Pids}, Acc) ->

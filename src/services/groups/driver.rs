@@ -92,6 +92,9 @@ impl GenServer for HubServer {
         match mail {
             Mail::Message(message) => match GroupMsg::decode(&message) {
                 Ok(msg) => {
+                    if matches!(msg, GroupMsg::Peer { .. }) {
+                        self.core.set_connected(process.node().connected_nodes());
+                    }
                     self.core.handle_msg(msg, Instant::now());
                     self.carry_out(process);
                 }

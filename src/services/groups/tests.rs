@@ -503,6 +503,7 @@ fn a_hub_that_announces_itself_gets_our_members_too() {
         .expect("join");
     drain(&mut core);
     assert_eq!(core.poll_timeout(), None);
+    core.set_connected(["hub@b".to_string(), "hub@c".to_string()]);
     core.handle_msg(
         GroupMsg::Peer {
             hub: pid("hub@b", 1),
@@ -530,4 +531,188 @@ fn a_hub_that_announces_itself_gets_our_members_too() {
     assert!(!actions
         .iter()
         .any(|a| matches!(a, Action::Send(Dest::Hub(n), _) if n == "hub@c")));
+}
+
+#[test]
+fn streams_per_authority_are_bounded_by_the_scopes_bound() {
+    let limits = Limits {
+        scopes: 3,
+        ..Limits::default()
+    };
+    let (mut core, now) = hub(&[], limits);
+    let a = pid("beam@x", 7);
+    for i in 0..10 {
+        let scope = format!("s{i}");
+        core.handle_msg(
+            GroupMsg::Sync {
+                scope: scope.clone(),
+                from: a.clone(),
+                seq: 0,
+                groups: vec![],
+            },
+            now,
+        );
+        core.handle_msg(
+            GroupMsg::Delta {
+                op: Op::Join,
+                scope: format!("d{i}"),
+                from: a.clone(),
+                seq: 5,
+                group: group("g"),
+                pids: vec![],
+            },
+            now,
+        );
+    }
+    assert_eq!(core.status().streams, 3);
+    let refused = drain(&mut core)
+        .iter()
+        .filter(|a| matches!(a, Action::Send(_, GroupMsg::Refused { .. })))
+        .count();
+    assert_eq!(refused, 17);
+}
+
+#[test]
+fn a_subscriber_cannot_register_more_scopes_than_the_bound() {
+    let limits = Limits {
+        scopes: 2,
+        ..Limits::default()
+    };
+    let (mut core, now) = hub(&[], limits);
+    let sub = pid("beam@x", 9);
+    for i in 0..5 {
+        core.handle_msg(
+            GroupMsg::Subscribe {
+                scope: format!("s{i}"),
+                subscriber: sub.clone(),
+            },
+            now,
+        );
+    }
+    // Subscribing again to a known scope is still answered.
+    core.handle_msg(
+        GroupMsg::Subscribe {
+            scope: "s0".into(),
+            subscriber: sub.clone(),
+        },
+        now,
+    );
+    let actions = drain(&mut core);
+    let snapshots = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send(_, GroupMsg::Snapshot { .. })))
+        .count();
+    let refused = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send(Dest::Pid(p), GroupMsg::Refused { .. }) if *p == sub))
+        .count();
+    assert_eq!((snapshots, refused), (3, 3));
+}
+
+#[test]
+fn a_subscriber_past_the_limit_is_answered_refused() {
+    let limits = Limits {
+        subscribers: 1,
+        ..Limits::default()
+    };
+    let (mut core, now) = hub(&[], limits);
+    for id in [1, 2] {
+        core.handle_msg(
+            GroupMsg::Subscribe {
+                scope: S.into(),
+                subscriber: pid("beam@x", id),
+            },
+            now,
+        );
+    }
+    let actions = drain(&mut core);
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::Send(Dest::Pid(p), GroupMsg::Refused { reason, .. })
+            if *p == pid("beam@x", 2) && reason == "subscribers")));
+}
+
+#[test]
+fn pids_of_another_node_than_the_authority_are_dropped() {
+    let (mut core, now) = hub(&[], Limits::default());
+    let a = pid("beam@x", 7);
+    core.handle_msg(
+        sync(&a, 0, &[("g", vec![pid("beam@x", 20), pid("beam@y", 21)])]),
+        now,
+    );
+    core.handle_msg(
+        delta(
+            Op::Join,
+            &a,
+            1,
+            "g",
+            vec![pid("beam@y", 22), pid("beam@x", 23)],
+        ),
+        now,
+    );
+    let mut got = members(&core, "g");
+    got.sort_by_key(|p| p.id);
+    assert_eq!(got, vec![pid("beam@x", 20), pid("beam@x", 23)]);
+}
+
+#[test]
+fn a_peer_is_accepted_only_from_a_connected_node() {
+    let (mut core, now) = hub(&[], Limits::default());
+    core.local_join(S, group("g"), &[pid(ME, 50)])
+        .expect("join");
+    drain(&mut core);
+    core.set_connected(["hub@b".to_string()]);
+    core.handle_msg(
+        GroupMsg::Peer {
+            hub: pid("far@away", 1),
+        },
+        now,
+    );
+    assert_eq!(core.poll_timeout(), None);
+    core.handle_msg(
+        GroupMsg::Peer {
+            hub: pid("hub@b", 1),
+        },
+        now,
+    );
+    assert_eq!(core.poll_timeout(), Some(now));
+}
+
+#[test]
+fn announced_peers_are_forgotten_when_down_and_configured_ones_back_off() {
+    let limits = Limits {
+        peers: 2,
+        ..Limits::default()
+    };
+    let (mut core, mut now) = hub(&["hub@conf"], limits);
+    core.set_connected((0..5).map(|i| format!("hub@e{i}")));
+    for i in 0..5 {
+        // Each announced hub comes, is tried, and goes: it never takes a
+        // place for good, so a new hub is always accepted.
+        let node = format!("hub@e{i}");
+        core.handle_msg(GroupMsg::Peer { hub: pid(&node, 1) }, now);
+        core.handle_timeout(now);
+        let actions = drain(&mut core);
+        let id = monitor_of(&actions, &Dest::Hub(node.clone()));
+        core.handle_down(id, now);
+        let conf = actions.iter().find_map(|a| match a {
+            Action::Monitor(id, Dest::Hub(n)) if n == "hub@conf" => Some(*id),
+            _ => None,
+        });
+        if let Some(id) = conf {
+            core.handle_down(id, now);
+        }
+    }
+    // Only the configured peer is left, waiting longer after each failure.
+    let wait = core.poll_timeout().expect("a retry") - now;
+    assert_eq!(wait, RETRY);
+    let mut waits = vec![];
+    for _ in 0..8 {
+        now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+        let id = monitor_of(&drain(&mut core), &Dest::Hub("hub@conf".into()));
+        core.handle_down(id, now);
+        waits.push(core.poll_timeout().expect("a retry") - now);
+    }
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+    assert_eq!(*waits.last().expect("waits"), Duration::from_secs(5));
 }

@@ -56,9 +56,16 @@ impl HubCore {
         if node == self.node {
             return;
         }
+        if !self.connected.contains(&node) {
+            tracing::warn!(peer = ?hub, "eq_groups: a peer on a node not connected, ignored");
+            return;
+        }
         let full = self.peers.len() >= self.limits.peers;
         match self.peers.get_mut(&node) {
-            Some(peer) if peer.monitor.is_none() => peer.retry_at = Some(now),
+            Some(peer) if peer.monitor.is_none() => {
+                peer.retry_at = Some(now);
+                peer.failures = 0;
+            }
             Some(_) => {}
             None if full => {
                 tracing::warn!(%node, "eq_groups: too many peer hubs, announcement ignored");
@@ -67,6 +74,8 @@ impl HubCore {
                 let peer = Peer {
                     monitor: None,
                     retry_at: Some(now),
+                    configured: false,
+                    failures: 0,
                 };
                 self.peers.insert(node, peer);
             }

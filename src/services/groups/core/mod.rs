@@ -15,19 +15,25 @@
 //! Every change of the merged view goes, numbered per scope, to the
 //! scope's subscribers and, as [`Action::Changed`], to the local table.
 
+mod bounds;
 mod local;
+
+use bounds::{backoff, own_pids};
 
 use super::table::{ScopeTable, Table};
 use super::wire::{Group, GroupMsg, Op};
 use crate::term::Pid;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub(crate) type MonitorId = u64;
 
-/// How long a hub waits before trying a peer hub again.
+/// How long a hub waits before trying a peer hub again (doubled after
+/// each failed try, up to [`RETRY_MAX`]).
 pub(crate) const RETRY: Duration = Duration::from_millis(500);
+/// The longest wait between two tries of a configured peer hub.
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +111,11 @@ struct Stream {
 struct Peer {
     monitor: Option<MonitorId>,
     retry_at: Option<Instant>,
+    /// Configured peers are tried forever (with backoff); announced ones
+    /// are forgotten when their hub goes down (they announce again).
+    configured: bool,
+    /// Downs since the last announcement, for the backoff.
+    failures: u32,
 }
 
 /// Counters, for `sys:get_state` and tests.
@@ -137,6 +148,10 @@ pub(crate) struct HubCore {
     subscribers: HashMap<String, HashMap<Pid, u64>>,
     subscriber_monitors: HashMap<Pid, MonitorId>,
     peers: HashMap<String, Peer>,
+    /// The nodes connected when the last `peer` message came: a peer is
+    /// accepted only from one of them (a crafted pid must not make us
+    /// dial any node name).
+    connected: HashSet<String>,
     watches: HashMap<MonitorId, Watch>,
     next_id: MonitorId,
     outbox: VecDeque<Action>,
@@ -159,6 +174,8 @@ impl HubCore {
                 let peer = Peer {
                     monitor: None,
                     retry_at: Some(now),
+                    configured: true,
+                    failures: 0,
                 };
                 (p.clone(), peer)
             })
@@ -176,10 +193,16 @@ impl HubCore {
             subscribers: HashMap::new(),
             subscriber_monitors: HashMap::new(),
             peers,
+            connected: HashSet::new(),
             watches: HashMap::new(),
             next_id: 0,
             outbox: VecDeque::new(),
         }
+    }
+
+    /// The nodes connected now (the driver sets them before a `peer`).
+    pub(crate) fn set_connected(&mut self, nodes: impl IntoIterator<Item = String>) {
+        self.connected = nodes.into_iter().collect();
     }
 
     pub(crate) fn poll_action(&mut self) -> Option<Action> {
@@ -290,12 +313,16 @@ impl HubCore {
         if from == self.me {
             return;
         }
+        let key = (from.clone(), scope.clone());
+        if !self.streams.contains_key(&key) && self.stream_full(&from) {
+            self.refuse(scope, from, "scopes");
+            return;
+        }
         if !self.ensure_authority(&from) {
             tracing::warn!(?from, "eq_groups: too many authorities, sync ignored");
             return;
         }
-        let next = ScopeTable::from_groups(groups);
-        let key = (from.clone(), scope.clone());
+        let next = ScopeTable::from_groups(&own_pids(&from, groups));
         let old = self
             .streams
             .remove(&key)
@@ -338,6 +365,10 @@ impl HubCore {
         let key = (from.clone(), scope.clone());
         let ask = match self.streams.get(&key) {
             None => {
+                if self.stream_full(&from) {
+                    self.refuse(scope, from, "scopes");
+                    return;
+                }
                 if !self.ensure_authority(&from) {
                     return;
                 }
@@ -371,6 +402,11 @@ impl HubCore {
 
     fn apply_delta(&mut self, op: Op, key: (Pid, String), seq: u64, group: Group, pids: Vec<Pid>) {
         let scope = key.1.clone();
+        let before = pids.len();
+        let pids: Vec<Pid> = pids.into_iter().filter(|p| p.node == key.0.node).collect();
+        if pids.len() != before {
+            tracing::warn!(from = ?key.0, dropped = before - pids.len(), "eq_groups: pids of another node in a delta, dropped");
+        }
         match op {
             Op::Join => {
                 let new_group = usize::from(self.view.members(&scope, &group.key).is_empty());
@@ -400,7 +436,8 @@ impl HubCore {
     fn on_subscribe(&mut self, scope: String, subscriber: Pid) {
         if !self.subscriber_monitors.contains_key(&subscriber) {
             if self.subscriber_monitors.len() >= self.limits.subscribers {
-                tracing::warn!("eq_groups: too many subscribers, subscribe ignored");
+                tracing::warn!("eq_groups: too many subscribers, subscribe refused");
+                self.refuse_subscriber(scope, subscriber, "subscribers");
                 return;
             }
             let id = self.watch(
@@ -408,6 +445,18 @@ impl HubCore {
                 Dest::Pid(subscriber.clone()),
             );
             self.subscriber_monitors.insert(subscriber.clone(), id);
+        }
+        let known = self
+            .subscribers
+            .get(&scope)
+            .is_some_and(|s| s.contains_key(&subscriber));
+        if !known && self.subscribed_scopes(&subscriber) >= self.limits.scopes {
+            tracing::warn!(
+                ?subscriber,
+                "eq_groups: a subscriber has too many scopes, subscribe refused"
+            );
+            self.refuse_subscriber(scope, subscriber, "subscriber_scopes");
+            return;
         }
         self.subscribers
             .entry(scope.clone())
@@ -466,9 +515,19 @@ impl HubCore {
                 }
             }
             Watch::Peer(node) => {
-                if let Some(peer) = self.peers.get_mut(&node) {
-                    peer.monitor = None;
-                    peer.retry_at = Some(now + RETRY);
+                let forget = match self.peers.get_mut(&node) {
+                    Some(peer) if peer.configured => {
+                        peer.monitor = None;
+                        peer.retry_at = Some(now + backoff(peer.failures));
+                        peer.failures = peer.failures.saturating_add(1);
+                        false
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                if forget {
+                    // It announces itself again when it comes back.
+                    self.peers.remove(&node);
                 }
             }
         }
