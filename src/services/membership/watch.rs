@@ -51,7 +51,7 @@ use crate::term::{
     as_tuple, atom, is_atom, list, list_elements, tuple, Brief, Pid, Reference, Term,
 };
 use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -432,6 +432,10 @@ impl ClusterWatch {
     /// dropped (the DOWN's reason then replaces `LeaveInfo::Left`).
     async fn apply_with(&mut self, actions: Vec<Action<MemberPid, Term>>, grace: Option<Instant>) {
         let mut reasons: HashMap<Pid, Term> = HashMap::new();
+        // Nodes dialled in this batch: each once, however many members it
+        // has (an unreachable node would otherwise cost a connect timeout
+        // per member).
+        let mut dialled: HashSet<String> = HashSet::new();
         for action in actions {
             match action {
                 Action::Monitor(MemberPid(pid)) => {
@@ -440,7 +444,10 @@ impl ClusterWatch {
                     // or the monitor would fire at once with noconnection.
                     // A node we cannot reach does give that noconnection.
                     let node = self.process.node().clone();
-                    if !node.connected_nodes().contains(&pid.node.name) && !is_local(&node, &pid) {
+                    if !is_local(&node, &pid)
+                        && dialled.insert(pid.node.name.clone())
+                        && !node.connected_nodes().contains(&pid.node.name)
+                    {
                         let _ = node.connect(&pid.node.name).await;
                     }
                     let reference = self.process.monitor(pid.clone());
