@@ -19,13 +19,15 @@ apt_install() {
   done
   for i in $(seq 1 6); do
     as_root env DEBIAN_FRONTEND=noninteractive \
-      apt-get -q -y -o DPkg::Lock::Timeout=600 install "$@" && return 0
+      apt-get -q -y --no-install-recommends -o DPkg::Lock::Timeout=600 install "$@" && return 0
     log "apt-get install failed, retrying in 10 s"; sleep 10
   done
   return 1
 }
 
 # Erlang/OTP, Elixir and rebar3 from Debian's packages, when any is missing.
+# Without their recommends (wx GUI, X11, media codecs: several hundred MB),
+# which nothing here uses; what a test needs on top is named here.
 ensure_erlang() {
   local missing=() tool
   for tool in erl erlc epmd elixir rebar3; do
