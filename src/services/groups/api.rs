@@ -93,39 +93,47 @@ impl Groups {
     pub async fn join(&self, scope: &str, group: Term, pids: &[Pid]) -> Result<(), GroupsError> {
         scope_ok(scope)?;
         let group = group_of(group)?;
-        let (reply, answer) = oneshot::channel();
-        let event = HubEvent::Join {
-            scope: scope.to_owned(),
+        let pids = pids.to_vec();
+        let scope = scope.to_owned();
+        self.ask(|reply| HubEvent::Join {
+            scope,
             group,
-            pids: pids.to_vec(),
+            pids,
             reply,
-        };
-        self.shared
-            .events
-            .send(event)
-            .map_err(|_| GroupsError::HubStopped)?;
-        Ok(answer.await.map_err(|_| GroupsError::HubStopped)??)
+        })
+        .await?
+        .map_err(GroupsError::from)
     }
 
     /// `pids` leave `group` (one join each). As `pg:leave/3`.
     pub async fn leave(&self, scope: &str, group: Term, pids: &[Pid]) -> Result<Left, GroupsError> {
         scope_ok(scope)?;
         let group = group_of(group)?;
+        let pids = pids.to_vec();
+        let scope = scope.to_owned();
+        let left = self
+            .ask(|reply| HubEvent::Leave {
+                scope,
+                group,
+                pids,
+                reply,
+            })
+            .await?;
+        Ok(if left { Left::Ok } else { Left::NotJoined })
+    }
+
+    /// Sends the hub the event `make` builds around a reply channel, and
+    /// waits for the answer: one path for every request the hub answers.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> HubEvent,
+    ) -> Result<T, GroupsError> {
         let (reply, answer) = oneshot::channel();
-        let event = HubEvent::Leave {
-            scope: scope.to_owned(),
-            group,
-            pids: pids.to_vec(),
-            reply,
-        };
         self.shared
             .events
-            .send(event)
+            .send(make(reply))
             .map_err(|_| GroupsError::HubStopped)?;
-        match answer.await.map_err(|_| GroupsError::HubStopped)? {
-            true => Ok(Left::Ok),
-            false => Ok(Left::NotJoined),
-        }
+        answer.await.map_err(|_| GroupsError::HubStopped)
     }
 
     /// Every member of `group`, BEAM and Rust, of every node (a pid once
