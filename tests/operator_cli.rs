@@ -12,6 +12,10 @@
 //! EQ_LOCKER_EBIN=/tmp/locker_ebin cargo test --test operator_cli -- --ignored
 //! ```
 //!
+//! With `EQ_OTP=27` the directory must also be visible inside the erl27
+//! chroot, which sees only the current directory: add
+//! `OTP27_BIND=/tmp/locker_ebin`.
+//!
 //! `status` is checked for its exit code and for naming every node it was
 //! asked about, not for its layout.
 
@@ -69,12 +73,18 @@ fn exercise(masters: &[String]) {
     }
     let missing = quorum_support::node_name("absent");
     let ping = cli(&["ping", &missing]);
-    assert!(!ping.ok && ping.stdout == "pang", "ping {missing}: {ping:?}");
+    assert!(
+        !ping.ok && ping.stdout == "pang",
+        "ping {missing}: {ping:?}"
+    );
 
     let status = cli(&with(&["status"]));
     assert!(status.ok, "status: {status:?}");
     for m in masters {
-        assert!(status.stdout.contains(m.as_str()), "status names {m}: {status:?}");
+        assert!(
+            status.stdout.contains(m.as_str()),
+            "status names {m}: {status:?}"
+        );
     }
     // One master that cannot be asked makes status fail, and it says which.
     let with_missing = format!("{list},{missing}");
@@ -86,24 +96,33 @@ fn exercise(masters: &[String]) {
     let lock = cli(&with(&["lock", key, "<<\"me\">>", "--lease-ms", "30000"]));
     assert!(lock.ok && lock.stdout.starts_with("ok"), "lock: {lock:?}");
     let again = cli(&with(&["lock", key, "<<\"you\">>", "--lease-ms", "30000"]));
-    assert!(!again.ok && again.stdout.starts_with("error"), "second lock: {again:?}");
+    assert!(
+        !again.ok && again.stdout.starts_with("error"),
+        "second lock: {again:?}"
+    );
 
     let read = cli(&with(&["read", key]));
     assert!(read.ok, "read: {read:?}");
-    assert_eq!(
-        parse(&read.stdout),
-        parse("<<\"me\">>")
-    );
+    assert_eq!(parse(&read.stdout), parse("<<\"me\">>"));
 
     let wrong = cli(&with(&["release", key, "<<\"you\">>"]));
-    assert!(!wrong.ok && wrong.stdout.starts_with("error"), "wrong release: {wrong:?}");
+    assert!(
+        !wrong.ok && wrong.stdout.starts_with("error"),
+        "wrong release: {wrong:?}"
+    );
     let read = cli(&with(&["read", key]));
     assert!(read.ok, "still held after the refused release: {read:?}");
 
     let release = cli(&with(&["release", key, "<<\"me\">>"]));
-    assert!(release.ok && release.stdout.starts_with("ok"), "release: {release:?}");
+    assert!(
+        release.ok && release.stdout.starts_with("ok"),
+        "release: {release:?}"
+    );
     let read = cli(&with(&["read", key]));
-    assert!(!read.ok && read.stdout == "not_found", "read after release: {read:?}");
+    assert!(
+        !read.ok && read.stdout == "not_found",
+        "read after release: {read:?}"
+    );
     // Free again: the next lock is granted.
     let lock = cli(&with(&["lock", key, "<<\"you\">>", "--lease-ms", "30000"]));
     assert!(lock.ok, "lock after release: {lock:?}");
@@ -139,6 +158,12 @@ async fn operator_commands_against_beam_locker_masters() {
     let start = "spawn(fun() -> {ok, _} = locker:start_link(2), receive never -> ok end end), \
                  eq_peer:wait_until(fun() -> whereis(locker) =/= undefined end, 5000)";
     for m in &masters {
+        assert_ne!(
+            m.eval_ok("code:which(locker)"),
+            "non_existing",
+            "no locker.beam in {ebin} as {} sees it (for EQ_OTP=27, set OTP27_BIND={ebin})",
+            m.node_name()
+        );
         m.eval_ok(start);
     }
     let names: Vec<String> = masters.iter().map(|m| m.node_name().to_owned()).collect();
