@@ -72,6 +72,7 @@ if [ "$OTP27" = 0 ]; then
   fi
 fi
 
+ensure_test_tools
 ensure_epmd
 
 # Tests run in parallel threads within a test binary, and many start several
