@@ -43,9 +43,16 @@ fi
 
 # The fuzzer itself (libfuzzer-sys, from crates.io) is fetched and built by
 # cargo; its build script needs a C++ compiler.
+# Installed as the other scripts install (scripts/lib.sh: as root or through
+# sudo, without recommends; g++'s only one, libc6-dev, is already there where
+# Rust links programs).
+log() { echo "fuzz: $*"; }
+warn() { echo "fuzz: WARNING: $*" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 if ! command -v c++ >/dev/null 2>&1; then
-  echo "fuzz: installing g++ (libFuzzer is C++)"
-  apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+  log "installing g++ (libFuzzer is C++)"
+  apt_install g++ >/dev/null || { warn "installing g++ failed"; exit 1; }
 fi
 
 OUT=${FUZZ_OUT:-/tmp/eq-fuzz}

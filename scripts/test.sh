@@ -8,8 +8,9 @@
 #                                     the Erlang setup and the harness while src/
 #                                     doesn't build
 #
-# On a fresh machine it installs Debian's Erlang/OTP 25, Elixir and rebar3, sets
-# up OTP 27 from ../shared/tools/otp27 and starts epmd. Then:
+# On a fresh machine it installs Debian's Erlang/OTP 25, Elixir, rebar3 (the
+# escript alone: see scripts/lib.sh) and iproute2, sets up OTP 27 from
+# ../shared/tools/otp27 and starts epmd. Then:
 #   pass 1: EQ_OTP=25 cargo test            unit, integration and doc tests
 #   pass 2: EQ_OTP=27 cargo test --test '*' the integration tests again (tests/*.rs:
 #           the only tests that start BEAM nodes, through tests/common; unit and
@@ -72,6 +73,7 @@ if [ "$OTP27" = 0 ]; then
   fi
 fi
 
+ensure_test_tools
 ensure_epmd
 
 # Tests run in parallel threads within a test binary, and many start several
