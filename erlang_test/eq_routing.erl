@@ -8,7 +8,7 @@
 %%  * redirects/1: the sum of the nodes' `redirects` counters.
 -module(eq_routing).
 
--export([cross_check/3, seed/1, lock_batch/2, lock_all_shards/2,
+-export([cross_check/3, fixed/0, seed/1, lock_batch/2, lock_all_shards/2,
          redirects/1, expected_holders/1]).
 
 %% Compares rust_quorum_shard:shard/2 with Node's `{shard_of, Kind, Key}`

@@ -10,7 +10,7 @@
 %%%   atom       $a Len Utf8            integer    $i <<I:64/little-signed>>
 %%%   float      $f <<F:64/little-float>>           (outside i64:
 %%%   binary     $b Len Bytes                        $I Len MinimalTwosComplementLE)
-%%%   bitstring  $B TailBits Len Bytes (unused bits of the last byte zero)
+%%%   bitstring  $B TailBits Len Bytes (the last byte's bits low, the rest zero)
 %%%   tuple      $t Len Elements        map        $m Len sorted(Key Value)
 %%%   list       $l ($c Element)* ($n | $| Tail)
 %%%
@@ -66,7 +66,7 @@ encode(B) when is_bitstring(B) ->
     Whole = byte_size(B) - 1,
     Tail = bit_size(B) rem 8,
     <<Bytes:Whole/binary, Last:Tail/bitstring>> = B,
-    [$B, Tail, <<(Whole + 1):64/little>>, Bytes, <<Last/bitstring, 0:(8 - Tail)>>];
+    [$B, Tail, <<(Whole + 1):64/little>>, Bytes, <<0:(8 - Tail), Last/bitstring>>];
 encode(T) when is_tuple(T) ->
     [$t, <<(tuple_size(T)):64/little>> | [encode(E) || E <- tuple_to_list(T)]];
 encode(L) when is_list(L) ->
