@@ -9,6 +9,8 @@
 %%%
 %%% - the rust_quorum gen_server (one per BEAM node, registered under that
 %%%   name, because the Rust nodes send it messages by name):
+%%%   * owns the ETS table `rust_quorum_shards` of rust_quorum_route (which
+%%%     Rust node holds which shard; call/1 reads and writes it);
 %%%   * owns the ETS table `rust_registry` ({Name, Pid}), the local copy of
 %%%     the name registry that rust_registry:whereis_name/1 reads, kept in
 %%%     sync by a subscription to one Rust node;
