@@ -360,8 +360,15 @@ fn main() {
         assert_eq!(seeded, "ok", "spreading the shards");
     }
     if env_parse::<u8>("EQ_SBENCH_ROUTE") == Some(0) {
-        eval(&g1, "application:set_env(erl_quorum, route_by_shard, false)");
+        eval(
+            &g1,
+            "application:set_env(erl_quorum, route_by_shard, false)",
+        );
     }
+    eprintln!(
+        "rust_quorum_shard:shard/2 on g1, ns per call: {}",
+        eval(&g1, "eq_routing:shard_cost()")
+    );
 
     // The names the cases use: the Rust echo server (registered by Rust
     // code), the BEAM one on g2, and a name for whereis, owned by a process

@@ -9,7 +9,7 @@
 -module(eq_routing).
 
 -export([cross_check/3, fixed/0, seed/1, lock_batch/2, lock_all_shards/2,
-         redirects/1, expected_holders/1]).
+         redirects/1, expected_holders/1, shard_cost/0]).
 
 %% Compares rust_quorum_shard:shard/2 with Node's `{shard_of, Kind, Key}`
 %% on N random keys (seeded: the same keys every run) plus fixed edge
@@ -176,3 +176,22 @@ redirects(Masters) ->
                || M <- Masters,
                   Status <- [catch gen_server:call({erl_quorum, M}, status, 5000)],
                   is_list(Status)]).
+
+%% What rust_quorum_shard:shard/2 costs per call, in ns, on key shapes of
+%% the bench and of real use (for benches/services.rs; never asserted).
+shard_cost() ->
+    Keys = [{small_tuple, {eq_services_fresh, 123456}},
+            {atom, some_lock_name},
+            {binary_32, binary:copy(<<"k">>, 32)},
+            {binary_1k, binary:copy(<<"k">>, 1024)},
+            {map, #{tenant => <<"acme">>, id => 42, tags => [a, b]}}],
+    [{Label, shard_ns(Key)} || {Label, Key} <- Keys].
+
+shard_ns(Key) ->
+    N = 20000,
+    T0 = erlang:monotonic_time(nanosecond),
+    shard_loop(Key, N),
+    round((erlang:monotonic_time(nanosecond) - T0) / N).
+
+shard_loop(_Key, 0) -> ok;
+shard_loop(Key, N) -> _ = rust_quorum_shard:shard(lock, Key), shard_loop(Key, N - 1).
