@@ -17,14 +17,15 @@
 //!   count); with it, after one batch to learn, 1000 more pay none, and the
 //!   map is exactly the spread. Then a node is killed: once its shards
 //!   have moved, the map has none of them on it and a batch pays no
-//!   redirect again. A Rust `Registry` learns the same way.
+//!   redirect again. A Rust `Registry` learns the same way, and heals the
+//!   same way after the kill.
 
 mod common;
 mod quorum_support;
 mod rust_node;
 mod services_support;
 
-use erl_quorum::services::{LockReply, Registry};
+use erl_quorum::services::Registry;
 use erl_quorum::term::{atom, int, tuple};
 use quorum_support::{beval, erl_list};
 use services_support::{start_app_node, start_cluster, Lang};
@@ -77,13 +78,16 @@ fn batch(b: &common::BeamNode, masters: &str, tag: &str, n: usize) -> i64 {
     redirects(b, masters) - before
 }
 
-/// Redirects paid by 200 locks (fresh keys `{rs, Round, I}`) from a Rust
-/// `Registry`.
+/// Redirects paid by 200 registrations (fresh names `{rs, Round, I}`, each
+/// unregistered at once: the process holds nothing a killed node could
+/// take with it) from a Rust `Registry`.
 async fn rust_batch(b: &common::BeamNode, masters: &str, reg: &mut Registry, round: i64) -> i64 {
     let before = redirects(b, masters);
+    let me = reg.process().pid().clone();
     for i in 0..200 {
-        let key = tuple(vec![atom("rs"), int(round), int(i)]);
-        assert_eq!(reg.lock(key, false).await, Ok(LockReply::Acquired));
+        let name = tuple(vec![atom("rs"), int(round), int(i)]);
+        assert_eq!(reg.register(name.clone(), &me).await, Ok(true));
+        assert_eq!(reg.unregister(name).await, Ok(()));
     }
     redirects(b, masters) - before
 }
@@ -151,6 +155,18 @@ async fn calls_pay_no_redirect_in_steady_state_and_the_map_heals() {
         "{64,false}",
         "map: {}",
         beval(&b, "rust_quorum_route:holders()")
+    );
+    // The Rust client's entries for the dead node fail once each (it
+    // forgets them and asks its own server, which may redirect), then no
+    // call pays a redirect again.
+    let rust_after_kill = rust_batch(&b, &alive, &mut reg, 3).await;
+    let rust_healed = rust_batch(&b, &alive, &mut reg, 4).await;
+    println!(
+        "Rust Registry redirects per 200 calls after the kill: {rust_after_kill}, then {rust_healed}"
+    );
+    assert_eq!(
+        rust_healed, 0,
+        "Rust Registry redirects once the shards moved"
     );
     println!(
         "shards moved after the kill in {moved}; total {:?}",
