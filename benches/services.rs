@@ -17,7 +17,9 @@
 //! registered for comparison (20 000; 0 skips), `EQ_SBENCH_CLIENTS` the
 //! concurrent BEAM processes (16), `EQ_SBENCH_REGISTRARS` the concurrent
 //! Rust `Registry` clients that register the names (64),
-//! `EQ_SBENCH_OWNERS` the processes owning them (8), `EQ_SBENCH_ONLY`
+//! `EQ_SBENCH_OWNERS` the processes owning them (8), `EQ_SBENCH_SPREAD=1`
+//! spreads the shards over the three masters and `EQ_SBENCH_ROUTE=0` turns
+//! g1's shard map off (see main), `EQ_SBENCH_ONLY`
 //! measures only the pairs whose labels contain one of its comma-separated
 //! words (e.g. `paxtor cycle`, for profiling), `EQ_BENCH_WORKERS` the tokio
 //! workers of the Rust node in this process (1; 0: one per core),
@@ -348,6 +350,26 @@ fn main() {
         );
     }
 
+    // `EQ_SBENCH_SPREAD=1`: the shards spread over the three masters (shard
+    // S on master S rem 3, as rebalancing leaves them) instead of all on the
+    // first, which takes every shard it is asked for first. Then
+    // `EQ_SBENCH_ROUTE=0` turns g1's shard map off (calls start at the node
+    // that answered last, as before routing by shard), to compare.
+    if env_parse::<u8>("EQ_SBENCH_SPREAD") == Some(1) {
+        let seeded = eval(&g1, &format!("eq_routing:seed({rust_nodes})"));
+        assert_eq!(seeded, "ok", "spreading the shards");
+    }
+    if env_parse::<u8>("EQ_SBENCH_ROUTE") == Some(0) {
+        eval(
+            &g1,
+            "application:set_env(erl_quorum, route_by_shard, false)",
+        );
+    }
+    eprintln!(
+        "rust_quorum_shard:shard/2 on g1, ns per call: {}",
+        eval(&g1, "eq_routing:shard_cost()")
+    );
+
     // The names the cases use: the Rust echo server (registered by Rust
     // code), the BEAM one on g2, and a name for whereis, owned by a process
     // on g1 in both registries.
@@ -427,6 +449,7 @@ fn main() {
         rounds.push(runs);
     }
     let foreign = meter.foreign_share(&bench.ours);
+    let redirects = eval(&bench.g1, &format!("eq_routing:redirects({rust_nodes})"));
     let per_case: Vec<f64> = rounds.iter().flatten().filter_map(|r| r.foreign).collect();
 
     let memory = bench.memory(&rt, &node, &serving);
@@ -434,6 +457,7 @@ fn main() {
     report::print_report(&release, &erts, &p, &rounds);
     report::print_memory(&p, &memory);
     println!();
+    println!("Redirects the masters sent during the run (warm-up included): {redirects}.");
     if let Some(share) = foreign {
         let lo = per_case.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = per_case.iter().copied().fold(0.0, f64::max);

@@ -9,6 +9,8 @@
 %%%
 %%% - the rust_quorum gen_server (one per BEAM node, registered under that
 %%%   name, because the Rust nodes send it messages by name):
+%%%   * owns the ETS table `rust_quorum_shards` of rust_quorum_route (which
+%%%     Rust node holds which shard; call/1 reads and writes it);
 %%%   * owns the ETS table `rust_registry` ({Name, Pid}), the local copy of
 %%%     the name registry that rust_registry:whereis_name/1 reads, kept in
 %%%     sync by a subscription to one Rust node;
@@ -115,7 +117,11 @@ call(Request) ->
         false -> ok
     end,
     Nodes = ?MODULE:nodes(),
-    call(Request, rotate(Nodes, current_node()), Nodes, []).
+    %% The node known to hold the key's shard first (rust_quorum_route), so
+    %% that a call pays no redirect in steady state.
+    Shard = rust_quorum_route:shard(Request),
+    Order = rust_quorum_route:order(Shard, Nodes, rotate(Nodes, current_node())),
+    call(Request, Order, Nodes, [], {Shard, ?MAX_REDIRECTS}).
 
 %% Whether Term nests deeper than Depth, counted as the Rust node counts:
 %% the elements of a tuple, list or map are one level down (a long list is
@@ -169,27 +175,31 @@ status() ->
 valid_until(Owner, Kind, Key) ->
     gen_server:call(?MODULE, {valid_until, Owner, Kind, Key}).
 
-call(Request, Order, Nodes, Failed) ->
-    call(Request, Order, Nodes, Failed, ?MAX_REDIRECTS).
-
-call(_Request, [], Nodes, _Failed, _Redirects) ->
+%% Hops: {Shard, RedirectsLeft}; Shard is the key's (or `unknown`), the map
+%% learns who holds it from the answers.
+call(_Request, [], Nodes, _Failed, _Hops) ->
     %% Not logged: the caller gets the reason and decides (paxtor retries
     %% many times a second while no node is up).
     exit({no_rust_node, Nodes});
-call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
+call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
     try gen_server:call({?SERVER, Node}, Request, call_timeout_ms()) of
         %% Another Rust node grants this key (it holds the key's shard):
         %% ask it, and fall back on the nodes left if it is gone.
         {erl_quorum_redirect, To} = Redirect ->
             case is_atom(To) andalso Redirects > 0
                 andalso not lists:keymember(To, 1, Failed) of
-                true -> call(Request, [To, Node | Rest], Nodes, Failed, Redirects - 1);
-                false -> unsettled(Request, Redirect)
+                true ->
+                    rust_quorum_route:learn(Shard, To, redirect),
+                    call(Request, [To, Node | Rest], Nodes, Failed, {Shard, Redirects - 1});
+                false ->
+                    unsettled(Request, Redirect)
             end;
         Reply ->
-            %% A node answering after a redirect holds that key's shard,
-            %% not necessarily the others': not worth calling first.
-            Redirects =:= ?MAX_REDIRECTS andalso remember(Node),
+            rust_quorum_route:learned(Shard, Request, Node, Reply),
+            %% A node answering after a redirect, or chosen for the key's
+            %% shard, holds that shard, not necessarily the others': not
+            %% worth calling first for keys whose shard is unknown.
+            Redirects =:= ?MAX_REDIRECTS andalso Shard =:= unknown andalso remember(Node),
             case [F || {_, _} = F <- Failed] of
                 [] -> ok;
                 Gone -> ?LOG_WARNING("erl_quorum: Rust node(s) ~p unavailable, "
@@ -200,12 +210,16 @@ call(Request, [Node | Rest], Nodes, Failed, Redirects) ->
         exit:{timeout, {gen_server, call, _}} ->
             case responsive(Node) of
                 %% (`retried`: a marker, not a failed node.)
-                true -> call(Request, [Node | Rest], Nodes, [retried | Failed -- [retried]], Redirects);
-                false -> call(Request, Rest, Nodes, [{Node, timeout} | Failed], Redirects)
+                true -> call(Request, [Node | Rest], Nodes, [retried | Failed -- [retried]], Hops);
+                false ->
+                    rust_quorum_route:forget_node(Node),
+                    call(Request, Rest, Nodes, [{Node, timeout} | Failed], Hops)
             end;
         exit:{Reason, {gen_server, call, _}} = Exit:Stack ->
             case gone(Reason) of
-                true -> call(Request, Rest, Nodes, [{Node, Reason} | Failed], Redirects);
+                true ->
+                    rust_quorum_route:forget_node(Node),
+                    call(Request, Rest, Nodes, [{Node, Reason} | Failed], Hops);
                 false -> erlang:raise(exit, Exit, Stack)
             end
     end.
@@ -279,6 +293,7 @@ init([]) ->
     %% Public: rust_registry:register_name/2 inserts from the caller's process
     %% so that its own whereis right after sees the name.
     ?TABLE = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
+    ok = rust_quorum_route:new_table(),
     erlang:send_after(?TICK_MS, self(), tick),
     %% Subscribing may start a connection: not in init, which blocks the
     %% supervisor.

@@ -3,6 +3,7 @@
 //! registered. Every call goes to the `erl_quorum` process of one serving
 //! node (this one by default), as `rebar_fixture`'s modules do.
 
+mod route;
 mod singletons;
 
 pub use singletons::{
@@ -12,6 +13,7 @@ pub use singletons::{
 use super::protocol::{Reply, ReplyError, Request};
 use crate::process::{CallError, Process};
 use crate::term::{Pid, Term};
+use route::ShardMap;
 use std::time::Duration;
 
 /// Why a [`Registry`] call failed (no quorum is an answer, not an error).
@@ -84,6 +86,9 @@ pub struct Registry {
     process: Process,
     server: String,
     timeout: Duration,
+    /// Which serving node holds which shard, as far as this client saw:
+    /// a keyed request goes there first.
+    shards: ShardMap,
 }
 
 impl Registry {
@@ -98,6 +103,7 @@ impl Registry {
             process,
             server,
             timeout: Duration::from_secs(30),
+            shards: ShardMap::default(),
         }
     }
 
@@ -119,31 +125,53 @@ impl Registry {
         &mut self.process
     }
 
-    /// Calls the service, following redirects to the node that holds the
-    /// key's shard (a few hops at most, as `rust_quorum` does; past them the
+    /// Calls the service, first on the node known to hold the key's shard
+    /// (else on this client's server), following redirects to the node that
+    /// holds it (a few hops at most, as `rust_quorum` does; past them the
     /// views are changing, which to the caller is no quorum yet).
     async fn call(&mut self, request: Request, timeout: Duration) -> Result<Reply, RegistryError> {
-        let mut server = self.server.clone();
+        let shard = ShardMap::shard(&request);
+        let mapped = self.shards.holder(shard).filter(|&h| h != self.server);
+        // Whether `server` came from the map: if it is gone, the entry goes
+        // and this client's own server is asked, as without a map.
+        let mut from_map = mapped.is_some();
+        let mut server = mapped.unwrap_or(&self.server).to_owned();
         let term = request.encode();
-        for hop in 0..=MAX_REDIRECTS {
+        let mut hop = 0;
+        while hop <= MAX_REDIRECTS {
             let reply = self
                 .process
                 .call(("erl_quorum", server.as_str()), term.clone(), timeout)
                 .await;
             let reply = match reply {
                 Ok(reply) => Reply::decode(&request, &reply)?,
+                Err(CallError::NoProc | CallError::NoConnection) if from_map => {
+                    self.shards.forget_node(&server);
+                    from_map = false;
+                    server = self.server.clone();
+                    continue;
+                }
                 // The node we were sent to is gone: its shards cannot be
                 // granted until its session lapses, which to the caller is
                 // no quorum yet (as `rust_quorum` answers).
                 Err(CallError::NoProc | CallError::NoConnection) if hop > 0 => {
-                    return Ok(Reply::no_quorum(&request))
+                    self.shards.forget_node(&server);
+                    return Ok(Reply::no_quorum(&request));
                 }
                 Err(e) => return Err(e.into()),
             };
+            from_map = false;
             match reply {
-                Reply::Redirect(node) => server = node,
-                reply => return Ok(reply),
+                Reply::Redirect(node) => {
+                    self.shards.learn(shard, &node);
+                    server = node;
+                }
+                reply => {
+                    self.shards.answered(shard, &request, &reply, &server);
+                    return Ok(reply);
+                }
             }
+            hop += 1;
         }
         Ok(Reply::no_quorum(&request))
     }

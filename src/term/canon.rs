@@ -212,7 +212,9 @@ fn terms(out: &mut Vec<u8>, elements: &[Term], depth: usize) -> Result<(), TooDe
 
 /// `tail_bits_size` is how many bits of the last byte count (1..=8 on the
 /// wire). A full last byte makes a binary; 0 means the last byte is unused.
-/// Unused bits are masked so they cannot tell equal bit strings apart.
+/// The bits that count are the low ones: eetf shifts the wire's
+/// left-aligned tail down when decoding (and up when encoding). Unused bits
+/// are masked so they cannot tell equal bit strings apart.
 fn bit_binary(out: &mut Vec<u8>, data: &[u8], tail_bits: u8) {
     let (data, tail_bits) = match (data.split_last(), tail_bits) {
         (Some((_, rest)), 0) => (rest, 8),
@@ -229,7 +231,7 @@ fn bit_binary(out: &mut Vec<u8>, data: &[u8], tail_bits: u8) {
     len(out, data.len());
     if let Some((last, rest)) = data.split_last() {
         out.extend_from_slice(rest);
-        let mask = (0xFF00u16 >> tail_bits) as u8;
+        let mask = ((1u16 << tail_bits) - 1) as u8;
         out.push(last & mask);
     }
 }

@@ -41,9 +41,10 @@ fn canonical_form_is_exact_equality() {
             Term::from(BitBinary::from((vec![1, 2], 0))),
             binary(vec![1]),
         ),
+        // The low 3 bits count (eetf's form of `<<7:3>>`), not the rest.
         (
             Term::from(BitBinary::from((vec![0xFF], 3))),
-            Term::from(BitBinary::from((vec![0xE0], 3))),
+            Term::from(BitBinary::from((vec![0x07], 3))),
         ),
         (
             tuple(vec![Term::from(ByteList::from("x"))]),
@@ -95,6 +96,11 @@ fn canonical_form_is_exact_equality() {
         (
             Term::from(BitBinary::from((vec![0xFF], 3))),
             Term::from(BitBinary::from((vec![0xFF], 4))),
+        ),
+        // `<<1, 3:5>>` is not `<<1, 0:5>>`.
+        (
+            Term::from(BitBinary::from((vec![1, 3], 5))),
+            Term::from(BitBinary::from((vec![1, 0], 5))),
         ),
         (tuple(vec![atom("ab")]), tuple(vec![atom("a"), atom("b")])),
         (

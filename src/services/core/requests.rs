@@ -120,6 +120,7 @@ impl Core {
                 ms: self.valid_ms(),
             },
             Request::Status => Reply::Status(self.status()),
+            Request::ShardOf { kind, key } => Reply::Shard(shard_of_key(kind, &key)),
             request @ Request::StartName { .. } => return self.start_name(caller, request),
             request @ Request::WhereisMeta { .. } => return self.whereis_meta(caller, request),
             Request::Host { pid, kind } => return self.supervise.host(caller, pid, kind),
@@ -142,6 +143,7 @@ impl Core {
             ("supervised", self.supervise.supervised() as i64),
             ("hosts", self.supervise.host_count() as i64),
             ("pending_starts", self.supervise.pending_count() as i64),
+            ("redirects", self.routing.redirects as i64),
         ];
         counters.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }

@@ -24,6 +24,9 @@ pub(super) struct Routing {
     shard_waiters: HashMap<SlotId, u32>,
     /// Each shard's next fencing token.
     fences: Fences,
+    /// Requests answered with a redirect since the start (`status`): a
+    /// client that routes by shard pays none in steady state.
+    pub redirects: u64,
 }
 
 impl Routing {
@@ -67,6 +70,7 @@ impl Core {
         match self.routing.shards.route(shard, epoch, self.now, parked) {
             Route::Here(parked) => Some((parked.caller, parked.request)),
             Route::Redirect(node, parked) => {
+                self.routing.redirects += 1;
                 self.outputs
                     .push_back(Output::Reply(parked.caller, Reply::Redirect(node)));
                 None
@@ -135,6 +139,7 @@ impl Core {
             }
             Resolved::Redirect(node, parked) => {
                 self.wake_waiters(shard);
+                self.routing.redirects += parked.len() as u64;
                 for p in parked {
                     let reply = Reply::Redirect(node.clone());
                     self.outputs.push_back(Output::Reply(p.caller, reply));

@@ -39,6 +39,9 @@ pub(crate) enum Reply {
     Redirect(String),
     /// `[{Counter, Integer}]` to `status`.
     Status(Vec<(String, i64)>),
+    /// `{shard, N}` to `shard_of`, or `undefined` for a key too deep to
+    /// hold.
+    Shard(Option<u32>),
     /// `{error, key_too_deep}`: a lock key deeper than any store accepts.
     KeyTooDeep,
     /// `{error, {forward_failed, Node}}`: a peer to which an unregister was
@@ -102,6 +105,8 @@ impl Reply {
             ]),
             Reply::Valid { ms } => tuple(vec![atom("ok"), int(*ms as i64)]),
             Reply::Redirect(node) => tuple(vec![atom("erl_quorum_redirect"), atom(node)]),
+            Reply::Shard(None) => atom("undefined"),
+            Reply::Shard(Some(n)) => tuple(vec![atom("shard"), int(i64::from(*n))]),
             Reply::Status(counters) => list(
                 counters
                     .iter()
@@ -210,6 +215,14 @@ impl Reply {
                 _ => return Err(fail()),
             },
             (Request::Status, t) => Reply::Status(decode_status(t).ok_or_else(fail)?),
+            (Request::ShardOf { .. }, t) if is_atom(t, "undefined") => Reply::Shard(None),
+            (Request::ShardOf { .. }, t) => match as_tuple(t) {
+                Some([tag, n]) if is_atom(tag, "shard") => {
+                    let n = as_int(n).and_then(|n| u32::try_from(n).ok());
+                    Reply::Shard(Some(n.ok_or_else(fail)?))
+                }
+                _ => return Err(fail()),
+            },
             _ => return Err(fail()),
         };
         Ok(reply)

@@ -2,6 +2,7 @@
 
 use super::peer::{PEER_VERSION, PEER_VERSIONS};
 use super::singletons::{decode_id, HostKind, Restart, Start, StartOpts};
+use crate::services::slots::Kind;
 use crate::term::{as_int, as_tuple, atom, int, is_atom, list, tuple, Pid, Term};
 
 /// A call to `{erl_quorum, Node}`. `UnregisterNameHere` and `SubscribePeer`
@@ -60,6 +61,9 @@ pub(crate) enum Request {
     Keepalive,
     /// `status`: counters, for operators and tests.
     Status,
+    /// `{shard_of, Kind, Key}`: the shard this node puts `key` of `kind`
+    /// in (for clients that route by shard, and to check their hash).
+    ShardOf { kind: Kind, key: Term },
 }
 
 /// A call that is not a [`Request`]; the caller is told so.
@@ -226,6 +230,14 @@ impl Request {
                 }
             }
             ("whereis_meta", [name]) => Request::WhereisMeta { name: name.clone() },
+            ("shard_of", [kind, key]) => Request::ShardOf {
+                kind: match crate::term::as_atom(kind) {
+                    Some("lock") => Kind::Lock,
+                    Some("name") => Kind::Name,
+                    _ => return Err(badarg()),
+                },
+                key: key.clone(),
+            },
             ("host", [Term::Pid(pid), kind]) => Request::Host {
                 pid: pid.clone(),
                 kind: HostKind::decode(kind).ok_or_else(badarg)?,
@@ -365,6 +377,9 @@ impl Request {
             ]),
             Request::Keepalive => atom("keepalive"),
             Request::Status => atom("status"),
+            Request::ShardOf { kind, key } => {
+                tuple(vec![atom("shard_of"), atom(kind.as_str()), key.clone()])
+            }
         }
     }
 
@@ -406,6 +421,7 @@ impl Request {
             Request::SubscribePeer { .. } => "subscribe_peer",
             Request::Keepalive => "keepalive",
             Request::Status => "status",
+            Request::ShardOf { .. } => "shard_of",
         }
     }
 }

@@ -41,6 +41,10 @@ fn requests() -> Vec<Request> {
         Request::subscribe_peer(pid(4)),
         Request::Keepalive,
         Request::Status,
+        Request::ShardOf {
+            kind: Kind::Name,
+            key: atom("k"),
+        },
     ]
 }
 
@@ -133,6 +137,14 @@ fn malformed_requests_are_refused_with_their_otp_error() {
                 atom("error"),
                 tuple(vec![atom("unknown_request"), request])
             ])
+        );
+    }
+    // `shard_of`: a kind of key, `lock` or `name`.
+    for kind in [atom("locks"), int(0)] {
+        let request = tuple(vec![atom("shard_of"), kind, atom("k")]);
+        assert_eq!(
+            Request::decode(&request).unwrap_err().encode(),
+            tuple(vec![atom("error"), tuple(vec![atom("badarg"), request])])
         );
     }
     for block in [atom("maybe"), int(1)] {
@@ -291,6 +303,8 @@ fn every_reply_round_trips_for_its_request() {
             &requests()[11],
             Reply::Refused(BadRequest::Unknown(atom("x"))),
         ),
+        (&requests()[12], Reply::Shard(Some(63))),
+        (&requests()[12], Reply::Shard(None)),
     ];
     for (request, reply) in cases {
         assert_eq!(
