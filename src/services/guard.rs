@@ -266,7 +266,8 @@ fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pi
             }
             Vec::new()
         }
-        Notice::Released => {
+        // Moved: the new serving node's `eq_owned` guards it now.
+        Notice::Released | Notice::Moved => {
             guards.released(&node, owner, kind, &key);
             Vec::new()
         }

@@ -100,6 +100,9 @@ impl Server {
                         process.send(&pid, msg.encode());
                     }
                 }
+                Output::ToPeer(node, msg) => {
+                    process.send(("erl_quorum", node.as_str()), msg.encode())
+                }
                 Output::Host(host, msg) => process.send(&host, msg.encode()),
                 Output::Disconnect(node) => {
                     // Reset, not closed: a grant still in flight must not

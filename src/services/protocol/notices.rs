@@ -14,6 +14,9 @@ pub(crate) enum Notice {
     Released,
     /// `eq_lost`: the session could not be renewed; tell the owner now.
     Lost,
+    /// `eq_moved`: the hold went on to another serving node (which sent
+    /// its own `eq_owned`): forget it for this node, tell nobody.
+    Moved,
 }
 
 impl Notice {
@@ -22,6 +25,7 @@ impl Notice {
             Notice::Owned => "eq_owned",
             Notice::Released => "eq_released",
             Notice::Lost => "eq_lost",
+            Notice::Moved => "eq_moved",
         }
     }
 }
@@ -61,6 +65,7 @@ impl GuardNotice {
             Some("eq_owned") => Notice::Owned,
             Some("eq_released") => Notice::Released,
             Some("eq_lost") => Notice::Lost,
+            Some("eq_moved") => Notice::Moved,
             _ => return Err(NoticeError),
         };
         let kind = match as_atom(kind) {
