@@ -104,6 +104,9 @@ pub(crate) enum Event {
         ok: bool,
         ok_at: Vec<String>,
     },
+    /// Not a job's: stop serving, handing every shard over, and say so on
+    /// this channel once none is left (see [`super::Stopper`]).
+    Drain(tokio::sync::oneshot::Sender<()>),
     /// Which masters renewed the session (it lived there), and which
     /// started it afresh (new to them: any entries they had are gone).
     Renewed {

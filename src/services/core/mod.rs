@@ -204,6 +204,8 @@ impl Core {
                 ok,
                 ok_at,
             } => self.transferred(id, shard, ok, ok_at),
+            // The driver's own (it calls `drain`).
+            Event::Drain(_) => {}
         }
         self.settle();
     }
