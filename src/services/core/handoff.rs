@@ -333,7 +333,7 @@ impl Core {
         };
         if let Phase::Sent { holds, .. } = o.phase {
             for (owner, kind, key) in holds {
-                self.notify(Notice::Moved, owner, kind, key);
+                self.notify_to(Notice::Moved, owner, kind, key, Some(o.to.clone()));
             }
         }
     }
@@ -410,6 +410,10 @@ impl Core {
         for p in parked {
             self.serve(p.caller, p.request);
         }
+        // The names announced as this node's go out before `done`: the
+        // giver exits soon after, and subscribers of a third node must not
+        // miss them when they resubscribe there.
+        self.flush_changes();
         self.to_peer(&from, id, HandoffBody::Done { shard });
     }
 

@@ -401,6 +401,11 @@ impl Core {
     /// Tells the guard on the owner's node; an owner on this node is its
     /// own guard: told with an exit signal on `eq_lost`.
     fn notify(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term) {
+        self.notify_to(notice, owner, kind, key, None)
+    }
+
+    /// [`Core::notify`]; `to`: with `Moved`, the node the hold went to.
+    fn notify_to(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term, to: Option<String>) {
         if owner.node.name != self.me.node {
             match notice {
                 Notice::Owned => self.silence.granted(&owner.node.name, self.now),
@@ -422,6 +427,7 @@ impl Core {
             owner,
             kind,
             key,
+            to,
         }));
     }
 

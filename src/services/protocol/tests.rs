@@ -403,6 +403,7 @@ fn guard_notices_and_subscriber_batches_round_trip() {
                 owner: pid(1),
                 kind,
                 key: tuple(vec![atom("k"), int(1)]),
+                to: (notice == Notice::Moved).then(|| "b@h".to_owned()),
             };
             assert_eq!(GuardNotice::decode(&n.encode()), Ok(n));
         }
