@@ -163,12 +163,12 @@ impl Core {
                 give_up: self.now + GIVE_UP,
             },
         );
-        self.to_peer(to, id, HandoffBody::Ask { shard });
+        self.send_handoff(to, id, HandoffBody::Ask { shard });
         self.timers.at(self.now + ASK_WAIT, Timer::Handoff(id));
         true
     }
 
-    fn to_peer(&mut self, node: &str, id: u64, body: HandoffBody) {
+    fn send_handoff(&mut self, node: &str, id: u64, body: HandoffBody) {
         let msg = HandoffMsg {
             from: self.me.node.clone(),
             id,
@@ -222,12 +222,12 @@ impl Core {
     fn asked(&mut self, from: String, id: u64, shard: u32) {
         let willing = !self.handoffs.stopping && self.may_grant();
         if !(willing && self.routing.shards.receive(shard, &from, id)) {
-            self.to_peer(&from, id, HandoffBody::No { shard });
+            self.send_handoff(&from, id, HandoffBody::No { shard });
             return;
         }
         let value = self.shard_value();
         let session = self.lease.session.term.clone();
-        self.to_peer(
+        self.send_handoff(
             &from,
             id,
             HandoffBody::Ready {
@@ -312,7 +312,7 @@ impl Core {
         }
         self.wake_shard_waiters(shard);
         tracing::info!(shard, %to, "erl_quorum: shard handed over");
-        self.to_peer(&to, id, state.clone());
+        self.send_handoff(&to, id, state.clone());
         let o = self.handoffs.outgoing.get_mut(&id).expect("present");
         o.phase = Phase::Sent { state, holds };
         o.give_up = self.now + GIVE_UP;
@@ -357,7 +357,7 @@ impl Core {
             }
             Phase::Sent { state, .. } => {
                 let (to, state) = (o.to.clone(), state.clone());
-                self.to_peer(&to, id, state);
+                self.send_handoff(&to, id, state);
                 self.timers.at(self.now + RESEND, Timer::Handoff(id));
             }
         }
@@ -379,7 +379,7 @@ impl Core {
             .iter()
             .any(|(f, i, s)| *f == from && *i == id && *s == shard);
         if again {
-            self.to_peer(&from, id, HandoffBody::Done { shard });
+            self.send_handoff(&from, id, HandoffBody::Done { shard });
             return;
         }
         if !self.routing.shards.receiving(shard, &from, id) {
@@ -414,7 +414,7 @@ impl Core {
         // giver exits soon after, and subscribers of a third node must not
         // miss them when they resubscribe there.
         self.flush_changes();
-        self.to_peer(&from, id, HandoffBody::Done { shard });
+        self.send_handoff(&from, id, HandoffBody::Done { shard });
     }
 
     /// [`Timer::Receive`]: the state never came; whether this node holds

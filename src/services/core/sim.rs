@@ -640,7 +640,7 @@ impl Sim {
                 Output::Exit { owner, reason } => self.exit_signal(owner, reason),
                 Output::Subscribers(..) => {}
                 Output::Host(host, msg) => self.send_to_host(core, host, msg),
-                Output::ToPeer(node, msg) => self.to_peer(core, &node, msg),
+                Output::ToPeer(node, msg) => self.deliver_handoff(core, &node, msg),
                 Output::Disconnect(node) => self.disconnected(core, &node),
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {

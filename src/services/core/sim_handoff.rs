@@ -99,7 +99,7 @@ impl Sim {
 
     /// A handoff message between cores: lost as often as the masters'
     /// messages, and not kept in order with the link's other traffic.
-    pub(super) fn to_peer(&mut self, from: usize, node: &str, msg: PeerMsg) {
+    pub(super) fn deliver_handoff(&mut self, from: usize, node: &str, msg: PeerMsg) {
         let to = core_index(node);
         if self.rng.random_bool(self.loss) {
             let t = self.now - self.t0;
