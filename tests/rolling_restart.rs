@@ -68,8 +68,10 @@ fn verdict(raw: &str) -> Verdict {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
+/// One rolling restart under load: each serving node in turn gets SIGTERM
+/// (`kill`: SIGKILL instead, the comparison without handoff) and comes
+/// back before the next goes. The checker's verdict, the nodes' logs.
+async fn rolling(kill: bool) -> (Verdict, String) {
     let mut cluster = start_cluster("roll", None).await;
     let names: Vec<String> = cluster
         .masters
@@ -93,16 +95,14 @@ async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut drains = Vec::new();
-    let mut stopped_at = Vec::new();
     for m in cluster.masters.iter_mut() {
-        stopped_at.push(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros()),
-        );
-        let took = m.sigterm(Duration::from_secs(10)).await;
-        let took = took.unwrap_or_else(|| panic!("{} did not stop{}", m.name(), m.log_tail()));
-        drains.push(took);
+        if kill {
+            m.kill9();
+        } else {
+            let took = m.sigterm(Duration::from_secs(10)).await;
+            let took = took.unwrap_or_else(|| panic!("{} did not stop{}", m.name(), m.log_tail()));
+            drains.push(took);
+        }
         m.restart(true, None).await;
         // Back and subscribed to by its peers before the next goes.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -114,9 +114,14 @@ async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
     let raw = beval(&b1, &format!("eq_rolling:check({})", atoms(&beams)));
     let v = verdict(&raw);
     eprintln!(
-        "rolling restart: stops at {stopped_at:?} us, drains {drains:?}; {} grants, {} calls by name; \
-         longest uncontended lock/registration {} ms, call by name {} ms",
-        v.grants, v.calls, v.max_wait_ms, v.max_call_ms
+        "rolling restart ({}): drains {drains:?}; {} grants, {} calls by name; \
+         longest uncontended lock/registration {} ms, call by name {} ms; {} errors",
+        if kill { "kill -9" } else { "SIGTERM" },
+        v.grants,
+        v.calls,
+        v.max_wait_ms,
+        v.max_call_ms,
+        v.errors
     );
     let mut logs: String = cluster.masters.iter().map(|m| m.log_tail()).collect();
     for b in [&b1, &b2] {
@@ -126,12 +131,29 @@ async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
             b.recent_output().join("\n")
         ));
     }
+    (v, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
+    let (v, logs) = rolling(false).await;
     assert!(v.grants > 100 && v.calls > 100, "{v:?}{logs}");
     assert_eq!(v.overlaps, "[]", "{v:?}");
     assert_eq!(v.lost, "[]", "an owner lost its hold: {v:?}{logs}");
     assert_eq!(v.errors, 0, "{v:?}{logs}");
     // A safety bound, not a speed claim: far under a session lease.
     assert!(v.max_wait_ms < 3_000 && v.max_call_ms < 3_000, "{v:?}");
+}
+
+/// The same with `kill -9` instead of SIGTERM (what a stop cost before the
+/// handoff, and what a crash still costs): run by hand for the figures
+/// (`cargo test --test rolling_restart -- --ignored --nocapture`). Only
+/// exclusion is checked: holds are lost and callers wait a session lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_the_same_restart_with_kill_9() {
+    let (v, logs) = rolling(true).await;
+    assert_eq!(v.overlaps, "[]", "{v:?}{logs}");
 }
 
 /// The checker sees an overlap and a loss in a history that has them.

@@ -118,15 +118,13 @@ impl Core {
         self.settle();
     }
 
-    /// Stopping, and no shard is held or in a handoff any more.
+    /// Stopping, and no shard is held or in a handoff any more (or none
+    /// can be: no peer is there to take them).
     pub(crate) fn drained(&self) -> bool {
+        let held = self.routing.shards.held_shards(self.lease.session.epoch);
         self.handoffs.stopping
             && self.handoffs.outgoing.is_empty()
-            && self
-                .routing
-                .shards
-                .held_shards(self.lease.session.epoch)
-                .is_empty()
+            && (held.is_empty() || self.sharing.live_peers().is_empty())
     }
 
     /// Hands `shard` to the next live peer, if any.
