@@ -331,12 +331,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ..defaults
             };
             service::start(&node, config)?;
-            erl_quorum::services::start(&node, services)?;
+            let stopper = erl_quorum::services::start_stoppable(&node, services)?;
             println!(
                 "{} serving locker and erl_quorum (locks, names; W={w}); Ctrl-C stops it",
                 node.name()
             );
             wait_for_signal().await;
+            // Hand the shards over first; a second signal stops at once.
+            let drain = stopper.drain(erl_quorum::services::DRAIN_TIMEOUT);
+            tokio::select! {
+                drained = drain => tracing::info!(drained, "erl_quorum: stopping"),
+                _ = wait_for_signal() => {}
+            }
             node.shutdown();
             Ok(ExitCode::SUCCESS)
         }

@@ -326,6 +326,14 @@ handle_info({eq_owned, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     {noreply, owned(Node, {Owner, Kind, Key}, State)};
 handle_info({eq_released, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     {noreply, released(Node, {Owner, Kind, Key}, State)};
+%% The hold went on to serving node To (graceful handoff): guarded under To
+%% from now on (To's own eq_owned, on another connection, may come later),
+%% forgotten for Node, nobody told, the name kept in the table (eq_released
+%% would delete it).
+handle_info({eq_moved, Node, Owner, Kind, Key, To}, State)
+  when is_atom(Node), is_atom(To) ->
+    Entry = {Owner, Kind, Key},
+    {noreply, forget(Node, Entry, owned(To, Entry, State))};
 handle_info({eq_lost, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     ?LOG_WARNING("erl_quorum: Rust node ~p could not renew ~p ~0p of ~p; "
                  "telling the owner", [Node, Kind, Key, Owner]),

@@ -36,6 +36,7 @@
 //! | `{erl_quorum_lock, Key, Value, LeaseMs \| {session, S}, Tag}` (ours) | `ok` / `{error, already_locked}` / `{error, not_expected_value}` / `{error, no_session}`: vote and write at once |
 //! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more; `created`: it was not live here (new, lapsed, or this master restarted), and starts now with no entries |
 //! | `{erl_quorum_repair, Key, Value, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, no_session}`: writes a hold back under `S`, also during the restart guard |
+//! | `{erl_quorum_transfer, Key, From, To, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, already_locked}` / `{error, no_session}`: Key holding `From` (or already `To` under `S`) now holds `To` under `S`, in one step; an absent Key is taken as by `erl_quorum_lock` (not during the restart guard) |
 //! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
 //! | anything else | `{error, {unknown_request, Req}}` |
 //!
@@ -105,6 +106,8 @@ mod tests_log;
 mod tests_model;
 #[cfg(test)]
 mod tests_session;
+#[cfg(test)]
+mod tests_transfer;
 #[cfg(test)]
 mod tests_wait;
 

@@ -254,6 +254,7 @@ fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pi
         owner,
         kind,
         key,
+        to,
     }) = GuardNotice::decode(message)
     else {
         tracing::debug!("erl_quorum guard: unexpected message ignored");
@@ -264,6 +265,17 @@ fn on_message(guards: &mut Guards, process: &Process, message: &Term) -> Vec<(Pi
             if guards.owned(&node, owner, kind, key, Instant::now()) {
                 process.monitor_node(&node);
             }
+            Vec::new()
+        }
+        // Moved: guarded under the new serving node from now on (its own
+        // `eq_owned` may come later, on another connection).
+        Notice::Moved => {
+            if let Some(to) = &to {
+                if guards.owned(to, owner.clone(), kind, key.clone(), Instant::now()) {
+                    process.monitor_node(to);
+                }
+            }
+            guards.released(&node, owner, kind, &key);
             Vec::new()
         }
         Notice::Released => {

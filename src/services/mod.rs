@@ -68,6 +68,9 @@ pub use registry::{
 };
 pub use registry::{Fenced, FencingToken};
 
+/// How long a stop (SIGTERM) hands shards over before the node exits.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the `erl_quorum` service runs.
 #[derive(Debug, Clone)]
 pub struct ServicesConfig {
@@ -113,7 +116,34 @@ impl Default for ServicesConfig {
 }
 
 /// Starts the service on `node`, registered as `erl_quorum`.
-pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterError> {
+pub fn start(node: &Node, config: ServicesConfig) -> Result<Pid, RegisterError> {
+    start_stoppable(node, config).map(|stopper| stopper.pid)
+}
+
+/// A running service, to stop gracefully: its shards, holds, names and
+/// waiters handed to its peers first (`core::handoff`).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    /// The `erl_quorum` process.
+    pub pid: Pid,
+    events: tokio::sync::mpsc::UnboundedSender<rounds::Event>,
+}
+
+impl Stopper {
+    /// Stops taking shards and hands every held one to the live peers;
+    /// `true` once none is left, `false` at `timeout` (the rest then goes
+    /// the slow way: its owners' guards tell them at the nodedown).
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.events.send(rounds::Event::Drain(tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
+    }
+}
+
+/// [`start`], with a [`Stopper`] for a graceful stop.
+pub fn start_stoppable(node: &Node, mut config: ServicesConfig) -> Result<Stopper, RegisterError> {
     if config.masters.is_empty() {
         config.masters = vec![node.name().to_owned()];
     }
@@ -132,8 +162,11 @@ pub fn start(node: &Node, mut config: ServicesConfig) -> Result<Pid, RegisterErr
         timeout: config.call_timeout,
     };
     let jobs = rounds::start_pool(node, config.workers, rounds.clone(), events_tx.clone());
-    let renewals = rounds::start_pool(node, 1, rounds, events_tx);
+    let renewals = rounds::start_pool(node, 1, rounds, events_tx.clone());
     let server = server::Server::new(&process, config, jobs, renewals);
     crate::process::start_event_server(process, server, events_rx);
-    Ok(pid)
+    Ok(Stopper {
+        pid,
+        events: events_tx,
+    })
 }

@@ -30,6 +30,20 @@ pub(crate) enum Job {
         epoch: u64,
         session: Term,
     },
+    /// Hand shard `shard`'s entry from `from` to `to` under `session` (one
+    /// transfer round). With `handoff` (its id, and the giver's own session
+    /// to undo under): short of W, the entries moved are moved back and
+    /// [`Event::Transferred`] reports it. Without (`from` = `to`: a node
+    /// confirming a shard it may hold), it ends as a shard round does
+    /// ([`Event::ShardTaken`]).
+    TransferShard {
+        shard: u32,
+        from: Term,
+        to: Term,
+        session: Term,
+        epoch: u64,
+        handoff: Option<(u64, Term)>,
+    },
     /// Renew (or open) the session; the lease counts from `sent_at`.
     Renew {
         session: Term,
@@ -82,6 +96,17 @@ pub(crate) enum Event {
         /// the base of the shard's fencing tokens (`core::fencing`).
         wall_ms: u64,
     },
+    /// How handoff `id`'s transfer round of `shard` ended: `ok` (W masters
+    /// hold the taker's entry; `ok_at` those that said yes), or moved back.
+    Transferred {
+        id: u64,
+        shard: u32,
+        ok: bool,
+        ok_at: Vec<String>,
+    },
+    /// Not a job's: stop serving, handing every shard over, and say so on
+    /// this channel once none is left (see [`super::Stopper`]).
+    Drain(tokio::sync::oneshot::Sender<()>),
     /// Which masters renewed the session (it lived there), and which
     /// started it afresh (new to them: any entries they had are gone).
     Renewed {
@@ -176,6 +201,17 @@ impl Worker {
                 self.take_shard(shard, value, epoch, session).await;
                 None
             }
+            Job::TransferShard {
+                shard,
+                from,
+                to,
+                session,
+                epoch,
+                handoff,
+            } => Some(
+                self.transfer_shard(shard, from, to, session, epoch, handoff)
+                    .await,
+            ),
             Job::Renew {
                 session,
                 epoch,
@@ -380,6 +416,66 @@ impl Worker {
             ok_at: tally.ok_at,
             wall_ms: started_ms,
         });
+    }
+
+    /// See [`Job::TransferShard`].
+    async fn transfer_shard(
+        &mut self,
+        shard: u32,
+        from: Term,
+        to: Term,
+        session: Term,
+        epoch: u64,
+        handoff: Option<(u64, Term)>,
+    ) -> Event {
+        let started_ms = wall_ms();
+        let qkey = shard_key(shard);
+        let request = MasterRequest::Transfer {
+            key: qkey.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            session,
+        };
+        let tally = self.round(&request, self.config.timeout).await;
+        let ok = tally.ok >= self.config.w;
+        match handoff {
+            Some((id, own_session)) => {
+                if !ok {
+                    // Back everywhere (a late `ok` may have landed where
+                    // no answer came), so the giver holds W again.
+                    let back = MasterRequest::Transfer {
+                        key: qkey,
+                        from: to,
+                        to: from,
+                        session: own_session,
+                    }
+                    .encode();
+                    let masters: Vec<&str> =
+                        self.config.masters.iter().map(String::as_str).collect();
+                    let _ = self
+                        .process
+                        .quorum_call(&masters, "locker", back, self.config.timeout, |_| true)
+                        .await;
+                }
+                Event::Transferred {
+                    id,
+                    shard,
+                    ok,
+                    ok_at: tally.ok_at,
+                }
+            }
+            None => {
+                let tag = Term::from(self.process.node().make_ref());
+                let taken = self.outcome(&qkey, &to, &tag, &tally).await;
+                Event::ShardTaken {
+                    shard,
+                    epoch,
+                    taken,
+                    ok_at: tally.ok_at,
+                    wall_ms: started_ms,
+                }
+            }
+        }
     }
 
     /// What a shard round's tally means; short of W, undoes it.

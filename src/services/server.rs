@@ -25,6 +25,8 @@ pub(super) struct Server {
     /// The references of the monitors the core asked for, both ways.
     monitors: HashMap<Reference, MonitorId>,
     references: HashMap<MonitorId, Reference>,
+    /// Told once a drain (a stop) has handed every shard over.
+    drained: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Server {
@@ -55,10 +57,20 @@ impl Server {
             renewals,
             monitors: HashMap::new(),
             references: HashMap::new(),
+            drained: None,
         }
     }
 
     fn carry_out(&mut self, process: &mut Process) {
+        self.carry_out_outputs(process);
+        if self.drained.is_some() && self.core.drained() {
+            if let Some(tx) = self.drained.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn carry_out_outputs(&mut self, process: &mut Process) {
         while let Some(output) = self.core.poll_action() {
             match output {
                 Output::Reply(caller, reply) => caller.reply(process, reply.encode()),
@@ -99,6 +111,9 @@ impl Server {
                     for (pid, msg) in messages {
                         process.send(&pid, msg.encode());
                     }
+                }
+                Output::ToPeer(node, msg) => {
+                    process.send(("erl_quorum", node.as_str()), msg.encode())
                 }
                 Output::Host(host, msg) => process.send(&host, msg.encode()),
                 Output::Disconnect(node) => {
@@ -201,7 +216,13 @@ impl EventServer for Server {
     type Event = Event;
 
     async fn handle_event(&mut self, event: Event, process: &mut Process) -> Flow {
-        self.core.handle_round_result(event, Instant::now());
+        match event {
+            Event::Drain(tx) => {
+                self.drained = Some(tx);
+                self.core.drain(Instant::now());
+            }
+            event => self.core.handle_round_result(event, Instant::now()),
+        }
         self.carry_out(process);
         Flow::Continue
     }

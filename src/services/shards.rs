@@ -75,6 +75,21 @@ enum State {
     Held { epoch: u64 },
     /// `node` held it at `seen`.
     Foreign { node: String, seen: Instant },
+    /// Held here under `epoch`, being handed to `to` (handoff `id`): frozen,
+    /// its requests park until it is handed (redirected) or not (served).
+    Handing {
+        to: String,
+        id: u64,
+        epoch: u64,
+        parked: Vec<Parked>,
+    },
+    /// `from` is handing it here (its handoff `id`): requests park until
+    /// its state arrives.
+    Receiving {
+        from: String,
+        id: u64,
+        parked: Vec<Parked>,
+    },
 }
 
 /// Where a request goes.
@@ -161,6 +176,10 @@ impl Shards {
             State::Foreign { node, seen } if now.duration_since(*seen) < FOREIGN_TTL => {
                 return Route::Redirect(node.clone(), parked)
             }
+            State::Handing { parked: queue, .. } | State::Receiving { parked: queue, .. } => {
+                queue.push(parked);
+                return Route::Parked { take: false };
+            }
             State::Taking {
                 parked: queue,
                 since,
@@ -189,7 +208,8 @@ impl Shards {
         let state = &mut self.shards[index as usize];
         match state {
             State::Held { epoch: e } if *e == epoch => false,
-            State::Taking { .. } => false,
+            // A handoff decides: the slot tries again when it ends.
+            State::Taking { .. } | State::Handing { .. } | State::Receiving { .. } => false,
             _ => {
                 *state = State::Taking {
                     parked: Vec::new(),
@@ -283,7 +303,7 @@ impl Shards {
     pub(crate) fn any(&self, epoch: u64) -> bool {
         self.shards.iter().any(|s| match s {
             State::Held { epoch: e } => *e == epoch,
-            State::Taking { .. } => true,
+            State::Taking { .. } | State::Handing { .. } | State::Receiving { .. } => true,
             _ => false,
         })
     }
@@ -299,13 +319,153 @@ impl Shards {
 
     /// The session was given up: every shard held under it lapses with it.
     /// Parked requests stay parked (their rounds restart under the next
-    /// session).
-    pub(crate) fn session_lost(&mut self) {
-        for state in &mut self.shards {
-            if matches!(state, State::Held { .. } | State::Foreign { .. }) {
-                *state = State::Unknown;
+    /// session). A handoff either way ends here: its shards (returned)
+    /// must be taken again, their requests parked meanwhile.
+    pub(crate) fn session_lost(&mut self, now: Instant) -> Vec<u32> {
+        let mut again = Vec::new();
+        for (i, state) in self.shards.iter_mut().enumerate() {
+            match state {
+                State::Held { .. } | State::Foreign { .. } => *state = State::Unknown,
+                State::Handing { parked, epoch, .. } => {
+                    let (parked, epoch) = (std::mem::take(parked), *epoch);
+                    *state = State::Taking {
+                        parked,
+                        epoch,
+                        since: now,
+                    };
+                    again.push(i as u32);
+                }
+                State::Receiving { parked, .. } => {
+                    let parked = std::mem::take(parked);
+                    *state = State::Taking {
+                        parked,
+                        epoch: 0,
+                        since: now,
+                    };
+                    again.push(i as u32);
+                }
+                _ => {}
             }
         }
+        again
+    }
+
+    /// Freezes shard `index`, held under `epoch`, for handoff `id` to `to`.
+    pub(crate) fn freeze(&mut self, index: u32, epoch: u64, to: &str, id: u64) -> bool {
+        let state = &mut self.shards[index as usize];
+        if !matches!(state, State::Held { epoch: e } if *e == epoch) {
+            return false;
+        }
+        *state = State::Handing {
+            to: to.to_owned(),
+            id,
+            epoch,
+            parked: Vec::new(),
+        };
+        true
+    }
+
+    /// Handoff `id` of shard `index` did not happen: held here again; its
+    /// parked requests are served here.
+    pub(crate) fn thaw(&mut self, index: u32, id: u64) -> Option<Vec<Parked>> {
+        let state = &mut self.shards[index as usize];
+        match state {
+            State::Handing {
+                id: i,
+                epoch,
+                parked,
+                ..
+            } if *i == id => {
+                let parked = std::mem::take(parked);
+                *state = State::Held { epoch: *epoch };
+                Some(parked)
+            }
+            _ => None,
+        }
+    }
+
+    /// Handoff `id` of shard `index` happened: the taker's now; its parked
+    /// requests go there.
+    pub(crate) fn handed(
+        &mut self,
+        index: u32,
+        id: u64,
+        now: Instant,
+    ) -> Option<(String, Vec<Parked>)> {
+        let state = &mut self.shards[index as usize];
+        match state {
+            State::Handing {
+                id: i, to, parked, ..
+            } if *i == id => {
+                let (to, parked) = (to.clone(), std::mem::take(parked));
+                *state = State::Foreign {
+                    node: to.clone(),
+                    seen: now,
+                };
+                Some((to, parked))
+            }
+            _ => None,
+        }
+    }
+
+    /// `from` asks to hand shard `index` here (its handoff `id`): yes when
+    /// this node neither holds nor takes it.
+    pub(crate) fn receive(&mut self, index: u32, from: &str, id: u64) -> bool {
+        let state = &mut self.shards[index as usize];
+        if !matches!(state, State::Unknown | State::Foreign { .. }) {
+            return false;
+        }
+        *state = State::Receiving {
+            from: from.to_owned(),
+            id,
+            parked: Vec::new(),
+        };
+        true
+    }
+
+    /// Whether shard `index` waits for handoff `id` of `from`.
+    pub(crate) fn receiving(&self, index: u32, from: &str, id: u64) -> bool {
+        matches!(&self.shards[index as usize],
+            State::Receiving { from: f, id: i, .. } if f == from && *i == id)
+    }
+
+    /// The state of handoff `id` arrived: held here under `epoch`; its
+    /// parked requests are served here.
+    pub(crate) fn received(&mut self, index: u32, epoch: u64) -> Vec<Parked> {
+        let state = &mut self.shards[index as usize];
+        let parked = match state {
+            State::Receiving { parked, .. } => std::mem::take(parked),
+            _ => Vec::new(),
+        };
+        *state = State::Held { epoch };
+        parked
+    }
+
+    /// The state of handoff `id` of `from` never came: whether this node
+    /// holds the shard is found out by a round (`true`: start it), its
+    /// requests parked meanwhile.
+    pub(crate) fn receive_failed(
+        &mut self,
+        index: u32,
+        from: &str,
+        id: u64,
+        epoch: u64,
+        now: Instant,
+    ) -> bool {
+        if !self.receiving(index, from, id) {
+            return false;
+        }
+        let state = &mut self.shards[index as usize];
+        let State::Receiving { parked, .. } = state else {
+            return false;
+        };
+        let parked = std::mem::take(parked);
+        *state = State::Taking {
+            parked,
+            epoch,
+            since: now,
+        };
+        true
     }
 }
 
@@ -349,7 +509,7 @@ mod tests {
         assert_eq!(s.route(3, 0, now, parked(3)), Route::Here(parked(3)));
         assert_eq!(s.held_shards(0), vec![3]);
         // A new session: held shards must be taken again.
-        s.session_lost();
+        s.session_lost(now);
         assert_eq!(s.route(3, 1, now, parked(4)), Route::Parked { take: true });
     }
 
@@ -401,7 +561,7 @@ mod tests {
         let mut s = Shards::default();
         let now = Instant::now();
         s.route(7, 0, now, parked(1));
-        s.session_lost();
+        s.session_lost(now);
         assert!(matches!(
             s.taken(7, 0, 1, Taken::Held, now),
             Resolved::Again

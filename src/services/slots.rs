@@ -13,6 +13,7 @@
 //! a release is sent only once the owner is known dead or known told (see
 //! [`Slots::owner_down`] and [`Slots::session_lost`]).
 
+mod moving;
 mod queue;
 mod state;
 mod types;

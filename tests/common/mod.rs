@@ -387,6 +387,7 @@ pub fn atom(s: &str) -> String {
 /// links (so no `libc` crate). Linux numbering.
 pub(crate) mod signal {
     pub const SIGKILL: i32 = 9;
+    pub const SIGTERM: i32 = 15;
     pub const SIGCONT: i32 = 18;
     pub const SIGSTOP: i32 = 19;
 

@@ -109,6 +109,26 @@ impl MasterProcess {
         }
     }
 
+    /// SIGTERM (a graceful stop), then waits up to `within` for the exit;
+    /// how long it took, or `None` if it still runs.
+    pub async fn sigterm(&mut self, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let child = self.child.as_mut()?;
+        common::signal::send(child.id(), common::signal::SIGTERM).expect("SIGTERM");
+        while start.elapsed() < within {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                self.push_log(format!(
+                    "--- stopped (SIGTERM) by the test: {} ---",
+                    self.name
+                ));
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     /// SIGCONT: undoes `sigstop`.
     pub fn sigcont(&self) {
         if let Some(c) = &self.child {

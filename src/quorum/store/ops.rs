@@ -120,6 +120,12 @@ impl Store {
                     }
                 }
             }
+            Request::Transfer {
+                key,
+                from,
+                to,
+                session,
+            } => return self.transfer(now, key, from, to, session, wake),
             Request::Update { tag, key, value } => {
                 if !self.write_allowed(now, &key.canon, &tag.canon, None, wake) {
                     return self.refuse_write(&tag.canon);
@@ -217,6 +223,54 @@ impl Store {
             },
         );
         atom("ok")
+    }
+
+    /// `{erl_quorum_transfer, Key, From, To, Session}`: a serving node
+    /// handing a shard to another (or confirming its own, `From` = `To`).
+    /// One step per master, so no third node can take the key in between
+    /// (a release then a lock would let it). An entry holding `From` (or
+    /// already `To`) becomes `To` under `Session`; an absent key is taken
+    /// as a one-round lock would (not in the restart guard, not over a live
+    /// promise: a master that lost the entry must not make a second owner);
+    /// any other value is someone else's.
+    fn transfer(
+        &mut self,
+        now: u64,
+        key: Arg<'_>,
+        from: Arg<'_>,
+        to: Arg<'_>,
+        session: Arg<'_>,
+        wake: &mut Wake,
+    ) -> CallOutcome {
+        let id = match self.sessions.get(&session.canon) {
+            Some(&id) if self.session_live(now, id) => id,
+            _ => return CallOutcome::Reply(error("no_session")),
+        };
+        self.expire_if_due(now, &key.canon, wake);
+        // What the key holds here: `Some(true)` ours to move (or moved).
+        let movable = self.entries.get(&key.canon).map(|entry| {
+            let moved = packed_is(&entry.value, &to.canon) && entry.session == Some(id);
+            (moved, packed_is(&entry.value, &from.canon))
+        });
+        let reply = match movable {
+            Some((true, _)) => atom("ok"),
+            Some((false, true)) => {
+                self.remove_entry(&key.canon);
+                self.put_in_session(now, &key, to, id, wake);
+                atom("ok")
+            }
+            Some(_) => error("not_expected_value"),
+            None if self.guard_active(now) => {
+                self.stats.guard_refusals += 1;
+                error("already_locked")
+            }
+            None if self.promise_live(now, &key.canon) => error("already_locked"),
+            None => {
+                self.put_in_session(now, &key, to, id, wake);
+                atom("ok")
+            }
+        };
+        CallOutcome::Reply(reply)
     }
 
     fn release(&mut self, now: u64, key: &Arg<'_>, value: &Arg<'_>, wake: &mut Wake) -> Term {

@@ -63,6 +63,14 @@ pub(super) enum Request<'a> {
         value: Arg<'a>,
         session: Arg<'a>,
     },
+    /// `{erl_quorum_transfer, Key, From, To, Session}` (ours): hand a held
+    /// entry from one value (a serving node's) to another under `Session`.
+    Transfer {
+        key: Arg<'a>,
+        from: Arg<'a>,
+        to: Arg<'a>,
+        session: Arg<'a>,
+    },
     /// `{update, Tag, Key, Value}`
     Update {
         tag: Arg<'a>,
@@ -134,6 +142,12 @@ pub(super) fn request(req: &Term) -> Option<Request<'_>> {
         ("erl_quorum_repair", [key, value, session]) => Request::Repair {
             key: arg(key)?,
             value: arg(value)?,
+            session: arg(session)?,
+        },
+        ("erl_quorum_transfer", [key, from, to, session]) => Request::Transfer {
+            key: arg(key)?,
+            from: arg(from)?,
+            to: arg(to)?,
             session: arg(session)?,
         },
         ("erl_quorum_session", [session, lease]) => Request::Session {

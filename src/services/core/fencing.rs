@@ -71,6 +71,19 @@ impl Fences {
         }
     }
 
+    /// The next token of `shard` (handed to the node taking it over).
+    pub(super) fn next(&self, shard: u32) -> u64 {
+        self.next.get(shard as usize).copied().unwrap_or(0)
+    }
+
+    /// `shard` came from a node whose next token was `next`: none of ours
+    /// goes below it.
+    pub(super) fn adopt(&mut self, shard: u32, next: u64) {
+        if let Some(mine) = self.next.get_mut(shard as usize) {
+            *mine = (*mine).max(next).max(1);
+        }
+    }
+
     /// The token of a grant in `shard`, which this node holds.
     pub(super) fn grant(&mut self, shard: u32) -> u64 {
         match self.next.get_mut(shard as usize) {

@@ -56,9 +56,12 @@ impl Core {
         tracing::error!("erl_quorum: session could not be renewed in time; telling every owner");
         self.supervise.session_lost();
         self.slots.session_lost();
-        self.routing.shards.session_lost();
+        let again = self.routing.shards.session_lost(self.now);
         let term = (self.lease.namer)();
         self.lease.session = Session::new(term, self.slots.epoch(), self.now);
+        for shard in again {
+            self.timers.at(self.now, Timer::ShardRetry(shard));
+        }
     }
 
     pub(super) fn renew_if_due(&mut self) {

@@ -22,6 +22,7 @@
 //! - `timers`: what is due when.
 
 mod fencing;
+mod handoff;
 mod lease;
 mod requests;
 mod routing;
@@ -80,6 +81,8 @@ pub(crate) enum Output {
     },
     Subscribers(Vec<Pid>, NamesChanged),
     Peers(Vec<(Pid, PeerMsg)>),
+    /// To the `erl_quorum` process of the serving node named.
+    ToPeer(String, PeerMsg),
     /// To a host of supervised names (`eq_start`).
     Host(Pid, HostMsg),
     /// Close the connection to this node: it holds keys here and went
@@ -115,6 +118,7 @@ pub(crate) struct Core {
     timers: Timers,
     supervise: Supervise,
     silence: Silence,
+    handoffs: handoff::Handoffs,
     /// When the last tick ran: a long gap means this node stalled.
     last_tick: Instant,
     outputs: VecDeque<Output>,
@@ -143,6 +147,7 @@ impl Core {
             timers,
             supervise: Supervise::new(me.node.clone(), grace),
             silence: Silence::default(),
+            handoffs: handoff::Handoffs::default(),
             last_tick: now,
             me,
             outputs: VecDeque::new(),
@@ -193,6 +198,14 @@ impl Core {
                 ok,
             } => self.repaired(master, epoch, generation, ok),
             Event::PeerSnapshot { peer, names } => self.peer_snapshot(peer, names),
+            Event::Transferred {
+                id,
+                shard,
+                ok,
+                ok_at,
+            } => self.transferred(id, shard, ok, ok_at),
+            // The driver's own (it calls `drain`).
+            Event::Drain(_) => {}
         }
         self.settle();
     }
@@ -247,6 +260,8 @@ impl Core {
                 Timer::StartDeadline(id) => self.supervise.deadline(id),
                 Timer::StartRetry(name) => self.supervise.retry(&name, now),
                 Timer::StartResume(id) => self.supervise.resume(id, now),
+                Timer::Handoff(id) => self.handoff_due(id),
+                Timer::Receive(shard, from, id) => self.receive_due(shard, from, id),
             }
             self.settle();
         }
@@ -386,10 +401,17 @@ impl Core {
     /// Tells the guard on the owner's node; an owner on this node is its
     /// own guard: told with an exit signal on `eq_lost`.
     fn notify(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term) {
+        self.notify_to(notice, owner, kind, key, None)
+    }
+
+    /// [`Core::notify`]; `to`: with `Moved`, the node the hold went to.
+    fn notify_to(&mut self, notice: Notice, owner: Pid, kind: Kind, key: Term, to: Option<String>) {
         if owner.node.name != self.me.node {
             match notice {
                 Notice::Owned => self.silence.granted(&owner.node.name, self.now),
-                Notice::Released | Notice::Lost => self.silence.ended(&owner.node.name),
+                Notice::Released | Notice::Lost | Notice::Moved => {
+                    self.silence.ended(&owner.node.name)
+                }
             }
         }
         if owner.node.name == self.me.node {
@@ -405,6 +427,7 @@ impl Core {
             owner,
             kind,
             key,
+            to,
         }));
     }
 

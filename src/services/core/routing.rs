@@ -23,7 +23,7 @@ pub(super) struct Routing {
     /// lease, and every waiting key would otherwise poll).
     shard_waiters: HashMap<SlotId, u32>,
     /// Each shard's next fencing token.
-    fences: Fences,
+    pub fences: Fences,
     /// Requests answered with a redirect since the start (`status`): a
     /// client that routes by shard pays none in steady state.
     pub redirects: u64,
@@ -132,13 +132,17 @@ impl Core {
                 for master in self.lease.shard_taken(&ok_at, self.config.w) {
                     self.repair(master);
                 }
-                self.wake_waiters(shard);
+                self.wake_shard_waiters(shard);
                 for p in parked {
                     self.serve(p.caller, p.request);
                 }
+                if self.handoffs.stopping() {
+                    // Taken for a request while stopping: it goes too.
+                    self.hand_to_any(shard);
+                }
             }
             Resolved::Redirect(node, parked) => {
-                self.wake_waiters(shard);
+                self.wake_shard_waiters(shard);
                 self.routing.redirects += parked.len() as u64;
                 for p in parked {
                     let reply = Reply::Redirect(node.clone());
@@ -146,7 +150,7 @@ impl Core {
                 }
             }
             Resolved::NoQuorum(parked) => {
-                self.wake_waiters(shard);
+                self.wake_shard_waiters(shard);
                 self.no_quorum(parked);
             }
             Resolved::Retry => {
@@ -181,7 +185,7 @@ impl Core {
     /// session in it tells an entry of this session from one of an earlier
     /// session of the same node, which a master may still hold (and which
     /// lapses with that session).
-    fn shard_value(&self) -> Term {
+    pub(super) fn shard_value(&self) -> Term {
         tuple(vec![
             Term::from(self.me.pid.clone()),
             self.lease.session.term.clone(),
@@ -226,7 +230,7 @@ impl Core {
     }
 
     /// The slots waiting for `shard`'s round try again.
-    fn wake_waiters(&mut self, shard: u32) {
+    pub(super) fn wake_shard_waiters(&mut self, shard: u32) {
         for slot in self.routing.waiters_of(shard) {
             self.slots.retry(slot);
         }

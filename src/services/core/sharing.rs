@@ -68,6 +68,13 @@ impl Sharing {
         self.subscribers.len()
     }
 
+    /// The peers subscribed to and not lost since, in name order.
+    pub(super) fn live_peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.peers_up.iter().cloned().collect();
+        peers.sort();
+        peers
+    }
+
     pub(super) fn peer_down(&mut self, node: &str) {
         self.peers_up.remove(node);
     }
@@ -130,10 +137,13 @@ impl Core {
         if sharing.peers_up.contains(&peer) {
             return;
         }
+        // A name this node holds (handed over by that peer) stays.
+        let slots = &self.slots;
         let mut changes: Vec<NameChange> = sharing
             .names
             .forget_peer(&peer)
             .into_iter()
+            .filter(|n| slots.whereis_name(n).is_none())
             .map(|n| NameChange::new(n, None))
             .collect();
         if let Some(names) = names {
@@ -150,7 +160,10 @@ impl Core {
     }
 
     pub(super) fn peer_changes(&mut self, msg: PeerMsg) {
-        let PeerMsg::Changes { from, changes, .. } = msg;
+        let (from, changes) = match msg {
+            PeerMsg::Changes { from, changes, .. } => (from, changes),
+            PeerMsg::Handoff(msg) => return self.handoff_msg(msg),
+        };
         if !self.config.peers.contains(&from) || from == self.me.node {
             tracing::warn!(peer = %from, "erl_quorum: name changes from a node that is not a peer ignored");
             return;

@@ -32,6 +32,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 #[path = "sim_singletons.rs"]
 mod singletons;
 
+#[path = "sim_handoff.rs"]
+mod handoffs;
+use handoffs::{HandoffEvent, HandoffStats};
+
 const MASTERS: [&str; 3] = ["m0@h", "m1@h", "m2@h"];
 const CORES: usize = 3;
 const KEYS: u32 = 6;
@@ -110,6 +114,8 @@ enum Delivery {
     },
     /// Hosts, keepers and singleton clients.
     Sing(singletons::Event),
+    /// Handoffs and graceful stops.
+    Handoff(HandoffEvent),
     /// The guard on `beam@h` sends every core a `keepalive` (every second;
     /// a stall of the world can make it late, and the core then drops
     /// `beam@h`: see `core/silence.rs`).
@@ -187,6 +193,9 @@ struct Sim {
     service_monitors: Vec<BTreeMap<MonitorId, String>>,
     /// Call tag -> the core it was last sent to.
     call_at: HashMap<i64, usize>,
+    handoffs: HandoffStats,
+    /// Whether a core was cut off from the masters in this run.
+    had_cut: bool,
 }
 
 /// What a run includes besides the clients' locks and names.
@@ -198,6 +207,8 @@ struct Plan {
     /// Core 0's clock this far behind (beyond the assumption): token
     /// order violations are counted, not fatal (to show the check bites).
     slow_core0_ms: Option<i64>,
+    /// Cores hand shards to each other, and restart gracefully in turn.
+    handoffs: bool,
 }
 
 /// Core `i` started afresh (`incarnation` > 0: restarted), at `now`.
@@ -243,6 +254,7 @@ impl Sim {
                 singletons: true,
                 restarts: false,
                 slow_core0_ms: None,
+                handoffs: false,
             },
         )
     }
@@ -297,6 +309,8 @@ impl Sim {
             incarnations: vec![0; CORES],
             service_monitors: vec![BTreeMap::new(); CORES],
             call_at: HashMap::new(),
+            handoffs: HandoffStats::default(),
+            had_cut: false,
         };
         sim.skew_ms = (0..CORES)
             .map(|_| sim.fence_rng.random_range(-MAX_SKEW_MS..=MAX_SKEW_MS))
@@ -309,6 +323,9 @@ impl Sim {
         }
         if plan.restarts {
             sim.plan_restarts();
+        }
+        if plan.handoffs {
+            sim.plan_handoffs();
         }
         sim.schedule(t0, Delivery::Keepalive);
         for _ in 0..400 {
@@ -443,10 +460,12 @@ impl Sim {
             Delivery::RestartCore { core } => self.restart_core(core),
             Delivery::ClockStep { core, ms } => self.skew_ms[core] += ms,
             Delivery::Cut { core, until } => {
+                self.had_cut = true;
                 self.cut = Some((core, until));
                 self.sing.cut = Some((self.now, until));
             }
             Delivery::Sing(event) => self.singleton_event(event),
+            Delivery::Handoff(event) => self.handoff_event(event),
             Delivery::Keepalive => {
                 // From every node with a guard: beam@h and the live hosts'.
                 let mut guards = vec![guard_pid()];
@@ -621,6 +640,7 @@ impl Sim {
                 Output::Exit { owner, reason } => self.exit_signal(owner, reason),
                 Output::Subscribers(..) => {}
                 Output::Host(host, msg) => self.send_to_host(core, host, msg),
+                Output::ToPeer(node, msg) => self.deliver_handoff(core, &node, msg),
                 Output::Disconnect(node) => self.disconnected(core, &node),
                 Output::Peers(messages) => {
                     for (pid, msg) in messages {
@@ -695,6 +715,16 @@ impl Sim {
         let hold = (notice.kind, format!("{}", notice.key));
         match notice.notice {
             Notice::Owned => {
+                // A hold handed over is announced by its new node: the
+                // same owner, another core.
+                let moved = self
+                    .holders
+                    .get(&hold)
+                    .is_some_and(|(c, o)| *c != core && *o == notice.owner);
+                if moved {
+                    self.holders.insert(hold, (core, notice.owner.clone()));
+                    return;
+                }
                 if let Some((other, holder)) = self.holders.get(&hold) {
                     self.dump_log();
                     panic!(
@@ -706,6 +736,8 @@ impl Sim {
                 self.grants += 1;
                 self.holders.insert(hold, (core, notice.owner.clone()));
             }
+            // The new node's `eq_owned` came first (sent before `done`).
+            Notice::Moved => {}
             Notice::Released | Notice::Lost => {
                 if self
                     .holders
@@ -1064,6 +1096,11 @@ impl Sim {
                 );
                 return;
             }
+            job @ Job::TransferShard { .. } => {
+                let (event, all) = self.transfer_job(core, job);
+                let delay = answered_in(self, all);
+                (event, delay)
+            }
             Job::WhereIs { caller, .. } => {
                 self.replied(core, caller, Reply::Whereis(None));
                 return;
@@ -1204,6 +1241,7 @@ fn tokens_only_grow_per_key_across_failovers_and_restarts() {
         singletons: false,
         restarts: true,
         slow_core0_ms: None,
+        handoffs: false,
     };
     let (mut fenced, mut restarts, mut keys_moved) = (0, 0, 0);
     for seed in first..first + seeds {
@@ -1243,6 +1281,7 @@ fn a_clock_far_behind_breaks_token_order_and_the_check_sees_it() {
         singletons: false,
         restarts: true,
         slow_core0_ms: Some(60_000),
+        handoffs: false,
     };
     let violations: usize = (0..16)
         .map(|seed| {

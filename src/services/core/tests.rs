@@ -217,7 +217,10 @@ fn a_forwarded_unregister_sends_its_change_to_peers_before_the_reply() {
             assert_eq!(msgs.len(), 1);
             let PeerMsg::Changes {
                 version, changes, ..
-            } = &msgs[0].1;
+            } = &msgs[0].1
+            else {
+                panic!("{msgs:?}")
+            };
             assert_eq!(*version, PEER_VERSION);
             assert_eq!(changes, &vec![NameChange::new(atom("n"), None)]);
         }

@@ -27,6 +27,11 @@ pub(super) enum Timer {
     StartRetry(Term),
     /// A start attempt given up may be followed now.
     StartResume(u64),
+    /// Handoff `id` (given by this node) is due: unanswered, resend, or
+    /// given up (`core::handoff`).
+    Handoff(u64),
+    /// The state of handoff `id` of node `from` for shard `shard` was due.
+    Receive(u32, String, u64),
 }
 
 #[derive(Debug)]

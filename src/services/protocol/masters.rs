@@ -24,6 +24,15 @@ pub(crate) enum MasterRequest {
         value: Term,
         session: Term,
     },
+    /// `{erl_quorum_transfer, QKey, From, To, Session}`: hand a shard entry
+    /// from `from` to `to` under `session` in one step (`from` = `to`:
+    /// confirm or take one's own).
+    Transfer {
+        key: Term,
+        from: Term,
+        to: Term,
+        session: Term,
+    },
     /// `{release, QKey, Value, Tag}`: undo a lock that fell short of W.
     Release { key: Term, value: Term, tag: Term },
 }
@@ -56,6 +65,18 @@ impl MasterRequest {
                 atom("erl_quorum_repair"),
                 key.clone(),
                 value.clone(),
+                session.clone(),
+            ]),
+            MasterRequest::Transfer {
+                key,
+                from,
+                to,
+                session,
+            } => tuple(vec![
+                atom("erl_quorum_transfer"),
+                key.clone(),
+                from.clone(),
+                to.clone(),
                 session.clone(),
             ]),
             MasterRequest::Release { key, value, tag } => tuple(vec![

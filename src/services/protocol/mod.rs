@@ -11,6 +11,7 @@
 //! Decoding never panics: a malformed request is a [`BadRequest`], which
 //! has its own OTP-style reply, so a caller always gets an answer.
 
+pub(crate) mod handoff;
 mod masters;
 mod notices;
 pub(crate) mod peer;

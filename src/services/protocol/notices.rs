@@ -14,6 +14,9 @@ pub(crate) enum Notice {
     Released,
     /// `eq_lost`: the session could not be renewed; tell the owner now.
     Lost,
+    /// `eq_moved`: the hold went on to another serving node (which sent
+    /// its own `eq_owned`): forget it for this node, tell nobody.
+    Moved,
 }
 
 impl Notice {
@@ -22,6 +25,7 @@ impl Notice {
             Notice::Owned => "eq_owned",
             Notice::Released => "eq_released",
             Notice::Lost => "eq_lost",
+            Notice::Moved => "eq_moved",
         }
     }
 }
@@ -36,6 +40,9 @@ pub(crate) struct GuardNotice {
     pub owner: Pid,
     pub kind: Kind,
     pub key: Term,
+    /// With `eq_moved`: the serving node the hold went to (the guard keeps
+    /// the owner under it at once: its own `eq_owned` may come later).
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,24 +50,34 @@ pub(crate) struct GuardNotice {
 pub(crate) struct NoticeError;
 
 impl GuardNotice {
+    /// `{eq_moved, RustNode, Owner, Kind, Key, ToNode}` has the taker last.
     pub(crate) fn encode(&self) -> Term {
-        tuple(vec![
+        let mut fields = vec![
             atom(self.notice.as_str()),
             atom(&self.node),
             Term::from(self.owner.clone()),
             atom(self.kind.as_str()),
             self.key.clone(),
-        ])
+        ];
+        fields.extend(self.to.as_deref().map(atom));
+        tuple(fields)
     }
 
     pub(crate) fn decode(term: &Term) -> Result<GuardNotice, NoticeError> {
-        let Some([what, node, Term::Pid(owner), kind, key]) = as_tuple(term) else {
-            return Err(NoticeError);
+        let (what, node, owner, kind, key, to) = match as_tuple(term) {
+            Some([what, node, Term::Pid(owner), kind, key]) => (what, node, owner, kind, key, None),
+            Some([what, node, Term::Pid(owner), kind, key, to]) => {
+                let to = as_atom(to).ok_or(NoticeError)?.to_owned();
+                (what, node, owner, kind, key, Some(to))
+            }
+            _ => return Err(NoticeError),
         };
         let notice = match as_atom(what) {
             Some("eq_owned") => Notice::Owned,
             Some("eq_released") => Notice::Released,
             Some("eq_lost") => Notice::Lost,
+            Some("eq_moved") if to.is_some() => Notice::Moved,
+            _ if to.is_some() => return Err(NoticeError),
             _ => return Err(NoticeError),
         };
         let kind = match as_atom(kind) {
@@ -74,6 +91,7 @@ impl GuardNotice {
             owner: owner.clone(),
             kind,
             key: key.clone(),
+            to,
         })
     }
 }

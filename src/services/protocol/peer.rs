@@ -8,6 +8,7 @@
 //! subscriber in the version it subscribed with, and refuses any other
 //! version with a typed error (never a crash).
 
+use super::handoff::{HandoffError, HandoffMsg};
 use super::{decode_changes, encode_changes, NameChange};
 use crate::term::{as_atom, as_int, as_tuple, atom, int, is_atom, tuple, Term};
 use std::ops::RangeInclusive;
@@ -27,6 +28,9 @@ pub(crate) enum PeerMsg {
         version: u32,
         changes: Vec<NameChange>,
     },
+    /// `{erl_quorum_handoff, ...}`: a shard handed over (see
+    /// [`super::handoff`]).
+    Handoff(HandoffMsg),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +45,14 @@ pub(crate) enum PeerMsgError {
 
 impl PeerMsg {
     pub(crate) fn decode(term: &Term) -> Result<PeerMsg, PeerMsgError> {
+        match HandoffMsg::decode(term) {
+            Ok(msg) => return Ok(PeerMsg::Handoff(msg)),
+            Err(HandoffError::NotHandoff) => {}
+            Err(HandoffError::Malformed) => return Err(PeerMsgError::Malformed),
+            Err(HandoffError::UnsupportedVersion(v)) => {
+                return Err(PeerMsgError::UnsupportedVersion(v))
+            }
+        }
         let Some([tag, rest @ ..]) = as_tuple(term) else {
             return Err(PeerMsgError::NotPeer);
         };
@@ -69,6 +81,7 @@ impl PeerMsg {
 
     pub(crate) fn encode(&self) -> Term {
         match self {
+            PeerMsg::Handoff(msg) => msg.encode(),
             PeerMsg::Changes {
                 from,
                 version: 1,

@@ -409,7 +409,7 @@ fn peer_batches_round_trip_in_both_versions_and_skip_bad_entries() {
 
 #[test]
 fn guard_notices_and_subscriber_batches_round_trip() {
-    for notice in [Notice::Owned, Notice::Released, Notice::Lost] {
+    for notice in [Notice::Owned, Notice::Released, Notice::Lost, Notice::Moved] {
         for kind in [Kind::Lock, Kind::Name] {
             let n = GuardNotice {
                 notice,
@@ -417,6 +417,7 @@ fn guard_notices_and_subscriber_batches_round_trip() {
                 owner: pid(1),
                 kind,
                 key: tuple(vec![atom("k"), int(1)]),
+                to: (notice == Notice::Moved).then(|| "b@h".to_owned()),
             };
             assert_eq!(GuardNotice::decode(&n.encode()), Ok(n));
         }

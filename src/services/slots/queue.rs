@@ -100,6 +100,11 @@ impl Queue {
         mine.into()
     }
 
+    /// Every waiter, in order, leaving none.
+    pub(super) fn take_all(&mut self) -> Vec<Waiting> {
+        self.0.take().map(|q| Vec::from(*q)).unwrap_or_default()
+    }
+
     pub(super) fn retain(&mut self, keep: impl FnMut(&Waiting) -> bool) {
         if let Some(queue) = self.0.as_mut() {
             queue.retain(keep);

@@ -1,0 +1,441 @@
+//! Graceful handoff: this node hands a shard it holds, with its holds,
+//! names and waiters, to another serving node, so that owners keep their
+//! locks and names and no caller sees `no_quorum` (on a stop, or to
+//! rebalance). The wire is [`crate::services::protocol::handoff`].
+//!
+//! The giver G drives each handoff of shard S to the taker T:
+//! 1. G freezes S (requests for it park) and asks T (`ask`).
+//! 2. T, when it may grant and neither holds nor takes S, parks S's
+//!    requests too and answers `ready` with its shard value and session.
+//! 3. G runs one transfer round (`erl_quorum_transfer` on every master:
+//!    G's entry becomes T's under T's session, in one step per master, so
+//!    no third node can take S in between). Short of W, the round moves the
+//!    entries back and G serves S again.
+//! 4. With W, S is T's on the quorum: G takes S's slots out (no notice to
+//!    anyone), redirects its parked requests to T, and sends T the `state`
+//!    (holds with their tokens, waiters in order, S's next fencing token),
+//!    again every [`RESEND`] until T answers `done`.
+//! 5. T installs it: each owner's guard hears `eq_owned` from T (before T
+//!    grants anything), names are announced as T's, the waiters queue in
+//!    their order; then it serves S and answers `done`.
+//! 6. G tells each owner's guard `eq_moved` (forget the hold for G: G's
+//!    going later costs the owner nothing).
+//!
+//! Failures: no `ready` within [`ASK_WAIT`] (or `no`): G serves S again
+//! (nothing moved). No `done` by [`GIVE_UP`]: G tells the owners
+//! `eq_lost` (T may never learn of them); T, without the state by
+//! [`RECEIVE_WAIT`] (longer), finds out with a confirm round whether it
+//! holds S and serves it empty. A session lost on either side mid-way: its
+//! holds were told `eq_lost` by the slots; the shard is taken again.
+
+use super::timers::Timer;
+use super::{Core, Output};
+use crate::services::protocol::handoff::{HandoffBody, HandoffMsg, MovedSlot};
+use crate::services::protocol::{Notice, PeerMsg, Reply};
+use crate::services::rounds::Job;
+use crate::services::shards::{Parked, SHARDS};
+use crate::services::slots::Kind;
+use crate::term::{Pid, Term};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the giver waits for `ready` before serving the shard again.
+pub(crate) const ASK_WAIT: Duration = Duration::from_secs(1);
+/// How often the giver sends the state again until `done`.
+pub(crate) const RESEND: Duration = Duration::from_millis(250);
+/// How long the giver sends the state before telling the owners lost.
+pub(crate) const GIVE_UP: Duration = Duration::from_secs(5);
+/// How long a taker waits for the state (past [`GIVE_UP`]: by then the
+/// giver has told the owners).
+pub(crate) const RECEIVE_WAIT: Duration = Duration::from_secs(8);
+/// Handoffs installed remembered, to answer a resent state again.
+const INSTALLED_KEPT: usize = 256;
+
+#[derive(Debug)]
+enum Phase {
+    Asked,
+    Transferring,
+    Sent {
+        state: HandoffBody,
+        holds: Vec<(Pid, Kind, Term)>,
+    },
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    to: String,
+    shard: u32,
+    phase: Phase,
+    /// When the state (once sent) is given up.
+    give_up: Instant,
+}
+
+/// The handoffs this node gives and takes.
+#[derive(Debug, Default)]
+pub(super) struct Handoffs {
+    next_id: u64,
+    outgoing: BTreeMap<u64, Outgoing>,
+    /// (giver, id) of the last installed handoffs.
+    installed: VecDeque<(String, u64, u32)>,
+    /// Stopping: every shard goes, none comes.
+    stopping: bool,
+    /// Round-robin over the live peers.
+    next_target: usize,
+}
+
+impl Handoffs {
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    fn handing(&self, shard: u32) -> bool {
+        self.outgoing.values().any(|o| o.shard == shard)
+    }
+}
+
+impl Core {
+    /// Hands shard `shard` (held here) to the serving node `to`; `false`
+    /// when not held, or already being handed. (Rebalancing's entry
+    /// point; the simulation drives it.)
+    #[cfg_attr(not(test), expect(dead_code))]
+    pub(crate) fn hand_off(&mut self, shard: u32, to: &str, now: Instant) -> bool {
+        self.now = now;
+        let started = self.start_handoff(shard, to);
+        self.settle();
+        started
+    }
+
+    /// Stops taking shards and hands every held one to the live peers in
+    /// turn (a stop: SIGTERM). [`Core::drained`] says when all are gone.
+    pub(crate) fn drain(&mut self, now: Instant) {
+        self.now = now;
+        self.handoffs.stopping = true;
+        tracing::info!("erl_quorum: stopping; handing every shard over");
+        for shard in self.routing.shards.held_shards(self.lease.session.epoch) {
+            self.hand_to_any(shard);
+        }
+        self.settle();
+    }
+
+    /// Stopping, and no shard is held or in a handoff any more (or none
+    /// can be: no peer is there to take them).
+    pub(crate) fn drained(&self) -> bool {
+        let held = self.routing.shards.held_shards(self.lease.session.epoch);
+        self.handoffs.stopping
+            && self.handoffs.outgoing.is_empty()
+            && (held.is_empty() || self.sharing.live_peers().is_empty())
+    }
+
+    /// Hands `shard` to the next live peer, if any.
+    pub(super) fn hand_to_any(&mut self, shard: u32) {
+        let peers = self.sharing.live_peers();
+        if peers.is_empty() {
+            return;
+        }
+        let i = self.handoffs.next_target % peers.len();
+        self.handoffs.next_target = self.handoffs.next_target.wrapping_add(1);
+        let to = peers[i].clone();
+        self.start_handoff(shard, &to);
+    }
+
+    fn start_handoff(&mut self, shard: u32, to: &str) -> bool {
+        if shard >= SHARDS || to == self.me.node || self.handoffs.handing(shard) {
+            return false;
+        }
+        let id = self.handoffs.next_id;
+        let epoch = self.lease.session.epoch;
+        if !self.routing.shards.freeze(shard, epoch, to, id) {
+            return false;
+        }
+        self.handoffs.next_id += 1;
+        // Frozen, it leaves the entries a repair writes: the entry may be
+        // the taker's on a master any moment.
+        self.lease.session.generation += 1;
+        self.handoffs.outgoing.insert(
+            id,
+            Outgoing {
+                to: to.to_owned(),
+                shard,
+                phase: Phase::Asked,
+                give_up: self.now + GIVE_UP,
+            },
+        );
+        self.send_handoff(to, id, HandoffBody::Ask { shard });
+        self.timers.at(self.now + ASK_WAIT, Timer::Handoff(id));
+        true
+    }
+
+    fn send_handoff(&mut self, node: &str, id: u64, body: HandoffBody) {
+        let msg = HandoffMsg {
+            from: self.me.node.clone(),
+            id,
+            body,
+        };
+        self.outputs
+            .push_back(Output::ToPeer(node.to_owned(), PeerMsg::Handoff(msg)));
+    }
+
+    /// A handoff message from a peer.
+    pub(super) fn handoff_msg(&mut self, msg: HandoffMsg) {
+        let HandoffMsg { from, id, body } = msg;
+        if !self.config.peers.contains(&from) || from == self.me.node {
+            tracing::warn!(peer = %from, "erl_quorum: handoff from a node that is not a peer ignored");
+            return;
+        }
+        match body {
+            HandoffBody::Ask { shard } => self.asked(from, id, shard),
+            HandoffBody::Ready {
+                shard,
+                value,
+                session,
+            } => self.ready(&from, id, shard, value, session),
+            HandoffBody::No { shard } => {
+                if self.outgoing_is(id, &from, shard, |p| matches!(p, Phase::Asked)) {
+                    self.not_handed(id);
+                }
+            }
+            HandoffBody::State {
+                shard,
+                next_token,
+                ok_at,
+                slots,
+            } => self.install(from, id, shard, next_token, ok_at, slots),
+            HandoffBody::Done { shard } => {
+                if self.outgoing_is(id, &from, shard, |p| matches!(p, Phase::Sent { .. })) {
+                    self.handoff_done(id);
+                }
+            }
+        }
+    }
+
+    fn outgoing_is(&self, id: u64, from: &str, shard: u32, phase: impl Fn(&Phase) -> bool) -> bool {
+        self.handoffs
+            .outgoing
+            .get(&id)
+            .is_some_and(|o| o.to == from && o.shard == shard && phase(&o.phase))
+    }
+
+    /// Taker: will this node take `shard`?
+    fn asked(&mut self, from: String, id: u64, shard: u32) {
+        let willing = !self.handoffs.stopping && self.may_grant();
+        if !(willing && self.routing.shards.receive(shard, &from, id)) {
+            self.send_handoff(&from, id, HandoffBody::No { shard });
+            return;
+        }
+        let value = self.shard_value();
+        let session = self.lease.session.term.clone();
+        self.send_handoff(
+            &from,
+            id,
+            HandoffBody::Ready {
+                shard,
+                value,
+                session,
+            },
+        );
+        let at = self.now + RECEIVE_WAIT;
+        self.timers.at(at, Timer::Receive(shard, from, id));
+    }
+
+    /// Giver: the taker is ready; the transfer round.
+    fn ready(&mut self, from: &str, id: u64, shard: u32, value: Term, session: Term) {
+        if !self.outgoing_is(id, from, shard, |p| matches!(p, Phase::Asked)) {
+            return;
+        }
+        if let Some(o) = self.handoffs.outgoing.get_mut(&id) {
+            o.phase = Phase::Transferring;
+        }
+        let own = &self.lease.session;
+        let job = Job::TransferShard {
+            shard,
+            from: self.shard_value(),
+            to: value,
+            session,
+            epoch: own.epoch,
+            handoff: Some((id, own.term.clone())),
+        };
+        self.outputs.push_back(Output::Run(job));
+    }
+
+    /// Giver: nothing moved (refused, unanswered, or the round fell short):
+    /// serve the shard again; stopping, try the next peer.
+    fn not_handed(&mut self, id: u64) {
+        let Some(o) = self.handoffs.outgoing.remove(&id) else {
+            return;
+        };
+        tracing::info!(shard = o.shard, to = %o.to, "erl_quorum: shard not handed over; serving it");
+        // Held again: the repairs write it again.
+        self.lease.session.generation += 1;
+        if let Some(parked) = self.routing.shards.thaw(o.shard, id) {
+            self.wake_shard_waiters(o.shard);
+            for p in parked {
+                self.serve(p.caller, p.request);
+            }
+        }
+        if self.handoffs.stopping {
+            self.hand_to_any(o.shard);
+        }
+    }
+
+    /// Giver: the transfer round of handoff `id` ended.
+    pub(super) fn transferred(&mut self, id: u64, shard: u32, ok: bool, ok_at: Vec<String>) {
+        let Some(o) = self.handoffs.outgoing.get(&id) else {
+            return;
+        };
+        if o.shard != shard || !matches!(o.phase, Phase::Transferring) {
+            return;
+        }
+        if !ok {
+            self.not_handed(id);
+            return;
+        }
+        let (shard, to) = (o.shard, o.to.clone());
+        let slots = self.slots.export_shard(shard, &to);
+        let holds = slots
+            .iter()
+            .filter_map(|s| {
+                let (owner, _) = s.holder.as_ref()?;
+                Some((owner.clone(), s.kind, s.key.clone()))
+            })
+            .collect();
+        let state = HandoffBody::State {
+            shard,
+            next_token: self.routing.fences.next(shard),
+            ok_at,
+            slots,
+        };
+        if let Some((to, parked)) = self.routing.shards.handed(shard, id, self.now) {
+            self.redirect(&to, parked);
+        }
+        self.wake_shard_waiters(shard);
+        tracing::info!(shard, %to, "erl_quorum: shard handed over");
+        self.send_handoff(&to, id, state.clone());
+        let o = self.handoffs.outgoing.get_mut(&id).expect("present");
+        o.phase = Phase::Sent { state, holds };
+        o.give_up = self.now + GIVE_UP;
+        self.timers.at(self.now + RESEND, Timer::Handoff(id));
+    }
+
+    fn redirect(&mut self, to: &str, parked: Vec<Parked>) {
+        for p in parked {
+            let reply = Reply::Redirect(to.to_owned());
+            self.outputs.push_back(Output::Reply(p.caller, reply));
+        }
+    }
+
+    /// Giver: the taker installed it; the guards forget the holds here.
+    fn handoff_done(&mut self, id: u64) {
+        let Some(o) = self.handoffs.outgoing.remove(&id) else {
+            return;
+        };
+        if let Phase::Sent { holds, .. } = o.phase {
+            for (owner, kind, key) in holds {
+                self.notify_to(Notice::Moved, owner, kind, key, Some(o.to.clone()));
+            }
+        }
+    }
+
+    /// [`Timer::Handoff`]: unanswered, resend, or give up.
+    pub(super) fn handoff_due(&mut self, id: u64) {
+        let Some(o) = self.handoffs.outgoing.get(&id) else {
+            return;
+        };
+        match &o.phase {
+            Phase::Asked => self.not_handed(id),
+            Phase::Transferring => {}
+            Phase::Sent { .. } if self.now >= o.give_up => {
+                let o = self.handoffs.outgoing.remove(&id).expect("present");
+                tracing::warn!(shard = o.shard, to = %o.to, "erl_quorum: handoff state never acknowledged; telling its owners");
+                if let Phase::Sent { holds, .. } = o.phase {
+                    for (owner, kind, key) in holds {
+                        self.notify(Notice::Lost, owner, kind, key);
+                    }
+                }
+            }
+            Phase::Sent { state, .. } => {
+                let (to, state) = (o.to.clone(), state.clone());
+                self.send_handoff(&to, id, state);
+                self.timers.at(self.now + RESEND, Timer::Handoff(id));
+            }
+        }
+    }
+
+    /// Taker: the state of handoff `id` of `from`.
+    fn install(
+        &mut self,
+        from: String,
+        id: u64,
+        shard: u32,
+        next_token: u64,
+        ok_at: Vec<String>,
+        slots: Vec<MovedSlot>,
+    ) {
+        let again = self
+            .handoffs
+            .installed
+            .iter()
+            .any(|(f, i, s)| *f == from && *i == id && *s == shard);
+        if again {
+            self.send_handoff(&from, id, HandoffBody::Done { shard });
+            return;
+        }
+        if !self.routing.shards.receiving(shard, &from, id) {
+            tracing::warn!(shard, peer = %from, "erl_quorum: handoff state not waited for; ignored");
+            return;
+        }
+        let epoch = self.lease.session.epoch;
+        let parked = self.routing.shards.received(shard, epoch);
+        self.routing.fences.adopt(shard, next_token);
+        // Held now (a repair writes it); a master that did not say yes may
+        // lack it: it stops counting until repaired.
+        for master in self.lease.shard_taken(&ok_at, self.config.w) {
+            self.repair(master);
+        }
+        let count = slots.len();
+        for slot in slots {
+            self.slots.import(slot);
+        }
+        tracing::info!(shard, peer = %from, slots = count, "erl_quorum: shard taken over");
+        self.handoffs.installed.push_back((from.clone(), id, shard));
+        if self.handoffs.installed.len() > INSTALLED_KEPT {
+            self.handoffs.installed.pop_front();
+        }
+        // The guards' `eq_owned` (in the slots' actions) go out before any
+        // grant: settle carries the actions out in order.
+        self.settle();
+        self.wake_shard_waiters(shard);
+        for p in parked {
+            self.serve(p.caller, p.request);
+        }
+        // The names announced as this node's go out before `done`: the
+        // giver exits soon after, and subscribers of a third node must not
+        // miss them when they resubscribe there.
+        self.flush_changes();
+        self.send_handoff(&from, id, HandoffBody::Done { shard });
+    }
+
+    /// [`Timer::Receive`]: the state never came; whether this node holds
+    /// the shard is found out by a confirm round.
+    pub(super) fn receive_due(&mut self, shard: u32, from: String, id: u64) {
+        let epoch = self.lease.session.epoch;
+        if !self
+            .routing
+            .shards
+            .receive_failed(shard, &from, id, epoch, self.now)
+        {
+            return;
+        }
+        tracing::warn!(shard, peer = %from, "erl_quorum: handoff state never came; confirming the shard");
+        let value = self.shard_value();
+        let job = Job::TransferShard {
+            shard,
+            from: value.clone(),
+            to: value,
+            session: self.lease.session.term.clone(),
+            epoch,
+            handoff: None,
+        };
+        self.outputs.push_back(Output::Run(job));
+    }
+}
