@@ -139,8 +139,10 @@ enum Command {
         /// How long a vote (promise) holds a key, in ms (locker's 10 s).
         #[arg(long, default_value_t = 10_000)]
         promise_ms: u64,
-        /// A brand-new cluster: skip the restart guard. Never use this for a
-        /// master that may have granted leases before a crash.
+        /// Not needed (kept for compatibility): a master catches up from its
+        /// peers at start, and a brand-new cluster serves at once. Skips the
+        /// restart guard and the catch-up; never use it for a master that may
+        /// have granted leases before a crash.
         #[arg(long)]
         fresh: bool,
         /// The erl_quorum service's session lease, in ms: how long every

@@ -37,6 +37,7 @@
 //! | `{erl_quorum_session, S, LeaseMs}` (ours) | `ok`: session `S` lives at least `LeaseMs` more; `created`: it was not live here (new, lapsed, or this master restarted), and starts now with no entries |
 //! | `{erl_quorum_repair, Key, Value, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, no_session}`: writes a hold back under `S`, also during the restart guard |
 //! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
+//! | `{erl_quorum_catch_up, FromNode}` (ours) | `{erl_quorum_catch_up, Incarnation, Status, Entries, Promises, Sessions}`: everything live here, for a master that (re)starts (see `snapshot`) |
 //! | anything else | `{error, {unknown_request, Req}}` |
 //!
 //! A write lock ("promise") is one per key, holds a `Tag`, and lives
@@ -62,7 +63,9 @@
 //!
 //! - Restart guard: a new store refuses every promise with
 //!   `{error, already_locked}` until `now + promise_ms + max_lease_ms`, or
-//!   until [`Store::mark_caught_up`] / [`Store::set_guard_until`].
+//!   until [`Store::mark_caught_up`] / [`Store::set_guard_until`]; the
+//!   driver (`quorum::catch_up`) ends it early once enough peers' state is
+//!   merged ([`Store::merge_catch_up`]).
 //! - `wait_for` answers `{ok, Value}` at once when Key is present (the
 //!   original parks it regardless), and is woken by any `write` or
 //!   `extend_lease`, called or replayed (the original: replayed `write` ops
@@ -95,8 +98,11 @@
 
 mod ops;
 mod parse;
+mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catch_up;
 #[cfg(test)]
 mod tests_input;
 #[cfg(test)]
@@ -108,9 +114,11 @@ mod tests_session;
 #[cfg(test)]
 mod tests_wait;
 
+pub(crate) use snapshot::{catch_up_request, CatchUpReply, PeerStatus};
+
 use crate::term::canon::Canon;
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Timing and quorum settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +316,15 @@ pub(crate) struct Store {
     /// all its keys with one call instead of one per key.
     sessions: HashMap<Canon, SessionId>,
     session_until: HashMap<SessionId, u64>,
+    /// Each session's term, for catch-up answers.
+    session_names: HashMap<SessionId, Packed>,
     next_session: SessionId,
+    /// This start's number (catch-up answers carry it; see `snapshot`).
+    incarnation: u64,
+    /// The masters this one saw starting when it declared the cluster new.
+    vouched: Vec<(String, u64)>,
+    /// Keys changed during the guard; a catch-up merge leaves them alone.
+    touched: HashSet<Canon>,
     next_waiter: u64,
     log: Vec<Term>,
     stats: Stats,
@@ -367,7 +383,11 @@ impl Store {
             waiter_deadlines: BTreeSet::new(),
             sessions: HashMap::new(),
             session_until: HashMap::new(),
+            session_names: HashMap::new(),
             next_session: 0,
+            incarnation: 0,
+            vouched: Vec::new(),
+            touched: HashSet::new(),
             next_waiter: 0,
             log: Vec::new(),
             stats: Stats::default(),
@@ -383,6 +403,7 @@ impl Store {
     /// This store has caught up: grant promises from now on.
     pub(crate) fn mark_caught_up(&mut self) {
         self.guard_until = None;
+        self.touched = HashSet::new();
     }
 
     /// Whether promises are refused at `now_ms`.
@@ -401,7 +422,6 @@ impl Store {
     }
 
     /// The quorum size.
-    #[cfg(test)]
     pub(crate) fn w(&self) -> usize {
         self.w
     }
