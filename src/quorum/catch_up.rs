@@ -200,8 +200,7 @@ impl CatchUp {
         else {
             return Poll::Nothing;
         };
-        if !peers.iter().any(|p| p == peer) || answers.contains_key(peer) || failed.contains(peer)
-        {
+        if !peers.iter().any(|p| p == peer) || answers.contains_key(peer) || failed.contains(peer) {
             return Poll::Nothing;
         }
         match answer {
@@ -276,7 +275,10 @@ fn decide(
 ) -> Option<CaughtUp> {
     for (peer, reply) in answers {
         if let PeerStatus::Serving { vouched } = &reply.status {
-            if vouched.iter().any(|(node, inc)| node == me.0 && *inc == me.1) {
+            if vouched
+                .iter()
+                .any(|(node, inc)| node == me.0 && *inc == me.1)
+            {
                 return Some(CaughtUp::Vouched(peer.clone()));
             }
         }

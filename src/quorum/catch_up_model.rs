@@ -124,7 +124,10 @@ impl Sim {
     fn start(&mut self, i: usize) {
         let mut store = Store::new(config(self.w), self.now, &name(i));
         let nodes = list((0..self.n).map(|m| atom(&name(m))).collect());
-        let _ = store.call(self.now, &tuple(vec![atom("set_nodes"), nodes, list(vec![])]));
+        let _ = store.call(
+            self.now,
+            &tuple(vec![atom("set_nodes"), nodes, list(vec![])]),
+        );
         let incarnation = self.next_inc;
         self.next_inc += 1;
         store.set_incarnation(incarnation);

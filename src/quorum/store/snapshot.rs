@@ -24,8 +24,8 @@
 
 use super::parse::MAX_ARG_DEPTH;
 use super::{
-    atom, is_atom, list, millis_term, tuple, Canon, Entry, Packed, Promise, SessionId, Store,
-    Term, Wake,
+    atom, is_atom, list, millis_term, tuple, Canon, Entry, Packed, Promise, SessionId, Store, Term,
+    Wake,
 };
 use crate::term::{as_atom, as_int, as_tuple, list_elements};
 
