@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How long a round waits for answers before it counts as failed.
 pub(crate) const ROUND_MS: u64 = 1_000;
 /// The pause between a failed round and the next.
-pub(crate) const RETRY_MS: u64 = 500;
+pub(crate) const RETRY_MS: u64 = 250;
 
 /// Ask `peers` for their state (`request`, on spawned processes); feed the
 /// answers back with `round`.

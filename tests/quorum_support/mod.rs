@@ -291,6 +291,20 @@ impl Cluster {
         w: usize,
         max_lease_ms: Option<u64>,
     ) -> Cluster {
+        Cluster::start_with(prefix, n_masters, n_replicas, w, max_lease_ms, true).await
+    }
+
+    /// As [`Cluster::start`], with or without `--fresh` (without it, the
+    /// masters, started one after another, find each other starting and
+    /// serve once the last one is up).
+    pub async fn start_with(
+        prefix: &str,
+        n_masters: usize,
+        n_replicas: usize,
+        w: usize,
+        max_lease_ms: Option<u64>,
+        fresh: bool,
+    ) -> Cluster {
         let masters: Vec<String> = (0..n_masters)
             .map(|i| node_name(&format!("m{i}_{prefix}")))
             .collect();
@@ -301,7 +315,7 @@ impl Cluster {
             masters: masters.clone(),
             replicas: replicas.clone(),
             w,
-            fresh: true,
+            fresh,
             max_lease_ms,
             session_lease_ms: None,
             release_margin_ms: None,
