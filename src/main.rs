@@ -145,6 +145,10 @@ enum Command {
         /// have granted leases before a crash.
         #[arg(long)]
         fresh: bool,
+        /// Wait out the whole restart guard instead of catching up from
+        /// peers (for tests of the guard).
+        #[arg(long, hide = true)]
+        no_catch_up: bool,
         /// The erl_quorum service's session lease, in ms: how long every
         /// lock and name it serves outlives its last renewal, and (plus
         /// --release-margin-ms) how long a hold outlives the loss of its
@@ -292,6 +296,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             max_lease_ms,
             promise_ms,
             fresh,
+            no_catch_up,
             session_lease_ms,
             release_margin_ms,
         } => {
@@ -302,6 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 replicas,
                 w,
                 fresh_cluster: fresh,
+                catch_up: !no_catch_up,
                 store: erl_quorum::quorum::StoreConfig {
                     max_lease_ms,
                     promise_ms,

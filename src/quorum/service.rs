@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     /// cluster (its masters find each other starting and serve at once);
     /// dangerous for a master that may have granted leases before a crash.
     pub fresh_cluster: bool,
+    /// Catch up from peers at start (the default). Off, a master waits out
+    /// its whole restart guard (as before catch-up existed; tests use it).
+    pub catch_up: bool,
 }
 
 impl Default for ServiceConfig {
@@ -53,6 +56,7 @@ impl Default for ServiceConfig {
             store: Config::default(),
             tick: Duration::from_millis(100),
             fresh_cluster: false,
+            catch_up: true,
         }
     }
 }
@@ -89,7 +93,7 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
             refuse_for_ms = store.stats(0).guard_remaining_ms,
             "locker: restart guard on until caught up from peers (or every lease this node could have granted has expired)"
         );
-        Some(CatchUp::new(node.name(), 0))
+        config.catch_up.then(|| CatchUp::new(node.name(), 0))
     };
     let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let service = Service {
