@@ -8,8 +8,11 @@
 //!   survive one kill -9 (Rust and BEAM clients lock and release); with two
 //!   dead, every lock is `no_quorum`, at once, never ok.
 //! - `no_key_is_ever_granted_twice`: 8 Rust and 2 BEAM clients on 5 keys,
-//!   300-500 ms leases, a master killed mid-run; a checker over the whole
-//!   history (~400 grants) finds no two overlapping grants of a key.
+//!   300-500 ms leases, a master killed mid-run, then restarted without
+//!   `--fresh` (it catches up under load) and another master killed, so
+//!   the last third's quorums all need the restarted one; a checker over
+//!   the whole history (~600 grants) finds no two overlapping grants of a
+//!   key.
 //! - `restarted_masters_keep_a_second_owner_out_while_a_lease_is_live` and
 //!   `amnesia_contrast_fresh_restart_lets_a_second_owner_in`: the restart
 //!   guard is what keeps B out of A's live lease after two masters crash
@@ -477,6 +480,18 @@ async fn no_key_is_ever_granted_twice() {
     while !half(t_kill, at_kill) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Master 1 comes back without --fresh, under load: it catches up from
+    // the other two and serves at once (its guard would be 70 s). Then
+    // master 0 dies: every quorum from here on needs the restarted master.
+    cluster.masters[1].restart(false, None).await;
+    let mut p = node.spawn_process();
+    let served = serving_after(&mut p, &cluster.masters[1]).await;
+    let t_kill0 = Instant::now();
+    cluster.masters[0].kill9();
+    let at_kill0 = grants();
+    while !half(t_kill0, at_kill0) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("a client task panicked");
@@ -489,12 +504,14 @@ async fn no_key_is_ever_granted_twice() {
     let history = history.lock().unwrap().clone();
     let stats = stats.lock().unwrap();
     let before_kill = history.iter().filter(|g| g.start < t_kill).count();
-    let after_kill = history.len() - before_kill;
+    let after_kill0 = history.iter().filter(|g| g.start >= t_kill0).count();
+    let after_kill = history.len() - before_kill - after_kill0;
     let by_beam = history.iter().filter(|g| g.owner.starts_with('b')).count();
     let empty = history.iter().filter(|g| g.end <= g.start).count();
     let bad = overlaps(&history);
     eprintln!(
         "never twice: {} grants in {elapsed:?} ({before_kill} before the kill, {after_kill} after; \
+         {after_kill0} after master 1 restarted (serving {served:?} after its spawn) and master 0 died; \
          {by_beam} by BEAM clients; {empty} with an empty conservative interval), {stats:?}",
         history.len()
     );
@@ -523,7 +540,9 @@ async fn no_key_is_ever_granted_twice() {
     );
     // kill9 returns once the signal is sent; the master dies right after.
     let in_flight_at_kill = |&&(called, answered): &&(Instant, Instant)| {
-        called <= t_kill + Duration::from_millis(200) && answered >= t_kill
+        [t_kill, t_kill0]
+            .iter()
+            .any(|&t| called <= t + Duration::from_millis(200) && answered >= t)
     };
     let unexplained: Vec<_> = stats
         .short_acks
@@ -541,8 +560,8 @@ async fn no_key_is_ever_granted_twice() {
     // (Floors well below what a run gets, ~400 grants, even on a loaded
     // 2-core machine: they catch a run that tested nothing, not slowness.)
     assert!(
-        before_kill >= 60 && after_kill >= 60,
-        "{before_kill} / {after_kill}"
+        before_kill >= 60 && after_kill >= 60 && after_kill0 >= 60,
+        "{before_kill} / {after_kill} / {after_kill0}"
     );
     assert!(by_beam >= 15, "only {by_beam} BEAM grants");
     assert!(stats.overstays >= 5, "{stats:?}");
