@@ -99,6 +99,7 @@
 mod ops;
 mod parse;
 mod snapshot;
+mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -115,6 +116,7 @@ mod tests_session;
 mod tests_wait;
 
 pub(crate) use snapshot::{catch_up_request, CatchUpReply, PeerStatus};
+pub(crate) use stats::Stats;
 
 use crate::term::canon::Canon;
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
@@ -216,37 +218,6 @@ pub(crate) enum Role {
     Both,
     /// In neither list (the state before any `set_nodes`).
     Neither,
-}
-
-/// Counts for an operator's `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Stats {
-    pub entries: usize,
-    /// Promises not yet dropped (expired ones count until the next sweep).
-    pub promises: usize,
-    pub wait_for_waiters: usize,
-    pub release_waiters: usize,
-    /// Ops logged since the last [`Store::take_log`].
-    pub pending_log: usize,
-    pub masters: usize,
-    pub replicas: usize,
-    pub w: usize,
-    /// Milliseconds the restart guard still refuses promises (0: off).
-    pub guard_remaining_ms: u64,
-    pub calls: u64,
-    /// Calls answered `{error, {unknown_request, _}}`.
-    pub bad_requests: u64,
-    /// Promises refused because of the restart guard.
-    pub guard_refusals: u64,
-    /// Leases cut to `max_lease_ms` in replayed log ops.
-    pub clamped_leases: u64,
-    /// `write` / `extend_lease` calls refused for a lease over `max_lease_ms`.
-    pub refused_leases: u64,
-    /// Writes refused for lack of a live promise (see the module docs).
-    pub refused_writes: u64,
-    pub replayed_ops: u64,
-    pub skipped_ops: u64,
-    pub bad_casts: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -572,6 +543,11 @@ impl Store {
     /// expired promises, and waiters past their own timeout.
     pub(crate) fn sweep(&mut self, now_ms: u64) -> SweepResult {
         let mut result = SweepResult::default();
+        // A guard that ran out is over for good (and so is the record of
+        // keys changed during it, which would otherwise grow on a replica).
+        if self.guard_until.is_some_and(|until| now_ms >= until) {
+            self.mark_caught_up();
+        }
         while let Some((at, _)) = self.expiry.first() {
             if *at > now_ms {
                 break;

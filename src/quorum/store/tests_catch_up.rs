@@ -236,4 +236,16 @@ fn merge_leaves_keys_changed_during_the_guard_alone() {
     // Once caught up, the record is dropped.
     s.mark_caught_up();
     assert!(s.touched.is_empty());
+    // A store whose guard just runs out (a replica never catches up) drops
+    // it at the next sweep, and records nothing after.
+    let mut r = starting();
+    let _ = r.cast(
+        0,
+        &trans_log(vec![t("write", vec![atom("k"), int(1), int(5000)])]),
+    );
+    assert_eq!(r.touched.len(), 1);
+    let _ = r.sweep(70_000);
+    assert!(r.touched.is_empty() && !r.guard_active(70_000));
+    let _ = r.cast(70_001, &trans_log(vec![t("release", vec![atom("k")])]));
+    assert!(r.touched.is_empty());
 }
