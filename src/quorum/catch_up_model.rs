@@ -577,7 +577,8 @@ fn weakened_catch_up_is_caught() {
         },
     ];
     for policy in weak {
-        // 3 and 7 of the first 40 seeds do (the first at seeds 15 and 4).
+        // Both get in on seed 0 already (searching 40 seeds leaves a margin
+        // if the model changes).
         let caught = (0..40).find(|&seed| run(3, seed, policy, 3_000).overlap().is_some());
         eprintln!("{policy:?}: a second owner got in with seed {caught:?}");
         assert!(caught.is_some(), "{policy:?} never let a second owner in");
