@@ -342,7 +342,8 @@ pub fn services(data: &[u8]) {
 }
 
 /// The locker store's request decoder (`quorum/store/parse.rs`) and what
-/// the store does with what it accepts: `data` is a series of terms, each
+/// the store does with what it accepts (each term is also tried as a
+/// catch-up answer, `quorum/store/snapshot.rs`): `data` is a series of terms, each
 /// after a byte that picks a call (even) or a cast (odd) and advances the
 /// clock by its value in milliseconds times 100. Ends with a sweep far in the
 /// future, which must leave no waiter behind.
@@ -362,6 +363,10 @@ pub fn locker(data: &[u8]) {
             let _ = store.call(now, &term);
         } else {
             let _ = store.cast(now, &term);
+        }
+        // Also a peer's catch-up answer: decoded within its bounds, merged.
+        if let Ok(answer) = crate::quorum::store::CatchUpReply::decode(&term) {
+            let _ = store.merge_catch_up(now, &answer);
         }
         let _ = store.sweep(now);
     }

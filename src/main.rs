@@ -139,10 +139,16 @@ enum Command {
         /// How long a vote (promise) holds a key, in ms (locker's 10 s).
         #[arg(long, default_value_t = 10_000)]
         promise_ms: u64,
-        /// A brand-new cluster: skip the restart guard. Never use this for a
-        /// master that may have granted leases before a crash.
+        /// Not needed (kept for compatibility): a master catches up from its
+        /// peers at start, and a brand-new cluster serves at once. Skips the
+        /// restart guard and the catch-up; never use it for a master that may
+        /// have granted leases before a crash.
         #[arg(long)]
         fresh: bool,
+        /// Wait out the whole restart guard instead of catching up from
+        /// peers (for tests of the guard).
+        #[arg(long, hide = true)]
+        no_catch_up: bool,
         /// The erl_quorum service's session lease, in ms: how long every
         /// lock and name it serves outlives its last renewal, and (plus
         /// --release-margin-ms) how long a hold outlives the loss of its
@@ -290,6 +296,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             max_lease_ms,
             promise_ms,
             fresh,
+            no_catch_up,
             session_lease_ms,
             release_margin_ms,
         } => {
@@ -300,6 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 replicas,
                 w,
                 fresh_cluster: fresh,
+                catch_up: !no_catch_up,
                 store: erl_quorum::quorum::StoreConfig {
                     max_lease_ms,
                     promise_ms,

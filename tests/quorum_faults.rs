@@ -8,11 +8,21 @@
 //!   survive one kill -9 (Rust and BEAM clients lock and release); with two
 //!   dead, every lock is `no_quorum`, at once, never ok.
 //! - `no_key_is_ever_granted_twice`: 8 Rust and 2 BEAM clients on 5 keys,
-//!   300-500 ms leases, a master killed mid-run; a checker over the whole
-//!   history (~400 grants) finds no two overlapping grants of a key.
+//!   300-500 ms leases, a master killed mid-run, then restarted without
+//!   `--fresh` (it catches up under load) and another master killed, so
+//!   the last third's quorums all need the restarted one; a checker over
+//!   the whole history (~600 grants) finds no two overlapping grants of a
+//!   key.
 //! - `restarted_masters_keep_a_second_owner_out_while_a_lease_is_live` and
 //!   `amnesia_contrast_fresh_restart_lets_a_second_owner_in`: the restart
-//!   guard is what keeps B out of A's live lease after two masters crash.
+//!   guard is what keeps B out of A's live lease after two masters crash
+//!   together (neither can catch up: the other is down or starting).
+//! - `restarted_masters_catch_up_and_keep_a_second_owner_out`: restarted one
+//!   at a time, each master catches up from its two serving peers and
+//!   serves at once; B still stays out of A's lease, and gets the key as
+//!   soon as it ends.
+//! - `a_new_cluster_serves_at_once_without_fresh`: masters started one after
+//!   another without `--fresh` serve within a round of the last start.
 //! - `leases_expire_and_wait_for_release_wakes_a_beam_client`.
 //! - `a_replica_converges`: `--replicas` gets locks, updates, releases and
 //!   expiries within ~1 s, also after a master dies.
@@ -470,6 +480,18 @@ async fn no_key_is_ever_granted_twice() {
     while !half(t_kill, at_kill) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Master 1 comes back without --fresh, under load: it catches up from
+    // the other two and serves at once (its guard would be 70 s). Then
+    // master 0 dies: every quorum from here on needs the restarted master.
+    cluster.masters[1].restart(false, None).await;
+    let mut p = node.spawn_process();
+    let served = serving_after(&mut p, &cluster.masters[1]).await;
+    let t_kill0 = Instant::now();
+    cluster.masters[0].kill9();
+    let at_kill0 = grants();
+    while !half(t_kill0, at_kill0) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("a client task panicked");
@@ -482,12 +504,14 @@ async fn no_key_is_ever_granted_twice() {
     let history = history.lock().unwrap().clone();
     let stats = stats.lock().unwrap();
     let before_kill = history.iter().filter(|g| g.start < t_kill).count();
-    let after_kill = history.len() - before_kill;
+    let after_kill0 = history.iter().filter(|g| g.start >= t_kill0).count();
+    let after_kill = history.len() - before_kill - after_kill0;
     let by_beam = history.iter().filter(|g| g.owner.starts_with('b')).count();
     let empty = history.iter().filter(|g| g.end <= g.start).count();
     let bad = overlaps(&history);
     eprintln!(
         "never twice: {} grants in {elapsed:?} ({before_kill} before the kill, {after_kill} after; \
+         {after_kill0} after master 1 restarted (serving {served:?} after its spawn) and master 0 died; \
          {by_beam} by BEAM clients; {empty} with an empty conservative interval), {stats:?}",
         history.len()
     );
@@ -516,7 +540,9 @@ async fn no_key_is_ever_granted_twice() {
     );
     // kill9 returns once the signal is sent; the master dies right after.
     let in_flight_at_kill = |&&(called, answered): &&(Instant, Instant)| {
-        called <= t_kill + Duration::from_millis(200) && answered >= t_kill
+        [t_kill, t_kill0]
+            .iter()
+            .any(|&t| called <= t + Duration::from_millis(200) && answered >= t)
     };
     let unexplained: Vec<_> = stats
         .short_acks
@@ -534,8 +560,8 @@ async fn no_key_is_ever_granted_twice() {
     // (Floors well below what a run gets, ~400 grants, even on a loaded
     // 2-core machine: they catch a run that tested nothing, not slowness.)
     assert!(
-        before_kill >= 60 && after_kill >= 60,
-        "{before_kill} / {after_kill}"
+        before_kill >= 60 && after_kill >= 60 && after_kill0 >= 60,
+        "{before_kill} / {after_kill} / {after_kill0}"
     );
     assert!(by_beam >= 15, "only {by_beam} BEAM grants");
     assert!(stats.overstays >= 5, "{stats:?}");
@@ -562,13 +588,26 @@ struct Attempt {
     result: Result<Quorum, LockerError>,
 }
 
+/// How masters 1 and 2 crash and come back.
+#[derive(Clone, Copy, PartialEq)]
+enum Crash {
+    /// Both killed, then both restarted: each restarts with the other down
+    /// or starting, so neither can catch up and both keep the guard.
+    BothDown,
+    /// Both killed, restarted with `--fresh`: no guard, no catch-up.
+    BothDownFresh,
+    /// Killed and restarted one at a time: each restarts with both peers
+    /// serving, catches up from them and serves at once.
+    OneByOne,
+}
+
 /// A holds `key(0)` with a 3 s lease, acked by all three masters; then
-/// masters 1 and 2 are killed -9 and restarted (fresh or not). Returns the
+/// masters 1 and 2 are killed -9 and restarted as `crash` says. Returns the
 /// time before A's lock call and the earlier restart's spawn time.
 async fn lock_then_crash_two(
     cluster: &mut Cluster,
     a: &mut LockerClient,
-    fresh: bool,
+    crash: Crash,
 ) -> (Instant, Instant) {
     let t_a = Instant::now();
     let q = a.lock(key(0), atom("a"), GUARD_LEASE).await;
@@ -586,12 +625,20 @@ async fn lock_then_crash_two(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    cluster.masters[1]
-        .restart(fresh, Some(GUARD_MAX_LEASE_MS))
-        .await;
-    cluster.masters[2]
-        .restart(fresh, Some(GUARD_MAX_LEASE_MS))
-        .await;
+    if crash != Crash::OneByOne {
+        cluster.masters[1].kill9();
+        cluster.masters[2].kill9();
+    }
+    let fresh = crash == Crash::BothDownFresh;
+    for m in 1..3 {
+        cluster.masters[m]
+            .restart(fresh, Some(GUARD_MAX_LEASE_MS))
+            .await;
+        if crash == Crash::OneByOne {
+            let after = serving_after(a.process(), &cluster.masters[m]).await;
+            eprintln!("catch-up: master {m} served {after:?} after its restart was spawned");
+        }
+    }
     let (s1, s2) = (
         cluster.masters[1].spawned_at(),
         cluster.masters[2].spawned_at(),
@@ -604,6 +651,24 @@ async fn lock_then_crash_two(
     // B needs a restarted master's vote, so no earlier than the first
     // restart's guard ends.
     (t_a, s1.min(s2))
+}
+
+/// How long after `master`'s spawn its restart guard was off (polled
+/// every 10 ms; at most 10 s, far below the guard).
+async fn serving_after(p: &mut Process, master: &quorum_support::MasterProcess) -> Duration {
+    loop {
+        let guard = status_int(&status(p, master.name()).await, "guard_remaining_ms");
+        let since = master.spawned_at().elapsed();
+        if guard == 0 {
+            return since;
+        }
+        assert!(
+            since < Duration::from_secs(10),
+            "{} still in its guard ({guard} ms) {since:?} after its restart",
+            master.name()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// B tries every ~100 ms until it gets the key or `until`.
@@ -630,7 +695,7 @@ async fn restarted_masters_keep_a_second_owner_out_while_a_lease_is_live() {
     let masters = cluster.master_names();
     let mut a = client(node.spawn_process(), &masters);
     let mut b = client(node.spawn_process(), &masters);
-    let (t_a, restarted) = lock_then_crash_two(&mut cluster, &mut a, false).await;
+    let (t_a, restarted) = lock_then_crash_two(&mut cluster, &mut a, Crash::BothDown).await;
     let a_lease_end = t_a + GUARD_LEASE;
 
     let mut p = node.spawn_process();
@@ -717,7 +782,7 @@ async fn amnesia_contrast_fresh_restart_lets_a_second_owner_in() {
     let mut b = client(node.spawn_process(), &masters);
     // The same crash, but the masters come back with --fresh: empty, and no
     // guard.
-    let (t_a, _) = lock_then_crash_two(&mut cluster, &mut a, true).await;
+    let (t_a, _) = lock_then_crash_two(&mut cluster, &mut a, Crash::BothDownFresh).await;
     let a_lease_end = t_a + GUARD_LEASE;
     let attempts = b_tries(&mut b, a_lease_end).await;
     let last = attempts.last().expect("attempts");
@@ -739,6 +804,97 @@ async fn amnesia_contrast_fresh_restart_lets_a_second_owner_in() {
     eprintln!(
         "amnesia: B got the key {:?} into A's {GUARD_LEASE:?} lease",
         last.end - t_a
+    );
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_masters_catch_up_and_keep_a_second_owner_out() {
+    let mut cluster = Cluster::start("f3c", 3, 0, W, Some(GUARD_MAX_LEASE_MS)).await;
+    let node = rust_node::start("c_f3c").await;
+    let masters = cluster.master_names();
+    let mut a = client(node.spawn_process(), &masters);
+    let mut b = client(node.spawn_process(), &masters);
+    // Each restart (no --fresh) finds both peers serving: it reads their
+    // entries and promises, and serves at once (checked inside).
+    let (t_a, restarted) = lock_then_crash_two(&mut cluster, &mut a, Crash::OneByOne).await;
+    let a_lease_end = t_a + GUARD_LEASE;
+    // A's entry came back to both restarted masters.
+    for m in &masters[1..] {
+        assert_eq!(a.dirty_read(m, key(0)).await, Ok(Some(atom("a"))), "{m}");
+    }
+    let attempts = b_tries(&mut b, a_lease_end + Duration::from_secs(5)).await;
+    let during_lease: Vec<&Attempt> = attempts.iter().filter(|x| x.end < a_lease_end).collect();
+    assert!(
+        during_lease.len() >= 5,
+        "only {} attempts during A's lease",
+        during_lease.len()
+    );
+    for x in &during_lease {
+        // Every master holds A's entry: no vote for B anywhere.
+        assert!(
+            matches!(x.result, Err(LockerError::NoQuorum { votes: 0, .. })),
+            "B during A's lease (at {:?}): {:?}",
+            x.start - t_a,
+            x.result
+        );
+    }
+    let last = attempts.last().expect("attempts");
+    assert!(
+        last.result.is_ok(),
+        "B never got the key; last: {:?}{}",
+        last.result,
+        cluster.logs()
+    );
+    assert!(last.end >= a_lease_end);
+    // Served once A's lease ran out, not after the restart guard (10 s of
+    // promises plus the 4 s lease from the restart).
+    assert!(
+        last.end < restarted + GUARD - Duration::from_secs(5),
+        "B got in only {:?} after the restart",
+        last.end - restarted
+    );
+    eprintln!(
+        "catch-up: B got the key {:?} after A's lease ended ({:?} after the first restart)",
+        last.end - a_lease_end,
+        last.end - restarted
+    );
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_serves_at_once_without_fresh() {
+    // Started one after another, without --fresh, with the default 60 s
+    // lease limit (a 70 s guard): the last to start finds the others
+    // starting and declares the cluster new, and they serve on its word.
+    let t0 = Instant::now();
+    let cluster = Cluster::start_with("f3n", 3, 0, W, None, false).await;
+    let last_spawn = cluster.masters[2].spawned_at();
+    let node = rust_node::start("c_f3n").await;
+    let masters = cluster.master_names();
+    let mut a = client(node.spawn_process(), &masters);
+    let mut p = node.spawn_process();
+    let mut served = Vec::new();
+    for m in &cluster.masters {
+        served.push(serving_after(&mut p, m).await);
+    }
+    let q = a
+        .lock_until(
+            key(0),
+            atom("a"),
+            Duration::from_secs(2),
+            tokio::time::Instant::now() + Duration::from_secs(5),
+        )
+        .await;
+    let granted = last_spawn.elapsed();
+    assert!(q.is_ok(), "{q:?}{}", cluster.logs());
+    assert!(
+        granted < Duration::from_secs(5),
+        "first grant {granted:?} after the last master started"
+    );
+    eprintln!(
+        "new cluster: masters served {served:?} after their spawn; first lock {granted:?} after the last spawn ({:?} after the first)",
+        t0.elapsed()
     );
     node.shutdown();
 }

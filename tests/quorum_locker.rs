@@ -174,6 +174,10 @@ async fn a_restarted_master_refuses_promises_until_leases_could_have_expired() {
             max_lease_ms: 700,
             w: 1,
         },
+        // A master alone that catches up finds no peer and serves at once
+        // (a new cluster, or a whole-cluster restart: nobody can tell).
+        // This is the guard itself, as when peers cannot be reached.
+        catch_up: false,
         ..ServiceConfig::default()
     };
     service::start(&node, config).unwrap();

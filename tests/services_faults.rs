@@ -1112,10 +1112,10 @@ async fn whereis_lock_finds_a_held_lock_after_a_master_restart() {
             "whereis_lock through {s}"
         );
     }
-    // The serving node sees the restarted master answer its session renewal
-    // as a new session (its entries are gone) and writes its shards back
-    // there: the restarted master holds the same shards for it as a master
-    // that never restarted, not none.
+    // The restarted master caught up from the other two (the session and
+    // its entries came with it; had it not, its renewal would have answered
+    // `created` and the serving node written its shards back): it holds the
+    // same shards as a master that never restarted, not none.
     let s0 = common::atom(masters[0].name());
     let same = same_shards_expr(&[s0.as_str(), s1.as_str(), s2.as_str()], &s0);
     assert_eq!(
@@ -1158,8 +1158,9 @@ async fn a_master_in_its_restart_guard_gets_the_shards_taken_meanwhile() {
     let (mut masters, beams) = setup("c11", &[[0, 1, 2]]).await;
     let b = &beams[0];
     assert_eq!(beval(b, "eq_services_faults:owner(o0, k11_0)"), "acquired");
-    // Restarted with its guard on (60 s): it refuses every lock.
-    masters[1].restart(false, None).await;
+    // Restarted with its guard on (60 s), not catching up from its peers
+    // (as when they cannot be reached): it refuses every lock.
+    masters[1].restart_guarded().await;
     let (s0, s1, s2) = (
         common::atom(masters[0].name()),
         common::atom(masters[1].name()),

@@ -392,4 +392,19 @@ fn write_seeds() {
         etf::encode_term(t, &mut seq).unwrap();
     }
     write("locker", "sequence", &seq);
+    // locker: a catch-up request, then a peer's answer (merged).
+    let mut peer = crate::quorum::store::Store::new(Default::default(), 0, "m@h");
+    peer.mark_caught_up();
+    let mut seq = Vec::new();
+    for (op, t) in &calls[..2] {
+        let _ = peer.call(0, t);
+        seq.push(*op);
+        etf::encode_term(t, &mut seq).unwrap();
+    }
+    let ask = crate::quorum::store::catch_up_request("m@h");
+    seq.push(0);
+    etf::encode_term(&ask, &mut seq).unwrap();
+    seq.push(2);
+    etf::encode_term(&peer.catch_up_reply(10).encode(), &mut seq).unwrap();
+    write("locker", "catch_up", &seq);
 }

@@ -6,7 +6,10 @@
 //!   waiters, membership and the transaction log for replicas (internal;
 //!   its settings are [`StoreConfig`]).
 //! - [`service`]: the process registered as `locker` that drives a store.
+//! - `catch_up`: how a (re)starting master reads its peers' state and ends
+//!   its restart guard early (sans IO; `service` drives it).
 //! - [`client`]: locker's client operations, against any set of masters.
+pub(crate) mod catch_up;
 pub mod client;
 pub mod service;
 pub(crate) mod store;

@@ -4,12 +4,18 @@
 //! replicas (`{'$gen_cast', {trans_log, Node, Ops}}`), as wooga/locker's
 //! server does. It is a [`GenServer`]: the sweep and the push are its
 //! deadline, and `sys:get_state({locker, Node})` shows a summary of it.
+//! A master that starts without `fresh_cluster` catches up from its peers
+//! (`catch_up`), asking them on spawned processes through `rpc` (a BEAM
+//! locker master would crash on a call it does not know; `rpc` answers
+//! `undef` there).
 
-use super::store::{self, CallOutcome, Config, Store, WaiterId};
+use super::catch_up::{self, CatchUp, Poll};
+use super::store::{self, CallOutcome, CatchUpReply, Config, Store, WaiterId};
 use crate::node::Node;
-use crate::process::rpc::{Call, Exception};
+use crate::process::rpc::{Call, Exception, RpcError};
 use crate::process::{
-    spawn_server, CallReply, Caller, Flow, GenServer, Mail, Process, RegisterError,
+    start_event_server, CallReply, Caller, EventServer, Flow, GenServer, Mail, Process,
+    RegisterError,
 };
 use crate::term::Brief;
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
@@ -32,9 +38,13 @@ pub struct ServiceConfig {
     /// Sweep and log push period (the original: 1 s sweeps, 100 ms pushes;
     /// leases here are in milliseconds, so both run every `tick`).
     pub tick: Duration,
-    /// Skip the restart guard: only for a brand-new cluster, where no lease
-    /// can be outstanding. A restarted master must keep it on.
+    /// Skip the restart guard and the catch-up. Not needed for a brand-new
+    /// cluster (its masters find each other starting and serve at once);
+    /// dangerous for a master that may have granted leases before a crash.
     pub fresh_cluster: bool,
+    /// Catch up from peers at start (the default). Off, a master waits out
+    /// its whole restart guard (as before catch-up existed; tests use it).
+    pub catch_up: bool,
 }
 
 impl Default for ServiceConfig {
@@ -46,6 +56,7 @@ impl Default for ServiceConfig {
             store: Config::default(),
             tick: Duration::from_millis(100),
             fresh_cluster: false,
+            catch_up: true,
         }
     }
 }
@@ -72,14 +83,19 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
         list(config.replicas.iter().map(|r| atom(r)).collect()),
     ]);
     let _ = store.call(0, &setup);
-    if config.fresh_cluster {
+    // Below 2^62, so it travels as a small integer.
+    store.set_incarnation(rand::random::<u64>() >> 2);
+    let catch_up = if config.fresh_cluster {
         store.mark_caught_up();
+        None
     } else {
         tracing::info!(
             refuse_for_ms = store.stats(0).guard_remaining_ms,
-            "locker: restart guard on; promises refused until every lease this node could have granted has expired"
+            "locker: restart guard on until caught up from peers (or every lease this node could have granted has expired)"
         );
-    }
+        config.catch_up.then(|| CatchUp::new(node.name(), 0))
+    };
+    let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let service = Service {
         node: node.clone(),
         store,
@@ -87,9 +103,13 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
         waiters: HashMap::new(),
         watched: HashMap::new(),
         tick: config.tick,
-        next_tick: epoch + config.tick,
+        next_tick: epoch,
+        catch_up,
+        events,
     };
-    let pid = spawn_server(node, Some("locker"), service)?;
+    let process = node.spawn_process();
+    process.register("locker")?;
+    let pid = start_event_server(process, service, events_rx);
     register_rpc(node);
     Ok(pid)
 }
@@ -108,6 +128,48 @@ fn register_rpc(node: &Node) {
         .register("locker", "get_debug_state", 0, |c: Call| {
             local_call(c.node, atom("get_debug_state"))
         });
+    node.rpc_functions()
+        .register("locker", "erl_quorum_catch_up", 1, |c: Call| {
+            let request = tuple(vec![atom("erl_quorum_catch_up"), c.args[0].clone()]);
+            local_call(c.node, request)
+        });
+}
+
+/// A peer's answer to a catch-up round, back from a spawned process.
+#[derive(Debug)]
+struct CatchUpAnswer {
+    round: u64,
+    peer: String,
+    answer: Result<CatchUpReply, String>,
+}
+
+/// Asks `peer` for its state and sends the decoded answer back.
+async fn ask_peer(
+    node: Node,
+    round: u64,
+    peer: String,
+    request: Term,
+    events: tokio::sync::mpsc::UnboundedSender<CatchUpAnswer>,
+) {
+    let args = match as_tuple(&request) {
+        Some([_, from]) => vec![from.clone()],
+        _ => Vec::new(),
+    };
+    let timeout = Duration::from_millis(catch_up::ROUND_MS);
+    let answer = match node
+        .rpc(&peer, "locker", "erl_quorum_catch_up", args, timeout)
+        .await
+    {
+        Ok(term) => CatchUpReply::decode(&term).map_err(|e| e.to_string()),
+        // Bounded for the log: a peer's badrpc reason is its own term.
+        Err(RpcError::BadRpc(reason)) => Err(format!("badrpc: {}", Brief(&reason))),
+        Err(RpcError::Timeout) => Err("timeout".to_owned()),
+    };
+    let _ = events.send(CatchUpAnswer {
+        round,
+        peer,
+        answer,
+    });
 }
 
 async fn local_call(node: Node, request: Term) -> Result<Term, Exception> {
@@ -136,6 +198,32 @@ struct Service {
     /// Sweep and log push period, and when they are next due.
     tick: Duration,
     next_tick: Instant,
+    /// The restart guard's catch-up, while it runs.
+    catch_up: Option<CatchUp>,
+    /// Where spawned catch-up asks send their answers.
+    events: tokio::sync::mpsc::UnboundedSender<CatchUpAnswer>,
+}
+
+impl EventServer for Service {
+    type Event = CatchUpAnswer;
+
+    async fn handle_event(&mut self, event: CatchUpAnswer, process: &mut Process) -> Flow {
+        let now = self.now();
+        if let Some(catch_up) = self.catch_up.as_mut() {
+            let answer = match event.answer {
+                Ok(reply) => Ok(reply),
+                Err(why) => {
+                    // Bounded: an error text of ours, never the peer's term.
+                    tracing::info!(peer = %event.peer, error = %why, "locker: no catch-up from peer");
+                    Err(())
+                }
+            };
+            let poll = catch_up.answer(now, &mut self.store, event.round, &event.peer, answer);
+            self.on_poll(poll, process);
+        }
+        self.catch_up(process);
+        Flow::Continue
+    }
 }
 
 impl GenServer for Service {
@@ -204,7 +292,41 @@ impl Service {
     fn periodic(&mut self, process: &mut Process) {
         self.sweep(process);
         self.push_log(process);
+        if let Some(catch_up) = self.catch_up.as_mut() {
+            let poll = catch_up.poll(self.epoch.elapsed().as_millis() as u64, &mut self.store);
+            self.on_poll(poll, process);
+        }
         self.next_tick = Instant::now() + self.tick;
+    }
+
+    /// Carries out what the catch-up asked for.
+    fn on_poll(&mut self, poll: Poll, process: &mut Process) {
+        match poll {
+            Poll::Nothing => {}
+            Poll::Ask(ask) => {
+                for peer in ask.peers {
+                    tokio::spawn(ask_peer(
+                        self.node.clone(),
+                        ask.round,
+                        peer,
+                        ask.request.clone(),
+                        self.events.clone(),
+                    ));
+                }
+            }
+            Poll::Done(how, wake) => {
+                let stats = self.store.stats(self.now());
+                tracing::info!(
+                    how = ?how,
+                    after_ms = self.now(),
+                    entries = stats.entries,
+                    promises = stats.promises,
+                    "locker: caught up, serving"
+                );
+                self.catch_up = None;
+                self.wake(wake, process);
+            }
+        }
     }
 
     /// Mail outranks the deadline in the loop, so a locker that is never

@@ -38,6 +38,7 @@
 //! | `{erl_quorum_repair, Key, Value, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, no_session}`: writes a hold back under `S`, also during the restart guard |
 //! | `{erl_quorum_transfer, Key, From, To, S}` (ours) | `ok` / `{error, not_expected_value}` / `{error, already_locked}` / `{error, no_session}`: Key holding `From` (or already `To` under `S`) now holds `To` under `S`, in one step; an absent Key is taken as by `erl_quorum_lock` (not during the restart guard) |
 //! | `get_meta`, `summary` (ours) | `{Masters, Replicas, W}`, `[{write_locks, N}, {leases, N}]` |
+//! | `{erl_quorum_catch_up, FromNode}` (ours) | `{erl_quorum_catch_up, Incarnation, Status, Entries, Promises, Sessions}`: everything live here, for a master that (re)starts (see `snapshot`) |
 //! | anything else | `{error, {unknown_request, Req}}` |
 //!
 //! A write lock ("promise") is one per key, holds a `Tag`, and lives
@@ -63,7 +64,9 @@
 //!
 //! - Restart guard: a new store refuses every promise with
 //!   `{error, already_locked}` until `now + promise_ms + max_lease_ms`, or
-//!   until [`Store::mark_caught_up`] / [`Store::set_guard_until`].
+//!   until [`Store::mark_caught_up`] / [`Store::set_guard_until`]; the
+//!   driver (`quorum::catch_up`) ends it early once enough peers' state is
+//!   merged ([`Store::merge_catch_up`]).
 //! - `wait_for` answers `{ok, Value}` at once when Key is present (the
 //!   original parks it regardless), and is woken by any `write` or
 //!   `extend_lease`, called or replayed (the original: replayed `write` ops
@@ -96,8 +99,12 @@
 
 mod ops;
 mod parse;
+mod snapshot;
+mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catch_up;
 #[cfg(test)]
 mod tests_input;
 #[cfg(test)]
@@ -111,9 +118,12 @@ mod tests_transfer;
 #[cfg(test)]
 mod tests_wait;
 
+pub(crate) use snapshot::{catch_up_request, CatchUpReply, PeerStatus};
+pub(crate) use stats::Stats;
+
 use crate::term::canon::Canon;
 use crate::term::{as_tuple, atom, int, is_atom, list, list_elements, tuple, Packed, Term};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Timing and quorum settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,37 +223,6 @@ pub(crate) enum Role {
     Neither,
 }
 
-/// Counts for an operator's `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Stats {
-    pub entries: usize,
-    /// Promises not yet dropped (expired ones count until the next sweep).
-    pub promises: usize,
-    pub wait_for_waiters: usize,
-    pub release_waiters: usize,
-    /// Ops logged since the last [`Store::take_log`].
-    pub pending_log: usize,
-    pub masters: usize,
-    pub replicas: usize,
-    pub w: usize,
-    /// Milliseconds the restart guard still refuses promises (0: off).
-    pub guard_remaining_ms: u64,
-    pub calls: u64,
-    /// Calls answered `{error, {unknown_request, _}}`.
-    pub bad_requests: u64,
-    /// Promises refused because of the restart guard.
-    pub guard_refusals: u64,
-    /// Leases cut to `max_lease_ms` in replayed log ops.
-    pub clamped_leases: u64,
-    /// `write` / `extend_lease` calls refused for a lease over `max_lease_ms`.
-    pub refused_leases: u64,
-    /// Writes refused for lack of a live promise (see the module docs).
-    pub refused_writes: u64,
-    pub replayed_ops: u64,
-    pub skipped_ops: u64,
-    pub bad_casts: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WaitKind {
     /// `wait_for`: answered `{ok, Value}` when the key is present.
@@ -311,7 +290,15 @@ pub(crate) struct Store {
     /// all its keys with one call instead of one per key.
     sessions: HashMap<Canon, SessionId>,
     session_until: HashMap<SessionId, u64>,
+    /// Each session's term, for catch-up answers.
+    session_names: HashMap<SessionId, Packed>,
     next_session: SessionId,
+    /// This start's number (catch-up answers carry it; see `snapshot`).
+    incarnation: u64,
+    /// The masters this one saw starting when it declared the cluster new.
+    vouched: Vec<(String, u64)>,
+    /// Keys changed during the guard; a catch-up merge leaves them alone.
+    touched: HashSet<Canon>,
     next_waiter: u64,
     log: Vec<Term>,
     stats: Stats,
@@ -370,7 +357,11 @@ impl Store {
             waiter_deadlines: BTreeSet::new(),
             sessions: HashMap::new(),
             session_until: HashMap::new(),
+            session_names: HashMap::new(),
             next_session: 0,
+            incarnation: 0,
+            vouched: Vec::new(),
+            touched: HashSet::new(),
             next_waiter: 0,
             log: Vec::new(),
             stats: Stats::default(),
@@ -386,6 +377,7 @@ impl Store {
     /// This store has caught up: grant promises from now on.
     pub(crate) fn mark_caught_up(&mut self) {
         self.guard_until = None;
+        self.touched = HashSet::new();
     }
 
     /// Whether promises are refused at `now_ms`.
@@ -404,7 +396,6 @@ impl Store {
     }
 
     /// The quorum size.
-    #[cfg(test)]
     pub(crate) fn w(&self) -> usize {
         self.w
     }
@@ -555,6 +546,11 @@ impl Store {
     /// expired promises, and waiters past their own timeout.
     pub(crate) fn sweep(&mut self, now_ms: u64) -> SweepResult {
         let mut result = SweepResult::default();
+        // A guard that ran out is over for good (and so is the record of
+        // keys changed during it, which would otherwise grow on a replica).
+        if self.guard_until.is_some_and(|until| now_ms >= until) {
+            self.mark_caught_up();
+        }
         while let Some((at, _)) = self.expiry.first() {
             if *at > now_ms {
                 break;

@@ -32,6 +32,8 @@ pub struct ServeOpts {
     pub replicas: Vec<String>,
     pub w: usize,
     pub fresh: bool,
+    /// `--no-catch-up`: a restart waits out its whole guard.
+    pub no_catch_up: bool,
     pub max_lease_ms: Option<u64>,
     /// `--session-lease-ms` of the erl_quorum service (None: its default).
     pub session_lease_ms: Option<u64>,
@@ -145,6 +147,16 @@ impl MasterProcess {
         self.spawn_until_serving().await;
     }
 
+    /// As [`MasterProcess::restart`] without `--fresh`, and without
+    /// catching up from peers: the new incarnation waits out its guard.
+    pub async fn restart_guarded(&mut self) {
+        self.kill9();
+        self.opts.fresh = false;
+        self.opts.no_catch_up = true;
+        self.spawn_until_serving().await;
+        self.opts.no_catch_up = false;
+    }
+
     /// The last lines the process printed (stdout and stderr).
     pub fn log_tail(&self) -> String {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,6 +192,9 @@ impl MasterProcess {
         }
         if self.opts.fresh {
             args.push("--fresh".to_owned());
+        }
+        if self.opts.no_catch_up {
+            args.push("--no-catch-up".to_owned());
         }
         if let Some(ms) = self.opts.max_lease_ms {
             args.push("--max-lease-ms".to_owned());
@@ -311,6 +326,20 @@ impl Cluster {
         w: usize,
         max_lease_ms: Option<u64>,
     ) -> Cluster {
+        Cluster::start_with(prefix, n_masters, n_replicas, w, max_lease_ms, true).await
+    }
+
+    /// As [`Cluster::start`], with or without `--fresh` (without it, the
+    /// masters, started one after another, find each other starting and
+    /// serve once the last one is up).
+    pub async fn start_with(
+        prefix: &str,
+        n_masters: usize,
+        n_replicas: usize,
+        w: usize,
+        max_lease_ms: Option<u64>,
+        fresh: bool,
+    ) -> Cluster {
         let masters: Vec<String> = (0..n_masters)
             .map(|i| node_name(&format!("m{i}_{prefix}")))
             .collect();
@@ -321,7 +350,8 @@ impl Cluster {
             masters: masters.clone(),
             replicas: replicas.clone(),
             w,
-            fresh: true,
+            fresh,
+            no_catch_up: false,
             max_lease_ms,
             session_lease_ms: None,
             release_margin_ms: None,

@@ -79,6 +79,7 @@ pub async fn start_cluster_with(prefix: &str, timing: ClusterOpts) -> Cluster {
         replicas: Vec::new(),
         w: W,
         fresh: true,
+        no_catch_up: false,
         max_lease_ms: None,
         session_lease_ms: timing.session_lease_ms,
         release_margin_ms: timing.release_margin_ms,

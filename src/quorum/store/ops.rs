@@ -90,10 +90,7 @@ impl Store {
                         // New here (or lapsed, or this master restarted):
                         // the serving node must learn that the entries it
                         // wrote here, if any, are gone.
-                        let id = self.next_session;
-                        self.next_session = self.next_session.wrapping_add(1);
-                        self.sessions.insert(session.canon, id);
-                        self.session_until.insert(id, until);
+                        self.new_session(session.canon, session.term, until);
                         atom("created")
                     }
                 }
@@ -166,6 +163,7 @@ impl Store {
                 tuple(vec![atom("ok"), atom("released")])
             }
             Request::GetDebugState => self.debug_state(now),
+            Request::CatchUp => self.catch_up_reply(now).encode(),
             Request::GetMeta => tuple(vec![
                 atoms(&self.masters),
                 atoms(&self.replicas),
@@ -277,6 +275,7 @@ impl Store {
         self.expire_if_due(now, &key.canon, wake);
         let reply = match self.entries.get(&key.canon) {
             Some(entry) if packed_is(&entry.value, &value.canon) => {
+                self.touch(&key.canon);
                 self.remove_entry(&key.canon);
                 self.log
                     .push(tuple(vec![atom("release"), key.term.clone()]));
@@ -302,6 +301,7 @@ impl Store {
                 lease_ms,
             } => self.put(now, &key, value, lease_ms, wake),
             Op::Release { key } => {
+                self.touch(&key.canon);
                 self.remove_entry(&key.canon);
                 self.settle(now, &key.canon, wake);
             }
@@ -341,6 +341,7 @@ impl Store {
         session: Option<SessionId>,
         wake: &mut Wake,
     ) {
+        self.touch(&key.canon);
         let entry = Entry {
             key: Packed::new(key.term),
             value: Packed::new(value.term),
@@ -386,6 +387,7 @@ impl Store {
         }
         for id in &ended {
             self.session_until.remove(id);
+            self.session_names.remove(id);
         }
         self.sessions.retain(|_, id| !ended.contains(id));
         let keys: Vec<Canon> = self
@@ -426,7 +428,7 @@ impl Store {
     }
 
     /// Drops `key`'s entry if its lease is up.
-    fn expire_if_due(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
+    pub(super) fn expire_if_due(&mut self, now: u64, key: &Canon, wake: &mut Wake) {
         if self.entries.get(key).is_some_and(|e| !self.live(e, now)) {
             self.remove_entry(key);
             self.settle(now, key, wake);
@@ -539,7 +541,7 @@ impl Store {
         CallOutcome::Reply(error("lease_too_long"))
     }
 
-    fn promise_live(&mut self, now: u64, key: &Canon) -> bool {
+    pub(super) fn promise_live(&mut self, now: u64, key: &Canon) -> bool {
         match self.promises.get(key) {
             Some(p) if p.deadline > now => true,
             Some(_) => {

@@ -107,6 +107,9 @@ pub(super) enum Request<'a> {
     GetMeta,
     /// `summary` (our extension: what `locker:summary/0` returns locally).
     Summary,
+    /// `{erl_quorum_catch_up, FromNode}` (ours): this master's state for
+    /// one that (re)starts (`FromNode`, an atom, is only for the logs).
+    CatchUp,
 }
 
 /// Parses one call. `None`: unknown or malformed.
@@ -174,6 +177,7 @@ pub(super) fn request(req: &Term) -> Option<Request<'_>> {
             masters: node_set(masters)?,
             replicas: node_set(replicas)?,
         },
+        ("erl_quorum_catch_up", [from]) if as_atom(from).is_some() => Request::CatchUp,
         ("set_w", [w]) => Request::SetW(usize::try_from(as_int(w)?).ok()?),
         ("wait_for", [key, timeout]) => Request::WaitFor {
             key: arg(key)?,
