@@ -8,6 +8,7 @@
 
 use super::protocol::{BadRequest, MasterReply, MasterRequest, Reply, Request};
 use super::shards::{shard_key, Taken};
+use crate::metrics::RoundOutcome;
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
 use crate::quorum::client::round;
@@ -200,6 +201,13 @@ impl Worker {
                         _ => {}
                     }
                 }
+                let outcome = if renewed.len() + created.len() >= self.config.w {
+                    RoundOutcome::Quorum
+                } else {
+                    RoundOutcome::Short
+                };
+                let metrics = self.process.node().metrics();
+                metrics.round("erl_quorum_session", outcome, sent_at.elapsed());
                 Some(Event::Renewed {
                     epoch,
                     sent_at,

@@ -25,6 +25,9 @@ pub(super) struct Server {
     /// The references of the monitors the core asked for, both ways.
     monitors: HashMap<Reference, MonitorId>,
     references: HashMap<MonitorId, Reference>,
+    /// Until when the session was valid after the last renewal that
+    /// extended it: the margin the next renewal had (metrics).
+    session_until: Option<Instant>,
 }
 
 impl Server {
@@ -55,6 +58,7 @@ impl Server {
             renewals,
             monitors: HashMap::new(),
             references: HashMap::new(),
+            session_until: None,
         }
     }
 
@@ -108,6 +112,33 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+impl Server {
+    /// How long the session is valid for, as of the core's last input.
+    fn session_valid_ms(&self) -> u64 {
+        let status = self.core.status();
+        let valid = status.iter().find(|(k, _)| k == "session_valid_ms");
+        valid.map_or(0, |(_, v)| u64::try_from(*v).unwrap_or(0))
+    }
+
+    /// A renewal's answers were applied at `now`: counts it, with the
+    /// margin the session had left if it was extended (none when it opened
+    /// the session, or the session had lapsed: `before_ms` is 0 then).
+    fn renewal_done(&mut self, now: Instant, before_ms: u64, process: &Process) {
+        let after_ms = self.session_valid_ms();
+        let extended = after_ms > before_ms;
+        let margin_ms = match self.session_until {
+            Some(until) if before_ms > 0 && extended => {
+                Some(until.saturating_duration_since(now).as_millis() as u64)
+            }
+            _ => None,
+        };
+        if extended {
+            self.session_until = Some(now + std::time::Duration::from_millis(after_ms));
+        }
+        process.node().metrics().renewal(extended, margin_ms);
     }
 }
 
@@ -201,7 +232,13 @@ impl EventServer for Server {
     type Event = Event;
 
     async fn handle_event(&mut self, event: Event, process: &mut Process) -> Flow {
-        self.core.handle_round_result(event, Instant::now());
+        let now = Instant::now();
+        let renewal = matches!(event, Event::Renewed { .. });
+        let before = self.session_valid_ms();
+        self.core.handle_round_result(event, now);
+        if renewal {
+            self.renewal_done(now, before, process);
+        }
         self.carry_out(process);
         Flow::Continue
     }
