@@ -15,7 +15,7 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The request that asks `service` for its status.
-pub(crate) fn status_request(service: Service) -> Term {
+pub fn status_request(service: Service) -> Term {
     match service {
         Service::Locker => tuple(vec![atom("erl_quorum"), atom("status")]),
         Service::Services => atom("status"),

@@ -17,6 +17,7 @@ pub mod fields;
 pub mod http;
 pub mod names;
 pub mod recorder;
+pub mod table;
 
 pub use exposition::{render, Snapshot};
 pub use http::serve;

@@ -214,6 +214,8 @@ pub(crate) enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Stats {
     pub entries: usize,
+    /// erl_quorum sessions kept (live or not yet swept).
+    pub sessions: usize,
     /// Promises not yet dropped (expired ones count until the next sweep).
     pub promises: usize,
     pub wait_for_waiters: usize,
@@ -460,6 +462,7 @@ impl Store {
         let waiting = |kind| self.waiters.values().filter(|w| w.kind == kind).count();
         Stats {
             entries: self.entries.len(),
+            sessions: self.sessions.len(),
             promises: self.promises.len(),
             wait_for_waiters: waiting(WaitKind::Present),
             release_waiters: waiting(WaitKind::Absent),
