@@ -120,39 +120,44 @@ async fn status_row(p: &mut Process, target: &str) -> StatusRow {
         locker: None,
         services: None,
     };
-    // A BEAM node answers through `rex`; a Rust node has none and answers
-    // `{erl_quorum, status}` itself (a BEAM locker would crash on that
-    // call, so it is never sent there).
-    match p
+    // A BEAM locker answers `locker:get_meta()` through `rex`; a Rust node
+    // has no such module (its `rex` answers `badrpc`, or it has none) and
+    // answers `{erl_quorum, status}` itself. That call is never sent to a
+    // node whose `get_meta` worked: a BEAM locker crashes on it.
+    let meta = p
         .call(
             ("rex", target),
             rpc(p, "locker", "get_meta", vec![]),
             TIMEOUT,
         )
-        .await
-    {
-        Ok(meta) => {
+        .await;
+    if let Ok(meta) = &meta {
+        if let Some(fields) = beam_locker_fields(p, target, meta).await {
             row.kind = Kind::Beam;
-            match beam_locker_fields(p, target, &meta).await {
-                Some(fields) => row.locker = Some(fields),
-                None => row.error = Some(format!("locker:get_meta() = {}", Brief(&meta))),
+            row.locker = Some(fields);
+            return row;
+        }
+    }
+    if let Err(e @ (CallError::NoConnection | CallError::Timeout)) = &meta {
+        row.error = Some(e.to_string());
+        return row;
+    }
+    let request = collect::status_request(Service::Locker);
+    match p.call(("locker", target), request, TIMEOUT).await {
+        Ok(status) => {
+            row.kind = Kind::Rust;
+            row.locker = StatusFields::parse(&status);
+            let request = collect::status_request(Service::Services);
+            if let Ok(status) = p.call(("erl_quorum", target), request, TIMEOUT).await {
+                row.services = StatusFields::parse(&status);
             }
         }
-        Err(CallError::NoProc) => {
-            let request = collect::status_request(Service::Locker);
-            match p.call(("locker", target), request, TIMEOUT).await {
-                Ok(status) => {
-                    row.kind = Kind::Rust;
-                    row.locker = StatusFields::parse(&status);
-                    let request = collect::status_request(Service::Services);
-                    if let Ok(status) = p.call(("erl_quorum", target), request, TIMEOUT).await {
-                        row.services = StatusFields::parse(&status);
-                    }
-                }
-                Err(e) => row.error = Some(e.to_string()),
-            }
+        Err(e) => {
+            row.error = Some(match meta {
+                Ok(meta) => format!("no locker: locker:get_meta() = {}", Brief(&meta)),
+                Err(_) => format!("no locker: {e}"),
+            })
         }
-        Err(e) => row.error = Some(e.to_string()),
     }
     row
 }

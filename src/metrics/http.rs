@@ -13,7 +13,7 @@ use crate::node::Node;
 use crate::process::Process;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
@@ -90,7 +90,7 @@ fn parse(head: &[u8]) -> Ask {
 }
 
 /// Reads until the blank line ending the head, [`MAX_HEAD`] bytes at most.
-async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -178,5 +178,33 @@ mod tests {
         assert_eq!(parse(b"GET /metrics SMTP\r\n\r\n"), Ask::BadRequest);
         assert_eq!(parse(b"\xff\xfe\r\n\r\n"), Ask::BadRequest);
         assert_eq!(parse(b""), Ask::BadRequest);
+    }
+
+    #[tokio::test]
+    async fn the_head_read_is_bounded() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nrest")
+            .await
+            .unwrap();
+        let head = read_head(&mut server).await.unwrap();
+        assert!(head.starts_with(b"GET /metrics"));
+        // No blank line within MAX_HEAD bytes: refused, having read no more.
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        huge.resize(32 * 1024, b'a');
+        client.write_all(&huge).await.unwrap();
+        assert_eq!(read_head(&mut server).await, None);
+        let mut rest = vec![0; 64 * 1024];
+        drop(client);
+        let left = server.read(&mut rest).await.unwrap();
+        assert!(
+            left >= 32 * 1024 - MAX_HEAD - 1024,
+            "read at most MAX_HEAD: {left} left"
+        );
+        // A client that closes early.
+        let (client, mut server) = tokio::io::duplex(1024);
+        drop(client);
+        assert_eq!(read_head(&mut server).await, None);
     }
 }

@@ -224,11 +224,10 @@ impl Worker {
             } => {
                 let mut ok = true;
                 for (key, value) in entries {
-                    let session = session.clone();
                     let request = MasterRequest::Repair {
-                        key,
+                        key: key.clone(),
                         value,
-                        session,
+                        session: session.clone(),
                     };
                     let reply = self
                         .process
@@ -239,7 +238,7 @@ impl Worker {
                         )
                         .await;
                     if !matches!(reply.as_ref().map(MasterReply::decode), Ok(MasterReply::Ok)) {
-                        tracing::warn!(%master, reply = ?reply.as_ref().map(Brief), "erl_quorum: repair refused");
+                        tracing::warn!(%master, session = %Brief(&session), key = %Brief(&key), reply = ?reply.as_ref().map(Brief), "erl_quorum: repair refused");
                         ok = false;
                         break;
                     }

@@ -115,6 +115,22 @@ impl Server {
     }
 }
 
+/// The span of one request: its op, the caller's node and the key (brief:
+/// keys are unbounded), so that whatever the core logs while handling it
+/// names them.
+fn request_span(request: &Request, from: &Caller) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        op = request.op(),
+        caller = %from.pid.node.name,
+        key = tracing::field::Empty
+    );
+    if let (false, Some(key)) = (span.is_disabled(), request.key()) {
+        span.record("key", tracing::field::display(Brief(key)));
+    }
+    span
+}
+
 impl Server {
     /// How long the session is valid for, as of the core's last input.
     fn session_valid_ms(&self) -> u64 {
@@ -151,6 +167,8 @@ impl GenServer for Server {
     ) -> CallReply {
         match Request::decode(&request) {
             Ok(request) => {
+                let span = request_span(&request, from);
+                let _in_span = span.enter();
                 self.core
                     .handle_request(from.clone(), request, Instant::now());
                 self.carry_out(process);
@@ -233,6 +251,17 @@ impl EventServer for Server {
 
     async fn handle_event(&mut self, event: Event, process: &mut Process) -> Flow {
         let now = Instant::now();
+        // What the core logs about a round names the session it was for.
+        let span = match &event {
+            Event::ShardTaken { epoch, shard, .. } => {
+                tracing::info_span!("round", session = epoch, shard)
+            }
+            Event::Renewed { epoch, .. } | Event::Repaired { epoch, .. } => {
+                tracing::info_span!("round", session = epoch)
+            }
+            Event::PeerSnapshot { .. } => tracing::Span::none(),
+        };
+        let _in_span = span.enter();
         let renewal = matches!(event, Event::Renewed { .. });
         let before = self.session_valid_ms();
         self.core.handle_round_result(event, now);
