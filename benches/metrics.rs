@@ -36,53 +36,70 @@ fn per_call(n: u32, mut f: impl FnMut(u32)) -> f64 {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("erl_quorum=info,metrics=info"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "erl_quorum=info,metrics=info",
+        ))
         .with_writer(std::io::sink)
         .init();
     println!("{:<58} {:>10}", "what", "ns/call");
     let row = |what: &str, ns: f64| println!("{what:<58} {ns:>10.1}");
 
-    row("nothing (loop overhead)", per_call(1_000_000, |i| {
-        black_box(i);
-    }));
+    row(
+        "nothing (loop overhead)",
+        per_call(1_000_000, |i| {
+            black_box(i);
+        }),
+    );
 
     // node::traffic: a read and a message in, a frame out.
     let counters: [AtomicU64; 4] = Default::default();
-    row("traffic counters (read + message in + frame out)", per_call(1_000_000, |i| {
-        counters[0].fetch_add(u64::from(i), Ordering::Relaxed);
-        counters[1].fetch_add(1, Ordering::Relaxed);
-        counters[2].fetch_add(u64::from(i), Ordering::Relaxed);
-        counters[3].fetch_add(1, Ordering::Relaxed);
-    }));
+    row(
+        "traffic counters (read + message in + frame out)",
+        per_call(1_000_000, |i| {
+            counters[0].fetch_add(u64::from(i), Ordering::Relaxed);
+            counters[1].fetch_add(1, Ordering::Relaxed);
+            counters[2].fetch_add(u64::from(i), Ordering::Relaxed);
+            counters[3].fetch_add(1, Ordering::Relaxed);
+        }),
+    );
 
     let recorder = Recorder::new();
     let request = tuple(vec![atom("erl_quorum_lock"), atom("key"), int(1)]);
-    row("round_op + Recorder::round (one quorum round)", per_call(1_000_000, |_| {
-        recorder.round(
-            round_op(black_box(&request)),
-            RoundOutcome::Quorum,
-            Duration::from_micros(120),
-        );
-    }));
-    row("Recorder::renewal", per_call(1_000_000, |_| {
-        recorder.renewal(true, Some(black_box(8_000)));
-    }));
+    row(
+        "round_op + Recorder::round (one quorum round)",
+        per_call(1_000_000, |_| {
+            recorder.round(
+                round_op(black_box(&request)),
+                RoundOutcome::Quorum,
+                Duration::from_micros(120),
+            );
+        }),
+    );
+    row(
+        "Recorder::renewal",
+        per_call(1_000_000, |_| {
+            recorder.renewal(true, Some(black_box(8_000)));
+        }),
+    );
 
     // services/server.rs's request_span, entered and left.
     let key = tuple(vec![atom("job"), int(42)]);
-    row("request span (op, caller, key), fmt subscriber at info", per_call(200_000, |_| {
-        let span = tracing::info_span!(
-            target: "erl_quorum::services::server",
-            "request",
-            op = "lock",
-            caller = %"beam@127.0.0.1",
-            key = tracing::field::Empty
-        );
-        if !span.is_disabled() {
-            span.record("key", tracing::field::display(Brief(black_box(&key))));
-        }
-        let _in = span.enter();
-    }));
+    row(
+        "request span (op, caller, key), fmt subscriber at info",
+        per_call(200_000, |_| {
+            let span = tracing::info_span!(
+                target: "erl_quorum::services::server",
+                "request",
+                op = "lock",
+                caller = %"beam@127.0.0.1",
+                key = tracing::field::Empty
+            );
+            if !span.is_disabled() {
+                span.record("key", tracing::field::display(Brief(black_box(&key))));
+            }
+            let _in = span.enter();
+        }),
+    );
 
     let snapshot = Snapshot {
         peers: PeerTable {
@@ -102,21 +119,37 @@ fn main() {
             connecting: 1,
         },
         locker: Some(StatusFields(
-            ["w", "entries", "promises", "sessions", "waiters", "guard_remaining_ms"]
-                .iter()
-                .map(|k| (k.to_string(), FieldValue::Number(3)))
-                .chain([("role".to_string(), FieldValue::State("master".into()))])
-                .collect(),
+            [
+                "w",
+                "entries",
+                "promises",
+                "sessions",
+                "waiters",
+                "guard_remaining_ms",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), FieldValue::Number(3)))
+            .chain([("role".to_string(), FieldValue::State("master".into()))])
+            .collect(),
         )),
         services: Some(StatusFields(
-            ["slots", "shards_held", "session_valid_ms", "subscribers", "epoch"]
-                .iter()
-                .map(|k| (k.to_string(), FieldValue::Number(7)))
-                .collect(),
+            [
+                "slots",
+                "shards_held",
+                "session_valid_ms",
+                "subscribers",
+                "epoch",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), FieldValue::Number(7)))
+            .collect(),
         )),
     };
     let scrape = per_call(500, |_| {
         black_box(render(&snapshot, &recorder).expect("render"));
     });
-    row("one scrape's rendering (20 peers), off the hot path", scrape);
+    row(
+        "one scrape's rendering (20 peers), off the hot path",
+        scrape,
+    );
 }
