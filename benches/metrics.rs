@@ -1,9 +1,10 @@
 //! What the metrics cost on the hot path, per call, in-process: the
 //! per-connection traffic counters (relaxed atomic adds, as
 //! `node::traffic` makes them), a quorum round recorded in the node's
-//! [`Recorder`], the `request` span each erl_quorum call enters (with a
-//! `fmt` subscriber at `info`, as `erl_quorum serve` runs, writing to a
-//! sink), and one scrape's rendering (20 peers and both services' status).
+//! [`Recorder`], the `request` span each erl_quorum call enters and the
+//! `conn` span of each connection task's poll (with a `fmt` subscriber at
+//! `info`, as `erl_quorum serve` runs, writing to a sink), and one
+//! scrape's rendering (20 peers and both services' status).
 //!
 //! ```text
 //! cargo bench --bench metrics
@@ -82,22 +83,59 @@ fn main() {
         }),
     );
 
-    // services/server.rs's request_span, entered and left.
+    // services/server.rs's request_span, entered and left: a debug span
+    // (what the server makes) is off at `info`; an info span would not be.
     let key = tuple(vec![atom("job"), int(42)]);
+    for (what, debug) in [
+        (
+            "request span at debug (as served), subscriber at info",
+            true,
+        ),
+        ("the same span at info (not served: for comparison)", false),
+    ] {
+        row(
+            what,
+            per_call(200_000, |_| {
+                let span = if debug {
+                    tracing::debug_span!(
+                        target: "erl_quorum::services::server",
+                        "request",
+                        op = "lock",
+                        caller = %"beam@127.0.0.1",
+                        key = tracing::field::Empty
+                    )
+                } else {
+                    tracing::info_span!(
+                        target: "erl_quorum::services::server",
+                        "request",
+                        op = "lock",
+                        caller = %"beam@127.0.0.1",
+                        key = tracing::field::Empty
+                    )
+                };
+                if !span.is_disabled() {
+                    span.record("key", tracing::field::display(Brief(black_box(&key))));
+                }
+                let _in = span.enter();
+            }),
+        );
+    }
+
+    // node/connection.rs: the `conn` span, entered on each poll of a
+    // connection's reader and writer tasks (a debug span, as served; the
+    // same at info for comparison).
+    let conn_debug = tracing::debug_span!(target: "erl_quorum::node::connection", "conn", peer = %"beam@127.0.0.1");
+    let conn_info = tracing::info_span!(target: "erl_quorum::node::connection", "conn", peer = %"beam@127.0.0.1");
     row(
-        "request span (op, caller, key), fmt subscriber at info",
-        per_call(200_000, |_| {
-            let span = tracing::info_span!(
-                target: "erl_quorum::services::server",
-                "request",
-                op = "lock",
-                caller = %"beam@127.0.0.1",
-                key = tracing::field::Empty
-            );
-            if !span.is_disabled() {
-                span.record("key", tracing::field::display(Brief(black_box(&key))));
-            }
-            let _in = span.enter();
+        "conn span at debug (as served) entered and left",
+        per_call(1_000_000, |_| {
+            let _in = black_box(&conn_debug).enter();
+        }),
+    );
+    row(
+        "the same span at info (for comparison)",
+        per_call(1_000_000, |_| {
+            let _in = black_box(&conn_info).enter();
         }),
     );
 
