@@ -35,6 +35,10 @@
 //!   ([`services::Registry`]), and the `rust_quorum` guard that tells Rust
 //!   owners when a lock or name granted by another node is lost.
 //!
+//! - [`metrics`]: the Prometheus endpoint (`serve --metrics-addr`): what
+//!   the node and its services say at scrape time, and the rounds and
+//!   renewals each node's [`metrics::Recorder`] counts in place.
+//!
 //! # What a user needs
 //!
 //! - [`Node`] and [`NodeConfig`]: start a node ([`Node::start`]), connect,
@@ -55,6 +59,7 @@
 pub mod dist;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_api; // entry points for fuzz/
+pub mod metrics;
 pub mod node;
 
 pub(crate) mod proc_table;

@@ -164,6 +164,10 @@ enum Command {
         /// told by message (`on_lost = message`), and late timers.
         #[arg(long, default_value_t = RELEASE_MARGIN_MS)]
         release_margin_ms: u64,
+        /// Serve Prometheus metrics on this address (`GET /metrics`), e.g.
+        /// 127.0.0.1:9568; port 0 picks a free port (printed at start).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
@@ -174,8 +178,12 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Show each node's role, membership, W, entry counts and peers.
+    /// Show each node's role, W, counts, guard and erl_quorum service, one
+    /// row per node (Rust or BEAM locker).
     Status {
+        /// `table` for people, `terms` (one Erlang term per node) for scripts.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ops::StatusFormat,
         #[command(flatten)]
         cluster: ClusterArgs,
         #[command(flatten)]
@@ -299,6 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             no_catch_up,
             session_lease_ms,
             release_margin_ms,
+            metrics_addr,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
@@ -340,6 +349,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             service::start(&node, config)?;
             let stopper = erl_quorum::services::start_stoppable(&node, services)?;
+            if let Some(addr) = metrics_addr {
+                let bound = erl_quorum::metrics::serve(&node, addr).await?;
+                println!("metrics on http://{bound}/metrics");
+            }
             println!(
                 "{} serving locker and erl_quorum (locks, names; W={w}); Ctrl-C stops it",
                 node.name()
@@ -373,11 +386,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             })
         }
         Command::Status {
+            format,
             cluster,
             node: args,
         } => {
             let node = Node::start(args.config(&client_name())?).await?;
-            let ok = ops::status(&node, &cluster.masters, &cluster.replicas).await;
+            let ok = ops::status(&node, &cluster.masters, &cluster.replicas, format).await;
             node.shutdown();
             Ok(if ok {
                 ExitCode::SUCCESS

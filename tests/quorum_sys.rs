@@ -93,7 +93,7 @@ async fn sys_shows_the_erl_quorum_service_and_a_lock_works_after_a_resume() {
 
     // The state is the status counters, the same as a `status` call's.
     let keys =
-        "[slots,peer_names,subscribers,session_valid_ms,epoch,supervised,hosts,pending_starts,redirects]";
+        "[slots,peer_names,subscribers,session_valid_ms,epoch,supervised,hosts,pending_starts,redirects,shards_held]";
     assert_eq!(beval(&b, "[K || {K, V} <- Get(), is_integer(V)]"), keys);
     assert_eq!(
         beval(&b, "[K || {K, _} <- gen_server:call(E, status)]"),

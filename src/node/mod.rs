@@ -19,6 +19,7 @@ mod sending;
 mod socket_read;
 mod spawn_hook;
 mod tls;
+mod traffic;
 mod transport;
 
 pub use config::{full_node_name, resolve_cookie, ConfigError, NodeConfig};
@@ -26,6 +27,7 @@ pub use epmd::EpmdError;
 pub(crate) use sending::Busy;
 pub use spawn_hook::{SpawnHandler, SpawnRequest};
 pub use tls::{TlsConfig, TlsError, TlsOptions, TlsSide, Verify};
+pub use traffic::{PeerTable, PeerTraffic, TrafficCounts};
 
 use crate::dist::{flags, handshake::LocalIdentity};
 use crate::proc_table::ids::{IdGen, LocalId};
@@ -93,6 +95,8 @@ pub(crate) struct NodeInner {
     pub listen_port: u16,
     /// What runs a peer's `SPAWN_REQUEST` (installed by the layer above).
     spawn_handler: OnceLock<Arc<dyn SpawnHandler>>,
+    /// Quorum rounds and session renewals, counted where they happen.
+    metrics: crate::metrics::Recorder,
 }
 
 impl Node {
@@ -122,6 +126,7 @@ impl Node {
             listen_port,
             config,
             spawn_handler: OnceLock::new(),
+            metrics: crate::metrics::Recorder::new(),
         });
         let node = Node { inner };
         tokio::spawn(connection::accept_loop(node.inner.clone(), listener));
@@ -147,6 +152,7 @@ impl Node {
                 listen_port: 0,
                 config,
                 spawn_handler: OnceLock::new(),
+                metrics: crate::metrics::Recorder::new(),
             }),
         }
     }
@@ -199,6 +205,17 @@ impl Node {
     /// Nodes we have a working connection to.
     pub fn connected_nodes(&self) -> Vec<String> {
         self.inner.peers.connected()
+    }
+
+    /// The metrics counted in place (rounds, renewals) of this node.
+    pub fn metrics(&self) -> &crate::metrics::Recorder {
+        &self.inner.metrics
+    }
+
+    /// Connected peers with their traffic counters, and how many
+    /// connections are being set up (for the metrics endpoint).
+    pub fn peer_traffic(&self) -> PeerTable {
+        self.inner.peers.traffic()
     }
 
     /// Connected nodes as `erlang:nodes/1` sorts them: the published

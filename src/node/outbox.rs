@@ -33,12 +33,13 @@
 //! does not read while senders that cannot wait go on, and the queue must
 //! not grow without end.
 
+use super::traffic::Traffic;
 use super::transport::WriteHalf;
 use crate::dist::connection::Outgoing;
 use crate::dist::frame::OutFrame;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -88,6 +89,8 @@ pub(crate) struct Outbox {
     /// Wakes senders waiting for the queue to drain below `busy_limit`.
     drained: Notify,
     limits: OutboxLimits,
+    /// Counts the frames and bytes handed to the socket (metrics).
+    traffic: Arc<Traffic>,
 }
 
 /// A connection's bounds on bytes not yet written.
@@ -121,7 +124,12 @@ pub(crate) enum Pushed {
 }
 
 impl Outbox {
-    pub(crate) fn new(socket: WriteHalf, conn: Outgoing, limits: OutboxLimits) -> Self {
+    pub(crate) fn new(
+        socket: WriteHalf,
+        conn: Outgoing,
+        limits: OutboxLimits,
+        traffic: Arc<Traffic>,
+    ) -> Self {
         let queue = Queue {
             conn,
             pending: Pending::default(),
@@ -135,6 +143,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
             limits,
+            traffic,
         }
     }
 
@@ -230,6 +239,7 @@ impl Outbox {
     /// Writes `frame` to the socket now if it is ours, else queues it;
     /// true if the writer task must be woken to drain the queue.
     fn send(&self, q: &mut Pending, frame: &[u8], now: Instant) -> bool {
+        self.traffic.frame_out(frame.len());
         let in_burst = q
             .last_direct
             .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
@@ -279,6 +289,7 @@ impl Outbox {
                     std::mem::swap(buf, &mut q.pending.bytes);
                     false
                 } else if let Some(fragment) = q.conn.next_fragment(Instant::now()) {
+                    self.traffic.frame_out(fragment.len());
                     buf.extend_from_slice(fragment);
                     false
                 } else {

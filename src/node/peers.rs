@@ -27,6 +27,8 @@ pub(crate) struct ConnHandle {
     pub close: watch::Sender<bool>,
     /// The peer is a published (not hidden) node: it is in `nodes()`.
     pub published: bool,
+    /// Bytes and messages both ways, for the metrics endpoint.
+    pub traffic: Arc<super::traffic::Traffic>,
 }
 
 #[derive(Debug)]

@@ -426,6 +426,7 @@ impl Service {
             pair("w", count(stats.w)),
             pair("entries", count(stats.entries)),
             pair("promises", count(stats.promises)),
+            pair("sessions", count(stats.sessions)),
             pair(
                 "waiters",
                 count(stats.wait_for_waiters + stats.release_waiters),

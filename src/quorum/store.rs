@@ -454,6 +454,7 @@ impl Store {
         let waiting = |kind| self.waiters.values().filter(|w| w.kind == kind).count();
         Stats {
             entries: self.entries.len(),
+            sessions: self.sessions.len(),
             promises: self.promises.len(),
             wait_for_waiters: waiting(WaitKind::Present),
             release_waiters: waiting(WaitKind::Absent),

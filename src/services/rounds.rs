@@ -8,6 +8,7 @@
 
 use super::protocol::{BadRequest, MasterReply, MasterRequest, Reply, Request};
 use super::shards::{shard_key, Taken};
+use crate::metrics::RoundOutcome;
 use crate::node::Node;
 use crate::process::{CallError, Caller, Process};
 use crate::quorum::client::round;
@@ -236,6 +237,13 @@ impl Worker {
                         _ => {}
                     }
                 }
+                let outcome = if renewed.len() + created.len() >= self.config.w {
+                    RoundOutcome::Quorum
+                } else {
+                    RoundOutcome::Short
+                };
+                let metrics = self.process.node().metrics();
+                metrics.round("erl_quorum_session", outcome, sent_at.elapsed());
                 Some(Event::Renewed {
                     epoch,
                     sent_at,
@@ -252,11 +260,10 @@ impl Worker {
             } => {
                 let mut ok = true;
                 for (key, value) in entries {
-                    let session = session.clone();
                     let request = MasterRequest::Repair {
-                        key,
+                        key: key.clone(),
                         value,
-                        session,
+                        session: session.clone(),
                     };
                     let reply = self
                         .process
@@ -267,7 +274,7 @@ impl Worker {
                         )
                         .await;
                     if !matches!(reply.as_ref().map(MasterReply::decode), Ok(MasterReply::Ok)) {
-                        tracing::warn!(%master, reply = ?reply.as_ref().map(Brief), "erl_quorum: repair refused");
+                        tracing::warn!(%master, session = %Brief(&session), key = %Brief(&key), reply = ?reply.as_ref().map(Brief), "erl_quorum: repair refused");
                         ok = false;
                         break;
                     }

@@ -52,6 +52,8 @@ pub struct MasterProcess {
     /// Taken just before the current incarnation was spawned: a lower bound
     /// on when its service (and its restart guard) started.
     spawned_at: Instant,
+    /// More `serve` flags (`start_with_args`).
+    extra_args: Vec<String>,
 }
 
 /// A node name `{prefix}_…@127.0.0.1`, unique across tests and runs.
@@ -63,12 +65,18 @@ impl MasterProcess {
     /// Spawns `erl_quorum serve --name NAME ...` and returns once it prints
     /// that it is serving (the `locker` process is registered by then).
     pub async fn start(name: &str, opts: ServeOpts) -> MasterProcess {
+        Self::start_with_args(name, opts, Vec::new()).await
+    }
+
+    /// [`start`](Self::start) with more `serve` flags (`--metrics-addr`).
+    pub async fn start_with_args(name: &str, opts: ServeOpts, extra: Vec<String>) -> MasterProcess {
         let mut m = MasterProcess {
             name: name.to_owned(),
             opts,
             child: None,
             log: Arc::new(Mutex::new(VecDeque::new())),
             spawned_at: Instant::now(),
+            extra_args: extra,
         };
         m.spawn_until_serving().await;
         m
@@ -208,6 +216,7 @@ impl MasterProcess {
             args.push("--release-margin-ms".to_owned());
             args.push(ms.to_string());
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

@@ -4,6 +4,7 @@
 //! of a master's entry live in one place.
 
 use super::LockerError;
+use crate::metrics::RoundOutcome;
 use crate::process::{CallError, Process, ProcessError};
 use crate::term::{as_tuple, atom, is_atom, tuple, Term};
 use std::time::Duration;
@@ -70,6 +71,10 @@ pub(crate) async fn run<C: Fn(usize) -> bool>(
     hedge_after: Duration,
     rule: &StopRule<C>,
 ) -> Result<Round, ProcessError> {
+    let (op, started) = (
+        crate::metrics::round_op(&request),
+        std::time::Instant::now(),
+    );
     let staged = process
         .quorum_call_staged(
             nodes,
@@ -80,7 +85,17 @@ pub(crate) async fn run<C: Fn(usize) -> bool>(
             hedge_after,
             |answers| rule.settled(answers),
         )
-        .await?;
+        .await;
+    let outcome = match &staged {
+        Ok(s) if rule.oks(&s.results) >= rule.w => RoundOutcome::Quorum,
+        Ok(_) => RoundOutcome::Short,
+        Err(_) => RoundOutcome::Failed,
+    };
+    process
+        .node()
+        .metrics()
+        .round(op, outcome, started.elapsed());
+    let staged = staged?;
     Ok(Round {
         oks: rule.oks(&staged.results),
         answers: staged.results,

@@ -4,6 +4,8 @@
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Stats {
     pub entries: usize,
+    /// erl_quorum sessions kept (live or not yet swept).
+    pub sessions: usize,
     /// Promises not yet dropped (expired ones count until the next sweep).
     pub promises: usize,
     pub wait_for_waiters: usize,

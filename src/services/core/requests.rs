@@ -144,6 +144,14 @@ impl Core {
             ("hosts", self.supervise.host_count() as i64),
             ("pending_starts", self.supervise.pending_count() as i64),
             ("redirects", self.routing.redirects as i64),
+            // Last: older readers take the counters by position.
+            (
+                "shards_held",
+                self.routing
+                    .shards
+                    .held_shards(self.lease.session.epoch)
+                    .len() as i64,
+            ),
         ];
         counters.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }

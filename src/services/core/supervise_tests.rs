@@ -295,7 +295,7 @@ fn a_keeper_too_late_is_told_no_and_the_caller_gets_timeout() {
     let c = child("b1@h", 2);
     h.started(&keeper("b1@h", 2), &c);
     assert_eq!(h.reply_to(2), vec![started(&c)]);
-    assert_eq!(h.c.status().get(7), Some(&("pending_starts".into(), 0)));
+    assert!(h.c.status().contains(&("pending_starts".into(), 0)));
 }
 
 /// A start is never ordered while this node could not grant the name: its

@@ -403,6 +403,21 @@ impl Request {
         }
     }
 
+    /// The lock or name the request is about, for log spans (shown with
+    /// [`Brief`](crate::term::Brief), never whole).
+    pub(crate) fn key(&self) -> Option<&Term> {
+        match self {
+            Request::Lock { key, .. } | Request::WhereisLock { key } => Some(key),
+            Request::RegisterName { name, .. }
+            | Request::StartName { name, .. }
+            | Request::WhereisMeta { name }
+            | Request::UnregisterName { name }
+            | Request::UnregisterNameHere { name }
+            | Request::WhereisName { name } => Some(name),
+            _ => None,
+        }
+    }
+
     /// The op's name, for logs (never the arguments: they are unbounded).
     pub(crate) fn op(&self) -> &'static str {
         match self {
