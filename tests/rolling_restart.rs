@@ -95,7 +95,18 @@ async fn rolling(kill: bool) -> (Verdict, String) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut drains = Vec::new();
+    // What the test did when (os:system_time(microsecond), the clock of
+    // the history): the checker names the phase each slow request began in.
+    let mut events: Vec<String> = Vec::new();
+    let mut event = |what: &str, node: &str| {
+        let us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let short = node.split('@').next().unwrap_or(node);
+        events.push(format!("{{'{what} {short}', {us}}}"));
+    };
     for m in cluster.masters.iter_mut() {
+        event("stop", m.name());
         if kill {
             m.kill9();
         } else {
@@ -103,7 +114,9 @@ async fn rolling(kill: bool) -> (Verdict, String) {
             let took = took.unwrap_or_else(|| panic!("{} did not stop{}", m.name(), m.log_tail()));
             drains.push(took);
         }
-        m.restart(true, None).await;
+        event("gone", m.name());
+        m.restart(false, None).await;
+        event("serving", m.name());
         // Back and subscribed to by its peers before the next goes.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -112,6 +125,15 @@ async fn rolling(kill: bool) -> (Verdict, String) {
         beval(b, "eq_rolling:stop()");
     }
     let raw = beval(&b1, &format!("eq_rolling:check({})", atoms(&beams)));
+    let gaps = beval(
+        &b1,
+        &format!(
+            "eq_rolling:gaps({}, [{}])",
+            atoms(&beams),
+            events.join(", ")
+        ),
+    );
+    eprintln!("gaps ({{kind, count, p99 ms, max ms}}, then the slowest):\n{gaps}");
     let v = verdict(&raw);
     eprintln!(
         "rolling restart ({}): drains {drains:?}; {} grants, {} calls by name; \
