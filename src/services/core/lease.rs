@@ -66,7 +66,13 @@ impl Core {
 
     pub(super) fn renew_if_due(&mut self) {
         let session = &mut self.lease.session;
-        if session.renewing || self.now < session.next_renewal {
+        // Grants held back for a renewal (a shard taken on masters that did
+        // not all renew last time, as a handoff's taker does) would wait
+        // up to `renew_every` (1 s) for the next one: the rolling restart's
+        // longest gap. One at once instead; while the hold lasts, at most
+        // one a tick, as each answers before the next goes.
+        let due = self.now >= session.next_renewal || !session.grants_allowed();
+        if session.renewing || !due {
             return;
         }
         session.renewing = true;
