@@ -8,9 +8,12 @@
 //! uncontended lock, registration or call by name took (the gap a caller
 //! saw).
 //!
-//! The restarted nodes start `--fresh` (no restart guard) until a master
-//! catches up from its peers: with one master of three away at a time the
-//! other two still hold every entry, so the quorum stays exclusive.
+//! The restarted nodes start without `--fresh`: each master catches up
+//! from its peers (`quorum::catch_up`) instead of waiting out its guard.
+//! The test prints, per kind, the p99 and longest gap and the slowest
+//! requests with the phase they began in and the path they took (which
+//! Rust node answered what, how fast: `rust_quorum`'s hop trace), so a
+//! long gap can be attributed; it asserts only a safety bound.
 
 mod common;
 mod quorum_support;
@@ -163,8 +166,9 @@ async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
     assert_eq!(v.overlaps, "[]", "{v:?}");
     assert_eq!(v.lost, "[]", "an owner lost its hold: {v:?}{logs}");
     assert_eq!(v.errors, 0, "{v:?}{logs}");
-    // A safety bound, not a speed claim: far under a session lease.
-    assert!(v.max_wait_ms < 3_000 && v.max_call_ms < 3_000, "{v:?}");
+    // A safety bound, not a speed claim (the figure is printed, ~0.1-0.2 s
+    // on a loaded host): far under a session lease.
+    assert!(v.max_wait_ms < 2_000 && v.max_call_ms < 2_000, "{v:?}");
 }
 
 /// The same with `kill -9` instead of SIGTERM (what a stop cost before the
