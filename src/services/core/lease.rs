@@ -120,7 +120,18 @@ impl Core {
             AfterRepair::Again(pause) => {
                 self.timers.at(self.now + pause, Timer::RepairAgain(master))
             }
-            AfterRepair::Confirmed | AfterRepair::Nothing => {}
+            AfterRepair::Confirmed => {
+                // The repaired master counts from the next renewal: while
+                // grants wait for one (a new session whose first renewal
+                // found a shard being taken, so every master was repaired
+                // first), it goes now rather than in `renew_every`.
+                let session = &mut self.lease.session;
+                if session.valid_until.is_none() || !session.grants_allowed() {
+                    session.next_renewal = self.now;
+                    self.renew_if_due();
+                }
+            }
+            AfterRepair::Nothing => {}
         }
     }
 

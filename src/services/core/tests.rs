@@ -461,3 +461,16 @@ fn a_shard_taken_on_masters_that_did_not_renew_renews_at_once() {
     renew_answers(&mut c, now, &[MASTER, M2], &mut out);
     assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
 }
+
+/// A new node whose first request comes before its first renewal (the
+/// shard being taken makes every master a repair first) renews again as
+/// soon as a repair ends, not at the next `renew_every` (1 s): a restarted
+/// node answered its first requests up to 1 s late.
+#[test]
+fn a_first_renewal_held_back_by_repairs_is_done_again_once_repaired() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    let out = run(&mut c, t0, t0 + ms(300));
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
+}
