@@ -13,7 +13,8 @@
 %%% Every event carries os:system_time(microsecond): one clock for every
 %%% node on the host. check(Nodes) gathers the histories and judges them.
 -module(eq_rolling).
--export([start_holders/0, start/1, stop/0, history/0, check/1, check_history/1]).
+-export([start_holders/0, start/1, stop/0, history/0, check/1, check_history/1,
+         gaps/2]).
 
 -define(REC, eq_rolling_rec).
 -define(HOLDERS, 2).
@@ -76,8 +77,12 @@ holder_loop() ->
 
 locker(Key, Kind) ->
     T0 = now_us(),
+    Parent = self(),
     {Pid, Ref} = spawn_monitor(fun() ->
-        case paxtor:lock(Key, [{no_quorum, return}]) of
+        put(rust_quorum_hops, []),
+        Got = paxtor:lock(Key, [{no_quorum, return}]),
+        Parent ! {hops, self(), get(rust_quorum_hops)},
+        case Got of
             acquired ->
                 T1 = now_us(),
                 timer:sleep(10),
@@ -87,21 +92,24 @@ locker(Key, Kind) ->
         end
     end),
     receive {'DOWN', Ref, process, Pid, Reason} -> ok end,
+    %% Sent before the process exited: here by now if at all.
+    Hops = receive {hops, Pid, H} -> H after 0 -> [] end,
     Reason =:= normal orelse note({error, now_us(), {locker, Key, Reason}}),
     %% Uncontended: the whole call, less the 10 ms hold, is the service's.
-    Kind =:= own andalso note({wait, T0, now_us() - T0 - 10000}),
+    Kind =:= own andalso note({wait, T0, now_us() - T0 - 10000, {lock, lists:reverse(Hops)}}),
     timer:sleep(20),
     locker(Key, Kind).
 
 registrar(N) ->
     Name = {roll_reg, node(), N},
     T0 = now_us(),
+    put(rust_quorum_hops, []),
     case rust_registry:register_name(Name, self()) of
         yes -> ok;
         no -> note({error, now_us(), {register, Name}})
     end,
     _ = rust_registry:unregister_name(Name),
-    note({wait, T0, now_us() - T0}),
+    note({wait, T0, now_us() - T0, {reg, lists:reverse(get(rust_quorum_hops))}}),
     timer:sleep(20),
     registrar(N + 1).
 
@@ -109,9 +117,9 @@ caller(Names) ->
     lists:foreach(fun(Name) ->
         T0 = now_us(),
         try gen_server:call({via, rust_registry, Name}, ping, 2000) of
-            pong -> note({call, T0, now_us() - T0})
+            pong -> note({call, T0, now_us() - T0, element(2, Name)})
         catch
-            C:R -> note({error, now_us(), {call, node(), Name, C}})
+            C:_ -> note({error, now_us(), {call, node(), Name, C}})
         end
     end, Names),
     timer:sleep(20),
@@ -129,8 +137,8 @@ check_history(H) ->
     Overlaps = lists:append([overlaps(lists:keysort(3, Gs)) || Gs <- maps:values(ByKey)]),
     Errors = [{T, E} || {error, T, E} <- H],
     Lost = [R || {lost, _, R} <- H],
-    Calls = [D || {call, _, D} <- H],
-    Waits = [D || {wait, _, D} <- H],
+    Calls = [D || {call, _, D} <- H] ++ [D || {call, _, D, _} <- H],
+    Waits = [D || {wait, _, D} <- H] ++ [D || {wait, _, D, _} <- H],
     Max = fun([]) -> 0; (L) -> lists:max(L) div 1000 end,
     {length(Grants), Overlaps, lists:sublist(Errors, 5), length(Errors), Lost,
      length(Calls), Max(Waits), Max(Calls)}.
@@ -144,3 +152,34 @@ overlaps(Sorted) ->
                 {case B > Bp of true -> {P, B}; false -> {Pp, Bp} end, Acc1}
         end, {none, []}, Sorted),
     Found.
+
+%% Where the time went: per kind (lock, reg, call) {Kind, Count, P99Ms,
+%% MaxMs}, then the Slowest of each kind as {Kind, Ms, Phase, Info}: Phase
+%% is {Label, MsSince} of the latest of Events ([{Label, SystemTimeUs}],
+%% what the test did when) before the request started; Info, for a lock or
+%% registration, the path of its calls ([{RustNode, Outcome, Ms}], see
+%% rust_quorum's trace), for a call by name the callee's node.
+gaps(Nodes, Events) ->
+    H = lists:append([rpc:call(N, ?MODULE, history, []) || N <- Nodes]),
+    Reqs = [{K, T0, D, I} || {wait, T0, D, {K, I}} <- H]
+        ++ [{call, T0, D, N} || {call, T0, D, N} <- H],
+    Sorted = lists:sort(fun({_, _, A, _}, {_, _, B, _}) -> A >= B end, Reqs),
+    Kinds = [lock, reg, call],
+    Stats = [stats(K, [D || {K1, _, D, _} <- Sorted, K1 =:= K]) || K <- Kinds],
+    Slow = lists:append(
+             [[{K, D div 1000, phase(T0, Events), I}
+               || {_, T0, D, I} <- lists:sublist([R || {K1, _, _, _} = R <- Sorted, K1 =:= K], 4)]
+              || K <- Kinds]),
+    {Stats, Slow}.
+
+stats(Kind, []) -> {Kind, 0, 0, 0};
+stats(Kind, Desc) ->
+    N = length(Desc),
+    P99 = lists:nth(max(1, N div 100), Desc),
+    {Kind, N, P99 div 1000, hd(Desc) div 1000}.
+
+phase(T0, Events) ->
+    case [{L, (T0 - T) div 1000} || {L, T} <- Events, T =< T0] of
+        [] -> start;
+        Before -> lists:last(Before)
+    end.

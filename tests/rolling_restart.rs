@@ -8,9 +8,12 @@
 //! uncontended lock, registration or call by name took (the gap a caller
 //! saw).
 //!
-//! The restarted nodes start `--fresh` (no restart guard) until a master
-//! catches up from its peers: with one master of three away at a time the
-//! other two still hold every entry, so the quorum stays exclusive.
+//! The restarted nodes start without `--fresh`: each master catches up
+//! from its peers (`quorum::catch_up`) instead of waiting out its guard.
+//! The test prints, per kind, the p99 and longest gap and the slowest
+//! requests with the phase they began in and the path they took (which
+//! Rust node answered what, how fast: `rust_quorum`'s hop trace), so a
+//! long gap can be attributed; it asserts only a safety bound.
 
 mod common;
 mod quorum_support;
@@ -95,7 +98,18 @@ async fn rolling(kill: bool) -> (Verdict, String) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut drains = Vec::new();
+    // What the test did when (os:system_time(microsecond), the clock of
+    // the history): the checker names the phase each slow request began in.
+    let mut events: Vec<String> = Vec::new();
+    let mut event = |what: &str, node: &str| {
+        let us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let short = node.split('@').next().unwrap_or(node);
+        events.push(format!("{{'{what} {short}', {us}}}"));
+    };
     for m in cluster.masters.iter_mut() {
+        event("stop", m.name());
         if kill {
             m.kill9();
         } else {
@@ -103,7 +117,9 @@ async fn rolling(kill: bool) -> (Verdict, String) {
             let took = took.unwrap_or_else(|| panic!("{} did not stop{}", m.name(), m.log_tail()));
             drains.push(took);
         }
-        m.restart(true, None).await;
+        event("gone", m.name());
+        m.restart(false, None).await;
+        event("serving", m.name());
         // Back and subscribed to by its peers before the next goes.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -112,6 +128,15 @@ async fn rolling(kill: bool) -> (Verdict, String) {
         beval(b, "eq_rolling:stop()");
     }
     let raw = beval(&b1, &format!("eq_rolling:check({})", atoms(&beams)));
+    let gaps = beval(
+        &b1,
+        &format!(
+            "eq_rolling:gaps({}, [{}])",
+            atoms(&beams),
+            events.join(", ")
+        ),
+    );
+    eprintln!("gaps ({{kind, count, p99 ms, max ms}}, then the slowest):\n{gaps}");
     let v = verdict(&raw);
     eprintln!(
         "rolling restart ({}): drains {drains:?}; {} grants, {} calls by name; \
@@ -141,8 +166,9 @@ async fn a_rolling_restart_loses_no_hold_and_grants_no_key_twice() {
     assert_eq!(v.overlaps, "[]", "{v:?}");
     assert_eq!(v.lost, "[]", "an owner lost its hold: {v:?}{logs}");
     assert_eq!(v.errors, 0, "{v:?}{logs}");
-    // A safety bound, not a speed claim: far under a session lease.
-    assert!(v.max_wait_ms < 3_000 && v.max_call_ms < 3_000, "{v:?}");
+    // A safety bound, not a speed claim (the figure is printed, ~0.1-0.2 s
+    // on a loaded host): far under a session lease.
+    assert!(v.max_wait_ms < 2_000 && v.max_call_ms < 2_000, "{v:?}");
 }
 
 /// The same with `kill -9` instead of SIGTERM (what a stop cost before the

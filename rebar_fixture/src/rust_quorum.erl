@@ -182,10 +182,12 @@ call(_Request, [], Nodes, _Failed, _Hops) ->
     %% many times a second while no node is up).
     exit({no_rust_node, Nodes});
 call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
+    T0 = erlang:monotonic_time(millisecond),
     try gen_server:call({?SERVER, Node}, Request, call_timeout_ms()) of
         %% Another Rust node grants this key (it holds the key's shard):
         %% ask it, and fall back on the nodes left if it is gone.
         {erl_quorum_redirect, To} = Redirect ->
+            hop(Node, {redirect, To}, T0),
             case is_atom(To) andalso Redirects > 0
                 andalso not lists:keymember(To, 1, Failed) of
                 true ->
@@ -195,6 +197,7 @@ call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
                     unsettled(Request, Redirect)
             end;
         Reply ->
+            hop(Node, outcome(Reply), T0),
             rust_quorum_route:learned(Shard, Request, Node, Reply),
             %% A node answering after a redirect, or chosen for the key's
             %% shard, holds that shard, not necessarily the others': not
@@ -208,6 +211,7 @@ call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
             retried(Request, Node, Failed, Reply)
     catch
         exit:{timeout, {gen_server, call, _}} ->
+            hop(Node, timeout, T0),
             case responsive(Node) of
                 %% (`retried`: a marker, not a failed node.)
                 true -> call(Request, [Node | Rest], Nodes, [retried | Failed -- [retried]], Hops);
@@ -216,6 +220,7 @@ call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
                     call(Request, Rest, Nodes, [{Node, timeout} | Failed], Hops)
             end;
         exit:{Reason, {gen_server, call, _}} = Exit:Stack ->
+            hop(Node, {exit, outcome(Reason)}, T0),
             case gone(Reason) of
                 true ->
                     rust_quorum_route:forget_node(Node),
@@ -223,6 +228,28 @@ call(Request, [Node | Rest], Nodes, Failed, {Shard, Redirects} = Hops) ->
                 false -> erlang:raise(exit, Exit, Stack)
             end
     end.
+
+%% An opt-in trace of the path calls take, to attribute a slow one (the
+%% rolling restart test): a process that did put(rust_quorum_hops, [])
+%% finds there [{Node, Outcome, Ms}] of its calls since, newest first, at
+%% most ?MAX_HOPS of them. Everyone else pays one get/1 per hop.
+-define(MAX_HOPS, 16).
+hop(Node, Outcome, T0) ->
+    case get(rust_quorum_hops) of
+        Hops when is_list(Hops), length(Hops) < ?MAX_HOPS ->
+            Ms = erlang:monotonic_time(millisecond) - T0,
+            put(rust_quorum_hops, [{Node, Outcome, Ms} | Hops]),
+            ok;
+        _ ->
+            ok
+    end.
+
+%% A reply or exit reason cut to its tag: the trace stays small.
+outcome(Atom) when is_atom(Atom) -> Atom;
+outcome(Tuple) when is_tuple(Tuple), tuple_size(Tuple) > 0, is_atom(element(1, Tuple)) ->
+    element(1, Tuple);
+outcome(Pid) when is_pid(Pid) -> pid;
+outcome(_) -> other.
 
 %% Whether Node answers a keepalive within the call timeout: it is there,
 %% and a request it did not answer is waiting its turn there.

@@ -392,6 +392,8 @@ impl Core {
         for master in self.lease.shard_taken(&ok_at, self.config.w) {
             self.repair(master);
         }
+        // Grants may now wait for a renewal: it starts now, not in 1 s.
+        self.renew_if_due();
         let count = slots.len();
         for slot in slots {
             self.slots.import(slot);

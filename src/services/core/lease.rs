@@ -66,7 +66,13 @@ impl Core {
 
     pub(super) fn renew_if_due(&mut self) {
         let session = &mut self.lease.session;
-        if session.renewing || self.now < session.next_renewal {
+        // Grants held back for a renewal (a shard taken on masters that did
+        // not all renew last time, as a handoff's taker does) would wait
+        // up to `renew_every` (1 s) for the next one: the rolling restart's
+        // longest gap. One at once instead; while the hold lasts, at most
+        // one a tick, as each answers before the next goes.
+        let due = self.now >= session.next_renewal || !session.grants_allowed();
+        if session.renewing || !due {
             return;
         }
         session.renewing = true;
@@ -114,7 +120,18 @@ impl Core {
             AfterRepair::Again(pause) => {
                 self.timers.at(self.now + pause, Timer::RepairAgain(master))
             }
-            AfterRepair::Confirmed | AfterRepair::Nothing => {}
+            AfterRepair::Confirmed => {
+                // The repaired master counts from the next renewal: while
+                // grants wait for one (a new session whose first renewal
+                // found a shard being taken, so every master was repaired
+                // first), it goes now rather than in `renew_every`.
+                let session = &mut self.lease.session;
+                if session.valid_until.is_none() || !session.grants_allowed() {
+                    session.next_renewal = self.now;
+                    self.renew_if_due();
+                }
+            }
+            AfterRepair::Nothing => {}
         }
     }
 

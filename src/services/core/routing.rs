@@ -132,6 +132,8 @@ impl Core {
                 for master in self.lease.shard_taken(&ok_at, self.config.w) {
                     self.repair(master);
                 }
+                // Grants may now wait for a renewal: it starts now, not in 1 s.
+                self.renew_if_due();
                 self.wake_shard_waiters(shard);
                 for p in parked {
                     self.serve(p.caller, p.request);

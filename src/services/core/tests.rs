@@ -391,3 +391,86 @@ fn a_grant_to_a_silent_waiter_blocks_the_key_only_until_its_guard_must_have_told
     assert_eq!(replies(&out), vec![(3, atom("acquired"))]);
     assert!(release < t1 + config().session_lease + config().margin);
 }
+
+/// A shard taken on masters that did not all renew the session last time
+/// (a handoff's taker, or a master that missed the shard) holds grants
+/// back until a renewal counts W masters holding it: that renewal starts
+/// at once, not at the next `renew_every` (1 s, the rolling restart's
+/// longest gap).
+#[test]
+fn a_shard_taken_on_masters_that_did_not_renew_renews_at_once() {
+    const M2: &str = "m2@h";
+    let t0 = Instant::now();
+    let config = ServicesConfig {
+        masters: vec![MASTER.into(), M2.into()],
+        ..config()
+    };
+    let me = Identity {
+        node: ME.into(),
+        pid: Pid::new(ME, 1, 0, 1),
+    };
+    let namer = Box::new(|| crate::term::tuple(vec![atom("session"), int(1)]));
+    let mut c = Core::new(config, me, namer, 7, t0);
+    // Renewed by MASTER alone (M2 slow to answer).
+    c.handle_timeout(t0);
+    let renew_answers = |c: &mut Core, now: Instant, renewed: &[&str], out: &mut Vec<Output>| {
+        while let Some(output) = c.poll_action() {
+            let event = match output {
+                Output::Run(Job::Renew { epoch, .. }) => Event::Renewed {
+                    epoch,
+                    sent_at: now,
+                    renewed: renewed.iter().map(|m| m.to_string()).collect(),
+                    created: vec![],
+                },
+                // M2 said yes to the shard, MASTER missed it.
+                Output::Run(Job::TakeShard { shard, epoch, .. }) => Event::ShardTaken {
+                    shard,
+                    epoch,
+                    taken: Taken::Held,
+                    ok_at: vec![M2.into()],
+                    wall_ms: WALL_MS,
+                },
+                Output::Run(Job::Repair {
+                    master,
+                    epoch,
+                    generation,
+                    ..
+                }) => Event::Repaired {
+                    master,
+                    epoch,
+                    generation,
+                    ok: true,
+                },
+                other => {
+                    out.push(other);
+                    continue;
+                }
+            };
+            c.handle_round_result(event, now);
+        }
+    };
+    let mut out = Vec::new();
+    renew_answers(&mut c, t0, &[MASTER], &mut out);
+    // Well before the next renewal is due (t0 + 1 s) and before any tick.
+    let now = t0 + ms(10);
+    c.handle_request(caller(1), lock(1, "k"), now);
+    renew_answers(&mut c, now, &[MASTER, M2], &mut out);
+    // The slot tries again within a tick of the renewal.
+    let now = now + ms(100);
+    c.handle_timeout(now);
+    renew_answers(&mut c, now, &[MASTER, M2], &mut out);
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
+}
+
+/// A new node whose first request comes before its first renewal (the
+/// shard being taken makes every master a repair first) renews again as
+/// soon as a repair ends, not at the next `renew_every` (1 s): a restarted
+/// node answered its first requests up to 1 s late.
+#[test]
+fn a_first_renewal_held_back_by_repairs_is_done_again_once_repaired() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    c.handle_request(caller(1), lock(1, "k"), t0);
+    let out = run(&mut c, t0, t0 + ms(300));
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
+}
