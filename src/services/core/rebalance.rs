@@ -13,7 +13,8 @@
 //! [`SETTLE`] (just joined, or not heard from), never a shard it came to
 //! hold less than [`KEEP`] ago (no back and forth while two views of the
 //! live set differ), never while stopping (the drain moves everything) or
-//! while its session does not allow grants.
+//! while its session does not allow grants, nor while it supervises
+//! names (their records do not move with a handoff).
 
 use super::Core;
 use std::collections::{BTreeMap, HashMap};
@@ -104,6 +105,14 @@ impl Rebalance {
 }
 
 impl Core {
+    /// Whether this node supervises names (or is starting one). Their
+    /// records stay here while a handoff moves only the slots: a moved
+    /// supervised name could run twice (seen in the simulation). Until
+    /// the handoff carries them, such a node moves nothing.
+    fn supervises(&self) -> bool {
+        self.supervise.supervised() > 0 || self.supervise.pending_count() > 0
+    }
+
     /// Every tick: hands off one shard preferred elsewhere, if allowed.
     pub(super) fn rebalance(&mut self) {
         let now = self.now;
@@ -114,6 +123,7 @@ impl Core {
             || self.handoffs.stopping()
             || self.handoffs.in_flight() >= IN_FLIGHT
             || !self.may_grant()
+            || self.supervises()
         {
             return;
         }
