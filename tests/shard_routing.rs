@@ -28,7 +28,7 @@ mod services_support;
 use erl_quorum::services::Registry;
 use erl_quorum::term::{atom, int, tuple};
 use quorum_support::{beval, erl_list};
-use services_support::{start_app_node, start_cluster, Lang};
+use services_support::{start_app_node, start_cluster, start_cluster_args, ClusterOpts, Lang};
 use std::time::Instant;
 
 /// Random keys drawn for the cross-check (each checked as a lock key and
@@ -95,7 +95,12 @@ async fn rust_batch(b: &common::BeamNode, masters: &str, reg: &mut Registry, rou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_pay_no_redirect_in_steady_state_and_the_map_heals() {
     let started = Instant::now();
-    let mut cluster = start_cluster("sr", Some(5_000)).await;
+    // The spread is seeded (shard S on node S rem 3): not rebalanced.
+    let timing = ClusterOpts {
+        session_lease_ms: Some(5_000),
+        release_margin_ms: None,
+    };
+    let mut cluster = start_cluster_args("sr", timing, &["--no-rebalance"]).await;
     let m = cluster.master_names();
     let ms = erl_list(&m);
     let b = start_app_node("b_sr", Lang::Erlang, &m).await;
