@@ -168,6 +168,11 @@ enum Command {
         /// 127.0.0.1:9568; port 0 picks a free port (printed at start).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Keep each shard on the first node asked for it instead of
+        /// spreading the shards over the live serving nodes (for tests
+        /// that depend on placement).
+        #[arg(long)]
+        no_rebalance: bool,
     },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
@@ -308,6 +313,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             session_lease_ms,
             release_margin_ms,
             metrics_addr,
+            no_rebalance,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
@@ -345,6 +351,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 session_lease,
                 renew_every: (session_lease / 8).min(defaults.renew_every),
                 margin: Duration::from_millis(release_margin_ms),
+                rebalance: !no_rebalance,
                 ..defaults
             };
             service::start(&node, config)?;

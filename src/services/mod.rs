@@ -97,6 +97,10 @@ pub struct ServicesConfig {
     pub workers: usize,
     /// Timeout of each call to a master in a quorum round (default 2 s).
     pub call_timeout: Duration,
+    /// Hand shards to the live peer each is preferred on, so they spread
+    /// (`core::rebalance`; default on; `serve --no-rebalance`). Off, a
+    /// shard stays with the first node asked for it while it lives.
+    pub rebalance: bool,
 }
 
 impl Default for ServicesConfig {
@@ -111,6 +115,7 @@ impl Default for ServicesConfig {
             margin: Duration::from_secs(2),
             workers: 32,
             call_timeout: Duration::from_secs(2),
+            rebalance: true,
         }
     }
 }

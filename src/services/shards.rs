@@ -409,9 +409,17 @@ impl Shards {
     }
 
     /// `from` asks to hand shard `index` here (its handoff `id`): yes when
-    /// this node neither holds nor takes it.
+    /// this node neither holds nor takes it, or waits for an earlier
+    /// handoff of it from `from` (which gave that one up: a giver hands a
+    /// shard once at a time; its late state is ignored now).
     pub(crate) fn receive(&mut self, index: u32, from: &str, id: u64) -> bool {
         let state = &mut self.shards[index as usize];
+        if let State::Receiving { from: f, id: i, .. } = state {
+            if f == from && *i < id {
+                *i = id;
+                return true;
+            }
+        }
         if !matches!(state, State::Unknown | State::Foreign { .. }) {
             return false;
         }
@@ -575,5 +583,19 @@ mod tests {
             Resolved::NoQuorum(p) => assert_eq!(p.len(), 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_later_ask_of_the_same_giver_replaces_the_one_it_gave_up() {
+        let mut s = Shards::default();
+        assert!(s.receive(3, "g@h", 1));
+        assert!(!s.receive(3, "other@h", 5), "another giver waits");
+        assert!(!s.receive(3, "g@h", 1), "the same ask twice");
+        assert!(s.receive(3, "g@h", 2));
+        assert!(
+            !s.receiving(3, "g@h", 1),
+            "the first one's state is ignored"
+        );
+        assert!(s.receiving(3, "g@h", 2));
     }
 }

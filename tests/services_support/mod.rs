@@ -71,6 +71,13 @@ pub struct ClusterOpts {
 
 /// [`start_cluster`] with every timing flag of [`ClusterOpts`].
 pub async fn start_cluster_with(prefix: &str, timing: ClusterOpts) -> Cluster {
+    start_cluster_args(prefix, timing, &[]).await
+}
+
+/// [`start_cluster_with`], each node's `serve` given `extra` flags too
+/// (`--no-rebalance`: shards stay where they were first taken).
+pub async fn start_cluster_args(prefix: &str, timing: ClusterOpts, extra: &[&str]) -> Cluster {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let names: Vec<String> = (0..3)
         .map(|i| node_name(&format!("m{i}_{prefix}")))
         .collect();
@@ -85,9 +92,9 @@ pub async fn start_cluster_with(prefix: &str, timing: ClusterOpts) -> Cluster {
         release_margin_ms: timing.release_margin_ms,
     };
     let (a, b, c) = tokio::join!(
-        MasterProcess::start(&names[0], opts.clone()),
-        MasterProcess::start(&names[1], opts.clone()),
-        MasterProcess::start(&names[2], opts.clone()),
+        MasterProcess::start_with_args(&names[0], opts.clone(), extra.clone()),
+        MasterProcess::start_with_args(&names[1], opts.clone(), extra.clone()),
+        MasterProcess::start_with_args(&names[2], opts.clone(), extra),
     );
     Cluster {
         masters: vec![a, b, c],

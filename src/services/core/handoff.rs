@@ -89,6 +89,11 @@ impl Handoffs {
         self.stopping
     }
 
+    /// Handoffs given by this node and not ended.
+    pub(super) fn in_flight(&self) -> usize {
+        self.outgoing.len()
+    }
+
     fn handing(&self, shard: u32) -> bool {
         self.outgoing.values().any(|o| o.shard == shard)
     }
@@ -139,7 +144,7 @@ impl Core {
         self.start_handoff(shard, &to);
     }
 
-    fn start_handoff(&mut self, shard: u32, to: &str) -> bool {
+    pub(super) fn start_handoff(&mut self, shard: u32, to: &str) -> bool {
         if shard >= SHARDS || to == self.me.node || self.handoffs.handing(shard) {
             return false;
         }

@@ -19,11 +19,14 @@
 //! - `supervising`: supervised names (`start_name`, hosts, keepers),
 //!   carried out for [`crate::services::supervise`].
 //! - `watches`: the monitors, by core-side id.
+//! - `handoff`: a shard handed to another serving node.
+//! - `rebalance`: which shards to hand off, so they spread.
 //! - `timers`: what is due when.
 
 mod fencing;
 mod handoff;
 mod lease;
+mod rebalance;
 mod requests;
 mod routing;
 mod sharing;
@@ -119,6 +122,7 @@ pub(crate) struct Core {
     supervise: Supervise,
     silence: Silence,
     handoffs: handoff::Handoffs,
+    rebalancer: rebalance::Rebalance,
     /// When the last tick ran: a long gap means this node stalled.
     last_tick: Instant,
     outputs: VecDeque<Output>,
@@ -148,6 +152,7 @@ impl Core {
             supervise: Supervise::new(me.node.clone(), grace),
             silence: Silence::default(),
             handoffs: handoff::Handoffs::default(),
+            rebalancer: rebalance::Rebalance::default(),
             last_tick: now,
             me,
             outputs: VecDeque::new(),
@@ -289,6 +294,7 @@ impl Core {
                 server: server.clone(),
             }));
         }
+        self.rebalance();
     }
 
     /// Carries out what the slots asked for, until they ask nothing more.

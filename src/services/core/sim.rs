@@ -36,6 +36,10 @@ mod singletons;
 mod handoffs;
 use handoffs::{HandoffEvent, HandoffStats};
 
+#[path = "sim_rebalance.rs"]
+mod rebalancing;
+use rebalancing::{RebalanceEvent, RebalanceStats};
+
 const MASTERS: [&str; 3] = ["m0@h", "m1@h", "m2@h"];
 const CORES: usize = 3;
 const KEYS: u32 = 6;
@@ -116,6 +120,8 @@ enum Delivery {
     Sing(singletons::Event),
     /// Handoffs and graceful stops.
     Handoff(HandoffEvent),
+    /// Shards asked for everywhere, placement checks.
+    Rebalance(RebalanceEvent),
     /// The guard on `beam@h` sends every core a `keepalive` (every second;
     /// a stall of the world can make it late, and the core then drops
     /// `beam@h`: see `core/silence.rs`).
@@ -194,6 +200,7 @@ struct Sim {
     /// Call tag -> the core it was last sent to.
     call_at: HashMap<i64, usize>,
     handoffs: HandoffStats,
+    rebalance: RebalanceStats,
     /// Whether a core was cut off from the masters in this run.
     had_cut: bool,
 }
@@ -310,6 +317,7 @@ impl Sim {
             service_monitors: vec![BTreeMap::new(); CORES],
             call_at: HashMap::new(),
             handoffs: HandoffStats::default(),
+            rebalance: RebalanceStats::default(),
             had_cut: false,
         };
         sim.skew_ms = (0..CORES)
@@ -427,7 +435,10 @@ impl Sim {
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
-        if !matches!(delivery, Delivery::Client) {
+        if !matches!(
+            delivery,
+            Delivery::Client | Delivery::Rebalance(RebalanceEvent::Check)
+        ) {
             let t = self.now - self.t0;
             self.log.push(format!("{t:?} {delivery:?}"));
         }
@@ -466,6 +477,7 @@ impl Sim {
             }
             Delivery::Sing(event) => self.singleton_event(event),
             Delivery::Handoff(event) => self.handoff_event(event),
+            Delivery::Rebalance(event) => self.rebalance_event(event),
             Delivery::Keepalive => {
                 // From every node with a guard: beam@h and the live hosts'.
                 let mut guards = vec![guard_pid()];

@@ -119,7 +119,7 @@ pub(super) struct Singletons {
     /// When a serving node was cut off from the masters, and until when.
     pub(super) cut: Option<(Instant, Instant)>,
     /// When a serving node gave its session up (its `eq_lost` notices).
-    losses: Vec<Instant>,
+    pub losses: Vec<Instant>,
     /// When a keeper of each singleton was made slower than the start
     /// deadline (its start is then abandoned and retried 30 s later).
     slow_starts: [Vec<Instant>; NAMES],
