@@ -173,6 +173,12 @@ enum Command {
         /// that depend on placement).
         #[arg(long)]
         no_rebalance: bool,
+        /// Where a master keeps its marker `<node>.served` (created if
+        /// missing; default $HOME/.erl_quorum): a master restarted with its
+        /// marker never takes a cluster of starting masters, or itself
+        /// alone, for a new cluster, and waits out its guard instead.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
     },
     /// Run a hidden node until interrupted (answers net_adm:ping).
     Run(NodeArgs),
@@ -299,6 +305,14 @@ fn client_name() -> String {
 /// default keeps each of those safe on its own.
 const RELEASE_MARGIN_MS: u64 = 2_000;
 
+/// `$HOME/.erl_quorum`, beside `~/.erlang.cookie` (`.` without a HOME).
+fn default_state_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+        .join(".erl_quorum")
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve {
@@ -314,6 +328,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             release_margin_ms,
             metrics_addr,
             no_rebalance,
+            state_dir,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
             let w = w.unwrap_or(masters.len().max(1) / 2 + 1);
@@ -323,6 +338,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 w,
                 fresh_cluster: fresh,
                 catch_up: !no_catch_up,
+                state_dir: Some(state_dir.unwrap_or_else(default_state_dir)),
                 store: erl_quorum::quorum::StoreConfig {
                     max_lease_ms,
                     promise_ms,

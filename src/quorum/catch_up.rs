@@ -13,10 +13,15 @@
 //! quorum with it meets one of them.
 //!
 //! Two ways to serve without R serving answers:
-//! - every other master answers and all are starting: a brand-new cluster
-//!   (or a whole-cluster restart, which nobody can tell from one: locker's
-//!   state is in memory). This master serves and vouches for the starting
-//!   incarnations it saw ([`Store::mark_new_cluster`]);
+//! - every other master answers and all are starting, and neither they nor
+//!   this one has served before: a brand-new cluster. This master serves
+//!   and vouches for the starting incarnations it saw
+//!   ([`Store::mark_new_cluster`]). A master that has served writes a
+//!   marker file (the driver does); restarted with it
+//!   ([`Store::set_restarted`]), it answers `{starting, restarted}` and
+//!   never declares a new cluster itself, not even alone: a whole-cluster
+//!   restart (or a lone master's) waits out the guard, during which
+//!   serving nodes write their holds back before anyone can take them;
 //! - a serving peer vouches for this very incarnation: when it declared
 //!   the cluster new, this master was already starting, so everything it
 //!   could remember was already given up, and every grant since needed W
@@ -74,12 +79,16 @@ pub(crate) struct Policy {
     pub count_starting: bool,
     /// Use this R instead of N-W+1 (unsafe when smaller).
     pub r: Option<usize>,
+    /// Treat restarted masters (this one and peers) as new: a whole-cluster
+    /// or lone-master restart serves at once (unsafe; the old behaviour).
+    pub ignore_marker: bool,
 }
 
 impl Policy {
     pub(crate) const SAFE: Policy = Policy {
         count_starting: false,
         r: None,
+        ignore_marker: false,
     };
 }
 
@@ -159,7 +168,8 @@ impl CatchUp {
                     failed: BTreeSet::new(),
                 };
                 if peers.is_empty() {
-                    // A cluster of this master alone: nobody to ask.
+                    // A cluster of this master alone: nobody to ask (new
+                    // if it never served; otherwise it waits the guard).
                     return self.settle(now, store).unwrap_or(Poll::Nothing);
                 }
                 Poll::Ask(Ask {
@@ -229,7 +239,7 @@ impl CatchUp {
         let n = store.masters().len();
         let decision = decide(
             self.policy,
-            (&self.me, store.incarnation()),
+            (&self.me, store.incarnation(), store.restarted()),
             n,
             store.w(),
             peers.len(),
@@ -264,10 +274,11 @@ impl CatchUp {
     }
 }
 
-/// Whether the answers so far let master `me` (this incarnation) serve.
+/// Whether the answers so far let master `me` (this incarnation; whether
+/// it has served before) serve.
 fn decide(
     policy: Policy,
-    me: (&str, u64),
+    me: (&str, u64, bool),
     n: usize,
     w: usize,
     n_peers: usize,
@@ -296,10 +307,13 @@ fn decide(
     if counted >= r {
         return Some(CaughtUp::Quorum(counted));
     }
-    let all_starting = answers
+    // A master that has served (this one or a peer) may hold grants
+    // nobody else remembers: not a new cluster, whatever else answers.
+    let fresh = |restarted: bool| !restarted || policy.ignore_marker;
+    let all_new = answers
         .values()
-        .all(|r| matches!(r.status, PeerStatus::Starting));
-    (answers.len() == n_peers && all_starting).then_some(CaughtUp::NewCluster)
+        .all(|r| matches!(r.status, PeerStatus::Starting { restarted } if fresh(restarted)));
+    (fresh(me.2) && answers.len() == n_peers && all_new).then_some(CaughtUp::NewCluster)
 }
 
 #[cfg(test)]

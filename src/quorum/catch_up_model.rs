@@ -4,11 +4,12 @@
 //! requests and answers delayed, reordered and lost, time jumping. The
 //! checker: no key is ever granted (acked by W masters) to two clients at
 //! once. Masters start together without `fresh_cluster` (the cold-start
-//! path), and a crash never takes the last caught-up master (a
-//! whole-cluster amnesia is indistinguishable from a new cluster, and
-//! accepted as such). A serving node's session client holds keys under a
-//! session, renews it, and writes its holds back where a master answers
-//! `created`. The weakened policies (counting starting peers, R too small)
+//! path), and a crash never takes the last caught-up master, except in
+//! the runs with whole-cluster crashes (every master at once, or a lone
+//! master): each master that has served keeps its marker across crashes,
+//! so restarted ones wait out the guard. A serving node's session client
+//! holds keys under a session, renews it, and writes its holds back where
+//! a master answers `created`; it outlives the masters. The weakened policies (counting starting peers, R too small)
 //! must be caught by the same checker, or it proves nothing; so is a merge
 //! that skips lease entries or session entries (tried by hand: seeds 3 and
 //! 7 of N=3). A merge that skips promises is not: a write needs its own
@@ -97,6 +98,10 @@ struct Sim {
     /// How the masters caught up, for the test to see each path ran.
     paths: BTreeMap<&'static str, usize>,
     session: SessionClient,
+    /// Each master's marker file: it has served (kept across crashes).
+    served: Vec<bool>,
+    /// Crashes may take every master at once.
+    total_crashes: bool,
 }
 
 /// A serving node's part: one session, keys held under it (one-round
@@ -118,7 +123,7 @@ fn call(store: &mut Store, now: u64, req: Term) -> Term {
 }
 
 impl Sim {
-    fn new(n: usize, seed: u64, policy: Policy) -> Sim {
+    fn new(n: usize, seed: u64, policy: Policy, total_crashes: bool) -> Sim {
         let mut sim = Sim {
             n,
             w: n / 2 + 1,
@@ -138,6 +143,8 @@ impl Sim {
                 valid_until: 0,
                 holds: Vec::new(),
             },
+            served: vec![false; n],
+            total_crashes,
         };
         for i in 0..n {
             sim.start(i);
@@ -155,6 +162,7 @@ impl Sim {
         let incarnation = self.next_inc;
         self.next_inc += 1;
         store.set_incarnation(incarnation);
+        store.set_restarted(self.served[i]);
         let catch_up = CatchUp::new(&name(i), self.now).with_policy(self.policy);
         self.masters[i] = Some(Master {
             store,
@@ -453,6 +461,13 @@ impl Sim {
     /// Crashes a live master (state lost), sometimes its neighbour too, so
     /// that restarts overlap.
     fn crash(&mut self) {
+        if self.total_crashes && self.rng.random_bool(0.3) {
+            for m in &mut self.masters {
+                *m = None;
+            }
+            *self.paths.entry("total_crash").or_default() += 1;
+            return;
+        }
         let i = self.rng.random_range(0..self.n);
         let crashes = if self.rng.random_bool(0.5) { 2 } else { 1 };
         for k in 0..crashes {
@@ -492,6 +507,10 @@ impl Sim {
                 let poll = c.poll(now, &mut m.store);
                 self.on_poll(i, poll);
             }
+            // The driver writes the marker once the master serves.
+            if self.serving(i) {
+                self.served[i] = true;
+            }
         }
         match self.rng.random_range(0..60) {
             0 => self.crash(),
@@ -527,7 +546,11 @@ impl Sim {
 }
 
 fn run(n: usize, seed: u64, policy: Policy, steps: usize) -> Sim {
-    let mut sim = Sim::new(n, seed, policy);
+    run_with(n, seed, policy, steps, false)
+}
+
+fn run_with(n: usize, seed: u64, policy: Policy, steps: usize, total_crashes: bool) -> Sim {
+    let mut sim = Sim::new(n, seed, policy, total_crashes);
     for _ in 0..steps {
         sim.step();
     }
@@ -569,11 +592,11 @@ fn weakened_catch_up_is_caught() {
     let weak = [
         Policy {
             count_starting: true,
-            r: None,
+            ..Policy::SAFE
         },
         Policy {
-            count_starting: false,
             r: Some(1),
+            ..Policy::SAFE
         },
     ];
     for policy in weak {
@@ -582,5 +605,52 @@ fn weakened_catch_up_is_caught() {
         let caught = (0..40).find(|&seed| run(3, seed, policy, 3_000).overlap().is_some());
         eprintln!("{policy:?}: a second owner got in with seed {caught:?}");
         assert!(caught.is_some(), "{policy:?} never let a second owner in");
+    }
+}
+
+/// Every master crashes at once (or the only one does), and all restart
+/// with their markers: they wait out the guard, while the session client
+/// (which outlives them) writes its holds back, so nobody else gets in.
+#[test]
+fn whole_cluster_and_lone_master_restarts_keep_their_holds() {
+    let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut session_grants = 0;
+    for n in [1, 3] {
+        for seed in 0..12 {
+            let sim = run_with(n, seed, Policy::SAFE, 3_000, true);
+            assert!(
+                sim.overlap().is_none(),
+                "n={n} seed={seed}: {:?}",
+                sim.overlap()
+            );
+            session_grants += sim.grants.iter().filter(|g| g.client == CLIENTS).count();
+            for (k, v) in sim.paths {
+                *paths.entry(k).or_default() += v;
+            }
+        }
+    }
+    eprintln!("{session_grants} session grants, catch-ups: {paths:?}");
+    for path in ["total_crash", "guard_over", "new_cluster"] {
+        assert!(paths.get(path).is_some_and(|&v| v > 0), "{paths:?}");
+    }
+    assert!(session_grants > 50, "{session_grants} session grants");
+}
+
+/// The checker catches the old behaviour: a master that ignores its
+/// marker takes a whole-cluster (or lone) restart for a new cluster.
+#[test]
+fn ignoring_the_marker_is_caught() {
+    let policy = Policy {
+        ignore_marker: true,
+        ..Policy::SAFE
+    };
+    for n in [1, 3] {
+        let caught =
+            (0..40).find(|&seed| run_with(n, seed, policy, 3_000, true).overlap().is_some());
+        eprintln!("n={n}: a second owner got in with seed {caught:?}");
+        assert!(
+            caught.is_some(),
+            "n={n}: ignoring the marker never let a second owner in"
+        );
     }
 }

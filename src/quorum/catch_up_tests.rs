@@ -58,7 +58,7 @@ fn only_serving_peers_count_toward_r() {
         &mut s,
         ask.round,
         "m2@h",
-        answer(PeerStatus::Starting, 2),
+        answer(PeerStatus::Starting { restarted: false }, 2),
     );
     assert_eq!(last, Poll::Nothing);
     assert!(s.guard_active(20));
@@ -103,14 +103,14 @@ fn all_starting_is_a_new_cluster_and_a_vouched_master_serves() {
         &mut s,
         ask.round,
         "m1@h",
-        answer(PeerStatus::Starting, 11),
+        answer(PeerStatus::Starting { restarted: false }, 11),
     );
     let done = c.answer(
         1,
         &mut s,
         ask.round,
         "m2@h",
-        answer(PeerStatus::Starting, 12),
+        answer(PeerStatus::Starting { restarted: false }, 12),
     );
     assert_eq!(done, Poll::Done(CaughtUp::NewCluster, vec![]));
     // It vouches for the two starting incarnations it saw.
@@ -176,4 +176,48 @@ fn a_master_alone_serves_at_once_and_a_replica_never_asks() {
     let mut c = CatchUp::new(ME, 0);
     assert_eq!(c.poll(0, &mut r), Poll::Nothing);
     assert!(r.guard_active(0));
+}
+
+#[test]
+fn a_restarted_master_never_declares_a_new_cluster_nor_serves_alone() {
+    // Alone, with its marker: it waits out the guard (promise + lease).
+    let mut s = store(&[ME], 1);
+    s.set_restarted(true);
+    let mut c = CatchUp::new(ME, 0);
+    assert_eq!(c.poll(0, &mut s), Poll::Nothing);
+    assert_eq!(c.poll(3_999, &mut s), Poll::Nothing);
+    assert!(s.guard_active(3_999));
+    assert_eq!(
+        c.poll(4_000, &mut s),
+        Poll::Done(CaughtUp::GuardOver, vec![])
+    );
+
+    // Every peer starting, this one restarted: no new cluster.
+    let mut s = store(&[ME, "m1@h", "m2@h"], 2);
+    s.set_restarted(true);
+    let mut c = CatchUp::new(ME, 0);
+    let ask = first_ask(&mut c, &mut s);
+    let new = PeerStatus::Starting { restarted: false };
+    let _ = c.answer(1, &mut s, ask.round, "m1@h", answer(new.clone(), 1));
+    let last = c.answer(1, &mut s, ask.round, "m2@h", answer(new.clone(), 2));
+    assert_eq!(last, Poll::Nothing);
+    assert!(s.guard_active(1));
+
+    // A new master seeing one restarted peer starting: no new cluster.
+    let mut s = store(&[ME, "m1@h", "m2@h"], 2);
+    let mut c = CatchUp::new(ME, 0);
+    let ask = first_ask(&mut c, &mut s);
+    let restarted = PeerStatus::Starting { restarted: true };
+    let _ = c.answer(1, &mut s, ask.round, "m1@h", answer(new, 1));
+    let last = c.answer(1, &mut s, ask.round, "m2@h", answer(restarted, 2));
+    assert_eq!(last, Poll::Nothing);
+    assert!(s.guard_active(1));
+    // R serving peers still let it in (rule 1 does not care).
+    let ask = match c.poll(1 + RETRY_MS, &mut s) {
+        Poll::Ask(ask) => ask,
+        other => panic!("{other:?}"),
+    };
+    let _ = c.answer(300, &mut s, ask.round, "m1@h", answer(serving(), 1));
+    let done = c.answer(300, &mut s, ask.round, "m2@h", answer(serving(), 2));
+    assert_eq!(done, Poll::Done(CaughtUp::Quorum(2), vec![]));
 }

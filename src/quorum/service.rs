@@ -7,7 +7,9 @@
 //! A master that starts without `fresh_cluster` catches up from its peers
 //! (`catch_up`), asking them on spawned processes through `rpc` (a BEAM
 //! locker master would crash on a call it does not know; `rpc` answers
-//! `undef` there).
+//! `undef` there). A master that has served keeps a marker file in its
+//! state directory (`DIR/<node>.served`): restarted with it, it never takes
+//! every peer starting (or having no peers) for a new cluster.
 
 use super::catch_up::{self, CatchUp, Poll};
 use super::store::{self, CallOutcome, CatchUpReply, Config, Store, WaiterId};
@@ -20,6 +22,7 @@ use crate::process::{
 use crate::term::Brief;
 use crate::term::{as_tuple, atom, int, is_atom, list, tuple, Pid, Reference, Term};
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -45,6 +48,13 @@ pub struct ServiceConfig {
     /// Catch up from peers at start (the default). Off, a master waits out
     /// its whole restart guard (as before catch-up existed; tests use it).
     pub catch_up: bool,
+    /// Where this master keeps its marker file `<node>.served`, written
+    /// when it first serves; found at a start, the master is a restarted
+    /// one and serves only by catching up from serving peers, a vouch, or
+    /// its whole guard. `None` (in-process users that do not set it): no
+    /// marker, so a whole-cluster or lone-master restart looks new and
+    /// serves at once; only safe when nothing outlives the masters.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -57,6 +67,7 @@ impl Default for ServiceConfig {
             tick: Duration::from_millis(100),
             fresh_cluster: false,
             catch_up: true,
+            state_dir: None,
         }
     }
 }
@@ -85,6 +96,15 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
     let _ = store.call(0, &setup);
     // Below 2^62, so it travels as a small integer.
     store.set_incarnation(rand::random::<u64>() >> 2);
+    let marker = config
+        .state_dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{}.served", node.name())));
+    if marker.as_ref().is_some_and(|m| m.exists()) && !config.fresh_cluster {
+        tracing::info!(marker = %marker.as_ref().map_or(String::new(), |m| m.display().to_string()),
+            "locker: this master has served before: it will not take a cluster of starting masters for a new one");
+        store.set_restarted(true);
+    }
     let catch_up = if config.fresh_cluster {
         store.mark_caught_up();
         None
@@ -105,6 +125,7 @@ pub fn start(node: &Node, config: ServiceConfig) -> Result<Pid, RegisterError> {
         tick: config.tick,
         next_tick: epoch,
         catch_up,
+        marker,
         events,
     };
     let process = node.spawn_process();
@@ -202,6 +223,8 @@ struct Service {
     catch_up: Option<CatchUp>,
     /// Where spawned catch-up asks send their answers.
     events: tokio::sync::mpsc::UnboundedSender<CatchUpAnswer>,
+    /// The marker file still to write once this master serves.
+    marker: Option<PathBuf>,
 }
 
 impl EventServer for Service {
@@ -221,7 +244,7 @@ impl EventServer for Service {
             let poll = catch_up.answer(now, &mut self.store, event.round, &event.peer, answer);
             self.on_poll(poll, process);
         }
-        self.catch_up(process);
+        self.run_overdue_tick(process);
         Flow::Continue
     }
 }
@@ -234,13 +257,13 @@ impl GenServer for Service {
         process: &mut Process,
     ) -> CallReply {
         self.call(from, &request, process);
-        self.catch_up(process);
+        self.run_overdue_tick(process);
         CallReply::NoReply
     }
 
     async fn handle_cast(&mut self, request: Term, process: &mut Process) -> Flow {
         self.cast(&request, process);
-        self.catch_up(process);
+        self.run_overdue_tick(process);
         Flow::Continue
     }
 
@@ -259,7 +282,7 @@ impl GenServer for Service {
             } => self.caller_gone(&pid, &reference),
             _ => {}
         }
-        self.catch_up(process);
+        self.run_overdue_tick(process);
         Flow::Continue
     }
 
@@ -296,7 +319,31 @@ impl Service {
             let poll = catch_up.poll(self.epoch.elapsed().as_millis() as u64, &mut self.store);
             self.on_poll(poll, process);
         }
+        self.note_serving();
         self.next_tick = Instant::now() + self.tick;
+    }
+
+    /// Writes the marker once this master serves (any way: caught up, a
+    /// new cluster, vouched, the guard over, `fresh`). A failed write is
+    /// only logged: the master still serves, and a restart without the
+    /// marker behaves as before it existed.
+    fn note_serving(&mut self) {
+        if self.store.guard_active(self.now()) {
+            return;
+        }
+        let Some(marker) = self.marker.take() else {
+            return;
+        };
+        let write = marker
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&marker, format!("{}\n", self.node.name())));
+        match write {
+            Ok(()) => tracing::debug!(marker = %marker.display(), "locker: served marker written"),
+            Err(e) => {
+                tracing::warn!(marker = %marker.display(), error = %e, "locker: cannot write the served marker; a restart of every master would serve at once")
+            }
+        }
     }
 
     /// Carries out what the catch-up asked for.
@@ -325,6 +372,7 @@ impl Service {
                 );
                 self.catch_up = None;
                 self.wake(wake, process);
+                self.note_serving();
             }
         }
     }
@@ -332,7 +380,7 @@ impl Service {
     /// Mail outranks the deadline in the loop, so a locker that is never
     /// idle runs an overdue tick itself: waiters still time out and
     /// replicas still get the log under a steady stream of calls.
-    fn catch_up(&mut self, process: &mut Process) {
+    fn run_overdue_tick(&mut self, process: &mut Process) {
         if Instant::now() >= self.next_tick {
             self.periodic(process);
         }

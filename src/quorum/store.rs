@@ -297,6 +297,8 @@ pub(crate) struct Store {
     incarnation: u64,
     /// The masters this one saw starting when it declared the cluster new.
     vouched: Vec<(String, u64)>,
+    /// This master has served before (its marker file): see `snapshot`.
+    restarted: bool,
     /// Keys changed during the guard; a catch-up merge leaves them alone.
     touched: HashSet<Canon>,
     next_waiter: u64,
@@ -361,6 +363,7 @@ impl Store {
             next_session: 0,
             incarnation: 0,
             vouched: Vec::new(),
+            restarted: false,
             touched: HashSet::new(),
             next_waiter: 0,
             log: Vec::new(),

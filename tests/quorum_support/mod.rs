@@ -54,6 +54,9 @@ pub struct MasterProcess {
     spawned_at: Instant,
     /// More `serve` flags (`start_with_args`).
     extra_args: Vec<String>,
+    /// Its `--state-dir`: its own (tests stay hermetic), kept across its
+    /// restarts (so a restart finds its served marker), removed on drop.
+    state_dir: std::path::PathBuf,
 }
 
 /// A node name `{prefix}_…@127.0.0.1`, unique across tests and runs.
@@ -77,6 +80,7 @@ impl MasterProcess {
             log: Arc::new(Mutex::new(VecDeque::new())),
             spawned_at: Instant::now(),
             extra_args: extra,
+            state_dir: std::env::temp_dir().join(common::unique_name("eq_state")),
         };
         m.spawn_until_serving().await;
         m
@@ -84,6 +88,13 @@ impl MasterProcess {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this master has served (its marker file exists).
+    pub fn has_served_marker(&self) -> bool {
+        self.state_dir
+            .join(format!("{}.served", self.name))
+            .exists()
     }
 
     pub fn spawned_at(&self) -> Instant {
@@ -189,6 +200,8 @@ impl MasterProcess {
             COOKIE.to_owned(),
             "--w".to_owned(),
             self.opts.w.to_string(),
+            "--state-dir".to_owned(),
+            self.state_dir.display().to_string(),
         ];
         if !self.opts.masters.is_empty() {
             args.push("--masters".to_owned());
@@ -287,6 +300,7 @@ impl MasterProcess {
 impl Drop for MasterProcess {
     fn drop(&mut self) {
         self.kill9();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 

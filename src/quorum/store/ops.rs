@@ -163,7 +163,7 @@ impl Store {
                 tuple(vec![atom("ok"), atom("released")])
             }
             Request::GetDebugState => self.debug_state(now),
-            Request::CatchUp => self.catch_up_reply(now).encode(),
+            Request::CatchUp => self.catch_up_answer(now, super::snapshot::MAX_CATCH_UP_BYTES),
             Request::GetMeta => tuple(vec![
                 atoms(&self.masters),
                 atoms(&self.replicas),

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {erl_quorum_catch_up, Incarnation, Status, Entries, Promises, Sessions}
-//!   Status   = starting | {serving, [{Node, Incarnation}]}
+//!   Status   = {starting, new | restarted} | {serving, [{Node, Incarnation}]}
 //!   Entries  = [{Key, Value, RemainingMs} | {Key, Value, {session, S}}]
 //!   Promises = [{Key, Tag, RemainingMs}]
 //!   Sessions = [{S, RemainingMs}]
@@ -18,6 +18,14 @@
 //! incarnations) this one saw starting when it found the whole cluster
 //! starting and declared it new (empty otherwise): a master named there
 //! with its current incarnation may serve at once (see `quorum::catch_up`).
+//! `restarted`: the starting master has served before (its marker file
+//! says so), so it may have granted what nobody else remembers; nobody
+//! declares a cluster new while such a master is starting.
+//!
+//! A master whose answer would exceed [`MAX_CATCH_UP_BYTES`] (estimated)
+//! answers `{error, too_large}` instead; the asker counts it as no answer
+//! (and keeps its guard), rather than break the connection with a frame
+//! over the receiver's limit.
 //! The decoder bounds what it accepts ([`MAX_CATCH_UP_ITEMS`], each key,
 //! value, tag and session as deep as the store keeps, times capped to the
 //! store's limits) and rejects the whole answer otherwise.
@@ -33,11 +41,17 @@ use crate::term::{as_atom, as_int, as_tuple, list_elements};
 /// carry; a larger one is rejected and the master keeps its restart guard.
 pub(crate) const MAX_CATCH_UP_ITEMS: usize = 1_000_000;
 
+/// The most bytes (estimated) of a catch-up answer: well under the
+/// default 64 MiB frame limit, so an answer never breaks the connection.
+pub(crate) const MAX_CATCH_UP_BYTES: usize = 16 << 20;
+
 /// Whether the answering master serves, and whom it vouched for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PeerStatus {
     /// Still in its restart guard: it may have forgotten what it granted.
-    Starting,
+    /// `restarted`: it has served before (its marker exists), so this is
+    /// not a brand-new cluster.
+    Starting { restarted: bool },
     /// Caught up (or started `--fresh`, or past its guard). `vouched`: the
     /// masters it saw starting when it declared the cluster new.
     Serving { vouched: Vec<(String, u64)> },
@@ -91,6 +105,13 @@ pub(crate) enum CatchUpError {
     TooMany,
     #[error("a malformed or too deep {0}")]
     BadItem(&'static str),
+    #[error("the peer's answer would be too large")]
+    TooLarge,
+}
+
+/// The answer of a master whose state is over [`MAX_CATCH_UP_BYTES`].
+pub(crate) fn too_large() -> Term {
+    tuple(vec![atom("error"), atom("too_large")])
 }
 
 /// The request: `{erl_quorum_catch_up, FromNode}`.
@@ -119,7 +140,10 @@ fn bounded(term: &Term, budget: &mut usize) -> Result<Vec<Term>, CatchUpError> {
 impl CatchUpReply {
     pub(crate) fn encode(&self) -> Term {
         let status = match &self.status {
-            PeerStatus::Starting => atom("starting"),
+            PeerStatus::Starting { restarted } => tuple(vec![
+                atom("starting"),
+                atom(if *restarted { "restarted" } else { "new" }),
+            ]),
             PeerStatus::Serving { vouched } => tuple(vec![
                 atom("serving"),
                 list(
@@ -159,6 +183,9 @@ impl CatchUpReply {
     }
 
     pub(crate) fn decode(term: &Term) -> Result<CatchUpReply, CatchUpError> {
+        if *term == too_large() {
+            return Err(CatchUpError::TooLarge);
+        }
         let Some([name, inc, status, entries, promises, sessions]) = as_tuple(term) else {
             return Err(CatchUpError::Shape);
         };
@@ -167,23 +194,25 @@ impl CatchUpReply {
         }
         let mut budget = MAX_CATCH_UP_ITEMS;
         let incarnation = ms(inc).ok_or(CatchUpError::Shape)?;
-        let status = if is_atom(status, "starting") {
-            PeerStatus::Starting
-        } else {
-            match as_tuple(status) {
-                Some([s, vouched]) if is_atom(s, "serving") => {
-                    let vouched = bounded(vouched, &mut budget)?
-                        .iter()
-                        .map(|v| match as_tuple(v) {
-                            Some([n, i]) => Some((as_atom(n)?.to_owned(), ms(i)?)),
-                            _ => None,
-                        })
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or(CatchUpError::BadItem("vouched master"))?;
-                    PeerStatus::Serving { vouched }
-                }
-                _ => return Err(CatchUpError::Shape),
+        let status = match as_tuple(status) {
+            Some([s, how]) if is_atom(s, "starting") && is_atom(how, "new") => {
+                PeerStatus::Starting { restarted: false }
             }
+            Some([s, how]) if is_atom(s, "starting") && is_atom(how, "restarted") => {
+                PeerStatus::Starting { restarted: true }
+            }
+            Some([s, vouched]) if is_atom(s, "serving") => {
+                let vouched = bounded(vouched, &mut budget)?
+                    .iter()
+                    .map(|v| match as_tuple(v) {
+                        Some([n, i]) => Some((as_atom(n)?.to_owned(), ms(i)?)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(CatchUpError::BadItem("vouched master"))?;
+                PeerStatus::Serving { vouched }
+            }
+            _ => return Err(CatchUpError::Shape),
         };
         let entry = |t: &Term| -> Option<SnapEntry> {
             let [k, v, hold] = as_tuple(t)? else {
@@ -255,6 +284,65 @@ impl Store {
         self.incarnation
     }
 
+    /// This master has served before (the driver found its marker file):
+    /// it never declares a cluster new, and tells askers so.
+    pub(crate) fn set_restarted(&mut self, restarted: bool) {
+        self.restarted = restarted;
+    }
+
+    pub(crate) fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// The encoded answer to `{erl_quorum_catch_up, _}`, or
+    /// `{error, too_large}` when it would pass `max_bytes` (estimated from
+    /// the packed sizes, before anything is decoded or built).
+    pub(crate) fn catch_up_answer(&self, now: u64, max_bytes: usize) -> Term {
+        if self.catch_up_size(now) > max_bytes {
+            tracing::warn!(
+                entries = self.entries.len(),
+                max_bytes,
+                "locker: catch-up answer too large; the asker keeps its guard"
+            );
+            return too_large();
+        }
+        self.catch_up_reply(now).encode()
+    }
+
+    /// A cheap upper estimate of the encoded answer: packed bytes plus a
+    /// per-item allowance for the tuple, list cell and times.
+    pub(super) fn catch_up_size(&self, now: u64) -> usize {
+        const PER_ITEM: usize = 32;
+        let packed = |p: &Packed| match p {
+            Packed::Bytes(b) => b.len(),
+            Packed::Term(_) => 1_024,
+        };
+        let entries: usize = self
+            .entries
+            .values()
+            .filter(|e| self.live(e, now))
+            .map(|e| packed(&e.key) + packed(&e.value) + PER_ITEM)
+            .sum();
+        let sessions: usize = self
+            .session_names
+            .values()
+            .map(|n| 2 * packed(n) + PER_ITEM)
+            .sum();
+        let mut scratch = Vec::new();
+        let mut promises = 0;
+        for p in self.promises.values().filter(|p| p.deadline > now) {
+            for t in [&p.key, &p.tag] {
+                scratch.clear();
+                promises += match crate::dist::etf::encode_term(t, &mut scratch) {
+                    Ok(()) => scratch.len(),
+                    Err(_) => 1_024,
+                };
+            }
+            promises += PER_ITEM;
+        }
+        entries + sessions + promises
+    }
+
     /// Caught up by finding every other master starting: a new cluster (or
     /// a whole-cluster restart, which nobody can tell from one). `vouched`
     /// is told to masters that ask later.
@@ -275,7 +363,9 @@ impl Store {
     /// What this master tells a starting one: everything live at `now`.
     pub(crate) fn catch_up_reply(&self, now: u64) -> CatchUpReply {
         let status = if self.guard_active(now) {
-            PeerStatus::Starting
+            PeerStatus::Starting {
+                restarted: self.restarted,
+            }
         } else {
             PeerStatus::Serving {
                 vouched: self.vouched.clone(),

@@ -2,7 +2,7 @@
 //! decoder, and the merge.
 
 use super::snapshot::{
-    CatchUpError, Hold, SnapEntry, SnapPromise, SnapSession, MAX_CATCH_UP_ITEMS,
+    too_large, CatchUpError, Hold, SnapEntry, SnapPromise, SnapSession, MAX_CATCH_UP_ITEMS,
 };
 use super::tests::*;
 use super::*;
@@ -96,7 +96,16 @@ fn a_serving_master_tells_what_is_live_with_remaining_times() {
 #[test]
 fn a_starting_master_says_so_and_a_declaring_one_names_whom_it_vouched_for() {
     let mut s = starting();
-    assert_eq!(catch_up_of(&mut s, 10).status, PeerStatus::Starting);
+    assert_eq!(
+        catch_up_of(&mut s, 10).status,
+        PeerStatus::Starting { restarted: false }
+    );
+    // One that served before (its marker) says so.
+    s.set_restarted(true);
+    assert_eq!(
+        catch_up_of(&mut s, 10).status,
+        PeerStatus::Starting { restarted: true }
+    );
     s.mark_new_cluster(vec![("m@h".to_owned(), 7)]);
     assert_eq!(
         catch_up_of(&mut s, 10).status,
@@ -113,7 +122,7 @@ fn a_starting_master_says_so_and_a_declaring_one_names_whom_it_vouched_for() {
 fn the_decoder_bounds_what_it_accepts() {
     let good = CatchUpReply {
         incarnation: 1,
-        status: PeerStatus::Starting,
+        status: PeerStatus::Starting { restarted: false },
         entries: vec![],
         promises: vec![],
         sessions: vec![],
@@ -248,4 +257,38 @@ fn merge_leaves_keys_changed_during_the_guard_alone() {
     assert!(r.touched.is_empty() && !r.guard_active(70_000));
     let _ = r.cast(70_001, &trans_log(vec![t("release", vec![atom("k")])]));
     assert!(r.touched.is_empty());
+}
+
+#[test]
+fn an_answer_over_the_byte_bound_is_too_large_and_counts_as_none() {
+    let mut s = fresh();
+    for k in 0..50 {
+        lock(
+            &mut s,
+            0,
+            int(k),
+            crate::term::binary(vec![0; 1_000]),
+            5_000,
+        );
+    }
+    // 50 values of 1 000 bytes: well over 10 000, well under 1 MiB.
+    assert!(s.catch_up_answer(1, 10_000) == too_large());
+    assert_eq!(
+        CatchUpReply::decode(&s.catch_up_answer(1, 10_000)),
+        Err(CatchUpError::TooLarge)
+    );
+    let whole = s.catch_up_answer(1, 1 << 20);
+    assert_eq!(
+        CatchUpReply::decode(&whole).map(|r| r.entries.len()),
+        Ok(50)
+    );
+    // The estimate is no smaller than the encoding, and not far above.
+    let mut bytes = Vec::new();
+    crate::dist::etf::encode_term(&whole, &mut bytes).unwrap();
+    let estimate = s.catch_up_size(1);
+    assert!(
+        estimate >= bytes.len() && estimate < 2 * bytes.len(),
+        "{estimate} for {} bytes",
+        bytes.len()
+    );
 }
