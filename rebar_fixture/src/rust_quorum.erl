@@ -51,6 +51,11 @@
 %% PROTOCOL.md: the validity assumed on a node's first eq_owned, until its
 %% first keepalive answers.
 -define(FIRST_VALID_MS, 3000).
+%% Tombstones of released entries (see #state.tomb_new): one generation's
+%% age and size. 5 s per generation covers the giver's resends of `done`
+%% (GIVE_UP) by the time eq_moved can still come late.
+-define(TOMB_GEN_MS, 5000).
+-define(TOMB_MAX, 20000).
 
 %% What the guard knows about one serving Rust node that has owners here.
 -record(serving, {
@@ -79,7 +84,15 @@
     serving = #{} :: #{node() => #serving{}},
     %% Nodes we hold a monitor_node on. One monitor per node, kept until its
     %% nodedown, so a nodedown always means that node went down.
-    monitored = #{} :: #{node() => []}
+    monitored = #{} :: #{node() => []},
+    %% Tombstones: {Node, {Owner, Kind, Key}} entries Node said released
+    %% (or lost), in two generations rotated every ?TOMB_GEN_MS (or when the
+    %% new one holds ?TOMB_MAX), so each lives ~5-10 s and at most 2 *
+    %% ?TOMB_MAX are kept. A late eq_moved naming Node as the taker must not
+    %% bring such an entry back (PROTOCOL.md, "Graceful handoff").
+    tomb_new = #{} :: #{{node(), tuple()} => []},
+    tomb_old = #{} :: #{{node(), tuple()} => []},
+    tomb_rotated :: integer()
 }).
 
 %%%===================================================================
@@ -297,7 +310,7 @@ init([]) ->
     erlang:send_after(?TICK_MS, self(), tick),
     %% Subscribing may start a connection: not in init, which blocks the
     %% supervisor.
-    {ok, #state{}, {continue, subscribe}}.
+    {ok, #state{tomb_rotated = now_ms()}, {continue, subscribe}}.
 
 handle_continue(subscribe, State) ->
     {noreply, start_round(State)}.
@@ -325,23 +338,32 @@ handle_cast(_Msg, State) ->
 handle_info({eq_owned, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     {noreply, owned(Node, {Owner, Kind, Key}, State)};
 handle_info({eq_released, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
-    {noreply, released(Node, {Owner, Kind, Key}, State)};
+    Entry = {Owner, Kind, Key},
+    {noreply, bury(Node, Entry, released(Node, Entry, State))};
 %% The hold went on to serving node To (graceful handoff): guarded under To
 %% from now on (To's own eq_owned, on another connection, may come later),
 %% forgotten for Node, nobody told, the name kept in the table (eq_released
-%% would delete it).
+%% would delete it). Unless To already released it: To's eq_owned and
+%% eq_released can both overtake this message (it is sent by Node only
+%% after To's `done`), and re-adding the entry would make the guard keep a
+%% hold nobody has and tell its owner lost when To goes.
 handle_info({eq_moved, Node, Owner, Kind, Key, To}, State)
   when is_atom(Node), is_atom(To) ->
     Entry = {Owner, Kind, Key},
-    {noreply, forget(Node, Entry, owned(To, Entry, State))};
+    State1 = case buried(To, Entry, State) of
+                 true -> State;
+                 false -> owned(To, Entry, State)
+             end,
+    {noreply, forget(Node, Entry, State1)};
 handle_info({eq_lost, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     ?LOG_WARNING("erl_quorum: Rust node ~p could not renew ~p ~0p of ~p; "
                  "telling the owner", [Node, Kind, Key, Owner]),
     tell(Owner, Kind, Key),
-    {noreply, forget(Node, {Owner, Kind, Key}, State)};
+    Entry = {Owner, Kind, Key},
+    {noreply, bury(Node, Entry, forget(Node, Entry, State))};
 handle_info(tick, State) ->
     erlang:send_after(?TICK_MS, self(), tick),
-    {noreply, check_deadlines(State)};
+    {noreply, check_deadlines(rotate_tombs(State))};
 handle_info({nodedown, Node}, State) ->
     {noreply, nodedown(Node, State)};
 %% Registry changes: applied only from the node we subscribed to, in order.
@@ -423,6 +445,28 @@ forget(Node, Entry, #state{serving = Serving} = State) ->
         error ->
             State
     end.
+
+%% Remembers that Node no longer holds Entry, for a late eq_moved to To =:=
+%% Node. A full generation rotates early: under a storm of releases the
+%% oldest tombstones go first (bounded memory beats the rare late eq_moved).
+bury(Node, Entry, #state{tomb_new = New} = State0) ->
+    State = case map_size(New) >= ?TOMB_MAX of
+                true -> rotate_tombs_now(State0);
+                false -> State0
+            end,
+    State#state{tomb_new = maps:put({Node, Entry}, [], State#state.tomb_new)}.
+
+buried(Node, Entry, #state{tomb_new = New, tomb_old = Old}) ->
+    maps:is_key({Node, Entry}, New) orelse maps:is_key({Node, Entry}, Old).
+
+rotate_tombs(#state{tomb_rotated = At} = State) ->
+    case now_ms() - At >= ?TOMB_GEN_MS of
+        true -> rotate_tombs_now(State);
+        false -> State
+    end.
+
+rotate_tombs_now(#state{tomb_new = New} = State) ->
+    State#state{tomb_old = New, tomb_new = #{}, tomb_rotated = now_ms()}.
 
 %% Every tick: tells the owners of nodes whose deadline passed, and sends the
 %% keepalives that are due.
