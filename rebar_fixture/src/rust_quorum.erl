@@ -51,11 +51,6 @@
 %% PROTOCOL.md: the validity assumed on a node's first eq_owned, until its
 %% first keepalive answers.
 -define(FIRST_VALID_MS, 3000).
-%% Tombstones of released entries (see #state.tomb_new): one generation's
-%% age and size. 5 s per generation covers the giver's resends of `done`
-%% (GIVE_UP) by the time eq_moved can still come late.
--define(TOMB_GEN_MS, 5000).
--define(TOMB_MAX, 20000).
 
 %% What the guard knows about one serving Rust node that has owners here.
 -record(serving, {
@@ -85,14 +80,9 @@
     %% Nodes we hold a monitor_node on. One monitor per node, kept until its
     %% nodedown, so a nodedown always means that node went down.
     monitored = #{} :: #{node() => []},
-    %% Tombstones: {Node, {Owner, Kind, Key}} entries Node said released
-    %% (or lost), in two generations rotated every ?TOMB_GEN_MS (or when the
-    %% new one holds ?TOMB_MAX), so each lives ~5-10 s and at most 2 *
-    %% ?TOMB_MAX are kept. A late eq_moved naming Node as the taker must not
-    %% bring such an entry back (PROTOCOL.md, "Graceful handoff").
-    tomb_new = #{} :: #{{node(), tuple()} => []},
-    tomb_old = #{} :: #{{node(), tuple()} => []},
-    tomb_rotated :: integer()
+    %% Entries nodes said released or lost, for a late eq_moved
+    %% (rust_quorum_tombs).
+    tombs :: rust_quorum_tombs:tombs()
 }).
 
 %%%===================================================================
@@ -310,7 +300,7 @@ init([]) ->
     erlang:send_after(?TICK_MS, self(), tick),
     %% Subscribing may start a connection: not in init, which blocks the
     %% supervisor.
-    {ok, #state{tomb_rotated = now_ms()}, {continue, subscribe}}.
+    {ok, #state{tombs = rust_quorum_tombs:new(now_ms())}, {continue, subscribe}}.
 
 handle_continue(subscribe, State) ->
     {noreply, start_round(State)}.
@@ -350,7 +340,7 @@ handle_info({eq_released, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
 handle_info({eq_moved, Node, Owner, Kind, Key, To}, State)
   when is_atom(Node), is_atom(To) ->
     Entry = {Owner, Kind, Key},
-    State1 = case buried(To, Entry, State) of
+    State1 = case rust_quorum_tombs:buried(To, Entry, State#state.tombs) of
                  true -> State;
                  false -> owned(To, Entry, State)
              end,
@@ -363,7 +353,8 @@ handle_info({eq_lost, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     {noreply, bury(Node, Entry, forget(Node, Entry, State))};
 handle_info(tick, State) ->
     erlang:send_after(?TICK_MS, self(), tick),
-    {noreply, check_deadlines(rotate_tombs(State))};
+    Tombs = rust_quorum_tombs:tick(now_ms(), State#state.tombs),
+    {noreply, check_deadlines(State#state{tombs = Tombs})};
 handle_info({nodedown, Node}, State) ->
     {noreply, nodedown(Node, State)};
 %% Registry changes: applied only from the node we subscribed to, in order.
@@ -446,27 +437,9 @@ forget(Node, Entry, #state{serving = Serving} = State) ->
             State
     end.
 
-%% Remembers that Node no longer holds Entry, for a late eq_moved to To =:=
-%% Node. A full generation rotates early: under a storm of releases the
-%% oldest tombstones go first (bounded memory beats the rare late eq_moved).
-bury(Node, Entry, #state{tomb_new = New} = State0) ->
-    State = case map_size(New) >= ?TOMB_MAX of
-                true -> rotate_tombs_now(State0);
-                false -> State0
-            end,
-    State#state{tomb_new = maps:put({Node, Entry}, [], State#state.tomb_new)}.
-
-buried(Node, Entry, #state{tomb_new = New, tomb_old = Old}) ->
-    maps:is_key({Node, Entry}, New) orelse maps:is_key({Node, Entry}, Old).
-
-rotate_tombs(#state{tomb_rotated = At} = State) ->
-    case now_ms() - At >= ?TOMB_GEN_MS of
-        true -> rotate_tombs_now(State);
-        false -> State
-    end.
-
-rotate_tombs_now(#state{tomb_new = New} = State) ->
-    State#state{tomb_old = New, tomb_new = #{}, tomb_rotated = now_ms()}.
+%% Node no longer holds Entry: a late eq_moved to Node must not revive it.
+bury(Node, Entry, #state{tombs = Tombs} = State) ->
+    State#state{tombs = rust_quorum_tombs:bury(Node, Entry, Tombs)}.
 
 %% Every tick: tells the owners of nodes whose deadline passed, and sends the
 %% keepalives that are due.
