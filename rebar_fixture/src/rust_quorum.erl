@@ -79,7 +79,10 @@
     serving = #{} :: #{node() => #serving{}},
     %% Nodes we hold a monitor_node on. One monitor per node, kept until its
     %% nodedown, so a nodedown always means that node went down.
-    monitored = #{} :: #{node() => []}
+    monitored = #{} :: #{node() => []},
+    %% Entries nodes said released or lost, for a late eq_moved
+    %% (rust_quorum_tombs).
+    tombs :: rust_quorum_tombs:tombs()
 }).
 
 %%%===================================================================
@@ -324,7 +327,7 @@ init([]) ->
     erlang:send_after(?TICK_MS, self(), tick),
     %% Subscribing may start a connection: not in init, which blocks the
     %% supervisor.
-    {ok, #state{}, {continue, subscribe}}.
+    {ok, #state{tombs = rust_quorum_tombs:new(now_ms())}, {continue, subscribe}}.
 
 handle_continue(subscribe, State) ->
     {noreply, start_round(State)}.
@@ -352,23 +355,33 @@ handle_cast(_Msg, State) ->
 handle_info({eq_owned, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     {noreply, owned(Node, {Owner, Kind, Key}, State)};
 handle_info({eq_released, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
-    {noreply, released(Node, {Owner, Kind, Key}, State)};
+    Entry = {Owner, Kind, Key},
+    {noreply, bury(Node, Entry, released(Node, Entry, State))};
 %% The hold went on to serving node To (graceful handoff): guarded under To
 %% from now on (To's own eq_owned, on another connection, may come later),
 %% forgotten for Node, nobody told, the name kept in the table (eq_released
-%% would delete it).
+%% would delete it). Unless To already released it: To's eq_owned and
+%% eq_released can both overtake this message (it is sent by Node only
+%% after To's `done`), and re-adding the entry would make the guard keep a
+%% hold nobody has and tell its owner lost when To goes.
 handle_info({eq_moved, Node, Owner, Kind, Key, To}, State)
   when is_atom(Node), is_atom(To) ->
     Entry = {Owner, Kind, Key},
-    {noreply, forget(Node, Entry, owned(To, Entry, State))};
+    State1 = case rust_quorum_tombs:buried(To, Entry, State#state.tombs) of
+                 true -> State;
+                 false -> owned(To, Entry, State)
+             end,
+    {noreply, forget(Node, Entry, State1)};
 handle_info({eq_lost, Node, Owner, Kind, Key}, State) when is_atom(Node) ->
     ?LOG_WARNING("erl_quorum: Rust node ~p could not renew ~p ~0p of ~p; "
                  "telling the owner", [Node, Kind, Key, Owner]),
     tell(Owner, Kind, Key),
-    {noreply, forget(Node, {Owner, Kind, Key}, State)};
+    Entry = {Owner, Kind, Key},
+    {noreply, bury(Node, Entry, forget(Node, Entry, State))};
 handle_info(tick, State) ->
     erlang:send_after(?TICK_MS, self(), tick),
-    {noreply, check_deadlines(State)};
+    Tombs = rust_quorum_tombs:tick(now_ms(), State#state.tombs),
+    {noreply, check_deadlines(State#state{tombs = Tombs})};
 handle_info({nodedown, Node}, State) ->
     {noreply, nodedown(Node, State)};
 %% Registry changes: applied only from the node we subscribed to, in order.
@@ -450,6 +463,10 @@ forget(Node, Entry, #state{serving = Serving} = State) ->
         error ->
             State
     end.
+
+%% Node no longer holds Entry: a late eq_moved to Node must not revive it.
+bury(Node, Entry, #state{tombs = Tombs} = State) ->
+    State#state{tombs = rust_quorum_tombs:bury(Node, Entry, Tombs)}.
 
 %% Every tick: tells the owners of nodes whose deadline passed, and sends the
 %% keepalives that are due.

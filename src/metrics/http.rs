@@ -1,6 +1,8 @@
 //! The scrape endpoint: a tiny HTTP/1.1 responder on tokio, one request
-//! per connection and one connection at a time (Prometheus scrapes every
-//! few seconds; nothing else needs to be fast here).
+//! per connection, at most [`MAX_CONNECTIONS`] connections answered at once
+//! (each on a task and a process of its own), so a client that connects and
+//! sends nothing, or does not read, cannot hold up a scrape; a connection
+//! over the cap is closed at once.
 //!
 //! Bounded: the request head is read up to [`MAX_HEAD`] bytes within
 //! [`READ_TIMEOUT`]; the answer is written within [`WRITE_TIMEOUT`]; the
@@ -11,10 +13,13 @@ use super::collect;
 use super::exposition::{render, CONTENT_TYPE};
 use crate::node::Node;
 use crate::process::Process;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 
 /// The longest request head read (request line and headers).
@@ -23,24 +28,51 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to read the answer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections answered at once (Prometheus and an operator or two).
+pub const MAX_CONNECTIONS: usize = 4;
 
 /// Serves the metrics of `node` on `addr` until the node shuts down;
 /// returns the address bound (`127.0.0.1:0` picks a free port).
 pub async fn serve(node: &Node, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let process = node.spawn_process();
-    tokio::spawn(accept_loop(process, listener));
+    let shutdown = node.inner.shutdown_signal();
+    let node = node.clone();
+    tokio::spawn(accept_loop(listener, shutdown, move |stream| {
+        let mut process = node.spawn_process();
+        async move { answer(&mut process, stream).await }
+    }));
     tracing::info!(%bound, "metrics endpoint listening");
     Ok(bound)
 }
 
-async fn accept_loop(mut process: Process, listener: TcpListener) {
-    let mut shutdown = process.node().inner.shutdown_signal();
+/// Accepts until `shutdown` changes; each connection is answered by
+/// `answer` on a task of its own while fewer than [`MAX_CONNECTIONS`] are,
+/// else closed at once (`answer` bounds each in time).
+async fn accept_loop<F>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    answer: impl Fn(TcpStream) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => answer(&mut process, stream).await,
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let task = answer(stream);
+                        tokio::spawn(async move {
+                            task.await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!("metrics: too many connections; one closed");
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics: accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,5 +238,46 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(1024);
         drop(client);
         assert_eq!(read_head(&mut server).await, None);
+    }
+
+    /// Review #9: a client that connects and sends nothing holds one slot,
+    /// not the endpoint; past the cap a connection is closed at once.
+    #[tokio::test]
+    async fn an_idle_connection_does_not_block_a_scrape() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        // The real head reading and bounds; a fixed body for the scrape.
+        tokio::spawn(accept_loop(listener, shutdown, |mut stream| async move {
+            if let Ok(Some(_)) = timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nok").await;
+            }
+        }));
+        let scrape = || async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            // (Over the cap the server may have closed already.)
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await;
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            got
+        };
+        let mut idle = Vec::new();
+        for n in 1..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+            // Answered well before the idle ones' READ_TIMEOUT (5 s).
+            let got = timeout(Duration::from_secs(2), scrape()).await;
+            assert!(
+                matches!(&got, Ok(body) if body.ends_with(b"ok")),
+                "a scrape behind {n} idle connection(s): {got:?}"
+            );
+        }
+        // Every slot taken: the next connection is closed at once (the
+        // sleeps let the last scrape's slot go, then the idle one take it).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        idle.push(TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = timeout(Duration::from_secs(2), scrape()).await;
+        assert!(matches!(&got, Ok(body) if body.is_empty()), "{got:?}");
+        drop(idle);
     }
 }

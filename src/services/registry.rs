@@ -13,7 +13,7 @@ pub use singletons::{
 use super::protocol::{Reply, ReplyError, Request};
 use crate::process::{CallError, Process};
 use crate::term::{Pid, Term};
-use route::ShardMap;
+use route::{AfterFailure, ShardMap};
 use std::time::Duration;
 
 /// Why a [`Registry`] call failed (no quorum is an answer, not an error).
@@ -132,8 +132,9 @@ impl Registry {
     async fn call(&mut self, request: Request, timeout: Duration) -> Result<Reply, RegistryError> {
         let shard = ShardMap::shard(&request);
         let mapped = self.shards.holder(shard).filter(|&h| h != self.server);
-        // Whether `server` came from the map: if it is gone, the entry goes
-        // and this client's own server is asked, as without a map.
+        // Whether `server` came from the map: if it is gone or silent, the
+        // entry goes and this client's own server is asked, as without a
+        // map (`ShardMap::failed`).
         let mut from_map = mapped.is_some();
         let mut server = mapped.unwrap_or(&self.server).to_owned();
         let term = request.encode();
@@ -145,20 +146,15 @@ impl Registry {
                 .await;
             let reply = match reply {
                 Ok(reply) => Reply::decode(&request, &reply)?,
-                Err(CallError::NoProc | CallError::NoConnection) if from_map => {
-                    self.shards.forget_node(&server);
-                    from_map = false;
-                    server = self.server.clone();
-                    continue;
-                }
-                // The node we were sent to is gone: its shards cannot be
-                // granted until its session lapses, which to the caller is
-                // no quorum yet (as `rust_quorum` answers).
-                Err(CallError::NoProc | CallError::NoConnection) if hop > 0 => {
-                    self.shards.forget_node(&server);
-                    return Ok(Reply::no_quorum(&request));
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match self.shards.failed(&server, &e, from_map, hop > 0) {
+                    AfterFailure::AskOwnServer => {
+                        from_map = false;
+                        server = self.server.clone();
+                        continue;
+                    }
+                    AfterFailure::NoQuorum => return Ok(Reply::no_quorum(&request)),
+                    AfterFailure::Fail => return Err(e.into()),
+                },
             };
             from_map = false;
             match reply {

@@ -7,6 +7,7 @@
 //! refusal for a holder (not "no quorum") says the node that answered
 //! holds it. A stale entry costs one redirect, which corrects it.
 
+use crate::process::CallError;
 use crate::services::protocol::{Reply, Request};
 use crate::services::shards::SHARDS;
 use crate::services::slots::{shard_of_key, Kind};
@@ -65,6 +66,36 @@ impl ShardMap {
         }
     }
 
+    /// The call to `node` failed with `error`: what the caller does next.
+    /// `from_map`: `node` was asked only because this map named it;
+    /// `redirected`: a serving node sent the caller there.
+    ///
+    /// A mapped node that is gone, or does not answer (hung, or cut off
+    /// with no nodedown until net_ticktime), is forgotten and the client's
+    /// own server asked instead, which redirects to the shard's holder now:
+    /// without this, every call for its shards would wait the full timeout
+    /// on it, for ever (no reply ever corrects the map). A node redirected
+    /// to that is gone means its shards cannot be granted until its
+    /// session lapses: no quorum yet, as `rust_quorum` answers.
+    pub(crate) fn failed(
+        &mut self,
+        node: &str,
+        error: &CallError,
+        from_map: bool,
+        redirected: bool,
+    ) -> AfterFailure {
+        let gone = matches!(error, CallError::NoProc | CallError::NoConnection);
+        let silent = matches!(error, CallError::Timeout);
+        if gone || silent {
+            self.forget_node(node);
+        }
+        match () {
+            _ if (gone || silent) && from_map => AfterFailure::AskOwnServer,
+            _ if gone && redirected => AfterFailure::NoQuorum,
+            _ => AfterFailure::Fail,
+        }
+    }
+
     /// `node` failed a call: it holds nothing we know of any more.
     pub(crate) fn forget_node(&mut self, node: &str) {
         for entry in &mut self.holders {
@@ -73,6 +104,18 @@ impl ShardMap {
             }
         }
     }
+}
+
+/// What a [`super::Registry`] call does after a failed call (see
+/// [`ShardMap::failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Ask this client's own server (once).
+    AskOwnServer,
+    /// Answer "no quorum" for the request.
+    NoQuorum,
+    /// Return the error.
+    Fail,
 }
 
 /// Whether `reply` shows the node that sent it holds the request's shard:
@@ -149,5 +192,51 @@ mod tests {
         assert_eq!(map.holder(shard), None);
         map.learn(Some(SHARDS), "x@h");
         assert_eq!(map.holder(Some(SHARDS)), None, "out of range is ignored");
+    }
+
+    /// Review #6: a mapped node that times out is forgotten and the own
+    /// server asked, as for one that is gone; only mapped nodes are
+    /// retried elsewhere.
+    #[test]
+    fn a_mapped_node_that_fails_is_forgotten_and_the_own_server_asked() {
+        let req = lock(atom("k"));
+        let shard = ShardMap::shard(&req);
+        for error in [
+            CallError::Timeout,
+            CallError::NoProc,
+            CallError::NoConnection,
+        ] {
+            let mut map = ShardMap::default();
+            map.learn(shard, "hung@h");
+            assert_eq!(
+                map.failed("hung@h", &error, true, false),
+                AfterFailure::AskOwnServer,
+                "{error:?}"
+            );
+            assert_eq!(map.holder(shard), None, "{error:?} left the row");
+        }
+        // Redirected to a node that is gone: no quorum yet, row forgotten.
+        let mut map = ShardMap::default();
+        map.learn(shard, "gone@h");
+        assert_eq!(
+            map.failed("gone@h", &CallError::NoConnection, false, true),
+            AfterFailure::NoQuorum
+        );
+        assert_eq!(map.holder(shard), None);
+        // Redirected to a node that does not answer: the error, but the row
+        // goes, so the next call asks the own server first.
+        map.learn(shard, "hung@h");
+        assert_eq!(
+            map.failed("hung@h", &CallError::Timeout, false, true),
+            AfterFailure::Fail
+        );
+        assert_eq!(map.holder(shard), None);
+        // The own server failing is the caller's error; it is not in the map.
+        map.learn(shard, "other@h");
+        assert_eq!(
+            map.failed("own@h", &CallError::Timeout, false, false),
+            AfterFailure::Fail
+        );
+        assert_eq!(map.holder(shard), Some("other@h"));
     }
 }
