@@ -306,6 +306,10 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
 /// 64 of them at once): some end in time, some past `TRANSFER_WAIT` (no
 /// state sent, the owners told lost at once). The sim's invariants (never
 /// two holders, guard before reply, every live request answered) hold.
+/// (Open: seed 20, a 3.3 s delay, reports a double grant whose earlier
+/// holder may be a gone owner's orphaned hold released silently by the
+/// taker (the sim sees no notice for it); not yet diagnosed:
+/// `EQ_SIM_FIRST=20 EQ_SIM_SEEDS=1 EQ_SIM_LOG=k4`.)
 #[test]
 fn transfers_delayed_by_seconds_never_grant_twice() {
     let plan = Plan {
@@ -314,12 +318,15 @@ fn transfers_delayed_by_seconds_never_grant_twice() {
         slow_core0_ms: None,
         handoffs: true,
     };
-    let seeds = std::env::var("EQ_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8u64);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 8));
     let mut totals = HandoffStats::default();
-    for seed in 0..seeds {
+    for seed in first..first + seeds {
         let mut sim = Sim::with_plan(seed, plan);
         sim.transfer_delay = Duration::from_millis(1_500 + 900 * (seed % 6));
         sim.run();
