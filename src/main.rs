@@ -304,6 +304,9 @@ fn client_name() -> String {
 /// (the 2 s also cover clock rates drifting apart over a lease). The
 /// default keeps each of those safe on its own.
 const RELEASE_MARGIN_MS: u64 = 2_000;
+/// How long a stop waits, after the drain, for the queued messages to be
+/// written before closing the connections.
+const FLUSH_BEFORE_STOP: Duration = Duration::from_secs(1);
 
 /// `$HOME/.erl_quorum`, beside `~/.erlang.cookie` (`.` without a HOME).
 fn default_state_dir() -> std::path::PathBuf {
@@ -386,6 +389,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             tokio::select! {
                 drained = drain => tracing::info!(drained, "erl_quorum: stopping"),
                 _ = wait_for_signal() => {}
+            }
+            // The last handoff's `eq_moved` notices may still be queued:
+            // closing first would leave their owners to a nodedown.
+            if !node.flushed(FLUSH_BEFORE_STOP).await {
+                tracing::warn!("erl_quorum: stopping with messages still queued");
             }
             node.shutdown();
             Ok(ExitCode::SUCCESS)

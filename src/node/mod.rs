@@ -41,6 +41,9 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How often [`Node::flushed`] looks at the outboxes again.
+const FLUSH_POLL: Duration = Duration::from_millis(5);
+
 /// Why a node could not start or reach a peer.
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -273,6 +276,23 @@ impl Node {
     /// still be reachable later (a silent client of the services).
     pub fn reset_connection(&self, node: &str) -> bool {
         connection::reset_peer(&self.inner, &Atom::from(node), "connection reset")
+    }
+
+    /// Waits, at most `within`, until every connection has written what
+    /// was queued for it (true), so that the last messages of a graceful
+    /// stop (a handoff's `eq_moved` notices, often queued in a burst)
+    /// reach their nodes before [`Node::shutdown`] closes the connections.
+    pub async fn flushed(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.inner.peers.unflushed() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
     }
 
     /// Stops listening, closes every connection and leaves EPMD.

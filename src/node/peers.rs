@@ -121,4 +121,45 @@ impl Peers {
     pub(crate) fn all_names(&self) -> Vec<Atom> {
         self.lock().keys().cloned().collect()
     }
+
+    /// Peers with frames not yet written: queued for a handshake under
+    /// way, or in a live connection's outbox (a closed one counts as
+    /// written: its bytes can no longer go anywhere).
+    pub(crate) fn unflushed(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|peer| match peer {
+                Peer::Connecting { queue, .. } => !queue.is_empty(),
+                Peer::Up(conn) => conn.outbox.queued() > 0 && !conn.outbox.is_closed(),
+            })
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_waiting_for_a_handshake_are_unflushed() {
+        let peers = Peers::default();
+        assert_eq!(peers.unflushed(), 0);
+        let mut frame = OutFrame::begin();
+        frame.end_control();
+        peers.lock().insert(
+            Atom::from("a@h"),
+            Peer::Connecting {
+                attempt: 1,
+                queue: vec![frame],
+            },
+        );
+        peers.lock().insert(
+            Atom::from("b@h"),
+            Peer::Connecting {
+                attempt: 2,
+                queue: Vec::new(),
+            },
+        );
+        assert_eq!(peers.unflushed(), 1);
+    }
 }

@@ -211,7 +211,9 @@ impl GenServer for Server {
                     self.core.handle_peer_msg(msg, Instant::now());
                     self.carry_out(process);
                 }
-                Err(e @ PeerMsgError::UnsupportedVersion(_)) => {
+                // (A refused handoff `state` costs its owners their holds:
+                // worth a warning; the line names no content.)
+                Err(e @ (PeerMsgError::UnsupportedVersion(_) | PeerMsgError::Malformed)) => {
                     tracing::warn!(error = %e, "erl_quorum: peer message refused")
                 }
                 Err(e) => tracing::debug!(error = %e, "erl_quorum: unexpected message ignored"),

@@ -437,6 +437,30 @@ impl Shards {
             State::Receiving { from: f, id: i, .. } if f == from && *i == id)
     }
 
+    /// The giver abandoned handoff `id` of `from`: the shard is its again
+    /// (as seen `now`); the requests parked meanwhile go there.
+    pub(crate) fn receive_cancelled(
+        &mut self,
+        index: u32,
+        from: &str,
+        id: u64,
+        now: Instant,
+    ) -> Option<Vec<Parked>> {
+        if !self.receiving(index, from, id) {
+            return None;
+        }
+        let state = &mut self.shards[index as usize];
+        let State::Receiving { parked, .. } = state else {
+            return None;
+        };
+        let parked = std::mem::take(parked);
+        *state = State::Foreign {
+            node: from.to_owned(),
+            seen: now,
+        };
+        Some(parked)
+    }
+
     /// The state of handoff `id` arrived: held here under `epoch`; its
     /// parked requests are served here.
     pub(crate) fn received(&mut self, index: u32, epoch: u64) -> Vec<Parked> {

@@ -266,7 +266,9 @@ impl Slots {
                 return;
             };
             let holder: Option<Pid> = match &slot.state {
-                State::Held { owner, .. } | State::Orphaned { owner } => Some((**owner).clone()),
+                State::Held { owner, .. } | State::Orphaned { owner, .. } => {
+                    Some((**owner).clone())
+                }
                 State::Elsewhere { holder, .. } => holder.as_deref().cloned(),
                 _ => None,
             };
@@ -507,10 +509,11 @@ impl Slots {
             };
             slot.queue.retain(|w| &w.owner != pid);
             match &slot.state {
-                State::Held { owner, .. } if **owner == *pid => {
+                State::Held { owner, token } if **owner == *pid => {
                     if connection_lost {
                         slot.state = State::Orphaned {
                             owner: owner.clone(),
+                            token: *token,
                         };
                         self.actions.push(Action::ReleaseLater {
                             slot: id,
@@ -529,7 +532,7 @@ impl Slots {
     pub(crate) fn release_due(&mut self, id: SlotId, owner: &Pid) {
         let due = self
             .slot(id)
-            .is_some_and(|s| matches!(&s.state, State::Orphaned { owner: o } if **o == *owner));
+            .is_some_and(|s| matches!(&s.state, State::Orphaned { owner: o, .. } if **o == *owner));
         if due {
             self.release(id, owner, true);
         }

@@ -21,34 +21,60 @@
 //! 6. G tells each owner's guard `eq_moved` (forget the hold for G: G's
 //!    going later costs the owner nothing).
 //!
-//! Failures: no `ready` within [`ASK_WAIT`] (or `no`): G serves S again
-//! (nothing moved). No `done` by [`GIVE_UP`]: G tells the owners
-//! `eq_lost` (T may never learn of them); T, without the state by
-//! [`RECEIVE_WAIT`] (longer), finds out with a confirm round whether it
-//! holds S and serves it empty. A session lost on either side mid-way: its
+//! Failures: no `ready` within [`ASK_WAIT`] (or `no`), or a round short
+//! of W: G serves S again (nothing moved) and tells T `no` (T's parked
+//! requests go to G). A round that ends past [`TRANSFER_WAIT`]: G does not
+//! send the state and tells the owners `eq_lost` at once. No `done` by
+//! [`GIVE_UP`] more: G tells the owners `eq_lost` (T may never learn of
+//! them). All of G's deadlines count from its `ask`; T, without the state
+//! by [`RECEIVE_WAIT`] (longer than all of them and a margin for the
+//! guards), finds out with a confirm round whether it holds S and serves
+//! it empty. A shard over the `state` limits is never handed (it stays). A session lost on either side mid-way: its
 //! holds were told `eq_lost` by the slots; the shard is taken again.
 
 use super::timers::Timer;
 use super::{Core, Output};
-use crate::services::protocol::handoff::{HandoffBody, HandoffMsg, MovedSlot};
+use crate::process::Caller;
+use crate::services::protocol::handoff::{
+    HandoffBody, HandoffMsg, MovedSlot, MAX_MOVED_SLOTS, MAX_STATE_BYTES,
+};
 use crate::services::protocol::{Notice, PeerMsg, Reply};
 use crate::services::rounds::Job;
 use crate::services::shards::{Parked, SHARDS};
 use crate::services::slots::Kind;
 use crate::term::{Pid, Term};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long the giver waits for `ready` before serving the shard again.
 pub(crate) const ASK_WAIT: Duration = Duration::from_secs(1);
+/// How long the giver's transfer round may take, its wait for a worker
+/// included (counted from `ask` + [`ASK_WAIT`]): ended later, the state
+/// is not sent (the taker may be about to give up on it) and the owners
+/// are told `eq_lost` at once.
+pub(crate) const TRANSFER_WAIT: Duration = Duration::from_secs(3);
 /// How often the giver sends the state again until `done`.
 pub(crate) const RESEND: Duration = Duration::from_millis(250);
 /// How long the giver sends the state before telling the owners lost.
 pub(crate) const GIVE_UP: Duration = Duration::from_secs(5);
-/// How long a taker waits for the state (past [`GIVE_UP`]: by then the
-/// giver has told the owners).
-pub(crate) const RECEIVE_WAIT: Duration = Duration::from_secs(8);
+/// Time for the owners' guards to act on the giver's `eq_lost` before the
+/// taker may grant their keys to others (the release margin's role after
+/// a lost session).
+const LOST_MARGIN: Duration = Duration::from_secs(2);
+/// How long a taker waits for the state: past the giver's last moment to
+/// send it and tell the owners otherwise, plus [`LOST_MARGIN`].
+pub(crate) const RECEIVE_WAIT: Duration = Duration::from_secs(11);
+/// The giver's schedule, counted from its `ask` (the taker's from the
+/// ask's arrival, never earlier): the state goes, or the owners are told
+/// lost, before the taker serves the shard empty.
+const GIVER_LAST: Duration = ASK_WAIT
+    .saturating_add(TRANSFER_WAIT)
+    .saturating_add(GIVE_UP);
+const _: () = assert!(
+    RECEIVE_WAIT.as_millis() >= GIVER_LAST.saturating_add(LOST_MARGIN).as_millis(),
+    "the taker must outwait the giver's give-up and the guards' margin"
+);
 /// Handoffs installed remembered, to answer a resent state again.
 const INSTALLED_KEPT: usize = 256;
 
@@ -67,8 +93,9 @@ struct Outgoing {
     to: String,
     shard: u32,
     phase: Phase,
-    /// When the state (once sent) is given up.
-    give_up: Instant,
+    /// When the `ask` went: the transfer's and the give-up's deadlines
+    /// count from it (never from a late step).
+    asked: Instant,
 }
 
 /// The handoffs this node gives and takes.
@@ -82,6 +109,8 @@ pub(super) struct Handoffs {
     stopping: bool,
     /// Round-robin over the live peers.
     next_target: usize,
+    /// Shards kept at a stop: too large to hand over in one `state`.
+    kept: BTreeSet<u32>,
 }
 
 impl Handoffs {
@@ -127,9 +156,10 @@ impl Core {
     /// can be: no peer is there to take them).
     pub(crate) fn drained(&self) -> bool {
         let held = self.routing.shards.held_shards(self.lease.session.epoch);
+        let kept = &self.handoffs.kept;
         self.handoffs.stopping
             && self.handoffs.outgoing.is_empty()
-            && (held.is_empty() || self.sharing.live_peers().is_empty())
+            && (held.iter().all(|s| kept.contains(s)) || self.sharing.live_peers().is_empty())
     }
 
     /// Hands `shard` to the next live peer, if any.
@@ -148,6 +178,12 @@ impl Core {
         if shard >= SHARDS || to == self.me.node || self.handoffs.handing(shard) {
             return false;
         }
+        if !self.fits_one_state(shard) {
+            if self.handoffs.stopping {
+                self.handoffs.kept.insert(shard);
+            }
+            return false;
+        }
         let id = self.handoffs.next_id;
         let epoch = self.lease.session.epoch;
         if !self.routing.shards.freeze(shard, epoch, to, id) {
@@ -163,12 +199,29 @@ impl Core {
                 to: to.to_owned(),
                 shard,
                 phase: Phase::Asked,
-                give_up: self.now + GIVE_UP,
+                asked: self.now,
             },
         );
         self.send_handoff(to, id, HandoffBody::Ask { shard });
         self.timers.at(self.now + ASK_WAIT, Timer::Handoff(id));
         true
+    }
+
+    /// Whether `shard`'s state fits one message the taker accepts (at most
+    /// [`MAX_MOVED_SLOTS`] slots, about [`MAX_STATE_BYTES`]); a larger one
+    /// stays here (at a stop: its holds lapse with this node's session).
+    fn fits_one_state(&self, shard: u32) -> bool {
+        let (slots, bytes) = self.slots.shard_size(shard);
+        let fits = slots <= MAX_MOVED_SLOTS && bytes <= MAX_STATE_BYTES;
+        if !fits {
+            tracing::warn!(
+                shard,
+                slots,
+                bytes,
+                "erl_quorum: shard too large to hand over in one state; it stays here"
+            );
+        }
+        fits
     }
 
     fn send_handoff(&mut self, node: &str, id: u64, body: HandoffBody) {
@@ -197,7 +250,9 @@ impl Core {
             } => self.ready(&from, id, shard, value, session),
             HandoffBody::No { shard } => {
                 if self.outgoing_is(id, &from, shard, |p| matches!(p, Phase::Asked)) {
-                    self.not_handed(id);
+                    self.not_handed(id, false);
+                } else {
+                    self.receive_cancelled(&from, id, shard);
                 }
             }
             HandoffBody::State {
@@ -264,12 +319,16 @@ impl Core {
     }
 
     /// Giver: nothing moved (refused, unanswered, or the round fell short):
-    /// serve the shard again; stopping, try the next peer.
-    fn not_handed(&mut self, id: u64) {
+    /// serve the shard again; stopping, try the next peer. `tell`: the
+    /// taker (which may be waiting, its requests parked) hears `no`.
+    fn not_handed(&mut self, id: u64, tell: bool) {
         let Some(o) = self.handoffs.outgoing.remove(&id) else {
             return;
         };
         tracing::info!(shard = o.shard, to = %o.to, "erl_quorum: shard not handed over; serving it");
+        if tell {
+            self.send_handoff(&o.to, id, HandoffBody::No { shard: o.shard });
+        }
         // Held again: the repairs write it again.
         self.lease.session.generation += 1;
         if let Some(parked) = self.routing.shards.thaw(o.shard, id) {
@@ -292,18 +351,25 @@ impl Core {
             return;
         }
         if !ok {
-            self.not_handed(id);
+            self.not_handed(id, true);
             return;
         }
+        let late = self.now > o.asked + ASK_WAIT + TRANSFER_WAIT;
         let (shard, to) = (o.shard, o.to.clone());
         let slots = self.slots.export_shard(shard, &to);
-        let holds = slots
+        // (An orphaned hold's owner was told lost already: no notice.)
+        let holds: Vec<_> = slots
             .iter()
+            .filter(|s| !s.orphaned)
             .filter_map(|s| {
                 let (owner, _) = s.holder.as_ref()?;
                 Some((owner.clone(), s.kind, s.key.clone()))
             })
             .collect();
+        if late {
+            self.transferred_late(id, shard, &to, slots, holds);
+            return;
+        }
         let state = HandoffBody::State {
             shard,
             next_token: self.routing.fences.next(shard),
@@ -318,8 +384,53 @@ impl Core {
         self.send_handoff(&to, id, state.clone());
         let o = self.handoffs.outgoing.get_mut(&id).expect("present");
         o.phase = Phase::Sent { state, holds };
-        o.give_up = self.now + GIVE_UP;
         self.timers.at(self.now + RESEND, Timer::Handoff(id));
+    }
+
+    /// Giver: the shard is the taker's on the quorum, but too late for the
+    /// state to reach it surely before it gives up waiting: the owners are
+    /// told lost now (the taker serves the shard empty after its wait),
+    /// the waiters and parked requests are sent to the taker.
+    fn transferred_late(
+        &mut self,
+        id: u64,
+        shard: u32,
+        to: &str,
+        slots: Vec<MovedSlot>,
+        holds: Vec<(Pid, Kind, Term)>,
+    ) {
+        self.handoffs.outgoing.remove(&id);
+        tracing::warn!(shard, %to, "erl_quorum: shard transferred too late to send its state; telling its owners");
+        for (owner, kind, key) in holds {
+            self.notify(Notice::Lost, owner, kind, key);
+        }
+        for w in slots.into_iter().flat_map(|s| s.waiters) {
+            let caller = Caller {
+                pid: w.caller,
+                tag: w.tag,
+            };
+            let reply = Reply::Redirect(to.to_owned());
+            self.outputs.push_back(Output::Reply(caller, reply));
+        }
+        if let Some((to, parked)) = self.routing.shards.handed(shard, id, self.now) {
+            self.redirect(&to, parked);
+        }
+        self.wake_shard_waiters(shard);
+    }
+
+    /// Taker: the giver abandoned handoff `id` (`no`): the shard is the
+    /// giver's again; the requests parked for it go there.
+    fn receive_cancelled(&mut self, from: &str, id: u64, shard: u32) {
+        let Some(parked) = self
+            .routing
+            .shards
+            .receive_cancelled(shard, from, id, self.now)
+        else {
+            return;
+        };
+        tracing::info!(shard, peer = %from, "erl_quorum: handoff abandoned by the giver");
+        self.redirect(from, parked);
+        self.wake_shard_waiters(shard);
     }
 
     fn redirect(&mut self, to: &str, parked: Vec<Parked>) {
@@ -347,9 +458,9 @@ impl Core {
             return;
         };
         match &o.phase {
-            Phase::Asked => self.not_handed(id),
+            Phase::Asked => self.not_handed(id, true),
             Phase::Transferring => {}
-            Phase::Sent { .. } if self.now >= o.give_up => {
+            Phase::Sent { .. } if self.now >= o.asked + GIVER_LAST => {
                 let o = self.handoffs.outgoing.remove(&id).expect("present");
                 tracing::warn!(shard = o.shard, to = %o.to, "erl_quorum: handoff state never acknowledged; telling its owners");
                 if let Phase::Sent { holds, .. } = o.phase {

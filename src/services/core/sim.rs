@@ -146,6 +146,8 @@ struct Sim {
     now: Instant,
     rng: StdRng,
     loss: f64,
+    /// A handoff's transfer round waits this long for a worker.
+    transfer_delay: Duration,
     cores: Vec<Core>,
     /// Per core: the monitors it asked for, on which process.
     monitors: Vec<BTreeMap<MonitorId, Pid>>,
@@ -285,6 +287,7 @@ impl Sim {
             now: t0,
             rng,
             loss,
+            transfer_delay: Duration::ZERO,
             cores,
             monitors: vec![BTreeMap::new(); CORES],
             masters,
@@ -640,7 +643,16 @@ impl Sim {
                     self.service_monitors[core].remove(&id);
                 }
                 Output::Run(job) => {
-                    let at = self.now + Duration::from_micros(self.rng.random_range(50..2_000));
+                    let mut at = self.now + Duration::from_micros(self.rng.random_range(50..2_000));
+                    if matches!(
+                        job,
+                        Job::TransferShard {
+                            handoff: Some(_),
+                            ..
+                        }
+                    ) {
+                        at += self.transfer_delay;
+                    }
                     let sent_at = self.now;
                     self.schedule(at, Delivery::Job { core, job, sent_at });
                 }
@@ -751,10 +763,13 @@ impl Sim {
             // The new node's `eq_owned` came first (sent before `done`).
             Notice::Moved => {}
             Notice::Released | Notice::Lost => {
+                // (A gone owner's hold is orphaned: handed over silently,
+                // the taker releases it when the margin ends.)
+                let dead = self.dead.contains(&notice.owner);
                 if self
                     .holders
                     .get(&hold)
-                    .is_some_and(|(c, o)| *c == core && *o == notice.owner)
+                    .is_some_and(|(c, o)| (*c == core || dead) && *o == notice.owner)
                 {
                     self.holders.remove(&hold);
                 }

@@ -85,7 +85,12 @@ impl Sim {
                     if drained {
                         self.handoffs.drained += 1;
                     }
-                    let lost = self.holders.values().filter(|(c, _)| *c == core).count();
+                    // (An owner gone before the stop lost nothing to it.)
+                    let lost = self
+                        .holders
+                        .values()
+                        .filter(|(c, o)| *c == core && !self.dead.contains(o))
+                        .count();
                     self.handoffs.lost_at_stop += lost;
                     self.restart_core(core);
                 } else {
@@ -295,4 +300,51 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
     assert_eq!(totals.stops, CORES * 16);
     assert_eq!(totals.lost_at_stop, 0, "{totals:?}");
     assert_eq!(totals.drained, totals.stops, "{totals:?}");
+}
+
+/// A handoff's transfer round waiting seconds for a worker (a drain queues
+/// 64 of them at once): some end in time, some past `TRANSFER_WAIT` (no
+/// state sent, the owners told lost at once). The sim's invariants (never
+/// two holders, guard before reply, every live request answered) hold.
+/// (Open: seed 20, a 3.3 s delay, reports a double grant whose earlier
+/// holder may be a gone owner's orphaned hold released silently by the
+/// taker (the sim sees no notice for it); not yet diagnosed:
+/// `EQ_SIM_FIRST=20 EQ_SIM_SEEDS=1 EQ_SIM_LOG=k4`. The code before the
+/// review fixes fails that seed too, on another key; seeds 0..8 pass with
+/// both, so this run does not yet tell them apart.)
+#[test]
+fn transfers_delayed_by_seconds_never_grant_twice() {
+    let plan = Plan {
+        singletons: false,
+        restarts: false,
+        slow_core0_ms: None,
+        handoffs: true,
+    };
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 8));
+    let mut totals = HandoffStats::default();
+    for seed in first..first + seeds {
+        let mut sim = Sim::with_plan(seed, plan);
+        sim.transfer_delay = Duration::from_millis(1_500 + 900 * (seed % 6));
+        sim.run();
+        let left = sim
+            .calls
+            .values()
+            .filter(|(o, _)| !sim.dead.contains(o))
+            .count();
+        if left > 0 {
+            sim.dump_log();
+        }
+        assert_eq!(left, 0, "seed {seed}: unanswered calls");
+        totals.started += sim.handoffs.started;
+        totals.stops += sim.handoffs.stops;
+        totals.lost_at_stop += sim.handoffs.lost_at_stop;
+    }
+    eprintln!("delayed-transfer handoff sim: {totals:?}");
+    assert_eq!(totals.stops, CORES * seeds as usize);
 }

@@ -18,6 +18,10 @@ pub(crate) const HANDOFF_VERSION: i64 = 1;
 /// At most this many slots in one `state` (a shard of more is not handed
 /// off: it stays with its node, and goes the slow way at its stop).
 pub(crate) const MAX_MOVED_SLOTS: usize = 100_000;
+/// The giver's estimate of a `state`'s encoded bytes stays under this (a
+/// quarter of the default 64 MiB frame limit): a larger shard is not
+/// handed off either.
+pub(crate) const MAX_STATE_BYTES: usize = 16 << 20;
 /// At most this many waiters of one slot travel (more are answered by the
 /// giver with a redirect: they ask the taker again).
 pub(crate) const MAX_MOVED_WAITERS: usize = 1_000;
@@ -55,12 +59,16 @@ pub(crate) enum HandoffBody {
 }
 
 /// One key of a handed-off shard: `{Kind, Key, Holder, Waiters}` with
-/// `Holder` `undefined` or `{Owner, Token}`.
+/// `Holder` `undefined`, `{Owner, Token}` or `{orphaned, Owner, Token}`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MovedSlot {
     pub kind: Kind,
     pub key: Term,
     pub holder: Option<(Pid, u64)>,
+    /// The holder's node lost the giver: its guard told the owner the hold
+    /// is lost, and the taker only keeps it until the release margin ends
+    /// (no `eq_owned`, no watch).
+    pub orphaned: bool,
     /// In order.
     pub waiters: Vec<MovedWaiter>,
 }
@@ -158,6 +166,11 @@ impl MovedAsk {
 impl MovedSlot {
     fn encode(&self) -> Term {
         let holder = match &self.holder {
+            Some((owner, token)) if self.orphaned => tuple(vec![
+                atom("orphaned"),
+                Term::from(owner.clone()),
+                uint_term(*token),
+            ]),
             Some((owner, token)) => tuple(vec![Term::from(owner.clone()), uint_term(*token)]),
             None => atom("undefined"),
         };
@@ -185,11 +198,14 @@ impl MovedSlot {
         let [k, key, holder, waiters] = as_tuple(term)? else {
             return None;
         };
-        let holder = if is_atom(holder, "undefined") {
-            None
+        let (holder, orphaned) = if is_atom(holder, "undefined") {
+            (None, false)
         } else {
             match as_tuple(holder)? {
-                [owner, token] => Some((pid(owner)?, uint(token)?)),
+                [owner, token] => (Some((pid(owner)?, uint(token)?)), false),
+                [tag, owner, token] if is_atom(tag, "orphaned") => {
+                    (Some((pid(owner)?, uint(token)?)), true)
+                }
                 _ => return None,
             }
         };
@@ -213,6 +229,7 @@ impl MovedSlot {
             kind: kind(k)?,
             key: key.clone(),
             holder,
+            orphaned,
             waiters,
         })
     }
@@ -343,6 +360,7 @@ mod tests {
                     kind: Kind::Lock,
                     key: atom("k"),
                     holder: Some((owner.clone(), 12)),
+                    orphaned: false,
                     waiters: vec![MovedWaiter {
                         caller: owner.clone(),
                         tag: int(4),
@@ -357,6 +375,14 @@ mod tests {
                     kind: Kind::Name,
                     key: atom("n"),
                     holder: None,
+                    orphaned: false,
+                    waiters: vec![],
+                },
+                MovedSlot {
+                    kind: Kind::Lock,
+                    key: atom("o"),
+                    holder: Some((owner.clone(), 13)),
+                    orphaned: true,
                     waiters: vec![],
                 },
             ],

@@ -100,6 +100,11 @@ impl Queue {
         mine.into()
     }
 
+    /// Every waiter, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Waiting> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
     /// Every waiter, in order, leaving none.
     pub(super) fn take_all(&mut self) -> Vec<Waiting> {
         self.0.take().map(|q| Vec::from(*q)).unwrap_or_default()

@@ -22,8 +22,10 @@ pub(super) enum State {
         token: u64,
     },
     /// The owner's node lost us; released after the guard's deadline.
+    /// (`token`: the hold's, carried along if the shard is handed over.)
     Orphaned {
         owner: Arc<Pid>,
+        token: u64,
     },
     Releasing {
         op: OpId,
@@ -42,7 +44,7 @@ impl State {
     /// the owner's node lost us).
     pub(super) fn owner(&self) -> Option<&Arc<Pid>> {
         match self {
-            State::Held { owner, .. } | State::Orphaned { owner } => Some(owner),
+            State::Held { owner, .. } | State::Orphaned { owner, .. } => Some(owner),
             _ => None,
         }
     }
