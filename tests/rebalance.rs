@@ -11,7 +11,7 @@ mod rust_node;
 mod services_support;
 
 use quorum_support::{beval, erl_list};
-use services_support::{start_app_node, start_cluster, Lang};
+use services_support::{start_app_node, start_cluster_args, ClusterOpts, Lang};
 use std::time::{Duration, Instant};
 
 /// `shards_held` of each serving node, in order.
@@ -31,7 +31,11 @@ fn shards_held(b: &common::BeamNode, masters: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_taken_by_one_node_spread_and_holders_keep_their_locks() {
-    let cluster = start_cluster("rb", Some(5_000)).await;
+    let timing = ClusterOpts {
+        session_lease_ms: Some(5_000),
+        release_margin_ms: None,
+    };
+    let cluster = start_cluster_args("rb", timing, &["--rebalance"]).await;
     let m = cluster.master_names();
     let ms = erl_list(&m);
     let b = start_app_node("b_rb", Lang::Erlang, &m).await;

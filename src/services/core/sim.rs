@@ -210,6 +210,8 @@ struct Sim {
 /// What a run includes besides the clients' locks and names.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
+    /// The cores rebalance their shards (`ServicesConfig::rebalance`).
+    rebalance: bool,
     singletons: bool,
     /// Serving nodes restart, and their clocks step forward.
     restarts: bool,
@@ -221,11 +223,12 @@ struct Plan {
 }
 
 /// Core `i` started afresh (`incarnation` > 0: restarted), at `now`.
-fn new_core(i: usize, incarnation: i64, seed: u64, now: Instant) -> Core {
+fn new_core(i: usize, incarnation: i64, seed: u64, now: Instant, rebalance: bool) -> Core {
     let config = ServicesConfig {
         masters: MASTERS.iter().map(|m| m.to_string()).collect(),
         w: 2,
         peers: (0..CORES).map(core_name).collect(),
+        rebalance,
         ..ServicesConfig::default()
     };
     let me = Identity {
@@ -260,6 +263,7 @@ impl Sim {
         Sim::with_plan(
             seed,
             Plan {
+                rebalance: false,
                 singletons: true,
                 restarts: false,
                 slow_core0_ms: None,
@@ -272,7 +276,9 @@ impl Sim {
         let t0 = Instant::now();
         let mut rng = StdRng::seed_from_u64(seed);
         let loss = [0.0, 0.02, 0.1][rng.random_range(0..3usize)];
-        let cores = (0..CORES).map(|i| new_core(i, 0, seed, t0)).collect();
+        let cores = (0..CORES)
+            .map(|i| new_core(i, 0, seed, t0, plan.rebalance))
+            .collect();
         let masters = MASTERS
             .iter()
             .map(|m| {
@@ -912,7 +918,13 @@ impl Sim {
         };
         self.deliveries.retain(|_, d| !targets_core(d));
         self.incarnations[core] += 1;
-        self.cores[core] = new_core(core, self.incarnations[core], self.seed, self.now);
+        self.cores[core] = new_core(
+            core,
+            self.incarnations[core],
+            self.seed,
+            self.now,
+            self.plan.rebalance,
+        );
         self.monitors[core].clear();
         self.service_monitors[core].clear();
         let failed: Vec<i64> = self
@@ -1265,6 +1277,7 @@ fn tokens_only_grow_per_key_across_failovers_and_restarts() {
     };
     let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 32));
     let plan = Plan {
+        rebalance: false,
         singletons: false,
         restarts: true,
         slow_core0_ms: None,
@@ -1305,6 +1318,7 @@ fn tokens_only_grow_per_key_across_failovers_and_restarts() {
 #[test]
 fn a_clock_far_behind_breaks_token_order_and_the_check_sees_it() {
     let plan = Plan {
+        rebalance: false,
         singletons: false,
         restarts: true,
         slow_core0_ms: Some(60_000),

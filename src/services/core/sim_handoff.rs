@@ -218,6 +218,7 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
     };
     let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 32));
     let plan = Plan {
+        rebalance: false,
         singletons: false,
         restarts: false,
         slow_core0_ms: None,
@@ -268,6 +269,7 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
 #[test]
 fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
     let plan = Plan {
+        rebalance: false,
         singletons: false,
         restarts: false,
         slow_core0_ms: None,
@@ -315,6 +317,7 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
 #[test]
 fn transfers_delayed_by_seconds_never_grant_twice() {
     let plan = Plan {
+        rebalance: false,
         singletons: false,
         restarts: false,
         slow_core0_ms: None,
