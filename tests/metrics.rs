@@ -33,7 +33,7 @@ async fn start_masters(prefix: &str) -> (Vec<MasterProcess>, Vec<SocketAddr>) {
         masters: names.clone(),
         replicas: Vec::new(),
         w: 2,
-        fresh: false,
+        fresh: true,
         no_catch_up: false,
         max_lease_ms: None,
         session_lease_ms: Some(5_000),
@@ -297,7 +297,8 @@ async fn status_prints_one_row_per_master() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 6, "{table}");
     assert_eq!(cell(lines[4], "UP"), "no", "{table}");
-    assert_eq!(cell(lines[4], "KIND"), "?");
+    // (Not by column: a node name longer than its column shifts the row.)
+    assert!(lines[4].split_whitespace().any(|c| c == "?"), "{table}");
     assert!(lines[5].starts_with(&format!("{gone}: ")), "{table}");
     let (_, terms) =
         tokio::task::block_in_place(|| status(&["--masters", &with_gone, "--format", "terms"]));
