@@ -222,6 +222,18 @@ struct Plan {
     handoffs: bool,
 }
 
+/// The seeds a run covers: `EQ_SIM_SEEDS` of them (`default` unset) from
+/// `EQ_SIM_FIRST` (0 unset), as `(first, count)`.
+fn seed_range(default: u64) -> (u64, u64) {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", default))
+}
+
 /// Core `i` started afresh (`incarnation` > 0: restarted), at `now`.
 fn new_core(i: usize, incarnation: i64, seed: u64, now: Instant, rebalance: bool) -> Core {
     let config = ServicesConfig {
@@ -259,6 +271,21 @@ fn store(now_ms: u64, name: &str) -> Store {
 }
 
 impl Sim {
+    /// Every call of a live owner got its answer (the log is dumped first
+    /// when one did not).
+    fn assert_live_calls_answered(&self, seed: u64) {
+        let left: Vec<_> = self
+            .calls
+            .values()
+            .filter(|(o, _)| !self.dead.contains(o))
+            .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
+            .collect();
+        if !left.is_empty() {
+            self.dump_log();
+        }
+        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+    }
+
     fn new(seed: u64) -> Sim {
         Sim::with_plan(
             seed,
@@ -1215,27 +1242,12 @@ impl Sim {
 
 #[test]
 fn many_seeds_never_two_holders_and_every_live_request_answered() {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 64));
+    let (first, seeds) = seed_range(64);
     let mut totals: BTreeMap<String, usize> = BTreeMap::new();
     for seed in first..first + seeds {
         let mut sim = Sim::new(seed);
         sim.run();
-        let left: Vec<_> = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
-            .collect();
-        if !left.is_empty() {
-            sim.dump_log();
-        }
-        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+        sim.assert_live_calls_answered(seed);
         for (kind, n) in sim.replies {
             *totals.entry(kind).or_default() += n;
         }
@@ -1269,13 +1281,7 @@ fn many_seeds_never_two_holders_and_every_live_request_answered() {
 /// earlier one of its key (`Sim::fenced`), besides the checks above.
 #[test]
 fn tokens_only_grow_per_key_across_failovers_and_restarts() {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 32));
+    let (first, seeds) = seed_range(32);
     let plan = Plan {
         rebalance: false,
         singletons: false,
@@ -1287,16 +1293,7 @@ fn tokens_only_grow_per_key_across_failovers_and_restarts() {
     for seed in first..first + seeds {
         let mut sim = Sim::with_plan(seed, plan);
         sim.run();
-        let left: Vec<_> = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
-            .collect();
-        if !left.is_empty() {
-            sim.dump_log();
-        }
-        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+        sim.assert_live_calls_answered(seed);
         fenced += sim.fenced;
         restarts += sim.incarnations.iter().sum::<i64>();
         // Keys whose fenced grants came from more than one token base

@@ -210,13 +210,7 @@ impl Sim {
 /// (almost) no hold.
 #[test]
 fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 32));
+    let (first, seeds) = seed_range(32);
     let plan = Plan {
         rebalance: false,
         singletons: false,
@@ -229,16 +223,7 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
     for seed in first..first + seeds {
         let mut sim = Sim::with_plan(seed, plan);
         sim.run();
-        let left: Vec<_> = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
-            .collect();
-        if !left.is_empty() {
-            sim.dump_log();
-        }
-        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+        sim.assert_live_calls_answered(seed);
         let h = &sim.handoffs;
         if std::env::var("EQ_SIM_DEBUG").is_ok() {
             eprintln!("seed {seed} cut {} {h:?}", sim.had_cut);
@@ -323,13 +308,7 @@ fn transfers_delayed_by_seconds_never_grant_twice() {
         slow_core0_ms: None,
         handoffs: true,
     };
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 8));
+    let (first, seeds) = seed_range(8);
     let mut totals = HandoffStats::default();
     for seed in first..first + seeds {
         let mut sim = Sim::with_plan(seed, plan);

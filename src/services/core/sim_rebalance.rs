@@ -162,16 +162,7 @@ fn rebalance_run(seed: u64, sound: bool) -> Sim {
     }
     sim.plan_rebalance();
     sim.run();
-    let left: Vec<_> = sim
-        .calls
-        .values()
-        .filter(|(o, _)| !sim.dead.contains(o))
-        .map(|(o, w)| format!("{} {:?} hops {}", o.id, w.request, w.hops))
-        .collect();
-    if !left.is_empty() {
-        sim.dump_log();
-    }
-    assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+    sim.assert_live_calls_answered(seed);
     let (counts, misplaced, held) = sim.placement();
     if std::env::var("EQ_SIM_DEBUG").is_ok() {
         eprintln!(

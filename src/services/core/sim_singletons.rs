@@ -550,29 +550,14 @@ impl Sim {
 
 #[test]
 fn many_seeds_a_singleton_never_runs_twice_and_a_permanent_one_comes_back() {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, seeds) = (env("EQ_SIM_FIRST", 0), env("EQ_SIM_SEEDS", 32));
+    let (first, seeds) = seed_range(32);
     let mut totals: BTreeMap<String, usize> = BTreeMap::new();
     let (mut starts, mut kills, mut checked, mut late) = (0, 0, 0, 0);
     for seed in first..first + seeds {
         let mut sim = Sim::new(seed);
         sim.run();
         checked += sim.check_singletons();
-        let left: Vec<_> = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .map(|(o, w)| format!("{o:?} {:?} hops {}", w.request, w.hops))
-            .collect();
-        if !left.is_empty() {
-            sim.dump_log();
-        }
-        assert!(left.is_empty(), "seed {seed}: unanswered {left:?}");
+        sim.assert_live_calls_answered(seed);
         for (kind, n) in sim.sing.replies {
             *totals.entry(kind).or_default() += n;
         }
