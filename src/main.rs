@@ -168,12 +168,12 @@ enum Command {
         /// 127.0.0.1:9568; port 0 picks a free port (printed at start).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
-        /// Spread the shards over the live serving nodes (experimental, off
-        /// by default: the lossy-network simulation still reports a double
-        /// grant with it on). Off, a shard stays with the first node asked
-        /// for it while that node lives, and moves on a graceful stop.
+        /// Do not spread the shards over the live serving nodes: a shard
+        /// stays with the first node asked for it while that node lives,
+        /// and moves only on a graceful stop. (By default each shard is
+        /// handed, gracefully, to the live node it is preferred on.)
         #[arg(long)]
-        rebalance: bool,
+        no_rebalance: bool,
         /// Where a master keeps its marker `<node>.served` (created if
         /// missing; default $HOME/.erl_quorum): a master restarted with its
         /// marker never takes a cluster of starting masters, or itself
@@ -331,7 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             session_lease_ms,
             release_margin_ms,
             metrics_addr,
-            rebalance,
+            no_rebalance,
             state_dir,
         } => {
             let node = Node::start(args.config("erl_quorum@127.0.0.1")?).await?;
@@ -371,7 +371,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 session_lease,
                 renew_every: (session_lease / 8).min(defaults.renew_every),
                 margin: Duration::from_millis(release_margin_ms),
-                rebalance,
+                rebalance: !no_rebalance,
                 ..defaults
             };
             service::start(&node, config)?;

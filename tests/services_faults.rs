@@ -926,7 +926,7 @@ async fn bad_input_never_stops_the_service() {
         beval(
             b,
             "H = eq_services_faults:pid_of(h), \
-             gen_server:call({erl_quorum, S}, {lock, k6, H, false}, 5000)"
+             rust_quorum:call({lock, k6, H, false})"
         ),
         "acquired"
     );

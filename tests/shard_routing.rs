@@ -96,7 +96,7 @@ async fn rust_batch(b: &common::BeamNode, masters: &str, reg: &mut Registry, rou
 async fn calls_pay_no_redirect_in_steady_state_and_the_map_heals() {
     let started = Instant::now();
     // The spread is seeded (shard S on node S rem 3), so the cluster does
-    // not rebalance (the default). The
+    // not rebalance (`--no-rebalance`). The
     // default 10 s session lease: with 5 s, a loaded machine (a load
     // average of 14 on 2 cores was seen) let a session lapse before any
     // node was killed, and the seeded owners were told lock_lost.
@@ -104,7 +104,7 @@ async fn calls_pay_no_redirect_in_steady_state_and_the_map_heals() {
         session_lease_ms: None,
         release_margin_ms: None,
     };
-    let mut cluster = start_cluster_args("sr", timing, &[]).await;
+    let mut cluster = start_cluster_args("sr", timing, &["--no-rebalance"]).await;
     let m = cluster.master_names();
     let ms = erl_list(&m);
     let b = start_app_node("b_sr", Lang::Erlang, &m).await;

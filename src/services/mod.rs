@@ -98,10 +98,9 @@ pub struct ServicesConfig {
     /// Timeout of each call to a master in a quorum round (default 2 s).
     pub call_timeout: Duration,
     /// Hand shards to the live peer each is preferred on, so they spread
-    /// (`core::rebalance`; `serve --rebalance`). Off by default: the
-    /// lossy-network simulation (`sim_rebalance.rs`) still reports a double
-    /// grant with it on. Off, a shard stays with the first node asked for
-    /// it while it lives, and moves on a graceful stop.
+    /// (`core::rebalance`; on by default, `serve --no-rebalance` turns it
+    /// off). Off, a shard stays with the first node asked for it while it
+    /// lives, and moves on a graceful stop.
     pub rebalance: bool,
 }
 
@@ -117,7 +116,7 @@ impl Default for ServicesConfig {
             margin: Duration::from_secs(2),
             workers: 32,
             call_timeout: Duration::from_secs(2),
-            rebalance: false,
+            rebalance: true,
         }
     }
 }

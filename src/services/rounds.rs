@@ -98,12 +98,15 @@ pub(crate) enum Event {
         wall_ms: u64,
     },
     /// How handoff `id`'s transfer round of `shard` ended: `ok` (W masters
-    /// hold the taker's entry; `ok_at` those that said yes), or moved back.
+    /// hold the taker's entry; `ok_at` those that said yes), or moved back
+    /// (`back_at`: the masters that said they hold the giver's entry again;
+    /// any other may hold the taker's).
     Transferred {
         id: u64,
         shard: u32,
         ok: bool,
         ok_at: Vec<String>,
+        back_at: Vec<String>,
     },
     /// Not a job's: stop serving, handing every shard over, and say so on
     /// this channel once none is left (see [`super::Stopper`]).
@@ -447,9 +450,12 @@ impl Worker {
         let ok = tally.ok >= self.config.w;
         match handoff {
             Some((id, own_session)) => {
+                let mut back_at = Vec::new();
                 if !ok {
                     // Back everywhere (a late `ok` may have landed where
-                    // no answer came), so the giver holds W again.
+                    // no answer came), so the giver holds W again; every
+                    // answer is awaited (the call timeout bounds it): the
+                    // giver must know where its entry is back.
                     let back = MasterRequest::Transfer {
                         key: qkey,
                         from: to,
@@ -459,16 +465,27 @@ impl Worker {
                     .encode();
                     let masters: Vec<&str> =
                         self.config.masters.iter().map(String::as_str).collect();
-                    let _ = self
+                    let answers = self
                         .process
-                        .quorum_call(&masters, "locker", back, self.config.timeout, |_| true)
-                        .await;
+                        .quorum_call(&masters, "locker", back, self.config.timeout, |r| {
+                            r.iter().all(Option::is_some)
+                        })
+                        .await
+                        .unwrap_or_default();
+                    for (master, answer) in masters.iter().zip(answers) {
+                        if let Some(Ok(reply)) = answer {
+                            if MasterReply::decode(&reply) == MasterReply::Ok {
+                                back_at.push((*master).to_owned());
+                            }
+                        }
+                    }
                 }
                 Event::Transferred {
                     id,
                     shard,
                     ok,
                     ok_at: tally.ok_at,
+                    back_at,
                 }
             }
             None => {
@@ -506,14 +523,14 @@ impl Worker {
             .quorum_call(&masters, "locker", undo, self.config.timeout, |_| true)
             .await;
         let me = self.process.node().name().to_owned();
+        let mut named = Vec::new();
         for master in &tally.held_at {
             if let Some(holder) = self.dirty_read(master, qkey.clone()).await {
-                if holder.node.name == me {
-                    // Our own entry of a session given up: it lapses soon.
-                    return Taken::Busy;
-                }
-                return Taken::Foreign(holder.node.name.clone());
+                named.push(holder.node.name.clone());
             }
+        }
+        if let Some(taken) = taken_by(&named, &me, self.config.w) {
+            return taken;
         }
         if tally.held > 0 || tally.ok + tally.refused >= self.config.w {
             Taken::Busy
@@ -532,6 +549,22 @@ impl Worker {
     }
 }
 
+/// Who holds a shard a round of `me`'s fell short for, from the nodes
+/// `named` in the entries of the masters that refused it: a node named by
+/// W of them holds it (`Foreign`); else this node's own old entry, of a
+/// session given up, lapses soon (`Busy`: ask again, rather than send
+/// callers to a node that may bounce them back); else the first named.
+pub(crate) fn taken_by(named: &[String], me: &str, w: usize) -> Option<Taken> {
+    let count = |node: &String| named.iter().filter(|n| *n == node).count();
+    if let Some(node) = named.iter().find(|n| *n != me && count(n) >= w) {
+        return Some(Taken::Foreign(node.clone()));
+    }
+    if named.iter().any(|n| n == me) {
+        return Some(Taken::Busy);
+    }
+    named.first().map(|node| Taken::Foreign(node.clone()))
+}
+
 /// Why a call to a peer's service gave no reply.
 #[derive(Debug, thiserror::Error)]
 enum AskError {
@@ -546,4 +579,34 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{taken_by, Taken};
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_holder_is_the_node_w_masters_name_else_our_old_entry_else_the_first() {
+        // A giver's entry on two masters, ours (of a session given up) on
+        // one: the giver holds it.
+        let named = names(&["me@h", "g@h", "g@h"]);
+        assert_eq!(
+            taken_by(&named, "me@h", 2),
+            Some(Taken::Foreign("g@h".into()))
+        );
+        // No node on W: our own entry lapses soon; ask again.
+        let named = names(&["g@h", "me@h"]);
+        assert_eq!(taken_by(&named, "me@h", 2), Some(Taken::Busy));
+        // Only others: the first named.
+        let named = names(&["g@h", "t@h"]);
+        assert_eq!(
+            taken_by(&named, "me@h", 2),
+            Some(Taken::Foreign("g@h".into()))
+        );
+        assert_eq!(taken_by(&[], "me@h", 2), None);
+    }
 }

@@ -164,6 +164,12 @@ impl Shards {
     }
 
     /// The shards this node holds under `epoch`.
+    /// Shard `index`'s state, for a failing simulation's report.
+    #[cfg(test)]
+    pub(crate) fn state_of(&self, index: u32) -> String {
+        format!("{:?}", self.shards[index as usize])
+    }
+
     pub(crate) fn held_shards(&self, epoch: u64) -> Vec<u32> {
         (0..SHARDS).filter(|&i| self.held(i, epoch)).collect()
     }
@@ -437,14 +443,16 @@ impl Shards {
             State::Receiving { from: f, id: i, .. } if f == from && *i == id)
     }
 
-    /// The giver abandoned handoff `id` of `from`: the shard is its again
-    /// (as seen `now`); the requests parked meanwhile go there.
+    /// The giver abandoned handoff `id` of `from`: the shard is its again,
+    /// and taken as such (requests for it redirected there, no round of
+    /// this node's own for it) until `until`; the requests parked
+    /// meanwhile go there.
     pub(crate) fn receive_cancelled(
         &mut self,
         index: u32,
         from: &str,
         id: u64,
-        now: Instant,
+        until: Instant,
     ) -> Option<Vec<Parked>> {
         if !self.receiving(index, from, id) {
             return None;
@@ -454,9 +462,10 @@ impl Shards {
             return None;
         };
         let parked = std::mem::take(parked);
+        // Seen as if at `until` less the TTL: foreign until `until`.
         *state = State::Foreign {
             node: from.to_owned(),
-            seen: now,
+            seen: until.checked_sub(FOREIGN_TTL).unwrap_or(until),
         };
         Some(parked)
     }

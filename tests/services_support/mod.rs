@@ -75,7 +75,7 @@ pub async fn start_cluster_with(prefix: &str, timing: ClusterOpts) -> Cluster {
 }
 
 /// [`start_cluster_with`], each node's `serve` given `extra` flags too
-/// (`--rebalance`: shards spread over the live nodes).
+/// (`--no-rebalance`: shards stay where they were first taken).
 pub async fn start_cluster_args(prefix: &str, timing: ClusterOpts, extra: &[&str]) -> Cluster {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let names: Vec<String> = (0..3)

@@ -21,16 +21,21 @@
 //! 6. G tells each owner's guard `eq_moved` (forget the hold for G: G's
 //!    going later costs the owner nothing).
 //!
-//! Failures: no `ready` within [`ASK_WAIT`] (or `no`), or a round short
-//! of W: G serves S again (nothing moved) and tells T `no` (T's parked
-//! requests go to G). A round that ends past [`TRANSFER_WAIT`]: G does not
-//! send the state and tells the owners `eq_lost` at once. No `done` by
-//! [`GIVE_UP`] more: G tells the owners `eq_lost` (T may never learn of
-//! them). All of G's deadlines count from its `ask`; T, without the state
-//! by [`RECEIVE_WAIT`] (longer than all of them and a margin for the
-//! guards), finds out with a confirm round whether it holds S and serves
-//! it empty. A shard over the `state` limits is never handed (it stays). A session lost on either side mid-way: its
-//! holds were told `eq_lost` by the slots; the shard is taken again.
+//! Failures: no `ready` within [`ASK_WAIT`] (or `no`): G serves S again
+//! (nothing moved) and tells T `no` (T's parked requests go to G). A round
+//! short of W is moved back and G serves S again likewise, the masters
+//! that did not confirm the move back not counting for its session until
+//! repaired (they may hold T's entry). G's last moment is [`GIVER_LAST`]
+//! after its `ask`, or 2 s before T's session could lapse (T says how long
+//! it lives in `valid`), whichever is sooner: no `done` by then, G tells
+//! the owners `eq_lost` (T may never learn of them); a round that ends
+//! later, G sends no state and tells them at once. All of G's deadlines
+//! count from its `ask`; T, without the state
+//! by [`Core::receive_wait`] (longer than all of them, a lease and a margin
+//! for the guards), finds out with a confirm round whether it holds S and
+//! serves it empty. A shard over the `state` limits is never handed (it stays). A
+//! session lost on either side mid-way: its holds were told `eq_lost` by
+//! the slots; the shard is taken again.
 
 use super::timers::Timer;
 use super::{Core, Output};
@@ -49,10 +54,8 @@ use tokio::time::Instant;
 
 /// How long the giver waits for `ready` before serving the shard again.
 pub(crate) const ASK_WAIT: Duration = Duration::from_secs(1);
-/// How long the giver's transfer round may take, its wait for a worker
-/// included (counted from `ask` + [`ASK_WAIT`]): ended later, the state
-/// is not sent (the taker may be about to give up on it) and the owners
-/// are told `eq_lost` at once.
+/// The part of the giver's schedule ([`GIVER_LAST`]) for its transfer
+/// round, its wait for a worker included.
 pub(crate) const TRANSFER_WAIT: Duration = Duration::from_secs(3);
 /// How often the giver sends the state again until `done`.
 pub(crate) const RESEND: Duration = Duration::from_millis(250);
@@ -62,8 +65,9 @@ pub(crate) const GIVE_UP: Duration = Duration::from_secs(5);
 /// taker may grant their keys to others (the release margin's role after
 /// a lost session).
 const LOST_MARGIN: Duration = Duration::from_secs(2);
-/// How long a taker waits for the state: past the giver's last moment to
-/// send it and tell the owners otherwise, plus [`LOST_MARGIN`].
+/// How long a taker waits for the state at least: past the giver's last
+/// moment to send it and tell the owners otherwise, plus [`LOST_MARGIN`].
+/// (The wait is longer: see [`Core::receive_wait`].)
 pub(crate) const RECEIVE_WAIT: Duration = Duration::from_secs(11);
 /// The giver's schedule, counted from its `ask` (the taker's from the
 /// ask's arrival, never earlier): the state goes, or the owners are told
@@ -75,6 +79,9 @@ const _: () = assert!(
     RECEIVE_WAIT.as_millis() >= GIVER_LAST.saturating_add(LOST_MARGIN).as_millis(),
     "the taker must outwait the giver's give-up and the guards' margin"
 );
+/// A handoff whose owners would have to be told lost within this of the
+/// taker's `ready` is not made (the taker's session about to lapse).
+const TOO_LITTLE: Duration = Duration::from_millis(500);
 /// Handoffs installed remembered, to answer a resent state again.
 const INSTALLED_KEPT: usize = 256;
 
@@ -96,26 +103,53 @@ struct Outgoing {
     /// When the `ask` went: the transfer's and the give-up's deadlines
     /// count from it (never from a late step).
     asked: Instant,
+    /// From `asked`, when the owners are told `eq_lost` at the latest if
+    /// the taker has not said `done`: [`GIVER_LAST`], or sooner when the
+    /// taker's session could lapse sooner ([`LOST_MARGIN`] before it).
+    last: Duration,
 }
 
 /// The handoffs this node gives and takes.
 #[derive(Debug, Default)]
 pub(super) struct Handoffs {
+    /// Starts at a random number below 2^61 at each start (see
+    /// [`Handoffs::new`]).
     next_id: u64,
     outgoing: BTreeMap<u64, Outgoing>,
-    /// (giver, id) of the last installed handoffs.
+    /// (giver, id, shard) of the last installed handoffs.
     installed: VecDeque<(String, u64, u32)>,
     /// Stopping: every shard goes, none comes.
     stopping: bool,
     /// Round-robin over the live peers.
     next_target: usize,
-    /// Shards kept at a stop: too large to hand over in one `state`.
+    /// Shards kept at a stop: too large to hand over in one `state`, or
+    /// with an orphaned hold.
     kept: BTreeSet<u32>,
 }
 
 impl Handoffs {
+    /// `first_id`: random, so that a restarted node's ids do not repeat
+    /// its last incarnation's. The taker keys the handoffs it installed
+    /// by (giver, id, shard) to answer a resent `state` with `done`
+    /// without installing it twice: with ids from 0 at each start, the
+    /// restarted giver's first handoff of a shard was taken for its last
+    /// incarnation's, answered `done` and never installed (its holds
+    /// lost while the guards heard `eq_moved`; the simulation found it).
+    pub(super) fn new(first_id: u64) -> Handoffs {
+        Handoffs {
+            next_id: first_id >> 3,
+            ..Handoffs::default()
+        }
+    }
+
     pub(super) fn stopping(&self) -> bool {
         self.stopping
+    }
+
+    /// The shards a stop keeps (too large, or with an orphaned hold).
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> &BTreeSet<u32> {
+        &self.kept
     }
 
     /// Handoffs given by this node and not ended.
@@ -126,6 +160,19 @@ impl Handoffs {
     fn handing(&self, shard: u32) -> bool {
         self.outgoing.values().any(|o| o.shard == shard)
     }
+}
+
+/// The holds of `slots` whose owners hear of the move (an orphaned hold's
+/// owner was told lost already: no notice).
+fn moved_holds(slots: &[MovedSlot]) -> Vec<(Pid, Kind, Term)> {
+    slots
+        .iter()
+        .filter(|s| !s.orphaned)
+        .filter_map(|s| {
+            let (owner, _) = s.holder.as_ref()?;
+            Some((owner.clone(), s.kind, s.key.clone()))
+        })
+        .collect()
 }
 
 impl Core {
@@ -174,11 +221,18 @@ impl Core {
         self.start_handoff(shard, &to);
     }
 
+    /// Starts handing `shard` to `to`. Not a shard with an orphaned hold
+    /// (its owner's node lost us): its guard may keep the hold until the
+    /// validity this node last promised it, which only this node's session
+    /// covers; under the taker's, which may lapse sooner (the taker
+    /// killed, or cut off), its key could be granted again too soon. It
+    /// waits here until the hold is released; a stop keeps it (it lapses
+    /// with this node's session, its other owners told by `nodedown`).
     pub(super) fn start_handoff(&mut self, shard: u32, to: &str) -> bool {
         if shard >= SHARDS || to == self.me.node || self.handoffs.handing(shard) {
             return false;
         }
-        if !self.fits_one_state(shard) {
+        if !self.fits_one_state(shard) || self.slots.has_orphans(shard) {
             if self.handoffs.stopping {
                 self.handoffs.kept.insert(shard);
             }
@@ -200,6 +254,7 @@ impl Core {
                 shard,
                 phase: Phase::Asked,
                 asked: self.now,
+                last: GIVER_LAST,
             },
         );
         self.send_handoff(to, id, HandoffBody::Ask { shard });
@@ -248,6 +303,7 @@ impl Core {
                 value,
                 session,
             } => self.ready(&from, id, shard, value, session),
+            HandoffBody::Valid { shard, valid_ms } => self.taker_valid(&from, id, shard, valid_ms),
             HandoffBody::No { shard } => {
                 if self.outgoing_is(id, &from, shard, |p| matches!(p, Phase::Asked)) {
                     self.not_handed(id, false);
@@ -285,6 +341,8 @@ impl Core {
         }
         let value = self.shard_value();
         let session = self.lease.session.term.clone();
+        let valid_ms = self.lease.valid_ms(self.now);
+        self.send_handoff(&from, id, HandoffBody::Valid { shard, valid_ms });
         self.send_handoff(
             &from,
             id,
@@ -294,13 +352,51 @@ impl Core {
                 session,
             },
         );
-        let at = self.now + RECEIVE_WAIT;
+        let at = self.now + self.receive_wait();
         self.timers.at(at, Timer::Receive(shard, from, id));
     }
 
+    /// How long a taker waits for the state before it confirms the shard
+    /// and serves it empty: past the giver's last moment ([`RECEIVE_WAIT`])
+    /// and, beyond it, a session lease and the margin. A hold whose
+    /// owner's node lost the giver (orphaned) is moved without a notice;
+    /// its guard may keep it until the validity the giver last promised
+    /// it (at most a lease), which the giver cannot shorten: were the state
+    /// lost, the taker would otherwise grant its key to another owner too
+    /// soon (the simulation found it with transfers delayed by seconds).
+    fn receive_wait(&self) -> Duration {
+        GIVER_LAST + self.config.session_lease + self.config.margin
+    }
+
     /// Giver: the taker is ready; the transfer round.
+    /// Giver: the taker's session lives `valid_ms` more. The holds live
+    /// under it from the transfer on: uninstalled, their owners must hear
+    /// `eq_lost` from here before it could lapse (the taker killed, or cut
+    /// off from the masters). (The taker counted `valid_ms` after the ask
+    /// went: counted from the ask here, it lapses no sooner.)
+    fn taker_valid(&mut self, from: &str, id: u64, shard: u32, valid_ms: u64) {
+        if !self.outgoing_is(id, from, shard, |_| true) {
+            return;
+        }
+        let o = self.handoffs.outgoing.get_mut(&id).expect("checked");
+        let lapses = Duration::from_millis(valid_ms);
+        o.last = o.last.min(lapses.saturating_sub(LOST_MARGIN));
+    }
+
     fn ready(&mut self, from: &str, id: u64, shard: u32, value: Term, session: Term) {
         if !self.outgoing_is(id, from, shard, |p| matches!(p, Phase::Asked)) {
+            return;
+        }
+        // Too little left for the round and the state before the owners
+        // must be told (see `taker_valid`): not now.
+        let o = &self.handoffs.outgoing[&id];
+        if o.asked + o.last <= self.now + TOO_LITTLE {
+            self.not_handed(id, true);
+            return;
+        }
+        // A hold orphaned since the ask stays (see `start_handoff`).
+        if self.slots.has_orphans(shard) {
+            self.not_handed(id, true);
             return;
         }
         if let Some(o) = self.handoffs.outgoing.get_mut(&id) {
@@ -316,6 +412,28 @@ impl Core {
             handoff: Some((id, own.term.clone())),
         };
         self.outputs.push_back(Output::Run(job));
+    }
+
+    /// The session was given up (its holds told lost): a handoff not yet
+    /// transferred is abandoned, the taker told `no`, and a transfer round
+    /// of one in flight ends unheard. Left going, it went on under the
+    /// next session: the shard, taken again meanwhile and granting, was
+    /// moved to the taker by the late round while still served here (the
+    /// simulation saw two owners). One already transferred goes on: the
+    /// shard is the taker's.
+    pub(super) fn handoffs_session_lost(&mut self) {
+        let ids: Vec<u64> = self
+            .handoffs
+            .outgoing
+            .iter()
+            .filter(|(_, o)| matches!(o.phase, Phase::Asked | Phase::Transferring))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(o) = self.handoffs.outgoing.remove(&id) {
+                self.send_handoff(&o.to, id, HandoffBody::No { shard: o.shard });
+            }
+        }
     }
 
     /// Giver: nothing moved (refused, unanswered, or the round fell short):
@@ -343,7 +461,14 @@ impl Core {
     }
 
     /// Giver: the transfer round of handoff `id` ended.
-    pub(super) fn transferred(&mut self, id: u64, shard: u32, ok: bool, ok_at: Vec<String>) {
+    pub(super) fn transferred(
+        &mut self,
+        id: u64,
+        shard: u32,
+        ok: bool,
+        ok_at: Vec<String>,
+        back_at: Vec<String>,
+    ) {
         let Some(o) = self.handoffs.outgoing.get(&id) else {
             return;
         };
@@ -351,21 +476,18 @@ impl Core {
             return;
         }
         if !ok {
+            // Before the shard is served again (its parked requests too):
+            // no grant on the strength of the last renewal.
+            self.moved_back(&back_at);
             self.not_handed(id, true);
             return;
         }
-        let late = self.now > o.asked + ASK_WAIT + TRANSFER_WAIT;
+        // (The state would come too late to be installed before the owners
+        // must be told: told now.)
+        let late = self.now >= o.asked + o.last;
         let (shard, to) = (o.shard, o.to.clone());
         let slots = self.slots.export_shard(shard, &to);
-        // (An orphaned hold's owner was told lost already: no notice.)
-        let holds: Vec<_> = slots
-            .iter()
-            .filter(|s| !s.orphaned)
-            .filter_map(|s| {
-                let (owner, _) = s.holder.as_ref()?;
-                Some((owner.clone(), s.kind, s.key.clone()))
-            })
-            .collect();
+        let holds = moved_holds(&slots);
         if late {
             self.transferred_late(id, shard, &to, slots, holds);
             return;
@@ -385,6 +507,32 @@ impl Core {
         let o = self.handoffs.outgoing.get_mut(&id).expect("present");
         o.phase = Phase::Sent { state, holds };
         self.timers.at(self.now + RESEND, Timer::Handoff(id));
+    }
+
+    /// Giver: a transfer round short of W was moved back; `back_at` said
+    /// they hold this node's entry again. Any other master may hold the
+    /// taker's (its `ok` or the move back lost on the way): it counts for
+    /// the session only once repaired, and grants wait for a renewal
+    /// unless W that renewed it last hold the entry (as for a shard just
+    /// taken). Without this, a master left with the taker's entry still
+    /// counted here while the taker, serving the shard later, counted it
+    /// too: two nodes granting one key (found by the simulation). Back on
+    /// fewer than W, the repairs are refused while the taker's entry is in
+    /// the way: no renewal counts W, and this node's session lapses (every
+    /// owner told first), as when W masters are out of reach; the taker,
+    /// told `no`, leaves the shard to this node for a lease and the margin
+    /// (see `receive_cancelled`).
+    fn moved_back(&mut self, back_at: &[String]) {
+        let session = &mut self.lease.session;
+        session.shard_taken_on(back_at, self.config.w);
+        let lacking: Vec<String> = session
+            .confirmed_except(back_at)
+            .into_iter()
+            .filter(|master| session.lacking(master))
+            .collect();
+        for master in lacking {
+            self.repair(master);
+        }
     }
 
     /// Giver: the shard is the taker's on the quorum, but too late for the
@@ -419,12 +567,19 @@ impl Core {
     }
 
     /// Taker: the giver abandoned handoff `id` (`no`): the shard is the
-    /// giver's again; the requests parked for it go there.
+    /// giver's again; the requests parked for it go there. For a lease and
+    /// the margin this node takes no round of its own for it: the giver's
+    /// round may have left this node's entry on masters that did not
+    /// confirm its move back, maybe on W of them, and a round of this
+    /// node's would find its own value there and take the shard while the
+    /// giver's owners still hold their keys (the giver's session lapses
+    /// within that time when it cannot count W masters holding it).
     fn receive_cancelled(&mut self, from: &str, id: u64, shard: u32) {
+        let until = self.now + self.config.session_lease + self.config.margin;
         let Some(parked) = self
             .routing
             .shards
-            .receive_cancelled(shard, from, id, self.now)
+            .receive_cancelled(shard, from, id, until)
         else {
             return;
         };
@@ -460,7 +615,7 @@ impl Core {
         match &o.phase {
             Phase::Asked => self.not_handed(id, true),
             Phase::Transferring => {}
-            Phase::Sent { .. } if self.now >= o.asked + GIVER_LAST => {
+            Phase::Sent { .. } if self.now >= o.asked + o.last => {
                 let o = self.handoffs.outgoing.remove(&id).expect("present");
                 tracing::warn!(shard = o.shard, to = %o.to, "erl_quorum: handoff state never acknowledged; telling its owners");
                 if let Phase::Sent { holds, .. } = o.phase {

@@ -56,6 +56,7 @@ impl Core {
         tracing::error!("erl_quorum: session could not be renewed in time; telling every owner");
         self.supervise.session_lost();
         self.slots.session_lost();
+        self.handoffs_session_lost();
         let again = self.routing.shards.session_lost(self.now);
         let term = (self.lease.namer)();
         self.lease.session = Session::new(term, self.slots.epoch(), self.now);

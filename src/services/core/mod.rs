@@ -139,11 +139,13 @@ impl Core {
         let grace = config.session_lease + config.margin;
         let mut timers = Timers::default();
         timers.at(now, Timer::Tick);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let handoffs = handoff::Handoffs::new(rand::RngExt::random(&mut rng));
         Core {
             lease: Lease::new(namer, now),
             config,
             now,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             slots: Slots::new(),
             routing: Routing::default(),
             sharing: Sharing::default(),
@@ -151,7 +153,7 @@ impl Core {
             timers,
             supervise: Supervise::new(me.node.clone(), grace),
             silence: Silence::default(),
-            handoffs: handoff::Handoffs::default(),
+            handoffs,
             rebalancer: rebalance::Rebalance::default(),
             last_tick: now,
             me,
@@ -208,7 +210,8 @@ impl Core {
                 shard,
                 ok,
                 ok_at,
-            } => self.transferred(id, shard, ok, ok_at),
+                back_at,
+            } => self.transferred(id, shard, ok, ok_at, back_at),
             // The driver's own (it calls `drain`).
             Event::Drain(_) => {}
         }

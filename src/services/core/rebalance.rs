@@ -14,7 +14,8 @@
 //! hold less than [`KEEP`] ago (no back and forth while two views of the
 //! live set differ), never while stopping (the drain moves everything) or
 //! while its session does not allow grants, nor while it supervises
-//! names (their records do not move with a handoff).
+//! names (their records do not move with a handoff), nor a shard with an
+//! orphaned hold (see `Core::start_handoff`).
 
 use super::Core;
 use std::collections::{BTreeMap, HashMap};

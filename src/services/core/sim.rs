@@ -34,7 +34,7 @@ mod singletons;
 
 #[path = "sim_handoff.rs"]
 mod handoffs;
-use handoffs::{HandoffEvent, HandoffStats};
+use handoffs::{orphans_in, HandoffEvent, HandoffStats};
 
 #[path = "sim_rebalance.rs"]
 mod rebalancing;
@@ -159,6 +159,13 @@ struct Sim {
     links: HashMap<(usize, usize), Instant>,
     owners: Vec<Pid>,
     dead: HashSet<Pid>,
+    /// Owners gone with `noconnection`, and when: their guard told them
+    /// lost then (nodedown), `lost_margin` at the latest.
+    cut_off_at: HashMap<Pid, Instant>,
+    /// Holds of such owners that ended without a notice (an orphaned hold
+    /// dropped by a handoff that failed) and were granted again, by then no
+    /// longer held by their core, a lease and the margin after the cut.
+    pub(super) expired_orphans: usize,
     calls: BTreeMap<i64, (Pid, Waiting)>,
     next_tag: i64,
     /// (kind, key) -> (granting core, owner), from the guard notices.
@@ -330,6 +337,8 @@ impl Sim {
             links: HashMap::new(),
             owners: (1..=12).map(|n| Pid::new("beam@h", n, 0, 1)).collect(),
             dead: HashSet::new(),
+            cut_off_at: HashMap::new(),
+            expired_orphans: 0,
             calls: BTreeMap::new(),
             next_tag: 0,
             holders: BTreeMap::new(),
@@ -492,7 +501,9 @@ impl Sim {
                 self.drain(core);
             }
             Delivery::Peer { core, msg } => {
+                let orphans = orphans_in(&msg);
                 self.cores[core].handle_peer_msg(msg, now);
+                self.orphans_moved(core, orphans);
                 self.drain(core);
             }
             Delivery::Down { core, id, reason } => {
@@ -619,6 +630,9 @@ impl Sim {
     /// `owner` exits with `reason` (`noconnection`: see [`Sim::exit`]).
     fn exit_with(&mut self, owner: &Pid, reason: Term) {
         self.dead.insert(owner.clone());
+        if crate::term::is_atom(&reason, "noconnection") {
+            self.cut_off_at.entry(owner.clone()).or_insert(self.now);
+        }
         self.calls.retain(|_, (o, _)| o != owner);
         for core in 0..CORES {
             let ids: Vec<MonitorId> = self.monitors[core]
@@ -783,6 +797,16 @@ impl Sim {
                     return;
                 }
                 if let Some((other, holder)) = self.holders.get(&hold) {
+                    let still_held = self.cores[*other].slots.holder(notice.kind, &notice.key)
+                        == Some(Some(holder.clone()));
+                    if !still_held && self.told_lost_by_its_guard(holder) {
+                        // (Its hold, orphaned, went with a handoff that
+                        // failed: no node releases it, and none need to.)
+                        self.expired_orphans += 1;
+                        self.holders.remove(&hold);
+                    }
+                }
+                if let Some((other, holder)) = self.holders.get(&hold) {
                     self.dump_log();
                     panic!(
                         "seed {}: {hold:?} granted to {:?} by {core} while {holder:?} holds it through {other}",
@@ -812,6 +836,19 @@ impl Sim {
             // The guard tells the owner at once.
             self.told_lost(&notice.owner, &notice.key);
         }
+    }
+
+    /// Whether `owner`'s guard surely told it that its holds are lost: it
+    /// went with `noconnection` (its node lost the granting node: the guard
+    /// tells at nodedown, or when a keepalive deadline passes) at least a
+    /// session lease and the release margin ago, the core's own bound for
+    /// releasing an orphaned hold (`SlotAction::ReleaseLater`).
+    fn told_lost_by_its_guard(&self, owner: &Pid) -> bool {
+        let config = ServicesConfig::default();
+        let bound = config.session_lease + config.margin;
+        self.cut_off_at
+            .get(owner)
+            .is_some_and(|&at| self.now >= at + bound)
     }
 
     fn replied(&mut self, core: usize, caller: Caller, reply: Reply) {
@@ -1218,18 +1255,8 @@ impl Sim {
         for m in 0..MASTERS.len() {
             self.master_call(core, m, &undo);
         }
-        for &m in &held_at {
-            let holder = self
-                .master_read(core, m, &qkey)
-                .and_then(|reply| reply.shard_holder().map(|p| p.node.name.clone()));
-            if let Some(node) = holder {
-                let taken = if node == core_name(core) {
-                    Taken::Busy
-                } else {
-                    Taken::Foreign(node)
-                };
-                return (taken, ok_at, false);
-            }
+        if let Some(taken) = self.read_holder(core, &held_at, &qkey) {
+            return (taken, ok_at, false);
         }
         let taken = if !held_at.is_empty() || ok_at.len() + refused >= 2 {
             Taken::Busy
@@ -1237,6 +1264,22 @@ impl Sim {
             Taken::NoQuorum
         };
         (taken, ok_at, false)
+    }
+}
+
+impl Sim {
+    /// `rounds.rs`'s read-back after a shard round short of W: the nodes
+    /// named by the masters that hold the shard, read as
+    /// [`crate::services::rounds::taken_by`] reads them.
+    fn read_holder(&mut self, core: usize, held_at: &[usize], qkey: &Term) -> Option<Taken> {
+        let named: Vec<String> = held_at
+            .iter()
+            .filter_map(|&m| {
+                let reply = self.master_read(core, m, qkey)?;
+                reply.shard_holder().map(|p| p.node.name.clone())
+            })
+            .collect();
+        crate::services::rounds::taken_by(&named, &core_name(core), 2)
     }
 }
 

@@ -30,11 +30,49 @@ pub(super) struct HandoffStats {
     pub drained: usize,
     /// Holds their guards had to tell lost because their node stopped.
     pub lost_at_stop: usize,
+    /// Of those, holds in a shard the stop kept because a hold of it was
+    /// orphaned (see `Core::start_handoff`): the price of that rule.
+    pub kept_at_stop: usize,
     /// Whether the run's network lost messages (before the quiet end).
     pub lossy: bool,
 }
 
+/// The orphaned holds a handoff `state` carries: (giver, kind, key, owner).
+pub(super) fn orphans_in(msg: &PeerMsg) -> Vec<(usize, Kind, Term, Pid)> {
+    let PeerMsg::Handoff(crate::services::protocol::handoff::HandoffMsg {
+        from,
+        body: crate::services::protocol::handoff::HandoffBody::State { slots, .. },
+        ..
+    }) = msg
+    else {
+        return Vec::new();
+    };
+    let giver = core_index(from);
+    slots
+        .iter()
+        .filter(|s| s.orphaned)
+        .filter_map(|s| {
+            let (owner, _) = s.holder.as_ref()?;
+            Some((giver, s.kind, s.key.clone(), owner.clone()))
+        })
+        .collect()
+}
+
 impl Sim {
+    /// An orphaned hold moves silently (its owner was told lost already):
+    /// once `core` installed it, the hold's record follows it there, so
+    /// `core`'s crash, or its release, ends it.
+    pub(super) fn orphans_moved(&mut self, core: usize, orphans: Vec<(usize, Kind, Term, Pid)>) {
+        for (giver, kind, key, owner) in orphans {
+            let installed = self.cores[core].slots.holder(kind, &key) == Some(Some(owner.clone()));
+            let hold = (kind, format!("{key}"));
+            let recorded = self.holders.get(&hold) == Some(&(giver, owner.clone()));
+            if installed && recorded {
+                self.holders.insert(hold, (core, owner));
+            }
+        }
+    }
+
     pub(super) fn plan_handoffs(&mut self) {
         self.handoffs.lossy = self.loss > 0.0;
         for _ in 0..40 {
@@ -86,12 +124,22 @@ impl Sim {
                         self.handoffs.drained += 1;
                     }
                     // (An owner gone before the stop lost nothing to it.)
-                    let lost = self
-                        .holders
-                        .values()
-                        .filter(|(c, o)| *c == core && !self.dead.contains(o))
-                        .count();
+                    let kept = self.cores[core].handoffs.kept();
+                    let (mut lost, mut in_kept) = (0, 0);
+                    for ((kind, key), (c, o)) in &self.holders {
+                        if *c != core || self.dead.contains(o) {
+                            continue;
+                        }
+                        lost += 1;
+                        // (The sim's keys are atoms, held as `'k1'`.)
+                        let key = atom(key.trim_matches('\''));
+                        let shard = crate::services::slots::shard_of_key(*kind, &key);
+                        if shard.is_some_and(|s| kept.contains(&s)) {
+                            in_kept += 1;
+                        }
+                    }
                     self.handoffs.lost_at_stop += lost;
+                    self.handoffs.kept_at_stop += in_kept;
                     self.restart_core(core);
                 } else {
                     let at = self.now + Duration::from_millis(50);
@@ -151,6 +199,7 @@ impl Sim {
         let all = answers == MASTERS.len();
         let ok = ok_at.len() >= 2;
         if let Some((id, own_session)) = handoff {
+            let mut back_at = Vec::new();
             if !ok {
                 let back = MasterRequest::Transfer {
                     key: qkey,
@@ -158,8 +207,10 @@ impl Sim {
                     to: from,
                     session: own_session,
                 };
-                for m in 0..MASTERS.len() {
-                    self.master_call(core, m, &back);
+                for (m, name) in MASTERS.iter().enumerate() {
+                    if self.master_call(core, m, &back) == Some(MasterReply::Ok) {
+                        back_at.push(name.to_string());
+                    }
                 }
             }
             let event = Event::Transferred {
@@ -167,6 +218,7 @@ impl Sim {
                 shard,
                 ok,
                 ok_at,
+                back_at,
             };
             return (event, all && ok);
         }
@@ -183,13 +235,8 @@ impl Sim {
             for m in 0..MASTERS.len() {
                 self.master_call(core, m, &undo);
             }
-            let holder = held_at.iter().find_map(|&m| {
-                let reply = self.master_read(core, m, &qkey)?;
-                reply.shard_holder().map(|p| p.node.name.clone())
-            });
-            match holder {
-                Some(node) if node == core_name(core) => Taken::Busy,
-                Some(node) => Taken::Foreign(node),
+            match self.read_holder(core, &held_at, &qkey) {
+                Some(taken) => taken,
                 None if answers >= 2 => Taken::Busy,
                 None => Taken::NoQuorum,
             }
@@ -231,13 +278,14 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
         }
         if !h.lossy && !sim.had_cut {
             clean_stops += h.stops;
-            clean_lost += h.lost_at_stop;
+            clean_lost += h.lost_at_stop - h.kept_at_stop;
         }
         totals.moves += h.moves;
         totals.started += h.started;
         totals.stops += h.stops;
         totals.drained += h.drained;
         totals.lost_at_stop += h.lost_at_stop;
+        totals.kept_at_stop += h.kept_at_stop;
     }
     eprintln!("handoff sim: {totals:?}; on a network without loss or cuts: {clean_lost} holds lost in {clean_stops} stops");
     assert!(totals.started >= seeds as usize, "only {totals:?}");
@@ -282,10 +330,11 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
         totals.stops += h.stops;
         totals.drained += h.drained;
         totals.lost_at_stop += h.lost_at_stop;
+        totals.kept_at_stop += h.kept_at_stop;
     }
     eprintln!("sound handoff sim: {totals:?}");
     assert_eq!(totals.stops, CORES * 16);
-    assert_eq!(totals.lost_at_stop, 0, "{totals:?}");
+    assert_eq!(totals.lost_at_stop, totals.kept_at_stop, "{totals:?}");
     assert_eq!(totals.drained, totals.stops, "{totals:?}");
 }
 
@@ -293,12 +342,9 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
 /// 64 of them at once): some end in time, some past `TRANSFER_WAIT` (no
 /// state sent, the owners told lost at once). The sim's invariants (never
 /// two holders, guard before reply, every live request answered) hold.
-/// (Open: seed 20, a 3.3 s delay, reports a double grant whose earlier
-/// holder may be a gone owner's orphaned hold released silently by the
-/// taker (the sim sees no notice for it); not yet diagnosed:
-/// `EQ_SIM_FIRST=20 EQ_SIM_SEEDS=1 EQ_SIM_LOG=k4`. The code before the
-/// review fixes fails that seed too, on another key; seeds 0..8 pass with
-/// both, so this run does not yet tell them apart.)
+/// (Seeds 11 and 20 once reported a double grant here: a restarted giver's
+/// handoff ids began at 0 again, so its first handoff of a shard was taken
+/// for its last incarnation's, answered `done` and never installed.)
 #[test]
 fn transfers_delayed_by_seconds_never_grant_twice() {
     let plan = Plan {
@@ -308,7 +354,7 @@ fn transfers_delayed_by_seconds_never_grant_twice() {
         slow_core0_ms: None,
         handoffs: true,
     };
-    let (first, seeds) = seed_range(8);
+    let (first, seeds) = seed_range(24);
     let mut totals = HandoffStats::default();
     for seed in first..first + seeds {
         let mut sim = Sim::with_plan(seed, plan);

@@ -474,3 +474,153 @@ fn a_first_renewal_held_back_by_repairs_is_done_again_once_repaired() {
     let out = run(&mut c, t0, t0 + ms(300));
     assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
 }
+
+/// A handoff whose transfer round fell short of W is moved back; a master
+/// that did not confirm the move back may hold the taker's entry, so it
+/// stops counting for the session until repaired, and grants wait for a
+/// renewal that counts W masters holding the shard. (The rebalancing
+/// simulation found the giver still counting such a master while the
+/// taker, taking the shard later, counted it too.)
+#[test]
+fn a_transfer_moved_back_short_of_a_master_repairs_it_and_holds_grants_back() {
+    use crate::services::protocol::handoff::{HandoffBody, HandoffMsg};
+    const M2: &str = "m2@h";
+    const M3: &str = "m3@h";
+    const TAKER: &str = "t@h";
+    let all: Vec<String> = [MASTER, M2, M3].iter().map(|m| m.to_string()).collect();
+    let t0 = Instant::now();
+    let config = ServicesConfig {
+        masters: all.clone(),
+        w: 2,
+        peers: vec![ME.into(), TAKER.into()],
+        ..config()
+    };
+    let me = Identity {
+        node: ME.into(),
+        pid: Pid::new(ME, 1, 0, 1),
+    };
+    let namer = Box::new(|| crate::term::tuple(vec![atom("session"), int(1)]));
+    let mut c = Core::new(config, me, namer, 7, t0);
+    // Every master renews and takes every shard; a repair ends `ok` as
+    // told and is noted in `repairs`; what else comes out is returned.
+    let step = |c: &mut Core, now: Instant, ok: bool, repairs: &mut Vec<String>| {
+        let mut out = Vec::new();
+        while let Some(output) = c.poll_action() {
+            let event = match output {
+                Output::Run(Job::Renew { epoch, .. }) => Event::Renewed {
+                    epoch,
+                    sent_at: now,
+                    renewed: all.clone(),
+                    created: vec![],
+                },
+                Output::Run(Job::TakeShard { shard, epoch, .. }) => Event::ShardTaken {
+                    shard,
+                    epoch,
+                    taken: Taken::Held,
+                    ok_at: all.clone(),
+                    wall_ms: WALL_MS,
+                },
+                Output::Run(Job::Repair {
+                    master,
+                    epoch,
+                    generation,
+                    ..
+                }) => {
+                    repairs.push(master.clone());
+                    Event::Repaired {
+                        master,
+                        epoch,
+                        generation,
+                        ok,
+                    }
+                }
+                other => {
+                    out.push(other);
+                    continue;
+                }
+            };
+            c.handle_round_result(event, now);
+        }
+        out
+    };
+    let mut repairs = Vec::new();
+    c.handle_timeout(t0);
+    step(&mut c, t0, true, &mut repairs);
+    let now = t0 + ms(10);
+    c.handle_request(caller(1), lock(1, "k"), now);
+    let out = step(&mut c, now, true, &mut repairs);
+    assert_eq!(replies(&out), vec![(1, atom("acquired"))], "{out:?}");
+    let shard = crate::services::slots::shard_of_key(Kind::Lock, &atom("k")).expect("a key");
+
+    // Ask, ready, and a transfer round short of W whose move back only M2
+    // confirmed (MASTER took the taker's entry; M3's answers were lost).
+    assert!(c.hand_off(shard, TAKER, now));
+    let out = step(&mut c, now, true, &mut repairs);
+    let asked = out.iter().find_map(|o| match o {
+        Output::ToPeer(to, PeerMsg::Handoff(HandoffMsg { id, body, .. })) if to == TAKER => {
+            matches!(body, HandoffBody::Ask { .. }).then_some(*id)
+        }
+        _ => None,
+    });
+    let ready = HandoffMsg {
+        from: TAKER.into(),
+        id: asked.expect("an ask"),
+        body: HandoffBody::Ready {
+            shard,
+            value: atom("takers_entry"),
+            session: atom("takers_session"),
+        },
+    };
+    c.handle_peer_msg(PeerMsg::Handoff(ready), now);
+    let round = std::iter::from_fn(|| c.poll_action()).find_map(|o| match o {
+        Output::Run(Job::TransferShard {
+            handoff: Some((id, _)),
+            ..
+        }) => Some(id),
+        _ => None,
+    });
+    let moved_back = Event::Transferred {
+        id: round.expect("a transfer round"),
+        shard,
+        ok: false,
+        ok_at: vec![MASTER.into()],
+        back_at: vec![M2.into()],
+    };
+    // A lock on another key of the shard parks while it is being handed.
+    let same_shard = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| crate::services::slots::shard_of_key(Kind::Lock, &atom(k)) == Some(shard))
+        .expect("another key of the shard");
+    c.handle_request(caller(4), lock(4, &same_shard), now);
+    assert!(c.lease.session.grants_allowed());
+    c.handle_round_result(moved_back, now);
+    repairs.clear();
+    let out = step(&mut c, now, false, &mut repairs);
+    assert_eq!(
+        replies(&out),
+        vec![],
+        "granted on the last renewal: {out:?}"
+    );
+    repairs.sort();
+    assert_eq!(repairs, vec![M3.to_string(), MASTER.to_string()]);
+    assert!(
+        !c.lease.session.grants_allowed(),
+        "grants go on as if W held it"
+    );
+
+    // A renewal by all three counts M2 alone while the repairs are refused
+    // (the taker's entry in the way): still no grants.
+    let later = now + ms(1_100);
+    c.handle_timeout(later);
+    step(&mut c, later, false, &mut repairs);
+    assert!(!c.lease.session.grants_allowed());
+    // Repaired, the next renewal counts W again.
+    let later = later + ms(1_100);
+    c.handle_timeout(later);
+    step(&mut c, later, true, &mut repairs);
+    let later = later + ms(1_100);
+    c.handle_timeout(later);
+    let out = step(&mut c, later, true, &mut repairs);
+    assert!(c.lease.session.grants_allowed());
+    assert_eq!(replies(&out), vec![(4, atom("acquired"))], "{out:?}");
+}

@@ -1,8 +1,9 @@
 //! A shard handed from one serving node to another (graceful handoff):
 //! `{erl_quorum_handoff, Version, From, Id, Body}` between the `erl_quorum`
 //! processes of two peers. `From` is the sender's node, `Id` the handoff's
-//! number at the giving node (the giver's ids never repeat while it runs,
-//! and the taker keys them by giver).
+//! number at the giving node (the giver's ids grow while it runs from a
+//! random start below 2^61, so a restarted giver does not repeat them; the
+//! taker keys them by giver).
 //!
 //! The giver drives it (see `core::handoff`): `ask` -> `ready` (the taker's
 //! shard value and session), the giver's transfer round on the masters,
@@ -46,6 +47,11 @@ pub(crate) enum HandoffBody {
     },
     /// `{no, Shard}`: not now (stopping, no session, or busy with it).
     No { shard: u32 },
+    /// `{valid, Shard, ValidMs}`: sent by the taker just before `ready`:
+    /// its session lives `valid_ms` more at least (as it counts when it
+    /// answers). A message of its own, not a field of `ready`, so that a
+    /// giver of an earlier release still reads `ready` (and drops this).
+    Valid { shard: u32, valid_ms: u64 },
     /// `{state, Shard, NextToken, OkAt, Slots}`: the entry is yours (written
     /// on the masters `ok_at`); here is what the shard held.
     State {
@@ -254,6 +260,11 @@ impl HandoffMsg {
                 session.clone(),
             ]),
             HandoffBody::No { shard } => tuple(vec![atom("no"), int(i64::from(*shard))]),
+            HandoffBody::Valid { shard, valid_ms } => tuple(vec![
+                atom("valid"),
+                int(i64::from(*shard)),
+                uint_term(*valid_ms),
+            ]),
             HandoffBody::State {
                 shard,
                 next_token,
@@ -298,6 +309,10 @@ impl HandoffMsg {
             let body = match as_tuple(body)? {
                 [t, s] if is_atom(t, "ask") => HandoffBody::Ask { shard: shard(s)? },
                 [t, s] if is_atom(t, "no") => HandoffBody::No { shard: shard(s)? },
+                [t, s, ms] if is_atom(t, "valid") => HandoffBody::Valid {
+                    shard: shard(s)?,
+                    valid_ms: uint(ms)?,
+                },
                 [t, s] if is_atom(t, "done") => HandoffBody::Done { shard: shard(s)? },
                 [t, s, value, session] if is_atom(t, "ready") => HandoffBody::Ready {
                     shard: shard(s)?,
@@ -350,6 +365,10 @@ mod tests {
             shard: 1,
             value: tuple(vec![Term::from(owner.clone()), atom("s")]),
             session: atom("s"),
+        });
+        roundtrip(HandoffBody::Valid {
+            shard: 2,
+            valid_ms: 9_000,
         });
         roundtrip(HandoffBody::State {
             shard: 9,

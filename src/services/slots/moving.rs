@@ -58,6 +58,16 @@ fn pid_bytes(node: &str) -> usize {
 }
 
 impl Slots {
+    /// Whether a hold of `shard` is orphaned (its owner's node lost us; it
+    /// is released here when the margin is over).
+    pub(crate) fn has_orphans(&self, shard: u32) -> bool {
+        self.index.values().any(|&id| {
+            self.slot(id).is_some_and(|s| {
+                u32::from(s.shard) == shard && matches!(s.state, State::Orphaned { .. })
+            })
+        })
+    }
+
     /// How many slots of `shard` would move, and an estimate from above of
     /// the bytes of their `state` (keys and tags measured, pids and the
     /// rest bounded): the giver keeps a shard too large for one message.
