@@ -596,7 +596,7 @@ async fn a_leader_frozen_past_its_lease_surrenders() {
         "the frozen leader did not surrender:{}",
         show(&h)
     );
-    let terms = check(&h, &[]).unwrap_or_else(|e| panic!("{e}{}", show(&h)));
+    let terms = check(&h, &[]).unwrap_or_else(|e| panic!("{e}{}{}", show(&h), cluster.logs()));
     assert!(terms.iter().all(|t| t.token.is_some()), "{terms:?}");
     eprintln!("terms: {terms:?}");
 }

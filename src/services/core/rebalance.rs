@@ -15,7 +15,8 @@
 //! live set differ), never while stopping (the drain moves everything) or
 //! while its session does not allow grants, nor while it supervises
 //! names (their records do not move with a handoff), nor a shard with an
-//! orphaned hold (see `Core::start_handoff`).
+//! orphaned hold (see `Core::start_handoff`) or a hold of an owner whose
+//! node has gone quiet.
 
 use super::Core;
 use std::collections::{BTreeMap, HashMap};
@@ -131,6 +132,19 @@ impl Core {
         let Some((shard, to)) = self.rebalancer.next_move(&self.me.node, now) else {
             return;
         };
+        // Not while an owner's node is quiet: its guard may not hear of the
+        // move, and the taker would count its silence afresh, releasing its
+        // holds (if it is gone) seconds later than this node would. The
+        // shard waits here as if just taken.
+        let quiet = self
+            .slots
+            .owner_nodes(shard)
+            .iter()
+            .any(|n| self.silence.quiet(n, now));
+        if quiet {
+            self.rebalancer.held_since.insert(shard, now);
+            return;
+        }
         if self.start_handoff(shard, &to) {
             self.rebalancer.started += 1;
             tracing::debug!(shard, %to, "erl_quorum: rebalancing a shard");

@@ -82,6 +82,14 @@ impl Silence {
         client.last = Some(client.last.map_or(now, |l| l.max(now)));
     }
 
+    /// Holds of owners on `node` were taken over from another serving
+    /// node, which may have promised their guard validity until `until`
+    /// at the latest: released for silence no sooner than that.
+    pub(crate) fn taken_over(&mut self, node: &str, until: Instant) {
+        let client = self.clients.entry(node.to_owned()).or_default();
+        client.promised = Some(client.promised.map_or(until, |p| p.max(until)));
+    }
+
     /// A hold of an owner on `node` ended.
     pub(crate) fn ended(&mut self, node: &str) {
         if let Some(client) = self.clients.get_mut(node) {
@@ -115,6 +123,17 @@ impl Silence {
             self.dropped.insert(node.clone(), at);
         }
         silent
+    }
+
+    /// Whether `node`, with holds here, has said nothing for longer than
+    /// its guard's keepalive period (1 s) and some slack, or was dropped.
+    pub(crate) fn quiet(&self, node: &str, now: Instant) -> bool {
+        const QUIET: Duration = Duration::from_millis(1_500);
+        self.dropped.contains_key(node)
+            || self
+                .clients
+                .get(node)
+                .is_some_and(|c| c.last.is_some_and(|l| now >= l + QUIET))
     }
 
     /// When the holds of an owner on `node`, whose connection went, may be
@@ -151,6 +170,18 @@ mod tests {
         // Heard again (a new connection): a client like any other.
         s.heard("c@h", at + Duration::from_secs(30), None);
         assert_eq!(s.release_at("c@h"), None);
+    }
+
+    #[test]
+    fn holds_taken_over_are_released_no_sooner_than_the_givers_promise() {
+        let mut s = Silence::default();
+        let t0 = Instant::now();
+        // The giver may have promised the guard 10 s; its node is silent
+        // from the install on.
+        s.taken_over("c@h", t0 + Duration::from_secs(10));
+        s.granted("c@h", t0);
+        assert_eq!(s.due(t0 + SILENCE, MARGIN), vec!["c@h".to_string()]);
+        assert_eq!(s.release_at("c@h"), Some(t0 + Duration::from_secs(10)));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::process::Caller;
 use crate::services::protocol::handoff::{MovedAsk, MovedSlot, MovedWaiter, MAX_MOVED_WAITERS};
 use crate::services::protocol::{Notice, Reply};
 use crate::term::{Packed, Term};
+use std::collections::BTreeSet;
 
 /// Encoded bytes of `term` (a term the encoder refuses counts as 1 KiB:
 /// never seen, and refused again when the state is encoded).
@@ -66,6 +67,15 @@ impl Slots {
                 u32::from(s.shard) == shard && matches!(s.state, State::Orphaned { .. })
             })
         })
+    }
+
+    /// The nodes of the owners holding keys of `shard`.
+    pub(crate) fn owner_nodes(&self, shard: u32) -> BTreeSet<String> {
+        self.index
+            .values()
+            .filter_map(|&id| self.slot(id).filter(|s| u32::from(s.shard) == shard))
+            .filter_map(|s| s.state.owner().map(|o| o.node.name.clone()))
+            .collect()
     }
 
     /// How many slots of `shard` would move, and an estimate from above of
