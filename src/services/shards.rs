@@ -163,13 +163,13 @@ impl Shards {
             State::Foreign { seen, .. } if now.duration_since(*seen) < FOREIGN_TTL)
     }
 
-    /// The shards this node holds under `epoch`.
     /// Shard `index`'s state, for a failing simulation's report.
     #[cfg(test)]
     pub(crate) fn state_of(&self, index: u32) -> String {
         format!("{:?}", self.shards[index as usize])
     }
 
+    /// The shards this node holds under `epoch`.
     pub(crate) fn held_shards(&self, epoch: u64) -> Vec<u32> {
         (0..SHARDS).filter(|&i| self.held(i, epoch)).collect()
     }
@@ -390,13 +390,13 @@ impl Shards {
         }
     }
 
-    /// Handoff `id` of shard `index` happened: the taker's now; its parked
-    /// requests go there.
+    /// Handoff `id` of shard `index` happened: the taker's now (taken as
+    /// such until `until`); its parked requests go there.
     pub(crate) fn handed(
         &mut self,
         index: u32,
         id: u64,
-        now: Instant,
+        until: Instant,
     ) -> Option<(String, Vec<Parked>)> {
         let state = &mut self.shards[index as usize];
         match state {
@@ -404,9 +404,10 @@ impl Shards {
                 id: i, to, parked, ..
             } if *i == id => {
                 let (to, parked) = (to.clone(), std::mem::take(parked));
+                // Seen as if at `until` less the TTL: foreign until `until`.
                 *state = State::Foreign {
                     node: to.clone(),
-                    seen: now,
+                    seen: until.checked_sub(FOREIGN_TTL).unwrap_or(until),
                 };
                 Some((to, parked))
             }

@@ -23,13 +23,17 @@
 //!
 //! Failures: no `ready` within [`ASK_WAIT`] (or `no`): G serves S again
 //! (nothing moved) and tells T `no` (T's parked requests go to G). A round
-//! short of W is moved back and G serves S again likewise, the masters
-//! that did not confirm the move back not counting for its session until
-//! repaired (they may hold T's entry). G's last moment is [`GIVER_LAST`]
+//! short of W is moved back: back on W masters, G serves S again likewise,
+//! the masters that did not confirm the move back not counting for its
+//! session until repaired (they may hold T's entry); back on fewer, G
+//! gives S up as after a late round (below). G's last moment is [`GIVER_LAST`]
 //! after its `ask`, or 2 s before T's session could lapse (T says how long
 //! it lives in `valid`), whichever is sooner: no `done` by then, G tells
-//! the owners `eq_lost` (T may never learn of them); a round that ends
-//! later, G sends no state and tells them at once. All of G's deadlines
+//! the owners `eq_lost` (T may never learn of them); a round still
+//! running then, or ending within [`ACK_WINDOW`] of it, G sends no state
+//! and tells them at once, redirecting the shard's callers to T (unless a
+//! hold was orphaned while the round ran: G then waits for the round, and
+//! keeps S if it fell short). All of G's deadlines
 //! count from its `ask`; T, without the state
 //! by [`Core::receive_wait`] (longer than all of them, a lease and a margin
 //! for the guards), finds out with a confirm round whether it holds S and
@@ -45,7 +49,7 @@ use crate::services::protocol::handoff::{
 };
 use crate::services::protocol::{Notice, PeerMsg, Reply};
 use crate::services::rounds::Job;
-use crate::services::shards::{Parked, SHARDS};
+use crate::services::shards::{Parked, FOREIGN_TTL, SHARDS};
 use crate::services::slots::Kind;
 use crate::term::{Pid, Term};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -58,7 +62,8 @@ mod taker;
 /// How long the giver waits for `ready` before serving the shard again.
 pub(crate) const ASK_WAIT: Duration = Duration::from_secs(1);
 /// The part of the giver's schedule ([`GIVER_LAST`]) for its transfer
-/// round, its wait for a worker included.
+/// round, its wait for a worker included (no deadline of its own: the
+/// round is cut off at the giver's last moment).
 pub(crate) const TRANSFER_WAIT: Duration = Duration::from_secs(3);
 /// How often the giver sends the state again until `done`.
 pub(crate) const RESEND: Duration = Duration::from_millis(250);
@@ -85,6 +90,9 @@ const _: () = assert!(
 /// A handoff whose owners would have to be told lost within this of the
 /// taker's `ready` is not made (the taker's session about to lapse).
 const TOO_LITTLE: Duration = Duration::from_millis(500);
+/// The state is not sent when less than this is left for it to be
+/// installed and acknowledged before the owners must be told.
+const ACK_WINDOW: Duration = Duration::from_millis(500);
 /// Handoffs installed remembered, to answer a resent state again.
 const INSTALLED_KEPT: usize = 256;
 
@@ -335,7 +343,6 @@ impl Core {
             .is_some_and(|o| o.to == from && o.shard == shard && phase(&o.phase))
     }
 
-    /// Giver: the taker is ready; the transfer round.
     /// Giver: the taker's session lives `valid_ms` more. The holds live
     /// under it from the transfer on: uninstalled, their owners must hear
     /// `eq_lost` from here before it could lapse (the taker killed, or cut
@@ -350,6 +357,7 @@ impl Core {
         o.last = o.last.min(lapses.saturating_sub(LOST_MARGIN));
     }
 
+    /// Giver: the taker is ready; the transfer round, its deadline armed.
     fn ready(&mut self, from: &str, id: u64, shard: u32, value: Term, session: Term) {
         if !self.outgoing_is(id, from, shard, |p| matches!(p, Phase::Asked)) {
             return;
@@ -361,6 +369,7 @@ impl Core {
             self.not_handed(id, true);
             return;
         }
+        let deadline = o.asked + o.last;
         // A hold orphaned since the ask stays (see `start_handoff`).
         if self.slots.has_orphans(shard) {
             self.not_handed(id, true);
@@ -369,6 +378,8 @@ impl Core {
         if let Some(o) = self.handoffs.outgoing.get_mut(&id) {
             o.phase = Phase::Transferring;
         }
+        // A round still running then: the owners are told (`handoff_due`).
+        self.timers.at(deadline, Timer::Handoff(id));
         let own = &self.lease.session;
         let job = Job::TransferShard {
             shard,
@@ -442,16 +453,22 @@ impl Core {
         if o.shard != shard || !matches!(o.phase, Phase::Transferring) {
             return;
         }
-        if !ok {
+        // (A hold orphaned while the round ran would be dropped by giving
+        // the shard up, its guard maybe not yet told: then it is kept.)
+        let orphans = self.slots.has_orphans(shard);
+        if !ok && (back_at.len() >= self.config.w || orphans) {
             // Before the shard is served again (its parked requests too):
             // no grant on the strength of the last renewal.
             self.moved_back(&back_at);
             self.not_handed(id, true);
             return;
         }
-        // (The state would come too late to be installed before the owners
-        // must be told: told now.)
-        let late = self.now >= o.asked + o.last;
+        // Back on fewer than W, the taker's entry may be on W masters
+        // (its confirm round, or a round of its own, would find it): the
+        // shard is given up as after a late round. Otherwise the state
+        // goes, unless it would come too late to be installed before the
+        // owners must be told: then they are told now.
+        let late = !ok || self.now + ACK_WINDOW >= o.asked + o.last;
         let (shard, to) = (o.shard, o.to.clone());
         let slots = self.slots.export_shard(shard, &to);
         let holds = moved_holds(&slots);
@@ -465,7 +482,8 @@ impl Core {
             ok_at,
             slots,
         };
-        if let Some((to, parked)) = self.routing.shards.handed(shard, id, self.now) {
+        let until = self.now + FOREIGN_TTL;
+        if let Some((to, parked)) = self.routing.shards.handed(shard, id, until) {
             self.redirect(&to, parked);
         }
         self.wake_shard_waiters(shard);
@@ -473,22 +491,19 @@ impl Core {
         self.send_handoff(&to, id, state.clone());
         let o = self.handoffs.outgoing.get_mut(&id).expect("present");
         o.phase = Phase::Sent { state, holds };
-        self.timers.at(self.now + RESEND, Timer::Handoff(id));
+        let next = (self.now + RESEND).min(o.asked + o.last);
+        self.timers.at(next, Timer::Handoff(id));
     }
 
-    /// Giver: a transfer round short of W was moved back; `back_at` said
-    /// they hold this node's entry again. Any other master may hold the
+    /// Giver: a transfer round short of W was moved back; `back_at` (W or
+    /// more) said they hold this node's entry again. Any other master may hold the
     /// taker's (its `ok` or the move back lost on the way): it counts for
     /// the session only once repaired, and grants wait for a renewal
     /// unless W that renewed it last hold the entry (as for a shard just
     /// taken). Without this, a master left with the taker's entry still
     /// counted here while the taker, serving the shard later, counted it
-    /// too: two nodes granting one key (found by the simulation). Back on
-    /// fewer than W, the repairs are refused while the taker's entry is in
-    /// the way: no renewal counts W, and this node's session lapses (every
-    /// owner told first), as when W masters are out of reach; the taker,
-    /// told `no`, leaves the shard to this node for a lease and the margin
-    /// (see `receive_cancelled`).
+    /// too: two nodes granting one key (found by the simulation). (Back on
+    /// fewer than W, the shard is given up instead: see `transferred`.)
     fn moved_back(&mut self, back_at: &[String]) {
         let session = &mut self.lease.session;
         session.shard_taken_on(back_at, self.config.w);
@@ -527,7 +542,9 @@ impl Core {
             let reply = Reply::Redirect(to.to_owned());
             self.outputs.push_back(Output::Reply(caller, reply));
         }
-        if let Some((to, parked)) = self.routing.shards.handed(shard, id, self.now) {
+        // Not taken back here before the owners' guards acted on it.
+        let until = self.now + LOST_MARGIN;
+        if let Some((to, parked)) = self.routing.shards.handed(shard, id, until) {
             self.redirect(&to, parked);
         }
         self.wake_shard_waiters(shard);
@@ -559,6 +576,18 @@ impl Core {
         };
         match &o.phase {
             Phase::Asked => self.not_handed(id, true),
+            Phase::Transferring
+                if self.now >= o.asked + o.last && !self.slots.has_orphans(o.shard) =>
+            {
+                // The round outlived the taker's session as the giver must
+                // count it: whatever it did, the owners are told now, and
+                // its result is not waited for.
+                let (shard, to) = (o.shard, o.to.clone());
+                tracing::warn!(shard, %to, "erl_quorum: handoff transfer round still running at its deadline; telling the owners");
+                let slots = self.slots.export_shard(shard, &to);
+                let holds = moved_holds(&slots);
+                self.transferred_late(id, shard, &to, slots, holds);
+            }
             Phase::Transferring => {}
             Phase::Sent { .. } if self.now >= o.asked + o.last => {
                 let o = self.handoffs.outgoing.remove(&id).expect("present");
@@ -571,8 +600,9 @@ impl Core {
             }
             Phase::Sent { state, .. } => {
                 let (to, state) = (o.to.clone(), state.clone());
+                let next = (self.now + RESEND).min(o.asked + o.last);
                 self.send_handoff(&to, id, state);
-                self.timers.at(self.now + RESEND, Timer::Handoff(id));
+                self.timers.at(next, Timer::Handoff(id));
             }
         }
     }

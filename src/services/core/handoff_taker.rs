@@ -43,15 +43,12 @@ impl Core {
     }
 
     /// Taker: the giver abandoned handoff `id` (`no`): the shard is the
-    /// giver's again; the requests parked for it go there. For a lease and
-    /// the margin this node takes no round of its own for it: the giver's
-    /// round may have left this node's entry on masters that did not
-    /// confirm its move back, maybe on W of them, and a round of this
-    /// node's would find its own value there and take the shard while the
-    /// giver's owners still hold their keys (the giver's session lapses
-    /// within that time when it cannot count W masters holding it).
+    /// giver's again; the requests parked for it go there. (A round of the
+    /// giver's moved back to fewer than W masters is not abandoned this
+    /// way: the giver gives the shard up and says nothing, and this node
+    /// confirms after its receive wait.)
     pub(super) fn receive_cancelled(&mut self, from: &str, id: u64, shard: u32) {
-        let until = self.now + self.config.session_lease + self.config.margin;
+        let until = self.now + FOREIGN_TTL;
         let Some(parked) = self
             .routing
             .shards

@@ -36,6 +36,8 @@ mod timers;
 mod watches;
 
 #[cfg(test)]
+mod handoff_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod supervise_tests;
