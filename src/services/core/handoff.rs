@@ -517,10 +517,12 @@ impl Core {
         }
     }
 
-    /// Giver: the shard is the taker's on the quorum, but too late for the
-    /// state to reach it surely before it gives up waiting: the owners are
-    /// told lost now (the taker serves the shard empty after its wait),
-    /// the waiters and parked requests are sent to the taker.
+    /// Giver: the shard is, or may be, the taker's on the quorum, too late
+    /// for the state to be installed before the owners must be told (or
+    /// moved back onto fewer than W masters, or its round still running at
+    /// the deadline): the owners are told lost now (the taker confirms and
+    /// serves the shard empty after its wait), the waiters and parked
+    /// requests are sent to the taker.
     fn transferred_late(
         &mut self,
         id: u64,
