@@ -280,6 +280,14 @@ fn store(now_ms: u64, name: &str) -> Store {
 impl Sim {
     /// Every call of a live owner got its answer (the log is dumped first
     /// when one did not).
+    /// A sound network: no message lost, no core cut off (masters still
+    /// restart, the world still stalls).
+    fn without_loss_or_cuts(&mut self) {
+        self.loss = 0.0;
+        self.deliveries
+            .retain(|_, d| !matches!(d, Delivery::Cut { .. }));
+    }
+
     fn assert_live_calls_answered(&self, seed: u64) {
         let left: Vec<_> = self
             .calls
@@ -1231,22 +1239,58 @@ impl Sim {
             session,
             tag: tag.clone(),
         };
-        let (mut ok_at, mut held_at, mut refused, mut answers) = (Vec::new(), Vec::new(), 0, 0);
+        let tally = self.tally(core, &request);
+        let all = tally.answers == MASTERS.len();
+        if tally.ok_at.len() >= 2 {
+            return (Taken::Held, tally.ok_at, all);
+        }
+        let taken = self.shard_outcome(core, &qkey, value, tag, &tally);
+        (taken, tally.ok_at, false)
+    }
+}
+
+/// How the masters answered one op of a round (`rounds.rs`'s `Tally`).
+pub(super) struct Tally {
+    pub ok_at: Vec<String>,
+    /// The masters that said another entry holds the key.
+    pub held_at: Vec<usize>,
+    pub refused: usize,
+    pub answers: usize,
+}
+
+impl Sim {
+    /// `request` on every master, as `rounds.rs` runs a round.
+    pub(super) fn tally(&mut self, core: usize, request: &MasterRequest) -> Tally {
+        let mut t = Tally {
+            ok_at: Vec::new(),
+            held_at: Vec::new(),
+            refused: 0,
+            answers: 0,
+        };
         for (m, name) in MASTERS.iter().enumerate() {
-            let Some(reply) = self.master_call(core, m, &request) else {
+            let Some(reply) = self.master_call(core, m, request) else {
                 continue;
             };
-            answers += 1;
+            t.answers += 1;
             match reply {
-                MasterReply::Ok => ok_at.push(name.to_string()),
-                MasterReply::Held => held_at.push(m),
-                _ => refused += 1,
+                MasterReply::Ok => t.ok_at.push(name.to_string()),
+                MasterReply::Held => t.held_at.push(m),
+                _ => t.refused += 1,
             }
         }
-        let all = answers == MASTERS.len();
-        if ok_at.len() >= 2 {
-            return (Taken::Held, ok_at, all);
-        }
+        t
+    }
+
+    /// `rounds.rs`'s `outcome` of a shard round short of W: the undo of
+    /// `value` everywhere, then who holds the shard.
+    pub(super) fn shard_outcome(
+        &mut self,
+        core: usize,
+        qkey: &Term,
+        value: Term,
+        tag: Term,
+        t: &Tally,
+    ) -> Taken {
         let undo = MasterRequest::Release {
             key: qkey.clone(),
             value,
@@ -1255,19 +1299,16 @@ impl Sim {
         for m in 0..MASTERS.len() {
             self.master_call(core, m, &undo);
         }
-        if let Some(taken) = self.read_holder(core, &held_at, &qkey) {
-            return (taken, ok_at, false);
+        if let Some(taken) = self.read_holder(core, &t.held_at, qkey) {
+            return taken;
         }
-        let taken = if !held_at.is_empty() || ok_at.len() + refused >= 2 {
+        if !t.held_at.is_empty() || t.ok_at.len() + t.refused >= 2 {
             Taken::Busy
         } else {
             Taken::NoQuorum
-        };
-        (taken, ok_at, false)
+        }
     }
-}
 
-impl Sim {
     /// `rounds.rs`'s read-back after a shard round short of W: the nodes
     /// named by the masters that hold the shard, read as
     /// [`crate::services::rounds::taken_by`] reads them.

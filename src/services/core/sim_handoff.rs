@@ -37,6 +37,27 @@ pub(super) struct HandoffStats {
     pub lossy: bool,
 }
 
+impl HandoffStats {
+    /// Adds `h`'s counts to these (not `lossy`).
+    fn add(&mut self, h: &HandoffStats) {
+        self.moves += h.moves;
+        self.started += h.started;
+        self.stops += h.stops;
+        self.drained += h.drained;
+        self.lost_at_stop += h.lost_at_stop;
+        self.kept_at_stop += h.kept_at_stop;
+    }
+}
+
+/// The handoff runs' plan: handoffs and rolling restarts, nothing else.
+const HANDOFFS: Plan = Plan {
+    rebalance: false,
+    singletons: false,
+    restarts: false,
+    slow_core0_ms: None,
+    handoffs: true,
+};
+
 /// The orphaned holds a handoff `state` carries: (giver, kind, key, owner).
 pub(super) fn orphans_in(msg: &PeerMsg) -> Vec<(usize, Kind, Term, Pid)> {
     let PeerMsg::Handoff(crate::services::protocol::handoff::HandoffMsg {
@@ -184,20 +205,9 @@ impl Sim {
             to: to.clone(),
             session,
         };
-        let (mut ok_at, mut held_at, mut answers) = (Vec::new(), Vec::new(), 0);
-        for (m, name) in MASTERS.iter().enumerate() {
-            let Some(reply) = self.master_call(core, m, &request) else {
-                continue;
-            };
-            answers += 1;
-            match reply {
-                MasterReply::Ok => ok_at.push(name.to_string()),
-                MasterReply::Held => held_at.push(m),
-                _ => {}
-            }
-        }
-        let all = answers == MASTERS.len();
-        let ok = ok_at.len() >= 2;
+        let tally = self.tally(core, &request);
+        let all = tally.answers == MASTERS.len();
+        let ok = tally.ok_at.len() >= 2;
         if let Some((id, own_session)) = handoff {
             let mut back_at = Vec::new();
             if !ok {
@@ -217,7 +227,7 @@ impl Sim {
                 id,
                 shard,
                 ok,
-                ok_at,
+                ok_at: tally.ok_at,
                 back_at,
             };
             return (event, all && ok);
@@ -227,25 +237,14 @@ impl Sim {
             Taken::Held
         } else {
             self.seq += 1;
-            let undo = MasterRequest::Release {
-                key: qkey.clone(),
-                value: to,
-                tag: tuple(vec![atom("tag"), int(self.seq as i64)]),
-            };
-            for m in 0..MASTERS.len() {
-                self.master_call(core, m, &undo);
-            }
-            match self.read_holder(core, &held_at, &qkey) {
-                Some(taken) => taken,
-                None if answers >= 2 => Taken::Busy,
-                None => Taken::NoQuorum,
-            }
+            let tag = tuple(vec![atom("tag"), int(self.seq as i64)]);
+            self.shard_outcome(core, &qkey, to, tag, &tally)
         };
         let event = Event::ShardTaken {
             shard,
             epoch,
             taken,
-            ok_at,
+            ok_at: tally.ok_at,
             wall_ms,
         };
         (event, all && ok)
@@ -258,17 +257,10 @@ impl Sim {
 #[test]
 fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
     let (first, seeds) = seed_range(32);
-    let plan = Plan {
-        rebalance: false,
-        singletons: false,
-        restarts: false,
-        slow_core0_ms: None,
-        handoffs: true,
-    };
     let mut totals = HandoffStats::default();
     let (mut clean_stops, mut clean_lost) = (0, 0);
     for seed in first..first + seeds {
-        let mut sim = Sim::with_plan(seed, plan);
+        let mut sim = Sim::with_plan(seed, HANDOFFS);
         sim.run();
         sim.assert_live_calls_answered(seed);
         let h = &sim.handoffs;
@@ -280,12 +272,7 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
             clean_stops += h.stops;
             clean_lost += h.lost_at_stop - h.kept_at_stop;
         }
-        totals.moves += h.moves;
-        totals.started += h.started;
-        totals.stops += h.stops;
-        totals.drained += h.drained;
-        totals.lost_at_stop += h.lost_at_stop;
-        totals.kept_at_stop += h.kept_at_stop;
+        totals.add(h);
     }
     eprintln!("handoff sim: {totals:?}; on a network without loss or cuts: {clean_lost} holds lost in {clean_stops} stops");
     assert!(totals.started >= seeds as usize, "only {totals:?}");
@@ -301,36 +288,18 @@ fn handoffs_and_rolling_restarts_keep_holds_and_never_grant_twice() {
 /// hold to a stop.
 #[test]
 fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
-    let plan = Plan {
-        rebalance: false,
-        singletons: false,
-        restarts: false,
-        slow_core0_ms: None,
-        handoffs: true,
-    };
     let mut totals = HandoffStats::default();
     for seed in 0..16 {
-        let mut sim = Sim::with_plan(seed, plan);
-        sim.loss = 0.0;
-        sim.deliveries
-            .retain(|_, d| !matches!(d, Delivery::Cut { .. }));
+        let mut sim = Sim::with_plan(seed, HANDOFFS);
+        sim.without_loss_or_cuts();
         sim.run();
-        let left = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .count();
-        assert_eq!(left, 0, "seed {seed}: unanswered calls");
+        sim.assert_live_calls_answered(seed);
         let h = &sim.handoffs;
         if std::env::var("EQ_SIM_DEBUG").is_ok() {
             eprintln!("seed {seed} {h:?}");
             sim.dump_log();
         }
-        totals.started += h.started;
-        totals.stops += h.stops;
-        totals.drained += h.drained;
-        totals.lost_at_stop += h.lost_at_stop;
-        totals.kept_at_stop += h.kept_at_stop;
+        totals.add(h);
     }
     eprintln!("sound handoff sim: {totals:?}");
     assert_eq!(totals.stops, CORES * 16);
@@ -347,31 +316,14 @@ fn on_a_sound_network_every_stop_drains_and_no_hold_is_lost() {
 /// for its last incarnation's, answered `done` and never installed.)
 #[test]
 fn transfers_delayed_by_seconds_never_grant_twice() {
-    let plan = Plan {
-        rebalance: false,
-        singletons: false,
-        restarts: false,
-        slow_core0_ms: None,
-        handoffs: true,
-    };
     let (first, seeds) = seed_range(24);
     let mut totals = HandoffStats::default();
     for seed in first..first + seeds {
-        let mut sim = Sim::with_plan(seed, plan);
+        let mut sim = Sim::with_plan(seed, HANDOFFS);
         sim.transfer_delay = Duration::from_millis(1_500 + 900 * (seed % 6));
         sim.run();
-        let left = sim
-            .calls
-            .values()
-            .filter(|(o, _)| !sim.dead.contains(o))
-            .count();
-        if left > 0 {
-            sim.dump_log();
-        }
-        assert_eq!(left, 0, "seed {seed}: unanswered calls");
-        totals.started += sim.handoffs.started;
-        totals.stops += sim.handoffs.stops;
-        totals.lost_at_stop += sim.handoffs.lost_at_stop;
+        sim.assert_live_calls_answered(seed);
+        totals.add(&sim.handoffs);
     }
     eprintln!("delayed-transfer handoff sim: {totals:?}");
     assert_eq!(totals.stops, CORES * seeds as usize);

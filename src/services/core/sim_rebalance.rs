@@ -180,9 +180,7 @@ fn rebalance_run(seed: u64, sound: bool) -> Sim {
     };
     let mut sim = Sim::with_plan(seed, plan);
     if sound {
-        sim.loss = 0.0;
-        sim.deliveries
-            .retain(|_, d| !matches!(d, Delivery::Cut { .. }));
+        sim.without_loss_or_cuts();
     }
     sim.plan_rebalance();
     sim.run();

@@ -11,7 +11,7 @@
 use super::queue::{Ask, Waiting};
 use super::state::State;
 use super::types::{Action, Kind};
-use super::{index_key, Slots};
+use super::{index_key, Slot, Slots};
 use crate::dist::etf::encode_term;
 use crate::process::Caller;
 use crate::services::protocol::handoff::{MovedAsk, MovedSlot, MovedWaiter, MAX_MOVED_WAITERS};
@@ -59,21 +59,23 @@ fn pid_bytes(node: &str) -> usize {
 }
 
 impl Slots {
+    /// The slots of `shard`.
+    fn shard_slots(&self, shard: u32) -> impl Iterator<Item = &Slot> + '_ {
+        self.index
+            .values()
+            .filter_map(move |&id| self.slot(id).filter(|s| u32::from(s.shard) == shard))
+    }
+
     /// Whether a hold of `shard` is orphaned (its owner's node lost us; it
     /// is released here when the margin is over).
     pub(crate) fn has_orphans(&self, shard: u32) -> bool {
-        self.index.values().any(|&id| {
-            self.slot(id).is_some_and(|s| {
-                u32::from(s.shard) == shard && matches!(s.state, State::Orphaned { .. })
-            })
-        })
+        self.shard_slots(shard)
+            .any(|s| matches!(s.state, State::Orphaned { .. }))
     }
 
     /// The nodes of the owners holding keys of `shard`.
     pub(crate) fn owner_nodes(&self, shard: u32) -> BTreeSet<String> {
-        self.index
-            .values()
-            .filter_map(|&id| self.slot(id).filter(|s| u32::from(s.shard) == shard))
+        self.shard_slots(shard)
             .filter_map(|s| s.state.owner().map(|o| o.node.name.clone()))
             .collect()
     }
@@ -84,10 +86,7 @@ impl Slots {
     pub(crate) fn shard_size(&self, shard: u32) -> (usize, usize) {
         let (mut count, mut bytes) = (0, 0);
         let mut scratch = Vec::new();
-        for &id in self.index.values() {
-            let Some(slot) = self.slot(id).filter(|s| u32::from(s.shard) == shard) else {
-                continue;
-            };
+        for slot in self.shard_slots(shard) {
             count += 1;
             bytes += 32
                 + match &slot.key {
