@@ -73,7 +73,7 @@ pub(crate) fn check_body<'a>(
 /// Decodes a checked body with `erl_dist`: the operation and the shape of
 /// its tuple are all that is left to refuse.
 pub(crate) fn decode_checked(body: CheckedBody<'_>) -> Result<Message, ControlError> {
-    let message = match spawn_request(body.0)? {
+    let message = match decoded_here(body.0)? {
         Some(message) => message,
         None => Message::read_from(&mut &body.0[..]).map_err(|e| match e {
             RecvError::UnsupportedOp { op } => {
@@ -169,8 +169,9 @@ pub(crate) fn decode_control_term(body: CheckedBody<'_>) -> Result<Term, Control
 
 /// `SPAWN_REQUEST(_TT)`, decoded here rather than by `erl_dist`, which
 /// wants its argument list as a `LIST_EXT`: the BEAM sends a list of small
-/// integers (`[1, 2]`) as a `STRING_EXT`. `None` for every other operation.
-fn spawn_request(body: &[u8]) -> Result<Option<Message>, ControlError> {
+/// integers (`[1, 2]`) as a `STRING_EXT`; and `SEND_TT` (see [`send_tt`]).
+/// `None` for every other operation.
+fn decoded_here(body: &[u8]) -> Result<Option<Message>, ControlError> {
     use erl_dist::message::{SpawnRequest, SpawnRequestTt};
     use erl_dist::term::Mfa;
     let malformed = || ControlError::Malformed("bad SPAWN_REQUEST".into());
@@ -181,10 +182,13 @@ fn spawn_request(body: &[u8]) -> Result<Option<Message>, ControlError> {
     };
     let op = match elements.first() {
         Some(Term::FixInteger(FixInteger {
-            value: op @ (29 | 30),
+            value: op @ (12 | 29 | 30),
         })) => *op,
         _ => return Ok(None),
     };
+    if op == 12 {
+        return send_tt(elements, reader).map(Some);
+    }
     let args = Term::decode(&mut reader).map_err(|_| malformed())?;
     let as_list = |t: Term| match t {
         Term::List(l) => Ok(l),
@@ -242,6 +246,25 @@ fn spawn_request(body: &[u8]) -> Result<Option<Message>, ControlError> {
             arg_list,
             trace_token: next()?,
         })
+    }))
+}
+
+/// `SEND_TT`, `{12, Unused, ToPid, TraceToken}` (its `elements`) and the
+/// message (next in `reader`): decoded here because `erl_dist` 0.8 reads
+/// its last two elements swapped (its writer has them right), so a BEAM's
+/// `SEND_TT` under `seq_trace` was refused as "not a pid" (found by the
+/// `control` fuzz target, which checks that our own encoding decodes).
+fn send_tt(elements: Vec<Term>, mut reader: &[u8]) -> Result<Message, ControlError> {
+    use erl_dist::message::SendTt;
+    let malformed = || ControlError::Malformed("bad SEND_TT".into());
+    let Ok([_, _, Term::Pid(to_pid), trace_token]) = <[Term; 4]>::try_from(elements) else {
+        return Err(malformed());
+    };
+    let message = Term::decode(&mut reader).map_err(|_| malformed())?;
+    Ok(Message::SendTt(SendTt {
+        to_pid,
+        trace_token,
+        message,
     }))
 }
 

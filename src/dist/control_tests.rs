@@ -252,3 +252,26 @@ fn rejects_trailing_garbage_and_bad_shapes() {
     // Not a tuple at all.
     assert!(decode(&[131, 106], &Limits::default()).is_err());
 }
+
+/// `SEND_TT` as the BEAM sends it, `{12, '', ToPid, TraceToken}` and the
+/// message: `erl_dist` 0.8 reads the last two elements swapped, refusing
+/// it when the token is not a pid (found by the `control` fuzz target:
+/// our own encoding of it was refused).
+#[test]
+fn send_tt_decodes_in_the_order_the_beam_sends_it() {
+    let token = Term::from(Tuple::from(vec![Atom::from("token").into(), op(1)]));
+    let control = Term::from(Tuple::from(vec![
+        op(12),
+        Atom::from("").into(),
+        pid(1).into(),
+        token.clone(),
+    ]));
+    let mut body = Vec::new();
+    control.encode(&mut body).unwrap();
+    Term::from(Atom::from("hello")).encode(&mut body).unwrap();
+    let Message::SendTt(m) = decode(&body, &Limits::default()).unwrap() else {
+        panic!("not a SEND_TT");
+    };
+    assert_eq!((m.to_pid, m.trace_token), (pid(1), token));
+    assert_eq!(m.message, Term::from(Atom::from("hello")));
+}
